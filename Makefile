@@ -1,0 +1,38 @@
+# The two commands of the README, plus the benchmarks. Everything else is CMake.
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all run test deps build build-test bench bench-status clean
+
+all: build
+
+deps:
+	@sh scripts/deps.sh build
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@sh scripts/run-default.sh $(BUILD)/bin
+
+# Tests run against the sanitizer build, with warnings as errors.
+build-test:
+	@sh scripts/deps.sh test
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON \
+	  -DCAIRN_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(TEST_BUILD) -j $(JOBS)
+
+test: build-test
+	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench-status: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/status.py --bin $(BUILD)/bin
+
+bench: bench-status
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

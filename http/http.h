@@ -1,0 +1,153 @@
+/* http.h: Cairn's HTTP/1.1 server, as handlers see it.
+ *
+ * DESIGN. A connection reads bytes (through a transport: plain TCP or TLS, which
+ * this layer never tells apart), feeds them to llhttp, and assembles one request
+ * at a time: the request line, headers, and the body, buffered up to the route's
+ * `max_body` (refused with 413 before it is read when Content-Length says more).
+ * Then the router picks a handler, authentication runs, and the handler is
+ * called on the loop thread.
+ *
+ * A handler answers at once or later (after a pool job): either way it calls
+ * exactly one http_respond_*() for the request. The request stays valid until
+ * then even if the client goes away (http_req_gone() tells); responding to a
+ * gone client just frees the request. Pipelined requests wait for the answer
+ * of the one before, so responses keep their order.
+ *
+ * Responses use PBS's envelope: {"data": ...} on success and
+ * {"data": null, "message": "..."} (plus "errors" per parameter when given)
+ * on failure, always with Content-Type application/json.
+ */
+#ifndef HTTP_H
+#define HTTP_H
+
+#include "core/core_buf.h"
+#include "core/core_json.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct http_server;
+struct http_request;
+
+enum http_method {
+  HTTP_GET = 1,
+  HTTP_POST,
+  HTTP_PUT,
+  HTTP_DELETE,
+  HTTP_HEAD,
+};
+
+typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
+
+enum http_route_flags {
+  HTTP_ROUTE_NOAUTH = 1 << 0,  /* served without a token (version, health) */
+  HTTP_ROUTE_RAW_BODY = 1 << 1, /* body is binary; do not parse it as parameters */
+};
+
+struct http_route {
+  enum http_method method;
+  /* A path with parameters in braces: "/api2/json/admin/datastore/{store}/status".
+   * A parameter matches one non-empty path segment, percent-decoded. */
+  const char *pattern;
+  http_handler_fn handler;
+  void *ctx;          /* handed to the handler; owned by the caller */
+  size_t max_body;    /* 0: HTTP_DEFAULT_MAX_BODY */
+  unsigned flags;     /* enum http_route_flags */
+};
+
+#define HTTP_DEFAULT_MAX_BODY (64 * 1024)
+
+/* ---- The request, inside a handler ---- */
+
+enum http_method http_req_method(const struct http_request *req);
+/* The path without the query string, percent-decoding not applied. */
+const char *http_req_path(const struct http_request *req);
+/* A header's value by case-insensitive name, or NULL. */
+const char *http_req_header(const struct http_request *req, const char *name);
+/* A parameter: a path parameter, else a query-string parameter, else a field of a
+ * form (application/x-www-form-urlencoded) or JSON object body. JSON numbers and
+ * booleans come back in their JSON text form ("5", "true"). NULL if absent. */
+const char *http_req_param(const struct http_request *req, const char *name);
+/* The parsed JSON body (object), or NULL if the body was not JSON. */
+yajl_val http_req_json(const struct http_request *req);
+/* The body bytes as received (valid until the response is sent). */
+struct core_slice http_req_body(const struct http_request *req);
+/* The authenticated identity ("root@pam!name"), or NULL on a NOAUTH route. */
+const char *http_req_authid(const struct http_request *req);
+/* True once the client has disconnected; the handler should still respond. */
+int http_req_gone(const struct http_request *req);
+/* The loop this request runs on. */
+uv_loop_t *http_req_loop(const struct http_request *req);
+
+/* ---- Responding: exactly one call per request ---- */
+
+/* {"data": <value>}: `value` is raw JSON text, or NULL for null. */
+void http_respond_data(struct http_request *req, const char *value, size_t len);
+/* {"data": <the text of j>}, then frees j. */
+void http_respond_json(struct http_request *req, struct core_json *j);
+/* {"data": null, "message": "..."} with the given status. */
+void http_respond_error(struct http_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps a negative Cairn/libuv error to a status (404 for CORE_ENOTFOUND, ...) and
+ * responds with `what: <strerror>`. */
+void http_respond_errno(struct http_request *req, int err, const char *what);
+/* Any body. `body` is copied. */
+void http_respond_raw(struct http_request *req, int status, const char *content_type,
+                      const void *body, size_t len);
+/* Takes ownership of `body` (freed with core_free after it is sent). */
+void http_respond_owned(struct http_request *req, int status, const char *content_type,
+                        void *body, size_t len);
+
+/* Streaming: a response of known length produced piece by piece. The server
+ * calls `pull` whenever it wants more (once at start, then after each piece is
+ * written to the socket: back-pressure is built in). `pull` answers later with
+ * http_stream_write(); the last piece has `last` set. */
+typedef void (*http_pull_fn)(struct http_request *req, void *ctx);
+void http_respond_stream(struct http_request *req, int status, const char *content_type,
+                         uint64_t content_length, http_pull_fn pull, void *ctx);
+/* Hands a piece (ownership moves to the server). `err` < 0 aborts the connection. */
+void http_stream_write(struct http_request *req, void *data, size_t len, int last, int err);
+
+/* Maps error codes to HTTP statuses (404, 409, 400, 413, ...). */
+int http_status_for(int err);
+
+/* ---- Authentication hook ---- */
+
+/* Called on the loop thread with the Authorization header (NULL if absent). Writes
+ * the identity into `authid` (at most `len` bytes) and returns 0, or returns
+ * CORE_EPARSE/CORE_ENOTFOUND for a 401. Must not block. */
+typedef int (*http_auth_fn)(void *ctx, const char *authorization, char *authid, size_t len);
+
+/* ---- Server ---- */
+
+struct http_limits {
+  size_t max_header_bytes;     /* request line + headers; default 16 KiB */
+  unsigned max_connections;    /* default 16384 */
+  uint64_t header_timeout_ms;  /* first byte to end of headers; default 15 s */
+  uint64_t idle_timeout_ms;    /* keep-alive idle; default 60 s */
+  uint64_t body_timeout_ms;    /* longest gap between body reads; default 30 s */
+  uint64_t shutdown_grace_ms;  /* SIGTERM: in-flight requests may finish; 10 s */
+};
+
+struct http_tls; /* a TLS server context (http_tls.h) */
+
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *limits);
+/* Adds routes; the table must outlive the server. */
+void http_server_add_routes(struct http_server *s, const struct http_route *routes, size_t n);
+void http_server_set_auth(struct http_server *s, http_auth_fn fn, void *ctx);
+/* Listens on "HOST:PORT" or "[V6]:PORT"; with a TLS context unless NULL.
+ * Returns 0 or a negative error (UV_EADDRINUSE, CORE_EINVAL...). */
+int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls);
+/* Stops accepting, closes idle connections, lets in-flight requests finish within
+ * the grace period, then calls `done`. */
+void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *ctx);
+void http_server_free(struct http_server *s);
+/* Number of open connections (for tests and metrics). */
+unsigned http_server_connections(const struct http_server *s);
+
+/* Percent-decodes `len` bytes of `in` into `out` (at least len+1 bytes), '+' as a
+ * space when `plus` is set. Returns the decoded length or CORE_EPARSE. */
+int http_url_decode(const char *in, size_t len, char *out, int plus);
+
+#endif

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Installs the Debian packages Cairn needs to build, test and benchmark, and only
+# those that are missing, so that `make run` and `make test` work on a fresh machine.
+set -eu
+
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev node-llhttp libmbedtls-dev \
+libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev"
+TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl"
+BENCH_PKGS="nginx-light wrk"
+
+want="$BUILD_PKGS"
+case "${1:-build}" in
+  build) ;;
+  test)  want="$want $TEST_PKGS" ;;
+  bench) want="$want $TEST_PKGS $BENCH_PKGS" ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing

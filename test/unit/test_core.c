@@ -1,0 +1,85 @@
+#include "unit.h"
+
+#include "core/core_alloc.h"
+#include "core/core_buf.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "core/core_json.h"
+
+#include <uv.h>
+
+UNIT_TEST(buf_bounded)
+{
+  struct core_buf b;
+  core_buf_init(&b, 8);
+  ASSERT_OK(core_buf_append_str(&b, "abcd"));
+  ASSERT_OK(core_buf_printf(&b, "%d", 123));
+  ASSERT_STR_EQ(b.base, "abcd123");
+  ASSERT_EQ(core_buf_append_str(&b, "xy"), CORE_ETOOBIG);
+  ASSERT_STR_EQ(b.base, "abcd123");
+  ASSERT_OK(core_buf_append_str(&b, "x"));
+  ASSERT_EQ(b.len, 8);
+  core_buf_free(&b);
+}
+
+UNIT_TEST(sha256_hex)
+{
+  uint8_t d[32];
+  char hex[65];
+  core_sha256("hello", 5, d);
+  core_hex_encode(d, 32, hex);
+  ASSERT_STR_EQ(hex, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+  ASSERT(core_is_digest_hex(hex));
+  uint8_t back[32];
+  ASSERT_OK(core_hex_decode(hex, 32, back));
+  ASSERT_MEM_EQ(back, d, 32);
+  ASSERT(!core_is_digest_hex("2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824"));
+  ASSERT_EQ(core_hex_decode("zz", 1, back), CORE_EPARSE);
+
+  struct core_sha256 h;
+  core_sha256_init(&h);
+  core_sha256_update(&h, "hel", 3);
+  core_sha256_update(&h, "lo", 2);
+  uint8_t d2[32];
+  core_sha256_final(&h, d2);
+  ASSERT_MEM_EQ(d, d2, 32);
+}
+
+UNIT_TEST(strerror_covers_all)
+{
+  for (int e = CORE_EPARSE; e >= CORE_ES3; e--)
+    ASSERT(strcmp(core_strerror(e), "unknown Cairn error") != 0);
+  ASSERT_STR_EQ(core_strerror(UV_ENOENT), "no such file or directory");
+}
+
+UNIT_TEST(json_roundtrip)
+{
+  struct core_json j;
+  core_json_init(&j, 0);
+  core_json_obj_open(&j);
+  core_json_kv_str(&j, "name", "a\"b");
+  core_json_kv_int(&j, "n", -5);
+  core_json_key(&j, "raw");
+  core_json_raw(&j, "[1,2]", 5);
+  core_json_obj_close(&j);
+  size_t len;
+  const char *text = core_json_text(&j, &len);
+  ASSERT_STR_EQ(text, "{\"name\":\"a\\\"b\",\"n\":-5,\"raw\":[1,2]}");
+
+  yajl_val v;
+  ASSERT_OK(core_json_parse(text, len, &v, NULL, 0));
+  ASSERT_STR_EQ(core_json_get_str(v, "name"), "a\"b");
+  int64_t n = 0;
+  ASSERT_OK(core_json_get_int(v, "n", &n));
+  ASSERT_EQ(n, -5);
+  ASSERT(core_json_get_str(v, "n") == NULL);
+  yajl_tree_free(v);
+  core_json_free(&j);
+
+  char err[128];
+  ASSERT_EQ(core_json_parse("{\"a\":", 5, &v, err, sizeof(err)), CORE_EPARSE);
+  ASSERT(err[0] != '\0');
+}
+
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(sha256_hex), UNIT_CASE(strerror_covers_all),
+          UNIT_CASE(json_roundtrip))
