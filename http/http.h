@@ -31,11 +31,11 @@ struct http_server;
 struct http_request;
 
 enum http_method {
-  HTTP_GET = 1,
-  HTTP_POST,
-  HTTP_PUT,
-  HTTP_DELETE,
-  HTTP_HEAD,
+  HTTP_METHOD_GET = 1,
+  HTTP_METHOD_POST,
+  HTTP_METHOD_PUT,
+  HTTP_METHOD_DELETE,
+  HTTP_METHOD_HEAD,
 };
 
 typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
@@ -69,6 +69,10 @@ const char *http_req_header(const struct http_request *req, const char *name);
  * form (application/x-www-form-urlencoded) or JSON object body. JSON numbers and
  * booleans come back in their JSON text form ("5", "true"). NULL if absent. */
 const char *http_req_param(const struct http_request *req, const char *name);
+/* Query-string and body parameters in order (path parameters excluded):
+ * returns 1 and fills name/value for index i, 0 past the end. */
+int http_req_param_at(const struct http_request *req, int i, const char **name,
+                      const char **value);
 /* The parsed JSON body (object), or NULL if the body was not JSON. */
 yajl_val http_req_json(const struct http_request *req);
 /* The body bytes as received (valid until the response is sent). */
@@ -77,6 +81,8 @@ struct core_slice http_req_body(const struct http_request *req);
 const char *http_req_authid(const struct http_request *req);
 /* True once the client has disconnected; the handler should still respond. */
 int http_req_gone(const struct http_request *req);
+/* The `ctx` of the route that matched. */
+void *http_req_route_ctx(const struct http_request *req);
 /* The loop this request runs on. */
 uv_loop_t *http_req_loop(const struct http_request *req);
 
@@ -84,6 +90,9 @@ uv_loop_t *http_req_loop(const struct http_request *req);
 
 /* {"data": <value>}: `value` is raw JSON text, or NULL for null. */
 void http_respond_data(struct http_request *req, const char *value, size_t len);
+/* {"data": <value>, "digest": "<digest>"}: PBS's shape for config reads. */
+void http_respond_data_digest(struct http_request *req, const char *value, size_t len,
+                              const char *digest);
 /* {"data": <the text of j>}, then frees j. */
 void http_respond_json(struct http_request *req, struct core_json *j);
 /* {"data": null, "message": "..."} with the given status. */
@@ -133,12 +142,15 @@ struct http_limits {
 struct http_tls; /* a TLS server context (http_tls.h) */
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *limits);
-/* Adds routes; the table must outlive the server. */
+/* Adds routes (copied; patterns must be string literals or outlive the server). */
 void http_server_add_routes(struct http_server *s, const struct http_route *routes, size_t n);
 void http_server_set_auth(struct http_server *s, http_auth_fn fn, void *ctx);
 /* Listens on "HOST:PORT" or "[V6]:PORT"; with a TLS context unless NULL.
  * Returns 0 or a negative error (UV_EADDRINUSE, CORE_EINVAL...). */
 int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls);
+/* Replaces the TLS context of every TLS listener (certificate reload): new
+ * connections use `tls`, open ones keep the context they started with. */
+void http_server_set_tls(struct http_server *s, struct http_tls *tls);
 /* Stops accepting, closes idle connections, lets in-flight requests finish within
  * the grace period, then calls `done`. */
 void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *ctx);

@@ -1,0 +1,358 @@
+/* cairnd: the Cairn backup datastore server.
+ *
+ * Startup (which may block) prepares the config and run directories, the
+ * shared generation page, the TLS key and certificate, the root token and the
+ * datastore registry; then one event loop serves everything. SIGINT/SIGTERM
+ * stop accepting and let requests in flight finish; SIGHUP reloads the
+ * certificate and the token table.
+ */
+#include "core/core_alloc.h"
+#include "core/core_error.h"
+#include "core/core_log.h"
+#include "core/core_shmem.h"
+#include "http/http.h"
+#include "http/http_auth.h"
+#include "http/http_tls.h"
+#include "store/store_api.h"
+#include "store/store_registry.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CAIRN_VERSION "0.1.0"
+#define MAX_LISTEN 8
+
+struct options {
+  const char *config_dir;
+  const char *run_dir;
+  const char *listen[MAX_LISTEN];
+  int nlisten;
+  int no_tls;
+  int debug_reread;
+  enum core_log_level log_level;
+  struct http_limits limits;
+};
+
+/* Everything the server owns, in one place (no globals). */
+struct cairnd {
+  struct options opt;
+  uv_loop_t *loop;
+  struct core_shmem shmem;
+  struct http_tls *tls;
+  struct http_auth auth;
+  struct store_registry reg;
+  struct store_api store_api;
+  struct http_server *http;
+  uv_signal_t sigint, sigterm, sighup;
+  int stopping;
+};
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: cairnd [options]\n"
+          "  --config-dir DIR        configuration directory (default /etc/cairn;\n"
+          "                          env CAIRN_CONFIG_DIR)\n"
+          "  --run-dir DIR           runtime directory (default /run/cairn; CAIRN_RUN_DIR)\n"
+          "  --listen HOST:PORT      address to listen on, repeatable, [::1]:PORT for IPv6\n"
+          "                          (default 0.0.0.0:8007; CAIRN_LISTEN, comma separated)\n"
+          "  --no-tls                plain HTTP (CAIRN_NO_TLS=1)\n"
+          "  --log-level LEVEL       error, warn, info or debug (default info;\n"
+          "                          CAIRN_LOG_LEVEL)\n"
+          "  --header-timeout-ms N   time allowed for a request's headers (default 15000)\n"
+          "  --idle-timeout-ms N     keep-alive idle time (default 60000)\n"
+          "  --max-connections N     open connections at most (default 16384)\n"
+          "  --debug-reread-config   re-read datastore.cfg on every lookup (benchmarks only)\n"
+          "  --help                  this text\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (*s == '\0' || *end || errno || s[0] == '-')
+    return CORE_EINVAL;
+  *out = v;
+  return 0;
+}
+
+static int env_true(const char *name)
+{
+  const char *v = getenv(name);
+  return v && (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"));
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+  static char listen_env[512];
+  memset(o, 0, sizeof(*o));
+  o->config_dir = getenv("CAIRN_CONFIG_DIR") ? getenv("CAIRN_CONFIG_DIR") : "/etc/cairn";
+  o->run_dir = getenv("CAIRN_RUN_DIR") ? getenv("CAIRN_RUN_DIR") : "/run/cairn";
+  o->no_tls = env_true("CAIRN_NO_TLS");
+  o->log_level = CORE_LOG_INFO;
+  if (getenv("CAIRN_LOG_LEVEL") &&
+      core_log_parse_level(getenv("CAIRN_LOG_LEVEL"), &o->log_level) < 0) {
+    fprintf(stderr, "cairnd: invalid CAIRN_LOG_LEVEL\n");
+    return -1;
+  }
+  if (getenv("CAIRN_LISTEN")) {
+    snprintf(listen_env, sizeof(listen_env), "%s", getenv("CAIRN_LISTEN"));
+    char *save = NULL;
+    for (char *t = strtok_r(listen_env, ", ", &save); t && o->nlisten < MAX_LISTEN;
+         t = strtok_r(NULL, ", ", &save))
+      o->listen[o->nlisten++] = t;
+  }
+  enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
+         O_HELP };
+  static const struct option longopts[] = {
+    {"config-dir", required_argument, NULL, O_CONFIG},
+    {"run-dir", required_argument, NULL, O_RUN},
+    {"listen", required_argument, NULL, O_LISTEN},
+    {"no-tls", no_argument, NULL, O_NOTLS},
+    {"log-level", required_argument, NULL, O_LOG},
+    {"header-timeout-ms", required_argument, NULL, O_HDR},
+    {"idle-timeout-ms", required_argument, NULL, O_IDLE},
+    {"max-connections", required_argument, NULL, O_MAXC},
+    {"debug-reread-config", no_argument, NULL, O_REREAD},
+    {"help", no_argument, NULL, O_HELP},
+    {NULL, 0, NULL, 0},
+  };
+  int cli_listen = 0, c;
+  uint64_t v;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case O_CONFIG: o->config_dir = optarg; break;
+    case O_RUN: o->run_dir = optarg; break;
+    case O_LISTEN:
+      if (!cli_listen) {
+        o->nlisten = 0; /* the command line replaces the environment */
+        cli_listen = 1;
+      }
+      if (o->nlisten == MAX_LISTEN) {
+        fprintf(stderr, "cairnd: at most %d --listen addresses\n", MAX_LISTEN);
+        return -1;
+      }
+      o->listen[o->nlisten++] = optarg;
+      break;
+    case O_NOTLS: o->no_tls = 1; break;
+    case O_LOG:
+      if (core_log_parse_level(optarg, &o->log_level) < 0) {
+        fprintf(stderr, "cairnd: --log-level must be error, warn, info or debug\n");
+        return -1;
+      }
+      break;
+    case O_HDR:
+    case O_IDLE:
+    case O_MAXC:
+      if (parse_u64(optarg, &v) < 0 || v == 0) {
+        fprintf(stderr, "cairnd: %s needs a positive number\n", argv[optind - 1]);
+        return -1;
+      }
+      if (c == O_HDR)
+        o->limits.header_timeout_ms = v;
+      else if (c == O_IDLE)
+        o->limits.idle_timeout_ms = v;
+      else
+        o->limits.max_connections = (unsigned)v;
+      break;
+    case O_REREAD: o->debug_reread = 1; break;
+    case O_HELP: usage(stdout); exit(0);
+    default: usage(stderr); return -1;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "cairnd: unexpected argument '%s'\n", argv[optind]);
+    return -1;
+  }
+  if (o->nlisten == 0)
+    o->listen[o->nlisten++] = "0.0.0.0:8007";
+  return 0;
+}
+
+static int make_dir(const char *path, mode_t mode)
+{
+  if (mkdir(path, mode) == 0 || errno == EEXIST)
+    return 0;
+  return -errno;
+}
+
+/* ---- Tiny server-level handlers ---- */
+
+static void h_version(struct http_request *req, void *ctx)
+{
+  static const char v[] = "{\"version\":\"" CAIRN_VERSION "\",\"release\":\"0\","
+                          "\"repoid\":\"cairn\"}";
+  http_respond_data(req, v, sizeof(v) - 1);
+}
+
+static void h_ping(struct http_request *req, void *ctx)
+{
+  static const char v[] = "{\"pong\":true}";
+  http_respond_data(req, v, sizeof(v) - 1);
+}
+
+/* ---- Signals ---- */
+
+static void on_shutdown_done(void *ctx)
+{
+  struct cairnd *d = ctx;
+  core_info("all connections closed; exiting");
+  uv_stop(d->loop);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+  struct cairnd *d = h->data;
+  if (d->stopping) {
+    core_warn("second signal: exiting now");
+    uv_stop(d->loop);
+    return;
+  }
+  d->stopping = 1;
+  core_info("%s: no longer accepting connections; finishing requests in flight",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+  http_server_shutdown(d->http, on_shutdown_done, d);
+}
+
+static int load_tls(struct cairnd *d, struct http_tls **out)
+{
+  char *cert = core_asprintf("%s/proxy.pem", d->opt.config_dir);
+  char *key = core_asprintf("%s/proxy.key", d->opt.config_dir);
+  char host[256] = "localhost";
+  gethostname(host, sizeof(host) - 1);
+  int rc = http_tls_server_new(cert, key, 1, host, out);
+  if (rc < 0)
+    core_error("TLS: cannot load or create %s / %s: %s", cert, key, core_strerror(rc));
+  core_free(cert);
+  core_free(key);
+  return rc;
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+  struct cairnd *d = h->data;
+  core_info("SIGHUP: reloading certificate and tokens");
+  /* Startup-style blocking reload: rare, small files, admin-triggered. */
+  if (!d->opt.no_tls) {
+    struct http_tls *tls;
+    if (load_tls(d, &tls) == 0) {
+      core_info("TLS certificate fingerprint: %s", http_tls_fingerprint(tls));
+      http_server_set_tls(d->http, tls);
+      http_tls_unref(d->tls);
+      d->tls = tls;
+    }
+  }
+  int rc = http_auth_reload(&d->auth);
+  if (rc < 0)
+    core_error("token.shadow reload failed: %s", core_strerror(rc));
+}
+
+static void raise_nofile(void)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int main(int argc, char **argv)
+{
+  struct cairnd d;
+  memset(&d, 0, sizeof(d));
+  if (parse_options(argc, argv, &d.opt) < 0)
+    return 2;
+  core_log_set_level(d.opt.log_level);
+  signal(SIGPIPE, SIG_IGN);
+  raise_nofile();
+  /* fs work, hashing and DNS share the pool; size it before first use. */
+  if (getenv("UV_THREADPOOL_SIZE") == NULL)
+    setenv("UV_THREADPOOL_SIZE", "8", 1);
+
+  int rc = make_dir(d.opt.config_dir, 0700);
+  if (rc == 0)
+    rc = make_dir(d.opt.run_dir, 0770);
+  if (rc < 0) {
+    core_error("cannot create %s or %s: %s", d.opt.config_dir, d.opt.run_dir,
+               core_strerror(rc));
+    return 1;
+  }
+  rc = core_shmem_open(&d.shmem, d.opt.run_dir);
+  if (rc < 0) {
+    core_error("cannot open the generation page in %s: %s", d.opt.run_dir,
+               core_strerror(rc));
+    return 1;
+  }
+  rc = http_auth_init(&d.auth, d.opt.config_dir);
+  if (rc == 0)
+    rc = http_auth_ensure_root(&d.auth, d.opt.config_dir);
+  if (rc < 0) {
+    core_error("cannot set up API tokens: %s", core_strerror(rc));
+    return 1;
+  }
+  core_info("root API token: %s/root.token", d.opt.config_dir);
+  if (!d.opt.no_tls) {
+    if (load_tls(&d, &d.tls) < 0)
+      return 1;
+    core_info("TLS certificate fingerprint: %s", http_tls_fingerprint(d.tls));
+  }
+
+  d.loop = uv_default_loop();
+  rc = store_registry_init(&d.reg, d.loop, d.opt.config_dir, &d.shmem, d.opt.debug_reread);
+  if (rc < 0)
+    return 1;
+  d.store_api.loop = d.loop;
+  d.store_api.reg = &d.reg;
+  d.store_api.shmem = &d.shmem;
+  d.store_api.config_dir = d.opt.config_dir;
+
+  d.http = http_server_new(d.loop, &d.opt.limits);
+  http_server_set_auth(d.http, http_auth_check, &d.auth);
+  static const struct http_route base_routes[] = {
+    {HTTP_METHOD_GET, "/api2/json/version", h_version, NULL, 0, HTTP_ROUTE_NOAUTH},
+    {HTTP_METHOD_GET, "/api2/json/ping", h_ping, NULL, 0, HTTP_ROUTE_NOAUTH},
+  };
+  http_server_add_routes(d.http, base_routes, sizeof(base_routes) / sizeof(base_routes[0]));
+  store_api_register(d.http, &d.store_api);
+
+  for (int i = 0; i < d.opt.nlisten; i++) {
+    rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
+    if (rc < 0) {
+      core_error("cannot listen on %s: %s", d.opt.listen[i], core_strerror(rc));
+      return 1;
+    }
+    core_info("listening on %s (%s)", d.opt.listen[i], d.tls ? "https" : "http");
+  }
+
+  uv_signal_init(d.loop, &d.sigint);
+  uv_signal_init(d.loop, &d.sigterm);
+  uv_signal_init(d.loop, &d.sighup);
+  d.sigint.data = d.sigterm.data = d.sighup.data = &d;
+  uv_signal_start(&d.sigint, on_stop_signal, SIGINT);
+  uv_signal_start(&d.sigterm, on_stop_signal, SIGTERM);
+  uv_signal_start(&d.sighup, on_sighup, SIGHUP);
+
+  uv_run(d.loop, UV_RUN_DEFAULT);
+
+  /* Orderly teardown so leak checkers see a clean exit. */
+  uv_close((uv_handle_t *)&d.sigint, NULL);
+  uv_close((uv_handle_t *)&d.sigterm, NULL);
+  uv_close((uv_handle_t *)&d.sighup, NULL);
+  http_server_free(d.http);
+  store_registry_close(&d.reg);
+  uv_run(d.loop, UV_RUN_NOWAIT);
+  http_auth_free(&d.auth);
+  if (d.tls)
+    http_tls_unref(d.tls);
+  core_shmem_close(&d.shmem);
+  uv_loop_close(d.loop);
+  return 0;
+}

@@ -1,0 +1,787 @@
+/* http_server.c: listeners, connections, parsing, writing, timeouts.
+ *
+ * DESIGN. One request at a time per connection: when llhttp completes a
+ * message, the callback pauses the parser, the unparsed rest of the input is
+ * kept aside, reading stops, and the request goes to its handler. Once the
+ * response is written the parser resumes on the kept input. This gives
+ * ordered pipelining and back-pressure for free: a client cannot queue work
+ * faster than it is answered.
+ *
+ * Reads land in one server-wide buffer (the loop reads one socket at a time),
+ * so an idle connection costs no read buffer; only a request's own header and
+ * body buffers are per connection, and both are bounded.
+ *
+ * TLS is a transport: ciphertext goes into the session, plaintext comes out
+ * and takes the same path as plain TCP. Nothing else here knows about TLS.
+ *
+ * Timers: one per connection, re-armed for the phase it is in: idle between
+ * requests, header deadline from the first byte of a request (a slowloris
+ * client cannot stretch it by trickling bytes), and a gap limit while the
+ * body arrives. No timer runs while a handler works.
+ */
+#include "http/http_internal.h"
+
+#include "core/core_alloc.h"
+#include "core/core_error.h"
+#include "core/core_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct write_req {
+  uv_write_t w;
+  struct http_conn *conn;
+  void *bufs[2];  /* owned, freed when the write completes */
+  int last;       /* the final piece of a response */
+};
+
+static char read_buf[HTTP_READ_BUF];   /* see DESIGN: one buffer for the loop */
+static char plain_buf[HTTP_READ_BUF];  /* decrypted bytes, likewise */
+
+static void conn_process(struct http_conn *c, const char *data, size_t len);
+static void conn_drain_tls(struct http_conn *c);
+static void conn_start_reading(struct http_conn *c);
+
+static struct http_conn *parser_conn(llhttp_t *p)
+{
+  return (struct http_conn *)((char *)p - offsetof(struct http_conn, parser));
+}
+
+/* ---- Timers ---- */
+
+static void on_timeout(uv_timer_t *t)
+{
+  struct http_conn *c = (struct http_conn *)((char *)t - offsetof(struct http_conn, timer));
+  core_debug("http: connection timed out");
+  http__conn_close(c);
+}
+
+static void arm_timer(struct http_conn *c, uint64_t ms)
+{
+  if (!(c->flags & HTTP_CONN_CLOSING))
+    uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+/* ---- Closing ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+  struct http_conn *c = h->data;
+  if (--c->handles > 0)
+    return;
+  struct http_server *s = c->server;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->nconns--;
+  if (c->tls)
+    http_tls_session_free(c->tls);
+  core_free(c->pending);
+  core_free(c);
+  if (s->shutting_down && s->nconns == 0 && s->shutdown_done) {
+    uv_timer_stop(&s->grace);
+    void (*done)(void *) = s->shutdown_done;
+    s->shutdown_done = NULL;
+    done(s->shutdown_ctx);
+  }
+}
+
+void http__conn_close(struct http_conn *c)
+{
+  if (c->flags & HTTP_CONN_CLOSING)
+    return;
+  c->flags |= HTTP_CONN_CLOSING;
+  struct http_request *req = c->req;
+  c->req = NULL;
+  if (req) {
+    if (req->state == HTTP_REQ_HANDLER) {
+      req->conn = NULL; /* the handler frees it when it responds */
+    } else if (req->state == HTTP_REQ_SENDING && req->pull && req->stream_left > 0) {
+      req->conn = NULL;
+      /* An idle producer learns the client is gone from one last pull. */
+      if (!req->stream_pulling) {
+        req->stream_pulling = 1;
+        req->pull(req, req->pull_ctx);
+      }
+    } else {
+      http__req_free(req);
+    }
+  }
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+/* ---- Writing ---- */
+
+static void on_write(uv_write_t *w, int status)
+{
+  struct write_req *wr = (struct write_req *)w;
+  struct http_conn *c = wr->conn;
+  core_free(wr->bufs[0]);
+  core_free(wr->bufs[1]);
+  int last = wr->last;
+  core_free(wr);
+  c->writes--;
+  if (c->flags & HTTP_CONN_CLOSING)
+    return;
+  if (status < 0) {
+    core_debug("http: write failed: %s", uv_strerror(status));
+    http__conn_close(c);
+    return;
+  }
+  struct http_request *req = c->req;
+  if (last) {
+    http__conn_response_done(c);
+  } else if (req && req->pull && !req->stream_pulling && req->stream_left > 0) {
+    req->stream_pulling = 1;
+    req->pull(req, req->pull_ctx);
+  }
+}
+
+static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *own0,
+                       void *own1, int last)
+{
+  struct write_req *wr = core_new(struct write_req);
+  wr->conn = c;
+  wr->bufs[0] = own0;
+  wr->bufs[1] = own1;
+  wr->last = last;
+  c->writes++;
+  int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, n, on_write);
+  if (rc < 0) {
+    /* The callback will not run: undo and drop the connection. */
+    c->writes--;
+    core_free(own0);
+    core_free(own1);
+    core_free(wr);
+    http__conn_close(c);
+  }
+}
+
+/* Sends whatever ciphertext the TLS session has queued. */
+static void flush_tls(struct http_conn *c, int last)
+{
+  size_t len;
+  void *out = http_tls_take_output(c->tls, &len);
+  if (out == NULL) {
+    if (last) {
+      /* Nothing left to write, yet the response is complete: finish via a
+       * zero-length write so completion still runs from a callback. */
+      uv_buf_t b = uv_buf_init(NULL, 0);
+      write_bufs(c, &b, 1, NULL, NULL, last);
+    }
+    return;
+  }
+  uv_buf_t b = uv_buf_init(out, (unsigned)len);
+  write_bufs(c, &b, 1, out, NULL, last);
+}
+
+void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,
+                     size_t body_len, int body_owned, int last)
+{
+  (void)body_owned; /* callers always hand ownership over */
+  if (c->flags & HTTP_CONN_CLOSING) {
+    core_free(head);
+    core_free(body);
+    return;
+  }
+  if (c->tls) {
+    int rc = 0;
+    if (head_len)
+      rc = http_tls_write(c->tls, head, head_len);
+    if (rc == 0 && body_len)
+      rc = http_tls_write(c->tls, body, body_len);
+    core_free(head);
+    core_free(body);
+    if (rc < 0) {
+      http__conn_close(c);
+      return;
+    }
+    flush_tls(c, last);
+    return;
+  }
+  uv_buf_t bufs[2];
+  unsigned n = 0;
+  if (head_len)
+    bufs[n++] = uv_buf_init(head, (unsigned)head_len);
+  if (body_len)
+    bufs[n++] = uv_buf_init(body, (unsigned)body_len);
+  if (n == 0)
+    bufs[n++] = uv_buf_init(NULL, 0);
+  write_bufs(c, bufs, n, head_len ? head : NULL, body, last);
+  if (!head_len)
+    core_free(head);
+}
+
+/* A response went out completely: next request, or close. */
+void http__conn_response_done(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  int keep = req && req->keep_alive && !(c->flags & HTTP_CONN_CLOSE_AFTER) &&
+             !c->server->shutting_down;
+  http__req_free(req);
+  c->req = NULL;
+  if (!keep) {
+    http__conn_close(c);
+    return;
+  }
+  c->flags &= ~HTTP_CONN_PAUSED;
+  llhttp_resume(&c->parser);
+  arm_timer(c, c->server->limits.idle_timeout_ms);
+  if (c->pending) {
+    char *p = c->pending;
+    size_t n = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    conn_process(c, p, n);
+    core_free(p);
+  }
+  if (c->tls && !(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
+    conn_drain_tls(c);
+  if (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
+    conn_start_reading(c);
+}
+
+/* ---- Parsing ---- */
+
+static void reject(struct http_request *req, int status, const char *msg)
+{
+  if (req->reject_status == 0) {
+    req->reject_status = status;
+    snprintf(req->reject_msg, sizeof(req->reject_msg), "%s", msg);
+  }
+}
+
+static int on_message_begin(llhttp_t *p)
+{
+  struct http_conn *c = parser_conn(p);
+  if (c->req == NULL)
+    c->req = http__req_new(c);
+  arm_timer(c, c->server->limits.header_timeout_ms);
+  return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+  struct http_request *req = parser_conn(p)->req;
+  if (core_buf_append(&req->head, at, len) < 0) {
+    reject(req, 431, "request line too long");
+    return -1;
+  }
+  req->url_len = (uint32_t)req->head.len;
+  return 0;
+}
+
+/* Header names and values are appended to one buffer, NUL-separated; llhttp
+ * may deliver either in several pieces. */
+static int on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+  struct http_request *req = parser_conn(p)->req;
+  if (req->nheaders == 0 || req->last_was_value) {
+    if (req->nheaders == HTTP_MAX_HEADERS) {
+      reject(req, 431, "too many header fields");
+      return -1;
+    }
+    if (core_buf_append(&req->head, "", 1) < 0)
+      goto too_big;
+    struct http_header *h = &req->headers[req->nheaders++];
+    h->name_off = (uint32_t)req->head.len;
+    h->name_len = 0;
+    h->value_off = h->value_len = 0;
+    req->last_was_value = 0;
+  }
+  if (core_buf_append(&req->head, at, len) < 0)
+    goto too_big;
+  req->headers[req->nheaders - 1].name_len += (uint32_t)len;
+  return 0;
+too_big:
+  reject(req, 431, "request header fields too large");
+  return -1;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+  struct http_request *req = parser_conn(p)->req;
+  if (req->nheaders == 0)
+    return -1;
+  struct http_header *h = &req->headers[req->nheaders - 1];
+  if (!req->last_was_value) {
+    if (core_buf_append(&req->head, "", 1) < 0)
+      goto too_big;
+    h->value_off = (uint32_t)req->head.len;
+    req->last_was_value = 1;
+  }
+  if (core_buf_append(&req->head, at, len) < 0)
+    goto too_big;
+  h->value_len += (uint32_t)len;
+  return 0;
+too_big:
+  reject(req, 431, "request header fields too large");
+  return -1;
+}
+
+static enum http_method map_method(uint8_t m)
+{
+  switch ((llhttp_method_t)m) {
+  case HTTP_GET: return HTTP_METHOD_GET;
+  case HTTP_POST: return HTTP_METHOD_POST;
+  case HTTP_PUT: return HTTP_METHOD_PUT;
+  case HTTP_DELETE: return HTTP_METHOD_DELETE;
+  case HTTP_HEAD: return HTTP_METHOD_HEAD;
+  default: return 0;
+  }
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+  struct http_conn *c = parser_conn(p);
+  struct http_request *req = c->req;
+  struct http_server *s = c->server;
+  if (core_buf_append(&req->head, "", 1) < 0) {
+    reject(req, 431, "request header fields too large");
+    return -1;
+  }
+  req->method = map_method(llhttp_get_method(p));
+  req->keep_alive = llhttp_should_keep_alive(p);
+  int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+
+  if (req->method == 0) {
+    reject(req, 405, "method not allowed");
+  } else {
+    const char *url = req->head.base;
+    const char *q = memchr(url, '?', req->url_len);
+    size_t plen = q ? (size_t)(q - url) : req->url_len;
+    req->path = core_strndup(url, plen);
+    req->query = q ? q + 1 : "";
+    http_router_match(&s->router, req->method, req->path, plen, &req->match);
+    if (req->match.status == 404)
+      reject(req, 404, "no such path");
+    else if (req->match.status == 405)
+      reject(req, 405, "method not allowed");
+  }
+  const struct http_route_entry *e = req->match.entry;
+  if (e && !req->reject_status && !(e->route.flags & HTTP_ROUTE_NOAUTH)) {
+    const char *auth = http_req_header(req, "authorization");
+    if (s->auth == NULL ||
+        s->auth(s->auth_ctx, auth, req->authid, sizeof(req->authid)) < 0) {
+      req->authid[0] = '\0';
+      reject(req, 401, "authentication failed");
+    }
+  }
+  if (e && !req->reject_status) {
+    req->max_body = e->route.max_body ? e->route.max_body : HTTP_DEFAULT_MAX_BODY;
+    if (!(p->flags & F_CHUNKED) && p->content_length > req->max_body)
+      reject(req, 413, "request body too large");
+  }
+  if (req->reject_status) {
+    /* Refuse before reading a body we will not use; keep the connection only
+     * when there is no body to skip. */
+    if (has_body) {
+      c->flags |= HTTP_CONN_CLOSE_AFTER;
+      return -1;
+    }
+    return 0;
+  }
+  if (has_body) {
+    req->body.max = req->max_body;
+    if (!(p->flags & F_CHUNKED) && core_buf_reserve(&req->body, p->content_length) < 0) {
+      reject(req, 503, "out of memory for the request body");
+      c->flags |= HTTP_CONN_CLOSE_AFTER;
+      return -1;
+    }
+    const char *expect = http_req_header(req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (c->tls) {
+        http_tls_write(c->tls, cont, sizeof(cont) - 1);
+        flush_tls(c, 0);
+      } else {
+        char *copy = core_strdup(cont);
+        uv_buf_t b = uv_buf_init(copy, sizeof(cont) - 1);
+        write_bufs(c, &b, 1, copy, NULL, 0);
+      }
+    }
+    arm_timer(c, s->limits.body_timeout_ms);
+  }
+  req->state = HTTP_REQ_BODY;
+  return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+  struct http_conn *c = parser_conn(p);
+  struct http_request *req = c->req;
+  if (core_buf_append(&req->body, at, len) < 0) {
+    reject(req, 413, "request body too large");
+    c->flags |= HTTP_CONN_CLOSE_AFTER;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+  struct http_conn *c = parser_conn(p);
+  uv_timer_stop(&c->timer);
+  c->flags |= HTTP_CONN_PAUSED;
+  return HPE_PAUSED;
+}
+
+static void dispatch(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  req->state = HTTP_REQ_HANDLER;
+  if (req->reject_status) {
+    http_respond_error(req, req->reject_status, "%s", req->reject_msg);
+    return;
+  }
+  if (http__req_parse_params(req) < 0) {
+    http_respond_error(req, 400, "%s",
+                       req->reject_msg[0] ? req->reject_msg : "malformed parameters");
+    return;
+  }
+  const struct http_route *r = &req->match.entry->route;
+  r->handler(req, r->ctx);
+}
+
+/* Parses plaintext; on a complete request keeps the rest aside and dispatches. */
+static void conn_process(struct http_conn *c, const char *data, size_t len)
+{
+  if (c->flags & HTTP_CONN_CLOSING)
+    return;
+  if (c->flags & HTTP_CONN_PAUSED) {
+    /* Input that arrived while a request is being served waits its turn. */
+    c->pending = core_realloc(c->pending, c->pending_len + len);
+    memcpy(c->pending + c->pending_len, data, len);
+    c->pending_len += len;
+    return;
+  }
+  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+  if (err == HPE_OK)
+    return;
+  if (err == HPE_PAUSED) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t rest = (size_t)(data + len - pos);
+    if (rest) {
+      c->pending = core_realloc(c->pending, c->pending_len + rest);
+      memcpy(c->pending + c->pending_len, pos, rest);
+      c->pending_len += rest;
+    }
+    if (c->flags & HTTP_CONN_READING) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->flags &= ~HTTP_CONN_READING;
+    }
+    dispatch(c);
+    return;
+  }
+  /* A protocol error, or a refusal from a callback: answer once, then close. */
+  c->flags |= HTTP_CONN_CLOSE_AFTER | HTTP_CONN_PAUSED;
+  if (c->flags & HTTP_CONN_READING) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HTTP_CONN_READING;
+  }
+  uv_timer_stop(&c->timer);
+  struct http_request *req = c->req;
+  if (req == NULL || req->state > HTTP_REQ_BODY) {
+    http__conn_close(c);
+    return;
+  }
+  req->keep_alive = 0;
+  req->state = HTTP_REQ_HANDLER;
+  if (req->reject_status)
+    http_respond_error(req, req->reject_status, "%s", req->reject_msg);
+  else
+    http_respond_error(req, 400, "malformed HTTP request: %s", llhttp_errno_name(err));
+}
+
+static void conn_drain_tls(struct http_conn *c)
+{
+  while (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING))) {
+    ssize_t n = http_tls_read(c->tls, plain_buf, sizeof(plain_buf));
+    if (n > 0) {
+      conn_process(c, plain_buf, (size_t)n);
+      continue;
+    }
+    if (n < 0) {
+      if (n != UV_EOF)
+        core_debug("http: TLS error: %s", http_tls_error(c->tls));
+      http__conn_close(c);
+      return;
+    }
+    break;
+  }
+  /* Handshake records or alerts produced while reading. */
+  if (!(c->flags & HTTP_CONN_CLOSING)) {
+    size_t len;
+    void *out = http_tls_take_output(c->tls, &len);
+    if (out) {
+      uv_buf_t b = uv_buf_init(out, (unsigned)len);
+      write_bufs(c, &b, 1, out, NULL, 0);
+    }
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  (void)h, (void)suggested;
+  *buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+  struct http_conn *c = stream->data;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    /* EOF or error: a half-closed client gets no more answers. */
+    http__conn_close(c);
+    return;
+  }
+  if (c->tls) {
+    if (http_tls_feed(c->tls, buf->base, (size_t)nread) < 0) {
+      http__conn_close(c);
+      return;
+    }
+    conn_drain_tls(c);
+    return;
+  }
+  conn_process(c, buf->base, (size_t)nread);
+}
+
+static void conn_start_reading(struct http_conn *c)
+{
+  if (c->flags & (HTTP_CONN_READING | HTTP_CONN_CLOSING))
+    return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+    c->flags |= HTTP_CONN_READING;
+  else
+    http__conn_close(c);
+}
+
+/* ---- Accepting ---- */
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+  struct http_listener *l = ls->data;
+  struct http_server *s = l->server;
+  if (status < 0) {
+    core_warn("http: accept failed: %s", uv_strerror(status));
+    return;
+  }
+  struct http_conn *c = core_new(struct http_conn);
+  c->server = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles = 2;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 || s->shutting_down) {
+    http__conn_close(c);
+    return;
+  }
+  if (s->nconns > s->limits.max_connections) {
+    /* Accept-and-close drains the backlog instead of letting it fill. */
+    http__conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+  if (l->tls)
+    c->tls = http_tls_session_new(l->tls, NULL);
+  arm_timer(c, s->limits.header_timeout_ms);
+  conn_start_reading(c);
+}
+
+/* ---- Server ---- */
+
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *limits)
+{
+  struct http_server *s = core_new(struct http_server);
+  s->loop = loop;
+  if (limits)
+    s->limits = *limits;
+  if (!s->limits.max_header_bytes)
+    s->limits.max_header_bytes = 16 * 1024;
+  if (!s->limits.max_connections)
+    s->limits.max_connections = 16384;
+  if (!s->limits.header_timeout_ms)
+    s->limits.header_timeout_ms = 15000;
+  if (!s->limits.idle_timeout_ms)
+    s->limits.idle_timeout_ms = 60000;
+  if (!s->limits.body_timeout_ms)
+    s->limits.body_timeout_ms = 30000;
+  if (!s->limits.shutdown_grace_ms)
+    s->limits.shutdown_grace_ms = 10000;
+  http_router_init(&s->router);
+  llhttp_settings_init(&s->settings);
+  s->settings.on_message_begin = on_message_begin;
+  s->settings.on_url = on_url;
+  s->settings.on_header_field = on_header_field;
+  s->settings.on_header_value = on_header_value;
+  s->settings.on_headers_complete = on_headers_complete;
+  s->settings.on_body = on_body;
+  s->settings.on_message_complete = on_message_complete;
+  uv_timer_init(loop, &s->grace);
+  s->grace.data = s;
+  return s;
+}
+
+void http_server_add_routes(struct http_server *s, const struct http_route *routes, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    http_router_add(&s->router, &routes[i]);
+}
+
+void http_server_set_auth(struct http_server *s, http_auth_fn fn, void *ctx)
+{
+  s->auth = fn;
+  s->auth_ctx = ctx;
+}
+
+unsigned http_server_connections(const struct http_server *s)
+{
+  return s->nconns;
+}
+
+/* "HOST:PORT", "[V6]:PORT" or ":PORT". */
+static int parse_addr(const char *addr, struct sockaddr_storage *ss)
+{
+  char host[128];
+  const char *port;
+  if (addr[0] == '[') {
+    const char *end = strchr(addr, ']');
+    if (end == NULL || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof(host))
+      return CORE_EINVAL;
+    memcpy(host, addr + 1, (size_t)(end - addr - 1));
+    host[end - addr - 1] = '\0';
+    port = end + 2;
+  } else {
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof(host))
+      return CORE_EINVAL;
+    memcpy(host, addr, (size_t)(colon - addr));
+    host[colon - addr] = '\0';
+    if (host[0] == '\0')
+      strcpy(host, "0.0.0.0");
+    port = colon + 1;
+  }
+  char *end;
+  long p = strtol(port, &end, 10);
+  if (*port == '\0' || *end != '\0' || p < 0 || p > 65535)
+    return CORE_EINVAL;
+  if (uv_ip4_addr(host, (int)p, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(host, (int)p, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return CORE_EINVAL;
+}
+
+int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls)
+{
+  struct sockaddr_storage ss;
+  int rc = parse_addr(addr, &ss);
+  if (rc)
+    return rc;
+  struct http_listener *l = core_new(struct http_listener);
+  l->server = s;
+  uv_tcp_init(s->loop, &l->tcp);
+  l->tcp.data = l;
+  unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+  rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)core_free);
+    return rc;
+  }
+  if (tls) {
+    http_tls_ref(tls);
+    l->tls = tls;
+  }
+  l->next = s->listeners;
+  s->listeners = l;
+  return 0;
+}
+
+void http_server_set_tls(struct http_server *s, struct http_tls *tls)
+{
+  for (struct http_listener *l = s->listeners; l; l = l->next) {
+    if (l->tls == NULL)
+      continue;
+    http_tls_ref(tls);
+    http_tls_unref(l->tls);
+    l->tls = tls;
+  }
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+  struct http_listener *l = h->data;
+  if (l->tls)
+    http_tls_unref(l->tls);
+  core_free(l);
+}
+
+static void close_listeners(struct http_server *s)
+{
+  struct http_listener *l = s->listeners;
+  s->listeners = NULL;
+  while (l) {
+    struct http_listener *next = l->next;
+    uv_close((uv_handle_t *)&l->tcp, on_listener_closed);
+    l = next;
+  }
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+  struct http_server *s = t->data;
+  core_warn("http: shutdown grace period over, closing %u connection(s)", s->nconns);
+  for (struct http_conn *c = s->conns; c; c = c->next)
+    http__conn_close(c);
+}
+
+void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *ctx)
+{
+  s->shutting_down = 1;
+  s->shutdown_done = done;
+  s->shutdown_ctx = ctx;
+  close_listeners(s);
+  /* Idle connections go now; busy ones close after their response. */
+  for (struct http_conn *c = s->conns; c; c = c->next) {
+    if (c->req == NULL || c->req->state <= HTTP_REQ_HEADERS)
+      http__conn_close(c);
+  }
+  if (s->nconns == 0) {
+    s->shutdown_done = NULL;
+    done(ctx);
+    return;
+  }
+  uv_timer_start(&s->grace, on_grace_over, s->limits.shutdown_grace_ms, 0);
+}
+
+static void on_grace_closed(uv_handle_t *h)
+{
+  core_free(h->data);
+}
+
+void http_server_free(struct http_server *s)
+{
+  close_listeners(s);
+  for (struct http_conn *c = s->conns; c; c = c->next)
+    http__conn_close(c);
+  http_router_free(&s->router);
+  /* The grace timer is embedded: the server is freed once it has closed. */
+  uv_close((uv_handle_t *)&s->grace, on_grace_closed);
+}

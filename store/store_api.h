@@ -1,0 +1,30 @@
+/* store_api.h: the datastore REST handlers (config and admin), registered with
+ * the HTTP router when cairnd starts.
+ */
+#ifndef STORE_API_H
+#define STORE_API_H
+
+#include "core/core_shmem.h"
+#include "http/http.h"
+#include "store/store_registry.h"
+
+struct store_api {
+  uv_loop_t *loop;
+  struct store_registry *reg;  /* borrowed */
+  struct core_shmem *shmem;    /* borrowed */
+  const char *config_dir;      /* borrowed */
+};
+
+/* Registers /api2/json/config/datastore... and /api2/json/admin/datastore...
+ * `api` must outlive the server. */
+void store_api_register(struct http_server *s, struct store_api *api);
+
+/* Shared by handlers of other files: responds to a failed lookup. */
+void store_api_lookup_error(struct http_request *req, const char *store, int err,
+                            struct store_datastore *ds);
+
+/* Per-area registration, called by store_api_register(). */
+void store__api_config_register(struct http_server *s, struct store_api *api);
+void store__api_admin_register(struct http_server *s, struct store_api *api);
+
+#endif

@@ -1,0 +1,233 @@
+#include "store/store_dsconfig.h"
+
+#include "core/core_alloc.h"
+#include "core/core_config.h"
+#include "core/core_error.h"
+#include "store/store_name.h"
+#include "store/store_registry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Properties a datastore section may carry (PBS's names). */
+static const char *const known_props[] = {
+  "path", "comment", "gc-schedule", "prune-schedule", "keep-last", "keep-hourly",
+  "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "verify-new", "notify",
+  "notify-user", "notification-mode", "tuning", "maintenance-mode", "backing-device",
+  "backend", "max-cache-size",
+};
+
+/* Creates the PBS chunk-store skeleton (base, .chunks, .lock). Prefix
+ * directories are made lazily (docs/datastore-layout.md). */
+static int create_layout(const char *path, int *created_base)
+{
+  *created_base = 0;
+  if (mkdir(path, 0755) == 0)
+    *created_base = 1;
+  else if (errno != EEXIST)
+    return -errno;
+  char *chunks = core_asprintf("%s/.chunks", path);
+  char *lock = core_asprintf("%s/.lock", path);
+  int rc = 0;
+  if (mkdir(chunks, 0750) < 0 && errno != EEXIST)
+    rc = -errno;
+  if (rc == 0) {
+    int fd = open(lock, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0)
+      rc = -errno;
+    else
+      close(fd);
+  }
+  if (rc && *created_base) {
+    rmdir(chunks);
+    rmdir(path);
+  }
+  core_free(chunks);
+  core_free(lock);
+  return rc;
+}
+
+static void remove_layout(const char *path)
+{
+  char *chunks = core_asprintf("%s/.chunks", path);
+  char *lock = core_asprintf("%s/.lock", path);
+  unlink(lock);
+  rmdir(chunks);
+  rmdir(path);
+  core_free(chunks);
+  core_free(lock);
+}
+
+static int is_known(const char *key)
+{
+  for (size_t i = 0; i < sizeof(known_props) / sizeof(known_props[0]); i++)
+    if (strcmp(key, known_props[i]) == 0)
+      return 1;
+  return 0;
+}
+
+static int check_uint(const char *v, long long min, long long max)
+{
+  char *end;
+  errno = 0;
+  long long n = strtoll(v, &end, 10);
+  return *v && !*end && !errno && n >= min && n <= max;
+}
+
+int store_dsconfig_check_prop(const char *key, const char *value, char *err, size_t errlen)
+{
+  if (!is_known(key)) {
+    snprintf(err, errlen, "unknown property '%s'", key);
+    return CORE_ECONFIG;
+  }
+  if (!core_config_valid_value(value)) {
+    snprintf(err, errlen, "property '%s': invalid characters", key);
+    return CORE_ECONFIG;
+  }
+  if (!strncmp(key, "keep-", 5) && !check_uint(value, 1, 1000000)) {
+    snprintf(err, errlen, "property '%s' must be a positive integer", key);
+    return CORE_ECONFIG;
+  }
+  if (!strcmp(key, "path") && (value[0] != '/' || strstr(value, "/../") ||
+                               strlen(value) > 4000)) {
+    snprintf(err, errlen, "path must be an absolute path without '..'");
+    return CORE_ECONFIG;
+  }
+  if (!strcmp(key, "comment") && strlen(value) > 1024) {
+    snprintf(err, errlen, "comment too long");
+    return CORE_ECONFIG;
+  }
+  return 0;
+}
+
+/* Validates a section as it would be after the change. */
+static int check_section(const struct core_config_section *sec, char *err, size_t errlen)
+{
+  for (size_t i = 0; i < sec->nkv; i++) {
+    int rc = store_dsconfig_check_prop(sec->kv[i].key, sec->kv[i].value, err, errlen);
+    if (rc)
+      return rc;
+  }
+  struct store_datastore tmp;
+  memset(&tmp, 0, sizeof(tmp));
+  int rc = store_registry_parse_settings(sec, &tmp, err, errlen);
+  core_free(tmp.maint_msg);
+  return rc;
+}
+
+struct edit_arg {
+  struct store_dsconfig_req *q;
+  int mode; /* 0 create, 1 update, 2 remove */
+};
+
+static int apply_edit(struct core_config *cfg, void *argp)
+{
+  struct edit_arg *a = argp;
+  struct store_dsconfig_req *q = a->q;
+  struct core_config_section *sec = core_config_find(cfg, NULL, q->name);
+  if (a->mode == 0) {
+    if (sec) {
+      snprintf(q->err, sizeof(q->err), "datastore '%s' already exists", q->name);
+      return CORE_EEXISTS;
+    }
+    int rc = core_config_add(cfg, "datastore", q->name, &sec);
+    if (rc)
+      return rc;
+  } else {
+    if (sec == NULL || strcmp(sec->type, "datastore") != 0) {
+      snprintf(q->err, sizeof(q->err), "no such datastore '%s'", q->name);
+      return CORE_ENOTFOUND;
+    }
+    if (a->mode == 2)
+      return core_config_remove(cfg, "datastore", q->name);
+  }
+  for (size_t i = 0; i < q->nset; i++) {
+    if (a->mode == 1 && !strcmp(q->set[i].key, "path")) {
+      snprintf(q->err, sizeof(q->err), "the path of a datastore cannot change");
+      return CORE_ECONFIG;
+    }
+    int rc = core_config_set(sec, q->set[i].key, q->set[i].value);
+    if (rc) {
+      snprintf(q->err, sizeof(q->err), "invalid property '%s'", q->set[i].key);
+      return CORE_ECONFIG;
+    }
+  }
+  for (size_t i = 0; i < q->ndel; i++) {
+    if (!strcmp(q->del[i], "path")) {
+      snprintf(q->err, sizeof(q->err), "the path of a datastore cannot be deleted");
+      return CORE_ECONFIG;
+    }
+    core_config_delete(sec, q->del[i]);
+  }
+  return check_section(sec, q->err, sizeof(q->err));
+}
+
+static int run_edit(struct store_dsconfig_req *q, int mode)
+{
+  char *path = core_asprintf("%s/datastore.cfg", q->config_dir);
+  struct edit_arg a = {q, mode};
+  struct core_config_edit e;
+  memset(&e, 0, sizeof(e));
+  e.path = path;
+  e.expect_digest = q->digest;
+  e.apply = apply_edit;
+  e.arg = &a;
+  e.shmem = q->shmem;
+  e.slot = CORE_GEN_DATASTORE;
+  int rc = core_config_edit(&e);
+  if (rc < 0 && q->err[0] == '\0')
+    snprintf(q->err, sizeof(q->err), "%s", e.err[0] ? e.err : core_strerror(rc));
+  core_free(path);
+  return rc < 0 ? rc : 0;
+}
+
+int store_dsconfig_create(struct store_dsconfig_req *q)
+{
+  q->err[0] = '\0';
+  if (store_name_datastore(q->name) < 0) {
+    snprintf(q->err, sizeof(q->err), "invalid datastore name");
+    return CORE_ENAME;
+  }
+  const char *path = NULL;
+  for (size_t i = 0; i < q->nset; i++) {
+    int rc = store_dsconfig_check_prop(q->set[i].key, q->set[i].value, q->err,
+                                       sizeof(q->err));
+    if (rc)
+      return rc;
+    if (!strcmp(q->set[i].key, "path"))
+      path = q->set[i].value;
+  }
+  if (path == NULL) {
+    snprintf(q->err, sizeof(q->err), "missing property 'path'");
+    return CORE_ECONFIG;
+  }
+  /* Make the chunk store first: a config entry must never point at nothing. */
+  int created;
+  int rc = create_layout(path, &created);
+  if (rc < 0) {
+    snprintf(q->err, sizeof(q->err), "cannot create chunk store at %s: %s", path,
+             core_strerror(rc));
+    return rc;
+  }
+  rc = run_edit(q, 0);
+  if (rc < 0 && created)
+    remove_layout(path);
+  return rc;
+}
+
+int store_dsconfig_update(struct store_dsconfig_req *q)
+{
+  q->err[0] = '\0';
+  return run_edit(q, 1);
+}
+
+int store_dsconfig_remove(struct store_dsconfig_req *q)
+{
+  q->err[0] = '\0';
+  return run_edit(q, 2);
+}

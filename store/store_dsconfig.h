@@ -1,0 +1,46 @@
+/* store_dsconfig.h: changing datastore.cfg: create, update, remove.
+ *
+ * The one implementation behind both the config API (run in a pool job) and
+ * cairn-admin (run directly): validate, then core_config_edit() under the
+ * config lock, which also bumps the shared generation so every running
+ * cairnd sees the change on its next request. All functions block.
+ */
+#ifndef STORE_DSCONFIG_H
+#define STORE_DSCONFIG_H
+
+#include "core/core_shmem.h"
+
+#include <stddef.h>
+
+struct store_kv {
+  const char *key;
+  const char *value;
+};
+
+struct store_dsconfig_req {
+  const char *config_dir;
+  struct core_shmem *shmem;    /* generation to bump; may be NULL */
+  const char *name;
+  const struct store_kv *set;  /* properties to set */
+  size_t nset;
+  const char *const *del;      /* properties to delete (update only) */
+  size_t ndel;
+  const char *digest;          /* expected digest, or NULL */
+  /* out */
+  char err[256];
+};
+
+/* Creates the chunk store at `path` (set[] must hold "path") and adds the
+ * section. Returns 0, CORE_ENAME, CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, or
+ * a file-system error; on failure nothing is left behind that this call made. */
+int store_dsconfig_create(struct store_dsconfig_req *q);
+/* Sets and deletes properties ("path" and "name" cannot change). Returns 0,
+ * CORE_ENOTFOUND, CORE_ECONFIG, CORE_ESTALE, or a file error. */
+int store_dsconfig_update(struct store_dsconfig_req *q);
+/* Removes the section (the data stays on disk). */
+int store_dsconfig_remove(struct store_dsconfig_req *q);
+
+/* Checks one property as the API would accept it. Returns 0 or CORE_ECONFIG. */
+int store_dsconfig_check_prop(const char *key, const char *value, char *err, size_t errlen);
+
+#endif

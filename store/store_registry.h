@@ -1,0 +1,142 @@
+/* store_registry.h: datastore configuration and instances, with the lock-free
+ * generation check (PBS patch 1, done on the loop thread without any lock).
+ *
+ * DESIGN. The registry holds the parsed datastore.cfg and one instance per
+ * configured datastore, all tagged with the generation (core_shmem slot
+ * CORE_GEN_DATASTORE) read *before* the file was read. A lookup loads the
+ * generation once (one acquire load): when it equals the tag, the instance is
+ * found by name in a hash map and used: no file read, no parse, no lock.
+ * When it differs, the file is re-read and parsed once, in the thread pool,
+ * and every lookup that arrives meanwhile waits for that one reload.
+ *
+ * Saves through the API or cairn-admin bump the generation (core_config_edit),
+ * so the very next request sees them. Manual edits are caught by a watch on
+ * the config directory and, where events get lost, a periodic re-check: both
+ * compare the file's digest with the loaded one and bump the generation on a
+ * difference (core_shmem_gen_bump_from, so several processes bump once).
+ *
+ * An instance survives reloads when its path is unchanged: settings (maintenance
+ * mode, tuning) are updated in place, and anything holding it (a running
+ * backup) keeps a valid pointer. Instances are refcounted; a lookup takes a
+ * reference and counts an active operation, store_release() gives both back.
+ *
+ * Threads: everything here runs on the loop thread, except the fields marked
+ * atomic, which pool jobs may read through a held reference.
+ */
+#ifndef STORE_REGISTRY_H
+#define STORE_REGISTRY_H
+
+#include "core/core_config.h"
+#include "core/core_map.h"
+#include "core/core_shmem.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+enum store_op {
+  STORE_OP_LOOKUP = 0, /* configuration only: allowed in every maintenance mode */
+  STORE_OP_READ = 1,
+  STORE_OP_WRITE = 2,
+};
+
+enum store_maint {
+  STORE_MAINT_NONE = 0,
+  STORE_MAINT_READ_ONLY,
+  STORE_MAINT_OFFLINE,
+  STORE_MAINT_DELETE,
+  STORE_MAINT_S3_REFRESH,
+};
+
+enum store_sync_level {
+  STORE_SYNC_NONE = 0,
+  STORE_SYNC_FILE,
+  STORE_SYNC_FILESYSTEM, /* the default, as in PBS */
+};
+
+struct store_registry;
+
+struct store_datastore {
+  char *name;                  /* owned, immutable */
+  char *path;                  /* owned, immutable */
+  struct store_registry *reg;  /* the owning registry */
+  _Atomic int refs;
+  _Atomic int active_read;     /* operations in progress, by kind */
+  _Atomic int active_write;
+  /* Settings: loop thread only; updated in place on reload. */
+  uint64_t gen;                /* generation these settings come from */
+  int removed;                 /* no longer configured */
+  enum store_maint maint;
+  char *maint_msg;             /* owned or NULL */
+  _Atomic int sync_level;      /* enum store_sync_level; read by pool jobs */
+  int64_t gc_atime_cutoff_s;   /* GC cutoff in seconds; default 86700 */
+  int gc_atime_safety_check;   /* default 1 */
+  /* statfs cache (status API): loop only. */
+  uint64_t st_total, st_used, st_avail;
+  uint64_t st_stamp_ms;        /* uv_now() of the last statfs; 0 = never */
+  int st_err;
+  struct store_status_wait *st_waiters; /* status requests waiting on a statfs job */
+  void *ext;                   /* per-datastore state of other modules (sessions, GC) */
+};
+
+typedef void (*store_ready_cb)(void *arg, int err);
+typedef void (*store_lookup_cb)(void *arg, int err, struct store_datastore *ds);
+
+struct store_waiter {
+  struct store_waiter *next;
+  const char *name;            /* for lookups; owned copy */
+  enum store_op op;
+  store_lookup_cb lookup_cb;
+  store_ready_cb ready_cb;
+  void *arg;
+};
+
+struct store_registry {
+  uv_loop_t *loop;
+  struct core_shmem *shmem;            /* borrowed */
+  char *config_dir;                    /* owned */
+  char *cfg_path;                      /* owned: <config_dir>/datastore.cfg */
+  int debug_reread;                    /* re-read the file on every lookup */
+  uint64_t gen;                        /* tag of cfg and instances */
+  int loaded;                          /* cfg holds a successful load */
+  struct core_config cfg;              /* the parsed datastore.cfg */
+  char digest[CORE_CONFIG_DIGEST_LEN];
+  struct core_map instances;           /* name -> struct store_datastore * */
+  int reloading;                       /* a reload job is in flight */
+  struct store_waiter *waiters, **waiters_tail;
+  uv_fs_event_t watch;
+  uv_timer_t ttl;
+  int checking;                        /* a digest check job is in flight */
+  int closing;
+};
+
+/* Loads datastore.cfg (blocking: startup only), starts the watch and the TTL
+ * re-check. Returns 0 or a load error. */
+int store_registry_init(struct store_registry *r, uv_loop_t *loop, const char *config_dir,
+                        struct core_shmem *shmem, int debug_reread);
+/* Stops the watch and timers; instances are released. */
+void store_registry_close(struct store_registry *r);
+
+/* Calls `cb` once the registry reflects the current generation: at once (from
+ * inside this call) when it already does, else after a reload. */
+void store_registry_refresh(struct store_registry *r, store_ready_cb cb, void *arg);
+
+/* Resolves a datastore for an operation. On success `ds` carries a reference
+ * and an active-operation count: give both back with store_release().
+ * Errors: CORE_ENOTFOUND (not configured), CORE_EMAINT (maintenance mode
+ * forbids `op`), or a config load error. `cb` may run inside this call. */
+void store_lookup(struct store_registry *r, const char *name, enum store_op op,
+                  store_lookup_cb cb, void *arg);
+void store_release(struct store_datastore *ds, enum store_op op);
+void store_datastore_ref(struct store_datastore *ds);
+void store_datastore_unref(struct store_datastore *ds);
+
+/* The maintenance-mode message for an error response ("datastore is offline"). */
+const char *store_maint_name(enum store_maint m);
+
+/* Parses a datastore section's settings; for validation before a save too.
+ * Returns 0 or CORE_ECONFIG with a message in err. */
+int store_registry_parse_settings(const struct core_config_section *sec,
+                                  struct store_datastore *into, char *err, size_t errlen);
+
+#endif
