@@ -1,0 +1,191 @@
+/* cairn-admin: offline administration, in the form of PBS's
+ * proxmox-backup-manager. It edits the config directory directly (under the
+ * same lock files as cairnd) and bumps the shared generation, so a running
+ * cairnd sees every change on its next request.
+ */
+#include "core/core_alloc.h"
+#include "core/core_config.h"
+#include "core/core_error.h"
+#include "core/core_shmem.h"
+#include "store/store_dsconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_KV 32
+
+struct admin {
+  const char *config_dir;
+  const char *run_dir;
+  struct core_shmem shmem;
+  int have_shmem;
+};
+
+static void usage(FILE *f)
+{
+  fprintf(f,
+          "usage: cairn-admin [--config-dir DIR] [--run-dir DIR] COMMAND\n"
+          "\n"
+          "commands:\n"
+          "  datastore list\n"
+          "  datastore create NAME PATH [--KEY VALUE]...\n"
+          "  datastore update NAME [--KEY VALUE]... [--delete KEY]...\n"
+          "  datastore remove NAME\n"
+          "\n"
+          "KEY is a datastore property: comment, gc-schedule, prune-schedule,\n"
+          "keep-last .. keep-yearly, tuning, maintenance-mode, verify-new, ...\n"
+          "Defaults: --config-dir /etc/cairn (CAIRN_CONFIG_DIR),\n"
+          "          --run-dir /run/cairn (CAIRN_RUN_DIR).\n");
+}
+
+static int ds_list(struct admin *a)
+{
+  char *path = core_asprintf("%s/datastore.cfg", a->config_dir);
+  struct core_config cfg;
+  char err[CORE_CONFIG_ERR_LEN] = "";
+  core_config_init(&cfg);
+  int rc = core_config_load(path, &cfg, NULL, err, sizeof(err));
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: %s: %s %s\n", path, core_strerror(rc), err);
+    goto out;
+  }
+  printf("%-32s %s\n", "NAME", "PATH");
+  for (size_t i = 0; i < cfg.nsections; i++) {
+    const struct core_config_section *sec = cfg.sections[i];
+    if (strcmp(sec->type, "datastore") != 0)
+      continue;
+    const char *p = core_config_get(sec, "path");
+    const char *m = core_config_get(sec, "maintenance-mode");
+    printf("%-32s %s%s%s\n", sec->name, p ? p : "-", m ? "  maintenance: " : "", m ? m : "");
+  }
+out:
+  core_config_free(&cfg);
+  core_free(path);
+  return rc < 0 ? 1 : 0;
+}
+
+/* Collects --KEY VALUE and --delete KEY pairs. */
+static int collect(int argc, char **argv, struct store_kv *kv, size_t *nkv,
+                   const char **del, size_t *ndel)
+{
+  for (int i = 0; i < argc; i++) {
+    if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc) {
+      fprintf(stderr, "cairn-admin: expected --KEY VALUE, got '%s'\n", argv[i]);
+      return -1;
+    }
+    const char *key = argv[i] + 2, *value = argv[++i];
+    if (!strcmp(key, "delete")) {
+      if (*ndel == MAX_KV)
+        return -1;
+      del[(*ndel)++] = value;
+      continue;
+    }
+    if (*nkv == MAX_KV)
+      return -1;
+    kv[*nkv].key = key;
+    kv[*nkv].value = value;
+    (*nkv)++;
+  }
+  return 0;
+}
+
+static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
+{
+  struct store_kv kv[MAX_KV + 1];
+  const char *del[MAX_KV];
+  size_t nkv = 0, ndel = 0;
+  struct store_dsconfig_req q;
+  memset(&q, 0, sizeof(q));
+  q.config_dir = a->config_dir;
+  q.shmem = a->have_shmem ? &a->shmem : NULL;
+  int rc;
+  if (!strcmp(cmd, "create")) {
+    if (argc < 2) {
+      usage(stderr);
+      return 2;
+    }
+    q.name = argv[0];
+    kv[nkv].key = "path";
+    kv[nkv++].value = argv[1];
+    if (collect(argc - 2, argv + 2, kv, &nkv, del, &ndel) < 0)
+      return 2;
+    q.set = kv;
+    q.nset = nkv;
+    rc = store_dsconfig_create(&q);
+  } else if (!strcmp(cmd, "update")) {
+    if (argc < 1) {
+      usage(stderr);
+      return 2;
+    }
+    q.name = argv[0];
+    if (collect(argc - 1, argv + 1, kv, &nkv, del, &ndel) < 0)
+      return 2;
+    q.set = kv;
+    q.nset = nkv;
+    q.del = del;
+    q.ndel = ndel;
+    rc = store_dsconfig_update(&q);
+  } else if (!strcmp(cmd, "remove")) {
+    if (argc != 1) {
+      usage(stderr);
+      return 2;
+    }
+    q.name = argv[0];
+    rc = store_dsconfig_remove(&q);
+  } else {
+    usage(stderr);
+    return 2;
+  }
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: %s\n", q.err[0] ? q.err : core_strerror(rc));
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  struct admin a;
+  memset(&a, 0, sizeof(a));
+  a.config_dir = getenv("CAIRN_CONFIG_DIR") ? getenv("CAIRN_CONFIG_DIR") : "/etc/cairn";
+  a.run_dir = getenv("CAIRN_RUN_DIR") ? getenv("CAIRN_RUN_DIR") : "/run/cairn";
+  int i = 1;
+  for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+    if (!strcmp(argv[i], "--help")) {
+      usage(stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      usage(stderr);
+      return 2;
+    }
+    if (!strcmp(argv[i], "--config-dir"))
+      a.config_dir = argv[++i];
+    else if (!strcmp(argv[i], "--run-dir"))
+      a.run_dir = argv[++i];
+    else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (argc - i < 2 || strcmp(argv[i], "datastore") != 0) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[i + 1];
+  if (!strcmp(cmd, "list"))
+    return ds_list(&a);
+  /* Without the page a running server would only see the change through its
+   * directory watch; say so rather than fail. */
+  int rc = core_shmem_open(&a.shmem, a.run_dir);
+  if (rc == 0)
+    a.have_shmem = 1;
+  else
+    fprintf(stderr, "cairn-admin: warning: no generation page in %s (%s)\n", a.run_dir,
+            core_strerror(rc));
+  int status = ds_change(&a, cmd, argc - i - 2, argv + i + 2);
+  if (a.have_shmem)
+    core_shmem_close(&a.shmem);
+  return status;
+}
