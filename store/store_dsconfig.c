@@ -3,6 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_config.h"
 #include "core/core_error.h"
+#include "store/store_chunk.h"
 #include "store/store_name.h"
 #include "store/store_registry.h"
 
@@ -22,36 +23,7 @@ static const char *const known_props[] = {
   "backend", "max-cache-size",
 };
 
-/* Creates the PBS chunk-store skeleton (base, .chunks, .lock). Prefix
- * directories are made lazily (docs/datastore-layout.md). */
-static int create_layout(const char *path, int *created_base)
-{
-  *created_base = 0;
-  if (mkdir(path, 0755) == 0)
-    *created_base = 1;
-  else if (errno != EEXIST)
-    return -errno;
-  char *chunks = core_asprintf("%s/.chunks", path);
-  char *lock = core_asprintf("%s/.lock", path);
-  int rc = 0;
-  if (mkdir(chunks, 0750) < 0 && errno != EEXIST)
-    rc = -errno;
-  if (rc == 0) {
-    int fd = open(lock, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0)
-      rc = -errno;
-    else
-      close(fd);
-  }
-  if (rc && *created_base) {
-    rmdir(chunks);
-    rmdir(path);
-  }
-  core_free(chunks);
-  core_free(lock);
-  return rc;
-}
-
+/* Undoes store_chunk_create() on a base directory that this call made. */
 static void remove_layout(const char *path)
 {
   char *chunks = core_asprintf("%s/.chunks", path);
@@ -207,8 +179,9 @@ int store_dsconfig_create(struct store_dsconfig_req *q)
     return CORE_ECONFIG;
   }
   /* Make the chunk store first: a config entry must never point at nothing. */
-  int created;
-  int rc = create_layout(path, &created);
+  struct stat st;
+  int created = stat(path, &st) < 0;
+  int rc = store_chunk_create(path);
   if (rc < 0) {
     snprintf(q->err, sizeof(q->err), "cannot create chunk store at %s: %s", path,
              core_strerror(rc));

@@ -96,12 +96,9 @@ static int parse_tuning(const char *s, struct store_datastore *d, char *err, siz
   for (size_t i = 0; i < p.n; i++) {
     const char *k = p.items[i].key, *v = p.items[i].value;
     if (!strcmp(k, "sync-level")) {
-      if (!strcmp(v, "none"))
-        sync = STORE_SYNC_NONE;
-      else if (!strcmp(v, "file"))
-        sync = STORE_SYNC_FILE;
-      else if (!strcmp(v, "filesystem"))
-        sync = STORE_SYNC_FILESYSTEM;
+      enum store_sync_level level;
+      if (store_sync_level_parse(v, &level) == 0)
+        sync = (int)level;
       else {
         snprintf(err, errlen, "tuning: sync-level must be none, file or filesystem");
         rc = CORE_ECONFIG;

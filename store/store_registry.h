@@ -29,6 +29,7 @@
 #include "core/core_config.h"
 #include "core/core_map.h"
 #include "core/core_shmem.h"
+#include "store/store_chunk.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -46,12 +47,6 @@ enum store_maint {
   STORE_MAINT_OFFLINE,
   STORE_MAINT_DELETE,
   STORE_MAINT_S3_REFRESH,
-};
-
-enum store_sync_level {
-  STORE_SYNC_NONE = 0,
-  STORE_SYNC_FILE,
-  STORE_SYNC_FILESYSTEM, /* the default, as in PBS */
 };
 
 struct store_registry;
