@@ -174,10 +174,25 @@ void store_datastore_unref(struct store_datastore *ds)
 {
   if (atomic_fetch_sub(&ds->refs, 1) != 1)
     return;
+  if (ds->chunks)
+    store_chunkstore_close(ds->chunks);
+  pthread_mutex_destroy(&ds->chunks_mutex);
   core_free(ds->name);
   core_free(ds->path);
   core_free(ds->maint_msg);
   core_free(ds);
+}
+
+int store_datastore_chunks(struct store_datastore *ds, struct store_chunkstore **out)
+{
+  int rc = 0;
+  pthread_mutex_lock(&ds->chunks_mutex);
+  if (ds->chunks == NULL)
+    rc = store_chunkstore_open(ds->path, (enum store_sync_level)atomic_load(&ds->sync_level),
+                               &ds->chunks);
+  *out = ds->chunks;
+  pthread_mutex_unlock(&ds->chunks_mutex);
+  return rc;
 }
 
 void store_release(struct store_datastore *ds, enum store_op op)
@@ -221,6 +236,7 @@ static void rebuild_instances(struct store_registry *r)
       ds->path = core_strdup(path);
       ds->reg = r;
       atomic_init(&ds->refs, 1);
+      pthread_mutex_init(&ds->chunks_mutex, NULL);
       core_map_put(&r->instances, ds->name, ds);
     }
     if (store_registry_parse_settings(sec, ds, err, sizeof(err)) < 0) {
@@ -230,6 +246,12 @@ static void rebuild_instances(struct store_registry *r)
       ds->maint = STORE_MAINT_OFFLINE;
     }
     ds->gen = r->gen;
+    /* A sync-level change applies to the open handle in place. */
+    pthread_mutex_lock(&ds->chunks_mutex);
+    if (ds->chunks)
+      store_chunkstore_set_sync_level(ds->chunks,
+                                      (enum store_sync_level)atomic_load(&ds->sync_level));
+    pthread_mutex_unlock(&ds->chunks_mutex);
   }
 }
 

@@ -31,6 +31,7 @@
 #include "core/core_shmem.h"
 #include "store/store_chunk.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
@@ -72,6 +73,10 @@ struct store_datastore {
   int st_err;
   struct store_status_wait *st_waiters; /* status requests waiting on a statfs job */
   void *ext;                   /* per-datastore state of other modules (sessions, GC) */
+  /* The chunk store handle: one per path per process (OFD lock semantics),
+   * opened lazily by the first pool job that needs it. */
+  pthread_mutex_t chunks_mutex;
+  struct store_chunkstore *chunks;
 };
 
 typedef void (*store_ready_cb)(void *arg, int err);
@@ -125,6 +130,11 @@ void store_lookup(struct store_registry *r, const char *name, enum store_op op,
 void store_release(struct store_datastore *ds, enum store_op op);
 void store_datastore_ref(struct store_datastore *ds);
 void store_datastore_unref(struct store_datastore *ds);
+
+/* The datastore's chunk store handle, opened on first use. Pool threads only
+ * (it may open files); the handle lives as long as the instance. Returns 0,
+ * or an error from store_chunkstore_open. */
+int store_datastore_chunks(struct store_datastore *ds, struct store_chunkstore **out);
 
 /* The maintenance-mode message for an error response ("datastore is offline"). */
 const char *store_maint_name(enum store_maint m);
