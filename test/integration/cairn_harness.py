@@ -40,6 +40,8 @@ REQUEST_TIMEOUT = 30.0
 
 _FPR_RE = re.compile(r"\b([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})\b")
 _LIVE = weakref.WeakSet()
+_SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
+                           r"Sanitizer:DEADLYSIGNAL|Segmentation fault|Assertion .* failed")
 
 try:  # loaded here, not in the forked child, where dlopen could deadlock
     import ctypes
@@ -358,6 +360,15 @@ class Cairn:
     def log_text(self, since=0):
         with self._log_cond:
             return "\n".join(self.log_lines[since:])
+
+    def sanitizer_reports(self):
+        """The log from the first sanitizer or crash report on, or "" if none:
+        tests fail on these even when every request happened to succeed."""
+        with self._log_cond:
+            for i, line in enumerate(self.log_lines):
+                if _SANITIZER_RE.search(line):
+                    return "\n".join(self.log_lines[i:i + 60])
+        return ""
 
     def log_mark(self):
         return len(self.log_lines)
