@@ -5,54 +5,22 @@
 #include "core/core_json.h"
 #include "store/store_blob.h"
 #include "store/store_crypt.h"
+#include "store/store_name.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 /* Deeper JSON than this is refused before yajl builds (and later recursively
  * frees) a tree: manifests are two levels deep, unprotected a few more. */
 #define MAX_DEPTH 64
-#define BACKUP_ID_MAX 255
 
 /* ---- Names ---- */
 
 int store_manifest_validate_filename(const char *name)
 {
-  size_t n = strlen(name);
-
-  if (n == 0 || n > STORE_FILENAME_MAX || name[0] == '.')
-    return CORE_ENAME;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)name[i];
-    if (c == '/' || c < 0x20 || c == 0x7f)
-      return CORE_ENAME;
-  }
-  if (n > 5 && (strcmp(name + n - 5, ".fidx") == 0 || strcmp(name + n - 5, ".didx") == 0 ||
-                strcmp(name + n - 5, ".blob") == 0))
-    return 0;
-  return CORE_ENAME;
-}
-
-static int valid_backup_type(const char *s)
-{
-  return strcmp(s, "vm") == 0 || strcmp(s, "ct") == 0 || strcmp(s, "host") == 0;
-}
-
-/* PBS's BACKUP_ID_RE: [A-Za-z0-9_][A-Za-z0-9._\-]* */
-static int valid_backup_id(const char *s)
-{
-  size_t n = strlen(s);
-  if (n == 0 || n > BACKUP_ID_MAX)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-             c == '_' || (i > 0 && (c == '.' || c == '-'));
-    if (!ok)
-      return 0;
-  }
-  return 1;
+  return store_name_archive(name) > 0 ? 0 : CORE_ENAME;
 }
 
 const char *store_crypt_mode_name(enum store_crypt_mode mode)
@@ -269,8 +237,16 @@ int store_manifest_add_file(struct store_manifest *m, const char *filename,
   if (store_manifest_find_file(m, filename))
     return CORE_EEXISTS;
   if (m->nfiles == m->files_cap) {
-    m->files_cap = m->files_cap ? m->files_cap * 2 : 8;
-    m->files = core_realloc(m->files, m->files_cap * sizeof(*m->files));
+    /* The count comes from client JSON: allowed to fail, not to abort. */
+    size_t ncap = m->files_cap ? m->files_cap * 2 : 8;
+    struct store_manifest_file *nf = core_try_malloc(ncap * sizeof(*nf));
+    if (nf == NULL)
+      return UV_ENOMEM;
+    if (m->nfiles)
+      memcpy(nf, m->files, m->nfiles * sizeof(*nf));
+    core_free(m->files);
+    m->files = nf;
+    m->files_cap = ncap;
   }
   f = &m->files[m->nfiles++];
   f->filename = core_strdup(filename);
@@ -300,9 +276,7 @@ static int parse_file(struct store_manifest *m, yajl_val f)
     if (mode < 0)
       return mode;
   }
-  return store_manifest_add_file(m, name, (enum store_crypt_mode)mode, (uint64_t)size, csum) < 0
-             ? CORE_ENAME
-             : 0;
+  return store_manifest_add_file(m, name, (enum store_crypt_mode)mode, (uint64_t)size, csum);
 }
 
 int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
@@ -327,8 +301,8 @@ int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
   type = core_json_get_str(root, "backup-type");
   id = core_json_get_str(root, "backup-id");
   files = core_json_get(root, "files");
-  if (!YAJL_IS_OBJECT(root) || type == NULL || id == NULL || !valid_backup_type(type) ||
-      !valid_backup_id(id) || core_json_get_int(root, "backup-time", &time) < 0 ||
+  if (!YAJL_IS_OBJECT(root) || type == NULL || id == NULL || store_name_backup_type(type) < 0 ||
+      store_name_backup_id(id) < 0 || core_json_get_int(root, "backup-time", &time) < 0 ||
       files == NULL || !YAJL_IS_ARRAY(files))
     goto out;
   m->backup_type = core_strdup(type);
@@ -340,6 +314,8 @@ int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
     if (!YAJL_IS_OBJECT(f))
       goto out;
     rc = parse_file(m, f);
+    if (rc == CORE_EEXISTS)
+      rc = CORE_ENAME; /* a name listed twice is a bad name, to the caller */
     if (rc < 0)
       goto out;
   }

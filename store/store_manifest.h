@@ -36,15 +36,14 @@
 
 #include "core/core_buf.h"
 #include "core/core_digest.h"
+#include "store/store_name.h"
 
 struct store_crypt;
 struct store_blob_ctx;
 
-#define STORE_MANIFEST_NAME "index.json.blob"
-/* Largest manifest JSON accepted or produced. */
+/* Largest manifest JSON accepted or produced. (STORE_MANIFEST_NAME, the
+ * file name, is in store_name.h.) */
 #define STORE_MANIFEST_MAX_LEN (16u * 1024 * 1024)
-/* Longest file name inside a snapshot. */
-#define STORE_FILENAME_MAX 128
 
 enum store_crypt_mode {
   STORE_CRYPT_MODE_NONE = 0,
@@ -76,17 +75,17 @@ void store_manifest_init(struct store_manifest *m, const char *backup_type,
                          const char *backup_id, int64_t backup_time);
 void store_manifest_free(struct store_manifest *m);
 
-/* 0 if `name` may appear in a manifest: ends in .fidx, .didx or .blob, at
- * most STORE_FILENAME_MAX bytes, no '/', no leading '.', no control
- * characters. Else CORE_ENAME. */
+/* 0 if `name` may appear in a manifest, else CORE_ENAME: the archive-name
+ * rule of store_name_archive (a SAFE_ID of at most 128 bytes ending in .fidx,
+ * .didx or .blob; so no '/', no leading '.', no control characters). */
 int store_manifest_validate_filename(const char *name);
 
 /* crypt-mode strings <-> enum. The parser returns CORE_EFORMAT for others. */
 const char *store_crypt_mode_name(enum store_crypt_mode mode);
 int store_crypt_mode_parse(const char *s);
 
-/* Adds a file entry. 0, CORE_ENAME (bad name) or CORE_EEXISTS (already
- * listed). */
+/* Adds a file entry. 0, CORE_ENAME (bad name), CORE_EEXISTS (already
+ * listed) or UV_ENOMEM. */
 int store_manifest_add_file(struct store_manifest *m, const char *filename,
                             enum store_crypt_mode mode, uint64_t size,
                             const uint8_t csum[CORE_SHA256_LEN]);
@@ -97,8 +96,8 @@ const struct store_manifest_file *store_manifest_find_file(const struct store_ma
 /* Parses manifest JSON into `m` (which this initialises; free it even on
  * failure). Returns 0, CORE_ETOOBIG (over STORE_MANIFEST_MAX_LEN), CORE_EPARSE
  * (not JSON, or nested deeper than 64 levels), CORE_EFORMAT (missing or
- * mistyped field, bad backup-type/id, bad csum or signature hex) or
- * CORE_ENAME (bad or duplicate file name). */
+ * mistyped field, backup-type/id failing store_name.h, bad csum or
+ * signature hex), CORE_ENAME (bad or duplicate file name) or UV_ENOMEM. */
 int store_manifest_parse(const char *json, size_t len, struct store_manifest *m);
 
 /* Appends the manifest JSON to `out`, pretty-printed (as PBS writes it) or

@@ -410,6 +410,45 @@ UNIT_TEST(zero_chunk_digest)
   core_free(zeros);
 }
 
+/* Hostile input: random byte flips (with the CRC fixed up so the decoder gets
+ * past it) must give a clean error or a bounded result, never a crash. */
+UNIT_TEST(blob_mutations)
+{
+  size_t n = 50000, len, dlen;
+  uint8_t *txt = core_malloc(n), *enc, *copy, *dec, digest[32], rnd[4];
+  struct store_blob_ctx ctx;
+  struct store_crypt c;
+
+  store_blob_ctx_init(&ctx);
+  key9(&c);
+  fill_text(txt, n);
+  core_sha256(txt, n, digest);
+  for (int variant = 0; variant < 2; variant++) {
+    const struct store_crypt *k = variant ? &c : NULL;
+    ASSERT_OK(store_blob_encode_alloc(&ctx, txt, n, STORE_BLOB_COMPRESS, k, &enc, &len));
+    copy = core_malloc(len);
+    for (uint64_t i = 0; i < 3000; i++) {
+      fill_random(rnd, sizeof(rnd), i * 7919 + 1);
+      memcpy(copy, enc, len);
+      size_t cut = len - (i % 5 == 0 ? rnd[3] % 64 : 0);
+      size_t pos = 12 + ((size_t)rnd[0] << 8 | rnd[1]) % (len - 12);
+      copy[pos] ^= (uint8_t)(rnd[2] | 1);
+      store_blob_set_crc(copy, cut);
+      int rc = store_blob_decode(&ctx, copy, cut, k, n, NULL, &dec, &dlen);
+      if (rc == 0) {
+        ASSERT(dlen <= n);
+        core_free(dec);
+      }
+      rc = store_blob_verify_chunk(&ctx, copy, cut, digest, n);
+      ASSERT(rc < 0 || rc == store_blob_magic_kind(copy, cut));
+    }
+    core_free(copy);
+    core_free(enc);
+  }
+  store_blob_ctx_free(&ctx);
+  core_free(txt);
+}
+
 /* ---- crypt config ---- */
 
 UNIT_TEST(crypt_derivations)
@@ -816,6 +855,18 @@ UNIT_TEST(manifest_rejects)
   store_manifest_free(&m);
 }
 
+UNIT_TEST(manifest_truncations)
+{
+  struct store_manifest m;
+  size_t n = strlen(sample_manifest);
+  /* Every prefix: parses or fails cleanly. */
+  for (size_t i = 0; i < n; i++) {
+    int rc = store_manifest_parse(sample_manifest, i, &m);
+    ASSERT(rc < 0 || i >= n - 2);
+    store_manifest_free(&m);
+  }
+}
+
 UNIT_TEST(manifest_filenames)
 {
   char longname[200];
@@ -1034,11 +1085,11 @@ UNIT_MAIN(UNIT_CASE(blob_magics_are_sha256_prefixes), UNIT_CASE(blob_hello_vecto
           UNIT_CASE(blob_roundtrip_all_kinds), UNIT_CASE(blob_empty),
           UNIT_CASE(blob_encrypted_iv_is_random), UNIT_CASE(blob_encode_limits),
           UNIT_CASE(blob_corrupt_crc_truncated_wrong_magic), UNIT_CASE(blob_wrong_key),
-          UNIT_CASE(blob_decompression_bomb_bounded), UNIT_CASE(blob_truncated_zstd),
+          UNIT_CASE(blob_decompression_bomb_bounded), UNIT_CASE(blob_truncated_zstd), UNIT_CASE(blob_mutations),
           UNIT_CASE(chunk_verify), UNIT_CASE(zero_chunk_digest), UNIT_CASE(crypt_derivations),
           UNIT_CASE(didx_pbs_vector), UNIT_CASE(fidx_roundtrip),
           UNIT_CASE(didx_roundtrip_memory_and_streaming), UNIT_CASE(index_write_file),
-          UNIT_CASE(manifest_parse_generate), UNIT_CASE(manifest_rejects),
+          UNIT_CASE(manifest_parse_generate), UNIT_CASE(manifest_rejects), UNIT_CASE(manifest_truncations),
           UNIT_CASE(manifest_filenames), UNIT_CASE(manifest_signature_pbs_vector),
           UNIT_CASE(manifest_unsigned_and_blob_errors), UNIT_CASE(keyfile_none),
           UNIT_CASE(keyfile_scrypt), UNIT_CASE(keyfile_default_n_and_files))
