@@ -15,6 +15,7 @@
 #include "http/http_tls.h"
 #include "store/store_api.h"
 #include "store/store_registry.h"
+#include "store/store_session.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -49,6 +50,7 @@ struct cairnd {
   struct http_auth auth;
   struct store_registry reg;
   struct store_api store_api;
+  struct store_sessions sessions;
   struct http_server *http;
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
@@ -313,6 +315,9 @@ int main(int argc, char **argv)
   d.store_api.reg = &d.reg;
   d.store_api.shmem = &d.shmem;
   d.store_api.config_dir = d.opt.config_dir;
+  d.store_api.run_dir = d.opt.run_dir;
+  d.store_api.sessions = &d.sessions;
+  store_sessions_init(&d.sessions, &d.store_api);
 
   d.http = http_server_new(d.loop, &d.opt.limits);
   http_server_set_auth(d.http, http_auth_check, &d.auth);
@@ -346,9 +351,10 @@ int main(int argc, char **argv)
   uv_close((uv_handle_t *)&d.sigint, NULL);
   uv_close((uv_handle_t *)&d.sigterm, NULL);
   uv_close((uv_handle_t *)&d.sighup, NULL);
+  store_sessions_close(&d.sessions);
   http_server_free(d.http);
   store_registry_close(&d.reg);
-  uv_run(d.loop, UV_RUN_NOWAIT);
+  uv_run(d.loop, UV_RUN_DEFAULT); /* session cleanup jobs and handle closes */
   http_auth_free(&d.auth);
   if (d.tls)
     http_tls_unref(d.tls);

@@ -13,6 +13,8 @@ struct store_api {
   struct store_registry *reg;  /* borrowed */
   struct core_shmem *shmem;    /* borrowed */
   const char *config_dir;      /* borrowed */
+  const char *run_dir;         /* borrowed: lock files live below it */
+  struct store_sessions *sessions; /* backup and reader sessions (store_session.h) */
 };
 
 /* Registers /api2/json/config/datastore... and /api2/json/admin/datastore...

@@ -11,6 +11,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_session.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -183,4 +184,6 @@ void store_api_register(struct http_server *s, struct store_api *api)
 {
   store__api_config_register(s, api);
   store__api_admin_register(s, api);
+  store__backup_register(s, api->sessions);
+  store__reader_register(s, api->sessions);
 }

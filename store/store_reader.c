@@ -1,0 +1,299 @@
+/* store_reader.c: the reader (restore) session.
+ *
+ * POST /api2/json/reader opens a session on a finished snapshot and holds a
+ * shared snapshot lock, so the snapshot cannot be pruned while it is read.
+ * `download` hands out the snapshot's files; downloading an index registers
+ * its chunks, and `chunk` serves registered chunks only, so a session can
+ * read exactly what its snapshot references. File and chunk reads run in the
+ * pool; each response is one bounded buffer (a chunk is at most 16 MiB), and
+ * a connection carries one request at a time, which bounds memory per
+ * connection.
+ */
+#include "store/store_session.h"
+
+#include "core/core_alloc.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "core/core_job.h"
+#include "core/core_log.h"
+#include "store/store_chunk.h"
+#include "store/store_name.h"
+#include "store/store_path.h"
+#include "store/store_snapshot.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define CHUNK_MAX_READ (16u * 1024 * 1024 + 48)
+
+int store__session_params(struct http_request *req, struct store_session *s);
+int store__read_snapshot_file(const char *path, uint8_t **data, size_t *len,
+                              uint8_t **digests, uint32_t **sizes, uint64_t *n);
+
+/* ---- Opening ---------------------------------------------------------- */
+
+struct open_job {
+  struct core_job job;
+  struct http_request *req;
+  struct store_session *s;
+  int rc;                       /* out */
+  char err[200];                /* out */
+};
+
+static void open_run(struct core_job *j)
+{
+  struct open_job *o = (struct open_job *)j;
+  struct store_session *s = o->s;
+  char path[4096], lockdir[1024];
+  struct store_snapshot_info info;
+  int rc = store_snapshot_info(s->ds->path, s->ns, s->type, s->backup_id, s->time, &info);
+  if (rc < 0) {
+    snprintf(o->err, sizeof(o->err), "snapshot not found");
+    goto out;
+  }
+  int finished = info.finished;
+  store_snapshot_info_free(&info);
+  if (!finished) {
+    rc = CORE_ENOTFOUND;
+    snprintf(o->err, sizeof(o->err), "snapshot is not finished");
+    goto out;
+  }
+  rc = store_lock_dir(lockdir, sizeof(lockdir), s->table->api->run_dir, s->ds->name);
+  if (rc >= 0)
+    rc = store_lock_snapshot(lockdir, s->ns, s->type, s->backup_id, s->time,
+                             STORE_LOCK_SHARED, &s->locks[0]);
+  if (rc < 0) {
+    snprintf(o->err, sizeof(o->err), "%s", rc == CORE_ELOCKED ? "snapshot is being removed"
+                                                              : core_strerror(rc));
+    goto out;
+  }
+  s->nlocks = 1;
+  rc = store_path_snapshot(path, sizeof(path), s->ds->path, s->ns, s->type, s->backup_id,
+                           s->time);
+  if (rc >= 0) {
+    s->dir = core_strdup(path);
+    rc = 0;
+  }
+out:
+  o->rc = rc;
+}
+
+static void open_done(struct core_job *j, int status)
+{
+  struct open_job *o = (struct open_job *)j;
+  struct store_session *s = o->s;
+  int rc = status < 0 ? status : o->rc;
+  if (rc < 0) {
+    http_respond_error(o->req, rc == CORE_ELOCKED ? 409 : http_status_for(rc), "%s",
+                       o->err[0] ? o->err : core_strerror(rc));
+    store_session_free(s);
+  } else {
+    store_session_publish(s);
+    char body[48];
+    int n = snprintf(body, sizeof(body), "\"%s\"", s->id);
+    http_respond_data(o->req, body, (size_t)n);
+  }
+  core_free(o);
+}
+
+static void open_lookup(void *arg, int err, struct store_datastore *ds)
+{
+  struct open_job *o = arg;
+  if (err) {
+    store_api_lookup_error(o->req, http_req_param(o->req, "store"), err, ds);
+    store_session_free(o->s);
+    core_free(o);
+    return;
+  }
+  o->s->ds = ds;
+  o->s->op = STORE_OP_READ;
+  int rc = core_job_submit(o->s->table->loop, &o->job, open_run, open_done);
+  if (rc < 0) {
+    o->rc = rc;
+    open_done(&o->job, rc);
+  }
+}
+
+static void h_open(struct http_request *req, void *ctx)
+{
+  struct store_sessions *t = ctx;
+  const char *store = http_req_param(req, "store");
+  if (store == NULL || store_name_datastore(store) < 0) {
+    http_respond_error(req, 400, "invalid or missing parameter 'store'");
+    return;
+  }
+  struct store_session *s = store_session_new(t, STORE_SESSION_READER);
+  if (store__session_params(req, s) < 0) {
+    store_session_free(s);
+    return;
+  }
+  struct open_job *o = core_new(struct open_job);
+  o->req = req;
+  o->s = s;
+  store_lookup(t->api->reg, store, STORE_OP_READ, open_lookup, o);
+}
+
+static void close_drained(struct store_session *s)
+{
+  /* Unlocking is a close() on a tmpfs file: no need for the pool. */
+  store_session_free(s);
+}
+
+void store__reader_close(struct store_session *s)
+{
+  if (s->state != STORE_SESSION_ENDING)
+    store_session_end(s, close_drained);
+}
+
+static void h_close(struct http_request *req, void *ctx)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_READER);
+  if (s == NULL)
+    return;
+  http_respond_data(req, NULL, 0);
+  store__reader_close(s);
+  store_session_leave(s);
+}
+
+/* ---- download --------------------------------------------------------- */
+
+struct read_job {
+  struct core_job job;
+  struct http_request *req;
+  struct store_session *s;
+  /* in */
+  char *path;                   /* download: owned file path */
+  struct store_chunkstore *cs;  /* chunk: resolved in the pool */
+  uint8_t digest[32];
+  /* out */
+  int rc;
+  uint8_t *data;
+  size_t len;
+  uint8_t *digests;
+  uint32_t *sizes;
+  uint64_t n;
+};
+
+static void download_run(struct core_job *j)
+{
+  struct read_job *r = (struct read_job *)j;
+  r->rc = store__read_snapshot_file(r->path, &r->data, &r->len, &r->digests, &r->sizes, &r->n);
+}
+
+static void download_done(struct core_job *j, int status)
+{
+  struct read_job *r = (struct read_job *)j;
+  struct store_session *s = r->s;
+  int rc = status < 0 ? status : r->rc;
+  for (uint64_t i = 0; rc == 0 && i < r->n; i++)
+    rc = store_digestset_add(&s->known, r->digests + i * 32, r->sizes[i]);
+  if (rc < 0) {
+    http_respond_error(r->req, http_status_for(rc), "cannot read %s: %s",
+                       strrchr(r->path, '/') + 1, core_strerror(rc));
+    core_free(r->data);
+  } else {
+    http_respond_owned(r->req, 200, "application/octet-stream", r->data, r->len);
+  }
+  core_free(r->digests);
+  core_free(r->sizes);
+  core_free(r->path);
+  core_free(r);
+  store_session_leave(s);
+}
+
+static void h_download(struct http_request *req, void *ctx)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_READER);
+  if (s == NULL)
+    return;
+  const char *name = http_req_param(req, "file-name");
+  if (name == NULL || store_name_archive(name) < 0) {
+    http_respond_error(req, 400, "invalid file-name");
+    store_session_leave(s);
+    return;
+  }
+  struct read_job *r = core_new(struct read_job);
+  r->req = req;
+  r->s = s;
+  r->path = core_asprintf("%s/%s", s->dir, name);
+  int rc = core_job_submit(s->table->loop, &r->job, download_run, download_done);
+  if (rc < 0) {
+    r->rc = rc;
+    download_done(&r->job, rc);
+  }
+}
+
+/* ---- chunk ------------------------------------------------------------ */
+
+static void chunk_run(struct core_job *j)
+{
+  struct read_job *r = (struct read_job *)j;
+  struct core_buf b;
+  core_buf_init(&b, CHUNK_MAX_READ);
+  int rc = store_datastore_chunks(r->s->ds, &r->cs);
+  if (rc == 0)
+    rc = store_chunk_read(r->cs, r->digest, &b);
+  if (rc < 0) {
+    core_buf_free(&b);
+    r->rc = rc;
+    return;
+  }
+  r->data = (uint8_t *)core_buf_steal(&b, &r->len);
+  r->rc = 0;
+}
+
+static void chunk_done(struct core_job *j, int status)
+{
+  struct read_job *r = (struct read_job *)j;
+  int rc = status < 0 ? status : r->rc;
+  if (rc < 0) {
+    char hex[65];
+    core_hex_encode(r->digest, 32, hex);
+    http_respond_error(r->req, http_status_for(rc), "cannot read chunk %s: %s", hex,
+                       core_strerror(rc));
+  } else {
+    http_respond_owned(r->req, 200, "application/octet-stream", r->data, r->len);
+  }
+  store_session_leave(r->s);
+  core_free(r);
+}
+
+static void h_chunk(struct http_request *req, void *ctx)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_READER);
+  if (s == NULL)
+    return;
+  const char *digest = http_req_param(req, "digest");
+  uint8_t d[32];
+  if (digest == NULL || !core_is_digest_hex(digest)) {
+    http_respond_error(req, 400, "digest must be 64 lowercase hex characters");
+    store_session_leave(s);
+    return;
+  }
+  core_hex_decode(digest, 32, d);
+  if (!store_digestset_get(&s->known, d, NULL)) {
+    http_respond_error(req, 403, "chunk %s is not referenced by a downloaded index", digest);
+    store_session_leave(s);
+    return;
+  }
+  struct read_job *r = core_new(struct read_job);
+  r->req = req;
+  r->s = s;
+  memcpy(r->digest, d, 32);
+  int rc = core_job_submit(s->table->loop, &r->job, chunk_run, chunk_done);
+  if (rc < 0) {
+    r->rc = rc;
+    chunk_done(&r->job, rc);
+  }
+}
+
+void store__reader_register(struct http_server *srv, struct store_sessions *t)
+{
+  const struct http_route routes[] = {
+    {HTTP_METHOD_POST, "/api2/json/reader", h_open, t, 0, 0},
+    {HTTP_METHOD_DELETE, "/api2/json/reader/{session}", h_close, t, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/reader/{session}/download", h_download, t, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/reader/{session}/chunk", h_chunk, t, 0, 0},
+  };
+  http_server_add_routes(srv, routes, sizeof(routes) / sizeof(routes[0]));
+}

@@ -1,0 +1,147 @@
+#include "store/store_session.h"
+
+#include "core/core_alloc.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "core/core_log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void store_sessions_init(struct store_sessions *t, struct store_api *api)
+{
+  memset(t, 0, sizeof(*t));
+  t->loop = api->loop;
+  t->api = api;
+  t->timeout_ms = STORE_SESSION_TIMEOUT_MS;
+  core_map_init(&t->map);
+}
+
+static void abort_session(struct store_session *s, const char *why)
+{
+  if (s->kind == STORE_SESSION_BACKUP)
+    store__backup_abort(s, why);
+  else
+    store__reader_close(s);
+}
+
+void store_sessions_close(struct store_sessions *t)
+{
+  size_t it = 0;
+  void *v;
+  /* Aborting removes entries; collect first. */
+  struct store_session **list = core_calloc(t->map.count + 1, sizeof(*list));
+  size_t n = 0;
+  while (core_map_next(&t->map, &it, NULL, &v))
+    list[n++] = v;
+  for (size_t i = 0; i < n; i++)
+    abort_session(list[i], "server shutting down");
+  core_free(list);
+  core_map_free(&t->map);
+}
+
+static void on_idle(uv_timer_t *timer)
+{
+  struct store_session *s = timer->data;
+  if (s->ops > 0) {
+    uv_timer_again(timer);
+    return;
+  }
+  core_info("session %s idle for %llu ms: aborting", s->id,
+            (unsigned long long)s->table->timeout_ms);
+  abort_session(s, "idle timeout");
+}
+
+struct store_session *store_session_new(struct store_sessions *t, enum store_session_kind kind)
+{
+  struct store_session *s = core_new(struct store_session);
+  uint8_t raw[STORE_SESSION_ID_LEN / 2];
+  if (core_random(raw, sizeof(raw)) < 0)
+    abort();
+  core_hex_encode(raw, sizeof(raw), s->id);
+  s->kind = kind;
+  s->state = STORE_SESSION_OPEN;
+  s->table = t;
+  s->ns = core_strdup("");
+  store_digestset_init(&s->known, STORE_MAX_KNOWN_CHUNKS);
+  uv_timer_init(t->loop, &s->idle);
+  s->idle.data = s;
+  return s;
+}
+
+void store_session_publish(struct store_session *s)
+{
+  core_map_put(&s->table->map, s->id, s);
+  uv_timer_start(&s->idle, on_idle, s->table->timeout_ms, s->table->timeout_ms);
+}
+
+struct store_session *store_session_enter(struct store_sessions *t, struct http_request *req,
+                                          enum store_session_kind kind)
+{
+  const char *id = http_req_param(req, "session");
+  struct store_session *s = id ? core_map_get(&t->map, id) : NULL;
+  if (s == NULL || s->kind != kind) {
+    http_respond_error(req, 404, "no such %s session", kind == STORE_SESSION_BACKUP ?
+                       "backup" : "reader");
+    return NULL;
+  }
+  const char *who = http_req_authid(req);
+  if (who == NULL || strcmp(who, s->authid) != 0) {
+    http_respond_error(req, 403, "session belongs to another user");
+    return NULL;
+  }
+  if (s->state != STORE_SESSION_OPEN) {
+    http_respond_error(req, 409, "session is finishing");
+    return NULL;
+  }
+  s->ops++;
+  uv_timer_again(&s->idle);
+  return s;
+}
+
+void store_session_leave(struct store_session *s)
+{
+  if (--s->ops == 0 && s->state == STORE_SESSION_ENDING && s->on_drained) {
+    void (*fn)(struct store_session *) = s->on_drained;
+    s->on_drained = NULL;
+    fn(s);
+  }
+}
+
+void store_session_end(struct store_session *s, void (*on_drained)(struct store_session *s))
+{
+  if (core_map_get(&s->table->map, s->id) == s)
+    core_map_del(&s->table->map, s->id);
+  s->state = STORE_SESSION_ENDING;
+  uv_timer_stop(&s->idle);
+  if (s->ops == 0) {
+    on_drained(s);
+    return;
+  }
+  s->on_drained = on_drained;
+}
+
+void store_session_unlock(struct store_session *s)
+{
+  while (s->nlocks > 0)
+    store_lock_release(&s->locks[--s->nlocks]);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+  struct store_session *s = h->data;
+  core_free(s);
+}
+
+void store_session_free(struct store_session *s)
+{
+  store_session_unlock(s);
+  if (s->ds)
+    store_release(s->ds, s->op);
+  store_digestset_free(&s->known);
+  core_free(s->authid);
+  core_free(s->ns);
+  core_free(s->backup_id);
+  core_free(s->dir);
+  uv_close((uv_handle_t *)&s->idle, on_timer_closed);
+}
