@@ -37,6 +37,7 @@ struct options {
   int nlisten;
   int no_tls;
   int debug_reread;
+  uint64_t session_timeout_ms;
   enum core_log_level log_level;
   struct http_limits limits;
 };
@@ -71,6 +72,7 @@ static void usage(FILE *f)
           "  --header-timeout-ms N   time allowed for a request's headers (default 15000)\n"
           "  --idle-timeout-ms N     keep-alive idle time (default 60000)\n"
           "  --max-connections N     open connections at most (default 16384)\n"
+          "  --session-timeout-ms N  idle backup/reader sessions are aborted (default 900000)\n"
           "  --debug-reread-config   re-read datastore.cfg on every lookup (benchmarks only)\n"
           "  --help                  this text\n");
 }
@@ -113,7 +115,7 @@ static int parse_options(int argc, char **argv, struct options *o)
       o->listen[o->nlisten++] = t;
   }
   enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
-         O_HELP };
+         O_SESSION, O_HELP };
   static const struct option longopts[] = {
     {"config-dir", required_argument, NULL, O_CONFIG},
     {"run-dir", required_argument, NULL, O_RUN},
@@ -124,6 +126,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     {"idle-timeout-ms", required_argument, NULL, O_IDLE},
     {"max-connections", required_argument, NULL, O_MAXC},
     {"debug-reread-config", no_argument, NULL, O_REREAD},
+    {"session-timeout-ms", required_argument, NULL, O_SESSION},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
   };
@@ -154,6 +157,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     case O_HDR:
     case O_IDLE:
     case O_MAXC:
+    case O_SESSION:
       if (parse_u64(optarg, &v) < 0 || v == 0) {
         fprintf(stderr, "cairnd: %s needs a positive number\n", argv[optind - 1]);
         return -1;
@@ -162,6 +166,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         o->limits.header_timeout_ms = v;
       else if (c == O_IDLE)
         o->limits.idle_timeout_ms = v;
+      else if (c == O_SESSION)
+        o->session_timeout_ms = v;
       else
         o->limits.max_connections = (unsigned)v;
       break;
@@ -318,6 +324,8 @@ int main(int argc, char **argv)
   d.store_api.run_dir = d.opt.run_dir;
   d.store_api.sessions = &d.sessions;
   store_sessions_init(&d.sessions, &d.store_api);
+  if (d.opt.session_timeout_ms)
+    d.sessions.timeout_ms = d.opt.session_timeout_ms;
 
   d.http = http_server_new(d.loop, &d.opt.limits);
   http_server_set_auth(d.http, http_auth_check, &d.auth);
