@@ -517,14 +517,22 @@ int store_chunk_touch(struct store_chunkstore *cs, const uint8_t digest[32])
   return touch_at(cs->chunks_fd, rel);
 }
 
+/* "<prefix>/<hex>.N.bad" for N in 0..9. */
+static void bad_name(char out[STORE_CHUNK_REL_LEN + 7], const char *rel, int n)
+{
+  memcpy(out, rel, STORE_CHUNK_REL_LEN);
+  memcpy(out + STORE_CHUNK_REL_LEN, ".0.bad", 7);
+  out[STORE_CHUNK_REL_LEN + 1] = (char)('0' + n);
+}
+
 int store_chunk_touch_bad(struct store_chunkstore *cs, const uint8_t digest[32])
 {
   char rel[STORE_CHUNK_REL_LEN + 1];
-  char bad[STORE_CHUNK_REL_LEN + 8];
+  char bad[STORE_CHUNK_REL_LEN + 7];
   int count = 0;
   store_path_chunk_rel(rel, digest);
   for (int n = 0; n <= 9; n++) {
-    snprintf(bad, sizeof(bad), "%s.%d.bad", rel, n);
+    bad_name(bad, rel, n);
     int rc = touch_at(cs->chunks_fd, bad);
     if (rc == 0)
       count++;
@@ -537,7 +545,7 @@ int store_chunk_touch_bad(struct store_chunkstore *cs, const uint8_t digest[32])
 int store_chunk_mark_bad(struct store_chunkstore *cs, const uint8_t digest[32])
 {
   char rel[STORE_CHUNK_REL_LEN + 1];
-  char bad[STORE_CHUNK_REL_LEN + 8];
+  char bad[STORE_CHUNK_REL_LEN + 7];
   int rc = CORE_EEXISTS; /* not kept: N = 9 always overwrites */
   store_path_chunk_rel(rel, digest);
   /* Under the stripe so a concurrent insert's keep-or-replace decision sees
@@ -545,7 +553,7 @@ int store_chunk_mark_bad(struct store_chunkstore *cs, const uint8_t digest[32])
   pthread_mutex_t *m = stripe(cs, digest[0]);
   pthread_mutex_lock(m);
   for (int n = 0; n <= 9; n++) {
-    snprintf(bad, sizeof(bad), "%s.%d.bad", rel, n);
+    bad_name(bad, rel, n);
     int r;
     if (n == 9) {
       r = renameat(cs->chunks_fd, rel, cs->chunks_fd, bad);

@@ -356,7 +356,7 @@ UNIT_TEST(iterator_yields_exactly_chunks)
   uint8_t digests[N][32];
   uint8_t *b = blob(MAGIC_PLAIN, 20, 'i');
   for (int i = 0; i < N; i++) {
-    char s[16];
+    char s[32];
     snprintf(s, sizeof(s), "chunk%d", i);
     digest_of(s, digests[i]);
     struct store_chunk_insert_result r;
@@ -630,7 +630,7 @@ UNIT_TEST(sync_level_file)
   uint8_t *b = blob(MAGIC_PLAIN, 1000, 'y');
   for (int i = 0; i < 5; i++) {
     uint8_t d[32];
-    char s[16];
+    char s[32];
     snprintf(s, sizeof(s), "sync%d", i);
     digest_of(s, d);
     struct store_chunk_insert_result r;
