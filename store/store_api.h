@@ -28,5 +28,6 @@ void store_api_lookup_error(struct http_request *req, const char *store, int err
 /* Per-area registration, called by store_api_register(). */
 void store__api_config_register(struct http_server *s, struct store_api *api);
 void store__api_admin_register(struct http_server *s, struct store_api *api);
+void store__api_content_register(struct http_server *s, struct store_api *api);
 
 #endif
