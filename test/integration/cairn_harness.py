@@ -175,6 +175,7 @@ class Cairn:
         self.port = free_port()
         self.proc = None
         self.log_lines = []
+        self.failed_start_logs = []
         self._log_cond = threading.Condition()
         self._reader = None
         self.fingerprint = None
@@ -184,10 +185,25 @@ class Cairn:
         _LIVE.add(self)
         if start:
             try:
-                self.start()
+                self._first_start()
             except BaseException:
                 self.close()
                 raise
+
+    def _first_start(self):
+        # free_port() is a race with every other process picking ports: on
+        # "address in use" try another port (restart() keeps its port).
+        for attempt in range(3):
+            try:
+                return self.start()
+            except RuntimeError as e:
+                if attempt == 2 or not re.search(r"in use|EADDRINUSE", str(e), re.I):
+                    raise
+                # Kept apart: a report from that exit path is not the test's.
+                with self._log_cond:
+                    self.failed_start_logs.append(self.log_lines)
+                    self.log_lines = []
+                self.port = free_port()
 
     # ---- lifecycle ----
 
@@ -253,7 +269,7 @@ class Cairn:
         with self._log_cond:
             self._log_cond.notify_all()
 
-    def _port_open(self):
+    def port_open(self):
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5):
                 return True
@@ -276,7 +292,7 @@ class Cairn:
                                    % (self.proc.returncode, self.log_text(mark)))
             if time.monotonic() >= deadline:
                 # The log line is the contract, the port is the fallback.
-                if self._port_open():
+                if self.port_open():
                     return
                 self.kill9()
                 raise RuntimeError("cairnd did not listen on %s:%d within %.0f s:\n%s"

@@ -14,10 +14,12 @@ import random
 import re
 import resource
 import selectors
+import shutil
 import signal
 import socket
 import ssl
 import stat
+import subprocess
 import sys
 import time
 import unittest
@@ -741,6 +743,65 @@ class LifecycleTest(CairnCase):
         time.sleep(0.5)
         self.assertServing(srv, "after SIGHUP")
         self.assertOk(srv.get(API + "/admin/datastore/hup1/status"))
+
+    def test_sighup_reloads_certificate(self):
+        if not shutil.which("openssl"):
+            self.skipTest("openssl not installed")
+        srv = self.server(tls=True)
+        old = srv.fingerprint
+        key = os.path.join(srv.config_dir, "proxy.key")
+        pem = os.path.join(srv.config_dir, "proxy.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=new",
+                        "-keyout", key + ".new", "-out", pem + ".new"],
+                       check=True, capture_output=True)
+        os.chmod(key + ".new", 0o600)
+        os.replace(key + ".new", key)
+        os.replace(pem + ".new", pem)
+        with open(pem) as f:
+            new = ch.cert_fingerprint(ssl.PEM_cert_to_DER_cert(f.read()))
+        conn = srv.connection()  # pinned to the old certificate, kept open
+        try:
+            self.assertOk(srv.get(API + "/version", token=False, conn=conn))
+            srv.proc.send_signal(signal.SIGHUP)
+
+            def served():
+                with srv.raw_socket(tls=True) as t:
+                    return ch.cert_fingerprint(t.getpeercert(binary_form=True))
+            self.assertTrue(self.poll(lambda: served() == new, timeout=5),
+                            "SIGHUP did not load the new certificate%s" % self.log_tail())
+            self.assertNotEqual(old, new)
+            # Connections made before the reload keep working.
+            self.assertOk(srv.get(API + "/version", token=False, conn=conn))
+        finally:
+            conn.close()
+
+    def test_sigterm_lets_inflight_request_finish(self):
+        srv = self.server(tls=False)
+        body = ('{"name": "inflight1", "path": "%s"}'
+                % srv.datastore_path("inflight1")).encode()
+        s = srv.raw_socket(timeout=10)
+        try:
+            s.sendall(("POST %s/config/datastore HTTP/1.1\r\nHost: x\r\n"
+                       "Authorization: %s\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %d\r\n\r\n" % (API, srv.auth_header(), len(body)))
+                      .encode() + body[:10])
+            time.sleep(0.3)
+            srv.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            # No longer accepting, but the request in flight is finished.
+            refused = self.poll(lambda: not srv.port_open(), timeout=3)
+            self.assertTrue(refused, "still accepting after SIGTERM")
+            status, _, _, _, got = ch.exchange_one(s, body[10:], 10)
+            self.assertEqual(200, status, "in-flight request answered %r%s"
+                             % (got[:200], self.log_tail()))
+        finally:
+            s.close()
+        try:
+            code = srv.proc.wait(12)
+        except subprocess.TimeoutExpired:
+            self.fail("cairnd did not exit within its grace period%s" % self.log_tail())
+        self.assertEqual(0, code, "exit code after SIGTERM%s" % self.log_tail())
 
     def test_environment_variables(self):
         srv = self.server(tls=False, use_env=True)
