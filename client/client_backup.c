@@ -1,0 +1,911 @@
+/* client_backup.c: the backup pipeline (see client_backup.h). */
+#include "client/client_backup.h"
+
+#include "client/client_api.h"
+#include "client/client_archive.h"
+#include "client/client_chunker.h"
+#include "client/client_progress.h"
+#include "core/core_alloc.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "core/core_json.h"
+#include "store/store_blob.h"
+#include "store/store_crypt.h"
+#include "store/store_index.h"
+#include "store/store_manifest.h"
+#include "store/store_name.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define APPEND_BATCH 128
+#define FIXED_CHUNK ((size_t)4 << 20)
+#define DEFAULT_WORKERS 4
+#define DEFAULT_BUDGET ((size_t)96 << 20)
+#define MAX_INDEX_ENTRIES ((size_t)64 << 20)
+
+/* ---- The set of digests the server knows in this session ---- */
+
+enum { K_EMPTY = 0, K_KNOWN = 1, K_UPLOADING = 2, K_FAILED = 3 };
+
+struct known {
+  uint8_t (*keys)[32];
+  uint8_t *state;
+  size_t cap; /* power of two */
+  size_t n;
+};
+
+static size_t known_find(const struct known *k, const uint8_t d[32])
+{
+  uint64_t h;
+  size_t i;
+  memcpy(&h, d, 8); /* digests are uniformly distributed already */
+  for (i = (size_t)h & (k->cap - 1);; i = (i + 1) & (k->cap - 1))
+    if (k->state[i] == K_EMPTY || memcmp(k->keys[i], d, 32) == 0)
+      return i;
+}
+
+static void known_grow(struct known *k)
+{
+  struct known n = {0};
+  n.cap = k->cap ? k->cap * 2 : 1024;
+  n.keys = core_malloc(n.cap * 32);
+  n.state = core_calloc(n.cap, 1);
+  for (size_t i = 0; i < k->cap; i++) {
+    if (k->state[i] != K_EMPTY) {
+      size_t j = known_find(&n, k->keys[i]);
+      memcpy(n.keys[j], k->keys[i], 32);
+      n.state[j] = k->state[i];
+      n.n++;
+    }
+  }
+  core_free(k->keys);
+  core_free(k->state);
+  *k = n;
+}
+
+/* The slot for `d`, inserted as K_EMPTY-turned-`st` when absent. Returns the
+ * state it had (K_EMPTY when new). */
+static int known_claim(struct known *k, const uint8_t d[32], int st, size_t *slot)
+{
+  size_t i;
+  if ((k->n + 1) * 4 > k->cap * 3)
+    known_grow(k);
+  i = known_find(k, d);
+  *slot = i;
+  if (k->state[i] != K_EMPTY)
+    return k->state[i];
+  memcpy(k->keys[i], d, 32);
+  k->state[i] = (uint8_t)st;
+  k->n++;
+  return K_EMPTY;
+}
+
+static void known_free(struct known *k)
+{
+  core_free(k->keys);
+  core_free(k->state);
+  memset(k, 0, sizeof(*k));
+}
+
+/* ---- Pipeline state ---- */
+
+struct job {
+  struct job *next;
+  uint64_t seq;   /* position in the index */
+  uint64_t start; /* content offset */
+  uint8_t *data;  /* plaintext, owned by the job */
+  size_t len;
+};
+
+struct slot {
+  uint8_t digest[32];
+  uint64_t start;
+  uint32_t len;
+  uint8_t done;
+};
+
+struct pipe {
+  const struct client_backup_opts *o;
+  uv_mutex_t mu;
+  uv_cond_t cv_work;  /* workers: a job or stop */
+  uv_cond_t cv_space; /* producer: budget freed */
+  uv_cond_t cv_done;  /* producer: a slot completed */
+  uv_cond_t cv_known; /* workers: an upload by another worker finished */
+  struct job *qhead, *qtail;
+  size_t inflight; /* chunk bytes in queued and running jobs */
+  size_t budget;
+  int stop;
+  int err;          /* first error, 0 if none */
+  char errmsg[768];
+  struct known known;
+
+  /* the archive being written (set by the producer between archives) */
+  const char *archive;
+  int fixed;
+  char wid[32];
+  const char *sid;
+  struct slot *ring; /* ring[seq & (ring_cap - 1)] for seq in [next_append, next_seq) */
+  uint64_t ring_cap, next_seq, next_append;
+
+  /* producer-only */
+  struct client_chunker chunker;
+  uint8_t *cur;
+  size_t cur_len;
+  uint64_t stream_off;
+  uint8_t batch_digest[APPEND_BATCH][32]; /* the next PUT *_index */
+  uint64_t batch_off[APPEND_BATCH];         /* start offsets */
+  unsigned batch_n;
+  struct store_didx_writer didx;
+  struct store_fidx_writer fidx;
+
+  /* totals (under mu) */
+  uint64_t chunks, new_chunks, new_bytes, uploaded;
+
+  uv_thread_t *threads;
+  unsigned nthreads;
+};
+
+static void fail(struct pipe *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Records the first error; later ones are consequences. Caller holds mu. */
+static void fail(struct pipe *p, int code, const char *fmt, ...)
+{
+  va_list ap;
+  if (p->err)
+    return;
+  p->err = code < 0 ? code : CORE_EPROTO;
+  va_start(ap, fmt);
+  vsnprintf(p->errmsg, sizeof(p->errmsg), fmt, ap);
+  va_end(ap);
+  uv_cond_broadcast(&p->cv_space);
+  uv_cond_broadcast(&p->cv_done);
+  uv_cond_broadcast(&p->cv_known);
+}
+
+static int upload_chunk(struct pipe *p, struct store_blob_ctx *bctx, const struct job *j,
+                        const uint8_t digest[32], size_t *encoded, char *err, size_t errlen)
+{
+  struct core_buf target;
+  struct client_resp resp;
+  char hex[65];
+  uint8_t *blob = NULL;
+  size_t blen = 0;
+  int rc;
+
+  rc = store_blob_encode_alloc(bctx, j->data, j->len, STORE_BLOB_COMPRESS, p->o->crypt, &blob,
+                               &blen);
+  core_hex_encode(digest, 32, hex);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: chunk %s at offset %llu: encode: %s", p->archive, hex,
+             (unsigned long long)j->start, core_strerror(rc));
+    return rc;
+  }
+  core_buf_init(&target, 1024);
+  core_buf_printf(&target, "/api2/json/backup/%s/%s_chunk", p->sid,
+                  p->fixed ? "fixed" : "dynamic");
+  client_query_add(&target, "wid", p->wid);
+  client_query_add(&target, "digest", hex);
+  client_query_add_u64(&target, "size", j->len);
+  client_query_add_u64(&target, "encoded-size", blen);
+  rc = client_api_call(p->o->api, "POST", target.base, blob, blen, NULL, 0, &resp);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: upload of chunk %s: %s", p->archive, hex, core_strerror(rc));
+  } else if (resp.status < 200 || resp.status > 299) {
+    char msg[512];
+    rc = client_api_status_error("POST", target.base, &resp, msg, sizeof(msg));
+    snprintf(err, errlen, "%s: upload of chunk %s: %s", p->archive, hex, msg);
+  }
+  client_resp_free(&resp);
+  core_buf_free(&target);
+  core_free(blob);
+  *encoded = blen;
+  return rc;
+}
+
+static void worker(void *arg)
+{
+  struct pipe *p = arg;
+  struct store_blob_ctx bctx;
+  store_blob_ctx_init(&bctx);
+
+  for (;;) {
+    struct job *j;
+    uint8_t digest[32];
+    size_t slot, encoded = 0;
+    int st, fresh = 0;
+
+    uv_mutex_lock(&p->mu);
+    while (!p->stop && p->qhead == NULL)
+      uv_cond_wait(&p->cv_work, &p->mu);
+    if (p->qhead == NULL) {
+      uv_mutex_unlock(&p->mu);
+      break;
+    }
+    j = p->qhead;
+    p->qhead = j->next;
+    if (p->qhead == NULL)
+      p->qtail = NULL;
+    if (p->err) {
+      /* drain without work once the backup failed */
+      uv_mutex_unlock(&p->mu);
+      goto finish;
+    }
+    uv_mutex_unlock(&p->mu);
+
+    store_crypt_chunk_digest(p->o->crypt, j->data, j->len, digest);
+
+    uv_mutex_lock(&p->mu);
+    st = known_claim(&p->known, digest, K_UPLOADING, &slot);
+    while (st == K_UPLOADING && !p->err) {
+      uv_cond_wait(&p->cv_known, &p->mu);
+      slot = known_find(&p->known, digest); /* the table may have grown */
+      st = p->known.state[slot];
+    }
+    if (st == K_FAILED && !p->err)
+      fail(p, CORE_EPROTO, "%s: chunk upload failed earlier", p->archive);
+    uv_mutex_unlock(&p->mu);
+
+    if (st == K_EMPTY) {
+      char err[768];
+      int rc = upload_chunk(p, &bctx, j, digest, &encoded, err, sizeof(err));
+      uv_mutex_lock(&p->mu);
+      slot = known_find(&p->known, digest);
+      if (rc < 0) {
+        p->known.state[slot] = K_FAILED;
+        fail(p, rc, "%s", err);
+      } else {
+        p->known.state[slot] = K_KNOWN;
+        p->new_chunks++;
+        p->new_bytes += j->len;
+        p->uploaded += encoded;
+        fresh = 1;
+      }
+      uv_cond_broadcast(&p->cv_known);
+      uv_mutex_unlock(&p->mu);
+    }
+    client_progress_add(p->o->progress, j->len, fresh ? j->len : 0, fresh ? 0 : j->len);
+
+  finish:
+    uv_mutex_lock(&p->mu);
+    {
+      struct slot *s = &p->ring[j->seq & (p->ring_cap - 1)];
+      memcpy(s->digest, digest, 32);
+      s->done = 1;
+    }
+    p->inflight -= j->len;
+    uv_cond_signal(&p->cv_space);
+    uv_cond_signal(&p->cv_done);
+    uv_mutex_unlock(&p->mu);
+    core_free(j->data);
+    core_free(j);
+  }
+  store_blob_ctx_free(&bctx);
+}
+
+/* ---- Producer side ---- */
+
+static int put_batch(struct pipe *p, char *err, size_t errlen)
+{
+  struct core_buf body;
+  char target[256];
+  yajl_val tree, data;
+  int rc;
+
+  if (p->batch_n == 0)
+    return 0;
+  core_buf_init(&body, (size_t)1 << 20);
+  core_buf_printf(&body, "{\"wid\":%s,\"digest-list\":[", p->wid);
+  for (unsigned i = 0; i < p->batch_n; i++) {
+    char hex[65];
+    core_hex_encode(p->batch_digest[i], 32, hex);
+    core_buf_printf(&body, "%s\"%s\"", i ? "," : "", hex);
+  }
+  core_buf_append_str(&body, "],\"offset-list\":[");
+  for (unsigned i = 0; i < p->batch_n; i++)
+    core_buf_printf(&body, "%s%llu", i ? "," : "", (unsigned long long)p->batch_off[i]);
+  core_buf_append_str(&body, "]}");
+  snprintf(target, sizeof(target), "/api2/json/backup/%s/%s_index", p->sid,
+           p->fixed ? "fixed" : "dynamic");
+  rc = client_api_json(p->o->api, "PUT", target, body.base, body.len, "application/json",
+                       &tree, &data, err, errlen);
+  if (tree)
+    yajl_tree_free(tree);
+  core_buf_free(&body);
+  p->batch_n = 0;
+  return rc;
+}
+
+/* Appends finished slots in index order and PUTs full batches; with `final`
+ * waits for every submitted slot and PUTs the remainder. */
+static int append_ready(struct pipe *p, int final, char *err, size_t errlen)
+{
+  for (;;) {
+    struct slot s;
+    int have = 0, rc;
+
+    uv_mutex_lock(&p->mu);
+    for (;;) {
+      if (p->err) {
+        rc = p->err;
+        snprintf(err, errlen, "%s", p->errmsg);
+        uv_mutex_unlock(&p->mu);
+        return rc;
+      }
+      if (p->next_append < p->next_seq && p->ring[p->next_append & (p->ring_cap - 1)].done) {
+        s = p->ring[p->next_append & (p->ring_cap - 1)];
+        p->next_append++;
+        p->chunks++;
+        have = 1;
+        break;
+      }
+      if (!final || p->next_append == p->next_seq)
+        break;
+      uv_cond_wait(&p->cv_done, &p->mu);
+    }
+    uv_mutex_unlock(&p->mu);
+    if (!have)
+      break;
+
+    if (p->fixed)
+      rc = store_fidx_writer_add_chunk(&p->fidx, s.start, s.len, s.digest);
+    else
+      rc = store_didx_writer_append(&p->didx, s.start + s.len, s.digest);
+    if (rc < 0) {
+      snprintf(err, errlen, "%s: index entry at offset %llu: %s", p->archive,
+               (unsigned long long)s.start, core_strerror(rc));
+      return rc;
+    }
+    memcpy(p->batch_digest[p->batch_n], s.digest, 32);
+    p->batch_off[p->batch_n] = s.start;
+    if (++p->batch_n == APPEND_BATCH && (rc = put_batch(p, err, errlen)) < 0)
+      return rc;
+  }
+  if (final)
+    return put_batch(p, err, errlen);
+  return 0;
+}
+
+/* Hands a chunk (ownership of `data`) to the workers; waits while the budget
+ * is used up. */
+static int submit(struct pipe *p, uint8_t *data, size_t len, char *err, size_t errlen)
+{
+  struct job *j;
+  int rc;
+
+  uv_mutex_lock(&p->mu);
+  while (!p->err && p->inflight > 0 && p->inflight + len > p->budget)
+    uv_cond_wait(&p->cv_space, &p->mu);
+  if (p->err) {
+    rc = p->err;
+    snprintf(err, errlen, "%s", p->errmsg);
+    uv_mutex_unlock(&p->mu);
+    core_free(data);
+    return rc;
+  }
+  if (p->next_seq - p->next_append == p->ring_cap) {
+    /* more chunks outstanding than slots: double the ring, keeping seq
+     * positions (ring index = seq mod cap) */
+    uint64_t ncap = p->ring_cap * 2;
+    struct slot *n = core_calloc(ncap, sizeof(*n));
+    for (uint64_t s = p->next_append; s < p->next_seq; s++)
+      n[s & (ncap - 1)] = p->ring[s & (p->ring_cap - 1)];
+    core_free(p->ring);
+    p->ring = n;
+    p->ring_cap = ncap;
+  }
+  j = core_new(struct job);
+  j->seq = p->next_seq++;
+  j->start = p->stream_off;
+  j->data = data;
+  j->len = len;
+  {
+    struct slot *s = &p->ring[j->seq & (p->ring_cap - 1)];
+    memset(s, 0, sizeof(*s));
+    s->start = j->start;
+    s->len = (uint32_t)len;
+  }
+  p->stream_off += len;
+  if (p->qtail)
+    p->qtail->next = j;
+  else
+    p->qhead = j;
+  p->qtail = j;
+  p->inflight += len;
+  uv_cond_signal(&p->cv_work);
+  uv_mutex_unlock(&p->mu);
+  return append_ready(p, 0, err, errlen);
+}
+
+struct feed_ctx {
+  struct pipe *p;
+  char *err;
+  size_t errlen;
+};
+
+/* The pax stream's bytes go through the chunker into chunk buffers. */
+static int feed(void *arg, const void *data, size_t len)
+{
+  struct feed_ctx *f = arg;
+  struct pipe *p = f->p;
+  const uint8_t *d = data;
+  while (len > 0) {
+    size_t k = client_chunker_scan(&p->chunker, d, len);
+    size_t take = k ? k : len;
+    if (p->cur == NULL) {
+      /* untouched pages cost no memory, so every buffer can take a
+       * maximal chunk */
+      p->cur = core_try_malloc(CLIENT_CHUNK_MAX);
+      if (p->cur == NULL) {
+        snprintf(f->err, f->errlen, "%s: out of memory for a chunk buffer", p->archive);
+        return -ENOMEM;
+      }
+      p->cur_len = 0;
+    }
+    if (p->cur_len + take > CLIENT_CHUNK_MAX) {
+      snprintf(f->err, f->errlen, "%s: chunker exceeded the maximum chunk size", p->archive);
+      return CORE_EINVAL;
+    }
+    memcpy(p->cur + p->cur_len, d, take);
+    p->cur_len += take;
+    if (k) {
+      int rc = submit(p, p->cur, p->cur_len, f->err, f->errlen);
+      p->cur = NULL;
+      p->cur_len = 0;
+      if (rc < 0)
+        return rc;
+    }
+    d += take;
+    len -= take;
+  }
+  return 0;
+}
+
+static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t errlen)
+{
+  struct feed_ctx f = {p, err, errlen};
+  struct client_archive_stats st;
+  int rc;
+
+  client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
+  rc = client_archive_create(path, feed, &f, &st, err, errlen);
+  if (rc == 0 && p->cur_len > 0) {
+    rc = submit(p, p->cur, p->cur_len, err, errlen);
+    p->cur = NULL;
+    p->cur_len = 0;
+  }
+  core_free(p->cur);
+  p->cur = NULL;
+  p->cur_len = 0;
+  return rc;
+}
+
+static int produce_fixed(struct pipe *p, int fd, uint64_t size, char *err, size_t errlen)
+{
+  uint64_t off = 0;
+  while (off < size) {
+    size_t want = size - off < FIXED_CHUNK ? (size_t)(size - off) : FIXED_CHUNK;
+    size_t got = 0;
+    uint8_t *buf = core_try_malloc(want);
+    if (buf == NULL) {
+      snprintf(err, errlen, "%s: out of memory", p->archive);
+      return -ENOMEM;
+    }
+    while (got < want) {
+      ssize_t n = pread(fd, buf + got, want - got, (off_t)(off + got));
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0) {
+        int rc = n < 0 ? -errno : CORE_EFORMAT;
+        snprintf(err, errlen, "%s: read at offset %llu: %s", p->archive,
+                 (unsigned long long)(off + got), n < 0 ? strerror(errno) : "file shrank");
+        core_free(buf);
+        return rc;
+      }
+      got += (size_t)n;
+    }
+    int rc = submit(p, buf, want, err, errlen);
+    if (rc < 0)
+      return rc;
+    off += want;
+  }
+  return 0;
+}
+
+/* "wid" from {"data": N} or {"data": {"wid": N}}. */
+static int parse_wid(yajl_val data, char *out, size_t outlen)
+{
+  if (data && YAJL_IS_OBJECT(data))
+    data = core_json_get(data, "wid");
+  if (data && YAJL_IS_INTEGER(data) && YAJL_GET_INTEGER(data) > 0) {
+    snprintf(out, outlen, "%lld", (long long)YAJL_GET_INTEGER(data));
+    return 0;
+  }
+  return CORE_EPROTO;
+}
+
+/* Registers the previous snapshot's index of this archive as known. A
+ * missing previous snapshot or archive is not an error. */
+static int load_previous(struct pipe *p, char *err, size_t errlen)
+{
+  struct core_buf target;
+  struct client_resp resp;
+  struct store_index idx;
+  int rc;
+
+  core_buf_init(&target, 1024);
+  core_buf_printf(&target, "/api2/json/backup/%s/previous", p->sid);
+  client_query_add(&target, "archive-name", p->archive);
+  rc = client_api_call(p->o->api, "GET", target.base, NULL, 0, NULL, (size_t)1 << 30, &resp);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: previous index: %s", p->archive, core_strerror(rc));
+    goto out;
+  }
+  if (resp.status != 200) {
+    rc = 0; /* no previous snapshot, or it lacks this archive */
+    goto out;
+  }
+  rc = store_index_parse(resp.body, resp.len, 0, &idx);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: previous index is damaged: %s", p->archive, core_strerror(rc));
+    goto out;
+  }
+  uv_mutex_lock(&p->mu);
+  for (uint64_t i = 0; i < idx.count; i++) {
+    size_t slot;
+    known_claim(&p->known, store_index_digest(&idx, i), K_KNOWN, &slot);
+  }
+  uv_mutex_unlock(&p->mu);
+out:
+  client_resp_free(&resp);
+  core_buf_free(&target);
+  return rc;
+}
+
+struct archive_result {
+  uint64_t size;
+  uint8_t csum[32];
+};
+
+static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
+                          struct archive_result *res, char *err, size_t errlen)
+{
+  struct core_buf target;
+  yajl_val tree = NULL, data;
+  uint64_t size = 0, count = 0;
+  int fd = -1, rc;
+
+  p->archive = spec->archive;
+  p->fixed = store_index_kind_from_name(spec->archive) == STORE_INDEX_FIXED;
+  p->next_seq = p->next_append = 0;
+  p->stream_off = 0;
+  p->batch_n = 0;
+  core_buf_init(&target, 1024);
+
+  if (p->fixed) {
+    fd = open(spec->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      rc = -errno;
+      snprintf(err, errlen, "%s: %s", spec->path, strerror(errno));
+      goto out;
+    }
+    if ((rc = client_image_size(fd, &size)) < 0) {
+      snprintf(err, errlen, "%s: not a file or block device", spec->path);
+      goto out;
+    }
+    client_progress_set_total(p->o->progress, size);
+    if ((rc = store_fidx_writer_init(&p->fidx, size, FIXED_CHUNK, time(NULL))) < 0) {
+      snprintf(err, errlen, "%s: %s", spec->archive, core_strerror(rc));
+      goto out;
+    }
+  } else {
+    store_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
+  }
+
+  core_buf_printf(&target, "/api2/json/backup/%s/%s_index", p->sid,
+                  p->fixed ? "fixed" : "dynamic");
+  client_query_add(&target, "archive-name", spec->archive);
+  if (p->fixed)
+    client_query_add_u64(&target, "size", size);
+  rc = client_api_json(p->o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
+  if (rc < 0)
+    goto out;
+  if ((rc = parse_wid(data, p->wid, sizeof(p->wid))) < 0) {
+    snprintf(err, errlen, "%s: the server returned no writer id", spec->archive);
+    goto out;
+  }
+  if ((rc = load_previous(p, err, errlen)) < 0)
+    goto out;
+
+  rc = p->fixed ? produce_fixed(p, fd, size, err, errlen)
+                : produce_dynamic(p, spec->path, err, errlen);
+  if (rc < 0) {
+    /* a worker's error explains a producer's abort best */
+    uv_mutex_lock(&p->mu);
+    if (p->err) {
+      rc = p->err;
+      snprintf(err, errlen, "%s", p->errmsg);
+    } else {
+      fail(p, rc, "%s", err);
+    }
+    uv_mutex_unlock(&p->mu);
+    goto out;
+  }
+  if ((rc = append_ready(p, 1, err, errlen)) < 0)
+    goto out;
+
+  if (p->fixed)
+    rc = store_fidx_writer_finish(&p->fidx, res->csum, &count, &res->size);
+  else
+    rc = store_didx_writer_finish(&p->didx, res->csum, &count, &res->size);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: index: %s", spec->archive, core_strerror(rc));
+    goto out;
+  }
+  {
+    char hex[65];
+    core_hex_encode(res->csum, 32, hex);
+    core_buf_reset(&target);
+    core_buf_printf(&target, "/api2/json/backup/%s/%s_close", p->sid,
+                    p->fixed ? "fixed" : "dynamic");
+    client_query_add(&target, "wid", p->wid);
+    client_query_add_u64(&target, "chunk-count", count);
+    client_query_add_u64(&target, "size", res->size);
+    client_query_add(&target, "csum", hex);
+    if (tree)
+      yajl_tree_free(tree);
+    rc = client_api_json(p->o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err,
+                         errlen);
+  }
+
+out:
+  if (tree)
+    yajl_tree_free(tree);
+  if (p->fixed)
+    store_fidx_writer_free(&p->fidx);
+  else
+    store_didx_writer_free(&p->didx);
+  memset(&p->fidx, 0, sizeof(p->fidx));
+  memset(&p->didx, 0, sizeof(p->didx));
+  core_buf_free(&target);
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+int client_backup_parse_spec(char *arg, struct client_backup_spec *spec, char *err,
+                             size_t errlen)
+{
+  char *colon = strchr(arg, ':');
+  int kind;
+  if (colon == NULL || colon == arg || colon[1] == '\0') {
+    snprintf(err, errlen, "\"%s\" is not NAME.didx:PATH or NAME.img.fidx:PATH", arg);
+    return CORE_ENAME;
+  }
+  *colon = '\0';
+  kind = store_index_kind_from_name(arg);
+  if (kind < 0 || store_name_archive(arg) < 0) {
+    snprintf(err, errlen, "\"%s\": an archive name is a safe name ending in .didx "
+             "(directory or file) or .img.fidx (image)", arg);
+    *colon = ':';
+    return CORE_ENAME;
+  }
+  spec->archive = arg;
+  spec->path = colon + 1;
+  return 0;
+}
+
+/* The newest snapshot time of the group, or 0. Best effort. */
+static int64_t last_snapshot_time(const struct client_backup_opts *o)
+{
+  struct core_buf target;
+  yajl_val tree = NULL, data;
+  char err[256];
+  int64_t best = 0;
+
+  core_buf_init(&target, 1024);
+  core_buf_printf(&target, "/api2/json/admin/datastore/%s/snapshots", client_api_store(o->api));
+  client_query_add(&target, "backup-type", o->backup_type);
+  client_query_add(&target, "backup-id", o->backup_id);
+  if (o->ns && *o->ns)
+    client_query_add(&target, "ns", o->ns);
+  if (client_api_json(o->api, "GET", target.base, NULL, 0, NULL, &tree, &data, err,
+                      sizeof(err)) == 0 &&
+      data && YAJL_IS_ARRAY(data)) {
+    for (size_t i = 0; i < data->u.array.len; i++) {
+      int64_t t;
+      if (core_json_get_int(data->u.array.values[i], "backup-time", &t) == 0 && t > best)
+        best = t;
+    }
+  }
+  if (tree)
+    yajl_tree_free(tree);
+  core_buf_free(&target);
+  return best;
+}
+
+/* "id" from {"data": "ID"} or {"data": {"id": "ID"}}. */
+static char *parse_session(yajl_val data)
+{
+  const char *s = NULL;
+  if (data && YAJL_IS_STRING(data))
+    s = YAJL_GET_STRING(data);
+  else if (data && YAJL_IS_OBJECT(data))
+    s = core_json_get_str(data, "id");
+  if (s == NULL || *s == '\0' || strlen(s) > 200 || strpbrk(s, "/?&#% "))
+    return NULL;
+  return core_strdup(s);
+}
+
+static int upload_manifest(struct pipe *p, const struct client_backup_spec *specs, size_t n,
+                           const struct archive_result *res, int64_t backup_time, char *err,
+                           size_t errlen)
+{
+  const struct client_backup_opts *o = p->o;
+  struct store_manifest m;
+  struct store_blob_ctx bctx;
+  struct core_buf target;
+  uint8_t *blob = NULL;
+  size_t blen = 0;
+  yajl_val tree = NULL, data;
+  int rc = 0;
+
+  store_manifest_init(&m, o->backup_type, o->backup_id, backup_time);
+  store_blob_ctx_init(&bctx);
+  core_buf_init(&target, 1024);
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = store_manifest_add_file(&m, specs[i].archive,
+                                 o->crypt ? STORE_CRYPT_MODE_ENCRYPT : STORE_CRYPT_MODE_NONE,
+                                 res[i].size, res[i].csum);
+  if (rc < 0) {
+    snprintf(err, errlen, "manifest: %s", core_strerror(rc));
+    goto out;
+  }
+  if (o->crypt && (rc = store_manifest_sign(&m, o->crypt)) < 0) {
+    snprintf(err, errlen, "manifest signature: %s", core_strerror(rc));
+    goto out;
+  }
+  if ((rc = store_manifest_encode_blob(&m, &bctx, &blob, &blen)) < 0) {
+    snprintf(err, errlen, "manifest: %s", core_strerror(rc));
+    goto out;
+  }
+  core_buf_printf(&target, "/api2/json/backup/%s/blob", p->sid);
+  client_query_add(&target, "file-name", STORE_MANIFEST_NAME);
+  client_query_add_u64(&target, "encoded-size", blen);
+  rc = client_api_json(o->api, "POST", target.base, blob, blen, NULL, &tree, &data, err,
+                       errlen);
+out:
+  if (tree)
+    yajl_tree_free(tree);
+  core_free(blob);
+  core_buf_free(&target);
+  store_blob_ctx_free(&bctx);
+  store_manifest_free(&m);
+  return rc;
+}
+
+int client_backup_run(const struct client_backup_opts *o, const struct client_backup_spec *specs,
+                      size_t n, struct client_backup_stats *stats, char *err, size_t errlen)
+{
+  struct pipe p;
+  struct core_buf target;
+  struct archive_result *res = NULL;
+  yajl_val tree = NULL, data;
+  char *sid = NULL;
+  int64_t backup_time = o->backup_time;
+  int rc;
+
+  memset(stats, 0, sizeof(*stats));
+  memset(&p, 0, sizeof(p));
+  core_buf_init(&target, 4096);
+  if (n == 0) {
+    snprintf(err, errlen, "nothing to back up");
+    core_buf_free(&target);
+    return CORE_EINVAL;
+  }
+
+  /* backup-time must be newer than the group's last snapshot */
+  if (backup_time == 0) {
+    int64_t last = last_snapshot_time(o);
+    backup_time = time(NULL);
+    if (backup_time <= last)
+      backup_time = last + 1;
+  }
+  core_buf_printf(&target, "/api2/json/backup");
+  client_query_add(&target, "store", client_api_store(o->api));
+  if (o->ns && *o->ns)
+    client_query_add(&target, "ns", o->ns);
+  client_query_add(&target, "backup-type", o->backup_type);
+  client_query_add(&target, "backup-id", o->backup_id);
+  client_query_add_u64(&target, "backup-time", (uint64_t)backup_time);
+  rc = client_api_json(o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
+  if (rc < 0)
+    goto out_nosession;
+  sid = parse_session(data);
+  yajl_tree_free(tree);
+  tree = NULL;
+  if (sid == NULL) {
+    snprintf(err, errlen, "the server returned no usable session id");
+    rc = CORE_EPROTO;
+    goto out_nosession;
+  }
+
+  p.o = o;
+  p.sid = sid;
+  p.budget = o->mem_budget ? o->mem_budget : DEFAULT_BUDGET;
+  p.ring_cap = 64;
+  p.ring = core_calloc(p.ring_cap, sizeof(*p.ring));
+  uv_mutex_init(&p.mu);
+  uv_cond_init(&p.cv_work);
+  uv_cond_init(&p.cv_space);
+  uv_cond_init(&p.cv_done);
+  uv_cond_init(&p.cv_known);
+  p.nthreads = o->workers ? o->workers : DEFAULT_WORKERS;
+  p.threads = core_calloc(p.nthreads, sizeof(*p.threads));
+  for (unsigned i = 0; i < p.nthreads; i++)
+    if (uv_thread_create(&p.threads[i], worker, &p) != 0)
+      abort(); /* a client that cannot start 4 threads has nothing to do */
+
+  res = core_calloc(n, sizeof(*res));
+  for (size_t i = 0; i < n; i++) {
+    rc = backup_archive(&p, &specs[i], &res[i], err, errlen);
+    if (rc < 0)
+      break;
+    stats->bytes += res[i].size;
+  }
+
+  uv_mutex_lock(&p.mu);
+  p.stop = 1;
+  uv_cond_broadcast(&p.cv_work);
+  uv_mutex_unlock(&p.mu);
+  for (unsigned i = 0; i < p.nthreads; i++)
+    uv_thread_join(&p.threads[i]);
+  stats->chunks = p.chunks;
+  stats->new_chunks = p.new_chunks;
+  stats->new_bytes = p.new_bytes;
+  stats->uploaded_bytes = p.uploaded;
+
+  if (rc == 0)
+    rc = upload_manifest(&p, specs, n, res, backup_time, err, errlen);
+  if (rc == 0) {
+    core_buf_reset(&target);
+    core_buf_printf(&target, "/api2/json/backup/%s/finish", sid);
+    rc = client_api_json(o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
+    if (tree)
+      yajl_tree_free(tree);
+    tree = NULL;
+  }
+  if (rc < 0) {
+    /* the server drops the unfinished snapshot */
+    struct client_resp resp;
+    core_buf_reset(&target);
+    core_buf_printf(&target, "/api2/json/backup/%s", sid);
+    if (client_api_call(o->api, "DELETE", target.base, NULL, 0, NULL, 0, &resp) == 0)
+      client_resp_free(&resp);
+  }
+  stats->backup_time = backup_time;
+
+  uv_cond_destroy(&p.cv_work);
+  uv_cond_destroy(&p.cv_space);
+  uv_cond_destroy(&p.cv_done);
+  uv_cond_destroy(&p.cv_known);
+  uv_mutex_destroy(&p.mu);
+  core_free(p.threads);
+  core_free(p.ring);
+  known_free(&p.known);
+  core_free(res);
+  core_free(sid);
+out_nosession:
+  if (tree)
+    yajl_tree_free(tree);
+  core_buf_free(&target);
+  return rc;
+}

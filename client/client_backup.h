@@ -1,0 +1,75 @@
+/* client_backup.h: one snapshot, several archives, uploaded incrementally.
+ *
+ * DESIGN. The calling thread produces chunks: for a dynamic archive
+ * (NAME.didx) it writes the pax stream of PATH into the content-defined
+ * chunker; for a fixed image (NAME.img.fidx, NAME.fidx) it reads PATH in
+ * 4 MiB pieces. Each chunk becomes a job for a pool of worker threads that
+ * hash it (PBS's digest rule: SHA-256 of the plaintext, with the key's id_key
+ * appended when encrypting), look the digest up in the set of chunks the
+ * server already knows, and otherwise compress (and encrypt) it and upload it
+ * with a blocking API call, so W workers keep up to W uploads in flight over
+ * W keep-alive connections. The producer appends finished chunks to the
+ * index in order (PUT *_index batches of 128), then closes the index with its
+ * chunk count, size and checksum.
+ *
+ * Memory is bounded: the chunk bytes held by queued and running jobs never
+ * exceed `mem_budget` (the producer waits), plus one chunk being filled.
+ *
+ * Incremental: before an archive is uploaded, `previous` returns that
+ * archive's index from the group's last snapshot and makes the server
+ * register its digests for this session; they go into the known set, so
+ * unchanged chunks cost a hash and no upload. Digests uploaded earlier in
+ * the same session are known too (a chunk is uploaded once per session even
+ * when two workers meet it at once).
+ *
+ * At the end the manifest (signed when encrypting) is uploaded as
+ * index.json.blob and the session is finished; on any error the session is
+ * deleted, so the server removes the unfinished snapshot.
+ */
+#ifndef CLIENT_BACKUP_H
+#define CLIENT_BACKUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct client_api;
+struct store_crypt;
+struct client_progress;
+
+struct client_backup_opts {
+  struct client_api *api;
+  const char *ns;            /* namespace, NULL or "" for the root */
+  const char *backup_type;   /* "host", "vm", "ct" */
+  const char *backup_id;
+  int64_t backup_time;       /* 0: now (or the last snapshot's time + 1) */
+  const struct store_crypt *crypt; /* NULL: no encryption */
+  unsigned workers;          /* 0: 4 */
+  size_t mem_budget;         /* chunk bytes in flight; 0: 96 MiB */
+  struct client_progress *progress; /* NULL: quiet */
+};
+
+struct client_backup_spec {
+  const char *archive; /* "NAME.didx", "NAME.img.fidx" or "NAME.fidx" */
+  const char *path;
+};
+
+struct client_backup_stats {
+  uint64_t bytes;          /* content bytes of all archives */
+  uint64_t chunks;         /* chunks in all indexes */
+  uint64_t new_chunks;     /* chunks uploaded */
+  uint64_t new_bytes;      /* plaintext bytes of uploaded chunks */
+  uint64_t uploaded_bytes; /* encoded bytes sent */
+  int64_t backup_time;     /* the snapshot's time */
+};
+
+/* Validates "NAME.didx:PATH" / "NAME.img.fidx:PATH" and splits it (pointers
+ * into `arg`, which is modified). Returns 0 or CORE_ENAME with a message. */
+int client_backup_parse_spec(char *arg, struct client_backup_spec *spec, char *err,
+                             size_t errlen);
+
+/* Runs the backup. Returns 0, or a negative code with a message naming the
+ * file, chunk or call involved in `err`. */
+int client_backup_run(const struct client_backup_opts *o, const struct client_backup_spec *specs,
+                      size_t n, struct client_backup_stats *stats, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,535 @@
+/* client_restore.c: parallel, verified restore (see client_restore.h). */
+#include "client/client_restore.h"
+
+#include "client/client_api.h"
+#include "client/client_archive.h"
+#include "client/client_progress.h"
+#include "core/core_alloc.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "core/core_json.h"
+#include "store/store_blob.h"
+#include "store/store_crypt.h"
+#include "store/store_index.h"
+#include "store/store_manifest.h"
+#include "store/store_name.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define DEFAULT_WORKERS 4
+#define DEFAULT_BUDGET ((size_t)96 << 20)
+
+int client_snapshot_parse(const char *s, char **type, char **id, int64_t *time)
+{
+  const char *a = strchr(s, '/'), *b;
+  char *end, *t = NULL, *i = NULL;
+  *type = *id = NULL;
+  if (a == NULL || (b = strchr(a + 1, '/')) == NULL)
+    return CORE_ENAME;
+  t = core_strndup(s, (size_t)(a - s));
+  i = core_strndup(a + 1, (size_t)(b - a - 1));
+  if (store_name_backup_type(t) < 0 || store_name_backup_id(i) < 0)
+    goto bad;
+  b++;
+  if (store_name_time_parse(b, time) < 0) {
+    long long v = strtoll(b, &end, 10);
+    if (*b == '\0' || *end != '\0' || v <= 0)
+      goto bad;
+    *time = v;
+  }
+  *type = t;
+  *id = i;
+  return 0;
+bad:
+  core_free(t);
+  core_free(i);
+  return CORE_ENAME;
+}
+
+/* ---- Reader session ---- */
+
+struct reader {
+  struct client_api *api;
+  char *sid;
+};
+
+static int reader_open(const struct client_restore_opts *o, struct reader *r, char *err,
+                       size_t errlen)
+{
+  struct core_buf target;
+  yajl_val tree, data;
+  const char *s = NULL;
+  int rc;
+
+  r->api = o->api;
+  r->sid = NULL;
+  core_buf_init(&target, 2048);
+  core_buf_printf(&target, "/api2/json/reader");
+  client_query_add(&target, "store", client_api_store(o->api));
+  if (o->ns && *o->ns)
+    client_query_add(&target, "ns", o->ns);
+  client_query_add(&target, "backup-type", o->backup_type);
+  client_query_add(&target, "backup-id", o->backup_id);
+  client_query_add_u64(&target, "backup-time", (uint64_t)o->backup_time);
+  rc = client_api_json(o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
+  core_buf_free(&target);
+  if (rc < 0)
+    return rc;
+  if (data && YAJL_IS_STRING(data))
+    s = YAJL_GET_STRING(data);
+  else if (data && YAJL_IS_OBJECT(data))
+    s = core_json_get_str(data, "id");
+  if (s && *s && strlen(s) < 200 && !strpbrk(s, "/?&#% "))
+    r->sid = core_strdup(s);
+  yajl_tree_free(tree);
+  if (r->sid == NULL) {
+    snprintf(err, errlen, "the server returned no usable reader session id");
+    return CORE_EPROTO;
+  }
+  return 0;
+}
+
+static void reader_close(struct reader *r)
+{
+  struct client_resp resp;
+  char target[300];
+  if (r->sid == NULL)
+    return;
+  snprintf(target, sizeof(target), "/api2/json/reader/%s", r->sid);
+  if (client_api_call(r->api, "DELETE", target, NULL, 0, NULL, 0, &resp) == 0)
+    client_resp_free(&resp);
+  core_free(r->sid);
+  r->sid = NULL;
+}
+
+static int reader_download(struct reader *r, const char *file, struct client_resp *resp,
+                           char *err, size_t errlen)
+{
+  struct core_buf target;
+  int rc;
+  core_buf_init(&target, 1024);
+  core_buf_printf(&target, "/api2/json/reader/%s/download", r->sid);
+  client_query_add(&target, "file-name", file);
+  rc = client_api_call(r->api, "GET", target.base, NULL, 0, NULL, (size_t)1 << 30, resp);
+  if (rc < 0) {
+    snprintf(err, errlen, "download of %s: %s", file, core_strerror(rc));
+  } else if (resp->status != 200) {
+    char msg[512];
+    rc = client_api_status_error("GET", target.base, resp, msg, sizeof(msg));
+    snprintf(err, errlen, "download of %s: %s", file, msg);
+    client_resp_free(resp);
+  }
+  core_buf_free(&target);
+  return rc;
+}
+
+/* ---- Parallel chunk fetch ---- */
+
+struct fslot {
+  uint8_t *data; /* plaintext when ready; owned */
+  int ready;
+};
+
+struct fetch {
+  const struct client_restore_opts *o;
+  struct reader *r;
+  const struct store_index *idx;
+  const char *archive;
+  uv_mutex_t mu;
+  uv_cond_t cv; /* any state change */
+  struct fslot *slots; /* one per chunk */
+  uint64_t next_fetch; /* next chunk to hand to a worker */
+  uint64_t next_read;  /* next chunk the consumer takes */
+  size_t window;       /* bytes of chunks fetched or being fetched, not yet consumed */
+  size_t budget;
+  int stop;
+  int err;
+  char errmsg[768];
+  uint64_t fetched;
+  uv_thread_t *threads;
+  unsigned nthreads;
+};
+
+static uint64_t chunk_len(const struct store_index *idx, uint64_t i)
+{
+  uint64_t s, e;
+  store_index_chunk_range(idx, i, &s, &e);
+  return e - s;
+}
+
+static void fetch_fail(struct fetch *f, int code, const char *msg)
+{
+  if (f->err == 0) {
+    f->err = code;
+    snprintf(f->errmsg, sizeof(f->errmsg), "%s", msg);
+  }
+  uv_cond_broadcast(&f->cv);
+}
+
+static void fetch_worker(void *arg)
+{
+  struct fetch *f = arg;
+  struct store_blob_ctx bctx;
+  store_blob_ctx_init(&bctx);
+
+  for (;;) {
+    uint64_t i, len;
+    char hex[65], target[400], msg[768];
+    struct client_resp resp;
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    int rc;
+
+    uv_mutex_lock(&f->mu);
+    for (;;) {
+      if (f->stop || f->err || f->next_fetch == f->idx->count) {
+        uv_mutex_unlock(&f->mu);
+        goto out;
+      }
+      len = chunk_len(f->idx, f->next_fetch);
+      if (f->window == 0 || f->window + len <= f->budget)
+        break;
+      uv_cond_wait(&f->cv, &f->mu);
+    }
+    i = f->next_fetch++;
+    f->window += len;
+    uv_mutex_unlock(&f->mu);
+
+    core_hex_encode(store_index_digest(f->idx, i), 32, hex);
+    snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", f->r->sid, hex);
+    rc = client_api_call(f->o->api, "GET", target, NULL, 0, NULL,
+                         STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN + 1024, &resp);
+    if (rc < 0) {
+      snprintf(msg, sizeof(msg), "%s: chunk %s: %s", f->archive, hex, core_strerror(rc));
+    } else if (resp.status != 200) {
+      char m[512];
+      rc = client_api_status_error("GET", target, &resp, m, sizeof(m));
+      snprintf(msg, sizeof(msg), "%s: chunk %s: %s", f->archive, hex, m);
+    } else {
+      rc = store_blob_decode(&bctx, resp.body, resp.len, f->o->crypt, STORE_CHUNK_MAX_SIZE,
+                             store_index_digest(f->idx, i), &plain, &plen);
+      if (rc == CORE_ECRYPTO && f->o->crypt == NULL)
+        snprintf(msg, sizeof(msg), "%s: chunk %s is encrypted: a key is needed (--keyfile)",
+                 f->archive, hex);
+      else if (rc < 0)
+        snprintf(msg, sizeof(msg), "%s: chunk %s is damaged: %s", f->archive, hex,
+                 core_strerror(rc));
+      else if (plen != len) {
+        snprintf(msg, sizeof(msg), "%s: chunk %s has %zu bytes, the index says %llu",
+                 f->archive, hex, plen, (unsigned long long)len);
+        rc = CORE_EFORMAT;
+      }
+    }
+    client_resp_free(&resp);
+
+    uv_mutex_lock(&f->mu);
+    if (rc < 0) {
+      core_free(plain);
+      fetch_fail(f, rc, msg);
+    } else {
+      f->slots[i].data = plain;
+      f->slots[i].ready = 1;
+      f->fetched++;
+      uv_cond_broadcast(&f->cv);
+    }
+    uv_mutex_unlock(&f->mu);
+  }
+out:
+  store_blob_ctx_free(&bctx);
+}
+
+static int fetch_start(struct fetch *f, const struct client_restore_opts *o, struct reader *r,
+                       const struct store_index *idx, const char *archive)
+{
+  memset(f, 0, sizeof(*f));
+  f->o = o;
+  f->r = r;
+  f->idx = idx;
+  f->archive = archive;
+  f->budget = o->mem_budget ? o->mem_budget : DEFAULT_BUDGET;
+  f->slots = core_try_malloc(sizeof(*f->slots) * (idx->count ? idx->count : 1));
+  if (f->slots == NULL)
+    return -ENOMEM;
+  memset(f->slots, 0, sizeof(*f->slots) * (idx->count ? idx->count : 1));
+  uv_mutex_init(&f->mu);
+  uv_cond_init(&f->cv);
+  f->nthreads = o->workers ? o->workers : DEFAULT_WORKERS;
+  f->threads = core_calloc(f->nthreads, sizeof(*f->threads));
+  for (unsigned i = 0; i < f->nthreads; i++)
+    if (uv_thread_create(&f->threads[i], fetch_worker, f) != 0)
+      abort();
+  return 0;
+}
+
+static void fetch_stop(struct fetch *f)
+{
+  uv_mutex_lock(&f->mu);
+  f->stop = 1;
+  uv_cond_broadcast(&f->cv);
+  uv_mutex_unlock(&f->mu);
+  for (unsigned i = 0; i < f->nthreads; i++)
+    uv_thread_join(&f->threads[i]);
+  for (uint64_t i = 0; i < f->idx->count; i++)
+    core_free(f->slots[i].data);
+  core_free(f->slots);
+  core_free(f->threads);
+  uv_cond_destroy(&f->cv);
+  uv_mutex_destroy(&f->mu);
+}
+
+/* The consumer's read: releases the previous chunk, waits for the next.
+ * Returns its length, 0 at the end, or the error. */
+static ssize_t fetch_next(void *arg, const void **data)
+{
+  struct fetch *f = arg;
+  ssize_t n;
+  uv_mutex_lock(&f->mu);
+  if (f->next_read > 0) {
+    uint64_t prev = f->next_read - 1;
+    if (f->slots[prev].data) {
+      client_progress_add(f->o->progress, chunk_len(f->idx, prev), 0, 0);
+      core_free(f->slots[prev].data);
+      f->slots[prev].data = NULL;
+      f->window -= chunk_len(f->idx, prev);
+      uv_cond_broadcast(&f->cv);
+    }
+  }
+  if (f->next_read == f->idx->count) {
+    uv_mutex_unlock(&f->mu);
+    *data = NULL;
+    return 0;
+  }
+  while (!f->err && !f->slots[f->next_read].ready)
+    uv_cond_wait(&f->cv, &f->mu);
+  if (f->err) {
+    n = f->err;
+  } else {
+    *data = f->slots[f->next_read].data;
+    n = (ssize_t)chunk_len(f->idx, f->next_read);
+    f->next_read++;
+  }
+  uv_mutex_unlock(&f->mu);
+  return n;
+}
+
+/* ---- Consumers ---- */
+
+static int write_all(int fd, const void *data, size_t len)
+{
+  const char *p = data;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int restore_image(struct fetch *f, const char *target, char *err, size_t errlen)
+{
+  int fd, rc = 0, is_stdout = strcmp(target, "-") == 0;
+  struct stat sb;
+
+  if (is_stdout) {
+    fd = STDOUT_FILENO;
+  } else {
+    /* a block device is written in place; a file is replaced */
+    int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
+    if (!(stat(target, &sb) == 0 && S_ISBLK(sb.st_mode)))
+      flags |= O_TRUNC;
+    fd = open(target, flags, 0600);
+    if (fd < 0) {
+      snprintf(err, errlen, "%s: %s", target, strerror(errno));
+      return -errno;
+    }
+  }
+  for (;;) {
+    const void *data;
+    ssize_t n = fetch_next(f, &data);
+    if (n < 0) {
+      rc = (int)n;
+      uv_mutex_lock(&f->mu);
+      snprintf(err, errlen, "%s", f->errmsg);
+      uv_mutex_unlock(&f->mu);
+      break;
+    }
+    if (n == 0)
+      break;
+    if ((rc = write_all(fd, data, (size_t)n)) < 0) {
+      snprintf(err, errlen, "%s: write: %s", is_stdout ? "stdout" : target, strerror(-rc));
+      break;
+    }
+  }
+  if (!is_stdout) {
+    if (rc == 0 && fsync(fd) != 0 && errno != EINVAL) {
+      rc = -errno;
+      snprintf(err, errlen, "%s: fsync: %s", target, strerror(errno));
+    }
+    close(fd);
+  }
+  return rc;
+}
+
+static int restore_blob(struct reader *r, const char *file,
+                        const struct store_crypt *crypt, const char *target, uint64_t *bytes,
+                        char *err, size_t errlen);
+
+/* Names tried for NAME, in order. */
+static const char *const suffixes[] = {"", ".didx", ".img.fidx", ".fidx", ".blob"};
+
+int client_restore_run(const struct client_restore_opts *o, const char *name, const char *target,
+                       struct client_restore_stats *stats, char *err, size_t errlen)
+{
+  struct reader r = {0};
+  struct client_resp mresp = {0}, iresp = {0};
+  struct store_manifest m;
+  struct store_blob_ctx bctx;
+  const struct store_manifest_file *mf = NULL;
+  struct store_index idx;
+  char file[STORE_NAME_ARCHIVE_MAX + 16];
+  int rc, manifest_ok = 0;
+
+  memset(stats, 0, sizeof(*stats));
+  memset(&m, 0, sizeof(m));
+  store_blob_ctx_init(&bctx);
+  if ((rc = reader_open(o, &r, err, errlen)) < 0)
+    goto out;
+  if ((rc = reader_download(&r, STORE_MANIFEST_NAME, &mresp, err, errlen)) < 0)
+    goto out;
+  rc = store_manifest_decode_blob(&bctx, mresp.body, mresp.len, &m);
+  manifest_ok = 1;
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", STORE_MANIFEST_NAME, core_strerror(rc));
+    goto out;
+  }
+  if ((rc = store_manifest_verify(&m, o->crypt)) < 0) {
+    snprintf(err, errlen, o->crypt ? "the snapshot was made with another key (or its manifest "
+                                     "signature is wrong)"
+                                   : "the snapshot is encrypted: a key is needed (--keyfile)");
+    goto out;
+  }
+  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]) && mf == NULL; i++) {
+    snprintf(file, sizeof(file), "%s%s", name, suffixes[i]);
+    mf = store_manifest_find_file(&m, file);
+  }
+  if (mf == NULL) {
+    snprintf(err, errlen, "the snapshot has no archive \"%s\"", name);
+    rc = CORE_ENOTFOUND;
+    goto out;
+  }
+  snprintf(file, sizeof(file), "%s", mf->filename);
+  if (mf->crypt_mode == STORE_CRYPT_MODE_ENCRYPT && o->crypt == NULL) {
+    snprintf(err, errlen, "%s is encrypted: a key is needed (--keyfile)", file);
+    rc = CORE_ECRYPTO;
+    goto out;
+  }
+
+  if (store_index_kind_from_name(file) < 0) {
+    rc = restore_blob(&r, file, o->crypt, target, &stats->bytes, err, errlen);
+    goto out;
+  }
+  if ((rc = reader_download(&r, file, &iresp, err, errlen)) < 0)
+    goto out;
+  rc = store_index_parse(iresp.body, iresp.len, 0, &idx);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: index is damaged: %s", file, core_strerror(rc));
+    goto out;
+  }
+  if (memcmp(idx.csum, mf->csum, 32) != 0 || idx.size != mf->size) {
+    snprintf(err, errlen, "%s: index checksum or size differs from the manifest", file);
+    rc = CORE_ECSUM;
+    goto out;
+  }
+  client_progress_set_total(o->progress, idx.size);
+
+  {
+    struct fetch f;
+    if ((rc = fetch_start(&f, o, &r, &idx, file)) < 0) {
+      snprintf(err, errlen, "%s: out of memory", file);
+      goto out;
+    }
+    if (idx.kind == STORE_INDEX_FIXED) {
+      rc = restore_image(&f, target, err, errlen);
+    } else if (strcmp(target, "-") == 0) {
+      rc = client_archive_cat(STDOUT_FILENO, fetch_next, &f, err, errlen);
+    } else {
+      struct client_archive_stats ast;
+      rc = client_archive_extract(target, o->restore_owner ? CLIENT_EXTRACT_OWNER : 0,
+                                  fetch_next, &f, &ast, err, errlen);
+    }
+    /* a fetch error is the cause of whatever the consumer reported */
+    uv_mutex_lock(&f.mu);
+    if (f.err) {
+      rc = f.err;
+      snprintf(err, errlen, "%s", f.errmsg);
+    }
+    stats->chunks = f.fetched;
+    uv_mutex_unlock(&f.mu);
+    fetch_stop(&f);
+    if (rc == 0)
+      stats->bytes = idx.size;
+  }
+
+out:
+  client_resp_free(&mresp);
+  client_resp_free(&iresp);
+  if (manifest_ok)
+    store_manifest_free(&m);
+  store_blob_ctx_free(&bctx);
+  reader_close(&r);
+  return rc;
+}
+
+static int restore_blob(struct reader *r, const char *file,
+                        const struct store_crypt *crypt, const char *target, uint64_t *bytes,
+                        char *err, size_t errlen)
+{
+  struct client_resp resp;
+  struct store_blob_ctx bctx;
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  int rc, fd;
+
+  if ((rc = reader_download(r, file, &resp, err, errlen)) < 0)
+    return rc;
+  store_blob_ctx_init(&bctx);
+  rc = store_blob_decode(&bctx, resp.body, resp.len, crypt, STORE_BLOB_MAX_SIZE, NULL, &plain,
+                         &plen);
+  store_blob_ctx_free(&bctx);
+  client_resp_free(&resp);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", file, core_strerror(rc));
+    return rc;
+  }
+  if (strcmp(target, "-") == 0) {
+    fd = STDOUT_FILENO;
+  } else {
+    fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      rc = -errno;
+      snprintf(err, errlen, "%s: %s", target, strerror(errno));
+      core_free(plain);
+      return rc;
+    }
+  }
+  rc = write_all(fd, plain, plen);
+  if (rc < 0)
+    snprintf(err, errlen, "%s: write: %s", target, strerror(-rc));
+  if (fd != STDOUT_FILENO)
+    close(fd);
+  core_free(plain);
+  *bytes = plen;
+  return rc;
+}

@@ -1,0 +1,55 @@
+/* client_restore.h: restoring one archive of a snapshot.
+ *
+ * DESIGN. A reader session gives the manifest (its signature and key
+ * fingerprint checked against the key, if any) and the archive's index
+ * (whose checksum must match both its own header and the manifest). Worker
+ * threads then fetch chunks in parallel, ahead of the consumer, over several
+ * keep-alive connections; every chunk is decoded (CRC, decryption) and its
+ * digest recomputed against the index before use, and its length checked
+ * against the index's offsets. The chunk bytes held by fetched-but-unused
+ * chunks never exceed `mem_budget`. The consumer runs on the calling
+ * thread: libarchive extraction for directory archives, positioned writes
+ * for images, or a plain copy to a descriptor.
+ */
+#ifndef CLIENT_RESTORE_H
+#define CLIENT_RESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct client_api;
+struct store_crypt;
+struct client_progress;
+
+struct client_restore_opts {
+  struct client_api *api;
+  const char *ns;            /* NULL or "" for the root */
+  const char *backup_type;
+  const char *backup_id;
+  int64_t backup_time;
+  const struct store_crypt *crypt; /* NULL: no key */
+  unsigned workers;          /* 0: 4 */
+  size_t mem_budget;         /* 0: 96 MiB */
+  int restore_owner;         /* restore file owners (root) */
+  struct client_progress *progress;
+};
+
+struct client_restore_stats {
+  uint64_t bytes;  /* content bytes restored */
+  uint64_t chunks; /* chunks fetched */
+};
+
+/* Restores archive `name` (exactly, or with .didx / .img.fidx / .fidx /
+ * .blob appended) to `target`: a directory for directory archives, a file
+ * path (or directory to put the file in) for single files, a file or block
+ * device for images, or "-" for stdout. Returns 0 or a negative code with a
+ * message naming the file or chunk involved. */
+int client_restore_run(const struct client_restore_opts *o, const char *name, const char *target,
+                       struct client_restore_stats *stats, char *err, size_t errlen);
+
+/* "TYPE/ID/TIME" with TIME as RFC 3339 (2024-01-02T03:04:05Z) or epoch
+ * seconds. `type` and `id` are set to new strings (core_free). Returns 0 or
+ * CORE_ENAME. */
+int client_snapshot_parse(const char *s, char **type, char **id, int64_t *time);
+
+#endif
