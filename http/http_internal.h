@@ -27,7 +27,8 @@ struct http_router {
 /* Result of matching: the route, or why none. */
 struct http_match {
   const struct http_route_entry *entry;
-  int status;            /* 0 when matched; else 404 or 405 */
+  int status;            /* 0 when matched; else 400 (bad parameter), 404 or 405 */
+  int bad_param;         /* a path parameter had a bad escape or a NUL */
   int nparams;
   struct { const char *name; char *value; } params[HTTP_MAX_PATH_PARAMS]; /* values owned */
 };

@@ -83,8 +83,9 @@ static int match_entry(const struct http_route_entry *e, const char *path, size_
       int n = http_url_decode(p, slen, v, 0);
       /* A decoded NUL would let "a%00b" pass as "a" to name checks. */
       if (n < 0 || memchr(v, '\0', (size_t)n) != NULL) {
-        core_free(v);
-        goto fail;
+        /* Still this route, but the parameter cannot be used as a name. */
+        out->bad_param = 1;
+        v[0] = '\0';
       }
       out->params[nparams].name = e->name[i];
       out->params[nparams].value = v;
@@ -126,7 +127,7 @@ void http_router_match(const struct http_router *r, enum http_method m, const ch
     }
     *out = tmp;
     out->entry = e;
-    out->status = 0;
+    out->status = tmp.bad_param ? 400 : 0;
     return;
   }
 }

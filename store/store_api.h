@@ -21,6 +21,8 @@ struct store_api {
  * `api` must outlive the server. */
 void store_api_register(struct http_server *s, struct store_api *api);
 
+/* Validates a datastore name from the request: 0, or -1 after a 400. */
+int store_api_check_store(struct http_request *req, const char *name);
 /* Shared by handlers of other files: responds to a failed lookup. */
 void store_api_lookup_error(struct http_request *req, const char *store, int err,
                             struct store_datastore *ds);

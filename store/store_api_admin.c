@@ -11,6 +11,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_name.h"
 #include "store/store_session.h"
 
 #include <errno.h>
@@ -20,6 +21,15 @@
 #include <sys/statvfs.h>
 
 #define STATFS_TTL_MS 1000
+
+int store_api_check_store(struct http_request *req, const char *name)
+{
+  if (name == NULL || store_name_datastore(name) < 0) {
+    http_respond_error(req, 400, "invalid or missing datastore name");
+    return -1;
+  }
+  return 0;
+}
 
 void store_api_lookup_error(struct http_request *req, const char *store, int err,
                             struct store_datastore *ds)
@@ -168,7 +178,10 @@ static void status_lookup(void *arg, int err, struct store_datastore *ds)
 static void h_status(struct http_request *req, void *ctx)
 {
   struct store_api *api = ctx;
-  store_lookup(api->reg, http_req_param(req, "store"), STORE_OP_READ, status_lookup, req);
+  const char *store = http_req_param(req, "store");
+  if (store_api_check_store(req, store) < 0)
+    return;
+  store_lookup(api->reg, store, STORE_OP_READ, status_lookup, req);
 }
 
 void store__api_admin_register(struct http_server *s, struct store_api *api)

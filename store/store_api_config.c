@@ -92,6 +92,10 @@ static void get_ready(void *arg, int err)
 static void h_get(struct http_request *req, void *ctx)
 {
   struct store_api *api = ctx;
+  if (store_name_datastore(http_req_param(req, "name")) < 0) {
+    http_respond_error(req, 400, "invalid datastore name");
+    return;
+  }
   store_registry_refresh(api->reg, get_ready, req);
 }
 

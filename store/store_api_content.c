@@ -319,6 +319,8 @@ static int parse_bool(const char *s, int *out)
 /* Validates the parameters an operation needs, then looks the store up. */
 static void start(struct http_request *req, struct store_api *api, enum content_op op)
 {
+  if (store_api_check_store(req, http_req_param(req, "store")) < 0)
+    return;
   struct content_job *c = core_new(struct content_job);
   c->req = req;
   c->api = api;

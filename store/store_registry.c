@@ -459,7 +459,7 @@ static void check_done(struct core_job *j, int status)
   struct check_job *job = (struct check_job *)j;
   job->reg->checking = 0;
   if (job->bumped)
-    core_info("datastore.cfg changed on disk; reloading");
+    core_debug("datastore.cfg changed on disk; reloading");
   core_free(job->path);
   core_free(job);
 }
