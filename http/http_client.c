@@ -46,7 +46,9 @@ struct conn {
 struct http_client_req {
   struct http_client *c;
   struct http_client_req *prev, *next; /* queue links */
-  struct http_client_request r;
+  struct http_client_request r; /* method/target/headers cleared: see head */
+  char *head;                  /* request line and headers, built at send */
+  size_t head_len;
   enum req_state state;
   struct conn *conn;
   uint64_t deadline;
@@ -138,6 +140,7 @@ static void queue_remove(struct http_client *c, struct http_client_req *req)
 
 static void req_free(struct http_client_req *req)
 {
+  core_free(req->head);
   core_buf_free(&req->hbuf);
   core_buf_free(&req->body);
   core_buf_free(&req->held);
@@ -727,16 +730,10 @@ static void conn_start(struct conn *conn, struct http_client_req *req)
   conn->parser.data = conn;
   conn_ref(conn, 1);
 
-  struct core_buf head;
-  core_buf_init(&head, 1024 * 1024);
-  int rc = build_head(c, req, &head);
-  if (rc < 0) {
-    core_buf_free(&head);
-    conn_close(conn, rc);
-    return;
-  }
-  size_t hlen;
-  char *h = core_buf_steal(&head, &hlen);
+  int rc;
+  size_t hlen = req->head_len;
+  char *h = core_malloc(hlen);
+  memcpy(h, req->head, hlen);
   if (conn->tls == NULL) {
     uv_buf_t bufs[2] = {uv_buf_init(h, (unsigned)hlen),
                         uv_buf_init((char *)req->r.body, (unsigned)req->r.body_len)};
@@ -940,6 +937,19 @@ int http_client_send(struct http_client *c, const struct http_client_request *r,
   struct http_client_req *req = core_new(struct http_client_req);
   req->c = c;
   req->r = *r;
+  struct core_buf head;
+  core_buf_init(&head, 1024 * 1024);
+  int rc = build_head(c, req, &head);
+  if (rc < 0) {
+    core_buf_free(&head);
+    core_free(req);
+    return rc == CORE_ETOOBIG ? CORE_EINVAL : rc;
+  }
+  req->head = core_buf_steal(&head, &req->head_len);
+  req->r.method = NULL; /* copied into head; the caller's strings may go now */
+  req->r.target = NULL;
+  req->r.headers = NULL;
+  req->r.n_headers = 0;
   req->is_head = strcmp(r->method, "HEAD") == 0;
   req->deadline = uv_now(c->loop) + (r->timeout_ms ? r->timeout_ms : DEFAULT_TIMEOUT_MS);
   core_buf_init(&req->hbuf, (r->max_header_bytes ? r->max_header_bytes : DEFAULT_MAX_HEADER_BYTES) +

@@ -77,7 +77,8 @@ typedef int (*http_client_body_cb)(struct http_client_req *req, const char *data
                                    void *arg);
 typedef void (*http_client_done_cb)(struct http_client_req *req, int status, void *arg);
 
-/* What to send. Everything it points to must stay valid until on_done. */
+/* What to send. The method, target and headers are copied by
+ * http_client_send; the body must stay valid until on_done. */
 struct http_client_request {
   const char *method;         /* "GET", "PUT", "HEAD", ... */
   const char *target;         /* "/path?query", already encoded */
