@@ -4,7 +4,8 @@ TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all run test deps build build-test bench bench-status clean
+.PHONY: all run test deps build build-test bench bench-status bench-ingest bench-backup \
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup clean
 
 all: build
 
@@ -32,7 +33,31 @@ bench-status: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/status.py --bin $(BUILD)/bin
 
-bench: bench-status
+bench-ingest: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/ingest.py --bin $(BUILD)/bin
+
+bench-backup: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/backup.py --bin $(BUILD)/bin
+
+bench-gc: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/gc.py --bin $(BUILD)/bin
+
+bench-s3: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/s3.py --bin $(BUILD)/bin
+
+bench-s3-gc: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/s3_gc.py --bin $(BUILD)/bin
+
+bench-s3-backup: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/s3_backup.py --bin $(BUILD)/bin
+
+bench: bench-status bench-ingest bench-backup bench-gc
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)
