@@ -137,6 +137,10 @@ struct http_limits {
   uint64_t idle_timeout_ms;    /* keep-alive idle; default 60 s */
   uint64_t body_timeout_ms;    /* longest gap between body reads; default 30 s */
   uint64_t shutdown_grace_ms;  /* SIGTERM: in-flight requests may finish; 10 s */
+  size_t body_budget;          /* request body bytes buffered at once, server-wide;
+                                  default 64 MiB. A request whose Content-Length
+                                  does not fit waits (its socket is not read)
+                                  until earlier bodies are released. */
 };
 
 struct http_tls; /* a TLS server context (http_tls.h) */

@@ -76,7 +76,7 @@ struct http_request {
   int last_was_value;
   struct core_buf body;
   size_t max_body;
-  int body_charged;           /* bytes of body counted against the server budget */
+  size_t body_charged;        /* bytes of body counted against the server budget */
   struct http_match match;
   struct http_param params[HTTP_MAX_PARAMS];
   int nparams;
@@ -98,6 +98,7 @@ enum http_conn_flags {
   HTTP_CONN_PAUSED = 1 << 2,    /* parser paused after a complete request */
   HTTP_CONN_CLOSE_AFTER = 1 << 3, /* close once the response is written */
   HTTP_CONN_EOF = 1 << 4,       /* peer finished sending */
+  HTTP_CONN_BUDGET = 1 << 5,    /* paused until the body budget has room */
 };
 
 struct http_conn {
@@ -112,6 +113,7 @@ struct http_conn {
   size_t pending_len;
   unsigned writes;                /* uv_write requests in flight */
   struct http_conn *prev, *next;  /* server's list */
+  struct http_conn *budget_next;  /* server's queue of connections waiting for budget */
   int handles;                    /* handles still open (tcp, timer) */
 };
 
@@ -132,6 +134,9 @@ struct http_server {
   struct http_conn *conns;        /* list of open connections */
   unsigned nconns;
   int shutting_down;
+  size_t body_bytes;              /* bodies buffered now (see limits.body_budget) */
+  struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */
+  uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
   uv_timer_t grace;
   void (*shutdown_done)(void *ctx);
   void *shutdown_ctx;
@@ -144,6 +149,7 @@ void http__req_free(struct http_request *req);
 int http__req_parse_params(struct http_request *req);
 
 /* http_server.c */
+void http__body_release(struct http_server *s, size_t bytes);
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,
                      size_t body_len, int body_owned, int last);
 void http__conn_response_done(struct http_conn *c);

@@ -33,6 +33,8 @@ void http__req_free(struct http_request *req)
 {
   if (req == NULL)
     return;
+  if (req->body_charged)
+    http__body_release(req->server, req->body_charged);
   core_buf_free(&req->head);
   core_buf_free(&req->body);
   core_free(req->path);

@@ -46,6 +46,7 @@ static char plain_buf[HTTP_READ_BUF];  /* decrypted bytes, likewise */
 static void conn_process(struct http_conn *c, const char *data, size_t len);
 static void conn_drain_tls(struct http_conn *c);
 static void conn_start_reading(struct http_conn *c);
+static int admit_body(struct http_conn *c);
 
 static struct http_conn *parser_conn(llhttp_t *p)
 {
@@ -99,6 +100,18 @@ void http__conn_close(struct http_conn *c)
   if (c->flags & HTTP_CONN_CLOSING)
     return;
   c->flags |= HTTP_CONN_CLOSING;
+  if (c->flags & HTTP_CONN_BUDGET) {
+    struct http_server *s = c->server;
+    for (struct http_conn **pp = &s->budget_head; *pp; pp = &(*pp)->budget_next) {
+      if (*pp == c) {
+        *pp = c->budget_next;
+        if (*pp == NULL)
+          s->budget_tail = pp;
+        break;
+      }
+    }
+    c->flags &= ~HTTP_CONN_BUDGET;
+  }
   struct http_request *req = c->req;
   c->req = NULL;
   if (req) {
@@ -231,6 +244,57 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
     core_free(head);
 }
 
+/* Resumes connections waiting for body budget, oldest first, while it fits. */
+static void on_budget_wake(uv_timer_t *t)
+{
+  struct http_server *s = t->data;
+  while (s->budget_head) {
+    struct http_conn *c = s->budget_head;
+    if (!(c->flags & HTTP_CONN_CLOSING)) {
+      size_t need = c->req ? (size_t)c->parser.content_length : 0;
+      if (s->body_bytes > 0 && s->body_bytes + need > s->limits.body_budget)
+        return;
+    }
+    s->budget_head = c->budget_next;
+    if (s->budget_head == NULL)
+      s->budget_tail = &s->budget_head;
+    if (c->flags & HTTP_CONN_CLOSING) {
+      c->flags &= ~HTTP_CONN_BUDGET;
+      continue;
+    }
+    /* Re-run the headers-complete decision, then parse the waiting body. */
+    c->flags &= ~HTTP_CONN_PAUSED;
+    llhttp_resume(&c->parser);
+    int rc = admit_body(c);
+    if (rc == HPE_PAUSED)
+      return; /* still does not fit: it stays first in line */
+    if (rc != 0) {
+      http__conn_close(c);
+      continue;
+    }
+    arm_timer(c, s->limits.body_timeout_ms);
+    if (c->pending) {
+      char *p = c->pending;
+      size_t n = c->pending_len;
+      c->pending = NULL;
+      c->pending_len = 0;
+      conn_process(c, p, n);
+      core_free(p);
+    }
+    if (c->tls && !(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
+      conn_drain_tls(c);
+    if (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
+      conn_start_reading(c);
+  }
+}
+
+void http__body_release(struct http_server *s, size_t bytes)
+{
+  s->body_bytes -= bytes;
+  if (s->budget_head && !uv_is_active((uv_handle_t *)&s->budget_wake))
+    uv_timer_start(&s->budget_wake, on_budget_wake, 0, 0);
+}
+
 /* A response went out completely: next request, or close. */
 void http__conn_response_done(struct http_conn *c)
 {
@@ -350,6 +414,57 @@ static enum http_method map_method(uint8_t m)
   }
 }
 
+/* The second half of headers-complete: reserve the body (or wait for budget),
+ * answer Expect: 100-continue, and start the body timer. Returns 0, or
+ * HPE_PAUSED to wait for budget, or -1 to refuse. */
+static int admit_body(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  struct http_server *s = c->server;
+  llhttp_t *p = &c->parser;
+  int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+  if (has_body && !(p->flags & F_CHUNKED) && !(c->flags & HTTP_CONN_BUDGET)) {
+    /* Admit the body only if it fits the server-wide budget; the first body
+     * is always admitted so a budget smaller than one body cannot stall. */
+    size_t need = (size_t)p->content_length;
+    if (s->body_bytes > 0 && s->body_bytes + need > s->limits.body_budget) {
+      c->flags |= HTTP_CONN_BUDGET;
+      c->budget_next = NULL;
+      *s->budget_tail = c;
+      s->budget_tail = &c->budget_next;
+      return HPE_PAUSED;
+    }
+  }
+  c->flags &= ~HTTP_CONN_BUDGET;
+  if (has_body) {
+    req->body.max = req->max_body;
+    if (!(p->flags & F_CHUNKED)) {
+      req->body_charged = (size_t)p->content_length;
+      s->body_bytes += req->body_charged;
+    }
+    if (!(p->flags & F_CHUNKED) && core_buf_reserve(&req->body, p->content_length) < 0) {
+      reject(req, 503, "out of memory for the request body");
+      c->flags |= HTTP_CONN_CLOSE_AFTER;
+      return -1;
+    }
+    const char *expect = http_req_header(req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      if (c->tls) {
+        http_tls_write(c->tls, cont, sizeof(cont) - 1);
+        flush_tls(c, 0);
+      } else {
+        char *copy = core_strdup(cont);
+        uv_buf_t b = uv_buf_init(copy, sizeof(cont) - 1);
+        write_bufs(c, &b, 1, copy, NULL, 0);
+      }
+    }
+    arm_timer(c, s->limits.body_timeout_ms);
+  }
+  req->state = HTTP_REQ_BODY;
+  return 0;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
@@ -402,29 +517,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     return 0;
   }
-  if (has_body) {
-    req->body.max = req->max_body;
-    if (!(p->flags & F_CHUNKED) && core_buf_reserve(&req->body, p->content_length) < 0) {
-      reject(req, 503, "out of memory for the request body");
-      c->flags |= HTTP_CONN_CLOSE_AFTER;
-      return -1;
-    }
-    const char *expect = http_req_header(req, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0) {
-      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (c->tls) {
-        http_tls_write(c->tls, cont, sizeof(cont) - 1);
-        flush_tls(c, 0);
-      } else {
-        char *copy = core_strdup(cont);
-        uv_buf_t b = uv_buf_init(copy, sizeof(cont) - 1);
-        write_bufs(c, &b, 1, copy, NULL, 0);
-      }
-    }
-    arm_timer(c, s->limits.body_timeout_ms);
-  }
-  req->state = HTTP_REQ_BODY;
-  return 0;
+  return admit_body(c);
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
@@ -490,6 +583,12 @@ static void conn_process(struct http_conn *c, const char *data, size_t len)
     if (c->flags & HTTP_CONN_READING) {
       uv_read_stop((uv_stream_t *)&c->tcp);
       c->flags &= ~HTTP_CONN_READING;
+    }
+    if (c->flags & HTTP_CONN_BUDGET) {
+      /* Waiting for body budget: the headers are parsed, the body waits. */
+      c->flags |= HTTP_CONN_PAUSED;
+      uv_timer_stop(&c->timer);
+      return;
     }
     dispatch(c);
     return;
@@ -637,6 +736,11 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
     s->limits.body_timeout_ms = 30000;
   if (!s->limits.shutdown_grace_ms)
     s->limits.shutdown_grace_ms = 10000;
+  if (!s->limits.body_budget)
+    s->limits.body_budget = 64u * 1024 * 1024;
+  s->budget_tail = &s->budget_head;
+  uv_timer_init(loop, &s->budget_wake);
+  s->budget_wake.data = s;
   http_router_init(&s->router);
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
@@ -797,5 +901,6 @@ void http_server_free(struct http_server *s)
     http__conn_close(c);
   http_router_free(&s->router);
   /* The grace timer is embedded: the server is freed once it has closed. */
+  uv_close((uv_handle_t *)&s->budget_wake, NULL);
   uv_close((uv_handle_t *)&s->grace, on_grace_closed);
 }
