@@ -7,6 +7,7 @@
 #include "core/core_config.h"
 #include "core/core_error.h"
 #include "core/core_shmem.h"
+#include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 
 #include <stdio.h>
@@ -32,6 +33,8 @@ static void usage(FILE *f)
           "  datastore create NAME PATH [--KEY VALUE]...\n"
           "  datastore update NAME [--KEY VALUE]... [--delete KEY]...\n"
           "  datastore remove NAME\n"
+          "  datastore fill-layout NAME   create all 65,536 chunk prefix directories\n"
+          "                               (PBS's layout; Cairn creates them on first use)\n"
           "\n"
           "KEY is a datastore property: comment, gc-schedule, prune-schedule,\n"
           "keep-last .. keep-yearly, tuning, maintenance-mode, verify-new, ...\n"
@@ -88,6 +91,36 @@ static int collect(int argc, char **argv, struct store_kv *kv, size_t *nkv,
     (*nkv)++;
   }
   return 0;
+}
+
+static void fill_progress(void *arg, unsigned done, unsigned total)
+{
+  fprintf(stderr, "\rcairn-admin: %u/%u prefix directories", done, total);
+  if (done == total)
+    fputc('\n', stderr);
+}
+
+static int ds_fill_layout(struct admin *a, const char *name)
+{
+  char *path = core_asprintf("%s/datastore.cfg", a->config_dir);
+  struct core_config cfg;
+  char err[CORE_CONFIG_ERR_LEN] = "";
+  core_config_init(&cfg);
+  int rc = core_config_load(path, &cfg, NULL, err, sizeof(err));
+  const struct core_config_section *sec =
+      rc == 0 ? core_config_find(&cfg, "datastore", name) : NULL;
+  const char *base = sec ? core_config_get(sec, "path") : NULL;
+  if (base == NULL) {
+    fprintf(stderr, "cairn-admin: no datastore '%s' %s\n", name, err);
+    rc = 1;
+  } else {
+    rc = store_chunk_fill_layout(base, fill_progress, NULL);
+    if (rc < 0)
+      fprintf(stderr, "cairn-admin: %s: %s\n", base, core_strerror(rc));
+  }
+  core_config_free(&cfg);
+  core_free(path);
+  return rc ? 1 : 0;
 }
 
 static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
@@ -176,6 +209,13 @@ int main(int argc, char **argv)
   const char *cmd = argv[i + 1];
   if (!strcmp(cmd, "list"))
     return ds_list(&a);
+  if (!strcmp(cmd, "fill-layout")) {
+    if (argc - i != 3) {
+      usage(stderr);
+      return 2;
+    }
+    return ds_fill_layout(&a, argv[i + 2]);
+  }
   /* Without the page a running server would only see the change through its
    * directory watch; say so rather than fail. */
   int rc = core_shmem_open(&a.shmem, a.run_dir);
