@@ -15,7 +15,8 @@ and Content-Length body), a seeded random schedule picks one fate:
     slowdown   answer 503 SlowDown
     stall      hold the request without answering (the client's timeout fires)
 
-`--rate` is the share of requests that get a fault (delay counts as one).
+`--rate` is the share of requests that get a failing fault (every fate but
+pass and delay); `--delay-rate` the share, of the rest, that is only delayed.
 Prints "LISTENING <port>" when ready; on SIGTERM prints the fate counts as
 one JSON line on stdout. Standard library only.
 """
@@ -28,24 +29,25 @@ import socket
 import struct
 import sys
 
-FAULTS = ["delay", "reset", "reset-late", "truncate", "500", "503", "slowdown", "stall"]
-WEIGHTS = [3, 2, 1, 2, 2, 2, 2, 1]
+FAULTS = ["reset", "reset-late", "truncate", "500", "503", "slowdown", "stall"]
+WEIGHTS = [3, 2, 3, 3, 3, 3, 1]
 
 
 class Proxy:
-    def __init__(self, upstream, seed, rate, stall_s):
+    def __init__(self, upstream, seed, rate, delay_rate, stall_s):
         self.up_host, self.up_port = upstream
         self.rng = random.Random(seed)
         self.rate = rate
+        self.delay_rate = delay_rate
         self.stall_s = stall_s
-        self.counts = {k: 0 for k in ["pass"] + FAULTS}
+        self.counts = {k: 0 for k in ["pass", "delay"] + FAULTS}
         self.requests = 0
 
     def fate(self):
         self.requests += 1
-        if self.rng.random() >= self.rate:
-            return "pass"
-        return self.rng.choices(FAULTS, WEIGHTS)[0]
+        if self.rng.random() < self.rate:
+            return self.rng.choices(FAULTS, WEIGHTS)[0]
+        return "delay" if self.rng.random() < self.delay_rate else "pass"
 
     @staticmethod
     async def read_head(reader):
@@ -157,10 +159,11 @@ async def main():
     ap.add_argument("--upstream", required=True)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rate", type=float, default=0.1)
+    ap.add_argument("--delay-rate", type=float, default=0.05)
     ap.add_argument("--stall", type=float, default=5.0)
     a = ap.parse_args()
     host, port = a.upstream.rsplit(":", 1)
-    p = Proxy((host, int(port)), a.seed, a.rate, a.stall)
+    p = Proxy((host, int(port)), a.seed, a.rate, a.delay_rate, a.stall)
     server = await asyncio.start_server(p.handle, "127.0.0.1", a.listen, limit=1 << 20)
     print(f"LISTENING {server.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()

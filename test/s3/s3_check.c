@@ -736,6 +736,237 @@ static int t_tls_fingerprint(void)
   return 0;
 }
 
+/* ---- faults: 1000 mixed operations through the fault proxy ---- */
+
+#define FAULT_OPS 1000
+#define FAULT_KEYS 64
+#define FAULT_PARALLEL 32
+#define FAULT_ATTEMPTS 5
+
+struct fop {
+  int id;
+  int kind;
+  char key[64];
+  char key2[64];
+  char body[128];
+  size_t blen;
+  int done;
+  struct s3_result r;
+  char *got;
+  size_t got_len;
+};
+
+static struct {
+  struct s3_client *cl;
+  struct fop ops[FAULT_OPS];
+  int next, inflight, completed;
+  uint64_t rng;
+  uv_timer_t tick;
+  uint64_t last_tick, max_gap, ticks;
+} F;
+
+static uint64_t frand(void)
+{
+  F.rng ^= F.rng << 13;
+  F.rng ^= F.rng >> 7;
+  F.rng ^= F.rng << 17;
+  return F.rng;
+}
+
+static void f_tick(uv_timer_t *t)
+{
+  (void)t;
+  uint64_t now = uv_hrtime();
+  if (F.last_tick && now - F.last_tick > F.max_gap)
+    F.max_gap = now - F.last_tick;
+  F.last_tick = now;
+  F.ticks++;
+}
+
+static void f_pump(void);
+
+static void f_done(const struct s3_result *r, void *arg)
+{
+  struct fop *op = arg;
+  op->done++;
+  op->r = *r;
+  op->r.list = NULL;
+  op->r.deleted = NULL;
+  op->r.body.base = NULL;
+  if (r->body.base && op->got == NULL) {
+    op->got = core_malloc(r->body.len + 1);
+    memcpy(op->got, r->body.base, r->body.len);
+    op->got[r->body.len] = '\0';
+    op->got_len = r->body.len;
+  }
+  F.inflight--;
+  F.completed++;
+  f_pump();
+}
+
+static void f_start(struct fop *op)
+{
+  int rc;
+  struct s3_put_opts o = {.if_none_match = (int)(frand() % 2)};
+  switch (op->kind) {
+  case 0:
+    rc = s3_put_object(F.cl, op->key, op->body, op->blen, &o, f_done, op);
+    break;
+  case 1:
+    rc = s3_get_object(F.cl, op->key, NULL, 0, f_done, op, NULL);
+    break;
+  case 2:
+    rc = s3_head_object(F.cl, op->key, f_done, op);
+    break;
+  case 3:
+    rc = s3_delete_object(F.cl, op->key, f_done, op);
+    break;
+  case 4:
+    rc = s3_list_objects(F.cl, "fault/", NULL, 20, f_done, op);
+    break;
+  default:
+    rc = s3_copy_object(F.cl, op->key, op->key2, f_done, op);
+    break;
+  }
+  if (rc < 0) {
+    fprintf(stderr, "op %d refused: %s\n", op->id, core_strerror(rc));
+    op->done = -1000;
+    F.completed++;
+    return;
+  }
+  F.inflight++;
+}
+
+static void f_pump(void)
+{
+  while (F.next < FAULT_OPS && F.inflight < FAULT_PARALLEL)
+    f_start(&F.ops[F.next++]);
+}
+
+static int t_faults(void)
+{
+  struct s3_client_config cfg = base_cfg();
+  cfg.max_attempts = FAULT_ATTEMPTS;
+  cfg.backoff_base_ms = 10;
+  cfg.backoff_max_ms = 200;
+  cfg.request_timeout_ms = 1500;
+  cfg.connect_timeout_ms = 1000;
+  cfg.max_conns = 16;
+  F.cl = client_with(&cfg, bucket());
+  F.rng = (uint64_t)atoll(env("S3_SEED", "1")) * 0x9E3779B97F4A7C15ULL + 1;
+  for (int i = 0; i < FAULT_OPS; i++) {
+    struct fop *op = &F.ops[i];
+    op->id = i;
+    uint64_t k = frand() % 100;
+    op->kind = k < 35 ? 0 : k < 65 ? 1 : k < 78 ? 2 : k < 88 ? 3 : k < 95 ? 4 : 5;
+    snprintf(op->key, sizeof(op->key), "fault/k%02d", (int)(frand() % FAULT_KEYS));
+    snprintf(op->key2, sizeof(op->key2), "fault/k%02d", (int)(frand() % FAULT_KEYS));
+    char body[sizeof(op->body)];
+    op->blen = (size_t)snprintf(body, sizeof(body), "fault body for %s v%d", op->key, i);
+    memcpy(op->body, body, sizeof(body));
+  }
+  uv_timer_init(loop, &F.tick);
+  uv_timer_start(&F.tick, f_tick, 5, 5);
+  uint64_t t0 = uv_hrtime();
+  f_pump();
+  while (F.completed < FAULT_OPS)
+    uv_run(loop, UV_RUN_ONCE);
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  uv_timer_stop(&F.tick);
+  uv_close((uv_handle_t *)&F.tick, NULL);
+  struct s3_stats st;
+  s3_client_get_stats(F.cl, &st);
+  client_free(F.cl);
+
+  int ok = 0, notfound = 0, errors = 0, twice = 0, unclear = 0, over = 0, corrupt = 0;
+  uint64_t attempts = 0;
+  for (int i = 0; i < FAULT_OPS; i++) {
+    struct fop *op = &F.ops[i];
+    if (op->done != 1) {
+      twice++;
+      fprintf(stderr, "op %d answered %d times\n", i, op->done);
+      continue;
+    }
+    attempts += op->r.attempts;
+    if (op->r.attempts < 1 || op->r.attempts > FAULT_ATTEMPTS)
+      over++;
+    if (op->r.status == 0) {
+      ok++;
+      if (op->kind == 1) {
+        /* Copies move bodies between keys, so any whole body is fine;
+         * a cut or mixed one is not. */
+        int kk = -1, v = -1;
+        char again[160];
+        if (op->got && sscanf(op->got, "fault body for fault/k%d v%d", &kk, &v) == 2)
+          snprintf(again, sizeof(again), "fault body for fault/k%02d v%d", kk, v);
+        else
+          again[0] = '\0';
+        if (op->got == NULL || strcmp(again, op->got) != 0 || v < 0 || v >= FAULT_OPS)
+          corrupt++;
+      }
+    } else if (op->r.status == CORE_ENOTFOUND ||
+               (op->kind == 5 && op->r.s3_code == S3_ERR_NO_SUCH_KEY)) {
+      notfound++;
+    } else {
+      errors++;
+      int clear = op->r.message[0] != '\0' &&
+                  (op->r.status != CORE_ES3 || op->r.s3_code != S3_ERR_NONE);
+      if (!clear)
+        unclear++;
+      fprintf(stderr, "op %d (kind %d) ended with %s after %u attempts: %s\n", i, op->kind,
+              core_strerror(op->r.status), op->r.attempts, op->r.message);
+    }
+    core_free(op->got);
+  }
+  printf("     %d ops in %.1f s: %d ok, %d not found, %d errors; %llu attempts, %llu retries "
+         "(%llu 5xx, %llu transport), %llu gave up; loop max gap %.1f ms over %llu ticks\n",
+         FAULT_OPS, secs, ok, notfound, errors, (unsigned long long)st.attempts,
+         (unsigned long long)st.retries, (unsigned long long)st.retry_5xx,
+         (unsigned long long)st.retry_transport, (unsigned long long)st.gave_up,
+         (double)F.max_gap / 1e6, (unsigned long long)F.ticks);
+  CHECK_EQ(twice, 0);
+  CHECK_EQ(over, 0);
+  CHECK_EQ(unclear, 0);
+  CHECK_EQ(corrupt, 0);
+  CHECK_EQ(attempts, st.attempts);
+  CHECK_EQ(st.ops, FAULT_OPS);
+  CHECK_EQ(st.ok + st.not_found + st.failed_s3 + st.failed_transport, FAULT_OPS);
+  CHECK(st.retries > 50);          /* the faults really happened */
+  CHECK(ok + notfound >= FAULT_OPS * 98 / 100);
+  CHECK(F.max_gap < 250u * 1000 * 1000); /* the loop never stalled */
+  return 0;
+}
+
+/* ---- s3rver smoke ---- */
+
+static int t_s3rver_smoke(void)
+{
+  struct w w;
+  CHECK(put(main_cl, "smoke/a b+c", "smoke", 5, 0, &w) == 0);
+  CHECK_EQ(w.r.status, 0);
+  CHECK(get(main_cl, "smoke/a b+c", &w) == 0);
+  CHECK(w.body && strcmp(w.body, "smoke") == 0);
+  w_free(&w);
+  CHECK(head(main_cl, "smoke/a b+c", &w) == 0);
+  CHECK_EQ(w.r.content_length, 5);
+  const char *keys[] = {"smoke/a b+c", "smoke/other"};
+  CHECK(put(main_cl, keys[1], "x", 1, 0, &w) == 0);
+  char **got;
+  size_t ng;
+  int pages;
+  CHECK(list_all(main_cl, "smoke/", 0, &got, &ng, &pages) == 0);
+  CHECK_EQ(ng, 2);
+  free_keys(got, ng);
+  memset(&w, 0, sizeof(w));
+  CHECK(s3_delete_objects(main_cl, keys, 2, w_cb, &w) == 0);
+  CHECK(w_wait(&w) == 0);
+  CHECK_EQ(w.r.status, 0);
+  CHECK_EQ(w.del_ok, 2);
+  CHECK(head(main_cl, keys[0], &w) == 0);
+  CHECK_EQ(w.r.status, CORE_ENOTFOUND);
+  return 0;
+}
+
 /* ---- runner ---- */
 
 struct tcase {
@@ -791,6 +1022,12 @@ int main(int argc, char **argv)
         {"tls_fingerprint", t_tls_fingerprint},
     };
     rc = run_cases(cases, sizeof(cases) / sizeof(cases[0]));
+  } else if (strcmp(argv[1], "faults") == 0) {
+    static const struct tcase cases[] = {{"faults_1000_mixed_ops", t_faults}};
+    rc = run_cases(cases, 1);
+  } else if (strcmp(argv[1], "s3rver") == 0) {
+    static const struct tcase cases[] = {{"check_ok", t_check_ok}, {"smoke", t_s3rver_smoke}};
+    rc = run_cases(cases, 2);
   } else {
     fprintf(stderr, "unknown suite %s\n", argv[1]);
     rc = 2;
