@@ -10,9 +10,11 @@
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_KV 32
 
@@ -215,6 +217,10 @@ int main(int argc, char **argv)
       return 2;
     }
     return ds_fill_layout(&a, argv[i + 2]);
+  }
+  if (mkdir(a.config_dir, 0700) < 0 && errno != EEXIST) {
+    fprintf(stderr, "cairn-admin: cannot create %s: %s\n", a.config_dir, strerror(errno));
+    return 1;
   }
   /* Without the page a running server would only see the change through its
    * directory watch; say so rather than fail. */
