@@ -210,6 +210,7 @@ class Bench:
         self.cipher = None
         self.lua = os.path.join(self.root, "status.lua")
         self.pin = args.pin and (os.cpu_count() or 1) >= 2
+        self.load0 = os.getloadavg()[0]
 
     # ---- setup ----
 
@@ -377,6 +378,7 @@ class Bench:
     # ---- load ----
 
     def wrk(self, srv, mode, duration, timeout):
+        """One wrk run; returns its numbers (see the keys below)."""
         scheme = "https" if srv.tls else "http"
         url = "%s://127.0.0.1:%d/" % (scheme, srv.port)
         cmd = [self.a.wrk, "-t", str(self.a.threads), "-c", str(self.a.conns),
@@ -407,17 +409,16 @@ class Bench:
                 proc.wait()
         elapsed = time.monotonic() - t0
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        srv_cpu1 = cpu_ticks(srv.work_pid)
         text = "".join(out)
         if proc.returncode not in (0, -signal.SIGINT) and result is None:
             raise RuntimeError("wrk %s run failed (exit %s, timeout %d s):\n%s"
                                % (mode, proc.returncode, timeout, text[-2000:]))
-        srv_cpu1 = cpu_ticks(srv.work_pid)
-        hz = os.sysconf("SC_CLK_TCK")
-        res = {"server_cpu": None, "wrk_text": text,
-               "wrk_cpu": ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime))
-               / elapsed * 100}
+        res = {"text": text, "elapsed": elapsed,
+               "wrk_cpu_s": (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime),
+               "srv_cpu_s": None}
         if srv_cpu0 is not None and srv_cpu1 is not None:
-            res["server_cpu"] = (srv_cpu1 - srv_cpu0) / hz / elapsed * 100
+            res["srv_cpu_s"] = (srv_cpu1 - srv_cpu0) / os.sysconf("SC_CLK_TCK")
         m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
         res["non2xx"] = int(m.group(1)) if m else 0
         m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
@@ -429,17 +430,17 @@ class Bench:
             res["round1"] = float(result["round1"])
             res["total"] = float(result["total"])
             res["non2xx"] = int(result["bad"])
-            res["done"] = int(result["done"])
         else:
-            m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+            m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m|h)\b", text)
             if not m:
-                raise RuntimeError("no Requests/sec in wrk output:\n" + text[-2000:])
-            res["rps"] = float(m.group(1))
-            m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", text)
-            res["requests"] = int(m.group(1)) if m else None
+                raise RuntimeError("no request count in wrk output:\n" + text[-2000:])
+            unit = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}[m.group(3)]
+            res["requests"] = int(m.group(1))
+            res["runtime"] = float(m.group(2)) * unit
         return res
 
-    def measure(self, srv):
+    def fixed_run(self, srv):
+        """The 5-requests-per-store run; the server must be untouched before."""
         n, rounds = self.a.stores, self.a.rounds
         fixed = self.wrk(srv, "fixed", 600, self.a.fixed_timeout)
         total, r1 = fixed["total"], fixed["round1"]
@@ -448,21 +449,43 @@ class Bench:
             "total_s": total, "throughput": n * rounds / total,
             "cold_rps": n / r1,
             "warm_rps": n * (rounds - 1) / (total - r1) if total > r1 else float("nan"),
-            "errors": fixed["non2xx"],
+            "errors": fixed["non2xx"], "requests": 0, "runtime": 0.0, "elapsed": 0.0,
+            "srv_cpu_s": 0.0, "wrk_cpu_s": 0.0, "texts": [],
         }
-        sus = self.wrk(srv, "sustained", self.a.duration, self.a.duration + 60)
-        row["sustained_rps"] = sus["rps"]
-        row["errors"] += sus["non2xx"] + sus["sockerr"]
-        row["server_cpu"] = sus["server_cpu"]
-        row["wrk_cpu"] = sus["wrk_cpu"]
-        row["rss_mib"] = (rss_kib(srv.work_pid) or 0) / 1024.0
-        if row["errors"]:
-            log("%s/%s: %d non-200 answers or socket errors:\n%s"
-                % (row["target"], row["transport"], row["errors"], sus["wrk_text"]))
-        log("%-6s %-4s total %.2f s, cold %.0f/s, warm %.0f/s, sustained %.0f/s"
-            % (row["target"], row["transport"], total, row["cold_rps"], row["warm_rps"],
-               row["sustained_rps"]))
+        if fixed["non2xx"]:
+            log("%s/%s: %d non-200 answers in the 5-round run"
+                % (row["target"], row["transport"], fixed["non2xx"]))
         return row
+
+    def sustained_slices(self, pairs):
+        """Sustained load, interleaved: `slices` rounds in which every server gets
+        duration/slices seconds in turn, so drift in the machine's load (it is
+        shared) hits every target alike. Adds the sums to each row."""
+        slices = max(1, min(self.a.slices, self.a.duration))
+        each = max(1, self.a.duration // slices)
+        for _ in range(slices):
+            for srv, row in pairs:
+                r = self.wrk(srv, "sustained", each, each + 60)
+                row["requests"] += r["requests"]
+                row["runtime"] += r["runtime"]
+                row["elapsed"] += r["elapsed"]
+                row["wrk_cpu_s"] += r["wrk_cpu_s"]
+                if r["srv_cpu_s"] is not None:
+                    row["srv_cpu_s"] += r["srv_cpu_s"]
+                row["errors"] += r["non2xx"] + r["sockerr"]
+                if r["non2xx"] or r["sockerr"]:
+                    row["texts"].append(r["text"])
+        for srv, row in pairs:
+            row["sustained_rps"] = row["requests"] / row["runtime"] if row["runtime"] else None
+            row["server_cpu"] = row["srv_cpu_s"] / row["elapsed"] * 100 if row["elapsed"] else None
+            row["wrk_cpu"] = row["wrk_cpu_s"] / row["elapsed"] * 100 if row["elapsed"] else None
+            row["rss_mib"] = (rss_kib(srv.work_pid) or 0) / 1024.0
+            for text in row["texts"][:2]:
+                log("%s/%s: non-200 answers or socket errors:\n%s"
+                    % (row["target"], row["transport"], text))
+            log("%-6s %-4s total %.3f s, cold %.0f/s, warm %.0f/s, sustained %.0f/s"
+                % (row["target"], row["transport"], row["total_s"], row["cold_rps"],
+                   row["warm_rps"], row["sustained_rps"] or 0))
 
     # ---- the run ----
 
@@ -487,24 +510,27 @@ class Bench:
         for tls in (False, True):
             if ("tls" if tls else "http") not in self.a.transports:
                 continue
-            if have_nginx:
-                if nginx is None:
-                    nginx = self.start_nginx()
-                rows.append(self.measure(nginx[1] if tls else nginx[0]))
-            for reread in (False, True):
-                name = "reread" if reread else "cairn"
-                if name not in self.a.targets:
-                    continue
-                # No request before the measurement: round 1 must find nothing
-                # cached (the first start above did the checking).
-                srv = self.start_cairnd(tls, reread)
-                try:
-                    rows.append(self.measure(srv))
-                finally:
-                    srv.stop()
-                    code = srv.proc.returncode
-                    if code not in (0, None):
-                        log("cairnd exited with %s" % code)
+            servers = []
+            try:
+                if have_nginx:
+                    if nginx is None:
+                        nginx = self.start_nginx()
+                    servers.append(nginx[1] if tls else nginx[0])
+                # Fresh cairnd processes that get no request before their
+                # 5-round run: round 1 finds nothing cached (the first start
+                # above did the checking). Idle servers cost nothing meanwhile.
+                for reread in (False, True):
+                    if ("reread" if reread else "cairn") in self.a.targets:
+                        servers.append(self.start_cairnd(tls, reread))
+                pairs = [(srv, self.fixed_run(srv)) for srv in servers]
+                self.sustained_slices(pairs)
+                rows += [row for _, row in pairs]
+            finally:
+                for srv in servers:
+                    if srv.name != "nginx":
+                        srv.stop()
+                        if srv.proc.returncode not in (0, None):
+                            log("cairnd exited with %s" % srv.proc.returncode)
         if nginx is not None:
             nginx[0].stop()
         return rows
@@ -555,11 +581,14 @@ def fmt(v, spec):
 def report(rows, bench):
     print()
     print("bench/status: %d datastores, %d requests per store, %d keep-alive connections "
-          "(wrk, %d thread%s), sustained %d s" % (
+          "(wrk, %d thread%s), sustained %d s per target in %d interleaved slices" % (
               bench.a.stores, bench.a.rounds, bench.a.conns, bench.a.threads,
-              "" if bench.a.threads == 1 else "s", bench.a.duration))
+              "" if bench.a.threads == 1 else "s", bench.a.duration,
+              max(1, min(bench.a.slices, bench.a.duration))))
     if bench.cipher:
         print("TLS: %s %s" % (bench.cipher[1], bench.cipher[0]))
+    print("machine: %d CPUs, load average %.2f at start, %.2f at end (other work "
+          "shares these CPUs)" % (os.cpu_count() or 0, bench.load0, os.getloadavg()[0]))
     hdr = ("%-7s %-5s %9s %12s %10s %10s %13s %7s %8s %8s %7s"
            % ("target", "proto", "total s", "throughput", "cold r1/s", "warm r/s",
               "sustained r/s", "errors", "srv cpu", "wrk cpu", "RSS MiB"))
@@ -615,7 +644,11 @@ def main():
     p.add_argument("--rounds", type=int, default=5, help="requests per store")
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--threads", type=int, default=1, help="wrk threads")
-    p.add_argument("--duration", type=int, default=10, help="sustained run, seconds")
+    p.add_argument("--duration", type=int, default=10,
+                   help="sustained run per target, seconds")
+    p.add_argument("--slices", type=int, default=5,
+                   help="the sustained run is cut in this many slices, interleaved "
+                   "across targets (1: one run per target)")
     p.add_argument("--fixed-timeout", type=int, default=300)
     p.add_argument("--targets", default="nginx,cairn,reread")
     p.add_argument("--transports", default="http,tls")

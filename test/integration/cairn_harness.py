@@ -154,6 +154,8 @@ class Cairn:
     args: extra cairnd arguments (e.g. ["--header-timeout-ms", "1000"]).
     env: extra environment for the server.
     use_env: configure the server through CAIRN_* variables instead of options.
+    log_level: "debug" or "info": the harness reads info lines (fingerprint,
+      "listening on"); above that it waits for the port and cannot pin TLS.
     preexec: a callable run in the child before exec (e.g. to lower RLIMIT_NOFILE).
     """
 
