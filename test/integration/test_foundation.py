@@ -8,7 +8,6 @@ Runs standalone (`python3 test_foundation.py`, CAIRN_BIN_DIR=build/bin) and
 from ctest; exits non-zero on failure.
 """
 
-import hashlib
 import os
 import random
 import re
