@@ -244,6 +244,24 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
     core_free(head);
 }
 
+/* After a pause: parse what was kept aside, then what TLS still holds, then
+ * read the socket again, stopping whenever the parser pauses anew. */
+static void conn_continue(struct http_conn *c)
+{
+  if (c->pending) {
+    char *p = c->pending;
+    size_t n = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    conn_process(c, p, n);
+    core_free(p);
+  }
+  if (c->tls && !(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
+    conn_drain_tls(c);
+  if (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
+    conn_start_reading(c);
+}
+
 /* Resumes connections waiting for body budget, oldest first, while it fits. */
 static void on_budget_wake(uv_timer_t *t)
 {
@@ -273,18 +291,7 @@ static void on_budget_wake(uv_timer_t *t)
       continue;
     }
     arm_timer(c, s->limits.body_timeout_ms);
-    if (c->pending) {
-      char *p = c->pending;
-      size_t n = c->pending_len;
-      c->pending = NULL;
-      c->pending_len = 0;
-      conn_process(c, p, n);
-      core_free(p);
-    }
-    if (c->tls && !(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
-      conn_drain_tls(c);
-    if (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
-      conn_start_reading(c);
+    conn_continue(c);
   }
 }
 
@@ -310,18 +317,7 @@ void http__conn_response_done(struct http_conn *c)
   c->flags &= ~HTTP_CONN_PAUSED;
   llhttp_resume(&c->parser);
   arm_timer(c, c->server->limits.idle_timeout_ms);
-  if (c->pending) {
-    char *p = c->pending;
-    size_t n = c->pending_len;
-    c->pending = NULL;
-    c->pending_len = 0;
-    conn_process(c, p, n);
-    core_free(p);
-  }
-  if (c->tls && !(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
-    conn_drain_tls(c);
-  if (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING)))
-    conn_start_reading(c);
+  conn_continue(c);
 }
 
 /* ---- Parsing ---- */
