@@ -32,7 +32,7 @@ static void usage(FILE *f)
           "\n"
           "commands:\n"
           "  datastore list\n"
-          "  datastore create NAME PATH [--KEY VALUE]...\n"
+          "  datastore create NAME PATH [--KEY VALUE]... [--reuse-datastore true]\n"
           "  datastore update NAME [--KEY VALUE]... [--delete KEY]...\n"
           "  datastore remove NAME\n"
           "  datastore fill-layout NAME   create all 65,536 chunk prefix directories\n"
@@ -42,6 +42,25 @@ static void usage(FILE *f)
           "keep-last .. keep-yearly, tuning, maintenance-mode, verify-new, ...\n"
           "Defaults: --config-dir /etc/cairn (CAIRN_CONFIG_DIR),\n"
           "          --run-dir /run/cairn (CAIRN_RUN_DIR).\n");
+}
+
+/* mkdir -p: the config directory of a fresh installation. */
+static int mkdir_p(const char *path, mode_t mode)
+{
+  char buf[4096];
+  if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  return mkdir(buf, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 static int ds_list(struct admin *a)
@@ -145,6 +164,14 @@ static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
     kv[nkv++].value = argv[1];
     if (collect(argc - 2, argv + 2, kv, &nkv, del, &ndel) < 0)
       return 2;
+    /* --reuse-datastore is an instruction, not a stored property. */
+    for (size_t i = 0; i < nkv; i++) {
+      if (!strcmp(kv[i].key, "reuse-datastore")) {
+        q.reuse = !strcmp(kv[i].value, "1") || !strcmp(kv[i].value, "true");
+        kv[i] = kv[--nkv];
+        break;
+      }
+    }
     q.set = kv;
     q.nset = nkv;
     rc = store_dsconfig_create(&q);
@@ -218,7 +245,7 @@ int main(int argc, char **argv)
     }
     return ds_fill_layout(&a, argv[i + 2]);
   }
-  if (mkdir(a.config_dir, 0700) < 0 && errno != EEXIST) {
+  if (mkdir_p(a.config_dir, 0700) < 0) {
     fprintf(stderr, "cairn-admin: cannot create %s: %s\n", a.config_dir, strerror(errno));
     return 1;
   }

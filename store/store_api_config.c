@@ -151,6 +151,10 @@ static int collect(struct http_request *req, struct write_job *w, char *err, siz
   for (int i = 0; http_req_param_at(req, i, &name, &value); i++) {
     if (!strcmp(name, "name") || !strcmp(name, "digest") || !strcmp(name, "delete"))
       continue;
+    if (!strcmp(name, "reuse-datastore")) {
+      w->q.reuse = !strcmp(value, "1") || !strcmp(value, "true");
+      continue;
+    }
     if (w->q.nset == MAX_PROPS) {
       snprintf(err, errlen, "too many properties");
       return CORE_EINVAL;

@@ -182,6 +182,17 @@ int store_dsconfig_create(struct store_dsconfig_req *q)
   struct stat st;
   int created = stat(path, &st) < 0;
   int rc = store_chunk_create(path);
+  if (rc == CORE_EEXISTS && q->reuse) {
+    /* An existing datastore: keep everything, only check it is one. */
+    struct store_chunkstore *cs;
+    rc = store_chunkstore_open(path, STORE_SYNC_NONE, &cs);
+    if (rc == 0)
+      store_chunkstore_close(cs);
+  } else if (rc == CORE_EEXISTS) {
+    snprintf(q->err, sizeof(q->err), "%s already holds a chunk store (set reuse-datastore "
+             "to adopt it)", path);
+    return rc;
+  }
   if (rc < 0) {
     snprintf(q->err, sizeof(q->err), "cannot create chunk store at %s: %s", path,
              core_strerror(rc));

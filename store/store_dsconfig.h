@@ -26,12 +26,14 @@ struct store_dsconfig_req {
   const char *const *del;      /* properties to delete (update only) */
   size_t ndel;
   const char *digest;          /* expected digest, or NULL */
+  int reuse;                   /* create: adopt an existing chunk store at path
+                                  (an existing PBS or Cairn datastore) */
   /* out */
   char err[256];
 };
 
-/* Creates the chunk store at `path` (set[] must hold "path") and adds the
- * section. Returns 0, CORE_ENAME, CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, or
+/* Creates the chunk store at `path` (set[] must hold "path"), or with
+ * `reuse` adopts the one there, and adds the section. Returns 0, CORE_ENAME, CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, or
  * a file-system error; on failure nothing is left behind that this call made. */
 int store_dsconfig_create(struct store_dsconfig_req *q);
 /* Sets and deletes properties ("path" and "name" cannot change). Returns 0,
