@@ -33,6 +33,7 @@ import re
 import ssl
 import struct
 import subprocess
+import sys
 import time
 import urllib.parse
 import zlib
@@ -424,6 +425,7 @@ class _Session:
         self.backup_time = int(backup_time)
         self.ns = ns
         self.id = None
+        self.busy_retries = 0
         self.conn = None  # the session's own keep-alive connection (one thread)
 
     def params(self):
@@ -440,8 +442,19 @@ class _Session:
             self.id = r.data.get("data")
         return r
 
-    def open(self):
-        self.id = _data(self.open_raw(), "open %s session" % self.kind)
+    def open(self, wait_busy=0.0):
+        """Opens the session or raises ProtoError. wait_busy: seconds to retry
+        while the server answers 409 (a lock still held); `busy_retries`
+        counts the retries."""
+        deadline = time.monotonic() + wait_busy
+        self.busy_retries = 0
+        while True:
+            r = self.open_raw()
+            if r.status != 409 or time.monotonic() >= deadline:
+                break
+            self.busy_retries += 1
+            time.sleep(0.02)
+        self.id = _data(r, "open %s session" % self.kind)
         return self
 
     def connection(self):
@@ -693,6 +706,20 @@ class CaseMixin:
         if srv is None:
             return ""
         return "\n--- cairnd log (tail) ---\n" + "\n".join(srv.log_lines[-30:])
+
+    # cairnd answers `finish` (and DELETE) before the session's group and
+    # snapshot locks are released, so a session opened right after can get a
+    # 409; open_session() retries that for a while and says so on stderr.
+    busy_wait = 3.0
+
+    def open_session(self, sess):
+        sess.open(wait_busy=self.busy_wait)
+        if sess.busy_retries:
+            sys.stderr.write("note: %s session for %s/%s/%d opened after %d retr%s on 409\n"
+                             % (sess.kind, sess.backup_type, sess.backup_id,
+                                sess.backup_time, sess.busy_retries,
+                                "y" if sess.busy_retries == 1 else "ies"))
+        return sess
 
     def assertOk(self, resp, msg=""):
         self.assertEqual(200, resp.status, "%s %r%s" % (msg, resp, self.log_tail()))

@@ -78,10 +78,12 @@ class Case(pp.CaseMixin, unittest.TestCase):
             raise AssertionError("cairnd reported a sanitizer error or crash:\n" + report)
 
     def backup(self, backup_id, t, ns=None, srv=None):
-        return pp.BackupSession(srv or self.srv, STORE, "host", backup_id, t, ns=ns).open()
+        return self.open_session(pp.BackupSession(srv or self.srv, STORE, "host", backup_id,
+                                                  t, ns=ns))
 
     def reader(self, backup_id, t, ns=None, srv=None):
-        return pp.ReaderSession(srv or self.srv, STORE, "host", backup_id, t, ns=ns).open()
+        return self.open_session(pp.ReaderSession(srv or self.srv, STORE, "host", backup_id,
+                                                  t, ns=ns))
 
     def snapdir(self, backup_id, t, ns=None):
         return pp.snapshot_dir(self.ds, "host", backup_id, t, ns)
