@@ -1,0 +1,167 @@
+/* s3_bench.c: PUT or GET throughput of Cairn's S3 client.
+ *
+ *   s3_bench put|get|delete SIZE COUNT CONCURRENCY PREFIX
+ *
+ * The server comes from S3_ENDPOINT, S3_PORT, S3_ACCESS_KEY, S3_SECRET_KEY,
+ * S3_REGION, S3_BUCKET. Objects are PREFIX/00000..; PUT bodies are random.
+ * A 1 ms loop timer measures how late the loop runs its callbacks (the
+ * responsiveness a status request would see). Prints one key=value line:
+ *   ops=.. bytes=.. secs=.. ops_per_s=.. mbps=.. errors=.. lag_p99_ms=.. lag_max_ms=..
+ *   loop_busy_pct=.. (share of the run the loop thread spent outside epoll)
+ */
+#include "core/core_alloc.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "s3/s3_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+static uv_loop_t *loop;
+static struct s3_client *cl;
+static const char *mode, *prefix;
+static size_t size, count, conc, next_i, done_n, inflight;
+static int errors;
+static uint64_t bytes;
+static unsigned char *body;
+static uv_timer_t tick;
+static uint64_t tick_due;
+static uint64_t *lags;
+static size_t nlags, caplags;
+
+static void on_tick(uv_timer_t *t)
+{
+  (void)t;
+  uint64_t now = uv_hrtime();
+  if (tick_due && now > tick_due) {
+    if (nlags == caplags) {
+      caplags = caplags ? caplags * 2 : 4096;
+      lags = core_realloc(lags, caplags * sizeof(*lags));
+    }
+    lags[nlags++] = now - tick_due;
+  }
+  tick_due = now + 1000000;
+}
+
+static void pump(void);
+
+static int on_body(const char *data, size_t len, void *arg)
+{
+  (void)data;
+  (void)arg;
+  bytes += len;
+  return 0;
+}
+
+static void on_done(const struct s3_result *r, void *arg)
+{
+  (void)arg;
+  if (r->status != 0) {
+    errors++;
+    if (errors < 5)
+      fprintf(stderr, "s3_bench: %s\n", r->message);
+  } else if (strcmp(mode, "put") == 0) {
+    bytes += size;
+  }
+  done_n++;
+  inflight--;
+  pump();
+}
+
+static void pump(void)
+{
+  while (next_i < count && inflight < conc) {
+    char key[512];
+    snprintf(key, sizeof(key), "%s/%05zu", prefix, next_i++);
+    int rc;
+    if (strcmp(mode, "put") == 0)
+      rc = s3_put_object(cl, key, body, size, NULL, on_done, NULL);
+    else if (strcmp(mode, "get") == 0)
+      rc = s3_get_object(cl, key, on_body, 0, on_done, NULL, NULL);
+    else
+      rc = s3_delete_object(cl, key, on_done, NULL);
+    if (rc < 0) {
+      errors++;
+      done_n++;
+      continue;
+    }
+    inflight++;
+  }
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static const char *env(const char *n, const char *d)
+{
+  const char *v = getenv(n);
+  return v && *v ? v : d;
+}
+
+static void freed(void *arg)
+{
+  *(int *)arg = 1;
+}
+
+int main(int argc, char **argv)
+{
+  if (argc != 6) {
+    fprintf(stderr, "usage: s3_bench put|get|delete SIZE COUNT CONCURRENCY PREFIX\n");
+    return 2;
+  }
+  mode = argv[1];
+  size = (size_t)atol(argv[2]);
+  count = (size_t)atol(argv[3]);
+  conc = (size_t)atol(argv[4]);
+  prefix = argv[5];
+  s3_xml_init();
+  loop = uv_default_loop();
+  uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
+  struct s3_client_config cfg = {
+      .endpoint = env("S3_ENDPOINT", "127.0.0.1"), .port = atoi(env("S3_PORT", "7480")),
+      .region = env("S3_REGION", "us-east-1"), .access_key = env("S3_ACCESS_KEY", ""),
+      .secret_key = env("S3_SECRET_KEY", ""), .path_style = 1, .max_conns = (unsigned)conc,
+  };
+  int rc = s3_client_new(loop, &cfg, env("S3_BUCKET", "cairn-bench"), &cl);
+  if (rc < 0) {
+    fprintf(stderr, "s3_bench: %s\n", core_strerror(rc));
+    return 1;
+  }
+  if (strcmp(mode, "put") == 0) {
+    body = core_malloc(size ? size : 1);
+    core_random(body, size);
+  }
+  uv_timer_init(loop, &tick);
+  uv_timer_start(&tick, on_tick, 1, 1);
+  uv_unref((uv_handle_t *)&tick);
+  uint64_t t0 = uv_hrtime();
+  uint64_t idle0 = uv_metrics_idle_time(loop);
+  pump();
+  while (done_n < count)
+    uv_run(loop, UV_RUN_ONCE);
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  double busy = secs - (double)(uv_metrics_idle_time(loop) - idle0) / 1e9;
+  uv_timer_stop(&tick);
+  uv_close((uv_handle_t *)&tick, NULL);
+  int closed = 0;
+  s3_client_free(cl, freed, &closed);
+  while (!closed)
+    uv_run(loop, UV_RUN_ONCE);
+  qsort(lags, nlags, sizeof(*lags), cmp_u64);
+  double p99 = nlags ? (double)lags[nlags * 99 / 100] / 1e6 : 0;
+  double mx = nlags ? (double)lags[nlags - 1] / 1e6 : 0;
+  printf("ops=%zu bytes=%llu secs=%.3f ops_per_s=%.1f mbps=%.1f errors=%d lag_p99_ms=%.2f "
+         "lag_max_ms=%.2f loop_busy_pct=%.1f\n",
+         count, (unsigned long long)bytes, secs, (double)count / secs,
+         (double)bytes / secs / 1e6, errors, p99, mx, 100.0 * busy / secs);
+  core_free(body);
+  core_free(lags);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return errors ? 1 : 0;
+}
