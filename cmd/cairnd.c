@@ -14,6 +14,7 @@
 #include "http/http_auth.h"
 #include "http/http_tls.h"
 #include "store/store_api.h"
+#include "store/store_recover.h"
 #include "store/store_registry.h"
 #include "store/store_session.h"
 
@@ -335,6 +336,10 @@ int main(int argc, char **argv)
   };
   http_server_add_routes(d.http, base_routes, sizeof(base_routes) / sizeof(base_routes[0]));
   store_api_register(d.http, &d.store_api);
+
+  /* Backups a crash interrupted left unfinished snapshots: remove them in
+   * the background while the server already serves. */
+  store_recover_start(&d.reg, d.opt.run_dir);
 
   for (int i = 0; i < d.opt.nlisten; i++) {
     rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
