@@ -86,20 +86,13 @@ void store_index_compute_csum(const struct store_index *idx, uint8_t out[CORE_SH
   core_sha256(idx->entries, (size_t)idx->count * esize, out);
 }
 
-int store_index_parse(const void *buf, size_t len, int flags, struct store_index *idx)
+/* Reads the 4096-byte header into `idx` (kind, uuid, ctime, csum; fidx: size,
+ * chunk_size and the entry count they imply). 0 or CORE_EFORMAT. */
+static int parse_header(const uint8_t *b, struct store_index *idx)
 {
-  const uint8_t *b = buf;
-  uint64_t avail;
-
-  memset(idx, 0, sizeof(*idx));
-  if (len < STORE_INDEX_HDR_LEN)
-    return CORE_EFORMAT;
-  avail = len - STORE_INDEX_HDR_LEN;
-  idx->entries = b + STORE_INDEX_HDR_LEN;
   memcpy(idx->uuid, b + OFF_UUID, 16);
   idx->ctime = (int64_t)load_le64(b + OFF_CTIME);
   memcpy(idx->csum, b + OFF_CSUM, CORE_SHA256_LEN);
-
   if (memcmp(b, fidx_magic, 8) == 0) {
     idx->kind = STORE_INDEX_FIXED;
     idx->size = load_le64(b + OFF_SIZE);
@@ -107,12 +100,32 @@ int store_index_parse(const void *buf, size_t len, int flags, struct store_index
     if (!is_pow2(idx->chunk_size) || idx->chunk_size > STORE_FIDX_MAX_CHUNK_SIZE)
       return CORE_EFORMAT;
     idx->count = fidx_count(idx->size, idx->chunk_size);
+    return 0;
+  }
+  if (memcmp(b, didx_magic, 8) == 0) {
+    idx->kind = STORE_INDEX_DYNAMIC;
+    return 0;
+  }
+  return CORE_EFORMAT;
+}
+
+int store_index_parse(const void *buf, size_t len, int flags, struct store_index *idx)
+{
+  const uint8_t *b = buf;
+  uint64_t avail;
+
+  memset(idx, 0, sizeof(*idx));
+  if (len < STORE_INDEX_HDR_LEN || parse_header(b, idx) < 0)
+    return CORE_EFORMAT;
+  avail = len - STORE_INDEX_HDR_LEN;
+  idx->entries = b + STORE_INDEX_HDR_LEN;
+
+  if (idx->kind == STORE_INDEX_FIXED) {
     /* Compare counts, not byte sizes: count * 32 could overflow. */
     if (avail % STORE_FIDX_ENTRY_LEN != 0 || avail / STORE_FIDX_ENTRY_LEN != idx->count)
       return CORE_EFORMAT;
-  } else if (memcmp(b, didx_magic, 8) == 0) {
+  } else {
     uint64_t prev = 0;
-    idx->kind = STORE_INDEX_DYNAMIC;
     if (avail % STORE_DIDX_ENTRY_LEN != 0)
       return CORE_EFORMAT;
     idx->count = avail / STORE_DIDX_ENTRY_LEN;
@@ -123,8 +136,6 @@ int store_index_parse(const void *buf, size_t len, int flags, struct store_index
       prev = end;
     }
     idx->size = prev;
-  } else {
-    return CORE_EFORMAT;
   }
 
   if (!(flags & STORE_INDEX_SKIP_CSUM)) {
@@ -134,6 +145,100 @@ int store_index_parse(const void *buf, size_t len, int flags, struct store_index
       return CORE_ECSUM;
   }
   return 0;
+}
+
+/* ---- Streaming reader ---- */
+
+void store_index_stream_init(struct store_index_stream *st)
+{
+  memset(st, 0, sizeof(*st));
+}
+
+void store_index_stream_free(struct store_index_stream *st)
+{
+  if (st->sha.ctx) {
+    uint8_t unused[CORE_SHA256_LEN];
+    core_sha256_final(&st->sha, unused);
+  }
+}
+
+/* One complete entry: checks it, hashes it, hands out digest and size. */
+static int stream_entry(struct store_index_stream *st, const uint8_t *e,
+                        store_index_entry_fn fn, void *arg)
+{
+  const struct store_index *h = &st->hdr;
+  uint64_t size;
+  if (h->kind == STORE_INDEX_FIXED) {
+    if (st->n >= h->count)
+      return CORE_EFORMAT;
+    uint64_t start = st->n * h->chunk_size;
+    size = h->size - start < h->chunk_size ? h->size - start : h->chunk_size;
+    core_sha256_update(&st->sha, e, STORE_FIDX_ENTRY_LEN);
+    fn(arg, e, size);
+  } else {
+    uint64_t end = load_le64(e);
+    if (end < st->end)
+      return CORE_EFORMAT;
+    size = end - st->end;
+    st->end = end;
+    core_sha256_update(&st->sha, e, STORE_DIDX_ENTRY_LEN);
+    fn(arg, e + 8, size);
+  }
+  st->n++;
+  return 0;
+}
+
+int store_index_stream_feed(struct store_index_stream *st, const void *data, size_t len,
+                            store_index_entry_fn fn, void *arg)
+{
+  const uint8_t *p = data, *end = p + len;
+  if (st->head_len < STORE_INDEX_HDR_LEN) {
+    size_t take = STORE_INDEX_HDR_LEN - st->head_len;
+    if (take > len)
+      take = len;
+    memcpy(st->head + st->head_len, p, take);
+    st->head_len += take;
+    p += take;
+    if (st->head_len < STORE_INDEX_HDR_LEN)
+      return 0;
+    if (parse_header(st->head, &st->hdr) < 0)
+      return CORE_EFORMAT;
+    core_sha256_init(&st->sha);
+  }
+  size_t esize = st->hdr.kind == STORE_INDEX_FIXED ? STORE_FIDX_ENTRY_LEN
+                                                   : STORE_DIDX_ENTRY_LEN;
+  if (st->carry_len) {
+    size_t take = esize - st->carry_len;
+    if (take > (size_t)(end - p))
+      take = (size_t)(end - p);
+    memcpy(st->carry + st->carry_len, p, take);
+    st->carry_len += take;
+    p += take;
+    if (st->carry_len < esize)
+      return 0;
+    st->carry_len = 0;
+    int rc = stream_entry(st, st->carry, fn, arg);
+    if (rc < 0)
+      return rc;
+  }
+  for (; (size_t)(end - p) >= esize; p += esize) {
+    int rc = stream_entry(st, p, fn, arg);
+    if (rc < 0)
+      return rc;
+  }
+  memcpy(st->carry, p, (size_t)(end - p));
+  st->carry_len = (size_t)(end - p);
+  return 0;
+}
+
+int store_index_stream_finish(struct store_index_stream *st)
+{
+  if (st->head_len < STORE_INDEX_HDR_LEN || st->carry_len ||
+      (st->hdr.kind == STORE_INDEX_FIXED && st->n != st->hdr.count))
+    return CORE_EFORMAT;
+  uint8_t csum[CORE_SHA256_LEN];
+  core_sha256_final(&st->sha, csum);
+  return memcmp(csum, st->hdr.csum, CORE_SHA256_LEN) == 0 ? 0 : CORE_ECSUM;
 }
 
 const uint8_t *store_index_digest(const struct store_index *idx, uint64_t i)

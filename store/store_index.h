@@ -71,6 +71,34 @@ struct store_index {
  * Returns 0, CORE_EFORMAT or CORE_ECSUM. */
 int store_index_parse(const void *buf, size_t len, int flags, struct store_index *idx);
 
+/* ---- Streaming reader ----
+ * For sending an index while reading it: feed the file in pieces of any size;
+ * each complete entry is checked (didx end offsets never decrease, fidx has no
+ * more entries than its header's size implies) and handed to `fn` with the
+ * chunk's size; finish compares the entry count and the checksum. Memory is
+ * one header and one entry, whatever the index size. */
+typedef void (*store_index_entry_fn)(void *arg, const uint8_t digest[CORE_SHA256_LEN],
+                                     uint64_t size);
+
+struct store_index_stream {
+  struct store_index hdr;                /* from the header; entries unused */
+  uint8_t head[STORE_INDEX_HDR_LEN];
+  size_t head_len;
+  uint8_t carry[STORE_DIDX_ENTRY_LEN];   /* a partial entry between pieces */
+  size_t carry_len;
+  struct core_sha256 sha;                /* running index_csum */
+  uint64_t n;                            /* entries seen */
+  uint64_t end;                          /* didx: the last end offset */
+};
+
+void store_index_stream_init(struct store_index_stream *st);
+/* Returns 0 or CORE_EFORMAT. */
+int store_index_stream_feed(struct store_index_stream *st, const void *data, size_t len,
+                            store_index_entry_fn fn, void *arg);
+/* After the last piece: 0, CORE_EFORMAT (truncated, wrong count) or CORE_ECSUM. */
+int store_index_stream_finish(struct store_index_stream *st);
+void store_index_stream_free(struct store_index_stream *st);
+
 /* Kind implied by a file name ending in .fidx or .didx, else CORE_ENAME. */
 int store_index_kind_from_name(const char *name);
 
