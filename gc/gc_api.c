@@ -1,0 +1,101 @@
+/* gc_api.c: the module context and its registration. */
+#include "gc/gc_api.h"
+#include "gc/gc_cache.h"
+
+#include "core/core_alloc.h"
+#include "core/core_error.h"
+#include "core/core_log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int gc_schedule_check(const char *expr, char *err, size_t len)
+{
+  struct core_calendar cal;
+  char why[160];
+  if (expr == NULL || core_calendar_parse(expr, &cal, why, sizeof(why)) < 0) {
+    if (err && len)
+      snprintf(err, len, "invalid schedule '%s': %s", expr ? expr : "", expr ? why : "empty");
+    return CORE_ECONFIG;
+  }
+  return 0;
+}
+
+struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store)
+{
+  struct gc_store_state *st = core_map_get(&ctx->stores, store);
+  if (st == NULL) {
+    st = core_new(struct gc_store_state);
+    core_map_put(&ctx->stores, store, st);
+  }
+  return st;
+}
+
+void gc__run_begin(struct gc_ctx *ctx)
+{
+  ctx->runs++;
+}
+
+void gc__run_end(struct gc_ctx *ctx)
+{
+  ctx->runs--;
+}
+
+int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
+                const char *run_dir)
+{
+  memset(ctx, 0, sizeof(*ctx));
+  ctx->loop = loop;
+  ctx->reg = reg;
+  ctx->run_dir = core_strdup(run_dir);
+  ctx->cache_capacity = GC_CACHE_DEFAULT_CAPACITY;
+  ctx->sched_max_ms = 60000;
+  ctx->cutoff_override_s = -1;
+  ctx->writer_grace_s = 300;
+  core_map_init(&ctx->stores);
+  int rc = core_tasks_init(&ctx->tasks, loop, run_dir);
+  if (rc < 0) {
+    core_error("cannot open the task directory in %s: %s", run_dir, core_strerror(rc));
+    core_map_free(&ctx->stores);
+    core_free(ctx->run_dir);
+    return rc;
+  }
+  gc__sched_start(ctx);
+  return 0;
+}
+
+void gc_ctx_close(struct gc_ctx *ctx)
+{
+  ctx->closing = 1;
+  gc__sched_stop(ctx);
+  /* Abort whatever still runs and let the engines wind down: each ends
+   * within one pool job. */
+  for (size_t i = 0;; i++) {
+    struct core_task *t = core_tasks_at(ctx->tasks, i);
+    if (t == NULL)
+      break;
+    if (t->running)
+      core_task_abort(t);
+  }
+  while (ctx->runs > 0 || !ctx->sched_closed)
+    uv_run(ctx->loop, UV_RUN_ONCE);
+  core_tasks_close(ctx->tasks);
+  ctx->tasks = NULL;
+  const char *k;
+  void *v;
+  for (size_t i = 0; core_map_next(&ctx->stores, &i, &k, &v);) {
+    struct gc_store_state *st = v;
+    core_free(st->gc_expr);
+    core_free(st->prune_expr);
+    core_free(st);
+  }
+  core_map_free(&ctx->stores);
+  core_free(ctx->run_dir);
+  ctx->run_dir = NULL;
+}
+
+void gc_api_register(struct http_server *s, struct gc_ctx *ctx)
+{
+  gc__routes_register(s, ctx);
+  gc__tasks_register(s, ctx);
+}

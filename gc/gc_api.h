@@ -1,0 +1,165 @@
+/* gc_api.h: garbage collection, prune, verify, schedules and the tasks API.
+ *
+ * DESIGN
+ * One struct gc_ctx per server holds the task registry (core_task.h), the
+ * per-datastore state of this module (which GC or prune task is running,
+ * parsed schedules) in a map keyed by datastore name, and the schedule
+ * timer. Every long operation is an engine: a loop-side state machine that
+ * owns a task and runs its file-system work as a sequence of small pool jobs
+ * (a few thousand chunks or index entries each), so the loop stays free,
+ * other requests keep flowing, and an abort takes effect within one job.
+ *
+ *   gc_local.c   GC of a local datastore (atime check, mark, sweep, .gc-status)
+ *   gc_prune.c   prune of one group (HTTP request) and prune-datastore (task)
+ *   gc_verify.c  verify of snapshots (task)
+ *   gc_sched.c   gc-schedule / prune-schedule timer
+ *   gc_routes.c  REST handlers for gc, prune, prune-datastore, verify
+ *   gc_tasks.c   REST handlers for /api2/json/nodes/localhost/tasks
+ *
+ * Wiring in cairnd (after store_registry_init, before listening):
+ *   gc_ctx_init(&gc, loop, &reg, run_dir);  gc_api_register(http, &gc);
+ * and at shutdown, after the loop returned and before store_registry_close:
+ *   gc_ctx_close(&gc);
+ *
+ * THREADS: everything here is loop-thread only.
+ */
+#ifndef GC_API_H
+#define GC_API_H
+
+#include "core/core_calendar.h"
+#include "core/core_map.h"
+#include "core/core_task.h"
+#include "http/http.h"
+#include "store/store_name.h"
+#include "store/store_prune.h"
+#include "store/store_registry.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+/* Task types (PBS's names). */
+#define GC_TASK_GC "garbage_collection"
+#define GC_TASK_PRUNE "prune"
+#define GC_TASK_VERIFY "verify"
+
+/* Per datastore, this module's state (loop thread). */
+struct gc_store_state {
+  struct core_task *gc;      /* running GC task, or NULL */
+  struct core_task *prune;   /* running prune-datastore task, or NULL */
+  /* Schedules as last seen in datastore.cfg (gc_sched.c). */
+  char *gc_expr;             /* owned, or NULL when unset */
+  struct core_calendar gc_cal;
+  int gc_cal_ok;
+  char *prune_expr;          /* owned, or NULL */
+  struct core_calendar prune_cal;
+  int prune_cal_ok;
+  int seen;                  /* mark for dropping removed datastores */
+};
+
+struct gc_ctx {
+  uv_loop_t *loop;             /* borrowed */
+  struct store_registry *reg;  /* borrowed; outlives the context */
+  char *run_dir;               /* owned: locks live in <run_dir>/locks */
+  struct core_tasks *tasks;    /* owned task registry (other modules may use it) */
+  struct core_map stores;      /* name -> struct gc_store_state * (owned) */
+  size_t cache_capacity;       /* GC touched-digest cache, in digests */
+  int64_t cutoff_override_s;   /* >= 0 replaces gc-atime-cutoff (tests); default -1 */
+  int64_t writer_grace_s;      /* oldest writer start minus this; default 300 (PBS) */
+  /* schedules */
+  uv_timer_t sched_timer;      /* unref'd: never keeps the loop alive by itself */
+  int64_t sched_last;          /* events at or before this epoch second are handled */
+  uint64_t sched_max_ms;       /* longest sleep between checks (default 60 s) */
+  int sched_busy;              /* a registry refresh for the timer is pending */
+  int sched_closed;
+  /* lifetime */
+  int runs;                    /* engines and per-request jobs in flight */
+  int closing;
+};
+
+/* Sets up the context and the task registry (<run_dir>/tasks; blocking:
+ * startup only) and starts the schedule timer. Returns 0 or a negative errno. */
+int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
+                const char *run_dir);
+/* Aborts running tasks, waits (running the loop) until every engine has
+ * ended, persists the task state, frees everything. Blocking: call after
+ * uv_run returned, before store_registry_close. */
+void gc_ctx_close(struct gc_ctx *ctx);
+
+/* Registers:
+ *   GET/POST /api2/json/admin/datastore/{store}/gc
+ *   POST     /api2/json/admin/datastore/{store}/prune
+ *   POST     /api2/json/admin/datastore/{store}/prune-datastore
+ *   POST     /api2/json/admin/datastore/{store}/verify
+ *   GET      /api2/json/nodes/localhost/tasks
+ *   GET      /api2/json/nodes/localhost/tasks/{upid}[/status|/log]
+ *   DELETE   /api2/json/nodes/localhost/tasks/{upid}
+ * `ctx` must outlive the server. */
+void gc_api_register(struct http_server *s, struct gc_ctx *ctx);
+
+/* Validates a gc-schedule / prune-schedule value (PBS calendar events).
+ * Returns 0, or CORE_ECONFIG with a one-line reason in err. Pure: any thread.
+ * (store/ cannot call into gc/; it may call core_calendar_parse directly,
+ * which is what this wraps.) */
+int gc_schedule_check(const char *expr, char *err, size_t len);
+
+/* ---- engines (also used by the schedule timer and by tests) ---- */
+
+/* Reports how a start went: err == 0 and the running task, or err < 0 with
+ * a message (msg may be NULL) and no task. Runs on the loop thread, possibly
+ * inside the start call. */
+typedef void (*gc_start_cb)(void *arg, int err, const char *msg, struct core_task *task);
+
+/* Starts a GC of `store` on behalf of `authid`. Errors: CORE_ENOTFOUND,
+ * CORE_EMAINT (lookup), CORE_ELOCKED (a GC of that datastore is running),
+ * CORE_EABORTED (shutting down). */
+void gc_start_gc(struct gc_ctx *ctx, const char *store, const char *authid, gc_start_cb cb,
+                 void *arg);
+
+struct gc_prune_opts {
+  char ns[STORE_NAME_NS_MAX_LEN + 1]; /* "" = root */
+  int max_depth;                      /* -1: all levels below ns */
+  struct store_prune_keep keep;
+  int dry_run;
+};
+
+/* Starts prune-datastore over the namespace subtree. Errors as gc_start_gc
+ * (CORE_ELOCKED: a prune-datastore of that datastore is running). */
+void gc_start_prune(struct gc_ctx *ctx, const char *store, const char *authid,
+                    const struct gc_prune_opts *opts, gc_start_cb cb, void *arg);
+
+struct gc_verify_opts {
+  char ns[STORE_NAME_NS_MAX_LEN + 1]; /* "" = root */
+  int max_depth;                      /* -1: all levels below ns */
+  char type[8];                       /* "" = every group */
+  char id[STORE_NAME_ID_MAX + 1];     /* "" = every id (needs type) */
+  int64_t time;                       /* -1 = every snapshot of the group */
+  int ignore_verified;                /* skip snapshots whose last verify was ok */
+  int64_t outdated_after_days;        /* with ignore_verified: re-verify older; 0 = never */
+};
+
+/* Starts a verify task. Errors as gc_start_gc (never CORE_ELOCKED). */
+void gc_start_verify(struct gc_ctx *ctx, const char *store, const char *authid,
+                     const struct gc_verify_opts *opts, gc_start_cb cb, void *arg);
+
+/* ---- module internals (gc__*) ---- */
+
+/* The state of `store`, created on first use. */
+struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store);
+/* Engines count themselves here so gc_ctx_close can wait for them. */
+void gc__run_begin(struct gc_ctx *ctx);
+void gc__run_end(struct gc_ctx *ctx);
+void gc__routes_register(struct http_server *s, struct gc_ctx *ctx);
+void gc__tasks_register(struct http_server *s, struct gc_ctx *ctx);
+void gc__prune_register(struct http_server *s, struct gc_ctx *ctx);
+/* Request parameters: a boolean (1/0, true/false, yes/no, on/off; `def` when
+ * absent) or keep-* options. Return 0, or respond 400 and return <0. */
+int gc__param_bool(struct http_request *req, const char *name, int def, int *out);
+int gc__parse_keep(struct http_request *req, struct store_prune_keep *keep);
+void gc__sched_start(struct gc_ctx *ctx);
+void gc__sched_stop(struct gc_ctx *ctx);
+/* Next event of a parsed schedule after `after`, or -1. */
+int64_t gc__sched_next(const struct core_calendar *cal, int64_t after);
+/* "1.5 MiB" into out. */
+void gc__human_bytes(uint64_t v, char *out, size_t len);
+
+#endif

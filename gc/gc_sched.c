@@ -1,0 +1,185 @@
+/* gc_sched.c: gc-schedule and prune-schedule, run from one loop timer.
+ *
+ * The timer sleeps until the earliest next event of any datastore, but never
+ * longer than sched_max_ms, so a changed datastore.cfg is seen within that
+ * time even when no event is near. Each wake-up refreshes the registry (one
+ * atomic load when nothing changed), re-parses schedule strings that changed,
+ * and starts every job whose next event after the previous wake-up is due.
+ * Events missed while the server was down are not replayed: the first
+ * wake-up only looks at events after startup.
+ *
+ * Invalid expressions are refused when the config is saved; one that still
+ * reaches us (a manual edit) is logged once and ignored.
+ */
+#include "gc/gc_api.h"
+
+#include "core/core_alloc.h"
+#include "core/core_error.h"
+#include "core/core_log.h"
+
+#include <string.h>
+#include <time.h>
+
+#define SCHED_FIRST_MS 1000
+
+int64_t gc__sched_next(const struct core_calendar *cal, int64_t after)
+{
+  int64_t next;
+  if (core_calendar_next(cal, after, &next) < 0)
+    return -1;
+  return next;
+}
+
+static int64_t now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Keeps the parsed schedule in step with the config value. */
+static void update_expr(const char *store, const char *what, const char *value, char **expr,
+                        struct core_calendar *cal, int *ok)
+{
+  if ((value == NULL && *expr == NULL) || (value && *expr && strcmp(value, *expr) == 0))
+    return;
+  core_free(*expr);
+  *expr = value ? core_strdup(value) : NULL;
+  *ok = 0;
+  if (value == NULL)
+    return;
+  char err[160];
+  if (core_calendar_parse(value, cal, err, sizeof(err)) < 0) {
+    core_warn("datastore %s: ignoring invalid %s '%s': %s", store, what, value, err);
+    return;
+  }
+  *ok = 1;
+}
+
+static void on_sched_started(void *arg, int err, const char *msg, struct core_task *task)
+{
+  char *what = arg;
+  if (err < 0)
+    core_warn("scheduled %s not started: %s", what, msg ? msg : core_strerror(err));
+  else
+    core_info("scheduled %s started: %s", what, task->upid);
+  core_free(what);
+}
+
+static void start_prune(struct gc_ctx *ctx, const struct core_config_section *sec)
+{
+  struct gc_prune_opts o;
+  memset(&o, 0, sizeof(o));
+  o.max_depth = -1;
+  static const char *const keys[] = {"keep-last", "keep-hourly", "keep-daily",
+                                     "keep-weekly", "keep-monthly", "keep-yearly"};
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+    const char *v = core_config_get(sec, keys[i]);
+    if (v && store_prune_keep_set(&o.keep, keys[i], v) < 0)
+      core_warn("datastore %s: ignoring invalid %s '%s'", sec->name, keys[i], v);
+  }
+  if (store_prune_keep_all(&o.keep)) {
+    core_info("datastore %s: prune-schedule is due but no keep-* option is set; "
+              "nothing to prune", sec->name);
+    return;
+  }
+  gc_start_prune(ctx, sec->name, "root@pam", &o, on_sched_started,
+                 core_asprintf("prune of datastore %s", sec->name));
+}
+
+static void arm(struct gc_ctx *ctx, int64_t next_event);
+static void on_tick(uv_timer_t *h);
+
+static void on_refreshed(void *arg, int err)
+{
+  struct gc_ctx *ctx = arg;
+  ctx->sched_busy = 0;
+  gc__run_end(ctx);
+  if (ctx->closing)
+    return;
+  int64_t now = (int64_t)time(NULL);
+  int64_t wake = -1;
+  if (err < 0) {
+    core_warn("schedules: cannot read datastore.cfg: %s", core_strerror(err));
+  } else {
+    const struct core_config *cfg = &ctx->reg->cfg;
+    for (size_t i = 0; i < cfg->nsections; i++) {
+      const struct core_config_section *sec = cfg->sections[i];
+      if (strcmp(sec->type, "datastore") != 0)
+        continue;
+      struct gc_store_state *st = gc__store_state(ctx, sec->name);
+      update_expr(sec->name, "gc-schedule", core_config_get(sec, "gc-schedule"), &st->gc_expr,
+                  &st->gc_cal, &st->gc_cal_ok);
+      update_expr(sec->name, "prune-schedule", core_config_get(sec, "prune-schedule"),
+                  &st->prune_expr, &st->prune_cal, &st->prune_cal_ok);
+      if (st->gc_cal_ok) {
+        int64_t next = gc__sched_next(&st->gc_cal, ctx->sched_last);
+        if (next >= 0 && next <= now) {
+          if (st->gc == NULL)
+            gc_start_gc(ctx, sec->name, "root@pam", on_sched_started,
+                        core_asprintf("garbage collection of datastore %s", sec->name));
+          next = gc__sched_next(&st->gc_cal, now);
+        }
+        if (next >= 0 && (wake < 0 || next < wake))
+          wake = next;
+      }
+      if (st->prune_cal_ok) {
+        int64_t next = gc__sched_next(&st->prune_cal, ctx->sched_last);
+        if (next >= 0 && next <= now) {
+          if (st->prune == NULL)
+            start_prune(ctx, sec);
+          next = gc__sched_next(&st->prune_cal, now);
+        }
+        if (next >= 0 && (wake < 0 || next < wake))
+          wake = next;
+      }
+    }
+  }
+  ctx->sched_last = now;
+  arm(ctx, wake);
+}
+
+static void arm(struct gc_ctx *ctx, int64_t next_event)
+{
+  uint64_t delay = ctx->sched_max_ms;
+  if (next_event >= 0) {
+    /* Wake just after the event's second has begun on the wall clock. */
+    int64_t d = next_event * 1000 - now_ms() + 10;
+    if (d < 10)
+      d = 10;
+    if ((uint64_t)d < delay)
+      delay = (uint64_t)d;
+  }
+  uv_timer_start(&ctx->sched_timer, on_tick, delay, 0);
+}
+
+static void on_tick(uv_timer_t *h)
+{
+  struct gc_ctx *ctx = h->data;
+  if (ctx->closing || ctx->sched_busy)
+    return;
+  ctx->sched_busy = 1;
+  gc__run_begin(ctx);
+  store_registry_refresh(ctx->reg, on_refreshed, ctx);
+}
+
+void gc__sched_start(struct gc_ctx *ctx)
+{
+  ctx->sched_last = (int64_t)time(NULL);
+  uv_timer_init(ctx->loop, &ctx->sched_timer);
+  ctx->sched_timer.data = ctx;
+  uv_unref((uv_handle_t *)&ctx->sched_timer);
+  uv_timer_start(&ctx->sched_timer, on_tick, SCHED_FIRST_MS, 0);
+}
+
+static void on_sched_closed(uv_handle_t *h)
+{
+  struct gc_ctx *ctx = h->data;
+  ctx->sched_closed = 1;
+}
+
+void gc__sched_stop(struct gc_ctx *ctx)
+{
+  uv_timer_stop(&ctx->sched_timer);
+  uv_close((uv_handle_t *)&ctx->sched_timer, on_sched_closed);
+}
