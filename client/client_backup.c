@@ -219,7 +219,7 @@ static void worker(void *arg)
 
   for (;;) {
     struct job *j;
-    uint8_t digest[32];
+    uint8_t digest[32] = {0};
     size_t slot, encoded = 0;
     int st, fresh = 0;
 

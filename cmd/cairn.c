@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1138,6 +1139,11 @@ int main(int argc, char **argv)
   memset(&o, 0, sizeof(o));
   o.progress = -1;
   signal(SIGPIPE, SIG_IGN);
+  /* Chunk buffers (up to 16 MiB) come and go on several threads. glibc's
+   * default raises its mmap threshold after the first such free and then
+   * keeps freed chunks in per-thread arenas, which grows the resident set
+   * far past the configured budget; a fixed threshold returns them. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   core_log_set_level(CORE_LOG_WARN);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {

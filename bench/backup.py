@@ -1,0 +1,377 @@
+#!/usr/bin/python3
+"""bench/backup: the `cairn` client against restic on the same data and machine.
+
+A dataset of about --size-gib GiB (default 2) is generated: compressible text
+files, random files, and duplicated files (copies of random ones). Then, each
+timed from process start to exit:
+
+  cairn   first backup, unchanged second backup, backup after a 1% change,
+          full restore; cairnd (from --bin) on loopback, plain HTTP;
+  cairn-enc  the same with --keyfile (client-side AES-256-GCM), since restic
+          always encrypts: this is the fair row against restic;
+  restic  Debian's restic 0.14 backing up to Debian's `rclone serve restic` on
+          loopback (plain HTTP), same four steps.
+
+Printed: a table of times, MB/s (dataset bytes / time), bytes stored (du of the
+datastore / repository) and ratios, the client's peak RSS, and a final line of
+key=value pairs (cairn_first_s, restic_first_s, cairn_restore_s,
+restic_restore_s, cairn_enc_first_s, ...). Targets from issue #4: encrypted
+first backup and full restore at least 1.5x as fast as restic's; client RSS at
+most 256 MiB.
+"""
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "test", "integration"))
+import cairn_harness as ch  # noqa: E402
+
+STORE = "bench"
+MiB = 1 << 20
+WORDS = (b"backup chunk index store the of snapshot datastore verify garbage collection "
+         b"namespace error ok size digest sha256 request response client server upload "
+         b"restore 0x1f2e 42 1337 /var/lib/data INFO WARN debug\n").split(b" ")
+
+
+def make_dataset(root, size, seed=1):
+    """About `size` bytes: 35% text, 40% random, 25% duplicates of random files."""
+    rnd = random.Random(seed)
+    os.makedirs(os.path.join(root, "text"))
+    os.makedirs(os.path.join(root, "random"))
+    os.makedirs(os.path.join(root, "dups"))
+    pool = b" ".join(rnd.choices(WORDS, k=(16 * MiB) // 6))[:16 * MiB]
+    text_total, rand_total = int(size * 0.35), int(size * 0.40)
+    i = 0
+    while text_total > 0:
+        n = min(text_total, rnd.randint(1, 12) * MiB)
+        parts = []
+        left = n
+        while left > 0:
+            # pool slices with a unique line every 64 KiB: compressible, but no
+            # two files share a chunk
+            off = rnd.randrange(0, len(pool) - 65536)
+            piece = b"%d %d %s\n" % (i, left, rnd.randbytes(12).hex().encode()) + pool[off:off + 65536]
+            parts.append(piece[:left])
+            left -= len(parts[-1])
+        with open(os.path.join(root, "text", "t%04d.log" % i), "wb") as f:
+            f.write(b"".join(parts))
+        text_total -= n
+        i += 1
+    rand_files = []
+    i = 0
+    while rand_total > 0:
+        n = min(rand_total, rnd.randint(1, 32) * MiB)
+        p = os.path.join(root, "random", "r%04d.bin" % i)
+        with open(p, "wb") as f:
+            f.write(rnd.randbytes(n))
+        rand_files.append((p, n))
+        rand_total -= n
+        i += 1
+    dup_total = size - int(size * 0.35) - int(size * 0.40)
+    i = 0
+    while dup_total > 0 and rand_files:
+        p, n = rand_files[i % len(rand_files)]
+        shutil.copyfile(p, os.path.join(root, "dups", "d%04d.bin" % i))
+        dup_total -= n
+        i += 1
+
+
+def change_one_percent(root, size, seed=2):
+    """Overwrites 1% of the bytes in 1 MiB pieces spread over random files."""
+    rnd = random.Random(seed)
+    files = []
+    for d, _, names in os.walk(root):
+        files += [os.path.join(d, n) for n in names]
+    files.sort()
+    left = size // 100
+    while left > 0:
+        p = rnd.choice(files)
+        st = os.stat(p)
+        if st.st_size < MiB:
+            continue
+        with open(p, "r+b") as f:
+            f.seek(rnd.randrange(0, st.st_size - MiB + 1))
+            f.write(rnd.randbytes(MiB))
+        left -= MiB
+
+
+def tree_bytes(root):
+    total = 0
+    for d, _, names in os.walk(root):
+        for n in names:
+            total += os.lstat(os.path.join(d, n)).st_size
+    return total
+
+
+def du(path):
+    total = 0
+    for d, _, names in os.walk(path):
+        for n in names:
+            try:
+                total += os.lstat(os.path.join(d, n)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def tree_digest(root):
+    h = hashlib.sha256()
+    for d, dirs, names in os.walk(root):
+        dirs.sort()
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            h.update(os.path.relpath(p, root).encode())
+            with open(p, "rb") as f:
+                while True:
+                    b = f.read(8 * MiB)
+                    if not b:
+                        break
+                    h.update(b)
+    return h.hexdigest()
+
+
+def run(cmd, env, cwd=None):
+    """Runs cmd; returns (seconds, stdout)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate()
+    dt = time.monotonic() - t0
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d:\n%s\n%s" % (" ".join(cmd), p.returncode,
+                                                      out.decode(errors="replace")[-2000:],
+                                                      err.decode(errors="replace")[-2000:]))
+    return dt, out
+
+
+def run_rss(cmd, env):
+    """Runs a timed step; returns (seconds, the process's own peak RSS in MiB).
+    Dirty pages of earlier steps are written back first, so no step pays for
+    another's writes (cairnd's default sync level syncs the file system at
+    the end of a backup, which would otherwise include them)."""
+    os.sync()
+    t0 = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.execve(cmd[0], cmd, env)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    dt = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("%s failed (%d)" % (" ".join(cmd), os.waitstatus_to_exitcode(status)))
+    return dt, usage.ru_maxrss / 1024.0
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_cairn(args, tmp, data, size, enc, srv):
+    b = os.path.abspath(args.bin)
+    cairn = os.path.join(b, "cairn")
+    authid, secret = srv.token.rsplit(":", 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env.update({"CAIRN_REPOSITORY": "%s@127.0.0.1:%d:%s" % (authid, srv.port, STORE),
+                "CAIRN_SECRET": secret, "CAIRN_PLAIN_HTTP": "1",
+                "CAIRN_ENCRYPTION_PASSWORD": "benchmark passphrase"})
+    extra = []
+    bid = "enc" if enc else "plain"
+    if enc:
+        key = os.path.join(tmp, "key.json")
+        if not os.path.exists(key):
+            subprocess.run([cairn, "key", "create", key, "--kdf", "none"], env=env, check=True,
+                           capture_output=True)
+        extra = ["--keyfile", key]
+    spec = "root.didx:%s" % data
+    res = {}
+    rss = 0.0
+    for step in ("first", "unchanged"):
+        dt, r = run_rss([cairn, "backup", spec, "--backup-id", bid, "--no-progress"] + extra, env)
+        res[step] = dt
+        rss = max(rss, r)
+    res["stored_after_first"] = du(srv.datastore_path(STORE))
+    return res, rss, env, extra, bid
+
+
+def cairn_change_and_restore(args, tmp, data, env, extra, bid, srv):
+    cairn = os.path.join(os.path.abspath(args.bin), "cairn")
+    res = {}
+    dt, rss = run_rss([cairn, "backup", "root.didx:%s" % data, "--backup-id", bid,
+                       "--no-progress"] + extra, env)
+    res["change"] = dt
+    _, out = run([cairn, "snapshots", "host/%s" % bid, "--output-format", "json"], env)
+    import json
+    t = max(s["backup-time"] for s in json.loads(out))
+    target = os.path.join(tmp, "restore-cairn-%s" % bid)
+    dt, r = run_rss([cairn, "restore", "host/%s/%d" % (bid, t), "root", target, "--no-progress"]
+                    + extra, env)
+    res["restore"] = dt
+    res["restore_ok"] = tree_digest(target) == tree_digest(data)
+    shutil.rmtree(target, ignore_errors=True)
+    return res, max(rss, r)
+
+
+def bench_restic(tmp, data):
+    repo_dir = os.path.join(tmp, "restic-repo")
+    os.mkdir(repo_dir)
+    port = free_port()
+    srv = subprocess.Popen(["rclone", "serve", "restic", "--addr", "127.0.0.1:%d" % port,
+                            repo_dir], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        env = dict(os.environ)
+        env.update({"RESTIC_REPOSITORY": "rest:http://127.0.0.1:%d/" % port,
+                    "RESTIC_PASSWORD": "benchmark passphrase",
+                    "RESTIC_CACHE_DIR": os.path.join(tmp, "restic-cache"),
+                    "XDG_CACHE_HOME": os.path.join(tmp, "restic-cache")})
+        run(["restic", "init"], env)
+        res = {}
+        rss = 0.0
+        for step in ("first", "unchanged"):
+            dt, r = run_rss([shutil.which("restic"), "backup", "--quiet", data], env)
+            res[step] = dt
+            rss = max(rss, r)
+        res["stored_after_first"] = du(repo_dir)
+        return res, rss, env, srv, repo_dir
+    except BaseException:
+        srv.kill()
+        srv.wait()
+        raise
+
+
+def restic_change_and_restore(tmp, data, env):
+    res = {}
+    dt, rss = run_rss([shutil.which("restic"), "backup", "--quiet", data], env)
+    res["change"] = dt
+    target = os.path.join(tmp, "restore-restic")
+    dt, r = run_rss([shutil.which("restic"), "restore", "latest", "--target", target], env)
+    res["restore"] = dt
+    # restic restores the absolute path below the target
+    res["restore_ok"] = tree_digest(os.path.join(target, data.lstrip("/"))) == tree_digest(data)
+    shutil.rmtree(target, ignore_errors=True)
+    return res, max(rss, r)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin"))
+    ap.add_argument("--size-gib", type=float, default=2.0)
+    ap.add_argument("--tmp", default=None, help="work directory (default: a new temp dir)")
+    ap.add_argument("--skip-restic", action="store_true")
+    args = ap.parse_args()
+    os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
+    for tool in ("restic", "rclone"):
+        if not args.skip_restic and shutil.which(tool) is None:
+            sys.exit("bench/backup: %s not installed (scripts/deps.sh bench)" % tool)
+
+    tmp = tempfile.mkdtemp(prefix="cairn-bench-backup-", dir=args.tmp)
+    size = int(args.size_gib * (1 << 30))
+    rows = {}
+    server_rss = None
+    try:
+        data_a = os.path.join(tmp, "data")
+        print("generating %.1f GiB in %s ..." % (size / (1 << 30), data_a), flush=True)
+        make_dataset(data_a, size)
+        size = tree_bytes(data_a)
+        # Both tools see the same bytes: generation and the change are seeded,
+        # so restic gets the dataset regenerated and changed identically.
+        srv = ch.Cairn(tls=False, log_level="info")
+        try:
+            srv.admin("datastore", "create", STORE, srv.datastore_path(STORE), check=True)
+            plain, rss_p, env, extra, bid = bench_cairn(args, tmp, data_a, size, False, srv)
+            stored_plain = plain["stored_after_first"]
+            enc, rss_e, env_e, extra_e, bid_e = bench_cairn(args, tmp, data_a, size, True, srv)
+            enc["stored_after_first"] -= stored_plain
+            change_one_percent(data_a, size)
+            more, r1 = cairn_change_and_restore(args, tmp, data_a, env, extra, bid, srv)
+            plain.update(more)
+            more, r2 = cairn_change_and_restore(args, tmp, data_a, env_e, extra_e, bid_e, srv)
+            enc.update(more)
+            rows["cairn"] = (plain, max(rss_p, r1))
+            rows["cairn-enc"] = (enc, max(rss_e, r2))
+            server_rss = srv.rss_kib()
+        finally:
+            srv.close()
+        # restic on a fresh copy of the original dataset
+        if not args.skip_restic:
+            shutil.rmtree(data_a)
+            make_dataset(data_a, int(args.size_gib * (1 << 30)))
+            r, rss_r, env_r, rclone, _ = bench_restic(tmp, data_a)
+            try:
+                change_one_percent(data_a, size)
+                more, r3 = restic_change_and_restore(tmp, data_a, env_r)
+                r.update(more)
+            finally:
+                rclone.send_signal(signal.SIGTERM)
+                rclone.wait()
+            rows["restic"] = (r, max(rss_r, r3))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    mb = size / 1e6
+    print()
+    print("dataset: %.2f GiB (35%% text, 40%% random, 25%% duplicates); 2 cores, loopback, "
+          "plain HTTP" % (size / (1 << 30)))
+    print("%-10s %9s %9s %9s %9s %9s %9s %12s %9s %8s" % (
+        "tool", "first s", "MB/s", "unchg s", "1% s", "restore s", "MB/s", "stored MiB",
+        "client MiB", "verified"))
+    for name, (r, rss) in rows.items():
+        print("%-10s %9.2f %9.0f %9.2f %9.2f %9.2f %9.0f %12.0f %9.0f %8s" % (
+            name, r["first"], mb / r["first"], r["unchanged"], r["change"], r["restore"],
+            mb / r["restore"], r["stored_after_first"] / MiB, rss,
+            "yes" if r.get("restore_ok") else "NO"))
+    kv = {}
+    for name, key in (("cairn", "cairn"), ("cairn-enc", "cairn_enc"), ("restic", "restic")):
+        if name in rows:
+            r, rss = rows[name]
+            kv["%s_first_s" % key] = "%.2f" % r["first"]
+            kv["%s_unchanged_s" % key] = "%.2f" % r["unchanged"]
+            kv["%s_change_s" % key] = "%.2f" % r["change"]
+            kv["%s_restore_s" % key] = "%.2f" % r["restore"]
+            kv["%s_stored_mib" % key] = "%.0f" % (r["stored_after_first"] / MiB)
+            kv["%s_rss_mib" % key] = "%.0f" % rss
+    if "restic" in rows:
+        rr = rows["restic"][0]
+        ce = rows["cairn-enc"][0]
+        kv["enc_first_speedup"] = "%.2f" % (rr["first"] / ce["first"])
+        kv["restore_speedup"] = "%.2f" % (rr["restore"] / rows["cairn"][0]["restore"])
+        kv["enc_restore_speedup"] = "%.2f" % (rr["restore"] / ce["restore"])
+        print()
+        print("encrypted first backup: %sx restic's speed (target >= 1.5); full restore: %sx "
+              "(encrypted %sx; target >= 1.5); client peak RSS %s MiB (target <= 256)" % (
+                  kv["enc_first_speedup"], kv["restore_speedup"], kv["enc_restore_speedup"],
+                  max(kv["cairn_rss_mib"], kv["cairn_enc_rss_mib"], key=float)))
+    if server_rss:
+        kv["cairnd_rss_mib"] = "%.0f" % (server_rss / 1024)
+    print(" ".join("%s=%s" % kv_ for kv_ in kv.items()))
+    bad = [n for n, (r, _) in rows.items() if not r.get("restore_ok")]
+    if bad:
+        sys.exit("bench/backup: restore mismatch for %s" % ", ".join(bad))
+
+
+if __name__ == "__main__":
+    main()
