@@ -29,6 +29,14 @@ void core_sha256_update(struct core_sha256 *h, const void *data, size_t len)
     abort();
 }
 
+void core_sha256_clone(const struct core_sha256 *src, struct core_sha256 *dst)
+{
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+  if (ctx == NULL || !EVP_MD_CTX_copy_ex(ctx, src->ctx))
+    abort();
+  dst->ctx = ctx;
+}
+
 void core_sha256_final(struct core_sha256 *h, uint8_t out[CORE_SHA256_LEN])
 {
   unsigned int n = CORE_SHA256_LEN;

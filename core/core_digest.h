@@ -19,6 +19,8 @@ struct core_sha256 {
 void core_sha256(const void *data, size_t len, uint8_t out[CORE_SHA256_LEN]);
 void core_sha256_init(struct core_sha256 *h);
 void core_sha256_update(struct core_sha256 *h, const void *data, size_t len);
+/* Makes `dst` an independent copy of the running state of `src`. */
+void core_sha256_clone(const struct core_sha256 *src, struct core_sha256 *dst);
 /* Finishes and frees the context. */
 void core_sha256_final(struct core_sha256 *h, uint8_t out[CORE_SHA256_LEN]);
 

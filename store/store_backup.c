@@ -867,11 +867,16 @@ static void close_writer(struct http_request *req, void *ctx, enum writer_kind k
                          w->didx.end, count, size);
       goto fail;
     }
-    store_didx_writer_finish(&w->didx, mine, &my_count, &my_size);
+    /* Finishing is one-shot: compare a copy of the running checksum first, so
+     * a refused close leaves the writer open for a corrected retry. */
+    struct core_sha256 probe;
+    core_sha256_clone(&w->didx.csum, &probe);
+    core_sha256_final(&probe, mine);
     if (memcmp(mine, csum, 32) != 0) {
       http_respond_error(req, 400, "index checksum mismatch");
       goto fail;
     }
+    store_didx_writer_finish(&w->didx, mine, &my_count, &my_size);
     size_t len;
     const uint8_t *img = store_didx_writer_image(&w->didx, &len);
     w->closing = 1;
@@ -1150,12 +1155,14 @@ static void finish_run(struct core_job *j)
     snprintf(f->err, sizeof(f->err), "cannot read the manifest: %s", core_strerror(rc));
     goto out;
   }
+  /* The decoder may have allocated parts even when it fails: free always. */
+  memset(&m, 0, sizeof(m));
+  have_m = 1;
   rc = store_manifest_decode_blob(NULL, raw, raw_len, &m);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "invalid manifest: %s", core_strerror(rc));
     goto out;
   }
-  have_m = 1;
   if (strcmp(m.backup_type, s->type) != 0 || strcmp(m.backup_id, s->backup_id) != 0 ||
       m.backup_time != s->time) {
     rc = CORE_EINVAL;

@@ -522,13 +522,9 @@ class IndexTest(HostileCase):
         self.assertNothingStored(extra=self.digests)
         self.assertOk(b.abort())
 
-    @unittest.expectedFailure  # store_backup.c: see the docstring
     def test_close_retry_after_wrong_checksum(self):
         """A refused close leaves the writer open, so the client may retry with
-        the right values. KNOWN BUG: close_writer() finishes the didx writer
-        (store_didx_writer_finish is one-shot) before comparing checksums; a
-        retry then gets CORE_EINVAL, ignored, and compares against an
-        uninitialised buffer: "index checksum mismatch" forever."""
+        the right values."""
         b, wid, chunks = self.b, self.wid, self.c
         b.append(wid, [c.digest for c in chunks], self.offsets(chunks))
         ends = [o + c.size for o, c in zip(self.offsets(chunks), chunks)]
@@ -603,11 +599,9 @@ def asan_build():
 
 class ManifestLeakTest(HostileCase):
     @unittest.skipUnless(asan_build(), "needs the sanitizer build")
-    @unittest.expectedFailure  # store_backup.c: see the docstring
     def test_unparsable_manifest_leaks_nothing(self):
-        """KNOWN BUG: finish_run() frees the decoded manifest only when decoding
-        succeeded, but store_manifest_decode_blob() allocates `unprotected`
-        ("{}") on failure too: LeakSanitizer reports 3 bytes at exit."""
+        """A manifest that does not parse is refused and nothing leaks, even
+        though the decoder allocates parts before it fails."""
         b = self.backup()
         b.upload_dynamic("a.didx", [pp.Chunk(b"leak")])
         self.assertOk(b.blob_raw(pp.MANIFEST, pp.blob_encode(b"{ not json")))
