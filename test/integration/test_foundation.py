@@ -164,6 +164,7 @@ class TlsTest(CairnCase):
         cls.srv = cls.start(tls=True)
 
     def test_fingerprint_logged_matches_served_certificate(self):
+        self.assertEqual("log", self.srv.fingerprint_source)
         self.assertRegex(self.srv.fingerprint, FPR_RE)
         with socket.create_connection((self.srv.host, self.srv.port), timeout=5) as s:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
