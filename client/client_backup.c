@@ -601,7 +601,6 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
       snprintf(err, errlen, "%s: not a file or block device", spec->path);
       goto out;
     }
-    client_progress_set_total(p->o->progress, size);
     if ((rc = store_fidx_writer_init(&p->fidx, size, FIXED_CHUNK, time(NULL))) < 0) {
       snprintf(err, errlen, "%s: %s", spec->archive, core_strerror(rc));
       goto out;
