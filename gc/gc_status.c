@@ -37,7 +37,7 @@ void gc_status_json_fields(const struct gc_status *s, struct core_json *j)
 static uint64_t get_u64(yajl_val obj, const char *key)
 {
   int64_t v;
-  if (core_json_get_int(obj, key, &v) && v > 0)
+  if (core_json_get_int(obj, key, &v) == 0 && v > 0)
     return (uint64_t)v;
   return 0;
 }

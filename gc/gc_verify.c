@@ -113,10 +113,7 @@ static void snap_name(const struct snap_ref *s, char *out, size_t len)
   char t[STORE_NAME_TIME_LEN + 1];
   if (store_name_time_format(s->time, t) < 0)
     snprintf(t, sizeof(t), "%" PRId64, s->time);
-  snprintf(out, len, "%s%s%s/%s/%s", s->ns[0] ? "ns " : "", s->ns, s->ns[0] ? ": " : "",
-           s->type, s->id);
-  size_t n = strlen(out);
-  snprintf(out + n, len - n, "/%s", t);
+  snprintf(out, len, "%s%s%s/%s/%s", s->ns, s->ns[0] ? ":" : "", s->type, s->id, t);
 }
 
 static void files_free(struct verify_run *r)
