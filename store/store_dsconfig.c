@@ -3,6 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_config.h"
 #include "core/core_error.h"
+#include "store/store_backend.h"
 #include "store/store_chunk.h"
 #include "store/store_name.h"
 #include "store/store_registry.h"
@@ -21,6 +22,7 @@ static const char *const known_props[] = {
   "keep-daily", "keep-weekly", "keep-monthly", "keep-yearly", "verify-new", "notify",
   "notify-user", "notification-mode", "tuning", "maintenance-mode", "backing-device",
   "backend", "max-cache-size",
+  "overwrite-in-use", /* create only: take over an S3 prefix another server used; not saved */
 };
 
 /* Undoes store_chunk_create() on a base directory that this call made. */
@@ -123,6 +125,21 @@ static int apply_edit(struct core_config *cfg, void *argp)
       snprintf(q->err, sizeof(q->err), "the path of a datastore cannot change");
       return CORE_ECONFIG;
     }
+    if (!strcmp(q->set[i].key, "overwrite-in-use")) {
+      if (a->mode == 1) {
+        snprintf(q->err, sizeof(q->err), "overwrite-in-use only applies when creating");
+        return CORE_ECONFIG;
+      }
+      continue;
+    }
+    /* Where the data lives is fixed at creation (as in PBS). */
+    if (a->mode == 1 && !strcmp(q->set[i].key, "backend")) {
+      const char *cur = core_config_get(sec, "backend");
+      if (cur == NULL || strcmp(cur, q->set[i].value) != 0) {
+        snprintf(q->err, sizeof(q->err), "the backend of a datastore cannot change");
+        return CORE_ECONFIG;
+      }
+    }
     int rc = core_config_set(sec, q->set[i].key, q->set[i].value);
     if (rc) {
       snprintf(q->err, sizeof(q->err), "invalid property '%s'", q->set[i].key);
@@ -130,8 +147,9 @@ static int apply_edit(struct core_config *cfg, void *argp)
     }
   }
   for (size_t i = 0; i < q->ndel; i++) {
-    if (!strcmp(q->del[i], "path")) {
-      snprintf(q->err, sizeof(q->err), "the path of a datastore cannot be deleted");
+    if (!strcmp(q->del[i], "path") ||
+        (!strcmp(q->del[i], "backend") && core_config_get(sec, "backend"))) {
+      snprintf(q->err, sizeof(q->err), "the %s of a datastore cannot be deleted", q->del[i]);
       return CORE_ECONFIG;
     }
     core_config_delete(sec, q->del[i]);
@@ -165,7 +183,7 @@ int store_dsconfig_create(struct store_dsconfig_req *q)
     snprintf(q->err, sizeof(q->err), "invalid datastore name");
     return CORE_ENAME;
   }
-  const char *path = NULL;
+  const char *path = NULL, *backend = NULL, *overwrite = NULL;
   for (size_t i = 0; i < q->nset; i++) {
     int rc = store_dsconfig_check_prop(q->set[i].key, q->set[i].value, q->err,
                                        sizeof(q->err));
@@ -173,10 +191,24 @@ int store_dsconfig_create(struct store_dsconfig_req *q)
       return rc;
     if (!strcmp(q->set[i].key, "path"))
       path = q->set[i].value;
+    else if (!strcmp(q->set[i].key, "backend"))
+      backend = q->set[i].value;
+    else if (!strcmp(q->set[i].key, "overwrite-in-use"))
+      overwrite = q->set[i].value;
   }
   if (path == NULL) {
     snprintf(q->err, sizeof(q->err), "missing property 'path'");
     return CORE_ECONFIG;
+  }
+  /* S3: the bucket must answer, and no other server may use the prefix. */
+  struct store_backend_cfg bcfg = {0};
+  if (backend && store_backend_parse(backend, &bcfg, q->err, sizeof(q->err)) < 0)
+    return CORE_ECONFIG;
+  if (bcfg.type == STORE_BACKEND_S3) {
+    int ow = overwrite && (!strcmp(overwrite, "1") || !strcmp(overwrite, "true"));
+    int rc = store_s3_create_check(q->config_dir, q->name, &bcfg, ow, q->err, sizeof(q->err));
+    if (rc < 0)
+      return rc;
   }
   /* Make the chunk store first: a config entry must never point at nothing. */
   struct stat st;

@@ -4,6 +4,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,8 @@ int store_registry_parse_settings(const struct core_config_section *sec,
   int rc = maint ? parse_maint(maint, into, err, errlen) : 0;
   if (rc == 0 && tuning)
     rc = parse_tuning(tuning, into, err, errlen);
+  if (rc == 0)
+    rc = store_backend_check_section(sec, err, errlen);
   return rc;
 }
 
@@ -174,6 +177,7 @@ void store_datastore_unref(struct store_datastore *ds)
 {
   if (atomic_fetch_sub(&ds->refs, 1) != 1)
     return;
+  store_backend_release(ds);
   if (ds->chunks)
     store_chunkstore_close(ds->chunks);
   pthread_mutex_destroy(&ds->chunks_mutex);
@@ -246,6 +250,7 @@ static void rebuild_instances(struct store_registry *r)
       ds->maint = STORE_MAINT_OFFLINE;
     }
     ds->gen = r->gen;
+    store_backend_configure(ds, sec, r->config_dir, r->shmem);
     /* A sync-level change applies to the open handle in place. */
     pthread_mutex_lock(&ds->chunks_mutex);
     if (ds->chunks)

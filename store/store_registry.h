@@ -77,6 +77,10 @@ struct store_datastore {
    * opened lazily by the first pool job that needs it. */
   pthread_mutex_t chunks_mutex;
   struct store_chunkstore *chunks;
+  /* S3 backend (store_backend.h), or NULL for a file-system datastore:
+   * created and kept by the registry, loop thread; pool jobs of the
+   * datastore's operations may use its thread-safe parts. */
+  struct store_backend *backend;
 };
 
 typedef void (*store_ready_cb)(void *arg, int err);
