@@ -537,15 +537,15 @@ class CrashTest(Case):
                                  "restart (CAIRN_STRICT_TMP_CLEANUP=1 makes this fail)\n"
                                  % len(tmp))
 
-        # The listing (when the API exists) shows the snapshot as unfinished or
-        # not at all.
+        # The listing shows the snapshot as unfinished or not at all, and the
+        # finished one as finished.
         lr = srv.get(API + "/admin/datastore/%s/snapshots" % STORE,
                      params={"backup-type": "host", "backup-id": "crash"})
-        if lr.status == 200:
-            for item in lr.data["data"]:
-                if item.get("backup-time") == t1:
-                    self.assertFalse(item.get("files") and any(
-                        f.get("filename") == pp.MANIFEST for f in item["files"]), item)
+        listed = {item.get("backup-time"): item for item in self.assertOk(lr)}
+        self.assertIn(T0, listed, lr)
+        self.assertFalse(listed[T0].get("unfinished", False), listed[T0])
+        if t1 in listed:
+            self.assertTrue(listed[t1].get("unfinished"), listed[t1])
         # The finished snapshot restores; the unfinished one cannot be read.
         r = self.reader("crash", T0)
         self.assertEqual(b"".join(c.data for c in keep), r.restore_index("root.pxar.didx")[1])
