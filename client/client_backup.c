@@ -382,6 +382,8 @@ static int submit(struct pipe *p, uint8_t *data, size_t len, char *err, size_t e
   int rc;
 
   uv_mutex_lock(&p->mu);
+  if (p->o->cancel && *p->o->cancel)
+    fail(p, CORE_EABORTED, "%s: interrupted", p->archive);
   while (!p->err && p->inflight > 0 && p->inflight + len > p->budget)
     uv_cond_wait(&p->cv_space, &p->mu);
   if (p->err) {
@@ -437,6 +439,10 @@ static int feed(void *arg, const void *data, size_t len)
   struct feed_ctx *f = arg;
   struct pipe *p = f->p;
   const uint8_t *d = data;
+  if (p->o->cancel && *p->o->cancel) {
+    snprintf(f->err, f->errlen, "%s: interrupted", p->archive);
+    return CORE_EABORTED;
+  }
   while (len > 0) {
     size_t k = client_chunker_scan(&p->chunker, d, len);
     size_t take = k ? k : len;

@@ -29,6 +29,7 @@
 #ifndef CLIENT_BACKUP_H
 #define CLIENT_BACKUP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,9 @@ struct client_backup_opts {
   unsigned workers;          /* 0: 4 */
   size_t mem_budget;         /* chunk bytes in flight; 0: 96 MiB */
   struct client_progress *progress; /* NULL: quiet */
+  /* Set (by a signal handler) to stop: the backup ends with CORE_EABORTED
+   * and the session is deleted. May be NULL. */
+  const volatile sig_atomic_t *cancel;
 };
 
 struct client_backup_spec {

@@ -306,6 +306,8 @@ static ssize_t fetch_next(void *arg, const void **data)
     *data = NULL;
     return 0;
   }
+  if (f->o->cancel && *f->o->cancel)
+    fetch_fail(f, CORE_EABORTED, "interrupted");
   while (!f->err && !f->slots[f->next_read].ready)
     uv_cond_wait(&f->cv, &f->mu);
   if (f->err) {

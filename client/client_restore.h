@@ -14,6 +14,7 @@
 #ifndef CLIENT_RESTORE_H
 #define CLIENT_RESTORE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ struct client_restore_opts {
   size_t mem_budget;         /* 0: 96 MiB */
   int restore_owner;         /* restore file owners (root) */
   struct client_progress *progress;
+  const volatile sig_atomic_t *cancel; /* set to stop (CORE_EABORTED); may be NULL */
 };
 
 struct client_restore_stats {

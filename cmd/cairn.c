@@ -460,6 +460,27 @@ static double mono_s(void)
 
 /* ---- Commands ---- */
 
+/* Set by SIGINT/SIGTERM: the running backup or restore stops at its next
+ * chunk and ends its session, so the group is not left locked until the
+ * server's idle timeout. A second signal ends the process at once. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+  interrupted = 1;
+  signal(sig, SIG_DFL);
+}
+
+static void catch_signals(void)
+{
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 /* Bytes the backup will read, for the progress line's ETA: a walk of
  * st_size (holes included, a close enough estimate of the pax stream). */
 static uint64_t walk_total;
@@ -549,6 +570,8 @@ static int cmd_backup(struct opts *o)
   bo.crypt = have_key ? &crypt : NULL;
   bo.mem_budget = (size_t)(o->mem_mib ? o->mem_mib : 96) << 20;
   bo.progress = client_progress_new("backup", want_progress(o));
+  bo.cancel = &interrupted;
+  catch_signals();
   if (want_progress(o))
     client_progress_set_total(bo.progress, estimate_total(specs, o->npos));
 
@@ -629,6 +652,8 @@ static int cmd_restore(struct opts *o)
   ro.mem_budget = (size_t)(o->mem_mib ? o->mem_mib : 96) << 20;
   ro.restore_owner = geteuid() == 0;
   ro.progress = client_progress_new("restore", want_progress(o));
+  ro.cancel = &interrupted;
+  catch_signals();
   t0 = mono_s();
   rc = client_restore_run(&ro, o->pos[1], o->pos[2], &st, err, sizeof(err));
   dt = mono_s() - t0;

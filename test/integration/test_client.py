@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -343,6 +344,46 @@ class InterruptedCase(unittest.TestCase):
             self.assertTrue(err.strip(), "no error message")
             self.assertRegex(err.decode(), r"cairn backup: .*(chunk|index|connect|reset|refused|closed|EOF|broken|protocol)")
             srv.restart()
+            p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=300)
+            self.assertEqual(0, p.returncode, p.stderr.decode())
+        finally:
+            srv.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class InterruptedByUserCase(unittest.TestCase):
+    """Ctrl-C (SIGINT) stops the backup, deletes its session, and the same
+    group can be backed up again at once (no lock left until the idle
+    timeout)."""
+
+    def test_sigint_then_rerun(self):
+        tmp = tempfile.mkdtemp(prefix="cairn-client-int-")
+        srv = ch.Cairn()
+        try:
+            srv.admin("datastore", "create", STORE, srv.datastore_path(STORE), check=True)
+            src = os.path.join(tmp, "big")
+            os.mkdir(src)
+            rnd = random.Random(12)
+            for i in range(40):
+                write(os.path.join(src, "f%02d" % i), rnd.randbytes(4 << 20))
+            authid, secret = srv.token.rsplit(":", 1)
+            env = dict(os.environ)
+            env.update({"CAIRN_REPOSITORY": "%s@%s:%d:%s" % (authid, srv.host, srv.port, STORE),
+                        "CAIRN_SECRET": secret, "CAIRN_FINGERPRINT": srv.fingerprint})
+            cmd = [ch.binary("cairn"), "backup", "root.didx:%s" % src, "--workers", "1",
+                   "--backup-id", "int"]
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any("started by" in l for l in srv.log_lines):
+                time.sleep(0.02)
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=120)
+            if proc.returncode == 0:
+                self.skipTest("the backup finished before the signal")
+            self.assertIn(b"interrupted", err)
             p = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                                timeout=300)
             self.assertEqual(0, p.returncode, p.stderr.decode())
