@@ -8,6 +8,11 @@
 #include "core/core_buf.h"
 #include "core/core_error.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 UNIT_TEST(repo_strings)
 {
   struct client_repo r;
@@ -131,17 +136,30 @@ UNIT_TEST(unreachable_server_fails_cleanly)
   struct client_api_config cfg = {0};
   struct client_api *api = NULL;
   char err[512];
-  /* port 1 on loopback: nothing listens there */
-  ASSERT_OK(client_repo_parse("127.0.0.1:1:store", &r, err, sizeof(err)));
+  /* a port bound but not listening refuses connections, and nobody else
+   * can take it while we hold it */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sin = {0};
+  socklen_t slen = sizeof(sin);
+  char repo[64], where[32];
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT(fd >= 0);
+  ASSERT_EQ(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+  ASSERT_EQ(getsockname(fd, (struct sockaddr *)&sin, &slen), 0);
+  snprintf(repo, sizeof(repo), "127.0.0.1:%d:store", ntohs(sin.sin_port));
+  snprintf(where, sizeof(where), "127.0.0.1:%d", ntohs(sin.sin_port));
+  ASSERT_OK(client_repo_parse(repo, &r, err, sizeof(err)));
   cfg.repo = &r;
   cfg.secret = "x";
   cfg.plain_http = 1;
   ASSERT(client_api_new(&cfg, &api, err, sizeof(err)) < 0);
   ASSERT(api == NULL);
-  ASSERT(strstr(err, "127.0.0.1:1") != NULL);
+  ASSERT(strstr(err, where) != NULL);
   cfg.secret = NULL;
   ASSERT_EQ(client_api_new(&cfg, &api, err, sizeof(err)), CORE_EINVAL);
   client_repo_free(&r);
+  close(fd);
 }
 
 UNIT_MAIN(UNIT_CASE(repo_strings), UNIT_CASE(query_encoding), UNIT_CASE(backup_specs),
