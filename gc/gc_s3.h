@@ -50,4 +50,8 @@
 void gc_s3_run(struct gc_ctx *ctx, struct gc_store_state *state, struct core_task *task,
                struct store_datastore *ds);
 
+/* Registers PUT (and POST) /api2/json/admin/datastore/{store}/s3-refresh,
+ * the S3 refresh task (gc_s3_refresh.c). `ctx` must outlive the server. */
+void gc_s3_register(struct http_server *s, struct gc_ctx *ctx);
+
 #endif
