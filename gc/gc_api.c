@@ -49,7 +49,7 @@ int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
   ctx->reg = reg;
   ctx->run_dir = core_strdup(run_dir);
   ctx->cache_capacity = GC_CACHE_DEFAULT_CAPACITY;
-  ctx->sched_max_ms = 60000;
+  ctx->sched_max_ms = 2000;
   ctx->cutoff_override_s = -1;
   ctx->writer_grace_s = 300;
   core_map_init(&ctx->stores);

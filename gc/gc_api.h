@@ -68,7 +68,8 @@ struct gc_ctx {
   /* schedules */
   uv_timer_t sched_timer;      /* unref'd: never keeps the loop alive by itself */
   int64_t sched_last;          /* events at or before this epoch second are handled */
-  uint64_t sched_max_ms;       /* longest sleep between checks (default 60 s) */
+  uint64_t sched_max_ms;       /* longest sleep between checks (default 2 s: a tick is
+                                  one atomic load when datastore.cfg is unchanged) */
   int sched_busy;              /* a registry refresh for the timer is pending */
   int sched_closed;
   /* lifetime */

@@ -26,6 +26,7 @@
  */
 #include "gc/gc_api.h"
 #include "gc/gc_cache.h"
+#include "gc/gc_s3.h"
 #include "gc/gc_status.h"
 #include "gc/gc_walk.h"
 
@@ -34,6 +35,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_backend.h"
 #include "store/store_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_index.h"
@@ -784,6 +786,12 @@ static void on_lookup(void *arg, int err, struct store_datastore *ds)
   if (task == NULL) {
     store_release(ds, STORE_OP_WRITE);
     s->cb(s->arg, CORE_EINVAL, "authid too long for a UPID", NULL);
+    goto out;
+  }
+  if (store_backend_is_s3(ds)) {
+    /* gc_s3.c takes over the task and the datastore reference. */
+    s->cb(s->arg, 0, NULL, task);
+    gc_s3_run(ctx, state, task, ds);
     goto out;
   }
   struct gc_run *run = core_new(struct gc_run);
