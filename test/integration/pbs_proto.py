@@ -89,6 +89,8 @@ class _Zstd:
             lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
             lib.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
             lib.ZSTD_getFrameContentSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+            lib.ZSTD_findFrameCompressedSize.restype = ctypes.c_size_t
+            lib.ZSTD_findFrameCompressedSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
             self.lib = lib
         except OSError:
             self.lib = None
@@ -105,16 +107,34 @@ class _Zstd:
             raise FormatError("zstd compression failed")
         return out.raw[:n]
 
+    def _frames(self, data, max_out):
+        """Decodes frame by frame when every frame states its size; None when
+        one does not (streamed frames: the CLI handles those)."""
+        lib, out, pos = self.lib, bytearray(), 0
+        while pos < len(data):
+            rest = data[pos:]
+            flen = lib.ZSTD_findFrameCompressedSize(rest, len(rest))
+            if lib.ZSTD_isError(flen):
+                raise FormatError("zstd: corrupt frame")
+            size = lib.ZSTD_getFrameContentSize(rest, flen)
+            if size >= (1 << 63):
+                return None
+            if len(out) + size > max_out:
+                raise FormatError("zstd: output too large")
+            buf = ctypes.create_string_buffer(size or 1)
+            n = lib.ZSTD_decompress(buf, size, rest, flen)
+            if lib.ZSTD_isError(n) or n != size:
+                raise FormatError("zstd: cannot decompress")
+            out += buf.raw[:n]
+            pos += flen
+        return bytes(out)
+
     def decompress(self, data, max_out=MAX_CHUNK * 8):
         data = bytes(data)
         if self.lib is not None:
-            size = self.lib.ZSTD_getFrameContentSize(data, len(data))
-            if size < (1 << 63) and size <= max_out:
-                out = ctypes.create_string_buffer(size or 1)
-                n = self.lib.ZSTD_decompress(out, size, data, len(data))
-                if not self.lib.ZSTD_isError(n) and n == size:
-                    return out.raw[:n]
-                # several frames, or a lying header: let the CLI stream it
+            got = self._frames(data, max_out)
+            if got is not None:
+                return got
         p = subprocess.run(["zstd", "-q", "-d", "-c"], input=data, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE)
         if p.returncode != 0:
