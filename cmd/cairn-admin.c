@@ -6,15 +6,14 @@
 #include "core/core_alloc.h"
 #include "core/core_config.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_shmem.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_KV 32
 
@@ -42,25 +41,6 @@ static void usage(FILE *f)
           "keep-last .. keep-yearly, tuning, maintenance-mode, verify-new, ...\n"
           "Defaults: --config-dir /etc/cairn (CAIRN_CONFIG_DIR),\n"
           "          --run-dir /run/cairn (CAIRN_RUN_DIR).\n");
-}
-
-/* mkdir -p: the config directory of a fresh installation. */
-static int mkdir_p(const char *path, mode_t mode)
-{
-  char buf[4096];
-  if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
-    errno = ENAMETOOLONG;
-    return -1;
-  }
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-      return -1;
-    *p = '/';
-  }
-  return mkdir(buf, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 static int ds_list(struct admin *a)
@@ -245,8 +225,9 @@ int main(int argc, char **argv)
     }
     return ds_fill_layout(&a, argv[i + 2]);
   }
-  if (mkdir_p(a.config_dir, 0700) < 0) {
-    fprintf(stderr, "cairn-admin: cannot create %s: %s\n", a.config_dir, strerror(errno));
+  int mk = core_mkdir_p(a.config_dir, 0700);
+  if (mk < 0) {
+    fprintf(stderr, "cairn-admin: cannot create %s: %s\n", a.config_dir, core_strerror(mk));
     return 1;
   }
   /* Without the page a running server would only see the change through its

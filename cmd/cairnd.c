@@ -8,6 +8,7 @@
  */
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_log.h"
 #include "core/core_shmem.h"
 #include "http/http.h"
@@ -186,13 +187,6 @@ static int parse_options(int argc, char **argv, struct options *o)
   return 0;
 }
 
-static int make_dir(const char *path, mode_t mode)
-{
-  if (mkdir(path, mode) == 0 || errno == EEXIST)
-    return 0;
-  return -errno;
-}
-
 /* ---- Tiny server-level handlers ---- */
 
 static void h_version(struct http_request *req, void *ctx)
@@ -286,9 +280,10 @@ int main(int argc, char **argv)
   if (getenv("UV_THREADPOOL_SIZE") == NULL)
     setenv("UV_THREADPOOL_SIZE", "8", 1);
 
-  int rc = make_dir(d.opt.config_dir, 0700);
+  int status = 1;
+  int rc = core_mkdir_p(d.opt.config_dir, 0700);
   if (rc == 0)
-    rc = make_dir(d.opt.run_dir, 0770);
+    rc = core_mkdir_p(d.opt.run_dir, 0770);
   if (rc < 0) {
     core_error("cannot create %s or %s: %s", d.opt.config_dir, d.opt.run_dir,
                core_strerror(rc));
@@ -305,19 +300,19 @@ int main(int argc, char **argv)
     rc = http_auth_ensure_root(&d.auth, d.opt.config_dir);
   if (rc < 0) {
     core_error("cannot set up API tokens: %s", core_strerror(rc));
-    return 1;
+    goto fail_auth;
   }
   core_info("root API token: %s/root.token", d.opt.config_dir);
   if (!d.opt.no_tls) {
     if (load_tls(&d, &d.tls) < 0)
-      return 1;
+      goto fail_auth;
     core_info("TLS certificate fingerprint: %s", http_tls_fingerprint(d.tls));
   }
 
   d.loop = uv_default_loop();
   rc = store_registry_init(&d.reg, d.loop, d.opt.config_dir, &d.shmem, d.opt.debug_reread);
   if (rc < 0)
-    return 1;
+    goto fail_registry;
   d.store_api.loop = d.loop;
   d.store_api.reg = &d.reg;
   d.store_api.shmem = &d.shmem;
@@ -337,18 +332,18 @@ int main(int argc, char **argv)
   http_server_add_routes(d.http, base_routes, sizeof(base_routes) / sizeof(base_routes[0]));
   store_api_register(d.http, &d.store_api);
 
-  /* Backups a crash interrupted left unfinished snapshots: remove them in
-   * the background while the server already serves. */
-  store_recover_start(&d.reg, d.opt.run_dir);
-
   for (int i = 0; i < d.opt.nlisten; i++) {
     rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
     if (rc < 0) {
       core_error("cannot listen on %s: %s", d.opt.listen[i], core_strerror(rc));
-      return 1;
+      goto teardown;
     }
     core_info("listening on %s (%s)", d.opt.listen[i], d.tls ? "https" : "http");
   }
+
+  /* Backups a crash interrupted left unfinished snapshots: remove them in
+   * the background while the server already serves. */
+  store_recover_start(&d.reg, d.opt.run_dir);
 
   uv_signal_init(d.loop, &d.sigint);
   uv_signal_init(d.loop, &d.sigterm);
@@ -359,19 +354,24 @@ int main(int argc, char **argv)
   uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 
   uv_run(d.loop, UV_RUN_DEFAULT);
-
-  /* Orderly teardown so leak checkers see a clean exit. */
+  status = 0;
   uv_close((uv_handle_t *)&d.sigint, NULL);
   uv_close((uv_handle_t *)&d.sigterm, NULL);
   uv_close((uv_handle_t *)&d.sighup, NULL);
+
+  /* Orderly teardown, also after a failed start, so leak checkers see a
+   * clean exit. */
+teardown:
   store_sessions_close(&d.sessions);
   http_server_free(d.http);
   store_registry_close(&d.reg);
   uv_run(d.loop, UV_RUN_DEFAULT); /* session cleanup jobs and handle closes */
-  http_auth_free(&d.auth);
+  uv_loop_close(d.loop);
+fail_registry:
   if (d.tls)
     http_tls_unref(d.tls);
+fail_auth:
+  http_auth_free(&d.auth);
   core_shmem_close(&d.shmem);
-  uv_loop_close(d.loop);
-  return 0;
+  return status;
 }

@@ -33,7 +33,8 @@ int core_buf_append(struct core_buf *b, const void *data, size_t len);
 int core_buf_append_str(struct core_buf *b, const char *s);
 int core_buf_printf(struct core_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-int core_buf_vprintf(struct core_buf *b, const char *fmt, va_list ap);
+int core_buf_vprintf(struct core_buf *b, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Makes room for `len` more bytes without using them. */
 int core_buf_reserve(struct core_buf *b, size_t len);
 

@@ -31,7 +31,6 @@
 
 #define CHUNK_MAX_READ (16u * 1024 * 1024 + 48)
 
-int store__session_params(struct http_request *req, struct store_session *s);
 
 /* ---- Opening ---------------------------------------------------------- */
 
@@ -126,7 +125,7 @@ static void h_open(struct http_request *req, void *ctx)
     return;
   }
   struct store_session *s = store_session_new(t, STORE_SESSION_READER);
-  if (store__session_params(req, s) < 0) {
+  if (store_session_params(req, s) < 0) {
     store_session_free(s);
     return;
   }

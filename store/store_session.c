@@ -4,9 +4,45 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_log.h"
+#include "core/core_parse.h"
+#include "store/store_name.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int store_session_params(struct http_request *req, struct store_session *s)
+{
+  const char *ns = http_req_param(req, "ns");
+  const char *type = http_req_param(req, "backup-type");
+  const char *id = http_req_param(req, "backup-id");
+  const char *time_s = http_req_param(req, "backup-time");
+  int64_t t;
+  if (ns && store_name_ns(ns) < 0) {
+    http_respond_error(req, 400, "invalid namespace");
+    return -1;
+  }
+  if (type == NULL || store_name_backup_type(type) < 0) {
+    http_respond_error(req, 400, "backup-type must be vm, ct or host");
+    return -1;
+  }
+  if (id == NULL || store_name_backup_id(id) < 0) {
+    http_respond_error(req, 400, "invalid or missing backup-id");
+    return -1;
+  }
+  if (core_parse_i64(time_s, &t) < 0 || t < 0 || t > 253402300799LL) {
+    http_respond_error(req, 400, "invalid or missing backup-time (epoch seconds)");
+    return -1;
+  }
+  core_free(s->ns);
+  s->ns = core_strdup(ns ? ns : "");
+  snprintf(s->type, sizeof(s->type), "%s", type);
+  s->backup_id = core_strdup(id);
+  s->time = t;
+  s->authid = core_strdup(http_req_authid(req));
+  return 0;
+}
+
 
 void store_sessions_init(struct store_sessions *t, struct store_api *api)
 {

@@ -74,6 +74,10 @@ void store_sessions_close(struct store_sessions *t);
 
 /* Creates a session with a fresh random id (not yet in the table). */
 struct store_session *store_session_new(struct store_sessions *t, enum store_session_kind kind);
+/* Reads and checks the snapshot parameters shared by backup and reader
+ * sessions (ns, backup-type, backup-id, backup-time) and the requester into
+ * the session. Returns 0, or -1 after responding 400. */
+int store_session_params(struct http_request *req, struct store_session *s);
 /* Makes it reachable by id and starts its idle timer. */
 void store_session_publish(struct store_session *s);
 /* Finds an open session of `kind` for a request and counts an operation;

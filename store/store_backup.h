@@ -1,0 +1,68 @@
+/* store_backup.h: state shared by the backup session's two files,
+ * store_backup.c (opening, aborting, finishing) and store_backup_data.c
+ * (indexes, chunks, blobs, previous). Not for other modules. */
+#ifndef STORE_BACKUP_H
+#define STORE_BACKUP_H
+
+#include "store/store_chunk.h"
+#include "store/store_index.h"
+#include "store/store_session.h"
+
+#include <stdint.h>
+
+#define MAX_WRITERS 256
+#define MAX_FILES 1024
+#define CHUNK_MAX_BODY (16u * 1024 * 1024 + 48)
+#define BLOB_MAX_BODY (16u * 1024 * 1024 + 48)
+#define INDEX_APPEND_MAX_BODY (4u * 1024 * 1024)
+#define PREVIOUS_MAX_FILE (256u * 1024 * 1024)
+#define MANIFEST_NAME "index.json.blob"
+#define MAX_FIXED_CHUNKS (64u * 1024 * 1024) /* 256 TiB at 4 MiB */
+
+enum writer_kind { WRITER_FIXED = 1, WRITER_DYNAMIC = 2 };
+
+struct writer {
+  enum writer_kind kind;    /* 0: slot unused */
+  int closing;
+  char *name;               /* owned archive name */
+  /* dynamic */
+  struct store_didx_writer didx;
+  /* fixed: digests by position, size fixed at close */
+  uint8_t *digests;         /* owned, cap entries of 32 bytes */
+  uint8_t *present;         /* owned, 1 per position set */
+  uint64_t cap, count;
+  uint64_t chunk_size;
+  uint64_t size_hint;       /* size given at open, 0 if unknown */
+  uint64_t last_len;        /* size of the chunk at position count-1 */
+};
+
+struct store_backup {
+  struct store_session *s;
+  int64_t prev_time;            /* -1: no previous snapshot */
+  char *prev_dir;               /* owned or NULL */
+  uint64_t writer_token;        /* store_chunkstore_writer_begin */
+  struct store_chunkstore *cs;  /* borrowed from the datastore */
+  struct writer writers[MAX_WRITERS + 1]; /* wid 1..MAX_WRITERS */
+  char *files[MAX_FILES];       /* owned names of closed indexes and blobs */
+  int nfiles;
+  /* chunk_upload_stats, as PBS records them */
+  uint64_t up_count, up_size, up_compressed, up_duplicates;
+};
+
+static inline struct store_backup *store__backup(struct store_session *s)
+{
+  return s->ext;
+}
+
+/* True if the session already stored a file of that name. */
+int store__backup_has_file(const struct store_backup *b, const char *name);
+void store__backup_writer_free(struct writer *w);
+/* Registers the data endpoints (store_backup_data.c). */
+void store__backup_data_register(struct http_server *srv, struct store_sessions *t);
+
+/* Reads a snapshot file (at most PREVIOUS_MAX_FILE bytes); for indexes also
+ * the digests and sizes it holds (owned arrays, n entries). Pool only. */
+int store__read_snapshot_file(const char *path, uint8_t **data, size_t *len,
+                              uint8_t **digests, uint32_t **sizes, uint64_t *n);
+
+#endif

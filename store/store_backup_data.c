@@ -1,0 +1,649 @@
+/* store_backup_data.c: what a backup session stores: index writers (open,
+ * append, close), chunks, blobs, and the previous snapshot's files.
+ *
+ * Chunks are verified (CRC rewritten, SHA-256 of the plaintext equal to the
+ * digest, length equal to the announced size) and inserted in the pool; the
+ * digest then becomes "known" to the session with its size. Index appends
+ * may only reference known digests: uploaded in this session or registered
+ * through `previous`. Indexes are built in memory and written with temp file
+ * + rename at close, after count, size and checksum agree with the client's.
+ */
+#include "store/store_backup.h"
+
+#include "core/core_alloc.h"
+#include "core/core_config.h"
+#include "core/core_digest.h"
+#include "core/core_error.h"
+#include "core/core_file.h"
+#include "core/core_job.h"
+#include "core/core_log.h"
+#include "core/core_parse.h"
+#include "store/store_blob.h"
+#include "store/store_name.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static int writer_name_taken(const struct store_backup *b, const char *name)
+{
+  for (int i = 1; i <= MAX_WRITERS; i++)
+    if (b->writers[i].kind && strcmp(b->writers[i].name, name) == 0)
+      return 1;
+  return store__backup_has_file(b, name);
+}
+
+/* ---- Writers ---------------------------------------------------------- */
+
+static struct writer *get_writer(struct http_request *req, struct store_backup *b,
+                                 enum writer_kind kind)
+{
+  uint64_t wid;
+  if (core_parse_u64(http_req_param(req, "wid"), &wid) < 0 || wid < 1 || wid > MAX_WRITERS ||
+      b->writers[wid].kind != kind || b->writers[wid].closing) {
+    http_respond_error(req, 400, "invalid or unknown writer id 'wid'");
+    return NULL;
+  }
+  return &b->writers[wid];
+}
+
+static void open_writer(struct http_request *req, void *ctx, enum writer_kind kind)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
+  if (s == NULL)
+    return;
+  struct store_backup *b = store__backup(s);
+  const char *name = http_req_param(req, "archive-name");
+  const char *ext = kind == WRITER_FIXED ? ".fidx" : ".didx";
+  size_t nlen = name ? strlen(name) : 0;
+  if (name == NULL || store_name_archive(name) < 0 || nlen < 6 ||
+      strcmp(name + nlen - 5, ext) != 0) {
+    http_respond_error(req, 400, "archive-name must be a valid *%s file name", ext);
+    goto out;
+  }
+  if (writer_name_taken(b, name)) {
+    http_respond_error(req, 409, "archive '%s' is already being written", name);
+    goto out;
+  }
+  int wid = 0;
+  for (int i = 1; i <= MAX_WRITERS && !wid; i++)
+    if (!b->writers[i].kind)
+      wid = i;
+  if (!wid) {
+    http_respond_error(req, 409, "too many open writers");
+    goto out;
+  }
+  struct writer *w = &b->writers[wid];
+  memset(w, 0, sizeof(*w));
+  if (kind == WRITER_FIXED) {
+    const char *size = http_req_param(req, "size");
+    if (size && core_parse_u64(size, &w->size_hint) < 0) {
+      http_respond_error(req, 400, "invalid size");
+      goto out;
+    }
+    w->chunk_size = 4u * 1024 * 1024; /* PBS's server always uses 4 MiB */
+    if (http_req_param(req, "reuse-csum")) {
+      http_respond_error(req, 400, "reuse-csum is not supported; upload with "
+                                   "'previous' registration instead");
+      goto out;
+    }
+  } else {
+    store_didx_writer_init(&w->didx, (int64_t)time(NULL), 0);
+  }
+  w->kind = kind;
+  w->name = core_strdup(name);
+  char body[16];
+  int n = snprintf(body, sizeof(body), "%d", wid);
+  http_respond_data(req, body, (size_t)n);
+out:
+  store_session_leave(s);
+}
+
+static void h_fixed_index(struct http_request *req, void *ctx)
+{
+  open_writer(req, ctx, WRITER_FIXED);
+}
+
+static void h_dynamic_index(struct http_request *req, void *ctx)
+{
+  open_writer(req, ctx, WRITER_DYNAMIC);
+}
+
+static int fixed_set(struct writer *w, uint64_t pos, const uint8_t digest[32], uint32_t len)
+{
+  if (pos >= MAX_FIXED_CHUNKS)
+    return CORE_ETOOBIG;
+  if (pos >= w->cap) {
+    uint64_t ncap = w->cap ? w->cap : 64;
+    while (ncap <= pos)
+      ncap *= 2;
+    w->digests = core_realloc(w->digests, ncap * 32);
+    w->present = core_realloc(w->present, ncap);
+    memset(w->present + w->cap, 0, ncap - w->cap);
+    w->cap = ncap;
+  }
+  memcpy(w->digests + pos * 32, digest, 32);
+  w->present[pos] = 1;
+  if (pos + 1 > w->count) {
+    w->count = pos + 1;
+    w->last_len = len;
+  } else if (pos + 1 == w->count) {
+    w->last_len = len;
+  }
+  return 0;
+}
+
+/* PUT fixed_index / dynamic_index: {wid, digest-list, offset-list}. The
+ * offsets are start offsets; each digest must be known to the session. */
+static void append_index(struct http_request *req, void *ctx, enum writer_kind kind)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
+  if (s == NULL)
+    return;
+  struct store_backup *b = store__backup(s);
+  struct writer *w = get_writer(req, b, kind);
+  if (w == NULL)
+    goto out;
+  yajl_val json = http_req_json(req);
+  yajl_val dl = core_json_get(json, "digest-list");
+  yajl_val ol = core_json_get(json, "offset-list");
+  if (dl == NULL || ol == NULL || !YAJL_IS_ARRAY(dl) || !YAJL_IS_ARRAY(ol) ||
+      dl->u.array.len != ol->u.array.len) {
+    http_respond_error(req, 400, "digest-list and offset-list must be arrays of equal length");
+    goto out;
+  }
+  for (size_t i = 0; i < dl->u.array.len; i++) {
+    yajl_val d = dl->u.array.values[i], o = ol->u.array.values[i];
+    uint8_t digest[32];
+    uint32_t len;
+    if (!YAJL_IS_STRING(d) || !core_is_digest_hex(d->u.string) || !YAJL_IS_INTEGER(o) ||
+        YAJL_GET_INTEGER(o) < 0) {
+      http_respond_error(req, 400, "entry %zu: malformed digest or offset", i);
+      goto out;
+    }
+    core_hex_decode(d->u.string, 32, digest);
+    if (!store_digestset_get(&s->known, digest, &len)) {
+      http_respond_error(req, 400, "entry %zu: unknown chunk %s (upload it first)", i,
+                         d->u.string);
+      goto out;
+    }
+    uint64_t off = (uint64_t)YAJL_GET_INTEGER(o);
+    int rc;
+    if (kind == WRITER_DYNAMIC) {
+      if (off != w->didx.end) {
+        http_respond_error(req, 400, "entry %zu: offset %" PRIu64 " is not contiguous "
+                           "(expected %" PRIu64 ")", i, off, w->didx.end);
+        goto out;
+      }
+      rc = store_didx_writer_append(&w->didx, off + len, digest);
+    } else {
+      if (off % w->chunk_size != 0 || len > w->chunk_size || len == 0) {
+        http_respond_error(req, 400, "entry %zu: offset %" PRIu64 " is not aligned to the "
+                           "chunk size", i, off);
+        goto out;
+      }
+      rc = fixed_set(w, off / w->chunk_size, digest, len);
+    }
+    if (rc < 0) {
+      http_respond_errno(req, rc, "cannot append to the index");
+      goto out;
+    }
+  }
+  http_respond_data(req, NULL, 0);
+out:
+  store_session_leave(s);
+}
+
+static void h_fixed_append(struct http_request *req, void *ctx)
+{
+  append_index(req, ctx, WRITER_FIXED);
+}
+
+static void h_dynamic_append(struct http_request *req, void *ctx)
+{
+  append_index(req, ctx, WRITER_DYNAMIC);
+}
+
+/* ---- Chunks ----------------------------------------------------------- */
+
+struct chunk_job {
+  struct core_job job;
+  struct http_request *req;
+  struct store_session *s;
+  /* in */
+  struct store_chunkstore *cs;
+  uint8_t digest[32];
+  uint64_t size;
+  void *data;            /* the request body, borrowed until the response */
+  size_t len;
+  /* out */
+  int rc;
+  int duplicate;
+};
+
+static void chunk_run(struct core_job *j)
+{
+  struct chunk_job *c = (struct chunk_job *)j;
+  int rc = store_blob_verify_chunk(NULL, c->data, c->len, c->digest, c->size);
+  if (rc >= 0)
+    rc = store_blob_set_crc(c->data, c->len);
+  struct store_chunk_insert_result res;
+  if (rc >= 0)
+    rc = store_chunk_insert(c->cs, c->digest, c->data, c->len, &res);
+  if (rc >= 0)
+    c->duplicate = res.duplicate;
+  c->rc = rc < 0 ? rc : 0;
+}
+
+static void chunk_done(struct core_job *j, int status)
+{
+  struct chunk_job *c = (struct chunk_job *)j;
+  struct store_session *s = c->s;
+  int rc = status < 0 ? status : c->rc;
+  char hex[65];
+  core_hex_encode(c->digest, 32, hex);
+  if (rc < 0) {
+    int code = http_status_for(rc);
+    http_respond_error(c->req, code, "chunk %s rejected: %s", hex, core_strerror(rc));
+  } else if (s->state != STORE_SESSION_OPEN) {
+    http_respond_error(c->req, 409, "session ended while the chunk was stored");
+  } else if ((rc = store_digestset_add(&s->known, c->digest, (uint32_t)c->size)) < 0) {
+    http_respond_errno(c->req, rc, "too many chunks in one session");
+  } else {
+    struct store_backup *b = store__backup(s);
+    b->up_count++;
+    b->up_size += c->size;
+    b->up_compressed += c->len;
+    b->up_duplicates += c->duplicate;
+    char body[80];
+    int n = snprintf(body, sizeof(body), "\"%s\"", hex);
+    http_respond_data(c->req, body, (size_t)n);
+  }
+  store_session_leave(s);
+  core_free(c);
+}
+
+static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind kind)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
+  if (s == NULL)
+    return;
+  struct store_backup *b = store__backup(s);
+  const char *digest = http_req_param(req, "digest");
+  uint64_t size, esize;
+  struct core_slice body = http_req_body(req);
+  if (get_writer(req, b, kind) == NULL)
+    goto fail;
+  if (digest == NULL || !core_is_digest_hex(digest)) {
+    http_respond_error(req, 400, "digest must be 64 lowercase hex characters");
+    goto fail;
+  }
+  if (core_parse_u64(http_req_param(req, "size"), &size) < 0 || size < 1 ||
+      size > 16u * 1024 * 1024) {
+    http_respond_error(req, 400, "size must be 1..16777216");
+    goto fail;
+  }
+  if (core_parse_u64(http_req_param(req, "encoded-size"), &esize) < 0 || esize < 13 ||
+      esize > CHUNK_MAX_BODY || esize != body.len) {
+    http_respond_error(req, 400, "encoded-size must equal the body length (13..%u)",
+                       CHUNK_MAX_BODY);
+    goto fail;
+  }
+  struct chunk_job *c = core_new(struct chunk_job);
+  c->req = req;
+  c->s = s;
+  c->cs = b->cs;
+  core_hex_decode(digest, 32, c->digest);
+  c->size = size;
+  c->data = (void *)body.base;
+  c->len = body.len;
+  int rc = core_job_submit(s->table->loop, &c->job, chunk_run, chunk_done);
+  if (rc < 0) {
+    c->rc = rc;
+    chunk_done(&c->job, rc);
+  }
+  return;
+fail:
+  store_session_leave(s);
+}
+
+static void h_fixed_chunk(struct http_request *req, void *ctx)
+{
+  upload_chunk(req, ctx, WRITER_FIXED);
+}
+
+static void h_dynamic_chunk(struct http_request *req, void *ctx)
+{
+  upload_chunk(req, ctx, WRITER_DYNAMIC);
+}
+
+/* ---- Files: closing indexes, blobs ------------------------------------ */
+
+struct file_job {
+  struct core_job job;
+  struct http_request *req;
+  struct store_session *s;
+  int wid;                       /* closing writer, or 0 for a blob */
+  /* in */
+  char *path;                    /* owned: destination */
+  const void *data;              /* borrowed (writer image or request body) */
+  size_t len;
+  const void *data2;             /* second part (fixed index entries) */
+  size_t len2;
+  int is_blob;
+  int do_fsync;
+  /* out */
+  int rc;
+};
+
+static void file_run(struct core_job *j)
+{
+  struct file_job *f = (struct file_job *)j;
+  if (f->is_blob) {
+    f->rc = store_blob_verify_crc(f->data, f->len);
+    if (f->rc == 0)
+      f->rc = core_config_replace_file(f->path, f->data, f->len, 0644);
+    return;
+  }
+  struct core_slice parts[2] = {{f->data, f->len}, {f->data2, f->len2}};
+  f->rc = store_index_write_file(f->path, parts, f->len2 ? 2 : 1, f->do_fsync);
+}
+
+static void file_done(struct core_job *j, int status)
+{
+  struct file_job *f = (struct file_job *)j;
+  struct store_session *s = f->s;
+  struct store_backup *b = store__backup(s);
+  int rc = status < 0 ? status : f->rc;
+  const char *name = strrchr(f->path, '/') + 1;
+  if (rc < 0) {
+    http_respond_error(f->req, http_status_for(rc), "cannot write %s: %s", name,
+                       core_strerror(rc));
+    if (f->wid)
+      b->writers[f->wid].closing = 0;
+  } else if (b->nfiles == MAX_FILES) {
+    http_respond_error(f->req, 400, "too many files in one snapshot");
+  } else {
+    if (!store__backup_has_file(b, name))
+      b->files[b->nfiles++] = core_strdup(name);
+    if (f->wid)
+      store__backup_writer_free(&b->writers[f->wid]);
+    http_respond_data(f->req, NULL, 0);
+  }
+  core_free(f->path);
+  core_free(f);
+  store_session_leave(s);
+}
+
+static void submit_file(struct store_session *s, struct http_request *req, int wid,
+                        const char *name, const void *data, size_t len, const void *data2,
+                        size_t len2, int is_blob)
+{
+  struct file_job *f = core_new(struct file_job);
+  f->req = req;
+  f->s = s;
+  f->wid = wid;
+  f->path = core_asprintf("%s/%s", s->dir, name);
+  f->data = data;
+  f->len = len;
+  f->data2 = data2;
+  f->len2 = len2;
+  f->is_blob = is_blob;
+  f->do_fsync = atomic_load(&s->ds->sync_level) == STORE_SYNC_FILE;
+  int rc = core_job_submit(s->table->loop, &f->job, file_run, file_done);
+  if (rc < 0) {
+    f->rc = rc;
+    file_done(&f->job, rc);
+  }
+}
+
+static void close_writer(struct http_request *req, void *ctx, enum writer_kind kind)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
+  if (s == NULL)
+    return;
+  struct store_backup *b = store__backup(s);
+  struct writer *w = get_writer(req, b, kind);
+  uint64_t count, size;
+  const char *csum_hex = http_req_param(req, "csum");
+  uint8_t csum[32], mine[32];
+  if (w == NULL)
+    goto fail;
+  if (core_parse_u64(http_req_param(req, "chunk-count"), &count) < 0 ||
+      core_parse_u64(http_req_param(req, "size"), &size) < 0 || csum_hex == NULL ||
+      !core_is_digest_hex(csum_hex)) {
+    http_respond_error(req, 400, "chunk-count, size and csum are required");
+    goto fail;
+  }
+  core_hex_decode(csum_hex, 32, csum);
+  uint64_t my_count, my_size;
+  if (kind == WRITER_DYNAMIC) {
+    if (w->didx.count != count || w->didx.end != size) {
+      http_respond_error(req, 400, "index has %" PRIu64 " chunks and %" PRIu64 " bytes, "
+                         "client says %" PRIu64 " and %" PRIu64, w->didx.count,
+                         w->didx.end, count, size);
+      goto fail;
+    }
+    /* Finishing is one-shot: compare a copy of the running checksum first, so
+     * a refused close leaves the writer open for a corrected retry. */
+    struct core_sha256 probe;
+    core_sha256_clone(&w->didx.csum, &probe);
+    core_sha256_final(&probe, mine);
+    if (memcmp(mine, csum, 32) != 0) {
+      http_respond_error(req, 400, "index checksum mismatch");
+      goto fail;
+    }
+    store_didx_writer_finish(&w->didx, mine, &my_count, &my_size);
+    size_t len;
+    const uint8_t *img = store_didx_writer_image(&w->didx, &len);
+    w->closing = 1;
+    submit_file(s, req, (int)(w - b->writers), w->name, img, len, NULL, 0, 0);
+    return;
+  }
+  /* Fixed: every position up to ceil(size / chunk_size) must be set, and
+   * only the last chunk may be short. */
+  uint64_t want = (size + w->chunk_size - 1) / w->chunk_size;
+  int ok = count == want && w->count == want && (w->size_hint == 0 || w->size_hint == size);
+  for (uint64_t i = 0; ok && i < want; i++)
+    ok = w->present[i];
+  if (ok && want > 0)
+    ok = w->last_len == size - (want - 1) * w->chunk_size;
+  if (!ok) {
+    http_respond_error(req, 400, "fixed index does not match chunk-count %" PRIu64
+                       " and size %" PRIu64, count, size);
+    goto fail;
+  }
+  struct store_fidx_writer fw;
+  int rc = store_fidx_writer_init(&fw, size, w->chunk_size, (int64_t)time(NULL));
+  for (uint64_t i = 0; rc == 0 && i < want; i++)
+    rc = store_fidx_writer_set(&fw, i, w->digests + i * 32);
+  if (rc == 0)
+    rc = store_fidx_writer_finish(&fw, mine, &my_count, &my_size);
+  if (rc < 0) {
+    http_respond_errno(req, rc, "cannot build the fixed index");
+    if (fw.image)
+      store_fidx_writer_free(&fw);
+    goto fail;
+  }
+  if (memcmp(mine, csum, 32) != 0) {
+    store_fidx_writer_free(&fw);
+    http_respond_error(req, 400, "index checksum mismatch");
+    goto fail;
+  }
+  /* Keep the image in the writer until the file is written. */
+  size_t len;
+  const uint8_t *img = store_fidx_writer_image(&fw, &len);
+  core_free(w->digests);
+  w->digests = core_malloc(len);
+  memcpy(w->digests, img, len);
+  store_fidx_writer_free(&fw);
+  w->closing = 1;
+  submit_file(s, req, (int)(w - b->writers), w->name, w->digests, len, NULL, 0, 0);
+  return;
+fail:
+  store_session_leave(s);
+}
+
+static void h_fixed_close(struct http_request *req, void *ctx)
+{
+  close_writer(req, ctx, WRITER_FIXED);
+}
+
+static void h_dynamic_close(struct http_request *req, void *ctx)
+{
+  close_writer(req, ctx, WRITER_DYNAMIC);
+}
+
+static void h_blob(struct http_request *req, void *ctx)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
+  if (s == NULL)
+    return;
+  struct store_backup *b = store__backup(s);
+  const char *name = http_req_param(req, "file-name");
+  struct core_slice body = http_req_body(req);
+  uint64_t esize;
+  size_t nlen = name ? strlen(name) : 0;
+  if (name == NULL || store_name_archive(name) < 0 || nlen < 6 ||
+      strcmp(name + nlen - 5, ".blob") != 0) {
+    http_respond_error(req, 400, "file-name must be a valid *.blob file name");
+    goto fail;
+  }
+  if (core_parse_u64(http_req_param(req, "encoded-size"), &esize) < 0 || esize < 12 ||
+      esize != body.len) {
+    http_respond_error(req, 400, "encoded-size must equal the body length");
+    goto fail;
+  }
+  if (writer_name_taken(b, name) && strcmp(name, MANIFEST_NAME) != 0) {
+    http_respond_error(req, 409, "file '%s' was already uploaded", name);
+    goto fail;
+  }
+  submit_file(s, req, 0, name, body.base, body.len, NULL, 0, 1);
+  return;
+fail:
+  store_session_leave(s);
+}
+
+/* ---- previous --------------------------------------------------------- */
+
+struct prev_job {
+  struct core_job job;
+  struct http_request *req;
+  struct store_session *s;
+  char *path;            /* in, owned */
+  /* out */
+  int rc;
+  uint8_t *data;         /* owned file bytes */
+  size_t len;
+  uint8_t *digests;      /* owned: n * 32 */
+  uint32_t *sizes;       /* owned: n */
+  uint64_t n;
+};
+
+int store__read_snapshot_file(const char *path, uint8_t **data, size_t *len,
+                              uint8_t **digests, uint32_t **sizes, uint64_t *n)
+{
+  int rc = core_file_read(path, PREVIOUS_MAX_FILE, data, len);
+  *digests = NULL;
+  *sizes = NULL;
+  *n = 0;
+  if (rc < 0 || store_index_kind_from_name(path) <= 0)
+    return rc;
+  struct store_index idx;
+  rc = store_index_parse(*data, *len, 0, &idx);
+  if (rc < 0) {
+    core_free(*data);
+    *data = NULL;
+    return rc;
+  }
+  *digests = core_malloc(idx.count * 32 + 1);
+  *sizes = core_malloc(idx.count * sizeof(uint32_t) + 1);
+  for (uint64_t i = 0; i < idx.count; i++) {
+    uint64_t start, end;
+    memcpy(*digests + i * 32, store_index_digest(&idx, i), 32);
+    store_index_chunk_range(&idx, i, &start, &end);
+    (*sizes)[i] = (uint32_t)(end - start);
+  }
+  *n = idx.count;
+  return 0;
+}
+
+static void prev_run(struct core_job *j)
+{
+  struct prev_job *p = (struct prev_job *)j;
+  p->rc = store__read_snapshot_file(p->path, &p->data, &p->len, &p->digests, &p->sizes, &p->n);
+}
+
+static void prev_done(struct core_job *j, int status)
+{
+  struct prev_job *p = (struct prev_job *)j;
+  struct store_session *s = p->s;
+  int rc = status < 0 ? status : p->rc;
+  if (rc == 0) {
+    for (uint64_t i = 0; rc == 0 && i < p->n; i++)
+      rc = store_digestset_add(&s->known, p->digests + i * 32, p->sizes[i]);
+  }
+  if (rc < 0) {
+    http_respond_error(p->req, http_status_for(rc), "cannot read the previous %s: %s",
+                       strrchr(p->path, '/') + 1, core_strerror(rc));
+    core_free(p->data);
+  } else {
+    http_respond_owned(p->req, 200, "application/octet-stream", p->data, p->len);
+  }
+  core_free(p->digests);
+  core_free(p->sizes);
+  core_free(p->path);
+  core_free(p);
+  store_session_leave(s);
+}
+
+static void h_previous(struct http_request *req, void *ctx)
+{
+  struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
+  if (s == NULL)
+    return;
+  struct store_backup *b = store__backup(s);
+  const char *name = http_req_param(req, "archive-name");
+  if (name == NULL || store_name_archive(name) < 0) {
+    http_respond_error(req, 400, "invalid archive-name");
+    store_session_leave(s);
+    return;
+  }
+  if (b->prev_dir == NULL) {
+    http_respond_error(req, 404, "no previous snapshot");
+    store_session_leave(s);
+    return;
+  }
+  struct prev_job *p = core_new(struct prev_job);
+  p->req = req;
+  p->s = s;
+  p->path = core_asprintf("%s/%s", b->prev_dir, name);
+  int rc = core_job_submit(s->table->loop, &p->job, prev_run, prev_done);
+  if (rc < 0) {
+    p->rc = rc;
+    prev_done(&p->job, rc);
+  }
+}
+
+/* ---- Routes ----------------------------------------------------------- */
+
+void store__backup_data_register(struct http_server *srv, struct store_sessions *t)
+{
+#define B "/api2/json/backup/{session}/"
+  const struct http_route routes[] = {
+    {HTTP_METHOD_POST, B "fixed_index", h_fixed_index, t, 0, 0},
+    {HTTP_METHOD_POST, B "dynamic_index", h_dynamic_index, t, 0, 0},
+    {HTTP_METHOD_PUT, B "fixed_index", h_fixed_append, t, INDEX_APPEND_MAX_BODY, 0},
+    {HTTP_METHOD_PUT, B "dynamic_index", h_dynamic_append, t, INDEX_APPEND_MAX_BODY, 0},
+    {HTTP_METHOD_POST, B "fixed_chunk", h_fixed_chunk, t, CHUNK_MAX_BODY, HTTP_ROUTE_RAW_BODY},
+    {HTTP_METHOD_POST, B "dynamic_chunk", h_dynamic_chunk, t, CHUNK_MAX_BODY,
+     HTTP_ROUTE_RAW_BODY},
+    {HTTP_METHOD_POST, B "fixed_close", h_fixed_close, t, 0, 0},
+    {HTTP_METHOD_POST, B "dynamic_close", h_dynamic_close, t, 0, 0},
+    {HTTP_METHOD_POST, B "blob", h_blob, t, BLOB_MAX_BODY, HTTP_ROUTE_RAW_BODY},
+    {HTTP_METHOD_GET, B "previous", h_previous, t, 0, 0},
+  };
+#undef B
+  http_server_add_routes(srv, routes, sizeof(routes) / sizeof(routes[0]));
+}
