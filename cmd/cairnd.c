@@ -10,6 +10,7 @@
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_log.h"
+#include "core/core_parse.h"
 #include "core/core_shmem.h"
 #include "http/http.h"
 #include "http/http_auth.h"
@@ -77,17 +78,6 @@ static void usage(FILE *f)
           "  --session-timeout-ms N  idle backup/reader sessions are aborted (default 900000)\n"
           "  --debug-reread-config   re-read datastore.cfg on every lookup (benchmarks only)\n"
           "  --help                  this text\n");
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (*s == '\0' || *end || errno || s[0] == '-')
-    return CORE_EINVAL;
-  *out = v;
-  return 0;
 }
 
 static int env_true(const char *name)
@@ -160,7 +150,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     case O_IDLE:
     case O_MAXC:
     case O_SESSION:
-      if (parse_u64(optarg, &v) < 0 || v == 0) {
+      if (core_parse_u64(optarg, &v) < 0 || v == 0) {
         fprintf(stderr, "cairnd: %s needs a positive number\n", argv[optind - 1]);
         return -1;
       }

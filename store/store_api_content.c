@@ -13,6 +13,7 @@
 #include "core/core_job.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
+#include "core/core_parse.h"
 #include "store/store_lock.h"
 #include "store/store_name.h"
 #include "store/store_snapshot.h"
@@ -305,17 +306,6 @@ static void content_lookup(void *arg, int err, struct store_datastore *ds)
   }
 }
 
-static int parse_bool(const char *s, int *out)
-{
-  if (!strcmp(s, "1") || !strcmp(s, "true"))
-    *out = 1;
-  else if (!strcmp(s, "0") || !strcmp(s, "false"))
-    *out = 0;
-  else
-    return CORE_EINVAL;
-  return 0;
-}
-
 /* Validates the parameters an operation needs, then looks the store up. */
 static void start(struct http_request *req, struct store_api *api, enum content_op op)
 {
@@ -380,7 +370,7 @@ static void start(struct http_request *req, struct store_api *api, enum content_
                      : op == OP_PROT_SET ? http_req_param(req, "protected") : NULL;
   if (msg == NULL && op == OP_PROT_SET && flag == NULL)
     msg = "parameter 'protected' is required";
-  if (msg == NULL && flag && parse_bool(flag, &c->flag) < 0)
+  if (msg == NULL && flag && core_parse_bool(flag, &c->flag) < 0)
     msg = "boolean parameter must be true/false or 1/0";
   if (msg) {
     http_respond_error(req, 400, "%s", msg);

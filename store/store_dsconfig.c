@@ -3,6 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_config.h"
 #include "core/core_error.h"
+#include "core/core_parse.h"
 #include "store/store_backend.h"
 #include "store/store_chunk.h"
 #include "store/store_name.h"
@@ -45,14 +46,6 @@ static int is_known(const char *key)
   return 0;
 }
 
-static int check_uint(const char *v, long long min, long long max)
-{
-  char *end;
-  errno = 0;
-  long long n = strtoll(v, &end, 10);
-  return *v && !*end && !errno && n >= min && n <= max;
-}
-
 int store_dsconfig_check_prop(const char *key, const char *value, char *err, size_t errlen)
 {
   if (!is_known(key)) {
@@ -63,7 +56,8 @@ int store_dsconfig_check_prop(const char *key, const char *value, char *err, siz
     snprintf(err, errlen, "property '%s': invalid characters", key);
     return CORE_ECONFIG;
   }
-  if (!strncmp(key, "keep-", 5) && !check_uint(value, 1, 1000000)) {
+  uint64_t n;
+  if (!strncmp(key, "keep-", 5) && (core_parse_u64(value, &n) < 0 || n < 1 || n > 1000000)) {
     snprintf(err, errlen, "property '%s' must be a positive integer", key);
     return CORE_ECONFIG;
   }

@@ -4,6 +4,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "core/core_parse.h"
 #include "store/store_backend.h"
 
 #include <stdio.h>
@@ -72,17 +73,6 @@ out:
   return rc ? CORE_ECONFIG : 0;
 }
 
-static int parse_bool(const char *s, int *out)
-{
-  if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
-    *out = 1;
-  else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
-    *out = 0;
-  else
-    return CORE_EINVAL;
-  return 0;
-}
-
 static int parse_tuning(const char *s, struct store_datastore *d, char *err, size_t errlen)
 {
   struct core_config_props p;
@@ -115,7 +105,7 @@ static int parse_tuning(const char *s, struct store_datastore *d, char *err, siz
       }
       cutoff_min = n;
     } else if (!strcmp(k, "gc-atime-safety-check")) {
-      if (parse_bool(v, &safety)) {
+      if (core_parse_bool(v, &safety)) {
         snprintf(err, errlen, "tuning: gc-atime-safety-check must be a boolean");
         rc = CORE_ECONFIG;
         goto out;
