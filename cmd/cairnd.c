@@ -12,6 +12,7 @@
 #include "core/core_log.h"
 #include "core/core_parse.h"
 #include "core/core_shmem.h"
+#include "gc/gc_api.h"
 #include "http/http.h"
 #include "http/http_auth.h"
 #include "http/http_tls.h"
@@ -55,6 +56,7 @@ struct cairnd {
   struct store_registry reg;
   struct store_api store_api;
   struct store_sessions sessions;
+  struct gc_ctx gc;
   struct http_server *http;
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
@@ -313,6 +315,16 @@ int main(int argc, char **argv)
   if (d.opt.session_timeout_ms)
     d.sessions.timeout_ms = d.opt.session_timeout_ms;
 
+  rc = gc_ctx_init(&d.gc, d.loop, &d.reg, d.opt.run_dir);
+  if (rc < 0) {
+    core_error("cannot set up tasks in %s: %s", d.opt.run_dir, core_strerror(rc));
+    store_sessions_close(&d.sessions);
+    store_registry_close(&d.reg);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(d.loop);
+    goto fail_registry;
+  }
+
   d.http = http_server_new(d.loop, &d.opt.limits);
   http_server_set_auth(d.http, http_auth_check, &d.auth);
   static const struct http_route base_routes[] = {
@@ -321,6 +333,7 @@ int main(int argc, char **argv)
   };
   http_server_add_routes(d.http, base_routes, sizeof(base_routes) / sizeof(base_routes[0]));
   store_api_register(d.http, &d.store_api);
+  gc_api_register(d.http, &d.gc);
 
   for (int i = 0; i < d.opt.nlisten; i++) {
     rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
@@ -353,6 +366,7 @@ int main(int argc, char **argv)
    * clean exit. */
 teardown:
   store_sessions_close(&d.sessions);
+  gc_ctx_close(&d.gc);
   http_server_free(d.http);
   store_registry_close(&d.reg);
   uv_run(d.loop, UV_RUN_DEFAULT); /* session cleanup jobs and handle closes */

@@ -1,6 +1,7 @@
 #include "store/store_dsconfig.h"
 
 #include "core/core_alloc.h"
+#include "core/core_calendar.h"
 #include "core/core_config.h"
 #include "core/core_error.h"
 #include "core/core_parse.h"
@@ -65,6 +66,14 @@ int store_dsconfig_check_prop(const char *key, const char *value, char *err, siz
                                strlen(value) > 4000)) {
     snprintf(err, errlen, "path must be an absolute path without '..'");
     return CORE_ECONFIG;
+  }
+  if (!strcmp(key, "gc-schedule") || !strcmp(key, "prune-schedule")) {
+    struct core_calendar cal;
+    char why[128];
+    if (core_calendar_parse(value, &cal, why, sizeof(why)) < 0) {
+      snprintf(err, errlen, "%s: %s", key, why);
+      return CORE_ECONFIG;
+    }
   }
   if (!strcmp(key, "comment") && strlen(value) > 1024) {
     snprintf(err, errlen, "comment too long");
