@@ -450,6 +450,11 @@ static void finish_release_run(struct core_job *j)
 static void finish_release_done(struct core_job *j, int status)
 {
   struct end_job *e = (struct end_job *)j;
+  struct store_backup *b = store__backup(e->s);
+  /* Answer only now: a client that starts the next backup of this group (or
+   * reads this snapshot) the moment finish returns must find it unlocked. */
+  if (b && b->finish_req)
+    http_respond_data(b->finish_req, NULL, 0);
   backup_free(e->s);
   core_free(e);
 }
@@ -475,7 +480,7 @@ static void finish_done(struct core_job *j, int status)
   } else {
     core_info("backup %s finished (%" PRIu64 " chunks uploaded, %" PRIu64 " duplicates)",
               s->id, f->stats[0], f->stats[3]);
-    http_respond_data(f->req, NULL, 0);
+    store__backup(s)->finish_req = f->req;
     store_session_end(s, finish_drained);
     store_session_leave(s);
   }

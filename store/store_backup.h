@@ -45,6 +45,7 @@ struct store_backup {
   struct writer writers[MAX_WRITERS + 1]; /* wid 1..MAX_WRITERS */
   char *files[MAX_FILES];       /* owned names of closed indexes and blobs */
   int nfiles;
+  struct http_request *finish_req; /* answered once the locks are released */
   /* chunk_upload_stats, as PBS records them */
   uint64_t up_count, up_size, up_compressed, up_duplicates;
 };
