@@ -520,6 +520,12 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
   struct http_conn *c = parser_conn(p);
   struct http_request *req = c->req;
+  if (at == req->body.base + req->body.len && len < req->body.cap - req->body.len) {
+    /* Read in place by on_alloc: just take the bytes. */
+    req->body.len += len;
+    req->body.base[req->body.len] = '\0';
+    return 0;
+  }
   if (core_buf_append(&req->body, at, len) < 0) {
     reject(req, 413, "request body too large");
     c->flags |= HTTP_CONN_CLOSE_AFTER;
@@ -638,7 +644,21 @@ static void conn_drain_tls(struct http_conn *c)
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-  (void)h, (void)suggested;
+  struct http_conn *c = h->data;
+  struct http_request *req = c->req;
+  /* A plain-TCP body of known length is read straight into its buffer, at
+   * the place the parser will append it: no copy through read_buf. Only the
+   * body's remaining bytes are asked for, so nothing of a pipelined next
+   * request can land there. */
+  if (req && c->tls == NULL && req->state == HTTP_REQ_BODY && c->pending == NULL &&
+      !(c->parser.flags & F_CHUNKED) && c->parser.content_length > 0 &&
+      req->body.base && req->body.cap - req->body.len > c->parser.content_length) {
+    size_t n = (size_t)c->parser.content_length;
+    if (n > UINT32_MAX / 2)
+      n = UINT32_MAX / 2;
+    *buf = uv_buf_init(req->body.base + req->body.len, (unsigned)n);
+    return;
+  }
   *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 

@@ -225,9 +225,7 @@ struct chunk_job {
 static void chunk_run(struct core_job *j)
 {
   struct chunk_job *c = (struct chunk_job *)j;
-  int rc = store_blob_verify_chunk(NULL, c->data, c->len, c->digest, c->size);
-  if (rc >= 0)
-    rc = store_blob_set_crc(c->data, c->len);
+  int rc = store_blob_accept_chunk(NULL, c->data, c->len, c->digest, c->size);
   struct store_chunk_insert_result res;
   if (rc >= 0)
     rc = store_chunk_insert(c->cs, c->digest, c->data, c->len, &res);

@@ -140,4 +140,10 @@ int store_blob_decode(struct store_blob_ctx *ctx, const void *blob, size_t len,
 int store_blob_verify_chunk(struct store_blob_ctx *ctx, const void *blob, size_t len,
                             const uint8_t digest[32], uint64_t size);
 
+/* The server's whole acceptance of an uploaded chunk: store_blob_verify_chunk
+ * and then store_blob_set_crc, fused into one pass over the payload for
+ * uncompressed chunks. Returns the blob kind or an error of verify_chunk. */
+int store_blob_accept_chunk(struct store_blob_ctx *ctx, void *blob, size_t len,
+                            const uint8_t digest[32], uint64_t size);
+
 #endif
