@@ -565,6 +565,8 @@ static void job_run(struct core_job *j)
 
 static void release_batch(struct run *r, size_t n)
 {
+  if (n == 0)
+    return;
   for (size_t i = 0; i < n; i++) {
     if (r->batch[i].claimed)
       store_s3_release_delete(&r->be->claims, r->batch[i].digest);

@@ -178,6 +178,9 @@ static inline int store_backend_is_s3(const struct store_datastore *ds);
 int store_s3_chunk_key(const struct store_backend *be, const uint8_t digest[32],
                        char out[S3_KEY_MAX + 1]);
 int store_s3_cnt_key(const struct store_backend *be, const char *rel, char out[S3_KEY_MAX + 1]);
+/* The part of `abs` (a path below the datastore's base) after the base and
+ * its '/': a pointer into `abs`. */
+const char *store_s3_rel(const struct store_datastore *ds, const char *abs);
 
 /* ---- S3 requests through the datastore's client (loop thread) ----------
  * The client is built on first use from s3.cfg and rebuilt when CORE_GEN_S3

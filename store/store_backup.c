@@ -14,6 +14,7 @@
  * next start (store_recover.c).
  */
 #include "store/store_backup.h"
+#include "store/store_backend.h"
 
 #include "core/core_alloc.h"
 #include "core/core_config.h"
@@ -83,6 +84,7 @@ struct open_job {
   char *prev_dir;
   uint64_t writer_token;
   struct store_chunkstore *cs;
+  int no_cache;                 /* in: the no-cache parameter */
 };
 
 /* A token may write into groups it owns; the root user (and its tokens) may
@@ -222,6 +224,7 @@ static void open_done(struct core_job *j, int status)
   b->prev_dir = o->prev_dir;
   b->writer_token = o->writer_token;
   b->cs = o->cs;
+  b->no_cache = o->no_cache;
   s->ext = b;
   store_session_publish(s);
   core_info("backup %s: store %s, ns '%s', %s/%s/%" PRId64 " started by %s", s->id,
@@ -267,6 +270,8 @@ static void h_open(struct http_request *req, void *ctx)
   o->req = req;
   o->s = s;
   o->t = t;
+  const char *nc = http_req_param(req, "no-cache");
+  o->no_cache = nc && (!strcmp(nc, "1") || !strcmp(nc, "true"));
   store_lookup(t->api->reg, store, STORE_OP_WRITE, open_lookup, o);
 }
 
@@ -304,12 +309,26 @@ static void abort_run(struct core_job *j)
   release_writer(s);
 }
 
+static void unmirrored(void *arg, int err, const char *msg)
+{
+  struct store_datastore *ds = arg;
+  if (err < 0)
+    core_warn("datastore %s: cannot remove an aborted snapshot from the bucket: %s "
+              "(a later GC keeps only what indexes reference)", ds->name, msg);
+  store_datastore_unref(ds);
+}
+
 static void abort_done(struct core_job *j, int status)
 {
   struct end_job *e = (struct end_job *)j;
   struct store_session *s = e->s;
   if (e->rc < 0)
     core_warn("backup %s: cleanup failed: %s", s->id, core_strerror(e->rc));
+  if (store_backend_is_s3(s->ds) && s->dir) {
+    /* What was mirrored of the snapshot goes from the bucket too. */
+    store_datastore_ref(s->ds);
+    store_s3_unmirror(s->ds, store_s3_rel(s->ds, s->dir), 1, unmirrored, s->ds);
+  }
   core_info("backup %s aborted (%s)", s->id, e->why);
   core_free(e->why);
   core_free(e);
@@ -467,11 +486,9 @@ static void finish_drained(struct store_session *s)
     finish_release_done(&e->job, 0);
 }
 
-static void finish_done(struct core_job *j, int status)
+static void finish_reply(struct finish_job *f, int rc)
 {
-  struct finish_job *f = (struct finish_job *)j;
   struct store_session *s = f->s;
-  int rc = status < 0 ? status : f->rc;
   if (rc < 0) {
     http_respond_error(f->req, http_status_for(rc), "%s", f->err[0] ? f->err :
                        core_strerror(rc));
@@ -486,6 +503,43 @@ static void finish_done(struct core_job *j, int status)
   }
   core_free(f->manifest_path);
   core_free(f);
+}
+
+static void unfinish_run(struct core_job *j)
+{
+  unlink(((struct finish_job *)j)->manifest_path);
+}
+
+static void unfinish_done(struct core_job *j, int status)
+{
+  finish_reply((struct finish_job *)j, ((struct finish_job *)j)->rc);
+}
+
+/* S3 datastores: finished in the bucket (manifest last) or not at all. */
+static void finish_mirrored(void *arg, int err, const char *msg)
+{
+  struct finish_job *f = arg;
+  if (err == 0) {
+    finish_reply(f, 0);
+    return;
+  }
+  f->rc = err;
+  snprintf(f->err, sizeof(f->err), "cannot store the snapshot in the bucket: %s", msg);
+  if (core_job_submit(f->s->table->loop, &f->job, unfinish_run, unfinish_done) < 0)
+    finish_reply(f, err);
+}
+
+static void finish_done(struct core_job *j, int status)
+{
+  struct finish_job *f = (struct finish_job *)j;
+  struct store_session *s = f->s;
+  int rc = status < 0 ? status : f->rc;
+  if (rc == 0 && store_backend_is_s3(s->ds)) {
+    store_s3_mirror_snapshot(s->ds, s->ns, s->type, s->backup_id, s->time, finish_mirrored,
+                             f);
+    return;
+  }
+  finish_reply(f, rc);
 }
 
 static void h_finish(struct http_request *req, void *ctx)

@@ -48,6 +48,7 @@ struct store_backup {
   struct http_request *finish_req; /* answered once the locks are released */
   /* chunk_upload_stats, as PBS records them */
   uint64_t up_count, up_size, up_compressed, up_duplicates;
+  int no_cache;                 /* S3 datastores: upload without caching */
 };
 
 static inline struct store_backup *store__backup(struct store_session *s)

@@ -16,6 +16,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_backend.h"
 #include "store/store_chunk.h"
 #include "store/store_index.h"
 #include "store/store_name.h"
@@ -411,6 +412,16 @@ static void chunk_done(struct core_job *j, int status)
   core_free(r);
 }
 
+/* S3 datastores: from the cache, or fetched from the bucket. */
+static void chunk_s3_done(void *arg, int err, uint8_t *data, size_t len)
+{
+  struct read_job *r = arg;
+  r->rc = err;
+  r->data = data;
+  r->len = len;
+  chunk_done(&r->job, 0);
+}
+
 static void h_chunk(struct http_request *req, void *ctx)
 {
   struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_READER);
@@ -433,6 +444,10 @@ static void h_chunk(struct http_request *req, void *ctx)
   r->req = req;
   r->s = s;
   memcpy(r->digest, d, 32);
+  if (store_backend_is_s3(s->ds)) {
+    store_s3_chunk_read(s->ds, d, chunk_s3_done, r);
+    return;
+  }
   int rc = core_job_submit(s->table->loop, &r->job, chunk_run, chunk_done);
   if (rc < 0) {
     r->rc = rc;

@@ -146,6 +146,18 @@ int store_s3_cnt_key(const struct store_backend *be, const char *rel, char out[S
   return n < 0 || n > S3_KEY_MAX ? CORE_ETOOBIG : n;
 }
 
+const char *store_s3_rel(const struct store_datastore *ds, const char *abs)
+{
+  size_t n = strlen(ds->path);
+  while (n > 1 && ds->path[n - 1] == '/')
+    n--;
+  if (strncmp(abs, ds->path, n) == 0)
+    abs += n;
+  while (*abs == '/')
+    abs++;
+  return abs;
+}
+
 /* ---- clients ----------------------------------------------------------- */
 
 struct store_s3_conn {
