@@ -8,6 +8,7 @@
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_shmem.h"
+#include "s3/s3_admin.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 
@@ -35,7 +36,9 @@ static void usage(FILE *f)
           "  datastore update NAME [--KEY VALUE]... [--delete KEY]...\n"
           "  datastore remove NAME\n"
           "  datastore fill-layout NAME   create all 65,536 chunk prefix directories\n"
-          "                               (PBS's layout; Cairn creates them on first use)\n"
+          "                               (PBS's layout; Cairn creates them on first use)\n");
+  s3_admin_usage(f);
+  fprintf(f,
           "\n"
           "KEY is a datastore property: comment, gc-schedule, prune-schedule,\n"
           "keep-last .. keep-yearly, tuning, maintenance-mode, verify-new, ...\n"
@@ -211,14 +214,15 @@ int main(int argc, char **argv)
       return 2;
     }
   }
-  if (argc - i < 2 || strcmp(argv[i], "datastore") != 0) {
+  int is_s3 = argc - i >= 2 && !strcmp(argv[i], "s3"); /* s3_admin.h */
+  if (argc - i < 2 || (strcmp(argv[i], "datastore") != 0 && !is_s3)) {
     usage(stderr);
     return 2;
   }
   const char *cmd = argv[i + 1];
-  if (!strcmp(cmd, "list"))
+  if (!is_s3 && !strcmp(cmd, "list"))
     return ds_list(&a);
-  if (!strcmp(cmd, "fill-layout")) {
+  if (!is_s3 && !strcmp(cmd, "fill-layout")) {
     if (argc - i != 3) {
       usage(stderr);
       return 2;
@@ -238,7 +242,9 @@ int main(int argc, char **argv)
   else
     fprintf(stderr, "cairn-admin: warning: no generation page in %s (%s)\n", a.run_dir,
             core_strerror(rc));
-  int status = ds_change(&a, cmd, argc - i - 2, argv + i + 2);
+  int status = is_s3 ? s3_admin_main(a.config_dir, a.have_shmem ? &a.shmem : NULL, argc - i,
+                                     argv + i)
+                     : ds_change(&a, cmd, argc - i - 2, argv + i + 2);
   if (a.have_shmem)
     core_shmem_close(&a.shmem);
   return status;

@@ -13,9 +13,11 @@
 #include "core/core_parse.h"
 #include "core/core_shmem.h"
 #include "gc/gc_api.h"
+#include "gc/gc_s3.h"
 #include "http/http.h"
 #include "http/http_auth.h"
 #include "http/http_tls.h"
+#include "s3/s3_api.h"
 #include "store/store_api.h"
 #include "store/store_recover.h"
 #include "store/store_registry.h"
@@ -57,6 +59,7 @@ struct cairnd {
   struct store_api store_api;
   struct store_sessions sessions;
   struct gc_ctx gc;
+  struct s3_api s3_api;
   struct http_server *http;
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
@@ -334,6 +337,12 @@ int main(int argc, char **argv)
   http_server_add_routes(d.http, base_routes, sizeof(base_routes) / sizeof(base_routes[0]));
   store_api_register(d.http, &d.store_api);
   gc_api_register(d.http, &d.gc);
+  /* S3 endpoints (s3_api.h) and the S3 refresh task (gc_s3.h). */
+  d.s3_api.loop = d.loop;
+  d.s3_api.config_dir = d.opt.config_dir;
+  d.s3_api.shmem = &d.shmem;
+  s3_api_register(d.http, &d.s3_api);
+  gc_s3_register(d.http, &d.gc);
 
   for (int i = 0; i < d.opt.nlisten; i++) {
     rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
