@@ -9,6 +9,7 @@
  * + rename at close, after count, size and checksum agree with the client's.
  */
 #include "store/store_backup.h"
+#include "store/store_backend.h"
 
 #include "core/core_alloc.h"
 #include "core/core_config.h"
@@ -220,6 +221,7 @@ struct chunk_job {
   /* out */
   int rc;
   int duplicate;
+  char err[384];         /* S3 datastores: why the upload failed */
 };
 
 static void chunk_run(struct core_job *j)
@@ -243,7 +245,8 @@ static void chunk_done(struct core_job *j, int status)
   core_hex_encode(c->digest, 32, hex);
   if (rc < 0) {
     int code = http_status_for(rc);
-    http_respond_error(c->req, code, "chunk %s rejected: %s", hex, core_strerror(rc));
+    http_respond_error(c->req, code, "chunk %s rejected: %s", hex,
+                       c->err[0] ? c->err : core_strerror(rc));
   } else if (s->state != STORE_SESSION_OPEN) {
     http_respond_error(c->req, 409, "session ended while the chunk was stored");
   } else if ((rc = store_digestset_add(&s->known, c->digest, (uint32_t)c->size)) < 0) {
@@ -260,6 +263,17 @@ static void chunk_done(struct core_job *j, int status)
   }
   store_session_leave(s);
   core_free(c);
+}
+
+/* S3 datastores: the bucket first, then the cache (store_backend.h). */
+static void chunk_s3_done(void *arg, int err, int duplicate, const char *msg)
+{
+  struct chunk_job *c = arg;
+  c->rc = err;
+  c->duplicate = duplicate;
+  if (err < 0 && msg)
+    snprintf(c->err, sizeof(c->err), "%s", msg);
+  chunk_done(&c->job, 0);
 }
 
 static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind kind)
@@ -296,6 +310,11 @@ static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind k
   c->size = size;
   c->data = (void *)body.base;
   c->len = body.len;
+  if (store_backend_is_s3(s->ds)) {
+    store_s3_chunk_upload(s->ds, c->digest, c->size, c->data, c->len, b->no_cache,
+                          chunk_s3_done, c);
+    return;
+  }
   int rc = core_job_submit(s->table->loop, &c->job, chunk_run, chunk_done);
   if (rc < 0) {
     c->rc = rc;
@@ -348,16 +367,14 @@ static void file_run(struct core_job *j)
   f->rc = store_index_write_file(f->path, parts, f->len2 ? 2 : 1, f->do_fsync);
 }
 
-static void file_done(struct core_job *j, int status)
+static void file_finish(struct file_job *f, int rc, const char *msg)
 {
-  struct file_job *f = (struct file_job *)j;
   struct store_session *s = f->s;
   struct store_backup *b = store__backup(s);
-  int rc = status < 0 ? status : f->rc;
   const char *name = strrchr(f->path, '/') + 1;
   if (rc < 0) {
     http_respond_error(f->req, http_status_for(rc), "cannot write %s: %s", name,
-                       core_strerror(rc));
+                       msg ? msg : core_strerror(rc));
     if (f->wid)
       b->writers[f->wid].closing = 0;
   } else if (b->nfiles == MAX_FILES) {
@@ -372,6 +389,24 @@ static void file_done(struct core_job *j, int status)
   core_free(f->path);
   core_free(f);
   store_session_leave(s);
+}
+
+static void file_mirrored(void *arg, int err, const char *msg)
+{
+  file_finish(arg, err, msg);
+}
+
+/* S3 datastores: a file counts as written once the bucket has it too. */
+static void file_done(struct core_job *j, int status)
+{
+  struct file_job *f = (struct file_job *)j;
+  int rc = status < 0 ? status : f->rc;
+  if (rc == 0 && store_backend_is_s3(f->s->ds)) {
+    const char *rel = store_s3_rel(f->s->ds, f->path);
+    store_s3_mirror(f->s->ds, &rel, 1, 0, file_mirrored, f);
+    return;
+  }
+  file_finish(f, rc, NULL);
 }
 
 static void submit_file(struct store_session *s, struct http_request *req, int wid,

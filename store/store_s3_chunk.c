@@ -182,9 +182,7 @@ static void up_run(struct core_job *j)
   switch (u->step) {
   case UP_CHECK:
     if (!u->verified) {
-      rc = store_blob_verify_chunk(NULL, u->data, u->len, u->digest, u->size);
-      if (rc >= 0)
-        rc = store_blob_set_crc(u->data, u->len);
+      rc = store_blob_accept_chunk(NULL, u->data, u->len, u->digest, u->size);
       if (rc < 0) {
         u->rc = rc;
         return;
