@@ -129,7 +129,8 @@ UNIT_TEST(claims_threads)
   pthread_create(&t2, NULL, deleter, &x);
   pthread_join(t1, NULL);
   pthread_join(t2, NULL);
-  ASSERT(u.uploads_won > 0);
+  /* Who wins is up to the scheduler; that both never hold a claim is the point. */
+  ASSERT(u.uploads_won + x.deletes_won > 0);
   ASSERT_EQ(c.n, 0);
   store_s3_claims_free(&c);
 }
