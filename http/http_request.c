@@ -464,32 +464,33 @@ void http_respond_stream(struct http_request *req, int status, const char *conte
   http__conn_send(c, head, head_len, NULL, 0, 1, last);
 }
 
+/* Ends a stream that cannot complete: the client must not take a short body
+ * for a whole one, so the connection goes. The request is detached from the
+ * connection first, so closing it does not pull from the producer again. */
+static void stream_abort(struct http_request *req)
+{
+  struct http_conn *c = req->conn;
+  if (c) {
+    c->req = NULL;
+    c->flags |= HTTP_CONN_CLOSE_AFTER;
+    http__conn_close(c);
+  }
+  http__req_free(req);
+}
+
 void http_stream_write(struct http_request *req, void *data, size_t len, int last, int err)
 {
   req->stream_pulling = 0;
-  struct http_conn *c = req->conn;
-  if (c == NULL || err < 0 || len > req->stream_left) {
+  if (req->conn && err >= 0 && len > req->stream_left)
+    core_error("http: stream produced more than its Content-Length");
+  else if (req->conn && err >= 0 && last && len < req->stream_left)
+    core_error("http: stream ended short of its Content-Length");
+  if (req->conn == NULL || err < 0 || len > req->stream_left ||
+      (last && len < req->stream_left)) {
     core_free(data);
-    if (c) {
-      if (err >= 0)
-        core_error("http: stream produced more than its Content-Length");
-      c->flags |= HTTP_CONN_CLOSE_AFTER;
-      http__conn_close(c);
-      /* The connection's close path no longer owns the request. */
-    }
-    http__req_free(req);
+    stream_abort(req);
     return;
   }
   req->stream_left -= len;
-  if (req->stream_left == 0)
-    last = 1;
-  else if (last) {
-    core_error("http: stream ended short of its Content-Length");
-    core_free(data);
-    c->flags |= HTTP_CONN_CLOSE_AFTER;
-    http__conn_close(c);
-    http__req_free(req);
-    return;
-  }
-  http__conn_send(c, NULL, 0, data, len, 1, last);
+  http__conn_send(req->conn, NULL, 0, data, len, 1, req->stream_left == 0);
 }

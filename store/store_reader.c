@@ -282,9 +282,11 @@ static void piece_done(struct core_job *j, int status)
     return;
   }
   d->off += d->len;
-  int last = d->off == d->size;
-  http_stream_write(d->req, d->data, d->len, last, 0);
-  if (last)
+  /* A client gone while the piece was read ends the stream as well; ask
+   * before writing, which frees the request in that case. */
+  int done = d->off == d->size || http_req_gone(d->req);
+  http_stream_write(d->req, d->data, d->len, d->off == d->size, 0);
+  if (done)
     download_end(d);
 }
 

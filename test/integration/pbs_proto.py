@@ -727,9 +727,10 @@ class CaseMixin:
             return ""
         return "\n--- cairnd log (tail) ---\n" + "\n".join(srv.log_lines[-30:])
 
-    # cairnd answers `finish` (and DELETE) before the session's group and
-    # snapshot locks are released, so a session opened right after can get a
-    # 409; open_session() retries that for a while and says so on stderr.
+    # cairnd answers DELETE of a backup session before its clean-up job has
+    # released the locks (finish answers only after), so a session opened right
+    # after an abort can get a 409; open_session() retries that for a while and
+    # says so on stderr.
     busy_wait = 3.0
 
     def open_session(self, sess):
