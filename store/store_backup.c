@@ -73,13 +73,8 @@ static void backup_free(struct store_session *s)
 /* ---- Opening ---------------------------------------------------------- */
 
 struct open_job {
-  struct core_job job;
-  struct http_request *req;
-  struct store_session *s;      /* not yet published */
-  struct store_sessions *t;
+  struct store_open open;       /* first: see store_session_open */
   /* out */
-  int rc;
-  char err[256];
   int64_t prev_time;
   char *prev_dir;
   uint64_t writer_token;
@@ -99,7 +94,7 @@ static int may_write_group(const char *authid, const char *owner)
 static void open_run(struct core_job *j)
 {
   struct open_job *o = (struct open_job *)j;
-  struct store_session *s = o->s;
+  struct store_session *s = o->open.s;
   const char *base = s->ds->path;
   char *owner = NULL;
   struct store_snapshot_list snaps = {0};
@@ -109,17 +104,17 @@ static void open_run(struct core_job *j)
   if (rc == 0)
     rc = CORE_ENOTFOUND;
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "namespace '%s' does not exist", s->ns);
+    snprintf(o->open.err, sizeof(o->open.err), "namespace '%s' does not exist", s->ns);
     goto out;
   }
   rc = store_group_create(base, s->ns, s->type, s->backup_id, s->authid, &owner);
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "cannot create backup group: %s", core_strerror(rc));
+    snprintf(o->open.err, sizeof(o->open.err), "cannot create backup group: %s", core_strerror(rc));
     goto out;
   }
   if (!may_write_group(s->authid, owner)) {
     rc = UV_EPERM;
-    snprintf(o->err, sizeof(o->err), "backup group %s/%s is owned by %s", s->type,
+    snprintf(o->open.err, sizeof(o->open.err), "backup group %s/%s is owned by %s", s->type,
              s->backup_id, owner);
     goto out;
   }
@@ -131,14 +126,14 @@ static void open_run(struct core_job *j)
   if (rc >= 0)
     s->nlocks++;
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "%s",
+    snprintf(o->open.err, sizeof(o->open.err), "%s",
              rc == CORE_ELOCKED ? "another backup of this group is running"
                                 : core_strerror(rc));
     goto out;
   }
   rc = store_snapshot_list(base, s->ns, s->type, s->backup_id, &snaps);
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "cannot list snapshots: %s", core_strerror(rc));
+    snprintf(o->open.err, sizeof(o->open.err), "cannot list snapshots: %s", core_strerror(rc));
     goto out;
   }
   o->prev_time = -1;
@@ -150,7 +145,7 @@ static void open_run(struct core_job *j)
   }
   if (o->prev_time >= 0 && s->time <= o->prev_time) {
     rc = CORE_EINVAL;
-    snprintf(o->err, sizeof(o->err),
+    snprintf(o->open.err, sizeof(o->open.err),
              "backup-time %" PRId64 " is not newer than the last snapshot (%" PRId64 ")",
              s->time, o->prev_time);
     goto out;
@@ -161,7 +156,7 @@ static void open_run(struct core_job *j)
     if (rc == 0)
       s->nlocks++;
     if (rc < 0) {
-      snprintf(o->err, sizeof(o->err), "previous snapshot is locked (being removed?)");
+      snprintf(o->open.err, sizeof(o->open.err), "previous snapshot is locked (being removed?)");
       goto out;
     }
     rc = store_path_snapshot(path, sizeof(path), base, s->ns, s->type, s->backup_id,
@@ -173,7 +168,7 @@ static void open_run(struct core_job *j)
   }
   rc = store_snapshot_create(base, s->ns, s->type, s->backup_id, s->time);
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "%s", rc == CORE_EEXISTS ? "snapshot already exists"
+    snprintf(o->open.err, sizeof(o->open.err), "%s", rc == CORE_EEXISTS ? "snapshot already exists"
                                                               : core_strerror(rc));
     goto out;
   }
@@ -186,7 +181,7 @@ static void open_run(struct core_job *j)
   if (rc == 0)
     rc = store_chunkstore_writer_begin(o->cs, (int64_t)time(NULL), &o->writer_token);
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "cannot start writing: %s", core_strerror(rc));
+    snprintf(o->open.err, sizeof(o->open.err), "cannot start writing: %s", core_strerror(rc));
     store_snapshot_delete(base, s->ns, s->type, s->backup_id, s->time);
     goto out;
   }
@@ -200,19 +195,19 @@ out:
     store_session_unlock(s);
   store_snapshot_list_free(&snaps);
   core_free(owner);
-  o->rc = rc;
+  o->open.rc = rc;
 }
 
 static void open_done(struct core_job *j, int status)
 {
   struct open_job *o = (struct open_job *)j;
-  struct store_session *s = o->s;
-  int rc = status < 0 ? status : o->rc;
+  struct store_session *s = o->open.s;
+  int rc = status < 0 ? status : o->open.rc;
   if (rc < 0) {
     int code = http_status_for(rc);
     if (rc == CORE_ELOCKED || rc == CORE_EEXISTS)
       code = 409;
-    http_respond_error(o->req, code, "%s", o->err[0] ? o->err : core_strerror(rc));
+    http_respond_error(o->open.req, code, "%s", o->open.err[0] ? o->open.err : core_strerror(rc));
     core_free(o->prev_dir);
     store_session_free(s);
     core_free(o);
@@ -231,48 +226,18 @@ static void open_done(struct core_job *j, int status)
             s->ds->name, s->ns, s->type, s->backup_id, s->time, s->authid);
   char body[64];
   int n = snprintf(body, sizeof(body), "\"%s\"", s->id);
-  http_respond_data(o->req, body, (size_t)n);
+  http_respond_data(o->open.req, body, (size_t)n);
   core_free(o);
-}
-
-static void open_lookup(void *arg, int err, struct store_datastore *ds)
-{
-  struct open_job *o = arg;
-  if (err) {
-    store_api_lookup_error(o->req, http_req_param(o->req, "store"), err, ds);
-    store_session_free(o->s);
-    core_free(o);
-    return;
-  }
-  o->s->ds = ds;
-  o->s->op = STORE_OP_WRITE;
-  int rc = core_job_submit(o->t->loop, &o->job, open_run, open_done);
-  if (rc < 0) {
-    o->rc = rc;
-    open_done(&o->job, rc);
-  }
 }
 
 static void h_open(struct http_request *req, void *ctx)
 {
-  struct store_sessions *t = ctx;
-  const char *store = http_req_param(req, "store");
-  if (store == NULL || store_name_datastore(store) < 0) {
-    http_respond_error(req, 400, "invalid or missing parameter 'store'");
-    return;
-  }
-  struct store_session *s = store_session_new(t, STORE_SESSION_BACKUP);
-  if (store_session_params(req, s) < 0) {
-    store_session_free(s);
-    return;
-  }
   struct open_job *o = core_new(struct open_job);
-  o->req = req;
-  o->s = s;
-  o->t = t;
-  const char *nc = http_req_param(req, "no-cache");
-  o->no_cache = nc && (!strcmp(nc, "1") || !strcmp(nc, "true"));
-  store_lookup(t->api->reg, store, STORE_OP_WRITE, open_lookup, o);
+  int nc = 0;
+  core_parse_bool(http_req_param(req, "no-cache"), &nc);
+  o->no_cache = nc;
+  store_session_open(ctx, req, STORE_SESSION_BACKUP, STORE_OP_WRITE, &o->open, open_run,
+                     open_done);
 }
 
 /* ---- Ending ----------------------------------------------------------- */

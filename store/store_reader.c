@@ -35,17 +35,9 @@
 
 /* ---- Opening ---------------------------------------------------------- */
 
-struct open_job {
-  struct core_job job;
-  struct http_request *req;
-  struct store_session *s;
-  int rc;                       /* out */
-  char err[200];                /* out */
-};
-
 static void open_run(struct core_job *j)
 {
-  struct open_job *o = (struct open_job *)j;
+  struct store_open *o = (struct store_open *)j;
   struct store_session *s = o->s;
   char path[4096], lockdir[1024];
   struct store_snapshot_info info;
@@ -83,7 +75,7 @@ out:
 
 static void open_done(struct core_job *j, int status)
 {
-  struct open_job *o = (struct open_job *)j;
+  struct store_open *o = (struct store_open *)j;
   struct store_session *s = o->s;
   int rc = status < 0 ? status : o->rc;
   if (rc < 0) {
@@ -99,41 +91,11 @@ static void open_done(struct core_job *j, int status)
   core_free(o);
 }
 
-static void open_lookup(void *arg, int err, struct store_datastore *ds)
-{
-  struct open_job *o = arg;
-  if (err) {
-    store_api_lookup_error(o->req, http_req_param(o->req, "store"), err, ds);
-    store_session_free(o->s);
-    core_free(o);
-    return;
-  }
-  o->s->ds = ds;
-  o->s->op = STORE_OP_READ;
-  int rc = core_job_submit(o->s->table->loop, &o->job, open_run, open_done);
-  if (rc < 0) {
-    o->rc = rc;
-    open_done(&o->job, rc);
-  }
-}
-
 static void h_open(struct http_request *req, void *ctx)
 {
-  struct store_sessions *t = ctx;
-  const char *store = http_req_param(req, "store");
-  if (store == NULL || store_name_datastore(store) < 0) {
-    http_respond_error(req, 400, "invalid or missing parameter 'store'");
-    return;
-  }
-  struct store_session *s = store_session_new(t, STORE_SESSION_READER);
-  if (store_session_params(req, s) < 0) {
-    store_session_free(s);
-    return;
-  }
-  struct open_job *o = core_new(struct open_job);
-  o->req = req;
-  o->s = s;
-  store_lookup(t->api->reg, store, STORE_OP_READ, open_lookup, o);
+  struct store_open *o = core_new(struct store_open);
+  store_session_open(ctx, req, STORE_SESSION_READER, STORE_OP_READ, o, open_run,
+                     open_done);
 }
 
 static void close_drained(struct store_session *s)

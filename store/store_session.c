@@ -44,6 +44,58 @@ int store_session_params(struct http_request *req, struct store_session *s)
 }
 
 
+struct open_ctx {
+  struct store_open *o;
+  enum store_op op;
+  core_job_run_fn run;
+  core_job_done_fn done;
+};
+
+static void open_lookup(void *arg, int err, struct store_datastore *ds)
+{
+  struct store_open *o = arg;
+  /* The run/done pair travels in the job until it is submitted. */
+  core_job_run_fn run = o->job.run;
+  core_job_done_fn done = o->job.done;
+  if (err) {
+    store_api_lookup_error(o->req, http_req_param(o->req, "store"), err, ds);
+    store_session_free(o->s);
+    core_free(o);
+    return;
+  }
+  o->s->ds = ds;
+  int rc = core_job_submit(o->s->table->loop, &o->job, run, done);
+  if (rc < 0) {
+    o->rc = rc;
+    done(&o->job, rc);
+  }
+}
+
+int store_session_open(struct store_sessions *t, struct http_request *req,
+                       enum store_session_kind kind, enum store_op op, struct store_open *o,
+                       core_job_run_fn run, core_job_done_fn done)
+{
+  const char *store = http_req_param(req, "store");
+  if (store == NULL || store_name_datastore(store) < 0) {
+    http_respond_error(req, 400, "invalid or missing parameter 'store'");
+    core_free(o);
+    return -1;
+  }
+  struct store_session *s = store_session_new(t, kind);
+  if (store_session_params(req, s) < 0) {
+    store_session_free(s);
+    core_free(o);
+    return -1;
+  }
+  s->op = op;
+  o->req = req;
+  o->s = s;
+  o->job.run = run;
+  o->job.done = done;
+  store_lookup(t->api->reg, store, op, open_lookup, o);
+  return 0;
+}
+
 void store_sessions_init(struct store_sessions *t, struct store_api *api)
 {
   memset(t, 0, sizeof(*t));

@@ -15,6 +15,7 @@
 #ifndef STORE_SESSION_H
 #define STORE_SESSION_H
 
+#include "core/core_job.h"
 #include "core/core_map.h"
 #include "http/http.h"
 #include "store/store_api.h"
@@ -78,6 +79,24 @@ struct store_session *store_session_new(struct store_sessions *t, enum store_ses
  * sessions (ns, backup-type, backup-id, backup-time) and the requester into
  * the session. Returns 0, or -1 after responding 400. */
 int store_session_params(struct http_request *req, struct store_session *s);
+/* Opening a session, the part backup and reader share. A kind embeds this as
+ * the FIRST member of its own job struct, allocated with core_malloc. */
+struct store_open {
+  struct core_job job;
+  struct http_request *req;
+  struct store_session *s;     /* not yet published */
+  int rc;                      /* out of `run` */
+  char err[256];               /* out of `run`: the message for the client */
+};
+
+/* Checks `store` and the snapshot parameters, creates the session, looks the
+ * datastore up for `op` (the session keeps that reference), then runs `run`
+ * in the pool and `done` on the loop with the job; `done` owns it from then
+ * on. On an early error the request is answered, the session and the job are
+ * freed, and -1 is returned; else 0. */
+int store_session_open(struct store_sessions *t, struct http_request *req,
+                       enum store_session_kind kind, enum store_op op, struct store_open *o,
+                       core_job_run_fn run, core_job_done_fn done);
 /* Makes it reachable by id and starts its idle timer. */
 void store_session_publish(struct store_session *s);
 /* Finds an open session of `kind` for a request and counts an operation;
