@@ -2,6 +2,7 @@
 
 #include "core/core_error.h"
 
+#include <isa-l/crc.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -44,6 +45,11 @@ void core_sha256_final(struct core_sha256 *h, uint8_t out[CORE_SHA256_LEN])
     abort();
   EVP_MD_CTX_free(h->ctx);
   h->ctx = NULL;
+}
+
+uint32_t core_crc32(uint32_t crc, const void *data, size_t len)
+{
+  return crc32_gzip_refl(crc, data, len);
 }
 
 void core_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,

@@ -24,6 +24,11 @@ void core_sha256_clone(const struct core_sha256 *src, struct core_sha256 *dst);
 /* Finishes and frees the context. */
 void core_sha256_final(struct core_sha256 *h, uint8_t out[CORE_SHA256_LEN]);
 
+/* CRC-32 as zlib and gzip compute it (reflected 0xEDB88320, PBS's blob CRC):
+ * crc = core_crc32(0, data, len), or continue with a previous value. Backed
+ * by ISA-L's carry-less-multiply code, about 5 times zlib's speed here. */
+uint32_t core_crc32(uint32_t crc, const void *data, size_t len);
+
 /* HMAC-SHA256. */
 void core_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                       uint8_t out[CORE_SHA256_LEN]);

@@ -8,7 +8,6 @@
 #include <openssl/evp.h>
 #include <string.h>
 #include <uv.h>
-#include <zlib.h>
 #include <zstd.h>
 
 /* First 8 bytes of SHA-256 over "Proxmox Backup <kind> blob v1.0"; indexed
@@ -115,7 +114,7 @@ static void store_le32(uint8_t *p, uint32_t v)
 
 static uint32_t payload_crc(const uint8_t *p, size_t len)
 {
-  return (uint32_t)crc32_z(crc32_z(0, Z_NULL, 0), p, len);
+  return core_crc32(0, p, len);
 }
 
 int store_blob_magic_kind(const void *data, size_t len)
@@ -515,19 +514,19 @@ int store_blob_accept_chunk(struct store_blob_ctx *ctx, void *blob, size_t len,
   const uint8_t *p = b + STORE_BLOB_HDR_LEN;
   size_t left = (size_t)size;
   struct core_sha256 h;
-  uLong crc = crc32(0L, Z_NULL, 0);
+  uint32_t crc = 0;
   uint8_t d[32];
   core_sha256_init(&h);
   while (left > 0) {
     size_t n = left < 256 * 1024 ? left : 256 * 1024;
     core_sha256_update(&h, p, n);
-    crc = crc32_z(crc, p, n);
+    crc = core_crc32(crc, p, n);
     p += n;
     left -= n;
   }
   core_sha256_final(&h, d);
   if (memcmp(d, digest, 32) != 0)
     return CORE_EDIGEST;
-  store_le32(b + CRC_OFF, (uint32_t)crc);
+  store_le32(b + CRC_OFF, crc);
   return kind;
 }

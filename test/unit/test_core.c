@@ -45,6 +45,20 @@ UNIT_TEST(sha256_hex)
   ASSERT_MEM_EQ(d, d2, 32);
 }
 
+UNIT_TEST(crc32_matches_zlib)
+{
+  static const uint8_t hello[] = "hello";
+  /* The CRC of PBS's "hello" blob vector, stored little-endian as 86a61036. */
+  ASSERT_EQ(core_crc32(0, hello, 5), 0x3610a686u);
+  uint8_t buf[100000];
+  for (size_t i = 0; i < sizeof(buf); i++)
+    buf[i] = (uint8_t)(i * 131 + 7);
+  uint32_t whole = core_crc32(0, buf, sizeof(buf));
+  uint32_t parts = core_crc32(core_crc32(0, buf, 33333), buf + 33333, sizeof(buf) - 33333);
+  ASSERT_EQ(whole, parts);
+  ASSERT_EQ(core_crc32(0, buf, 0), 0);
+}
+
 UNIT_TEST(strerror_covers_all)
 {
   for (int e = CORE_EPARSE; e >= CORE_ES3; e--)
@@ -81,5 +95,6 @@ UNIT_TEST(json_roundtrip)
   ASSERT(err[0] != '\0');
 }
 
-UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(sha256_hex), UNIT_CASE(strerror_covers_all),
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
+          UNIT_CASE(strerror_covers_all),
           UNIT_CASE(json_roundtrip))
