@@ -31,6 +31,12 @@ struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store)
   return st;
 }
 
+void gc__submit(struct gc_ctx *ctx, struct core_job *job, core_job_run_fn run,
+                core_job_done_fn done)
+{
+  gc_workers_submit(&ctx->workers, job, run, done);
+}
+
 void gc__run_begin(struct gc_ctx *ctx)
 {
   ctx->runs++;
@@ -53,9 +59,19 @@ int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
   ctx->cutoff_override_s = -1;
   ctx->writer_grace_s = 300;
   core_map_init(&ctx->stores);
+  ctx->n_workers = 4;
+  ctx->worker_nice = 10;
   int rc = core_tasks_init(&ctx->tasks, loop, run_dir);
   if (rc < 0) {
     core_error("cannot open the task directory in %s: %s", run_dir, core_strerror(rc));
+    core_map_free(&ctx->stores);
+    core_free(ctx->run_dir);
+    return rc;
+  }
+  rc = gc_workers_start(&ctx->workers, loop, ctx->n_workers, ctx->worker_nice);
+  if (rc < 0) {
+    core_error("cannot start the gc worker threads: %s", core_strerror(rc));
+    core_tasks_close(ctx->tasks);
     core_map_free(&ctx->stores);
     core_free(ctx->run_dir);
     return rc;
@@ -79,6 +95,7 @@ void gc_ctx_close(struct gc_ctx *ctx)
   }
   while (ctx->runs > 0 || !ctx->sched_closed)
     uv_run(ctx->loop, UV_RUN_ONCE);
+  gc_workers_stop(&ctx->workers);
   core_tasks_close(ctx->tasks);
   ctx->tasks = NULL;
   const char *k;

@@ -29,6 +29,7 @@
 #include "core/core_calendar.h"
 #include "core/core_map.h"
 #include "core/core_task.h"
+#include "gc/gc_worker.h"
 #include "http/http.h"
 #include "store/store_name.h"
 #include "store/store_prune.h"
@@ -62,9 +63,16 @@ struct gc_ctx {
   char *run_dir;               /* owned: locks live in <run_dir>/locks */
   struct core_tasks *tasks;    /* owned task registry (other modules may use it) */
   struct core_map stores;      /* name -> struct gc_store_state * (owned) */
+  struct gc_workers workers;   /* background threads for the engines' jobs */
+  int n_workers;               /* default 4; read by gc_ctx_init */
+  int worker_nice;             /* default 10 */
   size_t cache_capacity;       /* GC touched-digest cache, in digests */
   int64_t cutoff_override_s;   /* >= 0 replaces gc-atime-cutoff (tests); default -1 */
   int64_t writer_grace_s;      /* oldest writer start minus this; default 300 (PBS) */
+  /* Tests only: called on a gc worker after GC listed a group and before it
+   * marks it (attempt 0, 1, ...), to change the group at the worst moment. */
+  void (*test_mark_hook)(void *arg, const char *group_dir, int attempt);
+  void *test_mark_hook_arg;
   /* schedules */
   uv_timer_t sched_timer;      /* unref'd: never keeps the loop alive by itself */
   int64_t sched_last;          /* events at or before this epoch second are handled */
@@ -146,6 +154,9 @@ void gc_start_verify(struct gc_ctx *ctx, const char *store, const char *authid,
 
 /* The state of `store`, created on first use. */
 struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store);
+/* Runs a job of a background engine on the gc workers (gc_worker.h). */
+void gc__submit(struct gc_ctx *ctx, struct core_job *job, core_job_run_fn run,
+                core_job_done_fn done);
 /* Engines count themselves here so gc_ctx_close can wait for them. */
 void gc__run_begin(struct gc_ctx *ctx);
 void gc__run_end(struct gc_ctx *ctx);

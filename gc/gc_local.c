@@ -1,28 +1,44 @@
 /* gc_local.c: garbage collection of a local datastore.
  *
- * The engine is a state machine on the loop thread; every step that touches
- * the file system is one pool job, and only one job of a run is in flight at
- * a time, so the run's work fields below "job-owned" pass between the loop
- * and one pool thread with the happens-before edges of uv_queue_work, and
- * need no lock. Steps:
+ * The engine is a state machine on the loop thread; its file-system work runs
+ * as jobs on the gc workers (gc_worker.h: low-priority background threads).
+ * Steps:
  *
  *   BEGIN     open the chunk store, take the GC lock (store_chunkstore_gc_begin:
  *             one GC per datastore, and none while another process writes),
  *             insert the zero chunk and stat it (atime safety check, part 1)
  *   WAIT      a loop timer until the clock has moved past that atime
  *   SAFETY    touch and stat the zero chunk again: the atime must have grown
- *   WALK      fix the cutoff, then list every index file (gc_walk.h)
- *   MARK      touch every referenced chunk once, 64 Ki digests per job
- *   SWEEP     remove chunks older than the cutoff, 16 Ki entries per job
+ *   WALK      fix the cutoff, then list every group and every index file
+ *             outside the regular layout (gc_walk.h)
+ *   MARK      touch every referenced chunk once; up to `parallel` jobs at a
+ *             time, one group (or 16 stray index files) per job. A group job
+ *             lists the group's snapshots itself, newest first, and marks
+ *             them right away; if an index vanished meanwhile (pruned), it
+ *             lists the group again, because the snapshot that was pruned may
+ *             have been the base of a newer one that finished after the
+ *             listing and references the same chunks without having
+ *             uploaded them (PBS retries such a group too)
+ *   SWEEP     remove chunks older than the cutoff; `parallel` sweepers, each
+ *             with its own iterator over a disjoint range of prefix
+ *             directories, 16 Ki files per job
  *   FINISH    write .gc-status, release the GC lock
- *   END       (on error or abort) release the GC lock
+ *   END       (on error or abort, once no job is in flight) release the lock
+ *
+ * Mark and sweep are mostly waiting on metadata I/O (inode reads, unlink
+ * journaling), which overlaps across threads; the workers' low CPU priority
+ * keeps the loop responsive when the caches are warm and they are CPU-bound.
+ * A job owns its in/out fields; the run's shared state is touched only on
+ * the loop (dispatch and done callbacks), except the touched-digest cache
+ * (internally locked), the chunk store handle (thread-safe), each sweeper's
+ * iterator (one job per sweeper at a time) and the atomic `missing` counter.
  *
  * Cutoff: min_atime = min(phase-1 start - cutoff, oldest writer start - 300 s).
  * The oldest writer is read once, before the walk; a backup that registers
  * later started after phase 1 did, so every chunk it uploads or touches has
  * a newer atime, and a chunk it only references from its previous snapshot
  * is marked through that snapshot, which its shared lock keeps from being
- * pruned until the backup ends.
+ * pruned until the backup ends. See docs/tasks-gc-prune-verify.md.
  */
 #include "gc/gc_api.h"
 #include "gc/gc_cache.h"
@@ -44,6 +60,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -57,11 +74,12 @@ static const char zero_chunk_hex[] =
     "bb9f8df61474d25e71fa00722318cd387396ca1736605e1248821cc0de3d3af8";
 #define ZERO_CHUNK_SIZE (4u * 1024 * 1024)
 
-#define MARK_BUDGET 65536u        /* digests per mark job */
-#define MARK_FILES_BUDGET 256u    /* index files per mark job */
+#define MARK_FILES_PER_ITEM 16u   /* stray index files handed to one mark job */
+#define GROUP_TRIES 10            /* listings of a group whose snapshots keep vanishing */
 #define SWEEP_BUDGET 16384u       /* chunk files per sweep job */
 #define ABORT_POLL 4096u          /* items between abort checks inside a job */
 #define MISSING_WARN_MAX 100u     /* missing-chunk warnings logged per run */
+#define MAX_PARALLEL 8
 
 enum gc_step {
   GC_BEGIN,
@@ -80,8 +98,41 @@ struct zstat {
   long nsec;
 };
 
+/* Statistics a job gathers; added into the run's in the done callback. */
+struct gc_counts {
+  uint64_t index_file_count, index_data_bytes;
+  uint64_t touched, items_done, relists;
+  uint64_t disk_bytes, disk_chunks, removed_bytes, removed_chunks;
+  uint64_t pending_bytes, pending_chunks, removed_bad, still_bad;
+  uint64_t swept, dir_errors;
+};
+
+struct gc_sweeper {
+  struct store_chunk_iter it;   /* job-owned while `busy` */
+  unsigned first, end;          /* prefix range */
+  unsigned prefix;              /* progress: prefix reached */
+  int open, done, busy;
+};
+
+struct mark_item {
+  int group;                    /* 1: a group; 0: stray index files */
+  size_t first, end;            /* the group index; or [first, end) in run->strays */
+};
+
+struct gc_run;
+
+struct gc_job {
+  struct core_job job;
+  struct gc_run *run;
+  enum gc_step kind;
+  struct mark_item item;        /* in (MARK) */
+  int sweeper;                  /* in (SWEEP) */
+  struct gc_counts c;           /* out */
+  int rc;                       /* out */
+  char msg[600];                /* out */
+};
+
 struct gc_run {
-  struct core_job job;          /* the job in flight; its kind is `step` */
   uv_timer_t timer;             /* WAIT; closed when the run ends */
   struct gc_ctx *ctx;
   struct gc_store_state *state;
@@ -92,34 +143,37 @@ struct gc_run {
   int64_t cutoff_s;             /* gc-atime-cutoff at start */
   int64_t grace_s;              /* oldest writer start minus this */
   int safety;                   /* gc-atime-safety-check at start */
+  int parallel;                 /* jobs in flight during mark and sweep */
   enum gc_step step;
   uint64_t t_start, t_mark, t_sweep; /* uv_hrtime() at phase starts */
   unsigned last_pct;
-  /* Job-owned while a job is in flight. */
+  int inflight;                 /* jobs in flight */
+  int stopping;                 /* an error or abort: dispatch nothing new */
+  int rc;                       /* first error */
+  char msg[600];
+  /* Set by single-step jobs (BEGIN .. WALK), read afterwards. */
   struct store_chunkstore *cs;
   int begun;                    /* store_chunkstore_gc_begin succeeded */
-  int rc;                       /* error of the last job */
-  char msg[600];                /* its message */
   struct zstat z1, z2;
   int safety_retried;
   int64_t phase1_start, oldest_writer, min_atime;
   int has_writer;
   struct gc_index_list list;
-  size_t cur_file;              /* mark cursor: file and entry */
-  uint64_t cur_entry;
-  uint64_t missing;             /* referenced chunks that do not exist */
-  uint64_t touched;
+  /* mark (loop) */
+  size_t *strays;               /* indexes into list of the files outside the layout */
+  size_t n_strays;
+  size_t next_group, next_stray;
+  size_t n_items;               /* mark jobs in all */
+  _Atomic uint64_t missing;     /* referenced chunks that do not exist */
   struct gc_cache cache;
-  struct gc_status st;
-  struct store_chunk_iter it;
-  int it_open;
-  int sweep_done;
-  unsigned sweep_prefix;
-  uint64_t swept;               /* chunk files looked at */
-  uint64_t dir_errors;
+  /* sweep */
+  struct gc_sweeper sw[MAX_PARALLEL];
+  int n_sw;
+  struct gc_counts total;
 };
 
 static void advance(struct gc_run *run);
+static void fail(struct gc_run *run);
 
 void gc__human_bytes(uint64_t v, char *out, size_t len)
 {
@@ -135,7 +189,6 @@ void gc__human_bytes(uint64_t v, char *out, size_t len)
   else
     snprintf(out, len, "%.2f %s", d, units[u]);
 }
-
 static void human_duration(int64_t s, char *out, size_t len)
 {
   int64_t d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60, sec = s % 60;
@@ -152,7 +205,6 @@ static void human_duration(int64_t s, char *out, size_t len)
   if (n > 0 && n <= len)
     out[n - 1] = '\0';
 }
-
 static void iso_time(int64_t t, char out[32])
 {
   time_t tt = (time_t)t;
@@ -163,12 +215,10 @@ static void iso_time(int64_t t, char out[32])
 
 /* ---- pool work ---------------------------------------------------------- */
 
-static int zero_rel(char rel[STORE_CHUNK_REL_LEN + 1], uint8_t digest[32])
+static void zero_rel(char rel[STORE_CHUNK_REL_LEN + 1], uint8_t digest[32])
 {
-  if (core_hex_decode(zero_chunk_hex, 32, digest) < 0)
-    return CORE_EINVAL;
+  core_hex_decode(zero_chunk_hex, 32, digest);
   store_path_chunk_rel(rel, digest);
-  return 0;
 }
 
 static int zstat_get(struct gc_run *run, struct zstat *z)
@@ -185,18 +235,19 @@ static int zstat_get(struct gc_run *run, struct zstat *z)
   return 0;
 }
 
-static void run_begin(struct gc_run *run)
+static void run_begin(struct gc_job *job)
 {
+  struct gc_run *run = job->run;
   int rc = store_datastore_chunks(run->ds, &run->cs);
   if (rc < 0) {
-    run->rc = rc;
-    snprintf(run->msg, sizeof(run->msg), "cannot open the chunk store: %s", core_strerror(rc));
+    job->rc = rc;
+    snprintf(job->msg, sizeof(job->msg), "cannot open the chunk store: %s", core_strerror(rc));
     return;
   }
   rc = store_chunkstore_gc_begin(run->cs);
   if (rc < 0) {
-    run->rc = rc;
-    snprintf(run->msg, sizeof(run->msg), "%s",
+    job->rc = rc;
+    snprintf(job->msg, sizeof(job->msg), "%s",
              rc == CORE_ELOCKED ? "Start GC failed - (already running/locked): another "
                                   "garbage collection or another process holds the datastore lock"
                                 : core_strerror(rc));
@@ -222,14 +273,15 @@ static void run_begin(struct gc_run *run)
   if (rc >= 0)
     rc = zstat_get(run, &run->z1);
   if (rc < 0) {
-    run->rc = rc;
-    snprintf(run->msg, sizeof(run->msg), "atime safety check: cannot insert the zero chunk: %s",
+    job->rc = rc;
+    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot insert the zero chunk: %s",
              core_strerror(rc));
   }
 }
 
-static void run_safety(struct gc_run *run)
+static void run_safety(struct gc_job *job)
 {
+  struct gc_run *run = job->run;
   uint8_t d[32];
   char rel[STORE_CHUNK_REL_LEN + 1];
   zero_rel(rel, d);
@@ -237,14 +289,15 @@ static void run_safety(struct gc_run *run)
   if (rc >= 0)
     rc = zstat_get(run, &run->z2);
   if (rc < 0) {
-    run->rc = rc;
-    snprintf(run->msg, sizeof(run->msg), "atime safety check: cannot touch the zero chunk: %s",
+    job->rc = rc;
+    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot touch the zero chunk: %s",
              core_strerror(rc));
   }
 }
 
-static void run_walk(struct gc_run *run)
+static void run_walk(struct gc_job *job)
 {
+  struct gc_run *run = job->run;
   run->phase1_start = (int64_t)time(NULL);
   int64_t w = 0;
   run->has_writer = store_chunkstore_oldest_writer(run->cs, &w);
@@ -252,14 +305,14 @@ static void run_walk(struct gc_run *run)
   run->min_atime = run->phase1_start - run->cutoff_s;
   if (run->has_writer && w - run->grace_s < run->min_atime)
     run->min_atime = w - run->grace_s;
-  int rc = gc_walk_indexes(run->base, &run->list, &run->task->abort_requested, run->msg,
-                           sizeof(run->msg));
+  int rc = gc_walk_indexes(run->base, &run->list, &run->task->abort_requested, job->msg,
+                           sizeof(job->msg));
   if (rc < 0)
-    run->rc = rc;
+    job->rc = rc;
 }
 
 /* Opens and maps an index file. 0, 1 if it vanished, or an error (msg set). */
-static int map_index(struct gc_run *run, const char *path, void **map, size_t *len,
+static int map_index(struct gc_job *job, const char *path, void **map, size_t *len,
                      struct store_index *idx)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -267,19 +320,19 @@ static int map_index(struct gc_run *run, const char *path, void **map, size_t *l
     if (errno == ENOENT)
       return 1; /* its snapshot was removed meanwhile */
     int rc = -errno;
-    snprintf(run->msg, sizeof(run->msg), "cannot open index %s: %s", path, strerror(errno));
+    snprintf(job->msg, sizeof(job->msg), "cannot open index %s: %s", path, strerror(errno));
     return rc;
   }
   struct stat st;
   int rc = 0;
   if (fstat(fd, &st) < 0) {
     rc = -errno;
-    snprintf(run->msg, sizeof(run->msg), "cannot stat index %s: %s", path, strerror(errno));
+    snprintf(job->msg, sizeof(job->msg), "cannot stat index %s: %s", path, strerror(errno));
     goto out;
   }
   if (st.st_size < STORE_INDEX_HDR_LEN) {
     rc = CORE_EFORMAT;
-    snprintf(run->msg, sizeof(run->msg),
+    snprintf(job->msg, sizeof(job->msg),
              "index %s is corrupt (%lld bytes, shorter than its header); refusing to "
              "sweep on an incomplete mark", path, (long long)st.st_size);
     goto out;
@@ -289,12 +342,12 @@ static int map_index(struct gc_run *run, const char *path, void **map, size_t *l
   if (*map == MAP_FAILED) {
     rc = -errno;
     *map = NULL;
-    snprintf(run->msg, sizeof(run->msg), "cannot map index %s: %s", path, strerror(errno));
+    snprintf(job->msg, sizeof(job->msg), "cannot map index %s: %s", path, strerror(errno));
     goto out;
   }
   rc = store_index_parse(*map, *len, STORE_INDEX_SKIP_CSUM, idx);
   if (rc < 0) {
-    snprintf(run->msg, sizeof(run->msg),
+    snprintf(job->msg, sizeof(job->msg),
              "index %s is corrupt (%s); refusing to sweep on an incomplete mark", path,
              core_strerror(rc));
     munmap(*map, *len);
@@ -305,173 +358,209 @@ out:
   return rc;
 }
 
-static void run_mark(struct gc_run *run)
+/* Marks one index file: 0, 1 if it vanished, or an error (msg set). */
+static int mark_file(struct gc_job *job, const char *path)
 {
-  unsigned budget = MARK_BUDGET, files = 0;
-  while (run->cur_file < run->list.n && budget > 0 && files < MARK_FILES_BUDGET) {
-    const char *path = run->list.paths[run->cur_file];
-    void *map = NULL;
-    size_t len = 0;
-    struct store_index idx;
-    int rc = map_index(run, path, &map, &len, &idx);
-    if (rc < 0) {
-      run->rc = rc;
-      return;
+  struct gc_run *run = job->run;
+  void *map = NULL;
+  size_t len = 0;
+  struct store_index idx;
+  int rc = map_index(job, path, &map, &len, &idx);
+  if (rc != 0)
+    return rc;
+  job->c.index_file_count++;
+  job->c.index_data_bytes += idx.size;
+  for (uint64_t e = 0; e < idx.count; e++) {
+    if ((e % ABORT_POLL) == ABORT_POLL - 1 && core_task_aborted(run->task)) {
+      rc = CORE_EABORTED;
+      snprintf(job->msg, sizeof(job->msg), "aborted");
+      break;
     }
-    files++;
-    if (rc == 1) {
-      run->cur_file++;
-      run->cur_entry = 0;
+    const uint8_t *d = store_index_digest(&idx, e);
+    if (gc_cache_test_and_add(&run->cache, d))
       continue;
-    }
-    if (run->cur_entry == 0) {
-      run->st.index_file_count++;
-      run->st.index_data_bytes += idx.size;
-    }
-    uint64_t e = run->cur_entry;
-    for (; e < idx.count && budget > 0; e++, budget--) {
-      if ((budget % ABORT_POLL) == 0 && core_task_aborted(run->task)) {
-        rc = CORE_EABORTED;
-        snprintf(run->msg, sizeof(run->msg), "aborted");
-        break;
-      }
-      const uint8_t *d = store_index_digest(&idx, e);
-      if (gc_cache_test_and_add(&run->cache, d))
-        continue;
-      run->touched++;
-      rc = store_chunk_touch(run->cs, d);
-      if (rc == CORE_ENOTFOUND) {
-        /* Keep its .bad copies too, as PBS does: they are evidence. */
-        rc = store_chunk_touch_bad(run->cs, d);
-        if (rc == 0) {
-          char hex[65];
-          core_hex_encode(d, 32, hex);
-          if (++run->missing <= MISSING_WARN_MAX)
-            core_task_warn(run->task, "missing chunk %s (referenced by %s)", hex, path);
-        }
-      }
-      if (rc < 0) {
+    job->c.touched++;
+    rc = store_chunk_touch(run->cs, d);
+    if (rc == CORE_ENOTFOUND) {
+      /* Keep its .bad copies too, as PBS does: they are evidence. */
+      rc = store_chunk_touch_bad(run->cs, d);
+      if (rc == 0) {
         char hex[65];
         core_hex_encode(d, 32, hex);
-        snprintf(run->msg, sizeof(run->msg), "cannot mark chunk %s (referenced by %s): %s", hex,
-                 path, core_strerror(rc));
-        break;
+        if (atomic_fetch_add(&run->missing, 1) < MISSING_WARN_MAX)
+          core_task_warn(run->task, "missing chunk %s (referenced by %s)", hex, path);
       }
-      rc = 0;
     }
-    munmap(map, len);
     if (rc < 0) {
-      run->rc = rc;
-      return;
+      char hex[65];
+      core_hex_encode(d, 32, hex);
+      snprintf(job->msg, sizeof(job->msg), "cannot mark chunk %s (referenced by %s): %s", hex,
+               path, core_strerror(rc));
+      break;
     }
-    if (e >= idx.count) {
-      run->cur_file++;
-      run->cur_entry = 0;
-    } else {
-      run->cur_entry = e;
-    }
+    rc = 0;
   }
+  munmap(map, len);
+  return rc;
 }
 
-static void count_kept(struct gc_run *run, int bad, int64_t atime, uint64_t size)
+static void mark_group(struct gc_job *job, char *dir)
+{
+  struct gc_run *run = job->run;
+  for (int attempt = 0; attempt < GROUP_TRIES; attempt++) {
+    struct gc_index_list gl;
+    memset(&gl, 0, sizeof(gl));
+    int rc = gc_walk_groups(&dir, 1, &gl, &run->task->abort_requested, job->msg,
+                            sizeof(job->msg));
+    if (rc >= 0 && run->ctx->test_mark_hook)
+      run->ctx->test_mark_hook(run->ctx->test_mark_hook_arg, dir, attempt);
+    int vanished = 0;
+    for (size_t i = 0; rc >= 0 && i < gl.n; i++) {
+      rc = mark_file(job, gl.paths[i]);
+      if (rc == 1) {
+        vanished = 1;
+        rc = 0;
+      }
+    }
+    gc_index_list_free(&gl);
+    if (rc < 0) {
+      job->rc = rc;
+      return;
+    }
+    if (!vanished)
+      return;
+    job->c.relists++;
+  }
+  job->rc = CORE_EABORTED;
+  snprintf(job->msg, sizeof(job->msg), "the snapshots of %s kept vanishing while they were "
+           "marked (pruned meanwhile); stopping without a sweep, run GC again", dir);
+}
+
+static void run_mark(struct gc_job *job)
+{
+  struct gc_run *run = job->run;
+  if (job->item.group) {
+    mark_group(job, run->list.groups[job->item.first]);
+  } else {
+    for (size_t i = job->item.first; i < job->item.end && job->rc == 0; i++) {
+      int rc = mark_file(job, run->list.paths[run->strays[i]]);
+      if (rc < 0)
+        job->rc = rc;
+    }
+  }
+  job->c.items_done++;
+}
+
+static void count_kept(struct gc_run *run, struct gc_counts *c, int bad, int64_t atime,
+                       uint64_t size)
 {
   if (atime < run->oldest_writer) {
     if (bad)
-      run->st.still_bad++;
+      c->still_bad++;
     else
-      run->st.pending_chunks++;
-    run->st.pending_bytes += size;
+      c->pending_chunks++;
+    c->pending_bytes += size;
   } else {
     if (bad)
-      run->st.still_bad++;
+      c->still_bad++;
     else
-      run->st.disk_chunks++;
-    run->st.disk_bytes += size;
+      c->disk_chunks++;
+    c->disk_bytes += size;
   }
 }
 
-static void run_sweep(struct gc_run *run)
+static void run_sweep(struct gc_job *job)
 {
+  struct gc_run *run = job->run;
+  struct gc_sweeper *sw = &run->sw[job->sweeper];
   int rc;
-  if (!run->it_open) {
-    rc = store_chunk_iter_open(&run->it, run->cs, 0, STORE_CHUNK_PREFIXES, 0);
+  if (!sw->open) {
+    /* No stat here: store_chunk_remove_if_older stats every file under the
+     * insert lock anyway, which saves one stat per file. */
+    rc = store_chunk_iter_open(&sw->it, run->cs, sw->first, sw->end, STORE_CHUNK_ITER_NO_STAT);
     if (rc < 0) {
-      run->rc = rc;
-      snprintf(run->msg, sizeof(run->msg), "cannot list %s/.chunks: %s", run->base,
+      job->rc = rc;
+      snprintf(job->msg, sizeof(job->msg), "cannot list %s/.chunks: %s", run->base,
                core_strerror(rc));
       return;
     }
-    run->it_open = 1;
+    sw->open = 1;
   }
   struct store_chunk_entry e;
   for (unsigned n = 0; n < SWEEP_BUDGET; n++) {
     if ((n % ABORT_POLL) == ABORT_POLL - 1 && core_task_aborted(run->task)) {
-      run->rc = CORE_EABORTED;
-      snprintf(run->msg, sizeof(run->msg), "aborted");
-      return;
+      job->rc = CORE_EABORTED;
+      snprintf(job->msg, sizeof(job->msg), "aborted");
+      break;
     }
-    unsigned prefix = store_chunk_iter_prefix(&run->it);
-    rc = store_chunk_iter_next(&run->it, &e);
+    unsigned prefix = store_chunk_iter_prefix(&sw->it);
+    rc = store_chunk_iter_next(&sw->it, &e);
     if (rc == 0) {
-      run->sweep_done = 1;
+      sw->done = 1;
       break;
     }
     if (rc < 0) {
       /* Not deleting in a directory we cannot read is always safe. */
-      run->dir_errors++;
+      job->c.dir_errors++;
       core_task_warn(run->task, "cannot read chunk directory %s/.chunks/%04x: %s", run->base,
                      prefix, core_strerror(rc));
       continue;
     }
-    run->swept++;
+    job->c.swept++;
     if (e.kind == STORE_CHUNK_KIND_USING) {
       /* S3 "chunk expected" markers have no meaning on a local store. */
       store_chunk_remove_if_older(run->cs, e.prefix, e.name, INT64_MAX, NULL);
       continue;
     }
     int bad = e.kind == STORE_CHUNK_KIND_BAD;
-    int64_t atime = e.atime_sec;
-    uint64_t size = e.size;
-    if (atime < run->min_atime) {
-      struct store_chunk_stat s;
-      rc = store_chunk_remove_if_older(run->cs, e.prefix, e.name, run->min_atime, &s);
-      if (rc == 1) {
-        if (bad)
-          run->st.removed_bad++;
-        else
-          run->st.removed_chunks++;
-        run->st.removed_bytes += s.size;
-        continue;
-      }
-      if (rc == CORE_ENOTFOUND)
-        continue;
-      if (rc < 0) {
-        core_task_warn(run->task, "cannot remove chunk file %04x/%s: %s", e.prefix, e.name,
-                       core_strerror(rc));
-      } else {
-        atime = s.atime_sec; /* touched since the iterator's stat: keep */
-        size = s.size;
-      }
+    struct store_chunk_stat s;
+    rc = store_chunk_remove_if_older(run->cs, e.prefix, e.name, run->min_atime, &s);
+    if (rc == 1) {
+      if (bad)
+        job->c.removed_bad++;
+      else
+        job->c.removed_chunks++;
+      job->c.removed_bytes += s.size;
+    } else if (rc == 0) {
+      count_kept(run, &job->c, bad, s.atime_sec, s.size);
+    } else if (rc != CORE_ENOTFOUND) {
+      core_task_warn(run->task, "cannot remove chunk file %04x/%s: %s", e.prefix, e.name,
+                     core_strerror(rc));
     }
-    count_kept(run, bad, atime, size);
   }
-  run->sweep_prefix = store_chunk_iter_prefix(&run->it);
+  sw->prefix = store_chunk_iter_prefix(&sw->it);
 }
 
-static void run_finish(struct gc_run *run)
+static void run_finish(struct gc_job *job)
 {
-  if (run->it_open) {
-    store_chunk_iter_close(&run->it);
-    run->it_open = 0;
+  struct gc_run *run = job->run;
+  for (int i = 0; i < run->n_sw; i++) {
+    if (run->sw[i].open) {
+      store_chunk_iter_close(&run->sw[i].it);
+      run->sw[i].open = 0;
+    }
   }
-  if (run->step == GC_FINISH) {
-    run->st.cache_hits = run->cache.hits;
-    run->st.cache_misses = run->cache.misses;
-    snprintf(run->st.upid, sizeof(run->st.upid), "%s", run->task->upid);
-    int rc = gc_status_write(run->base, &run->st);
+  if (job->kind == GC_FINISH) {
+    struct gc_status st;
+    const struct gc_counts *t = &run->total;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.upid, sizeof(st.upid), "%s", run->task->upid);
+    st.index_file_count = t->index_file_count;
+    st.index_data_bytes = t->index_data_bytes;
+    st.disk_bytes = t->disk_bytes;
+    st.disk_chunks = t->disk_chunks;
+    st.removed_bytes = t->removed_bytes;
+    st.removed_chunks = t->removed_chunks;
+    st.pending_bytes = t->pending_bytes;
+    st.pending_chunks = t->pending_chunks;
+    st.removed_bad = t->removed_bad;
+    st.still_bad = t->still_bad;
+    st.cache_hits = run->cache.hits;
+    st.cache_misses = run->cache.misses;
+    int rc = gc_status_write(run->base, &st);
     if (rc < 0) {
-      run->rc = rc;
-      snprintf(run->msg, sizeof(run->msg), "cannot write %s/.gc-status: %s", run->base,
+      job->rc = rc;
+      snprintf(job->msg, sizeof(job->msg), "cannot write %s/.gc-status: %s", run->base,
                core_strerror(rc));
     }
   }
@@ -483,15 +572,15 @@ static void run_finish(struct gc_run *run)
 
 static void job_run(struct core_job *j)
 {
-  struct gc_run *run = (struct gc_run *)j;
-  switch (run->step) {
-  case GC_BEGIN: run_begin(run); break;
-  case GC_SAFETY: run_safety(run); break;
-  case GC_WALK: run_walk(run); break;
-  case GC_MARK: run_mark(run); break;
-  case GC_SWEEP: run_sweep(run); break;
+  struct gc_job *job = (struct gc_job *)j;
+  switch (job->kind) {
+  case GC_BEGIN: run_begin(job); break;
+  case GC_SAFETY: run_safety(job); break;
+  case GC_WALK: run_walk(job); break;
+  case GC_MARK: run_mark(job); break;
+  case GC_SWEEP: run_sweep(job); break;
   case GC_FINISH:
-  case GC_END: run_finish(run); break;
+  case GC_END: run_finish(job); break;
   case GC_WAIT: break;
   }
 }
@@ -503,6 +592,7 @@ static void on_timer_closed(uv_handle_t *h)
   struct gc_run *run = h->data;
   struct gc_ctx *ctx = run->ctx;
   gc_index_list_free(&run->list);
+  core_free(run->strays);
   gc_cache_free(&run->cache);
   core_free(run->store);
   core_free(run->base);
@@ -510,11 +600,30 @@ static void on_timer_closed(uv_handle_t *h)
   gc__run_end(ctx);
 }
 
+static void add_counts(struct gc_counts *t, const struct gc_counts *c)
+{
+  t->index_file_count += c->index_file_count;
+  t->index_data_bytes += c->index_data_bytes;
+  t->touched += c->touched;
+  t->items_done += c->items_done;
+  t->relists += c->relists;
+  t->disk_bytes += c->disk_bytes;
+  t->disk_chunks += c->disk_chunks;
+  t->removed_bytes += c->removed_bytes;
+  t->removed_chunks += c->removed_chunks;
+  t->pending_bytes += c->pending_bytes;
+  t->pending_chunks += c->pending_chunks;
+  t->removed_bad += c->removed_bad;
+  t->still_bad += c->still_bad;
+  t->swept += c->swept;
+  t->dir_errors += c->dir_errors;
+}
+
 static void run_end(struct gc_run *run, int err, const char *msg)
 {
   if (err == 0) {
     char b[64];
-    const struct gc_status *s = &run->st;
+    const struct gc_counts *s = &run->total;
     gc__human_bytes(s->removed_bytes, b, sizeof(b));
     core_task_log(run->task, "Removed garbage: %s", b);
     core_task_log(run->task, "Removed chunks: %" PRIu64, s->removed_chunks);
@@ -553,23 +662,43 @@ static void run_end(struct gc_run *run, int err, const char *msg)
 
 static void job_done(struct core_job *j, int status);
 
-static void submit(struct gc_run *run, enum gc_step s)
+static void submit(struct gc_run *run, enum gc_step kind, const struct mark_item *item,
+                   int sweeper)
 {
-  run->step = s;
-  int rc = core_job_submit(run->ctx->loop, &run->job, job_run, job_done);
-  if (rc < 0)
-    job_done(&run->job, rc);
+  struct gc_job *job = core_new(struct gc_job);
+  job->run = run;
+  job->kind = kind;
+  if (item)
+    job->item = *item;
+  job->sweeper = sweeper;
+  run->inflight++;
+  gc__submit(run->ctx, &job->job, job_run, job_done);
 }
 
-/* Ends with an error: release the GC lock in a job first if we hold it. */
+/* Records the first error; no new jobs after it. */
+static void set_error(struct gc_run *run, int rc, const char *msg)
+{
+  run->stopping = 1;
+  if (run->rc == 0) {
+    run->rc = rc;
+    snprintf(run->msg, sizeof(run->msg), "%s", msg && msg[0] ? msg : core_strerror(rc));
+  }
+}
+
+/* Ends with an error once no job is in flight: releases the GC lock and the
+ * iterators in a job first if needed. */
 static void fail(struct gc_run *run)
 {
+  if (run->inflight > 0)
+    return; /* the last job's done callback comes back here */
   if (run->rc == 0)
-    run->rc = CORE_EABORTED;
-  if (run->msg[0] == '\0')
-    snprintf(run->msg, sizeof(run->msg), "%s", core_strerror(run->rc));
-  if (run->begun || run->it_open) {
-    submit(run, GC_END);
+    set_error(run, CORE_EABORTED, "aborted");
+  int open = run->begun;
+  for (int i = 0; i < run->n_sw; i++)
+    open |= run->sw[i].open;
+  if (open && run->step != GC_END) {
+    run->step = GC_END;
+    submit(run, GC_END, NULL, 0);
     return;
   }
   run_end(run, run->rc, run->msg);
@@ -582,7 +711,8 @@ static void on_wait(uv_timer_t *h)
     fail(run);
     return;
   }
-  submit(run, GC_SAFETY);
+  run->step = GC_SAFETY;
+  submit(run, GC_SAFETY, NULL, 0);
 }
 
 static void start_wait(struct gc_run *run)
@@ -619,33 +749,112 @@ static void log_progress(struct gc_run *run, unsigned pct, const char *what, uin
     core_task_log(run->task, "%s %u%% (%" PRIu64 " %s)", what, pct, done, unit);
 }
 
+/* Keeps up to `parallel` mark jobs busy; moves on when all are done. */
+static void mark_dispatch(struct gc_run *run)
+{
+  while (!run->stopping && run->inflight < run->parallel) {
+    struct mark_item item;
+    if (run->next_group < run->list.n_groups) {
+      item.group = 1;
+      item.first = run->next_group++;
+      item.end = item.first + 1;
+    } else if (run->next_stray < run->n_strays) {
+      item.group = 0;
+      item.first = run->next_stray;
+      item.end = item.first + MARK_FILES_PER_ITEM;
+      if (item.end > run->n_strays)
+        item.end = run->n_strays;
+      run->next_stray = item.end;
+    } else {
+      break;
+    }
+    submit(run, GC_MARK, &item, 0);
+  }
+  if (run->inflight > 0)
+    return;
+  if (run->stopping) {
+    fail(run);
+    return;
+  }
+  advance(run); /* marking complete */
+}
+
+static void sweep_dispatch(struct gc_run *run)
+{
+  for (int i = 0; i < run->n_sw && !run->stopping; i++) {
+    if (!run->sw[i].busy && !run->sw[i].done) {
+      run->sw[i].busy = 1;
+      submit(run, GC_SWEEP, NULL, i);
+    }
+  }
+  if (run->inflight > 0)
+    return;
+  if (run->stopping) {
+    fail(run);
+    return;
+  }
+  advance(run); /* every sweeper is done */
+}
+
 static void job_done(struct core_job *j, int status)
 {
-  struct gc_run *run = (struct gc_run *)j;
-  if (status < 0 && run->rc == 0) {
-    run->rc = status;
-    snprintf(run->msg, sizeof(run->msg), "job failed: %s", core_strerror(status));
+  struct gc_job *job = (struct gc_job *)j;
+  struct gc_run *run = job->run;
+  run->inflight--;
+  if (status < 0 && job->rc == 0) {
+    job->rc = status;
+    snprintf(job->msg, sizeof(job->msg), "job failed: %s", core_strerror(status));
   }
-  if (run->step == GC_END) {
+  add_counts(&run->total, &job->c);
+  if (job->rc < 0)
+    set_error(run, job->rc, job->msg);
+  enum gc_step kind = job->kind;
+  if (kind == GC_SWEEP)
+    run->sw[job->sweeper].busy = 0;
+  core_free(job);
+  if (kind == GC_END) {
     run_end(run, run->rc ? run->rc : CORE_EABORTED, run->msg);
     return;
   }
-  if (run->rc < 0) {
+  if (!run->stopping && core_task_aborted(run->task))
+    set_error(run, CORE_EABORTED, "aborted");
+  if (run->stopping) {
     fail(run);
     return;
   }
-  if (run->step == GC_FINISH) {
+  switch (kind) {
+  case GC_MARK:
+    if (run->n_items)
+      log_progress(run, (unsigned)(run->total.items_done * 100 / run->n_items), "marked",
+                   run->total.index_file_count, run->list.n, "index files");
+    core_task_set_progress(run->task, 0.5 * (double)run->total.items_done /
+                                          (double)(run->n_items ? run->n_items : 1));
+    mark_dispatch(run);
+    return;
+  case GC_SWEEP: {
+    unsigned done = 0;
+    int all = 1;
+    for (int i = 0; i < run->n_sw; i++) {
+      done += (run->sw[i].done ? run->sw[i].end : run->sw[i].prefix) - run->sw[i].first;
+      all &= run->sw[i].done;
+    }
+    unsigned pct = done * 100 / STORE_CHUNK_PREFIXES;
+    log_progress(run, all ? 100 : pct > 99 ? 99 : pct, "processed", run->total.swept, 0,
+                 "chunks");
+    core_task_set_progress(run->task, 0.5 + 0.5 * (double)done / STORE_CHUNK_PREFIXES);
+    sweep_dispatch(run);
+    return;
+  }
+  case GC_FINISH:
     run_end(run, 0, NULL);
     return;
-  }
-  if (core_task_aborted(run->task)) {
-    fail(run);
+  default:
+    advance(run);
     return;
   }
-  advance(run);
 }
 
-/* Decides what follows the job that just ended (run->step). */
+/* Decides what follows the step that just ended (run->step). */
 static void advance(struct gc_run *run)
 {
   char t1[32], t2[64];
@@ -658,7 +867,8 @@ static void advance(struct gc_run *run)
     core_task_log(run->task, "atime safety check skipped (gc-atime-safety-check=false)");
     core_task_log(run->task, "Start GC phase1 (mark used chunks)");
     run->t_mark = uv_hrtime();
-    submit(run, GC_WALK);
+    run->step = GC_WALK;
+    submit(run, GC_WALK, NULL, 0);
     return;
   case GC_SAFETY:
     if (run->z2.ino != run->z1.ino && !run->safety_retried) {
@@ -669,17 +879,17 @@ static void advance(struct gc_run *run)
       return;
     }
     if (run->z2.sec < run->z1.sec || (run->z2.sec == run->z1.sec && run->z2.nsec <= run->z1.nsec)) {
-      run->rc = CORE_ECONFIG;
-      snprintf(run->msg, sizeof(run->msg),
-               "atime safety check failed: touching a chunk did not update its access time. "
-               "Is atime support enabled on the datastore's file system?");
+      set_error(run, CORE_ECONFIG,
+                "atime safety check failed: touching a chunk did not update its access time. "
+                "Is atime support enabled on the datastore's file system?");
       fail(run);
       return;
     }
     core_task_log(run->task, "Access time update check successful, proceeding with GC.");
     core_task_log(run->task, "Start GC phase1 (mark used chunks)");
     run->t_mark = uv_hrtime();
-    submit(run, GC_WALK);
+    run->step = GC_WALK;
+    submit(run, GC_WALK, NULL, 0);
     return;
   case GC_WALK:
     human_duration(run->cutoff_s, t2, sizeof(t2));
@@ -702,43 +912,40 @@ static void advance(struct gc_run *run)
                      "directory scheme", run->list.n_strange);
     }
     run->last_pct = 0;
-    if (run->list.n == 0) {
-      run->step = GC_MARK;
-      advance(run);
-      return;
-    }
-    submit(run, GC_MARK);
+    run->step = GC_MARK;
+    run->strays = core_calloc(run->list.n_strange ? run->list.n_strange : 1, sizeof(size_t));
+    for (size_t i = 0; i < run->list.n; i++)
+      if (run->list.group[i] == GC_NO_GROUP)
+        run->strays[run->n_strays++] = i;
+    run->n_items = run->list.n_groups +
+                   (run->n_strays + MARK_FILES_PER_ITEM - 1) / MARK_FILES_PER_ITEM;
+    mark_dispatch(run);
     return;
-  case GC_MARK:
-    if (run->list.n)
-      log_progress(run, (unsigned)(run->cur_file * 100 / run->list.n), "marked", run->cur_file,
-                   run->list.n, "index files");
-    core_task_set_progress(run->task, 0.5 * (double)run->cur_file /
-                                          (double)(run->list.n ? run->list.n : 1));
-    if (run->cur_file < run->list.n) {
-      submit(run, GC_MARK);
-      return;
-    }
-    if (run->missing > MISSING_WARN_MAX)
-      core_task_warn(run->task, "%" PRIu64 " referenced chunks are missing in total",
-                     run->missing);
-    core_task_log(run->task, "marked %" PRIu64 " chunks (%" PRIu64 " cache hits)", run->touched,
-                  run->cache.hits);
+  case GC_MARK: {
+    if (run->total.relists)
+      core_task_log(run->task, "listed %" PRIu64 " groups again: snapshots were pruned while "
+                    "they were marked", run->total.relists);
+    uint64_t missing = atomic_load(&run->missing);
+    if (missing > MISSING_WARN_MAX)
+      core_task_warn(run->task, "%" PRIu64 " referenced chunks are missing in total", missing);
+    core_task_log(run->task, "marked %" PRIu64 " chunks (%" PRIu64 " cache hits)",
+                  run->total.touched, run->cache.hits);
     core_task_log(run->task, "Start GC phase2 (sweep unused chunks)");
     run->t_sweep = uv_hrtime();
     run->last_pct = 0;
-    submit(run, GC_SWEEP);
-    return;
-  case GC_SWEEP:
-    log_progress(run, run->sweep_done ? 100 : run->sweep_prefix * 100 / STORE_CHUNK_PREFIXES,
-                 "processed", run->swept, 0, "chunks");
-    core_task_set_progress(run->task,
-                           0.5 + 0.5 * (double)run->sweep_prefix / STORE_CHUNK_PREFIXES);
-    if (!run->sweep_done) {
-      submit(run, GC_SWEEP);
-      return;
+    run->step = GC_SWEEP;
+    run->n_sw = run->parallel;
+    for (int i = 0; i < run->n_sw; i++) {
+      run->sw[i].first = (unsigned)(STORE_CHUNK_PREFIXES * (uint64_t)i / (unsigned)run->n_sw);
+      run->sw[i].end = (unsigned)(STORE_CHUNK_PREFIXES * (uint64_t)(i + 1) / (unsigned)run->n_sw);
+      run->sw[i].prefix = run->sw[i].first;
     }
-    submit(run, GC_FINISH);
+    sweep_dispatch(run);
+    return;
+  }
+  case GC_SWEEP:
+    run->step = GC_FINISH;
+    submit(run, GC_FINISH, NULL, 0);
     return;
   default:
     return;
@@ -748,11 +955,10 @@ static void advance(struct gc_run *run)
 static void on_abort(struct core_task *t, void *arg)
 {
   struct gc_run *run = arg;
-  /* A job in flight notices the flag itself; only the wait needs a nudge. */
+  /* Jobs in flight notice the flag themselves; only the wait needs a nudge. */
   if (run->step == GC_WAIT && uv_is_active((uv_handle_t *)&run->timer)) {
     uv_timer_stop(&run->timer);
-    run->rc = CORE_EABORTED;
-    snprintf(run->msg, sizeof(run->msg), "aborted");
+    set_error(run, CORE_EABORTED, "aborted");
     fail(run);
   }
 }
@@ -805,6 +1011,8 @@ static void on_lookup(void *arg, int err, struct store_datastore *ds)
                   : ds->gc_atime_cutoff_s >= 0 ? ds->gc_atime_cutoff_s : 86700;
   run->grace_s = ctx->writer_grace_s;
   run->safety = ds->gc_atime_safety_check;
+  run->parallel = ctx->workers.n < 1 ? 1 : ctx->workers.n > MAX_PARALLEL ? MAX_PARALLEL
+                                                                          : ctx->workers.n;
   gc_cache_init(&run->cache, ctx->cache_capacity);
   uv_timer_init(ctx->loop, &run->timer);
   run->timer.data = run;
@@ -815,7 +1023,8 @@ static void on_lookup(void *arg, int err, struct store_datastore *ds)
   gc__run_begin(ctx);
   core_task_log(task, "starting garbage collection on store %s", s->store);
   s->cb(s->arg, 0, NULL, task);
-  submit(run, GC_BEGIN);
+  run->step = GC_BEGIN;
+  submit(run, GC_BEGIN, NULL, 0);
 out:
   gc__run_end(ctx);
   core_free(s->store);

@@ -370,9 +370,7 @@ static void prune_next(struct prune_run *r)
     return;
   }
   core_task_set_progress(r->task, (double)r->cur / (double)r->n_groups);
-  int rc = core_job_submit(r->ctx->loop, &r->job, prune_run_job, prune_run_done);
-  if (rc < 0)
-    prune_run_done(&r->job, rc);
+  gc__submit(r->ctx, &r->job, prune_run_job, prune_run_done);
 }
 
 static void log_group(struct prune_run *r, const struct group_ref *g)
@@ -503,9 +501,7 @@ static void prune_lookup(void *arg, int err, struct store_datastore *ds)
                 s->opts.ns[0] ? "'" : "", s->opts.dry_run ? " (dry-run)" : "");
   log_options(task, &s->opts);
   s->cb(s->arg, 0, NULL, task);
-  int rc = core_job_submit(ctx->loop, &r->job, prune_run_job, prune_run_done);
-  if (rc < 0)
-    prune_run_done(&r->job, rc);
+  gc__submit(ctx, &r->job, prune_run_job, prune_run_done);
 out:
   gc__run_end(ctx);
   core_free(s->store);

@@ -666,9 +666,7 @@ static void job_done(struct core_job *j, int status);
 static void submit(struct verify_run *r, enum vstep s)
 {
   r->step = s;
-  int rc = core_job_submit(r->ctx->loop, &r->job, job_run, job_done);
-  if (rc < 0)
-    job_done(&r->job, rc);
+  gc__submit(r->ctx, &r->job, job_run, job_done);
 }
 
 static void next_snapshot(struct verify_run *r)

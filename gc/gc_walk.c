@@ -29,26 +29,33 @@ struct walk {
   const _Atomic int *abort_flag;
   char *err;
   size_t errlen;
+  uint32_t group;    /* group of the snapshots being walked, or GC_NO_GROUP */
 };
 
 void gc_index_list_free(struct gc_index_list *l)
 {
   for (size_t i = 0; i < l->n; i++)
     core_free(l->paths[i]);
+  for (size_t i = 0; i < l->n_groups; i++)
+    core_free(l->groups[i]);
   core_free(l->paths);
   core_free(l->strange);
+  core_free(l->group);
+  core_free(l->groups);
   memset(l, 0, sizeof(*l));
 }
 
-static void add(struct gc_index_list *l, const char *path, int strange)
+static void add(struct gc_index_list *l, const char *path, int strange, uint32_t group)
 {
   if (l->n == l->cap) {
     l->cap = l->cap ? l->cap * 2 : 256;
     l->paths = core_realloc(l->paths, l->cap * sizeof(*l->paths));
     l->strange = core_realloc(l->strange, l->cap);
+    l->group = core_realloc(l->group, l->cap * sizeof(*l->group));
   }
   l->paths[l->n] = core_strdup(path);
   l->strange[l->n] = (uint8_t)(strange != 0);
+  l->group[l->n] = strange ? GC_NO_GROUP : group;
   l->n++;
   if (strange)
     l->n_strange++;
@@ -172,7 +179,7 @@ static int walk_strange(struct walk *w, const char *path, int depth)
     if (e[i].type == ENT_DIR)
       rc = walk_strange(w, child, depth + 1);
     else if (is_index_name(e[i].name))
-      add(w->out, child, 1);
+      add(w->out, child, 1, GC_NO_GROUP);
   }
   free_ents(e, n);
   return rc;
@@ -193,7 +200,7 @@ static int walk_snapshot(struct walk *w, const char *path)
     if (e[i].type == ENT_DIR)
       rc = walk_strange(w, child, 0);
     else if (is_index_name(e[i].name))
-      add(w->out, child, 0);
+      add(w->out, child, 0, w->group);
   }
   free_ents(e, n);
   return rc;
@@ -205,6 +212,16 @@ static int newest_first(const void *a, const void *b)
   return x->time < y->time ? 1 : x->time > y->time ? -1 : 0;
 }
 
+static uint32_t add_group(struct gc_index_list *l, const char *path)
+{
+  if (l->n_groups == l->cap_groups) {
+    l->cap_groups = l->cap_groups ? l->cap_groups * 2 : 64;
+    l->groups = core_realloc(l->groups, l->cap_groups * sizeof(*l->groups));
+  }
+  l->groups[l->n_groups] = core_strdup(path);
+  return (uint32_t)l->n_groups++;
+}
+
 static int walk_group(struct walk *w, const char *path)
 {
   struct ent *e;
@@ -212,6 +229,7 @@ static int walk_group(struct walk *w, const char *path)
   int rc = read_dir(w, path, &e, &n);
   if (rc)
     return rc > 0 ? 0 : rc;
+  w->group = add_group(w->out, path);
   /* Snapshots (valid time names) first, newest first; everything else after. */
   for (size_t i = 0; i < n; i++) {
     int64_t t;
@@ -230,7 +248,7 @@ static int walk_group(struct walk *w, const char *path)
     else if (e[i].type == ENT_DIR)
       rc = walk_strange(w, child, 0);
     else if (is_index_name(e[i].name))
-      add(w->out, child, 1);
+      add(w->out, child, 1, GC_NO_GROUP);
   }
   free_ents(e, n);
   return rc;
@@ -252,7 +270,7 @@ static int walk_type(struct walk *w, const char *path)
     else if (e[i].type == ENT_DIR)
       rc = walk_strange(w, child, 0);
     else if (is_index_name(e[i].name))
-      add(w->out, child, 1);
+      add(w->out, child, 1, GC_NO_GROUP);
   }
   free_ents(e, n);
   return rc;
@@ -278,7 +296,7 @@ static int walk_children(struct walk *w, const char *path, int depth)
     else if (e[i].type == ENT_DIR)
       rc = walk_strange(w, child, 0);
     else if (is_index_name(e[i].name))
-      add(w->out, child, 1);
+      add(w->out, child, 1, GC_NO_GROUP);
   }
   free_ents(e, n);
   return rc;
@@ -304,16 +322,33 @@ static int walk_ns(struct walk *w, const char *path, int depth)
     else if (e[i].type == ENT_DIR)
       rc = walk_strange(w, child, 0);
     else if (is_index_name(e[i].name))
-      add(w->out, child, 1);
+      add(w->out, child, 1, GC_NO_GROUP);
   }
   free_ents(e, n);
   return rc;
 }
 
+int gc_walk_groups(char *const *group_dirs, size_t n, struct gc_index_list *out,
+                   const _Atomic int *abort_flag, char *err, size_t errlen)
+{
+  struct walk w = {out, abort_flag, err, errlen, GC_NO_GROUP};
+  if (errlen)
+    err[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    int rc = walk_group(&w, group_dirs[i]);
+    if (rc < 0) {
+      if (rc == CORE_EABORTED)
+        snprintf(err, errlen, "aborted");
+      return rc;
+    }
+  }
+  return 0;
+}
+
 int gc_walk_indexes(const char *base, struct gc_index_list *out, const _Atomic int *abort_flag,
                     char *err, size_t errlen)
 {
-  struct walk w = {out, abort_flag, err, errlen};
+  struct walk w = {out, abort_flag, err, errlen, GC_NO_GROUP};
   if (errlen)
     err[0] = '\0';
   char root[STORE_PATH_MAX];

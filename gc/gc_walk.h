@@ -28,12 +28,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define GC_NO_GROUP UINT32_MAX
+
 struct gc_index_list {
   char **paths;      /* owned absolute paths */
   uint8_t *strange;  /* owned: per path, 1 if outside the regular layout */
+  uint32_t *group;   /* owned: per path, index into groups[], or GC_NO_GROUP if strange */
   size_t n, cap;
   size_t n_strange;
   size_t n_snapshots; /* regular snapshot directories seen */
+  char **groups;     /* owned: group directories (<ns>/<type>/<id>) in walk order */
+  size_t n_groups, cap_groups;
 };
 
 void gc_index_list_free(struct gc_index_list *l);
@@ -43,5 +48,14 @@ void gc_index_list_free(struct gc_index_list *l);
  * a negative error with a message in err[0..errlen). */
 int gc_walk_indexes(const char *base, struct gc_index_list *out, const _Atomic int *abort_flag,
                     char *err, size_t errlen);
+
+/* Lists the snapshots of the given group directories again, newest first,
+ * into `out` (zeros). GC does this when an index it was about to mark had
+ * vanished: the snapshot was pruned after the walk, possibly right after a
+ * newer snapshot that inherited its chunks finished, and that newer one must
+ * be marked instead. A group that no longer exists is skipped. Errors as
+ * gc_walk_indexes. */
+int gc_walk_groups(char *const *group_dirs, size_t n, struct gc_index_list *out,
+                   const _Atomic int *abort_flag, char *err, size_t errlen);
 
 #endif

@@ -231,6 +231,43 @@ FX_FN void fx_write_file(const char *path, const void *data, size_t len)
 
 /* Writes a finished snapshot whose "data.pxar.didx" references the chunks
  * (seed, size) in order (inserting them), plus a small "client.log.blob". */
+/* Writes a finished snapshot whose "data.pxar.didx" references the given
+ * digests (size bytes each) without inserting or touching any chunk, as a
+ * backup does with the chunks it knows from its previous snapshot. */
+FX_FN void fx_snapshot_digests(struct fx *fx, const char *ns, const char *type, const char *id,
+                               int64_t time, const uint8_t (*digests)[32], size_t n,
+                               uint64_t size)
+{
+  char *owner = NULL;
+  ASSERT(store_group_create(fx->base, ns, type, id, "root@pam", &owner) >= 0);
+  core_free(owner);
+  ASSERT_OK(store_snapshot_create(fx->base, ns, type, id, time));
+  struct store_didx_writer w;
+  store_didx_writer_init(&w, time, 0);
+  for (size_t i = 0; i < n; i++)
+    ASSERT_OK(store_didx_writer_append(&w, (i + 1) * size, digests[i]));
+  uint8_t csum[32];
+  uint64_t count, total;
+  ASSERT_OK(store_didx_writer_finish(&w, csum, &count, &total));
+  size_t ilen;
+  const uint8_t *img = store_didx_writer_image(&w, &ilen);
+  char path[STORE_PATH_MAX];
+  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, "data.pxar.didx") > 0);
+  struct core_slice part = {(const char *)img, ilen};
+  ASSERT_OK(store_index_write_file(path, &part, 1, 0));
+  struct store_manifest m;
+  store_manifest_init(&m, type, id, time);
+  ASSERT_OK(store_manifest_add_file(&m, "data.pxar.didx", STORE_CRYPT_MODE_NONE, total, csum));
+  store_didx_writer_free(&w);
+  uint8_t *blob;
+  size_t blen;
+  ASSERT_OK(store_manifest_encode_blob(&m, NULL, &blob, &blen));
+  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, STORE_MANIFEST_NAME) > 0);
+  fx_write_file(path, blob, blen);
+  core_free(blob);
+  store_manifest_free(&m);
+}
+
 FX_FN void fx_snapshot(struct fx *fx, const char *ns, const char *type, const char *id,
                         int64_t time, const struct fx_ref *refs, size_t n)
 {

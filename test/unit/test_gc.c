@@ -522,7 +522,49 @@ UNIT_TEST(gc_atime_safety_check)
   fx_close(&fx);
 }
 
-UNIT_MAIN(UNIT_CASE(zero_chunk_digest), UNIT_CASE(cache_and_set), UNIT_CASE(status_round_trip),
+/* The race PBS retries a group for: GC lists a group, then the listed
+ * snapshot's successor finishes (its chunks known from that snapshot, not
+ * uploaded again) and a prune removes the listed snapshot before GC marks
+ * it. The group must be listed again, or the successor's chunks go. */
+struct vanish {
+  struct fx *fx;
+  uint8_t d[2][32];
+  int calls;
+};
+
+static void vanish_hook(void *arg, const char *group_dir, int attempt)
+{
+  struct vanish *v = arg;
+  v->calls++;
+  if (attempt != 0 || strstr(group_dir, "/vm/1") == NULL)
+    return;
+  fx_snapshot_digests(v->fx, "", "vm", "1", T0 + 60, (const uint8_t(*)[32])v->d, 2, 100);
+  ASSERT_OK(store_snapshot_delete(v->fx->base, "", "vm", "1", T0));
+}
+
+UNIT_TEST(gc_relists_group_when_a_snapshot_vanishes)
+{
+  struct fx fx;
+  fx_init(&fx, "gc-atime-safety-check=false");
+  struct fx_ref r[] = {{1, 100}, {2, 100}};
+  fx_snapshot(&fx, "", "vm", "1", T0, r, 2);
+  struct vanish v = {.fx = &fx};
+  fx_chunk(&fx, 1, 100, v.d[0]);
+  fx_chunk(&fx, 2, 100, v.d[1]);
+  fx_age_all(&fx, 2 * DAY);
+  fx.gc.test_mark_hook = vanish_hook;
+  fx.gc.test_mark_hook_arg = &v;
+  struct core_task *t = fx_gc(&fx);
+  ASSERT_STR_EQ(t->exitstatus, "OK");
+  FX_ASSERT_LOG(fx_task_log(&fx, t->upid), "listed 1 groups again");
+  ASSERT_EQ(v.calls, 2);
+  ASSERT(fx_chunk_exists(&fx, v.d[0])); /* referenced by the successor */
+  ASSERT(fx_chunk_exists(&fx, v.d[1]));
+  fx.gc.test_mark_hook = NULL;
+  fx_close(&fx);
+}
+
+UNIT_MAIN(UNIT_CASE(zero_chunk_digest), UNIT_CASE(gc_relists_group_when_a_snapshot_vanishes), UNIT_CASE(cache_and_set), UNIT_CASE(status_round_trip),
           UNIT_CASE(walk_layout), UNIT_CASE(gc_removes_exactly_unreferenced),
           UNIT_CASE(gc_cutoff_and_pending), UNIT_CASE(gc_writer_protects_chunks),
           UNIT_CASE(gc_bad_files), UNIT_CASE(gc_missing_chunk_and_prefix),
