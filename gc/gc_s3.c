@@ -47,9 +47,7 @@ enum step {
   S_SAFETY,    /* pool */
   S_WALK,      /* pool */
   S_MARK,      /* pool */
-  S_LIST,      /* loop: one page */
-  S_DECIDE,    /* pool: one page */
-  S_DELETE,    /* loop: one batch */
+  S_DECIDE,    /* pool: one listed page (phase 2 overlaps lists, jobs and deletes) */
   S_SWEEP,     /* pool */
   S_FINISH,    /* pool */
   S_END,       /* pool: unlock after an error */
@@ -101,9 +99,14 @@ struct run {
   struct gc_cache cache;
   struct gc_status st;
   /* phase 2 */
-  struct s3_list_result page;   /* owned: the page being decided */
+  struct s3_list_result page;   /* owned: the page being decided (by the job) */
+  struct s3_list_result next_page; /* owned: listed, waiting for the job */
+  int page_ready;               /* next_page holds a page */
   char *token;                  /* owned: next continuation token */
   int more;                     /* another page follows */
+  int list_inflight, decide_inflight, del_inflight;
+  int del_finished;             /* a DeleteObjects returned; not yet settled */
+  size_t del_failed_n;          /* its keys the server refused */
   struct pending *batch;        /* owned: keys decided for deletion */
   size_t nbatch, cap_batch;
   size_t nsending;              /* the first nsending entries are being deleted */
@@ -122,6 +125,7 @@ struct run {
 
 static void advance(struct run *r);
 static void submit(struct run *r, enum step s);
+static void p2_pump(struct run *r);
 
 static void iso_time(int64_t t, char out[32])
 {
@@ -585,6 +589,7 @@ static void on_timer_closed(uv_handle_t *h)
   core_free(r->keys);
   core_free(r->token);
   s3_list_result_free(&r->page);
+  s3_list_result_free(&r->next_page);
   gc_index_list_free(&r->list);
   gc_cache_free(&r->cache);
   core_free(r->zblob);
@@ -618,7 +623,7 @@ static void log_summary(struct run *r)
                   (double)s->index_data_bytes / (double)s->disk_bytes);
   struct s3_stats now;
   store_s3_stats(r->be, &now);
-  uint64_t min_list = r->listed / DELETE_BATCH + 1;
+  uint64_t min_list = r->listed ? (r->listed + DELETE_BATCH - 1) / DELETE_BATCH : 1;
   uint64_t min_del = (r->deleted + r->delete_failed + DELETE_BATCH - 1) / DELETE_BATCH;
   gc__human_bytes(r->listed_bytes, b, sizeof(b));
   core_task_log(t, "S3: objects listed %" PRIu64 " (%s), deleted %" PRIu64 ", kept %" PRIu64
@@ -676,6 +681,11 @@ static void job_done(struct core_job *j, int status)
     r->rc = status;
     snprintf(r->msg, sizeof(r->msg), "job failed: %s", core_strerror(status));
   }
+  if (r->step == S_DECIDE) {
+    r->decide_inflight = 0;
+    p2_pump(r);
+    return;
+  }
   if (r->step == S_END) {
     run_end(r, r->rc ? r->rc : CORE_EABORTED, r->msg);
     return;
@@ -712,14 +722,51 @@ static void s3_failed(struct run *r, const char *what, const struct s3_result *r
   fail(r);
 }
 
-static void start_list(struct run *r);
-static void after_page(struct run *r);
+/* ---- phase 2: listing, deciding and deleting, overlapped -----------------
+ *
+ * One ListObjectsV2, one decide job and one DeleteObjects may be in flight
+ * at once: while a batch of 1000 keys is being deleted the next pages are
+ * listed and decided. The batch array is only touched on the loop while no
+ * decide job runs (that job appends to it), so a finished delete is settled
+ * (its claims released) when the loop next sees no job in flight. */
+
+static void p2_pump(struct run *r);
+
+static int p2_busy(const struct run *r)
+{
+  return r->del_inflight || r->list_inflight || r->decide_inflight;
+}
+
+static void p2_error(struct run *r, int rc, const char *what, const struct s3_result *res)
+{
+  if (r->rc == 0) {
+    r->rc = rc < 0 ? rc : CORE_ES3;
+    snprintf(r->msg, sizeof(r->msg), "%s failed: %s%s%s", what, core_strerror(r->rc),
+             res && res->message[0] ? ": " : "", res ? res->message : "");
+  }
+}
+
+/* Counts and releases the batch whose DeleteObjects returned. */
+static void p2_settle(struct run *r)
+{
+  if (!r->del_finished || r->decide_inflight)
+    return;
+  r->del_finished = 0;
+  r->delete_failed += r->del_failed_n;
+  r->deleted += r->nsending - r->del_failed_n;
+  release_batch(r, r->nsending);
+  r->nsending = 0;
+}
 
 static void on_delete(const struct s3_result *res, void *arg)
 {
   struct run *r = arg;
+  r->del_inflight = 0;
   if (res->status < 0) {
-    s3_failed(r, "DeleteObjects", res);
+    /* Not deleted: release_batch() in fail() drops the claims. */
+    r->nsending = 0;
+    p2_error(r, res->status, "DeleteObjects", res);
+    p2_pump(r);
     return;
   }
   size_t failed = 0;
@@ -733,15 +780,9 @@ static void on_delete(const struct s3_result *res, void *arg)
       }
     }
   }
-  r->delete_failed += failed;
-  r->deleted += r->nsending - failed;
-  release_batch(r, r->nsending);
-  r->nsending = 0;
-  if (core_task_aborted(r->task)) {
-    fail(r);
-    return;
-  }
-  after_page(r);
+  r->del_failed_n = failed;
+  r->del_finished = 1;
+  p2_pump(r);
 }
 
 static void send_batch(struct run *r, size_t n)
@@ -751,57 +792,84 @@ static void send_batch(struct run *r, size_t n)
   for (size_t i = 0; i < n; i++)
     r->keys[i] = r->batch[i].key;
   r->delete_requests++;
-  r->step = S_DELETE;
+  r->del_inflight = 1;
   store_s3_delete(r->be, r->keys, n, on_delete, r);
-}
-
-/* After a page was decided or a batch deleted: delete while a full batch is
- * pending, list while pages remain, then the last partial batch. */
-static void after_page(struct run *r)
-{
-  if (r->nbatch >= DELETE_BATCH) {
-    send_batch(r, DELETE_BATCH);
-    return;
-  }
-  if (r->more) {
-    start_list(r);
-    return;
-  }
-  if (r->nbatch > 0) {
-    send_batch(r, r->nbatch);
-    return;
-  }
-  core_task_log(r->task, "processed %" PRIu64 " objects in the bucket", r->listed);
-  core_task_log(r->task, "Start GC phase3 (sweep unused chunk markers)");
-  r->t_sweep = uv_hrtime();
-  r->last_pct = 0;
-  submit(r, S_SWEEP);
 }
 
 static void on_list(const struct s3_result *res, void *arg)
 {
   struct run *r = arg;
+  r->list_inflight = 0;
   if (res->status < 0 || res->list == NULL) {
-    s3_failed(r, "ListObjectsV2", res);
+    p2_error(r, res->status, "ListObjectsV2", res);
+    p2_pump(r);
     return;
   }
-  r->page = *res->list;
+  r->next_page = *res->list;
   memset(res->list, 0, sizeof(*res->list)); /* the page is ours now */
+  r->page_ready = 1;
   core_free(r->token);
   r->token = NULL;
-  r->more = r->page.is_truncated && r->page.next_token && r->page.next_token[0];
+  r->more = r->next_page.is_truncated && r->next_page.next_token &&
+            r->next_page.next_token[0];
   if (r->more)
-    r->token = core_strdup(r->page.next_token);
+    r->token = core_strdup(r->next_page.next_token);
   if (r->list_requests % 20 == 0)
-    core_task_log(r->task, "listed %" PRIu64 " objects so far", r->listed + r->page.n);
-  submit(r, S_DECIDE);
+    core_task_log(r->task, "listed %" PRIu64 " objects so far", r->listed + r->next_page.n);
+  p2_pump(r);
 }
 
 static void start_list(struct run *r)
 {
   r->list_requests++;
-  r->step = S_LIST;
+  r->list_inflight = 1;
   store_s3_list(r->be, r->prefix, r->token, on_list, r);
+}
+
+static void p2_pump(struct run *r)
+{
+  p2_settle(r);
+  if (r->rc == 0 && core_task_aborted(r->task)) {
+    r->rc = CORE_EABORTED;
+    snprintf(r->msg, sizeof(r->msg), "aborted");
+  }
+  if (r->rc < 0) {
+    if (!p2_busy(r)) {
+      s3_list_result_free(&r->next_page);
+      r->page_ready = 0;
+      fail(r);
+    }
+    return;
+  }
+  size_t unsent = r->nbatch - r->nsending;
+  int listing_done = !r->more && !r->list_inflight && !r->page_ready;
+  if (!r->decide_inflight && !r->del_inflight && !r->del_finished) {
+    if (unsent >= DELETE_BATCH)
+      send_batch(r, DELETE_BATCH);
+    else if (listing_done && unsent > 0)
+      send_batch(r, unsent);
+  }
+  if (r->page_ready && !r->decide_inflight) {
+    s3_list_result_free(&r->page);
+    r->page = r->next_page;
+    memset(&r->next_page, 0, sizeof(r->next_page));
+    r->page_ready = 0;
+    r->decide_inflight = 1;
+    core_task_set_progress(r->task, 0.6);
+    submit(r, S_DECIDE);
+  }
+  /* Keep the queue of decided keys bounded: list ahead only while it is. */
+  if (r->more && !r->list_inflight && !r->page_ready &&
+      r->nbatch - r->nsending < 2 * DELETE_BATCH)
+    start_list(r);
+  if (listing_done && !p2_busy(r) && !r->del_finished && r->nbatch == 0) {
+    core_task_log(r->task, "processed %" PRIu64 " objects in the bucket", r->listed);
+    core_task_log(r->task, "Start GC phase3 (sweep unused chunk markers)");
+    r->t_sweep = uv_hrtime();
+    r->last_pct = 0;
+    core_task_set_progress(r->task, 0.9);
+    submit(r, S_SWEEP);
+  }
 }
 
 static void on_zero(void *arg, int err, int duplicate, const char *msg)
@@ -926,11 +994,8 @@ static void advance(struct run *r)
                   " not in the local cache", r->touched, r->cache.hits, r->using_made);
     core_task_log(r->task, "Start GC phase2 (sweep unused chunks in the bucket)");
     r->t_list = uv_hrtime();
-    start_list(r);
-    return;
-  case S_DECIDE:
-    core_task_set_progress(r->task, r->more ? 0.6 : 0.9);
-    after_page(r);
+    r->more = 1;
+    p2_pump(r);
     return;
   case S_SWEEP:
     core_task_set_progress(r->task, 0.9 + 0.1 * (double)r->sweep_prefix / STORE_CHUNK_PREFIXES);

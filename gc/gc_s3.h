@@ -2,8 +2,9 @@
  *
  * DESIGN
  * The engine is a loop-side state machine like the local one (gc_local.c):
- * one pool job or one S3 request in flight at a time, so the run's fields
- * pass between the loop and one pool thread without a lock.
+ * at most one pool job in flight at a time, so the run's fields pass between
+ * the loop and one pool thread without a lock; in phase 2 a list request and
+ * a delete request may run beside that job (see DELETE).
  *
  *   BEGIN   chunk store GC lock, HeadBucket
  *   SAFETY  atime check on the zero chunk, which is uploaded through the
@@ -19,7 +20,9 @@
  *           rules on its atime. A key to delete loses its local file first
  *           (so invariant I holds at every instant) and keeps its claim
  *   DELETE  DeleteObjects of exactly 1000 keys whenever 1000 are pending,
- *           the rest after the last page; the claims drop when it returns
+ *           the rest after the last page; the claims drop when it returns.
+ *           LIST, DECIDE and DELETE overlap: while a batch is deleted the
+ *           next pages are listed and decided (one of each in flight)
  *   SWEEP   phase 3: the local sweep over markers and cached chunks older
  *           than the cutoff, and every `.using` marker (a referenced chunk
  *           whose object is missing: warned about)

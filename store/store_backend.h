@@ -127,6 +127,10 @@ size_t store_s3_cache_add(struct store_s3_cache *c, const uint8_t digest[32], ui
 /* Promotes a cached chunk; 1 if it was cached (a hit), else 0 (a miss). */
 int store_s3_cache_use(struct store_s3_cache *c, const uint8_t digest[32]);
 void store_s3_cache_remove(struct store_s3_cache *c, const uint8_t digest[32]);
+/* Learns which full chunks a previous process left in the cache (a
+ * background walk in pool jobs, once per backend; loop thread), so the
+ * bound holds across restarts. */
+void store_s3_cache_scan(struct store_datastore *ds);
 
 /* ---- the backend -------------------------------------------------------- */
 

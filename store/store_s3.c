@@ -518,6 +518,7 @@ void store_backend_configure(struct store_datastore *ds, const struct core_confi
   if (!be->max_cache_set)
     max = default_cache_max(ds->path);
   store_s3_cache_set_max(&be->cache, max);
+  store_s3_cache_scan(ds);
 }
 
 void store_backend_release(struct store_datastore *ds)

@@ -11,6 +11,11 @@
 #include "store/store_backend.h"
 
 #include "core/core_alloc.h"
+#include "core/core_error.h"
+#include "core/core_job.h"
+#include "core/core_log.h"
+#include "store/store_chunk.h"
+#include "store/store_registry.h"
 
 #include <string.h>
 
@@ -191,4 +196,80 @@ void store_s3_cache_remove(struct store_s3_cache *c, const uint8_t digest[32])
   if (*p)
     remove_node(c, p);
   pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- start-up scan -------------------------------------------------------- */
+
+#define SCAN_PREFIXES 2048u   /* prefix directories per pool job */
+#define SCAN_VICTIMS 256u
+
+struct scan {
+  struct core_job job;
+  struct store_datastore *ds;   /* reference held for the scan */
+  unsigned next;                /* first prefix of the next job */
+  uint64_t files, bytes, evicted;
+  int rc;
+};
+
+static void scan_run(struct core_job *j)
+{
+  struct scan *sc = (struct scan *)j;
+  struct store_backend *be = sc->ds->backend;
+  struct store_chunkstore *cs;
+  struct store_chunk_iter it;
+  struct store_chunk_entry e;
+  uint8_t victims[SCAN_VICTIMS][32];
+  unsigned end = sc->next + SCAN_PREFIXES;
+  int rc = store_datastore_chunks(sc->ds, &cs);
+  if (rc == 0)
+    rc = store_chunk_iter_open(&it, cs, sc->next, end, 0);
+  if (rc < 0) {
+    sc->rc = rc;
+    return;
+  }
+  while ((rc = store_chunk_iter_next(&it, &e)) != 0) {
+    if (rc < 0 || e.kind != STORE_CHUNK_KIND_CHUNK || e.size == 0)
+      continue;
+    sc->files++;
+    sc->bytes += e.size;
+    /* Cold: whatever was used since the start stays ahead of it. */
+    size_t nv = store_s3_cache_add(&be->cache, e.digest, e.size, 1, victims, SCAN_VICTIMS);
+    store_s3_evict(sc->ds, victims, nv);
+    sc->evicted += nv;
+  }
+  store_chunk_iter_close(&it);
+  sc->next = end;
+}
+
+static void scan_done(struct core_job *j, int status)
+{
+  struct scan *sc = (struct scan *)j;
+  struct store_backend *be = sc->ds->backend;
+  if (status == 0 && sc->rc == 0 && be && !be->closing && sc->next < STORE_CHUNK_PREFIXES) {
+    if (core_job_submit(be->loop, &sc->job, scan_run, scan_done) == 0)
+      return;
+  }
+  if (sc->rc < 0)
+    core_warn("datastore %s: cache scan failed: %s", sc->ds->name, core_strerror(sc->rc));
+  else if (sc->files)
+    core_info("datastore %s: cache holds %llu chunks (%llu MiB); %llu evicted to fit",
+              sc->ds->name, (unsigned long long)sc->files,
+              (unsigned long long)(sc->bytes >> 20), (unsigned long long)sc->evicted);
+  store_datastore_unref(sc->ds);
+  core_free(sc);
+}
+
+void store_s3_cache_scan(struct store_datastore *ds)
+{
+  struct store_backend *be = ds->backend;
+  if (be == NULL || be->scanned)
+    return;
+  be->scanned = 1;
+  struct scan *sc = core_new(struct scan);
+  sc->ds = ds;
+  store_datastore_ref(ds);
+  if (core_job_submit(be->loop, &sc->job, scan_run, scan_done) < 0) {
+    store_datastore_unref(ds);
+    core_free(sc);
+  }
 }

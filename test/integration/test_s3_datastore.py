@@ -469,6 +469,30 @@ class Datastore(S3Case):
             self.assertNotIn("s3e/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
 
 
+class CacheRestart(S3Case):
+    def test_bound_holds_across_restart(self):
+        """A restart learns what the cache holds and evicts down to a bound
+        that shrank meanwhile."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3h"), "create")
+        chunks = self.chunks(11, 30)
+        self.backup("s3h", "h1", 1700000000, chunks)
+        ds = srv.datastore_path("s3h")
+
+        def full_bytes():
+            n = 0
+            for c in chunks:
+                n += os.path.getsize(os.path.join(ds, ".chunks", c.digest[:4], c.digest))
+            return n
+        self.assertGreater(full_bytes(), 500 * 1024)
+        self.assertOk(srv.put(API + "/config/datastore/s3h",
+                              params={"max-cache-size": "100KiB"}))
+        srv.restart()
+        self.assertTrue(self.poll(lambda: full_bytes() <= 100 * 1024, timeout=10),
+                        "cache not evicted to its bound after a restart: %d" % full_bytes())
+        self.assertEqual(b"".join(c.data for c in chunks), self.restore("s3h", "h1", 1700000000))
+
+
 def with_threads(fn, items, n):
     items = list(items)
     errs = []
