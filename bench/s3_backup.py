@@ -10,9 +10,13 @@ client to two datastores of one cairnd (plain HTTP on loopback), in one run:
           memstore, loopback), default cache settings.
 
 For each: first backup, then a full restore; for s3 also a restore after the
-local cache was wiped (every chunk comes from the bucket). Times are from
-process start to exit; MB/s is dataset bytes / time. Prints a table, the S3
-request counts, and a final line of key=value pairs including s3_backup_s,
+local cache was wiped (every chunk comes from the bucket). --rounds rounds
+(default 3) alternate which store goes first, each with fresh datastores;
+medians are reported, since the machine's two cores are shared by cairnd,
+the client and RGW. Times are from process start to exit; MB/s is dataset
+bytes / time; CPU seconds of cairnd and of RGW (radosgw, OSD, monitor)
+during the backup tell where the time goes. Prints a table and a final line
+of key=value pairs including s3_backup_s,
 local_backup_s, s3_restore_s, local_restore_s, s3_cold_restore_s and
 s3_vs_local (local time / s3 time: the target is >= 0.70).
 """
@@ -81,28 +85,66 @@ def client_env(srv, store):
     return env
 
 
-def backup_restore(args, srv, store, data, tmp, cold=None):
+def cpu_seconds(pids):
+    """utime + stime of processes, in seconds."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def rgw_pids(work):
+    out = []
+    d = os.path.join(work, "rgw", "pids")
+    for n in ("rgw", "osd", "mon"):
+        try:
+            with open(os.path.join(d, n + ".pid")) as f:
+                out.append(int(f.read()))
+        except OSError:
+            pass
+    return out
+
+
+def timed(cmd, env, pids):
+    c0 = [cpu_seconds([p]) for p in pids]
+    dt, _ = bb.run_rss(cmd, env)
+    return dt, [cpu_seconds([p]) - c for p, c in zip(pids, c0)]
+
+
+def one_round(args, srv, store, data, tmp, pids, cold=None):
+    """First backup of `data` to `store`, a restore, and with `cold` one
+    more restore after cold() (the cache wiped)."""
     cairn = os.path.join(os.path.abspath(args.bin), "cairn")
     env = client_env(srv, store)
     res = {}
-    dt, _ = bb.run_rss([cairn, "backup", "root.didx:%s" % data, "--backup-id", "b",
-                        "--no-progress", "--workers", str(args.workers)], env)
-    res["backup"] = dt
+    dt, cpu = timed([cairn, "backup", "root.didx:%s" % data, "--backup-id", "b",
+                     "--no-progress", "--workers", str(args.workers)], env, pids)
+    res["backup"], res["backup_cpu"] = dt, cpu
     _, out = bb.run([cairn, "snapshots", "host/b", "--output-format", "json"], env)
     t = max(s["backup-time"] for s in json.loads(out))
-    want = bb.tree_digest(data)
     steps = [("restore", None)] + ([("cold", cold)] if cold else [])
     for name, before in steps:
         if before:
             before()
         target = os.path.join(tmp, "restore-%s-%s" % (store, name))
-        dt, _ = bb.run_rss([cairn, "restore", "host/b/%d" % t, "root", target, "--no-progress"],
-                           env)
+        dt, _ = timed([cairn, "restore", "host/b/%d" % t, "root", target, "--no-progress"],
+                      env, pids)
         res[name] = dt
-        res[name + "_ok"] = bb.tree_digest(target) == want
+        res[name + "_ok"] = bb.tree_digest(target) == args.want
         shutil.rmtree(target, ignore_errors=True)
     res["stored"] = bb.du(srv.datastore_path(store))
     return res
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
 
 
 def main():
@@ -110,12 +152,14 @@ def main():
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin"))
     ap.add_argument("--size-gib", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved local/s3 rounds; medians are reported")
     ap.add_argument("--tmp", default=None)
     args = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
     tmp = tempfile.mkdtemp(prefix="cairn-bench-s3b-", dir=args.tmp)
     size = int(args.size_gib * (1 << 30))
-    rows = {}
+    rows = {"local": [], "s3": []}
     stats = {}
     try:
         rgw = rgw_up(tmp, max(4.0, args.size_gib * 2.5))
@@ -131,6 +175,7 @@ def main():
         print("generating %.1f GiB in %s ..." % (size / (1 << 30), data), flush=True)
         bb.make_dataset(data, size)
         size = bb.tree_bytes(data)
+        args.want = bb.tree_digest(data)
         srv = ch.Cairn(tls=False, log_level="warn")
         try:
             r = srv.post(API + "/config/s3", params={
@@ -138,29 +183,45 @@ def main():
                 "region": rgw["S3_REGION"], "access-key": rgw["S3_ACCESS_KEY"],
                 "secret-key": rgw["S3_SECRET_KEY"], "path-style": "true", "use-tls": "false"})
             assert r.status == 200, r
-            for name, extra in (("local", {}),
-                                ("s3store", {"backend": "type=s3,client=rgw,bucket=%s" % BUCKET})):
-                p = {"name": name, "path": srv.datastore_path(name)}
-                p.update(extra)
-                r = srv.post(API + "/config/datastore", params=p)
-                assert r.status == 200, r
-            print("local datastore ...", flush=True)
-            rows["local"] = backup_restore(args, srv, "local", data, tmp)
+            pids = [srv.proc.pid] + rgw_pids(tmp)
+            for rnd in range(args.rounds):
+                local, s3store = "local%d" % rnd, "s3store%d" % rnd
+                for name, extra in ((local, {}),
+                                    (s3store, {"backend": "type=s3,client=rgw,bucket=%s" %
+                                               BUCKET})):
+                    p = {"name": name, "path": srv.datastore_path(name)}
+                    p.update(extra)
+                    r = srv.post(API + "/config/datastore", params=p)
+                    assert r.status == 200, r
 
-            def wipe():
-                root = os.path.join(srv.datastore_path("s3store"), ".chunks")
-                for d in os.listdir(root):
-                    shutil.rmtree(os.path.join(root, d))
-                os.sync()
-            print("s3 datastore ...", flush=True)
-            rows["s3"] = backup_restore(args, srv, "s3store", data, tmp, cold=wipe)
-            n, b = 0, 0
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
-                                                                     Prefix="s3store/.chunks/"):
-                for o in page.get("Contents", []):
-                    n += 1
-                    b += o["Size"]
-            stats["objects"], stats["object_bytes"] = n, b
+                def wipe(store=s3store):
+                    root = os.path.join(srv.datastore_path(store), ".chunks")
+                    for d in os.listdir(root):
+                        shutil.rmtree(os.path.join(root, d))
+                    os.sync()
+                order = [("local", local, None), ("s3", s3store, wipe)]
+                if rnd % 2:
+                    order.reverse()
+                for kind, store, cold in order:
+                    print("round %d: %s ..." % (rnd + 1, kind), flush=True)
+                    rows[kind].append(one_round(args, srv, store, data, tmp, pids, cold))
+                # free the bucket and the disk for the next round
+                n, b = 0, 0
+                keys = []
+                for page in s3.get_paginator("list_objects_v2").paginate(
+                        Bucket=BUCKET, Prefix=s3store + "/"):
+                    for o in page.get("Contents", []):
+                        keys.append(o["Key"])
+                        if "/.chunks/" in o["Key"]:
+                            n += 1
+                            b += o["Size"]
+                stats["objects"], stats["object_bytes"] = n, b
+                for i in range(0, len(keys), 1000):
+                    s3.delete_objects(Bucket=BUCKET, Delete={
+                        "Objects": [{"Key": k} for k in keys[i:i + 1000]]})
+                for store in (local, s3store):
+                    srv.delete(API + "/config/datastore/" + store)
+                    shutil.rmtree(srv.datastore_path(store), ignore_errors=True)
         finally:
             srv.close()
     finally:
@@ -168,28 +229,40 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     mb = size / 1e6
+    med = {k: {f: median([r[f] for r in v]) for f in ("backup", "restore")}
+           for k, v in rows.items()}
+    med["s3"]["cold"] = median([r["cold"] for r in rows["s3"]])
+    cpu = {k: [median([r["backup_cpu"][i] for r in v]) for i in range(len(v[0]["backup_cpu"]))]
+           for k, v in rows.items()}
     print()
     print("dataset: %.2f GiB (bench/backup.py: 35%% text, 40%% random, 25%% duplicates); "
-          "cairn --workers %d; 2 cores, loopback, plain HTTP; Ceph RGW 16 (memstore) on the "
-          "same machine" % (size / (1 << 30), args.workers))
-    print("%-8s %9s %8s %10s %8s %12s %8s %11s" % ("store", "backup s", "MB/s", "restore s",
-                                                   "MB/s", "cold rest. s", "MB/s", "local MiB"))
+          "cairn --workers %d; 2 cores shared with Ceph RGW 16 (memstore) and the client; "
+          "loopback, plain HTTP; medians of %d interleaved rounds"
+          % (size / (1 << 30), args.workers, args.rounds))
+    print("%-6s %9s %7s %10s %7s %12s %7s %10s %10s" % (
+        "store", "backup s", "MB/s", "restore s", "MB/s", "cold rest. s", "MB/s",
+        "cairnd cpu", "RGW cpu"))
     for name in ("local", "s3"):
-        r = rows[name]
-        cold = r.get("cold")
-        print("%-8s %9.2f %8.1f %10.2f %8.1f %12s %8s %11.0f" % (
-            name, r["backup"], mb / r["backup"], r["restore"], mb / r["restore"],
+        m = med[name]
+        cold = m.get("cold")
+        print("%-6s %9.2f %7.1f %10.2f %7.1f %12s %7s %9.1fs %9.1fs" % (
+            name, m["backup"], mb / m["backup"], m["restore"], mb / m["restore"],
             "%.2f" % cold if cold else "-", "%.1f" % (mb / cold) if cold else "-",
-            r["stored"] / (1 << 20)))
-    ok = all(r.get("restore_ok") for r in rows.values()) and rows["s3"].get("cold_ok")
-    print("restores verified: %s; bucket: %d chunk objects, %.0f MiB" %
-          ("yes" if ok else "NO", stats.get("objects", 0), stats.get("object_bytes", 0) / (1 << 20)))
-    ratio = rows["local"]["backup"] / rows["s3"]["backup"]
+            cpu[name][0], sum(cpu[name][1:])))
+    for name in ("local", "s3"):
+        print("  %-5s backups s: %s" % (name, " ".join("%.2f" % r["backup"] for r in rows[name])))
+    ok = all(r.get("restore_ok") for v in rows.values() for r in v) and \
+        all(r.get("cold_ok") for r in rows["s3"])
+    print("restores verified: %s; bucket per round: %d chunk objects, %.0f MiB; local store "
+          "after a backup: %.0f MiB" % ("yes" if ok else "NO", stats.get("objects", 0),
+                                        stats.get("object_bytes", 0) / (1 << 20),
+                                        rows["local"][0]["stored"] / (1 << 20)))
+    ratio = med["local"]["backup"] / med["s3"]["backup"]
     print("s3 backup speed / local backup speed: %.2f (target >= 0.70)" % ratio)
     print("s3_backup_s=%.2f local_backup_s=%.2f s3_restore_s=%.2f local_restore_s=%.2f "
           "s3_cold_restore_s=%.2f s3_vs_local=%.2f restores_ok=%d" % (
-              rows["s3"]["backup"], rows["local"]["backup"], rows["s3"]["restore"],
-              rows["local"]["restore"], rows["s3"]["cold"], ratio, 1 if ok else 0))
+              med["s3"]["backup"], med["local"]["backup"], med["s3"]["restore"],
+              med["local"]["restore"], med["s3"]["cold"], ratio, 1 if ok else 0))
     return 0 if ok else 1
 
 

@@ -261,6 +261,19 @@ int store_s3_create_check(const char *config_dir, const char *store,
                           const struct store_backend_cfg *cfg, int overwrite_in_use,
                           char *err, size_t errlen);
 
+/* ---- blocking chunk fetches for pool jobs (verify) ------------------------ */
+
+/* A task that checks chunks in pool jobs (verify) reads a 0-byte marker's
+ * chunk from the bucket with this: a private loop and client (s3_sync.h),
+ * one per task, used by one thread at a time. Nothing is cached. */
+struct store_s3_fetcher;
+int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **out,
+                          char *err, size_t errlen);
+/* GET <store>/.chunks/.../<hex> into `out` (reset first; out->max bounds it).
+ * Returns 0, CORE_ENOTFOUND, or an S3/transport error. Pool. */
+int store_s3_fetch(struct store_s3_fetcher *f, const uint8_t digest[32], struct core_buf *out);
+void store_s3_fetcher_close(struct store_s3_fetcher *f);
+
 #include "store/store_registry.h"
 
 static inline int store_backend_is_s3(const struct store_datastore *ds)

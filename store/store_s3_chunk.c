@@ -215,7 +215,10 @@ static void up_run(struct core_job *j)
                core_strerror(rc));
       return;
     }
-    s3_hash_compute(u->data, u->len, 1, &u->h);
+    /* SHA-256 only: SigV4 signs it and the server checks the body against
+     * it, which makes Content-MD5 redundant for chunks (and MD5 would cost
+     * as much CPU again). */
+    s3_hash_compute(u->data, u->len, 0, &u->h);
     u->rc = 0;
     return;
   case UP_HOOK: {
@@ -336,7 +339,7 @@ static void up_next(struct up *u)
 {
   char key[S3_KEY_MAX + 1];
   store_s3_chunk_key(u->be, u->digest, key);
-  store_s3_put(u->be, key, u->data, u->len, 1, u->h.sha256_hex, u->h.md5_b64, on_put, u);
+  store_s3_put(u->be, key, u->data, u->len, 1, u->h.sha256_hex, NULL, on_put, u);
 }
 
 void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32], uint64_t size,

@@ -10,7 +10,9 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_digest.h"
 #include "s3/s3_sync.h"
+#include "store/store_registry.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -75,4 +77,56 @@ out:
   s3_endpoint_free(&ep);
   core_buf_free(&body);
   return rc;
+}
+
+/* ---- blocking fetches for pool jobs (verify) -------------------------------- */
+
+struct store_s3_fetcher {
+  struct s3_sync s;
+  struct s3_endpoint ep;
+  char prefix[S3_KEY_MAX + 1];   /* "<store>" */
+};
+
+int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **out,
+                          char *err, size_t errlen)
+{
+  struct store_backend *be = ds->backend;
+  struct s3_client_config cc;
+  *out = NULL;
+  if (be == NULL)
+    return CORE_EINVAL;
+  struct store_s3_fetcher *f = core_new(struct store_s3_fetcher);
+  snprintf(f->prefix, sizeof(f->prefix), "%s", be->store);
+  int rc = s3_config_load_endpoint(be->config_dir, be->cfg.client, &f->ep, err, errlen);
+  if (rc == 0) {
+    s3_endpoint_client_config(&f->ep, &cc);
+    rc = s3_sync_open(&f->s, &cc, be->cfg.bucket);
+    if (rc < 0)
+      snprintf(err, errlen, "cannot set up a client for S3 endpoint '%s': %s", be->cfg.client,
+               core_strerror(rc));
+  }
+  if (rc < 0) {
+    store_s3_fetcher_close(f);
+    return rc;
+  }
+  *out = f;
+  return 0;
+}
+
+int store_s3_fetch(struct store_s3_fetcher *f, const uint8_t digest[32], struct core_buf *out)
+{
+  char hex[65], key[S3_KEY_MAX + 128];
+  struct s3_sync_result res;
+  core_hex_encode(digest, 32, hex);
+  snprintf(key, sizeof(key), "%.900s/.chunks/%.4s/%s", f->prefix, hex, hex);
+  return s3_sync_get(&f->s, key, out, &res);
+}
+
+void store_s3_fetcher_close(struct store_s3_fetcher *f)
+{
+  if (f == NULL)
+    return;
+  s3_sync_close(&f->s);
+  s3_endpoint_free(&f->ep);
+  core_free(f);
 }

@@ -493,6 +493,72 @@ class CacheRestart(S3Case):
         self.assertEqual(b"".join(c.data for c in chunks), self.restore("s3h", "h1", 1700000000))
 
 
+class Restarts(S3Case):
+    """kill -9 in the middle of an upload (after S3's answer, before the cache
+    insert) and in the middle of GC phase 2: the bucket and the cache stay
+    consistent, referenced chunks survive, strays go with a later GC."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pause = tempfile.mktemp(prefix="cairn-s3-pause-")
+        cls.env = {"CAIRN_TEST_S3_PAUSE": cls.pause}
+        super().setUpClass()
+
+    def test_kill_mid_upload_and_mid_gc(self):
+        srv = self.srv
+        self.assertOk(self.make_store("s3r"), "create")
+        keep = self.chunks(12, 10)
+        self.backup("s3r", "h1", 1700000000, keep)
+        stray = self.chunks(13, 1)[0]
+        stray_key = "s3r/.chunks/%s/%s" % (stray.digest[:4], stray.digest)
+        open(self.pause, "w").close()
+        b = self.open_session(pp.BackupSession(srv, "s3r", "host", "h2", 1700000100))
+        wid = b.dynamic_index("root.pxar.didx")
+        t = threading.Thread(target=lambda: self._swallow(
+            lambda: b.chunk_raw(wid, stray.digest, stray.size, stray.blob, conn=b.connection())))
+        t.start()
+        self.assertTrue(self.poll(lambda: os.path.exists(self.pause + ".reached"), timeout=20),
+                        "upload did not pause" + self.log_tail())
+        srv.kill9()
+        t.join(10)
+        os.unlink(self.pause)
+        os.unlink(self.pause + ".reached")
+        srv.restart()
+        self.assertIn(stray_key, list_keys("s3r/"))
+        ds = srv.datastore_path("s3r")
+        self.assertFalse(os.path.exists(os.path.join(ds, ".chunks", stray.digest[:4],
+                                                     stray.digest)))
+        # GC killed in phase 2, with enough garbage to be caught there
+        cl = s3()
+        blob = pp.blob_encode(b"y")
+        junk = ["s3r/.chunks/%s/%s" % (h[:4], h) for h in
+                (hashlib.sha256(b"junk-r%d" % i).hexdigest() for i in range(2500))]
+        with_threads(lambda k: cl.put_object(Bucket=BUCKET, Key=k, Body=blob), junk, 16)
+        upid = self.start_task("s3r", "gc")
+        self.assertTrue(self.poll(lambda: "phase2" in self.task_log(upid), timeout=30),
+                        "GC did not reach phase 2")
+        time.sleep(0.2)
+        srv.kill9()
+        srv.restart()
+        st, log = self.gc("s3r")
+        left = list_keys("s3r/.chunks/")
+        self.assertNotIn(stray_key, left)
+        self.assertEqual([], [k for k in junk if k in left])
+        for c in keep:
+            self.assertIn("s3r/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+        wipe_cache(ds)
+        self.assertEqual(b"".join(c.data for c in keep), self.restore("s3r", "h1", 1700000000))
+        snaps = self.assertOk(srv.get(API + "/admin/datastore/s3r/snapshots"))
+        self.assertEqual([1700000000], [s["backup-time"] for s in snaps])
+
+    @staticmethod
+    def _swallow(fn):
+        try:
+            fn()
+        except Exception:  # noqa: BLE001  the server dies under it
+            pass
+
+
 def with_threads(fn, items, n):
     items = list(items)
     errs = []
