@@ -648,7 +648,10 @@ static void on_flush_tick(uv_timer_t *h)
     struct core_task *t = r->tasks[i];
     if (t->running || t->busy)
       active = 1;
-    if (t->pending.len) /* racy read by design: a miss waits one tick */
+    pthread_mutex_lock(&t->log_mutex);
+    size_t pending = t->pending.len;
+    pthread_mutex_unlock(&t->log_mutex);
+    if (pending)
       task_kick(t);
   }
   if (!active) {

@@ -44,7 +44,9 @@ void gc_cache_free(struct gc_cache *c)
 int gc_cache_test_and_add(struct gc_cache *c, const uint8_t digest[32])
 {
   if (c->nsets == 0) {
-    c->misses++; /* benign race: statistics only, and callers are serial today */
+    pthread_mutex_lock(&c->mutex);
+    c->misses++;
+    pthread_mutex_unlock(&c->mutex);
     return 0;
   }
   size_t set = (size_t)(dhash(digest) & (c->nsets - 1));

@@ -47,6 +47,7 @@
 #include "gc/gc_walk.h"
 
 #include "core/core_alloc.h"
+#include "core/core_config.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_job.h"
@@ -60,8 +61,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -80,6 +83,7 @@ static const char zero_chunk_hex[] =
 #define ABORT_POLL 4096u          /* items between abort checks inside a job */
 #define MISSING_WARN_MAX 100u     /* missing-chunk warnings logged per run */
 #define MAX_PARALLEL 8
+#define RECENT_MAX (4u * 1024 * 1024) /* digests remembered untouched; then touch */
 
 enum gc_step {
   GC_BEGIN,
@@ -101,7 +105,7 @@ struct zstat {
 /* Statistics a job gathers; added into the run's in the done callback. */
 struct gc_counts {
   uint64_t index_file_count, index_data_bytes;
-  uint64_t touched, items_done, relists;
+  uint64_t touched, recent, items_done, relists;
   uint64_t disk_bytes, disk_chunks, removed_bytes, removed_chunks;
   uint64_t pending_bytes, pending_chunks, removed_bad, still_bad;
   uint64_t swept, dir_errors;
@@ -166,6 +170,11 @@ struct gc_run {
   size_t n_items;               /* mark jobs in all */
   _Atomic uint64_t missing;     /* referenced chunks that do not exist */
   struct gc_cache cache;
+  /* Referenced chunks whose atime was already >= min_atime but older than
+   * the oldest writer: not touched (the sweep keeps them anyway), remembered
+   * so the sweep counts them as in use, not as pending removals. */
+  pthread_mutex_t recent_mutex;
+  struct gc_digest_set recent;
   /* sweep */
   struct gc_sweeper sw[MAX_PARALLEL];
   int n_sw;
@@ -379,6 +388,23 @@ static int mark_file(struct gc_job *job, const char *path)
     const uint8_t *d = store_index_digest(&idx, e);
     if (gc_cache_test_and_add(&run->cache, d))
       continue;
+    /* A touch writes the inode (and the journal); a stat only reads it. The
+     * sweep keeps any chunk whose atime is >= min_atime, and atimes only
+     * move forward, so a chunk touched recently enough (by the previous GC,
+     * by an upload) needs no touch now. */
+    struct store_chunk_stat cst;
+    if (store_chunk_stat(run->cs, d, &cst) == 0 && cst.atime_sec >= run->min_atime) {
+      int keep = cst.atime_sec >= run->oldest_writer;
+      if (!keep) {
+        pthread_mutex_lock(&run->recent_mutex);
+        keep = gc_digest_set_add(&run->recent, d) >= 0;
+        pthread_mutex_unlock(&run->recent_mutex);
+      }
+      if (keep) {
+        job->c.recent++;
+        continue;
+      }
+    }
     job->c.touched++;
     rc = store_chunk_touch(run->cs, d);
     if (rc == CORE_ENOTFOUND) {
@@ -452,9 +478,10 @@ static void run_mark(struct gc_job *job)
 }
 
 static void count_kept(struct gc_run *run, struct gc_counts *c, int bad, int64_t atime,
-                       uint64_t size)
+                       uint64_t size, const uint8_t digest[32])
 {
-  if (atime < run->oldest_writer) {
+  /* `recent` is only read here, after marking: no lock needed. */
+  if (atime < run->oldest_writer && (bad || !gc_digest_set_has(&run->recent, digest))) {
     if (bad)
       c->still_bad++;
     else
@@ -522,7 +549,7 @@ static void run_sweep(struct gc_job *job)
         job->c.removed_chunks++;
       job->c.removed_bytes += s.size;
     } else if (rc == 0) {
-      count_kept(run, &job->c, bad, s.atime_sec, s.size);
+      count_kept(run, &job->c, bad, s.atime_sec, s.size, e.digest);
     } else if (rc != CORE_ENOTFOUND) {
       core_task_warn(run->task, "cannot remove chunk file %04x/%s: %s", e.prefix, e.name,
                      core_strerror(rc));
@@ -594,6 +621,8 @@ static void on_timer_closed(uv_handle_t *h)
   gc_index_list_free(&run->list);
   core_free(run->strays);
   gc_cache_free(&run->cache);
+  gc_digest_set_free(&run->recent);
+  pthread_mutex_destroy(&run->recent_mutex);
   core_free(run->store);
   core_free(run->base);
   core_free(run);
@@ -605,6 +634,7 @@ static void add_counts(struct gc_counts *t, const struct gc_counts *c)
   t->index_file_count += c->index_file_count;
   t->index_data_bytes += c->index_data_bytes;
   t->touched += c->touched;
+  t->recent += c->recent;
   t->items_done += c->items_done;
   t->relists += c->relists;
   t->disk_bytes += c->disk_bytes;
@@ -928,8 +958,10 @@ static void advance(struct gc_run *run)
     uint64_t missing = atomic_load(&run->missing);
     if (missing > MISSING_WARN_MAX)
       core_task_warn(run->task, "%" PRIu64 " referenced chunks are missing in total", missing);
-    core_task_log(run->task, "marked %" PRIu64 " chunks (%" PRIu64 " cache hits)",
-                  run->total.touched, run->cache.hits);
+    core_task_log(run->task, "marked %" PRIu64 " chunks: %" PRIu64 " touched, %" PRIu64
+                  " recent enough already; %" PRIu64 " cache hits",
+                  run->total.touched + run->total.recent, run->total.touched, run->total.recent,
+                  run->cache.hits);
     core_task_log(run->task, "Start GC phase2 (sweep unused chunks)");
     run->t_sweep = uv_hrtime();
     run->last_pct = 0;
@@ -961,6 +993,28 @@ static void on_abort(struct core_task *t, void *arg)
     set_error(run, CORE_EABORTED, "aborted");
     fail(run);
   }
+}
+
+/* tuning gc-cache-capacity of the datastore (PBS: 0..8 Mi digests, 0 disables
+ * the cache), or the context's default. The registry accepts the key and
+ * leaves its meaning to us. Loop thread: reads the parsed config. */
+static size_t cache_capacity(struct gc_ctx *ctx, const char *store)
+{
+  size_t cap = ctx->cache_capacity;
+  const struct core_config_section *sec = core_config_find(&ctx->reg->cfg, "datastore", store);
+  const char *tuning = sec ? core_config_get(sec, "tuning") : NULL;
+  struct core_config_props p;
+  core_config_props_init(&p);
+  if (tuning && core_config_props_parse(&p, tuning, NULL) == 0) {
+    const char *v = core_config_props_get(&p, "gc-cache-capacity");
+    char *end;
+    errno = 0;
+    unsigned long long n = v ? strtoull(v, &end, 10) : 0;
+    if (v && *v && !*end && !errno && v[0] != '-')
+      cap = n > GC_CACHE_MAX_CAPACITY ? GC_CACHE_MAX_CAPACITY : (size_t)n;
+  }
+  core_config_props_free(&p);
+  return cap;
 }
 
 struct gc_starting {
@@ -1013,7 +1067,9 @@ static void on_lookup(void *arg, int err, struct store_datastore *ds)
   run->safety = ds->gc_atime_safety_check;
   run->parallel = ctx->workers.n < 1 ? 1 : ctx->workers.n > MAX_PARALLEL ? MAX_PARALLEL
                                                                           : ctx->workers.n;
-  gc_cache_init(&run->cache, ctx->cache_capacity);
+  gc_cache_init(&run->cache, cache_capacity(ctx, s->store));
+  pthread_mutex_init(&run->recent_mutex, NULL);
+  gc_digest_set_init(&run->recent, RECENT_MAX);
   uv_timer_init(ctx->loop, &run->timer);
   run->timer.data = run;
   run->t_start = run->t_mark = run->t_sweep = uv_hrtime();

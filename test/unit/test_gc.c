@@ -206,6 +206,54 @@ UNIT_TEST(gc_removes_exactly_unreferenced)
   fx_close(&fx);
 }
 
+/* A referenced chunk touched recently enough is not touched again, yet it
+ * counts as in use, not as a pending removal; an older one is touched. */
+UNIT_TEST(gc_recent_chunks_not_touched)
+{
+  struct fx fx;
+  fx_init(&fx, "gc-atime-safety-check=false,gc-atime-cutoff=60");
+  struct fx_ref r[] = {{1, 100}, {2, 100}};
+  fx_snapshot(&fx, "", "vm", "1", T0, r, 2);
+  uint8_t d1[32], d2[32], g[32];
+  fx_chunk(&fx, 1, 100, d1);
+  fx_chunk(&fx, 2, 100, d2);
+  fx_chunk(&fx, 9, 100, g);
+  fx_age_chunk(&fx, d1, 30 * 60); /* inside the cutoff */
+  fx_age_chunk(&fx, d2, 90 * 60); /* outside: must be touched */
+  fx_age_chunk(&fx, g, 30 * 60);  /* unreferenced, inside: pending */
+  int64_t before = (int64_t)time(NULL) - 30 * 60;
+  struct core_task *t = fx_gc(&fx);
+  ASSERT_STR_EQ(t->exitstatus, "OK");
+  FX_ASSERT_LOG(fx_task_log(&fx, t->upid), "marked 2 chunks: 1 touched, 1 recent enough already");
+  struct store_chunk_stat st;
+  ASSERT_OK(store_chunk_stat(fx.cs, d1, &st));
+  ASSERT_EQ(st.atime_sec, before); /* untouched */
+  ASSERT_OK(store_chunk_stat(fx.cs, d2, &st));
+  ASSERT(st.atime_sec >= (int64_t)time(NULL) - 5);
+  struct gc_status s;
+  ASSERT_OK(gc_status_read(fx.base, &s));
+  ASSERT_EQ(s.disk_chunks, 2);
+  ASSERT_EQ(s.pending_chunks, 1);
+  ASSERT_EQ(s.removed_chunks, 0);
+  fx_close(&fx);
+}
+
+UNIT_TEST(gc_cache_capacity_tuning)
+{
+  struct fx fx;
+  fx_init(&fx, "gc-atime-safety-check=false,gc-cache-capacity=0");
+  struct fx_ref r[] = {{1, 100}, {2, 100}};
+  fx_snapshot(&fx, "", "vm", "1", T0, r, 2);
+  fx_snapshot(&fx, "", "vm", "1", T0 + 1, r, 2);
+  struct core_task *t = fx_gc(&fx);
+  ASSERT_STR_EQ(t->exitstatus, "OK");
+  struct gc_status st;
+  ASSERT_OK(gc_status_read(fx.base, &st));
+  ASSERT_EQ(st.cache_hits, 0); /* disabled: every reference is touched */
+  ASSERT_EQ(st.cache_misses, 4);
+  fx_close(&fx);
+}
+
 UNIT_TEST(gc_cutoff_and_pending)
 {
   struct fx fx;
@@ -566,7 +614,8 @@ UNIT_TEST(gc_relists_group_when_a_snapshot_vanishes)
 
 UNIT_MAIN(UNIT_CASE(zero_chunk_digest), UNIT_CASE(gc_relists_group_when_a_snapshot_vanishes), UNIT_CASE(cache_and_set), UNIT_CASE(status_round_trip),
           UNIT_CASE(walk_layout), UNIT_CASE(gc_removes_exactly_unreferenced),
-          UNIT_CASE(gc_cutoff_and_pending), UNIT_CASE(gc_writer_protects_chunks),
+          UNIT_CASE(gc_cutoff_and_pending), UNIT_CASE(gc_cache_capacity_tuning),
+          UNIT_CASE(gc_recent_chunks_not_touched), UNIT_CASE(gc_writer_protects_chunks),
           UNIT_CASE(gc_bad_files), UNIT_CASE(gc_missing_chunk_and_prefix),
           UNIT_CASE(gc_corrupt_index_fails_safely), UNIT_CASE(gc_unreadable_directories),
           UNIT_CASE(gc_strange_index_is_marked), UNIT_CASE(gc_one_at_a_time_and_abort),
