@@ -133,9 +133,10 @@ def one_round(args, srv, store, data, tmp, pids, cold=None):
         if before:
             before()
         target = os.path.join(tmp, "restore-%s-%s" % (store, name))
-        dt, _ = timed([cairn, "restore", "host/b/%d" % t, "root", target, "--no-progress"],
-                      env, pids)
+        dt, cpu = timed([cairn, "restore", "host/b/%d" % t, "root", target, "--no-progress"],
+                        env, pids)
         res[name] = dt
+        res[name + "_cpu"] = cpu
         res[name + "_ok"] = bb.tree_digest(target) == args.want
         shutil.rmtree(target, ignore_errors=True)
     res["stored"] = bb.du(srv.datastore_path(store))
@@ -251,6 +252,9 @@ def main():
             cpu[name][0], sum(cpu[name][1:])))
     for name in ("local", "s3"):
         print("  %-5s backups s: %s" % (name, " ".join("%.2f" % r["backup"] for r in rows[name])))
+    for name, step in (("local", "restore"), ("s3", "restore"), ("s3", "cold")):
+        c = rows[name][0][step + "_cpu"]
+        print("  %-5s %-7s cpu: cairnd %.1f s, RGW %.1f s" % (name, step, c[0], sum(c[1:])))
     ok = all(r.get("restore_ok") for v in rows.values() for r in v) and \
         all(r.get("cold_ok") for r in rows["s3"])
     print("restores verified: %s; bucket per round: %d chunk objects, %.0f MiB; local store "

@@ -410,7 +410,12 @@ static void finish_run(struct core_job *j)
     snprintf(f->err, sizeof(f->err), "cannot update the manifest: %s", core_strerror(rc));
     goto out;
   }
-  rc = store_chunkstore_sync(b->cs);
+  /* An S3 datastore's durable copy is the bucket (every chunk and file was
+   * acknowledged there; the manifest follows in finish_done): its local
+   * files are a cache that a crash may lose or cut short without harm, so
+   * they need no syncfs here (docs/s3-datastores.md). */
+  if (!store_backend_is_s3(s->ds))
+    rc = store_chunkstore_sync(b->cs);
   if (rc < 0)
     snprintf(f->err, sizeof(f->err), "syncfs failed: %s", core_strerror(rc));
 out:

@@ -401,7 +401,9 @@ static void file_done(struct core_job *j, int status)
 {
   struct file_job *f = (struct file_job *)j;
   int rc = status < 0 ? status : f->rc;
-  if (rc == 0 && store_backend_is_s3(f->s->ds)) {
+  /* The manifest goes to the bucket at finish, last (store_backup.c). */
+  if (rc == 0 && store_backend_is_s3(f->s->ds) &&
+      strcmp(strrchr(f->path, '/') + 1, MANIFEST_NAME) != 0) {
     const char *rel = store_s3_rel(f->s->ds, f->path);
     store_s3_mirror(f->s->ds, &rel, 1, 0, file_mirrored, f);
     return;

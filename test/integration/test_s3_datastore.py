@@ -351,8 +351,18 @@ class Datastore(S3Case):
                 self.assertNotIn("overwrite-in-use", f.read())
         finally:
             other.close()
-        # a backup: chunks and metadata where PBS puts them
+        # the manifest reaches the bucket only with finish, and last
         chunks = self.chunks(1, 12)
+        b = self.open_session(pp.BackupSession(srv, "s3a", "host", "h0", 1699999000))
+        b.upload_dynamic("root.pxar.didx", chunks[:2])
+        b.upload_manifest()
+        snap0 = "s3a/.cnt/host/h0/2023-11-14T21:56:40Z/"
+        keys = list_keys(snap0)
+        self.assertIn(snap0 + "root.pxar.didx", keys)
+        self.assertNotIn(snap0 + "index.json.blob", keys)
+        b.finish()
+        self.assertIn(snap0 + "index.json.blob", list_keys(snap0))
+        # a backup: chunks and metadata where PBS puts them
         self.backup("s3a", "h1", 1700000000, chunks)
         keys = list_keys("s3a/")
         for c in chunks:
@@ -733,14 +743,32 @@ class Failures(S3Case):
         b = self.open_session(pp.BackupSession(srv, "s3g", "host", "h1", 1700000000))
         wid = b.dynamic_index("root.pxar.didx")
         b.upload_chunk(wid, chunks[0])
+        b.append(wid, [chunks[0].digest], [0])
         type(self).stop_proxy()             # S3 goes away
         r = b.chunk_raw(wid, chunks[1].digest, chunks[1].size, chunks[1].blob)
         msg = self.assertError(r, (500, 502, 503), "upload with S3 gone")
         self.assertRegex(msg.lower(), "s3|upload")
+        r = b.close_raw(wid, 1, chunks[0].size, pp.didx_csum([chunks[0].size],
+                                                             [chunks[0].digest]))
+        self.assertError(r, (500, 502, 503), "index close with S3 gone", mentions="s3|upload")
+        # the manifest itself is kept locally; finish cannot succeed
         r = b.blob_raw(pp.MANIFEST, pp.manifest_blob(pp.manifest("host", "h1", 1700000000, [])))
-        self.assertNotEqual(200, r.status)
+        self.assertEqual(200, r.status, r)
         r = b.call("POST", "finish")
-        self.assertNotEqual(200, r.status)
+        self.assertNotEqual(200, r.status, r)
+        b.abort()
+        # S3 lost between the last file and finish: finish fails, and the
+        # snapshot is not left finished locally either
+        port = self.proxy_port
+        type(self).start_proxy(rate="0", port=port)
+        b = self.open_session(pp.BackupSession(srv, "s3g", "host", "h2", 1700000000))
+        b.upload_dynamic("root.pxar.didx", chunks[:3])
+        b.upload_manifest()
+        type(self).stop_proxy()
+        r = b.call("POST", "finish")
+        self.assertError(r, (500, 502, 503), "finish with S3 gone", mentions="bucket")
+        self.assertFalse(os.path.exists(os.path.join(
+            srv.datastore_path("s3g"), "host", "h2", "2023-11-14T22:13:20Z", pp.MANIFEST)))
         b.abort()
         snaps = self.assertOk(srv.get(API + "/admin/datastore/s3g/snapshots"))
         self.assertEqual([], [s for s in snaps if s.get("backup-time") == 1700000000 and
