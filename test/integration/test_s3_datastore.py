@@ -633,6 +633,7 @@ class Race(S3Case):
         st, log = self.gc(store)             # phase 2 runs while the upload is paused
         os.unlink(self.pause)
         t.join(30)
+        os.unlink(reached)
         self.assertEqual(200, result["r"].status, result)
         b.append(wid, [chunk.digest], [0])
         b.close_index(wid, 1, chunk.size, pp.didx_csum([chunk.size], [chunk.digest]))
