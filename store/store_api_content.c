@@ -14,8 +14,10 @@
 #include "core/core_json.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
+#include "store/store_backend.h"
 #include "store/store_lock.h"
 #include "store/store_name.h"
+#include "store/store_path.h"
 #include "store/store_snapshot.h"
 
 #include <inttypes.h>
@@ -274,10 +276,8 @@ static void content_free(struct content_job *c)
   core_free(c);
 }
 
-static void content_done(struct core_job *job, int status)
+static void content_finish(struct content_job *c, int rc)
 {
-  struct content_job *c = (struct content_job *)job;
-  int rc = status < 0 ? status : c->rc;
   if (rc < 0) {
     int code = http_status_for(rc);
     if (rc == STORE_EPROTECTED || rc == -ENOTEMPTY)
@@ -288,6 +288,71 @@ static void content_done(struct core_job *job, int status)
   }
   store_release(c->ds, is_write(c->op) ? STORE_OP_WRITE : STORE_OP_READ);
   content_free(c);
+}
+
+static void mirror_done(void *arg, int err, const char *msg)
+{
+  struct content_job *c = arg;
+  if (err < 0) {
+    /* The local change stands; say plainly that the bucket lags behind. */
+    snprintf(c->err, sizeof(c->err), "done locally, but the bucket copy was not updated: %s",
+             msg ? msg : core_strerror(err));
+    http_respond_error(c->req, 502, "%s", c->err);
+    store_release(c->ds, STORE_OP_WRITE);
+    content_free(c);
+    return;
+  }
+  content_finish(c, 0);
+}
+
+/* On an S3 datastore the bucket's .cnt/ copy follows every change here, so an
+ * S3 refresh never brings back what was deleted. Returns 1 when the answer
+ * waits for the bucket. */
+static int follow_in_bucket(struct content_job *c)
+{
+  char rel[4096];
+  int rc = -1;
+  if (!store_backend_is_s3(c->ds))
+    return 0;
+  switch (c->op) {
+  case OP_SNAP_DELETE:
+    rc = store_path_snapshot(rel, sizeof(rel), NULL, c->ns, c->type, c->id, c->time);
+    break;
+  case OP_GROUP_DELETE:
+    rc = store_path_group(rel, sizeof(rel), NULL, c->ns, c->type, c->id);
+    break;
+  case OP_NS_DELETE:
+    rc = store_path_ns(rel, sizeof(rel), NULL, c->ns);
+    break;
+  case OP_PROT_SET:
+    rc = store_path_file(rel, sizeof(rel), NULL, c->ns, c->type, c->id, c->time,
+                         ".protected");
+    if (rc >= 0 && c->flag) {
+      const char *rels[1] = {rel};
+      store_s3_mirror(c->ds, rels, 1, 0, mirror_done, c);
+      return 1;
+    }
+    if (rc >= 0) {
+      store_s3_unmirror(c->ds, rel, 0, mirror_done, c);
+      return 1;
+    }
+    break;
+  default:
+    return 0;
+  }
+  if (rc < 0)
+    return 0;
+  store_s3_unmirror(c->ds, rel, 1, mirror_done, c);
+  return 1;
+}
+
+static void content_done(struct core_job *job, int status)
+{
+  struct content_job *c = (struct content_job *)job;
+  int rc = status < 0 ? status : c->rc;
+  if (rc == 0 && follow_in_bucket(c))
+    return;
+  content_finish(c, rc);
 }
 
 static void content_lookup(void *arg, int err, struct store_datastore *ds)

@@ -309,7 +309,7 @@ static int decide(struct store_chunkstore *cs, const char *rel, const char *hex,
   if (old == len) {
     *act = ACT_KEEP;
   } else if (old == 0) {
-    core_warn("chunk %s: replacing empty file", hex);
+    core_debug("chunk %s: replacing empty file", hex);
     *act = ACT_WRITE;
   } else if (in_flags & BLOB_ENCRYPTED) {
     /* Only magic and size of an encrypted chunk can be checked, so a second,

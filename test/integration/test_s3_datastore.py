@@ -411,6 +411,29 @@ class Datastore(S3Case):
         self.assertEqual(b"".join(c.data for c in chunks),
                          self.restore("s3c", "h1", 1700000000))
 
+    def test_c2_deletes_follow_in_bucket(self):
+        """Protecting, unprotecting and deleting a snapshot and a group through
+        the API change the bucket's .cnt/ copy too, so a refresh cannot bring
+        back what was deleted."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3del"), "create")
+        self.backup("s3del", "h1", 1700000000, self.chunks(5, 2))
+        self.backup("s3del", "h2", 1700000000, self.chunks(6, 2))
+        snap = "s3del/.cnt/host/h1/2023-11-14T22:13:20Z/"
+        sel = {"backup-type": "host", "backup-id": "h1", "backup-time": 1700000000}
+        self.assertOk(srv.put(API + "/admin/datastore/s3del/protected",
+                              params=dict(sel, protected="true")))
+        self.assertIn(snap + ".protected", list_keys(snap))
+        self.assertOk(srv.put(API + "/admin/datastore/s3del/protected",
+                              params=dict(sel, protected="false")))
+        self.assertNotIn(snap + ".protected", list_keys(snap))
+        self.assertIn(snap + "index.json.blob", list_keys(snap))
+        self.assertOk(srv.delete(API + "/admin/datastore/s3del/snapshots", params=sel))
+        self.assertEqual({}, list_keys(snap))
+        self.assertOk(srv.delete(API + "/admin/datastore/s3del/groups",
+                                 params={"backup-type": "host", "backup-id": "h2"}))
+        self.assertEqual({}, list_keys("s3del/.cnt/host/h2/"))
+
     def test_d_refresh_onto_empty_directory(self):
         srv = self.srv
         self.assertOk(self.make_store("s3d"), "create")
