@@ -15,6 +15,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_api.h"
+#include "store/store_backend.h"
 #include "store/store_lock.h"
 #include "store/store_name.h"
 #include "store/store_path.h"
@@ -122,6 +123,16 @@ static void entry_json(struct core_json *j, const char *type, const char *id,
   core_json_obj_close(j);
 }
 
+/* S3 datastores: the bucket's copy of each removed snapshot goes too. */
+static void forget_removed(struct store_datastore *ds, const char *ns, const char *type,
+                           const char *id, const struct prune_result *res)
+{
+  for (size_t i = 0; i < res->n; i++) {
+    if (res->e[i].removed)
+      store_s3_forget_snapshot(ds, ns, type, id, res->e[i].time);
+  }
+}
+
 /* ---- POST .../prune: one group ----------------------------------------- */
 
 struct prune_req {
@@ -158,6 +169,7 @@ static void prune_req_done(struct core_job *j, int status)
   } else if (rc < 0) {
     http_respond_errno(p->req, rc, "prune failed");
   } else {
+    forget_removed(p->ds, p->ns, p->type, p->id, &p->res);
     struct core_json out;
     core_json_init(&out, 0);
     core_json_arr_open(&out);
@@ -427,6 +439,7 @@ static void prune_run_done(struct core_job *j, int status)
     core_task_warn(r->task, "group %s%s%s/%s: %s", g->ns, g->ns[0] ? ":" : "", g->type, g->id,
                    core_strerror(r->res.rc));
   } else {
+    forget_removed(r->ds, g->ns, g->type, g->id, &r->res);
     log_group(r, g);
   }
   prune_result_free(&r->res);

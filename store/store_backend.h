@@ -252,6 +252,12 @@ void store_s3_mirror_snapshot(struct store_datastore *ds, const char *ns, const 
 void store_s3_unmirror(struct store_datastore *ds, const char *rel, int recursive,
                        store_s3_done_cb cb, void *arg);
 
+/* After a snapshot was removed locally (prune): removes its .cnt/ copy from
+ * the bucket in the background, logging a failure. No-op for local stores.
+ * Loop thread. */
+void store_s3_forget_snapshot(struct store_datastore *ds, const char *ns, const char *type,
+                              const char *id, int64_t time);
+
 /* ---- datastore creation (pool / cairn-admin) ------------------------------ */
 
 /* For a new datastore `store` with backend `cfg`: checks the bucket is

@@ -333,3 +333,23 @@ void store_s3_unmirror(struct store_datastore *ds, const char *rel, int recursiv
   else
     um_key(u);
 }
+
+static void forgot(void *arg, int err, const char *msg)
+{
+  struct store_datastore *ds = arg;
+  if (err < 0)
+    core_warn("datastore %s: a removed snapshot is still in the bucket: %s (an S3 refresh "
+              "would list it again until it is removed)", ds->name, msg ? msg : "");
+  store_datastore_unref(ds);
+}
+
+void store_s3_forget_snapshot(struct store_datastore *ds, const char *ns, const char *type,
+                              const char *id, int64_t time)
+{
+  char rel[STORE_PATH_MAX];
+  if (!store_backend_is_s3(ds) ||
+      store_path_snapshot(rel, sizeof(rel), NULL, ns, type, id, time) < 0)
+    return;
+  store_datastore_ref(ds);
+  store_s3_unmirror(ds, rel, 1, forgot, ds);
+}

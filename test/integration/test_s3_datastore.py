@@ -433,6 +433,19 @@ class Datastore(S3Case):
         self.assertOk(srv.delete(API + "/admin/datastore/s3del/groups",
                                  params={"backup-type": "host", "backup-id": "h2"}))
         self.assertEqual({}, list_keys("s3del/.cnt/host/h2/"))
+        # Prune: the older of two snapshots goes from the bucket as well.
+        self.backup("s3del", "h3", 1700000000, self.chunks(7, 2))
+        self.backup("s3del", "h3", 1700000100, self.chunks(8, 2))
+        self.assertOk(srv.post(API + "/admin/datastore/s3del/prune",
+                               params={"backup-type": "host", "backup-id": "h3",
+                                       "keep-last": "1"}))
+        deadline = time.monotonic() + 10
+        old = "s3del/.cnt/host/h3/2023-11-14T22:13:20Z/"
+        while list_keys(old) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the bucket copy is removed in the background
+        self.assertEqual({}, list_keys(old))
+        self.assertIn("s3del/.cnt/host/h3/2023-11-14T22:15:00Z/index.json.blob",
+                      list_keys("s3del/.cnt/host/h3/"))
 
     def test_d_refresh_onto_empty_directory(self):
         srv = self.srv
