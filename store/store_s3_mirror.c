@@ -11,6 +11,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "s3/s3_hash.h"
@@ -57,47 +58,6 @@ static int is_ns_marker(const char *rel)
   return n >= m && strcmp(rel + n - m, NS_MARKER) == 0 && (n == m || rel[n - m - 1] == '/');
 }
 
-static int read_file(const char *path, uint8_t **out, size_t *len)
-{
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0)
-    return errno == ENOENT ? CORE_ENOTFOUND : -errno;
-  struct stat st;
-  int rc = 0;
-  uint8_t *buf = NULL;
-  if (fstat(fd, &st) < 0) {
-    rc = -errno;
-    goto out;
-  }
-  if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MIRROR_MAX_FILE) {
-    rc = CORE_ETOOBIG;
-    goto out;
-  }
-  buf = core_try_malloc((size_t)st.st_size + 1);
-  if (buf == NULL) {
-    rc = UV_ENOMEM;
-    goto out;
-  }
-  size_t got = 0;
-  while (got < (size_t)st.st_size) {
-    ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0) {
-      rc = n < 0 ? -errno : CORE_EFORMAT;
-      goto out;
-    }
-    got += (size_t)n;
-  }
-  *out = buf;
-  *len = got;
-  buf = NULL;
-out:
-  core_free(buf);
-  close(fd);
-  return rc;
-}
-
 static void mirror_run(struct core_job *j)
 {
   struct mirror *m = (struct mirror *)j;
@@ -105,7 +65,7 @@ static void mirror_run(struct core_job *j)
     struct mfile *f = &m->files[i];
     if (!is_ns_marker(f->rel)) {
       char *path = core_asprintf("%s/%s", m->ds->path, f->rel);
-      int rc = read_file(path, &f->data, &f->len);
+      int rc = core_file_read(path, MIRROR_MAX_FILE, &f->data, &f->len);
       core_free(path);
       if (rc == CORE_ENOTFOUND && (m->flags & STORE_S3_OPTIONAL)) {
         f->skip = 1;
