@@ -28,6 +28,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_backend.h"
 #include "store/store_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_index.h"
@@ -88,6 +89,7 @@ struct verify_run {
   struct store_chunkstore *cs;
   struct store_blob_ctx bctx;
   struct core_buf buf;           /* chunk / blob reads */
+  struct store_s3_fetcher *fetcher; /* S3 datastores: chunks not in the cache */
   struct snap_ref *snaps;
   size_t n_snaps, cur;
   struct store_lock_guard guard; /* shared lock on snaps[cur] while verifying it */
@@ -384,6 +386,21 @@ static void verify_blob(struct verify_run *r, const struct vfile *f, const char 
   r->bytes += r->buf.len;
 }
 
+/* Reads a chunk from the bucket of an S3 datastore into r->buf, opening the
+ * run's fetcher on first use. */
+static int verify_fetch(struct verify_run *r, const uint8_t d[32])
+{
+  if (r->fetcher == NULL) {
+    char err[256];
+    int rc = store_s3_fetcher_open(r->ds, &r->fetcher, err, sizeof(err));
+    if (rc < 0) {
+      core_task_log(r->task, "  cannot reach the bucket: %s", err);
+      return rc;
+    }
+  }
+  return store_s3_fetch(r->fetcher, d, &r->buf);
+}
+
 /* Checks one chunk. 0 good, <0 bad (logged). */
 static int verify_chunk(struct verify_run *r, const uint8_t d[32], uint64_t size,
                         enum store_crypt_mode mode)
@@ -397,7 +414,14 @@ static int verify_chunk(struct verify_run *r, const uint8_t d[32], uint64_t size
     return CORE_EDIGEST;
   }
   r->chunks++;
+  int from_bucket = 0;
   int rc = store_chunk_read(r->cs, d, &r->buf);
+  if (store_backend_is_s3(r->ds) && (rc == CORE_ENOTFOUND || (rc >= 0 && r->buf.len == 0))) {
+    /* An evicted chunk (0-byte marker) or one never cached: the bucket has
+     * the copy to check. */
+    rc = verify_fetch(r, d);
+    from_bucket = 1;
+  }
   if (rc == CORE_ENOTFOUND) {
     core_hex_encode(d, 32, hex);
     core_task_log(r->task, "  chunk %s is missing", hex);
@@ -429,6 +453,12 @@ static int verify_chunk(struct verify_run *r, const uint8_t d[32], uint64_t size
     return 0;
   }
   core_hex_encode(d, 32, hex);
+  if (from_bucket) {
+    /* The local marker is not the bad copy: leave it, report the object. */
+    core_task_log(r->task, "  chunk %s is corrupt in the bucket (%s)", hex, core_strerror(rc));
+    gc_digest_set_add(&r->corrupt, d);
+    return rc;
+  }
   int n = store_chunk_mark_bad(r->cs, d);
   if (n >= 0)
     core_task_log(r->task, "  chunk %s is corrupt (%s), renamed to %s.%d.bad", hex,
@@ -627,6 +657,8 @@ static void run_free(struct verify_run *r)
   gc_digest_set_free(&r->corrupt);
   store_blob_ctx_free(&r->bctx);
   core_buf_free(&r->buf);
+  if (r->fetcher)
+    store_s3_fetcher_close(r->fetcher);
   core_free(r->base);
   core_free(r);
   gc__run_end(ctx);

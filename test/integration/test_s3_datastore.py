@@ -447,6 +447,29 @@ class Datastore(S3Case):
         self.assertIn("s3del/.cnt/host/h3/2023-11-14T22:15:00Z/index.json.blob",
                       list_keys("s3del/.cnt/host/h3/"))
 
+    def test_c3_verify_reads_evicted_chunks_from_the_bucket(self):
+        """Verify checks chunks that are only markers (or absent) locally from
+        the bucket, and never takes a marker for a corrupt chunk."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3ver"), "create")
+        chunks = self.chunks(9, 4)
+        self.backup("s3ver", "h1", 1700000000, chunks)
+        ds = srv.datastore_path("s3ver")
+        # Half the cache becomes 0-byte markers, the other half goes entirely.
+        for i, c in enumerate(chunks):
+            path = os.path.join(ds, ".chunks", c.digest[:4], c.digest)
+            if i % 2:
+                os.truncate(path, 0)
+            else:
+                os.unlink(path)
+        upid = self.start_task("s3ver", "verify")
+        st = self.wait_task(upid)
+        log = self.task_log(upid)
+        self.assertEqual("OK", st.get("exitstatus"), log)
+        bad = [n for _, _, files in os.walk(os.path.join(ds, ".chunks")) for n in files
+               if n.endswith(".bad")]
+        self.assertEqual([], bad, log)
+
     def test_d_refresh_onto_empty_directory(self):
         srv = self.srv
         self.assertOk(self.make_store("s3d"), "create")
