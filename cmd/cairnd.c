@@ -25,7 +25,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,11 +271,6 @@ int main(int argc, char **argv)
   core_log_set_level(d.opt.log_level);
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
-  /* Request bodies (chunks of up to 16 MiB) come and go all the time; served
-   * from mmap they would cost a page fault per 4 KiB on every request. Keep
-   * them on the heap and reuse it: the body budget bounds how much that is. */
-  mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
   /* fs work, hashing and DNS share the pool; size it before first use. */
   if (getenv("UV_THREADPOOL_SIZE") == NULL)
     setenv("UV_THREADPOOL_SIZE", "8", 1);
