@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +272,13 @@ int main(int argc, char **argv)
   core_log_set_level(d.opt.log_level);
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
+  /* Chunk buffers (up to 16 MiB) are allocated and freed by the loop and the
+   * pool threads all the time. glibc would raise its mmap threshold after the
+   * first free and keep such buffers in per-thread arenas afterwards, so the
+   * resident size would grow with the number of threads, not with what the
+   * body budget and the requests in flight allow. A fixed threshold keeps
+   * every large buffer an mmap that goes back to the kernel when freed. */
+  mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
   /* fs work, hashing and DNS share the pool; size it before first use. */
   if (getenv("UV_THREADPOOL_SIZE") == NULL)
     setenv("UV_THREADPOOL_SIZE", "8", 1);
