@@ -14,16 +14,26 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "store/store_backend.h"
 #include "store/store_lock.h"
 #include "store/store_snapshot.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
+
+struct removed_snapshot {
+  char *ns;                     /* owned */
+  char type[8];
+  char *id;                     /* owned */
+  int64_t time;
+};
 
 struct recover_job {
   struct core_job job;
   struct store_datastore *ds;   /* reference held */
   const char *run_dir;          /* borrowed, outlives the job */
+  struct removed_snapshot *gone; /* out: what was removed, for the bucket copy */
   unsigned removed;             /* out */
   unsigned kept;                /* out: unfinished but locked (in use) */
   int rc;                       /* out */
@@ -52,7 +62,12 @@ static void recover_group(struct recover_job *r, const char *lockdir, const char
       if (unfinished && store_snapshot_delete(r->ds->path, ns, type, id, s->time) == 0) {
         core_info("datastore %s: removed unfinished snapshot %s%s%s/%s/%" PRId64,
                   r->ds->name, ns, ns[0] ? "/" : "", type, id, s->time);
-        r->removed++;
+        r->gone = core_realloc(r->gone, (r->removed + 1) * sizeof(*r->gone));
+        struct removed_snapshot *rs = &r->gone[r->removed++];
+        rs->ns = core_strdup(ns);
+        snprintf(rs->type, sizeof(rs->type), "%s", type);
+        rs->id = core_strdup(id);
+        rs->time = s->time;
       }
     }
     store_lock_release(&g);
@@ -92,6 +107,15 @@ static void recover_done(struct core_job *j, int status)
   else if (r->kept)
     core_info("datastore %s: %u unfinished snapshot(s) in use, left alone", r->ds->name,
               r->kept);
+  /* S3 datastores: what the interrupted backups mirrored goes from the bucket
+   * too, or an S3 refresh would bring the snapshots back. */
+  for (unsigned i = 0; i < r->removed; i++) {
+    struct removed_snapshot *g = &r->gone[i];
+    store_s3_forget_snapshot(r->ds, g->ns, g->type, g->id, g->time);
+    core_free(g->ns);
+    core_free(g->id);
+  }
+  core_free(r->gone);
   store_datastore_unref(r->ds);
   core_free(r);
 }
