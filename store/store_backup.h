@@ -15,7 +15,6 @@
 #define CHUNK_MAX_BODY (16u * 1024 * 1024 + 48)
 #define BLOB_MAX_BODY (16u * 1024 * 1024 + 48)
 #define INDEX_APPEND_MAX_BODY (4u * 1024 * 1024)
-#define PREVIOUS_MAX_FILE (256u * 1024 * 1024)
 #define MANIFEST_NAME "index.json.blob"
 #define MAX_FIXED_CHUNKS (64u * 1024 * 1024) /* 256 TiB at 4 MiB */
 
@@ -61,10 +60,5 @@ int store__backup_has_file(const struct store_backup *b, const char *name);
 void store__backup_writer_free(struct writer *w);
 /* Registers the data endpoints (store_backup_data.c). */
 void store__backup_data_register(struct http_server *srv, struct store_sessions *t);
-
-/* Reads a snapshot file (at most PREVIOUS_MAX_FILE bytes); for indexes also
- * the digests and sizes it holds (owned arrays, n entries). Pool only. */
-int store__read_snapshot_file(const char *path, uint8_t **data, size_t *len,
-                              uint8_t **digests, uint32_t **sizes, uint64_t *n);
 
 #endif

@@ -562,77 +562,6 @@ fail:
 
 /* ---- previous --------------------------------------------------------- */
 
-struct prev_job {
-  struct core_job job;
-  struct http_request *req;
-  struct store_session *s;
-  char *path;            /* in, owned */
-  /* out */
-  int rc;
-  uint8_t *data;         /* owned file bytes */
-  size_t len;
-  uint8_t *digests;      /* owned: n * 32 */
-  uint32_t *sizes;       /* owned: n */
-  uint64_t n;
-};
-
-int store__read_snapshot_file(const char *path, uint8_t **data, size_t *len,
-                              uint8_t **digests, uint32_t **sizes, uint64_t *n)
-{
-  int rc = core_file_read(path, PREVIOUS_MAX_FILE, data, len);
-  *digests = NULL;
-  *sizes = NULL;
-  *n = 0;
-  if (rc < 0 || store_index_kind_from_name(path) <= 0)
-    return rc;
-  struct store_index idx;
-  rc = store_index_parse(*data, *len, 0, &idx);
-  if (rc < 0) {
-    core_free(*data);
-    *data = NULL;
-    return rc;
-  }
-  *digests = core_malloc(idx.count * 32 + 1);
-  *sizes = core_malloc(idx.count * sizeof(uint32_t) + 1);
-  for (uint64_t i = 0; i < idx.count; i++) {
-    uint64_t start, end;
-    memcpy(*digests + i * 32, store_index_digest(&idx, i), 32);
-    store_index_chunk_range(&idx, i, &start, &end);
-    (*sizes)[i] = (uint32_t)(end - start);
-  }
-  *n = idx.count;
-  return 0;
-}
-
-static void prev_run(struct core_job *j)
-{
-  struct prev_job *p = (struct prev_job *)j;
-  p->rc = store__read_snapshot_file(p->path, &p->data, &p->len, &p->digests, &p->sizes, &p->n);
-}
-
-static void prev_done(struct core_job *j, int status)
-{
-  struct prev_job *p = (struct prev_job *)j;
-  struct store_session *s = p->s;
-  int rc = status < 0 ? status : p->rc;
-  if (rc == 0) {
-    for (uint64_t i = 0; rc == 0 && i < p->n; i++)
-      rc = store_digestset_add(&s->known, p->digests + i * 32, p->sizes[i]);
-  }
-  if (rc < 0) {
-    http_respond_error(p->req, http_status_for(rc), "cannot read the previous %s: %s",
-                       strrchr(p->path, '/') + 1, core_strerror(rc));
-    core_free(p->data);
-  } else {
-    http_respond_owned(p->req, 200, "application/octet-stream", p->data, p->len);
-  }
-  core_free(p->digests);
-  core_free(p->sizes);
-  core_free(p->path);
-  core_free(p);
-  store_session_leave(s);
-}
-
 static void h_previous(struct http_request *req, void *ctx)
 {
   struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
@@ -650,15 +579,8 @@ static void h_previous(struct http_request *req, void *ctx)
     store_session_leave(s);
     return;
   }
-  struct prev_job *p = core_new(struct prev_job);
-  p->req = req;
-  p->s = s;
-  p->path = core_asprintf("%s/%s", b->prev_dir, name);
-  int rc = core_job_submit(s->table->loop, &p->job, prev_run, prev_done);
-  if (rc < 0) {
-    p->rc = rc;
-    prev_done(&p->job, rc);
-  }
+  /* Streaming it registers the previous index's chunks as known. */
+  store_session_send_file(s, req, core_asprintf("%s/%s", b->prev_dir, name));
 }
 
 /* ---- Routes ----------------------------------------------------------- */

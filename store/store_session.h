@@ -109,6 +109,11 @@ void store_session_leave(struct store_session *s);
 /* Removes the session from the table and runs `on_drained` once no
  * operation is in flight. */
 void store_session_end(struct store_session *s, void (*on_drained)(struct store_session *s));
+/* Answers `req` with the file at `path` (owned by the call), streamed in
+ * pieces; the entries of an index file are registered as known to the
+ * session as they pass. The request's session operation ends with the
+ * transfer (store_session_leave). */
+void store_session_send_file(struct store_session *s, struct http_request *req, char *path);
 /* Releases the session's locks (pool thread or loop; tmpfs). */
 void store_session_unlock(struct store_session *s);
 /* Frees everything (after on_drained did its cleanup). */
