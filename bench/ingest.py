@@ -38,6 +38,7 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "integration"))
 import pbs_proto as pp  # noqa: E402
+from benchutil import children, child_setup, cpu_ticks, proc_status_kib, stop_proc  # noqa: E402
 
 MiB = 1024 * 1024
 MB = 1e6
@@ -66,61 +67,6 @@ def wait_port(port, proc, timeout=15.0):
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def cpu_ticks(pids):
-    """utime+stime of processes (all their threads), in clock ticks."""
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            return None
-    return total
-
-
-def proc_status_kib(pid, key):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def stop_proc(proc, timeout=15):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-try:  # loaded before any fork: dlopen in a forked child could deadlock
-    import ctypes
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except (ImportError, OSError):
-    _LIBC = None
-
-
-def child_setup():
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with this script
 
 
 # ---- chunks -------------------------------------------------------------------
@@ -400,7 +346,7 @@ class Bench:
             cmd.append("--no-tls")
         errlog = open(os.path.join(self.root, "cairnd-%d.log" % port), "w+")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=errlog,
-                                stderr=subprocess.STDOUT, preexec_fn=child_setup)
+                                stderr=subprocess.STDOUT, preexec_fn=child_setup())
         self.procs.append(proc)
         if not wait_port(port, proc):
             errlog.seek(0)
@@ -517,7 +463,7 @@ class Bench:
         errlog = open(os.path.join(prefix, "error.log"), "w+")
         proc = subprocess.Popen([self.a.nginx, "-p", prefix, "-c", path],
                                 stdin=subprocess.DEVNULL, stdout=errlog,
-                                stderr=subprocess.STDOUT, preexec_fn=child_setup)
+                                stderr=subprocess.STDOUT, preexec_fn=child_setup())
         self.procs.append(proc)
         if not (wait_port(http_port, proc) and wait_port(tls_port, proc)):
             errlog.seek(0)

@@ -33,6 +33,9 @@ import threading
 import time
 import resource
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchutil import children, child_setup, cpu_ticks, proc_status_kib, stop_proc  # noqa: E402
+
 API_STATUS = "/api2/json/admin/datastore/%s/status"
 STORE_FMT = "ds%04d"
 
@@ -110,64 +113,6 @@ def wait_port(port, proc, timeout=15.0):
         except OSError:
             time.sleep(0.05)
     return False
-
-
-def cpu_ticks(pid):
-    """utime+stime of a process (all threads), in clock ticks."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def rss_kib(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def stop_proc(proc, timeout=15):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-try:  # loaded before any fork: dlopen in a forked child could deadlock
-    import ctypes
-    _LIBC = ctypes.CDLL(None, use_errno=True)
-except (ImportError, OSError):
-    _LIBC = None
-
-
-def child_setup(cpu=None):
-    """A preexec_fn: the child dies with this script (even on SIGKILL) and, if
-    asked, runs on one CPU."""
-    def setup():
-        if _LIBC is not None:
-            _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-    return setup
 
 
 def pin(pid, cpu):
@@ -479,7 +424,7 @@ class Bench:
             row["sustained_rps"] = row["requests"] / row["runtime"] if row["runtime"] else None
             row["server_cpu"] = row["srv_cpu_s"] / row["elapsed"] * 100 if row["elapsed"] else None
             row["wrk_cpu"] = row["wrk_cpu_s"] / row["elapsed"] * 100 if row["elapsed"] else None
-            row["rss_mib"] = (rss_kib(srv.work_pid) or 0) / 1024.0
+            row["rss_mib"] = (proc_status_kib(srv.work_pid, "VmRSS") or 0) / 1024.0
             for text in row["texts"][:2]:
                 log("%s/%s: non-200 answers or socket errors:\n%s"
                     % (row["target"], row["transport"], text))
