@@ -1,10 +1,14 @@
 /* store_recover.c: removing the leftovers of backups that a crash interrupted.
  *
- * A backup that never finished leaves a snapshot directory without a manifest.
+ * A backup that never finished leaves a snapshot directory without a manifest,
+ * and a chunk insert that was cut off leaves a `<digest>.tmp_XXXXXX` file in
+ * its prefix directory.
  * At startup cairnd walks every configured datastore in the pool and removes
  * each such snapshot whose exclusive snapshot lock it can take: a backup that
  * is really running (another process on the same run directory) holds that
- * lock, so only abandoned snapshots go. The walk runs in the background;
+ * lock, so only abandoned snapshots go. Temporary chunk files go when they
+ * are older than an hour: an insert renames its file within milliseconds, so
+ * an old one belongs to nobody. The walk runs in the background;
  * requests are served meanwhile, and a snapshot found unfinished is listed as
  * such until it is removed.
  */
@@ -16,11 +20,17 @@
 #include "core/core_log.h"
 #include "store/store_backend.h"
 #include "store/store_lock.h"
+#include "store/store_path.h"
 #include "store/store_snapshot.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 struct removed_snapshot {
   char *ns;                     /* owned */
@@ -35,6 +45,7 @@ struct recover_job {
   const char *run_dir;          /* borrowed, outlives the job */
   struct removed_snapshot *gone; /* out: what was removed, for the bucket copy */
   unsigned removed;             /* out */
+  unsigned tmp_removed;         /* out: abandoned temporary chunk files */
   unsigned kept;                /* out: unfinished but locked (in use) */
   int rc;                       /* out */
 };
@@ -75,11 +86,58 @@ static void recover_group(struct recover_job *r, const char *lockdir, const char
   store_snapshot_list_free(&snaps);
 }
 
+#define TMP_CHUNK_MAX_AGE_S 3600
+
+/* Removes abandoned `*.tmp_*` files from the chunk prefix directories.
+ * Returns how many. */
+static unsigned sweep_tmp_chunks(const char *base)
+{
+  char path[STORE_PATH_MAX];
+  unsigned removed = 0;
+  snprintf(path, sizeof(path), "%s/.chunks", base);
+  int chunks = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (chunks < 0)
+    return 0;
+  DIR *top = fdopendir(dup(chunks));
+  if (top == NULL) {
+    close(chunks);
+    return 0;
+  }
+  time_t limit = time(NULL) - TMP_CHUNK_MAX_AGE_S;
+  struct dirent *pe;
+  while ((pe = readdir(top)) != NULL) {
+    if (strlen(pe->d_name) != 4 || pe->d_name[0] == '.')
+      continue;
+    int pfd = openat(chunks, pe->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+      continue;
+    DIR *d = fdopendir(pfd);
+    if (d == NULL) {
+      close(pfd);
+      continue;
+    }
+    struct dirent *e;
+    struct stat st;
+    while ((e = readdir(d)) != NULL) {
+      if (strstr(e->d_name, ".tmp_") == NULL)
+        continue;
+      if (fstatat(pfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          st.st_mtime < limit && unlinkat(pfd, e->d_name, 0) == 0)
+        removed++;
+    }
+    closedir(d);
+  }
+  closedir(top);
+  close(chunks);
+  return removed;
+}
+
 static void recover_run(struct core_job *j)
 {
   struct recover_job *r = (struct recover_job *)j;
   char lockdir[1024];
   struct store_ns_list nss;
+  r->tmp_removed = sweep_tmp_chunks(r->ds->path);
   r->rc = store_lock_dir(lockdir, sizeof(lockdir), r->run_dir, r->ds->name);
   if (r->rc < 0)
     return;
@@ -107,6 +165,9 @@ static void recover_done(struct core_job *j, int status)
   else if (r->kept)
     core_info("datastore %s: %u unfinished snapshot(s) in use, left alone", r->ds->name,
               r->kept);
+  if (r->tmp_removed)
+    core_info("datastore %s: removed %u abandoned temporary chunk file(s)", r->ds->name,
+              r->tmp_removed);
   /* S3 datastores: what the interrupted backups mirrored goes from the bucket
    * too, or an S3 refresh would bring the snapshots back. */
   for (unsigned i = 0; i < r->removed; i++) {
