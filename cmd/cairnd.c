@@ -9,6 +9,7 @@
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
+#include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
 #include "core/core_shmem.h"
@@ -64,6 +65,7 @@ struct cairnd {
   struct http_server *http;
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
+  int reloading;             /* a SIGHUP reload job is in flight */
 };
 
 static void usage(FILE *f)
@@ -235,23 +237,62 @@ static int load_tls(struct cairnd *d, struct http_tls **out)
   return rc;
 }
 
+/* SIGHUP: the certificate and the token table are read in the pool and
+ * swapped in on the loop; connections already open keep their context. */
+struct reload_job {
+  struct core_job job;
+  struct cairnd *d;          /* in: only d->opt is read in the pool */
+  struct http_tls *tls;      /* out, or NULL */
+  struct http_auth auth;     /* out */
+  int auth_rc;               /* out */
+};
+
+static void reload_run(struct core_job *j)
+{
+  struct reload_job *r = (struct reload_job *)j;
+  if (!r->d->opt.no_tls && load_tls(r->d, &r->tls) < 0)
+    r->tls = NULL;
+  r->auth_rc = http_auth_init(&r->auth, r->d->opt.config_dir);
+}
+
+static void reload_done(struct core_job *j, int status)
+{
+  struct reload_job *r = (struct reload_job *)j;
+  struct cairnd *d = r->d;
+  d->reloading = 0;
+  if (r->tls && !d->stopping) {
+    core_info("TLS certificate fingerprint: %s", http_tls_fingerprint(r->tls));
+    http_server_set_tls(d->http, r->tls);
+    http_tls_unref(d->tls);
+    d->tls = r->tls;
+  } else if (r->tls) {
+    http_tls_unref(r->tls);
+  }
+  if (status == 0 && r->auth_rc == 0) {
+    /* The server keeps pointing at d->auth; only its contents change. */
+    http_auth_free(&d->auth);
+    d->auth = r->auth;
+  } else {
+    core_error("token.shadow reload failed: %s",
+               core_strerror(status < 0 ? status : r->auth_rc));
+    http_auth_free(&r->auth);
+  }
+  core_free(r);
+}
+
 static void on_sighup(uv_signal_t *h, int signum)
 {
   struct cairnd *d = h->data;
+  if (d->reloading || d->stopping)
+    return;
   core_info("SIGHUP: reloading certificate and tokens");
-  /* Startup-style blocking reload: rare, small files, admin-triggered. */
-  if (!d->opt.no_tls) {
-    struct http_tls *tls;
-    if (load_tls(d, &tls) == 0) {
-      core_info("TLS certificate fingerprint: %s", http_tls_fingerprint(tls));
-      http_server_set_tls(d->http, tls);
-      http_tls_unref(d->tls);
-      d->tls = tls;
-    }
+  struct reload_job *r = core_new(struct reload_job);
+  r->d = d;
+  d->reloading = 1;
+  if (core_job_submit(d->loop, &r->job, reload_run, reload_done) < 0) {
+    d->reloading = 0;
+    core_free(r);
   }
-  int rc = http_auth_reload(&d->auth);
-  if (rc < 0)
-    core_error("token.shadow reload failed: %s", core_strerror(rc));
 }
 
 static void raise_nofile(void)

@@ -54,7 +54,7 @@ static int read_file(const char *path, struct core_buf *out)
   return rc;
 }
 
-int http_auth_reload(struct http_auth *a)
+static int load_shadow(struct http_auth *a)
 {
   struct core_buf b;
   core_buf_init(&b, SHADOW_MAX);
@@ -94,7 +94,7 @@ int http_auth_init(struct http_auth *a, const char *config_dir)
 {
   core_map_init(&a->tokens);
   a->shadow_path = core_asprintf("%s/token.shadow", config_dir);
-  return http_auth_reload(a);
+  return load_shadow(a);
 }
 
 void http_auth_free(struct http_auth *a)

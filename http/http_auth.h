@@ -22,10 +22,11 @@ struct http_auth {
 
 #define HTTP_AUTH_ROOT_TOKEN "root@pam!root"
 
-/* Blocking (file I/O): startup, SIGHUP, or cairn-admin. */
+/* Loads token.shadow into a fresh table. Blocking (file I/O): startup, a
+ * pool job (SIGHUP builds a new table there and swaps it in on the loop), or
+ * cairn-admin. `a` is usable (and must be freed) even when this fails. */
 int http_auth_init(struct http_auth *a, const char *config_dir);
 void http_auth_free(struct http_auth *a);
-int http_auth_reload(struct http_auth *a);
 
 /* Creates token `tokenid` with a fresh random secret, stores its hash in
  * token.shadow (atomically, mode 0600) and returns the secret (free with
