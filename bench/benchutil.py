@@ -2,13 +2,44 @@
 
 import os
 import signal
+import socket
 import subprocess
+import sys
+import time
 
 try:  # loaded before any fork: dlopen in a forked child could deadlock
     import ctypes
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except (ImportError, OSError):
     _LIBC = None
+
+
+def logger(tag):
+    """A log function writing `[tag] msg` lines to stderr."""
+    def log(msg):
+        sys.stderr.write("[%s] %s\n" % (tag, msg))
+        sys.stderr.flush()
+    return log
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=15.0):
+    """True once 127.0.0.1:port accepts; False if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 def cpu_ticks(pids):

@@ -38,35 +38,14 @@ import zlib
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "test", "integration"))
 import pbs_proto as pp  # noqa: E402
-from benchutil import children, child_setup, cpu_ticks, proc_status_kib, stop_proc  # noqa: E402
+from benchutil import (children, child_setup, cpu_ticks, free_port,  # noqa: E402
+                       logger, proc_status_kib, stop_proc, wait_port)
+
+log = logger("ingest")
 
 MiB = 1024 * 1024
 MB = 1e6
 STORE = "bench"
-
-
-def log(msg):
-    sys.stderr.write("[ingest] %s\n" % msg)
-    sys.stderr.flush()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 # ---- chunks -------------------------------------------------------------------

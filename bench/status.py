@@ -34,7 +34,10 @@ import time
 import resource
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchutil import children, child_setup, cpu_ticks, proc_status_kib, stop_proc  # noqa: E402
+from benchutil import (children, child_setup, cpu_ticks, free_port,  # noqa: E402
+                       logger, proc_status_kib, stop_proc, wait_port)
+
+log = logger("bench")
 
 API_STATUS = "/api2/json/admin/datastore/%s/status"
 STORE_FMT = "ds%04d"
@@ -89,30 +92,6 @@ function request()
   return r
 end
 """
-
-
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, proc, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def pin(pid, cpu):
