@@ -59,8 +59,8 @@ int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
   ctx->cutoff_override_s = -1;
   ctx->writer_grace_s = 300;
   core_map_init(&ctx->stores);
-  ctx->n_workers = 4;
-  ctx->worker_nice = 10;
+  ctx->n_workers = 16;
+  ctx->worker_nice = 19;
   int rc = core_tasks_init(&ctx->tasks, loop, run_dir);
   if (rc < 0) {
     core_error("cannot open the task directory in %s: %s", run_dir, core_strerror(rc));

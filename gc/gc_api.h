@@ -64,8 +64,8 @@ struct gc_ctx {
   struct core_tasks *tasks;    /* owned task registry (other modules may use it) */
   struct core_map stores;      /* name -> struct gc_store_state * (owned) */
   struct gc_workers workers;   /* background threads for the engines' jobs */
-  int n_workers;               /* default 4; read by gc_ctx_init */
-  int worker_nice;             /* default 10 */
+  int n_workers;               /* default 16; read by gc_ctx_init */
+  int worker_nice;             /* default 19 */
   size_t cache_capacity;       /* GC touched-digest cache, in digests */
   int64_t cutoff_override_s;   /* >= 0 replaces gc-atime-cutoff (tests); default -1 */
   int64_t writer_grace_s;      /* oldest writer start minus this; default 300 (PBS) */

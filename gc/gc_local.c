@@ -82,7 +82,7 @@ static const char zero_chunk_hex[] =
 #define SWEEP_BUDGET 16384u       /* chunk files per sweep job */
 #define ABORT_POLL 4096u          /* items between abort checks inside a job */
 #define MISSING_WARN_MAX 100u     /* missing-chunk warnings logged per run */
-#define MAX_PARALLEL 8
+#define MAX_PARALLEL 16
 #define RECENT_MAX (4u * 1024 * 1024) /* digests remembered untouched; then touch */
 
 enum gc_step {

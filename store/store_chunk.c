@@ -104,9 +104,13 @@ static void prefix_name(char out[5], unsigned prefix)
   out[4] = '\0';
 }
 
-static pthread_mutex_t *stripe(struct store_chunkstore *cs, uint8_t first_byte)
+/* The stripe comes from the third digest byte, the first one that the prefix
+ * directory does not fix: GC sweepers walk disjoint ranges of prefix
+ * directories in step, and striping by digest[0] made them queue on the same
+ * few mutexes while each held one across an unlink. */
+static pthread_mutex_t *stripe(struct store_chunkstore *cs, const uint8_t *digest)
 {
-  return &cs->stripes[first_byte % STORE_CHUNK_STRIPES];
+  return &cs->stripes[digest[2] % STORE_CHUNK_STRIPES];
 }
 
 static void fill_stat(struct store_chunk_stat *st, const struct stat *s)
@@ -426,7 +430,7 @@ int store_chunk_insert(struct store_chunkstore *cs, const uint8_t digest[32], co
     return in_flags;
   store_path_chunk_rel(rel, digest);
 
-  pthread_mutex_t *m = stripe(cs, digest[0]);
+  pthread_mutex_t *m = stripe(cs, digest);
   pthread_mutex_lock(m);
   rc = decide(cs, rel, rel + 5, in_flags, len, &act, &kept);
   pthread_mutex_unlock(m);
@@ -550,7 +554,7 @@ int store_chunk_mark_bad(struct store_chunkstore *cs, const uint8_t digest[32])
   store_path_chunk_rel(rel, digest);
   /* Under the stripe so a concurrent insert's keep-or-replace decision sees
    * either the chunk or its absence, not a half-done rename. */
-  pthread_mutex_t *m = stripe(cs, digest[0]);
+  pthread_mutex_t *m = stripe(cs, digest);
   pthread_mutex_lock(m);
   for (int n = 0; n <= 9; n++) {
     bad_name(bad, rel, n);
@@ -595,7 +599,7 @@ int store_chunk_remove_if_older(struct store_chunkstore *cs, unsigned prefix, co
   rel[4] = '/';
   strcpy(rel + 5, name); /* parse_name bounded it to STORE_CHUNK_NAME_MAX */
 
-  pthread_mutex_t *m = stripe(cs, digest[0]);
+  pthread_mutex_t *m = stripe(cs, digest);
   pthread_mutex_lock(m);
   if (fstatat(cs->chunks_fd, rel, &s, AT_SYMLINK_NOFOLLOW) < 0) {
     rc = errno == ENOENT ? CORE_ENOTFOUND : -errno;

@@ -66,7 +66,7 @@ enum store_sync_level {
 int store_sync_level_parse(const char *s, enum store_sync_level *out);
 const char *store_sync_level_name(enum store_sync_level level);
 
-#define STORE_CHUNK_STRIPES 32 /* insert/sweep lock stripes, by digest[0] */
+#define STORE_CHUNK_STRIPES 32 /* insert/sweep lock stripes, by digest[2] */
 
 struct store_writer {
   uint64_t token; /* handed to the writer, used to unregister */
