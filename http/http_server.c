@@ -39,6 +39,8 @@ struct write_req {
 
 /* Responses up to this size go out as one TLS record. */
 #define HTTP_TLS_COALESCE 4096
+#define HTTP_BODY_ALIGN 4096
+#define HTTP_BODY_ALIGN_MIN (64 * 1024)
 
 static char read_buf[HTTP_READ_BUF];   /* see DESIGN: one buffer for the loop */
 static char plain_buf[HTTP_READ_BUF];  /* decrypted bytes, likewise */
@@ -410,6 +412,16 @@ static enum http_method map_method(uint8_t m)
   }
 }
 
+/* Large bodies start on a page boundary: chunk uploads are written to disk
+ * straight from this buffer, with O_DIRECT where the file system allows it
+ * (store_chunk.c), which needs aligned memory. */
+static int reserve_body(struct http_request *req, size_t len)
+{
+  if (len >= HTTP_BODY_ALIGN_MIN && req->body.base == NULL)
+    return core_buf_reserve_aligned(&req->body, len, HTTP_BODY_ALIGN);
+  return core_buf_reserve(&req->body, len);
+}
+
 /* The second half of headers-complete: reserve the body (or wait for budget),
  * answer Expect: 100-continue, and start the body timer. Returns 0, or
  * HPE_PAUSED to wait for budget, or -1 to refuse. */
@@ -438,7 +450,7 @@ static int admit_body(struct http_conn *c)
       req->body_charged = (size_t)p->content_length;
       s->body_bytes += req->body_charged;
     }
-    if (!(p->flags & F_CHUNKED) && core_buf_reserve(&req->body, p->content_length) < 0) {
+    if (!(p->flags & F_CHUNKED) && reserve_body(req, (size_t)p->content_length) < 0) {
       reject(req, 503, "out of memory for the request body");
       c->flags |= HTTP_CONN_CLOSE_AFTER;
       return -1;

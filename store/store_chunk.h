@@ -66,6 +66,7 @@ enum store_sync_level {
 int store_sync_level_parse(const char *s, enum store_sync_level *out);
 const char *store_sync_level_name(enum store_sync_level level);
 
+#define STORE_CHUNK_DIRECT_ALIGN 4096 /* O_DIRECT buffer, offset and length unit */
 #define STORE_CHUNK_STRIPES 32 /* insert/sweep lock stripes, by digest[2] */
 
 struct store_writer {
@@ -81,6 +82,7 @@ struct store_chunkstore {
   int base_fd;             /* read-only: O_RDONLY|O_DIRECTORY on <base> */
   int chunks_fd;           /* read-only: O_RDONLY|O_DIRECTORY on <base>/.chunks */
   _Atomic int sync_level;  /* enum store_sync_level; set with _set_sync_level */
+  _Atomic int direct_io;   /* private: 0 once the file system refused O_DIRECT */
   /* private: serialises "exists? keep or replace? touch" against GC's
    * stat-and-unlink for the same digest. Striped so that parallel uploads of
    * different chunks rarely meet. */
