@@ -17,6 +17,12 @@
 #define DEFAULT_TIMEOUT_MS (30u * 60 * 1000)
 /* Held body bytes while paused: one socket read plus TLS record slack. */
 #define MAX_HELD (256u * 1024)
+/* A request body goes out in pieces of this size, one per connection per
+ * loop iteration: a single 4 MiB write(2) costs the loop milliseconds of
+ * copying (more when the kernel has to find fresh pages), and with several
+ * connections writable at once timers and other requests would wait for all
+ * of them. */
+#define BODY_SLICE (256u * 1024)
 
 enum conn_state { C_RESOLVE, C_CONNECT, C_HANDSHAKE, C_IDLE, C_BUSY, C_CLOSING };
 enum req_state { R_QUEUED, R_ACTIVE, R_DONE };
@@ -36,6 +42,8 @@ struct conn {
   llhttp_t parser;
   int abort_code;              /* set by a parser callback that failed */
   int no_reuse;
+  size_t body_off;             /* request body bytes handed to the socket */
+  int body_inflight;           /* a body slice is queued in libuv */
   int reading;
   int refd;
   unsigned uses;
@@ -96,6 +104,7 @@ struct wreq {
   uv_write_t w;
   struct conn *conn;
   char *own;                   /* header block or TLS ciphertext, freed after */
+  int slice_end;               /* the last write of a body slice */
 };
 
 static void dispatch(struct http_client *c);
@@ -230,6 +239,14 @@ static int on_headers_complete(llhttp_t *p)
   struct conn *conn = p->data;
   struct http_client_req *req = conn->req;
   req->status = (int)llhttp_get_status_code(p);
+  /* A buffered body of known length gets its memory once, instead of
+   * doubling (and copying) its way up from 64 bytes. */
+  if (req->r.on_body == NULL && !req->is_head && (p->flags & F_CONTENT_LENGTH) &&
+      p->content_length > 0 && req->body.len == 0 &&
+      core_buf_reserve(&req->body, (size_t)p->content_length) < 0) {
+    conn->abort_code = CORE_ETOOBIG;
+    return -1;
+  }
   if (req->r.on_headers) {
     int rc = req->r.on_headers(req, req->r.arg);
     if (rc < 0) {
@@ -341,22 +358,39 @@ static void on_conn_closed(uv_handle_t *h)
     conn_release(conn);
 }
 
+static int send_body_slice(struct conn *conn);
+
 static void on_write(uv_write_t *w, int status)
 {
   struct wreq *wr = (struct wreq *)w;
   struct conn *conn = wr->conn;
+  int slice_end = wr->slice_end;
   core_free(wr->own);
   core_free(wr);
-  if (status < 0 && conn->state != C_CLOSING)
-    conn_close(conn, status);
+  if (slice_end)
+    conn->body_inflight = 0;
+  if (status < 0) {
+    if (conn->state != C_CLOSING)
+      conn_close(conn, status);
+    return;
+  }
+  /* The request is still the one whose body this was: a finished request
+   * never leaves a body half sent on an open connection (conn_finalize). */
+  if (slice_end && conn->state == C_BUSY && conn->req &&
+      conn->body_off < conn->req->r.body_len) {
+    int rc = send_body_slice(conn);
+    if (rc < 0)
+      conn_close(conn, rc);
+  }
 }
 
 /* Queues `n` buffers; `own` (may be NULL) is freed when the write is done. */
-static int conn_write(struct conn *conn, uv_buf_t *bufs, unsigned n, char *own)
+static int conn_write(struct conn *conn, uv_buf_t *bufs, unsigned n, char *own, int slice_end)
 {
   struct wreq *wr = core_new(struct wreq);
   wr->conn = conn;
   wr->own = own;
+  wr->slice_end = slice_end;
   int rc = uv_write(&wr->w, (uv_stream_t *)&conn->tcp, bufs, n, on_write);
   if (rc < 0) {
     core_free(own);
@@ -365,17 +399,52 @@ static int conn_write(struct conn *conn, uv_buf_t *bufs, unsigned n, char *own)
   return rc;
 }
 
-static int tls_flush(struct conn *conn)
+/* Writes what TLS has sealed; with `slice_end`, the last write ends a body
+ * slice (there is always one: a slice is never empty). */
+static int tls_flush_ex(struct conn *conn, int slice_end)
 {
   size_t len;
-  void *p;
-  while ((p = http_tls_take_output(conn->tls, &len)) != NULL) {
+  void *p = http_tls_take_output(conn->tls, &len);
+  while (p != NULL) {
+    size_t next_len;
+    void *next = http_tls_take_output(conn->tls, &next_len);
     uv_buf_t b = uv_buf_init(p, (unsigned)len);
-    int rc = conn_write(conn, &b, 1, p);
-    if (rc < 0)
+    int rc = conn_write(conn, &b, 1, p, slice_end && next == NULL);
+    if (rc < 0) {
+      core_free(next);
       return rc;
+    }
+    p = next;
+    len = next_len;
   }
   return 0;
+}
+
+static int tls_flush(struct conn *conn)
+{
+  return tls_flush_ex(conn, 0);
+}
+
+/* Hands the next slice of the request body to the socket (sealed first over
+ * TLS, so encryption is sliced too). */
+static int send_body_slice(struct conn *conn)
+{
+  const struct http_client_req *req = conn->req;
+  const char *p = (const char *)req->r.body + conn->body_off;
+  size_t n = req->r.body_len - conn->body_off;
+  int rc;
+  if (n > BODY_SLICE)
+    n = BODY_SLICE;
+  conn->body_off += n;
+  conn->body_inflight = 1;
+  if (conn->tls == NULL) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    return conn_write(conn, &b, 1, NULL, 1);
+  }
+  rc = http_tls_write(conn->tls, p, n);
+  if (rc == 0)
+    rc = tls_flush_ex(conn, 1);
+  return rc;
 }
 
 /* Closes a connection. Its request, if any, ends with `err`, or is sent again
@@ -469,7 +538,12 @@ static void conn_finalize(struct conn *conn)
 {
   struct http_client *c = conn->c;
   struct http_client_req *req = conn->req;
+  /* A response that came before the whole body went out (an early error):
+   * the rest must not be sent, and libuv must let go of the caller's body
+   * before the request ends, so the connection closes. */
+  int body_pending = conn->body_inflight || conn->body_off < req->r.body_len;
   int keep = llhttp_should_keep_alive(&conn->parser) && !conn->no_reuse && !c->closing &&
+             !body_pending &&
              (c->max_requests_per_conn == 0 || conn->uses < c->max_requests_per_conn);
   conn->req = NULL;
   req->conn = NULL;
@@ -734,18 +808,19 @@ static void conn_start(struct conn *conn, struct http_client_req *req)
   size_t hlen = req->head_len;
   char *h = core_malloc(hlen);
   memcpy(h, req->head, hlen);
+  conn->body_off = 0;
+  conn->body_inflight = 0;
   if (conn->tls == NULL) {
-    uv_buf_t bufs[2] = {uv_buf_init(h, (unsigned)hlen),
-                        uv_buf_init((char *)req->r.body, (unsigned)req->r.body_len)};
-    rc = conn_write(conn, bufs, req->r.body_len ? 2 : 1, h);
+    uv_buf_t b = uv_buf_init(h, (unsigned)hlen);
+    rc = conn_write(conn, &b, 1, h, 0);
   } else {
     rc = http_tls_write(conn->tls, h, hlen);
     core_free(h);
-    if (rc == 0 && req->r.body_len)
-      rc = http_tls_write(conn->tls, req->r.body, req->r.body_len);
     if (rc == 0)
       rc = tls_flush(conn);
   }
+  if (rc == 0 && req->r.body_len)
+    rc = send_body_slice(conn);
   if (rc < 0) {
     conn_close(conn, rc);
     return;
