@@ -12,6 +12,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_pool.h"
 #include "s3/s3_client.h"
 
 #include <stdio.h>
@@ -122,6 +123,12 @@ int main(int argc, char **argv)
   s3_xml_init();
   loop = uv_default_loop();
   uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
+  /* Payload hashing runs where cairnd runs it: on a core_pool. */
+  struct core_pool pool;
+  struct core_pool_opts po = {"s3_bench", 4, 0, 0};
+  if (core_pool_start(&pool, loop, &po) < 0)
+    return 1;
+  core_job_attach_pool(loop, &pool);
   struct s3_client_config cfg = {
       .endpoint = env("S3_ENDPOINT", "127.0.0.1"), .port = atoi(env("S3_PORT", "7480")),
       .region = env("S3_REGION", "us-east-1"), .access_key = env("S3_ACCESS_KEY", ""),
@@ -161,6 +168,8 @@ int main(int argc, char **argv)
          (double)bytes / secs / 1e6, errors, p99, mx, 100.0 * busy / secs);
   core_free(body);
   core_free(lags);
+  core_pool_stop(&pool);
+  core_job_attach_pool(loop, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return errors ? 1 : 0;

@@ -12,6 +12,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
+#include "core/core_pool.h"
 #include "core/core_shmem.h"
 #include "gc/gc_api.h"
 #include "gc/gc_s3.h"
@@ -54,6 +55,7 @@ struct options {
 struct cairnd {
   struct options opt;
   uv_loop_t *loop;
+  struct core_pool pool;     /* every core_job of the loop runs here */
   struct core_shmem shmem;
   struct http_tls *tls;
   struct http_auth auth;
@@ -295,6 +297,14 @@ static void on_sighup(uv_signal_t *h, int signum)
   }
 }
 
+/* UV_THREADPOOL_SIZE keeps its meaning: the number of worker threads. */
+static int pool_threads(void)
+{
+  const char *v = getenv("UV_THREADPOOL_SIZE");
+  long n = v ? strtol(v, NULL, 10) : 0;
+  return n >= 1 && n <= CORE_POOL_MAX ? (int)n : 8;
+}
+
 static void raise_nofile(void)
 {
   struct rlimit rl;
@@ -320,9 +330,6 @@ int main(int argc, char **argv)
    * body budget and the requests in flight allow. A fixed threshold keeps
    * every large buffer an mmap that goes back to the kernel when freed. */
   mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
-  /* fs work, hashing and DNS share the pool; size it before first use. */
-  if (getenv("UV_THREADPOOL_SIZE") == NULL)
-    setenv("UV_THREADPOOL_SIZE", "8", 1);
 
   int status = 1;
   int rc = core_mkdir_p(d.opt.config_dir, 0700);
@@ -354,9 +361,18 @@ int main(int argc, char **argv)
   }
 
   d.loop = uv_default_loop();
+  /* File-system work and hashing go to Cairn's own pool (core_pool.h says
+   * why not libuv's); libuv's pool is left with DNS lookups. */
+  struct core_pool_opts po = {"pool", pool_threads(), 0, 0};
+  rc = core_pool_start(&d.pool, d.loop, &po);
+  if (rc < 0) {
+    core_error("cannot start the worker threads: %s", core_strerror(rc));
+    goto fail_registry;
+  }
+  core_job_attach_pool(d.loop, &d.pool);
   rc = store_registry_init(&d.reg, d.loop, d.opt.config_dir, &d.shmem, d.opt.debug_reread);
   if (rc < 0)
-    goto fail_registry;
+    goto fail_pool;
   d.store_api.loop = d.loop;
   d.store_api.reg = &d.reg;
   d.store_api.shmem = &d.shmem;
@@ -373,8 +389,7 @@ int main(int argc, char **argv)
     store_sessions_close(&d.sessions);
     store_registry_close(&d.reg);
     uv_run(d.loop, UV_RUN_DEFAULT);
-    uv_loop_close(d.loop);
-    goto fail_registry;
+    goto fail_pool;
   }
 
   d.http = http_server_new(d.loop, &d.opt.limits);
@@ -428,6 +443,9 @@ teardown:
   http_server_free(d.http);
   store_registry_close(&d.reg);
   uv_run(d.loop, UV_RUN_DEFAULT); /* session cleanup jobs and handle closes */
+fail_pool:
+  core_pool_stop(&d.pool);
+  core_job_attach_pool(d.loop, NULL);
   uv_loop_close(d.loop);
 fail_registry:
   if (d.tls)

@@ -34,7 +34,7 @@ struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store)
 void gc__submit(struct gc_ctx *ctx, struct core_job *job, core_job_run_fn run,
                 core_job_done_fn done)
 {
-  gc_workers_submit(&ctx->workers, job, run, done);
+  core_pool_submit(&ctx->workers, job, run, done);
 }
 
 void gc__run_begin(struct gc_ctx *ctx)
@@ -68,7 +68,8 @@ int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
     core_free(ctx->run_dir);
     return rc;
   }
-  rc = gc_workers_start(&ctx->workers, loop, ctx->n_workers, ctx->worker_nice);
+  struct core_pool_opts po = {"gc", ctx->n_workers, ctx->worker_nice, 1};
+  rc = core_pool_start(&ctx->workers, loop, &po);
   if (rc < 0) {
     core_error("cannot start the gc worker threads: %s", core_strerror(rc));
     core_tasks_close(ctx->tasks);
@@ -95,7 +96,7 @@ void gc_ctx_close(struct gc_ctx *ctx)
   }
   while (ctx->runs > 0 || !ctx->sched_closed)
     uv_run(ctx->loop, UV_RUN_ONCE);
-  gc_workers_stop(&ctx->workers);
+  core_pool_stop(&ctx->workers);
   core_tasks_close(ctx->tasks);
   ctx->tasks = NULL;
   const char *k;

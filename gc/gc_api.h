@@ -28,8 +28,8 @@
 
 #include "core/core_calendar.h"
 #include "core/core_map.h"
+#include "core/core_pool.h"
 #include "core/core_task.h"
-#include "gc/gc_worker.h"
 #include "http/http.h"
 #include "store/store_name.h"
 #include "store/store_prune.h"
@@ -63,7 +63,14 @@ struct gc_ctx {
   char *run_dir;               /* owned: locks live in <run_dir>/locks */
   struct core_tasks *tasks;    /* owned task registry (other modules may use it) */
   struct core_map stores;      /* name -> struct gc_store_state * (owned) */
-  struct gc_workers workers;   /* background threads for the engines' jobs */
+  /* The engines' jobs run on dedicated background threads, not the pool that
+   * backups and restores insert and read chunks with (a GC keeping threads
+   * busy for minutes would slow every backup by the same share). They run at
+   * a low CPU priority and the lowest best-effort I/O priority, so CPU-bound
+   * GC or verify (warm caches, hashing) yields to the loop and to backups
+   * while an idle machine still gives it every cycle; there are many because
+   * GC mostly waits on metadata I/O (inode reads, unlink), which overlaps. */
+  struct core_pool workers;
   int n_workers;               /* default 16; read by gc_ctx_init */
   int worker_nice;             /* default 19 */
   size_t cache_capacity;       /* GC touched-digest cache, in digests */
@@ -154,7 +161,7 @@ void gc_start_verify(struct gc_ctx *ctx, const char *store, const char *authid,
 
 /* The state of `store`, created on first use. */
 struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store);
-/* Runs a job of a background engine on the gc workers (gc_worker.h). */
+/* Runs a job of a background engine on the gc workers (see `workers`). */
 void gc__submit(struct gc_ctx *ctx, struct core_job *job, core_job_run_fn run,
                 core_job_done_fn done);
 /* Engines count themselves here so gc_ctx_close can wait for them. */

@@ -1,7 +1,7 @@
 /* gc_local.c: garbage collection of a local datastore.
  *
  * The engine is a state machine on the loop thread; its file-system work runs
- * as jobs on the gc workers (gc_worker.h: low-priority background threads).
+ * as jobs on the gc workers (gc_api.h: low-priority background threads).
  * Steps:
  *
  *   BEGIN     open the chunk store, take the GC lock (store_chunkstore_gc_begin:

@@ -1,6 +1,7 @@
 #include "s3/s3_hash.h"
 
 #include "core/core_alloc.h"
+#include "core/core_job.h"
 #include "s3/s3_sigv4.h"
 
 #include <openssl/evp.h>
@@ -21,7 +22,7 @@ void s3_hash_compute(const void *data, size_t len, int want_md5, struct s3_hash 
 }
 
 struct hash_job {
-  uv_work_t w;
+  struct core_job job;
   const void *data;
   size_t len;
   int want_md5;
@@ -30,15 +31,15 @@ struct hash_job {
   void *arg;
 };
 
-static void hash_work(uv_work_t *w)
+static void hash_work(struct core_job *job)
 {
-  struct hash_job *j = w->data;
+  struct hash_job *j = (struct hash_job *)job;
   s3_hash_compute(j->data, j->len, j->want_md5, &j->h);
 }
 
-static void hash_after(uv_work_t *w, int status)
+static void hash_after(struct core_job *job, int status)
 {
-  struct hash_job *j = w->data;
+  struct hash_job *j = (struct hash_job *)job;
   j->cb(&j->h, status, j->arg);
   core_free(j);
 }
@@ -47,13 +48,12 @@ int s3_hash_submit(uv_loop_t *loop, const void *data, size_t len, int want_md5, 
                    void *arg)
 {
   struct hash_job *j = core_new(struct hash_job);
-  j->w.data = j;
   j->data = data;
   j->len = len;
   j->want_md5 = want_md5;
   j->cb = cb;
   j->arg = arg;
-  int rc = uv_queue_work(loop, &j->w, hash_work, hash_after);
+  int rc = core_job_submit(loop, &j->job, hash_work, hash_after);
   if (rc < 0)
     core_free(j);
   return rc;

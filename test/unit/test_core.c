@@ -5,6 +5,10 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_json.h"
+#include "core/core_pool.h"
+
+#include <pthread.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -95,6 +99,76 @@ UNIT_TEST(json_roundtrip)
   ASSERT(err[0] != '\0');
 }
 
-UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
+
+UNIT_TEST(buf_reserve_aligned)
+{
+  struct core_buf b;
+  core_buf_init(&b, 1 << 20);
+  ASSERT_OK(core_buf_reserve_aligned(&b, 100000, 4096));
+  ASSERT(((uintptr_t)b.base & 4095) == 0);
+  ASSERT_OK(core_buf_append(&b, "x", 1));
+  ASSERT_EQ(core_buf_reserve_aligned(&b, 10, 4096), CORE_EINVAL);
+  core_buf_free(&b);
+  core_buf_init(&b, 100);
+  ASSERT_EQ(core_buf_reserve_aligned(&b, 101, 4096), CORE_ETOOBIG);
+}
+
+/* Jobs of a core_pool run off the loop thread and complete on it, all of
+ * them, also when submitted from a done callback; stop waits for them. */
+struct pool_job {
+  struct core_job job;
+  pthread_t ran_on;
+  int *done_count;
+  struct core_pool *pool;
+  int resubmit;
+};
+
+static pthread_t loop_thread;
+
+static void pool_run(struct core_job *j)
+{
+  ((struct pool_job *)j)->ran_on = pthread_self();
+}
+
+static void pool_done(struct core_job *j, int status)
+{
+  struct pool_job *p = (struct pool_job *)j;
+  ASSERT_EQ(status, 0);
+  ASSERT(pthread_equal(pthread_self(), loop_thread));
+  ASSERT(!pthread_equal(p->ran_on, loop_thread));
+  (*p->done_count)++;
+  if (p->resubmit-- > 0) {
+    core_job_submit(p->pool->loop, &p->job, pool_run, pool_done);
+    return;
+  }
+  core_free(p);
+}
+
+UNIT_TEST(pool_completes_on_loop)
+{
+  uv_loop_t loop;
+  struct core_pool pool;
+  struct core_pool_opts o = {"test", 3, 5, 1};
+  int done = 0;
+  loop_thread = pthread_self();
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(core_pool_start(&pool, &loop, &o));
+  ASSERT_EQ(pool.n, 3);
+  core_job_attach_pool(&loop, &pool);
+  for (int i = 0; i < 1000; i++) {
+    struct pool_job *p = core_new(struct pool_job);
+    p->done_count = &done;
+    p->pool = &pool;
+    p->resubmit = i % 3;
+    ASSERT_OK(core_job_submit(&loop, &p->job, pool_run, pool_done));
+  }
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0); /* returns once all are done */
+  ASSERT_EQ(done, 1000 + 333 * 1 + 333 * 2); /* i % 3 resubmits each */
+  core_pool_stop(&pool);
+  core_job_attach_pool(&loop, NULL);
+  ASSERT_OK(uv_loop_close(&loop));
+}
+
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(buf_reserve_aligned), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
           UNIT_CASE(strerror_covers_all),
           UNIT_CASE(json_roundtrip))

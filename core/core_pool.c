@@ -1,0 +1,166 @@
+/* core_pool.c: worker threads with an eventfd back to the loop (core_pool.h). */
+#include "core/core_pool.h"
+
+#include "core/core_log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ioprio_set(2) has no glibc wrapper; these are its ABI constants. */
+#define IOPRIO_WHO_PROCESS 1
+#define IOPRIO_CLASS_BE 2
+#define IOPRIO_CLASS_SHIFT 13
+
+static void *worker_main(void *arg)
+{
+  struct core_pool *p = arg;
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  /* Per thread on Linux: PRIO_PROCESS with a thread id. */
+  if (p->nice > 0)
+    setpriority(PRIO_PROCESS, (id_t)tid, p->nice);
+  if (p->idle_io)
+    syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
+            (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7);
+  pthread_mutex_lock(&p->mutex);
+  for (;;) {
+    while (p->todo == NULL && !p->stop)
+      pthread_cond_wait(&p->cond, &p->mutex);
+    if (p->todo == NULL)
+      break; /* stopping, and nothing left */
+    struct core_job *job = p->todo;
+    p->todo = job->next;
+    if (p->todo == NULL)
+      p->todo_tail = &p->todo;
+    pthread_mutex_unlock(&p->mutex);
+
+    job->run(job);
+
+    pthread_mutex_lock(&p->mutex);
+    int wake = p->done == NULL; /* else the loop has a wake-up coming */
+    job->next = NULL;
+    *p->done_tail = job;
+    p->done_tail = &job->next;
+    pthread_mutex_unlock(&p->mutex);
+    if (wake) {
+      uint64_t one = 1;
+      ssize_t rc;
+      do
+        rc = write(p->efd, &one, sizeof(one));
+      while (rc < 0 && errno == EINTR);
+    }
+    pthread_mutex_lock(&p->mutex);
+  }
+  pthread_mutex_unlock(&p->mutex);
+  return NULL;
+}
+
+static void on_wake(uv_poll_t *h, int status, int events)
+{
+  struct core_pool *p = h->data;
+  uint64_t count;
+  (void)status;
+  (void)events;
+  /* Reset the counter before taking the list: a worker that appends after
+   * the take writes again, so nothing is left without a wake-up. */
+  while (read(p->efd, &count, sizeof(count)) < 0 && errno == EINTR)
+    ;
+  pthread_mutex_lock(&p->mutex);
+  struct core_job *list = p->done;
+  p->done = NULL;
+  p->done_tail = &p->done;
+  pthread_mutex_unlock(&p->mutex);
+  while (list) {
+    struct core_job *next = list->next;
+    if (--p->pending == 0)
+      uv_unref((uv_handle_t *)&p->poll);
+    list->done(list, 0);
+    list = next;
+  }
+}
+
+int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool_opts *o)
+{
+  int n = o->threads < 1 ? 1 : o->threads > CORE_POOL_MAX ? CORE_POOL_MAX : o->threads;
+  int rc;
+  memset(p, 0, sizeof(*p));
+  p->loop = loop;
+  p->nice = o->nice < 0 ? 0 : o->nice > 19 ? 19 : o->nice;
+  p->idle_io = o->idle_io;
+  p->todo_tail = &p->todo;
+  p->done_tail = &p->done;
+  p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (p->efd < 0)
+    return -errno;
+  if ((rc = uv_poll_init(loop, &p->poll, p->efd)) < 0 ||
+      (rc = uv_poll_start(&p->poll, UV_READABLE, on_wake)) < 0) {
+    close(p->efd);
+    return rc;
+  }
+  p->poll.data = p;
+  uv_unref((uv_handle_t *)&p->poll);
+  pthread_mutex_init(&p->mutex, NULL);
+  pthread_cond_init(&p->cond, NULL);
+  p->started = 1;
+  for (int i = 0; i < n; i++) {
+    rc = pthread_create(&p->threads[i], NULL, worker_main, p);
+    if (rc != 0) {
+      core_warn("%s: could only start %d of %d worker threads: %s", o->name, i, n,
+                strerror(rc));
+      if (i == 0) {
+        core_pool_stop(p);
+        return -rc;
+      }
+      break;
+    }
+    p->n++;
+  }
+  return 0;
+}
+
+void core_pool_submit(struct core_pool *p, struct core_job *job, core_job_run_fn run,
+                      core_job_done_fn done)
+{
+  job->run = run;
+  job->done = done;
+  job->next = NULL;
+  if (p->pending++ == 0)
+    uv_ref((uv_handle_t *)&p->poll);
+  pthread_mutex_lock(&p->mutex);
+  *p->todo_tail = job;
+  p->todo_tail = &job->next;
+  pthread_cond_signal(&p->cond);
+  pthread_mutex_unlock(&p->mutex);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+  struct core_pool *p = h->data;
+  p->closed = 1;
+}
+
+void core_pool_stop(struct core_pool *p)
+{
+  if (!p->started)
+    return;
+  /* Jobs still pending finish first, so their callbacks run. */
+  while (p->pending > 0)
+    uv_run(p->loop, UV_RUN_ONCE);
+  pthread_mutex_lock(&p->mutex);
+  p->stop = 1;
+  pthread_cond_broadcast(&p->cond);
+  pthread_mutex_unlock(&p->mutex);
+  for (int i = 0; i < p->n; i++)
+    pthread_join(p->threads[i], NULL);
+  p->n = 0;
+  uv_close((uv_handle_t *)&p->poll, on_closed);
+  while (!p->closed)
+    uv_run(p->loop, UV_RUN_ONCE);
+  close(p->efd);
+  pthread_mutex_destroy(&p->mutex);
+  pthread_cond_destroy(&p->cond);
+  p->started = 0;
+}
