@@ -36,7 +36,8 @@ int core_job_submit(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
                     core_job_done_fn done);
 
 /* Sends every later core_job_submit() on `loop` to `pool` (NULL: back to
- * libuv's pool). Uses loop->data, which nothing else in Cairn touches. */
-void core_job_attach_pool(uv_loop_t *loop, struct core_pool *pool);
+ * libuv's pool). Call on the loop's thread, before its first job and after
+ * its last. Returns 0, or CORE_ETOOBIG beyond 8 loops with pools. */
+int core_job_attach_pool(uv_loop_t *loop, struct core_pool *pool);
 
 #endif
