@@ -66,6 +66,32 @@ int core_file_write_all(int fd, const void *data, size_t len)
   return 0;
 }
 
+int core_file_replace(const char *path, const void *data, size_t len, unsigned mode,
+                      int sync)
+{
+  char *tmp = core_asprintf("%s.tmp", path);
+  int rc = 0;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+  if (fd < 0) {
+    rc = -errno;
+    goto out;
+  }
+  if (fchmod(fd, (mode_t)mode) < 0 || (rc = core_file_write_all(fd, data, len)) < 0 ||
+      (sync && fsync(fd) < 0)) {
+    if (rc == 0)
+      rc = -errno;
+  }
+  if (close(fd) < 0 && rc == 0)
+    rc = -errno;
+  if (rc == 0 && rename(tmp, path) < 0)
+    rc = -errno;
+  if (rc < 0)
+    unlink(tmp);
+out:
+  core_free(tmp);
+  return rc;
+}
+
 int core_mkdir_p(const char *path, unsigned mode)
 {
   char buf[4096];

@@ -11,6 +11,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_job.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
@@ -515,37 +516,6 @@ static char *index_text(struct core_tasks *r, size_t *len)
   return core_buf_steal(&b, len);
 }
 
-static int write_atomic(const char *path, const char *data, size_t len)
-{
-  char *tmp = core_asprintf("%s.tmp", path);
-  int rc = 0;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    rc = -errno;
-    goto out;
-  }
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -errno;
-      break;
-    }
-    off += (size_t)w;
-  }
-  if (close(fd) < 0 && rc == 0)
-    rc = -errno;
-  if (rc == 0 && rename(tmp, path) < 0)
-    rc = -errno;
-  if (rc < 0)
-    unlink(tmp);
-out:
-  core_free(tmp);
-  return rc;
-}
-
 struct save_job {
   struct core_job job;
   struct core_tasks *r;
@@ -560,7 +530,7 @@ struct save_job {
 static void save_run(struct core_job *j)
 {
   struct save_job *job = (struct save_job *)j;
-  job->rc = write_atomic(job->path, job->text, job->len);
+  job->rc = core_file_replace(job->path, job->text, job->len, 0640, 0);
   for (size_t i = 0; i < job->n_doomed; i++)
     unlink(job->doomed[i]);
 }
@@ -833,7 +803,7 @@ static void load_index(struct core_tasks *r)
   if (changed) {
     size_t tlen;
     char *text = index_text(r, &tlen);
-    int rc = write_atomic(r->index_path, text, tlen);
+    int rc = core_file_replace(r->index_path, text, tlen, 0640, 0);
     if (rc < 0)
       core_warn("task index %s: %s", r->index_path, core_strerror(rc));
     core_free(text);
@@ -905,7 +875,7 @@ void core_tasks_close(struct core_tasks *r)
   }
   size_t len;
   char *text = index_text(r, &len);
-  int rc = write_atomic(r->index_path, text, len);
+  int rc = core_file_replace(r->index_path, text, len, 0640, 0);
   if (rc < 0)
     core_warn("task index %s: %s", r->index_path, core_strerror(rc));
   core_free(text);

@@ -54,6 +54,8 @@ struct gc_store_state {
   char *prune_expr;          /* owned, or NULL */
   struct core_calendar prune_cal;
   int prune_cal_ok;
+  int64_t gc_last;           /* epoch second of the last scheduled GC, 0 unknown */
+  int64_t prune_last;        /* likewise for prune-schedule */
   int seen;                  /* mark for dropping removed datastores */
 };
 

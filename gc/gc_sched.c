@@ -4,9 +4,13 @@
  * longer than sched_max_ms, so a changed datastore.cfg is seen within that
  * time even when no event is near. Each wake-up refreshes the registry (one
  * atomic load when nothing changed), re-parses schedule strings that changed,
- * and starts every job whose next event after the previous wake-up is due.
- * Events missed while the server was down are not replayed: the first
- * wake-up only looks at events after startup.
+ * and starts every job whose next event after its last scheduled run (or,
+ * without one, after the previous wake-up) is due.
+ *
+ * Each scheduled start is recorded in <run_dir>/jobstates/<kind>-<store>
+ * (the epoch second, written in the pool), and read back at startup, so an
+ * event missed while the server was down runs once at the next start, as in
+ * PBS. A schedule that never ran starts counting at startup.
  *
  * Invalid expressions are refused when the config is saved; one that still
  * reaches us (a manual edit) is logged once and ignored.
@@ -15,8 +19,15 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
+#include "core/core_job.h"
 #include "core/core_log.h"
+#include "core/core_parse.h"
 
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -66,6 +77,130 @@ static void on_sched_started(void *arg, int err, const char *msg, struct core_ta
   core_free(what);
 }
 
+static void arm(struct gc_ctx *ctx, int64_t next_event);
+static void on_tick(uv_timer_t *h);
+
+/* ---- job states ---- */
+
+#define JOBSTATE_DIR "jobstates"
+#define JOBSTATE_GC "gc-"
+#define JOBSTATE_PRUNE "prune-"
+
+struct jobstate_save {
+  struct core_job job;
+  char *path;    /* in */
+  int64_t when;  /* in */
+  int rc;        /* out */
+};
+
+static void save_run(struct core_job *j)
+{
+  struct jobstate_save *w = (struct jobstate_save *)j;
+  char text[32];
+  int n = snprintf(text, sizeof(text), "%" PRId64 "\n", w->when);
+  char *dir = core_strndup(w->path, (size_t)(strrchr(w->path, '/') - w->path));
+  w->rc = core_mkdir_p(dir, 0750);
+  core_free(dir);
+  if (w->rc == 0)
+    w->rc = core_file_replace(w->path, text, (size_t)n, 0640, 0);
+}
+
+static void save_done(struct core_job *j, int status)
+{
+  struct jobstate_save *w = (struct jobstate_save *)j;
+  int rc = status < 0 ? status : w->rc;
+  if (rc < 0)
+    core_warn("cannot record the scheduled run in %s: %s", w->path, core_strerror(rc));
+  core_free(w->path);
+  core_free(w);
+}
+
+/* Records a scheduled start of `kind` for `store` at `when`. */
+static void jobstate_save(struct gc_ctx *ctx, const char *kind, const char *store, int64_t when)
+{
+  struct jobstate_save *w = core_new(struct jobstate_save);
+  w->path = core_asprintf("%s/%s/%s%s", ctx->run_dir, JOBSTATE_DIR, kind, store);
+  w->when = when;
+  if (core_job_submit(ctx->loop, &w->job, save_run, save_done) < 0)
+    save_done(&w->job, CORE_EINVAL);
+}
+
+struct jobstate_entry {
+  struct jobstate_entry *next;
+  int prune;
+  int64_t when;
+  char store[];
+};
+
+struct jobstate_load {
+  struct core_job job;
+  struct gc_ctx *ctx;             /* in: only passed back */
+  char *dir;                      /* in */
+  struct jobstate_entry *entries; /* out */
+};
+
+static void load_run(struct core_job *j)
+{
+  struct jobstate_load *l = (struct jobstate_load *)j;
+  DIR *d = opendir(l->dir);
+  struct dirent *de;
+  if (d == NULL)
+    return; /* nothing recorded yet */
+  while ((de = readdir(d)) != NULL) {
+    int prune = strncmp(de->d_name, JOBSTATE_PRUNE, strlen(JOBSTATE_PRUNE)) == 0;
+    const char *store = de->d_name + strlen(prune ? JOBSTATE_PRUNE : JOBSTATE_GC);
+    if (!prune && strncmp(de->d_name, JOBSTATE_GC, strlen(JOBSTATE_GC)) != 0)
+      continue;
+    if (strchr(store, '.') != NULL || *store == '\0')
+      continue; /* temp files */
+    char *path = core_asprintf("%s/%s", l->dir, de->d_name);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    int64_t when;
+    int rc = core_file_read(path, 64, &text, &len);
+    core_free(path);
+    if (rc < 0)
+      continue;
+    char buf[65];
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    core_free(text);
+    buf[strcspn(buf, "\n")] = '\0';
+    if (core_parse_i64(buf, &when) < 0 || when <= 0)
+      continue;
+    size_t slen = strlen(store);
+    struct jobstate_entry *e = core_malloc(sizeof(*e) + slen + 1);
+    memcpy(e->store, store, slen + 1);
+    e->prune = prune;
+    e->when = when;
+    e->next = l->entries;
+    l->entries = e;
+  }
+  closedir(d);
+}
+
+static void load_done(struct core_job *j, int status)
+{
+  struct jobstate_load *l = (struct jobstate_load *)j;
+  struct gc_ctx *ctx = l->ctx;
+  (void)status;
+  while (l->entries) {
+    struct jobstate_entry *e = l->entries;
+    l->entries = e->next;
+    struct gc_store_state *st = gc__store_state(ctx, e->store);
+    if (e->prune)
+      st->prune_last = e->when;
+    else
+      st->gc_last = e->when;
+    core_free(e);
+  }
+  core_free(l->dir);
+  core_free(l);
+  gc__run_end(ctx);
+  if (!ctx->closing)
+    uv_timer_start(&ctx->sched_timer, on_tick, SCHED_FIRST_MS, 0);
+}
+
 static void start_prune(struct gc_ctx *ctx, const struct core_config_section *sec)
 {
   struct gc_prune_opts o;
@@ -86,9 +221,6 @@ static void start_prune(struct gc_ctx *ctx, const struct core_config_section *se
   gc_start_prune(ctx, sec->name, "root@pam", &o, on_sched_started,
                  core_asprintf("prune of datastore %s", sec->name));
 }
-
-static void arm(struct gc_ctx *ctx, int64_t next_event);
-static void on_tick(uv_timer_t *h);
 
 static void on_refreshed(void *arg, int err)
 {
@@ -113,21 +245,28 @@ static void on_refreshed(void *arg, int err)
       update_expr(sec->name, "prune-schedule", core_config_get(sec, "prune-schedule"),
                   &st->prune_expr, &st->prune_cal, &st->prune_cal_ok);
       if (st->gc_cal_ok) {
-        int64_t next = gc__sched_next(&st->gc_cal, ctx->sched_last);
+        int64_t next = gc__sched_next(&st->gc_cal, st->gc_last ? st->gc_last : ctx->sched_last);
         if (next >= 0 && next <= now) {
-          if (st->gc == NULL)
+          if (st->gc == NULL) {
             gc_start_gc(ctx, sec->name, "root@pam", on_sched_started,
                         core_asprintf("garbage collection of datastore %s", sec->name));
+            st->gc_last = now;
+            jobstate_save(ctx, JOBSTATE_GC, sec->name, now);
+          }
           next = gc__sched_next(&st->gc_cal, now);
         }
         if (next >= 0 && (wake < 0 || next < wake))
           wake = next;
       }
       if (st->prune_cal_ok) {
-        int64_t next = gc__sched_next(&st->prune_cal, ctx->sched_last);
+        int64_t next =
+            gc__sched_next(&st->prune_cal, st->prune_last ? st->prune_last : ctx->sched_last);
         if (next >= 0 && next <= now) {
-          if (st->prune == NULL)
+          if (st->prune == NULL) {
             start_prune(ctx, sec);
+            st->prune_last = now;
+            jobstate_save(ctx, JOBSTATE_PRUNE, sec->name, now);
+          }
           next = gc__sched_next(&st->prune_cal, now);
         }
         if (next >= 0 && (wake < 0 || next < wake))
@@ -169,7 +308,13 @@ void gc__sched_start(struct gc_ctx *ctx)
   uv_timer_init(ctx->loop, &ctx->sched_timer);
   ctx->sched_timer.data = ctx;
   uv_unref((uv_handle_t *)&ctx->sched_timer);
-  uv_timer_start(&ctx->sched_timer, on_tick, SCHED_FIRST_MS, 0);
+  /* The recorded runs first (in the pool), then the first tick. */
+  struct jobstate_load *l = core_new(struct jobstate_load);
+  l->ctx = ctx;
+  l->dir = core_asprintf("%s/%s", ctx->run_dir, JOBSTATE_DIR);
+  gc__run_begin(ctx);
+  if (core_job_submit(ctx->loop, &l->job, load_run, load_done) < 0)
+    load_done(&l->job, CORE_EINVAL);
 }
 
 static void on_sched_closed(uv_handle_t *h)

@@ -2,6 +2,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "store/store_path.h"
 
 #include <errno.h>
@@ -84,36 +85,9 @@ int gc_status_write(const char *base, const struct gc_status *s)
   size_t len;
   const char *text = core_json_text(&j, &len);
   char *path = core_asprintf("%s/%s", base, STORE_GC_STATUS_FILE);
-  char *tmp = core_asprintf("%s/%s.tmp", base, STORE_GC_STATUS_FILE);
-  int rc = 0;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    rc = -errno;
-    goto out;
-  }
-  fchmod(fd, 0644); /* whatever the umask, as PBS */
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, text + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -errno;
-      break;
-    }
-    off += (size_t)w;
-  }
-  if (rc == 0 && fsync(fd) < 0)
-    rc = -errno;
-  if (close(fd) < 0 && rc == 0)
-    rc = -errno;
-  if (rc == 0 && rename(tmp, path) < 0)
-    rc = -errno;
-  if (rc < 0)
-    unlink(tmp);
-out:
+  /* 0644 whatever the umask, as PBS */
+  int rc = core_file_replace(path, text, len, 0644, 1);
   core_free(path);
-  core_free(tmp);
   core_json_free(&j);
   return rc;
 }

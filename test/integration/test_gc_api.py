@@ -394,6 +394,58 @@ class ScheduleTest(Case):
         finally:
             self.assertOk(self.srv.put(url, params={"delete": "gc-schedule"}))
 
+    def scheduled_gcs_since(self, t0, seen=()):
+        lst = self.srv.get(TASKS, params={"typefilter": "garbage_collection"}).data["data"]
+        return [t for t in lst
+                if t["user"] == "root@pam" and t["starttime"] >= t0 and t["upid"] not in seen]
+
+    def restart_with_last_run(self, schedule, last_run):
+        """Sets gc-schedule, then restarts cairnd with a recorded last run."""
+        url = "%s/config/datastore/%s" % (API, STORE)
+        self.assertOk(self.srv.put(url, params={"gc-schedule": schedule}))
+        self.srv.stop()
+        d = os.path.join(self.srv.run_dir, "jobstates")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "gc-" + STORE), "w") as f:
+            f.write("%d\n" % last_run)
+        t0 = int(time.time())
+        self.srv.start()
+        return t0
+
+    def test_missed_gc_event_runs_at_start(self):
+        # An event between the recorded last run and now was missed while
+        # cairnd was down: it runs once, soon after the start, and the new
+        # run is recorded. An event still ahead does not run.
+        url = "%s/config/datastore/%s" % (API, STORE)
+        now = time.time()
+        past = time.strftime("*-*-* %H:%M", time.gmtime(now - 300))
+        future = time.strftime("*-*-* %H:%M", time.gmtime(now + 180))
+        try:
+            t0 = self.restart_with_last_run(past, int(now) - 600)
+            deadline = time.monotonic() + 15
+            found = []
+            while time.monotonic() < deadline and not found:
+                found = self.scheduled_gcs_since(t0)
+                time.sleep(0.2)
+            self.assertTrue(found, "the missed GC did not run" + self.log_tail())
+            self.wait(found[0]["upid"])
+            state = os.path.join(self.srv.run_dir, "jobstates", "gc-" + STORE)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with open(state) as f:
+                    if int(f.read()) >= t0:
+                        break
+                time.sleep(0.1)
+            with open(state) as f:
+                self.assertGreaterEqual(int(f.read()), t0)
+
+            seen = {t["upid"] for t in self.scheduled_gcs_since(t0)}
+            t1 = self.restart_with_last_run(future, int(time.time()) - 60)
+            time.sleep(3)
+            self.assertEqual([], self.scheduled_gcs_since(t1, seen), self.log_tail())
+        finally:
+            self.assertOk(self.srv.put(url, params={"delete": "gc-schedule"}))
+
     def test_prune_schedule_runs(self):
         url = "%s/config/datastore/%s" % (API, STORE)
         self.assertOk(self.srv.put(url, params={"prune-schedule": "*:*:0/2", "keep-last": "1"}))
