@@ -50,19 +50,12 @@ int core_buf_reserve(struct core_buf *b, size_t len)
   return 0;
 }
 
-int core_buf_reserve_aligned(struct core_buf *b, size_t len, size_t align)
+void core_buf_adopt(struct core_buf *b, char *mem, size_t cap)
 {
-  void *p;
-  if (b->base != NULL)
-    return CORE_EINVAL;
-  if (len > b->max)
-    return CORE_ETOOBIG;
-  if (posix_memalign(&p, align, len + 1) != 0)
-    return UV_ENOMEM;
-  b->base = p;
+  b->base = mem;
   b->base[0] = '\0';
-  b->cap = len + 1;
-  return 0;
+  b->len = 0;
+  b->cap = cap;
 }
 
 int core_buf_append(struct core_buf *b, const void *data, size_t len)

@@ -38,11 +38,10 @@ int core_buf_vprintf(struct core_buf *b, const char *fmt, va_list ap)
 /* Makes room for `len` more bytes without using them. */
 int core_buf_reserve(struct core_buf *b, size_t len);
 
-/* Allocates an empty buffer for exactly `len` bytes at an `align`-byte
- * boundary (a power of two, at least sizeof(void *)); the memory is still
- * freed with core_free. Request bodies use it so that chunk files can be
- * written from them with O_DIRECT. CORE_EINVAL if `b` already has memory. */
-int core_buf_reserve_aligned(struct core_buf *b, size_t len, size_t align);
+/* Gives an empty buffer `mem` (`cap` bytes, at least 1) as its memory, e.g.
+ * recycled memory (http_bodypool.h). The caller decides how it is freed: take
+ * it back with core_buf_steal, or let core_buf_free free() it. */
+void core_buf_adopt(struct core_buf *b, char *mem, size_t cap);
 
 /* Hands the memory to the caller (free with core_free) and resets `b`. */
 char *core_buf_steal(struct core_buf *b, size_t *len);

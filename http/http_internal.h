@@ -2,6 +2,7 @@
 #ifndef HTTP_INTERNAL_H
 #define HTTP_INTERNAL_H
 
+#include "http/http_bodypool.h"
 #include "http/http.h"
 #include "http/http_tls.h"
 
@@ -77,6 +78,7 @@ struct http_request {
   struct core_buf body;
   size_t max_body;
   size_t body_charged;        /* bytes of body counted against the server budget */
+  int body_pooled;            /* body memory comes from server->bodies */
   struct http_match match;
   struct http_param params[HTTP_MAX_PARAMS];
   int nparams;
@@ -135,6 +137,7 @@ struct http_server {
   unsigned nconns;
   int shutting_down;
   size_t body_bytes;              /* bodies buffered now (see limits.body_budget) */
+  struct http_bodypool bodies;    /* recycled memory for large bodies */
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
   uv_timer_t grace;

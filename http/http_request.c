@@ -36,6 +36,10 @@ void http__req_free(struct http_request *req)
   if (req->body_charged)
     http__body_release(req->server, req->body_charged);
   core_buf_free(&req->head);
+  if (req->body_pooled) {
+    http_bodypool_put(&req->server->bodies, req->body.base, req->body.cap);
+    req->body.base = NULL;
+  }
   core_buf_free(&req->body);
   core_free(req->path);
   http_match_free(&req->match);

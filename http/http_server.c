@@ -39,8 +39,6 @@ struct write_req {
 
 /* Responses up to this size go out as one TLS record. */
 #define HTTP_TLS_COALESCE 4096
-#define HTTP_BODY_ALIGN 4096
-#define HTTP_BODY_ALIGN_MIN (64 * 1024)
 
 static char read_buf[HTTP_READ_BUF];   /* see DESIGN: one buffer for the loop */
 static char plain_buf[HTTP_READ_BUF];  /* decrypted bytes, likewise */
@@ -412,14 +410,22 @@ static enum http_method map_method(uint8_t m)
   }
 }
 
-/* Large bodies start on a page boundary: chunk uploads are written to disk
- * straight from this buffer, with O_DIRECT where the file system allows it
- * (store_chunk.c), which needs aligned memory. */
+/* Large bodies come from the server's body pool (http_bodypool.h): recycled,
+ * and page-aligned, so chunk uploads are written to disk straight from them
+ * with O_DIRECT where the file system allows it (store_chunk.c). */
 static int reserve_body(struct http_request *req, size_t len)
 {
-  if (len >= HTTP_BODY_ALIGN_MIN && req->body.base == NULL)
-    return core_buf_reserve_aligned(&req->body, len, HTTP_BODY_ALIGN);
-  return core_buf_reserve(&req->body, len);
+  size_t cap;
+  if (len < HTTP_BODYPOOL_MIN || req->body.base != NULL)
+    return core_buf_reserve(&req->body, len);
+  if (len > req->body.max)
+    return CORE_ETOOBIG;
+  char *mem = http_bodypool_get(&req->server->bodies, len + 1, &cap);
+  if (mem == NULL)
+    return UV_ENOMEM;
+  core_buf_adopt(&req->body, mem, cap);
+  req->body_pooled = 1;
+  return 0;
 }
 
 /* The second half of headers-complete: reserve the body (or wait for budget),
@@ -767,6 +773,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   if (!s->limits.body_budget)
     s->limits.body_budget = 64u * 1024 * 1024;
   s->budget_tail = &s->budget_head;
+  http_bodypool_init(&s->bodies, s->limits.body_budget / 2);
   uv_timer_init(loop, &s->budget_wake);
   s->budget_wake.data = s;
   http_router_init(&s->router);
@@ -919,7 +926,9 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *
 
 static void on_grace_closed(uv_handle_t *h)
 {
-  core_free(h->data);
+  struct http_server *s = h->data;
+  http_bodypool_free(&s->bodies);
+  core_free(s);
 }
 
 void http_server_free(struct http_server *s)

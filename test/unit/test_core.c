@@ -6,6 +6,7 @@
 #include "core/core_error.h"
 #include "core/core_json.h"
 #include "core/core_pool.h"
+#include "http/http_bodypool.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -100,17 +101,37 @@ UNIT_TEST(json_roundtrip)
 }
 
 
-UNIT_TEST(buf_reserve_aligned)
+UNIT_TEST(bodypool_recycles)
 {
-  struct core_buf b;
-  core_buf_init(&b, 1 << 20);
-  ASSERT_OK(core_buf_reserve_aligned(&b, 100000, 4096));
-  ASSERT(((uintptr_t)b.base & 4095) == 0);
-  ASSERT_OK(core_buf_append(&b, "x", 1));
-  ASSERT_EQ(core_buf_reserve_aligned(&b, 10, 4096), CORE_EINVAL);
-  core_buf_free(&b);
-  core_buf_init(&b, 100);
-  ASSERT_EQ(core_buf_reserve_aligned(&b, 101, 4096), CORE_ETOOBIG);
+  struct http_bodypool p;
+  size_t cap, cap2;
+  http_bodypool_init(&p, 8u << 20);
+  char *a = http_bodypool_get(&p, (4u << 20) + 13, &cap);
+  ASSERT(a != NULL && ((uintptr_t)a & 4095) == 0);
+  ASSERT_EQ(cap, 5u << 20);
+  a[cap - 1] = 'x';
+  http_bodypool_put(&p, a, cap);
+  ASSERT_EQ(p.idle, 5u << 20);
+  char *b = http_bodypool_get(&p, (4u << 20) + 100, &cap2); /* same class: reused */
+  ASSERT(b == a && cap2 == cap);
+  ASSERT_EQ(p.idle, 0);
+  char *c = http_bodypool_get(&p, 5u << 20, &cap2);         /* another buffer */
+  ASSERT(c != b);
+  http_bodypool_put(&p, b, cap);
+  http_bodypool_put(&p, c, cap2); /* over idle_max: freed */
+  ASSERT_EQ(p.idle, 5u << 20);
+  char *big = http_bodypool_get(&p, 40u << 20, &cap2);      /* beyond the classes */
+  ASSERT_EQ(cap2, 40u << 20);
+  http_bodypool_put(&p, big, cap2);
+  ASSERT_EQ(p.idle, 5u << 20);
+  struct core_buf buf;
+  core_buf_init(&buf, 1 << 20);
+  core_buf_adopt(&buf, http_bodypool_get(&p, 100000, &cap), cap);
+  ASSERT_OK(core_buf_append(&buf, "abc", 3));
+  ASSERT_STR_EQ(buf.base, "abc");
+  http_bodypool_put(&p, buf.base, buf.cap);
+  http_bodypool_free(&p);
+  ASSERT_EQ(p.idle, 0);
 }
 
 /* Jobs of a core_pool run off the loop thread and complete on it, all of
@@ -169,6 +190,6 @@ UNIT_TEST(pool_completes_on_loop)
   ASSERT_OK(uv_loop_close(&loop));
 }
 
-UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(buf_reserve_aligned), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
           UNIT_CASE(strerror_covers_all),
           UNIT_CASE(json_roundtrip))
