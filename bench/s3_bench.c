@@ -125,7 +125,7 @@ int main(int argc, char **argv)
   uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
   /* Payload hashing runs where cairnd runs it: on a core_pool. */
   struct core_pool pool;
-  struct core_pool_opts po = {"s3_bench", 4, 0, 0};
+  struct core_pool_opts po = {"s3_bench", 4, 0, 0, 0};
   if (core_pool_start(&pool, loop, &po) < 0)
     return 1;
   core_job_attach_pool(loop, &pool);

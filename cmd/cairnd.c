@@ -363,7 +363,7 @@ int main(int argc, char **argv)
   d.loop = uv_default_loop();
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
-  struct core_pool_opts po = {"pool", pool_threads(), 0, 0};
+  struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};
   rc = core_pool_start(&d.pool, d.loop, &po);
   if (rc < 0) {
     core_error("cannot start the worker threads: %s", core_strerror(rc));

@@ -4,6 +4,7 @@
 #include "core/core_log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -22,6 +23,10 @@ static void *worker_main(void *arg)
   /* Per thread on Linux: PRIO_PROCESS with a thread id. */
   if (p->nice > 0)
     setpriority(PRIO_PROCESS, (id_t)tid, p->nice);
+  if (p->idle_cpu) {
+    struct sched_param sp = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+  }
   if (p->idle_io)
     syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
             (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7);
@@ -89,6 +94,7 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   memset(p, 0, sizeof(*p));
   p->loop = loop;
   p->nice = o->nice < 0 ? 0 : o->nice > 19 ? 19 : o->nice;
+  p->idle_cpu = o->idle_cpu;
   p->idle_io = o->idle_io;
   p->todo_tail = &p->todo;
   p->done_tail = &p->done;

@@ -16,9 +16,10 @@
  *
  * Jobs embed struct core_job (core_job.h): `run` executes on a worker, `done`
  * on the loop thread, in no particular order. Threads may run at a lower CPU
- * priority (nice) and at the lowest best-effort I/O priority, for background
- * work such as GC (a thread's nice value can be raised without privileges
- * but never lowered again, so such threads are dedicated).
+ * priority (nice, or SCHED_IDLE: never preempting other threads, only
+ * cycles nobody else wants) and at the lowest best-effort I/O priority, for
+ * background work such as GC (a thread's priority can be lowered without
+ * privileges but never raised again, so such threads are dedicated).
  *
  * THREADS: core_pool_start/submit/stop are loop-thread only.
  */
@@ -36,6 +37,7 @@ struct core_pool_opts {
   const char *name;    /* for log messages, e.g. "gc" */
   int threads;         /* 1..CORE_POOL_MAX */
   int nice;            /* 0..19 */
+  int idle_cpu;        /* SCHED_IDLE */
   int idle_io;         /* lowest best-effort I/O priority */
 };
 
@@ -51,6 +53,7 @@ struct core_pool {
   pthread_t threads[CORE_POOL_MAX];
   int n;                          /* threads running */
   int nice;
+  int idle_cpu;
   int idle_io;
   unsigned pending;               /* loop: submitted, `done` not yet called */
   int started;

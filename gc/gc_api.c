@@ -68,7 +68,7 @@ int gc_ctx_init(struct gc_ctx *ctx, uv_loop_t *loop, struct store_registry *reg,
     core_free(ctx->run_dir);
     return rc;
   }
-  struct core_pool_opts po = {"gc", ctx->n_workers, ctx->worker_nice, 1};
+  struct core_pool_opts po = {"gc", ctx->n_workers, ctx->worker_nice, 1, 1};
   rc = core_pool_start(&ctx->workers, loop, &po);
   if (rc < 0) {
     core_error("cannot start the gc worker threads: %s", core_strerror(rc));

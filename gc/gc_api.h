@@ -67,8 +67,8 @@ struct gc_ctx {
   struct core_map stores;      /* name -> struct gc_store_state * (owned) */
   /* The engines' jobs run on dedicated background threads, not the pool that
    * backups and restores insert and read chunks with (a GC keeping threads
-   * busy for minutes would slow every backup by the same share). They run at
-   * a low CPU priority and the lowest best-effort I/O priority, so CPU-bound
+   * busy for minutes would slow every backup by the same share). They run under
+   * SCHED_IDLE at nice 19 with the lowest best-effort I/O priority, so CPU-bound
    * GC or verify (warm caches, hashing) yields to the loop and to backups
    * while an idle machine still gives it every cycle; there are many because
    * GC mostly waits on metadata I/O (inode reads, unlink), which overlaps. */

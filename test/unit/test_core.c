@@ -169,7 +169,7 @@ UNIT_TEST(pool_completes_on_loop)
 {
   uv_loop_t loop;
   struct core_pool pool;
-  struct core_pool_opts o = {"test", 3, 5, 1};
+  struct core_pool_opts o = {"test", 3, 5, 1, 1};
   int done = 0;
   loop_thread = pthread_self();
   ASSERT_OK(uv_loop_init(&loop));
