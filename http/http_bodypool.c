@@ -7,6 +7,7 @@
 
 void http_bodypool_init(struct http_bodypool *p, size_t idle_max)
 {
+  pthread_mutex_init(&p->mutex, NULL);
   for (int i = 0; i < HTTP_BODYPOOL_CLASSES; i++)
     p->free[i] = NULL;
   p->idle = 0;
@@ -23,6 +24,7 @@ void http_bodypool_free(struct http_bodypool *p)
     }
   }
   p->idle = 0;
+  pthread_mutex_destroy(&p->mutex);
 }
 
 /* Class k holds capacities of (k + 1) MiB. */
@@ -34,14 +36,23 @@ static size_t class_of(size_t len)
 void *http_bodypool_get(struct http_bodypool *p, size_t len, size_t *cap)
 {
   size_t k = class_of(len);
-  void *buf;
-  if (k < HTTP_BODYPOOL_CLASSES && p->free[k] != NULL) {
-    buf = p->free[k];
-    p->free[k] = *(void **)buf;
-    *cap = (k + 1) * HTTP_BODYPOOL_CLASS;
-    p->idle -= *cap;
-    return buf;
+  void *buf = NULL;
+  /* Bodies of one kind vary in size (compressed chunks), so an idle buffer
+   * up to HTTP_BODYPOOL_REACH classes larger is taken too. */
+  if (k < HTTP_BODYPOOL_CLASSES) {
+    pthread_mutex_lock(&p->mutex);
+    for (size_t c = k; c < HTTP_BODYPOOL_CLASSES && c <= k + HTTP_BODYPOOL_REACH; c++) {
+      if ((buf = p->free[c]) != NULL) {
+        p->free[c] = *(void **)buf;
+        *cap = (c + 1) * HTTP_BODYPOOL_CLASS;
+        p->idle -= *cap;
+        break;
+      }
+    }
+    pthread_mutex_unlock(&p->mutex);
   }
+  if (buf != NULL)
+    return buf;
   *cap = k < HTTP_BODYPOOL_CLASSES ? (k + 1) * HTTP_BODYPOOL_CLASS : len;
   if (posix_memalign(&buf, PAGE, *cap) != 0)
     return NULL;
@@ -51,12 +62,17 @@ void *http_bodypool_get(struct http_bodypool *p, size_t len, size_t *cap)
 void http_bodypool_put(struct http_bodypool *p, void *buf, size_t cap)
 {
   size_t k = class_of(cap);
-  if (k >= HTTP_BODYPOOL_CLASSES || cap != (k + 1) * HTTP_BODYPOOL_CLASS ||
-      p->idle + cap > p->idle_max) {
-    free(buf);
-    return;
+  if (k < HTTP_BODYPOOL_CLASSES && cap == (k + 1) * HTTP_BODYPOOL_CLASS) {
+    pthread_mutex_lock(&p->mutex);
+    int keep = p->idle + cap <= p->idle_max;
+    if (keep) {
+      *(void **)buf = p->free[k];
+      p->free[k] = buf;
+      p->idle += cap;
+    }
+    pthread_mutex_unlock(&p->mutex);
+    if (keep)
+      return;
   }
-  *(void **)buf = p->free[k];
-  p->free[k] = buf;
-  p->idle += cap;
+  free(buf);
 }

@@ -5,24 +5,28 @@
  * allocation for each costs a page fault and a zeroed page per 4 KiB, about
  * a third of cairnd's CPU time at full ingest speed on a VM where fresh pages
  * are expensive. Released bodies go back to per-size free lists instead
- * (size classes of 1 MiB, so a recycled buffer's touched pages are all ones
- * the next body of its class will use), up to `idle_max` bytes held idle;
+ * (size classes of 1 MiB; a body takes an idle buffer of its class or up to
+ * three larger), up to `idle_max` bytes held idle;
  * beyond that they are freed. So memory is bounded by the body budget (bodies
  * in use) plus `idle_max`.
  *
  * Buffers are page-aligned (chunk files are written from them with O_DIRECT).
- * Loop-thread only: bodies are allocated and released on the loop.
+ * Response bodies use the pool too (chunk downloads read into it on a pool
+ * thread), so get and put take a mutex: any thread.
  */
 #ifndef HTTP_BODYPOOL_H
 #define HTTP_BODYPOOL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #define HTTP_BODYPOOL_MIN (64u * 1024)       /* smaller bodies use plain malloc */
 #define HTTP_BODYPOOL_CLASS (1024u * 1024)   /* capacity granularity */
 #define HTTP_BODYPOOL_CLASSES 24             /* up to 24 MiB; larger are not kept */
+#define HTTP_BODYPOOL_REACH 3                /* a get may take a buffer this many classes larger */
 
 struct http_bodypool {
+  pthread_mutex_t mutex;              /* guards everything below */
   void *free[HTTP_BODYPOOL_CLASSES];  /* singly linked through the buffers */
   size_t idle;                        /* bytes on the free lists */
   size_t idle_max;

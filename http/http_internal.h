@@ -153,8 +153,10 @@ int http__req_parse_params(struct http_request *req);
 
 /* http_server.c */
 void http__body_release(struct http_server *s, size_t bytes);
+/* Sends and takes ownership of `head` and `body`; a body with a non-zero
+ * `body_pool_cap` goes back to the server's body pool, others are freed. */
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,
-                     size_t body_len, int body_owned, int last);
+                     size_t body_len, size_t body_pool_cap, int last);
 void http__conn_response_done(struct http_conn *c);
 void http__conn_close(struct http_conn *c);
 

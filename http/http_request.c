@@ -329,22 +329,32 @@ static char *build_head(struct http_request *req, int status, const char *ctype,
   return head;
 }
 
+/* An owned body is freed, or goes back to the body pool when `pool_cap` is
+ * set. */
+static void drop_body(struct http_request *req, void *body, size_t pool_cap)
+{
+  if (pool_cap > 0)
+    http_bodypool_put(&req->server->bodies, body, pool_cap);
+  else
+    core_free(body);
+}
+
 /* Every response funnels through here. A gone client just frees the request. */
 static void respond(struct http_request *req, int status, const char *ctype, void *body,
-                    size_t len, int owned)
+                    size_t len, int owned, size_t pool_cap)
 {
   if (req->state != HTTP_REQ_HANDLER && req->state != HTTP_REQ_HEADERS &&
       req->state != HTTP_REQ_BODY) {
     core_error("http: second response for one request (status %d) ignored", status);
     if (owned)
-      core_free(body);
+      drop_body(req, body, pool_cap);
     return;
   }
   req->state = HTTP_REQ_SENDING;
   struct http_conn *c = req->conn;
   if (c == NULL) {
     if (owned)
-      core_free(body);
+      drop_body(req, body, pool_cap);
     http__req_free(req);
     return;
   }
@@ -352,29 +362,46 @@ static void respond(struct http_request *req, int status, const char *ctype, voi
   char *head = build_head(req, status, ctype, len, &head_len);
   if (req->method == HTTP_METHOD_HEAD) {
     if (owned)
-      core_free(body);
+      drop_body(req, body, pool_cap);
     body = NULL;
     len = 0;
     owned = 0;
+    pool_cap = 0;
   }
   if (body && !owned) {
     void *copy = core_malloc(len);
     memcpy(copy, body, len);
     body = copy;
   }
-  http__conn_send(c, head, head_len, body, len, 1, 1);
+  http__conn_send(c, head, head_len, body, len, pool_cap, 1);
+}
+
+void *http_req_pool_get(struct http_request *req, size_t len, size_t *cap)
+{
+  return http_bodypool_get(&req->server->bodies, len, cap);
+}
+
+void http_req_pool_put(struct http_request *req, void *buf, size_t cap)
+{
+  http_bodypool_put(&req->server->bodies, buf, cap);
+}
+
+void http_respond_pooled(struct http_request *req, int status, const char *content_type,
+                         void *body, size_t len, size_t cap)
+{
+  respond(req, status, content_type, body, len, 1, cap);
 }
 
 void http_respond_raw(struct http_request *req, int status, const char *content_type,
                       const void *body, size_t len)
 {
-  respond(req, status, content_type, (void *)body, len, 0);
+  respond(req, status, content_type, (void *)body, len, 0, 0);
 }
 
 void http_respond_owned(struct http_request *req, int status, const char *content_type,
                         void *body, size_t len)
 {
-  respond(req, status, content_type, body, len, 1);
+  respond(req, status, content_type, body, len, 1, 0);
 }
 
 void http_respond_data(struct http_request *req, const char *value, size_t len)
@@ -388,7 +415,7 @@ void http_respond_data(struct http_request *req, const char *value, size_t len)
   memcpy(body, "{\"data\":", 8);
   memcpy(body + 8, value, len);
   memcpy(body + 8 + len, "}\n", 2);
-  respond(req, 200, "application/json", body, total, 1);
+  respond(req, 200, "application/json", body, total, 1, 0);
 }
 
 void http_respond_data_digest(struct http_request *req, const char *value, size_t len,
@@ -405,7 +432,7 @@ void http_respond_data_digest(struct http_request *req, const char *value, size_
   core_buf_printf(&b, ",\"digest\":\"%s\"}\n", digest);
   size_t n;
   char *body = core_buf_steal(&b, &n);
-  respond(req, 200, "application/json", body, n, 1);
+  respond(req, 200, "application/json", body, n, 1, 0);
 }
 
 void http_respond_json(struct http_request *req, struct core_json *j)
@@ -436,7 +463,7 @@ void http_respond_error(struct http_request *req, int status, const char *fmt, .
   memcpy(body, text, len);
   body[len] = '\n';
   core_json_free(&j);
-  respond(req, status, "application/json", body, len + 1, 1);
+  respond(req, status, "application/json", body, len + 1, 1, 0);
 }
 
 void http_respond_errno(struct http_request *req, int err, const char *what)
@@ -465,7 +492,7 @@ void http_respond_stream(struct http_request *req, int status, const char *conte
   size_t head_len;
   char *head = build_head(req, status, content_type, content_length, &head_len);
   int last = req->stream_left == 0;
-  http__conn_send(c, head, head_len, NULL, 0, 1, last);
+  http__conn_send(c, head, head_len, NULL, 0, 0, last);
 }
 
 /* Ends a stream that cannot complete: the client must not take a short body
@@ -496,5 +523,5 @@ void http_stream_write(struct http_request *req, void *data, size_t len, int las
     return;
   }
   req->stream_left -= len;
-  http__conn_send(req->conn, NULL, 0, data, len, 1, req->stream_left == 0);
+  http__conn_send(req->conn, NULL, 0, data, len, 0, req->stream_left == 0);
 }

@@ -34,8 +34,18 @@ struct write_req {
   uv_write_t w;
   struct http_conn *conn;
   void *bufs[2];  /* owned, freed when the write completes */
+  size_t cap1;    /* bufs[1] goes back to the body pool with this capacity; 0: freed */
   int last;       /* the final piece of a response */
 };
+
+/* Frees a response body, or hands it back to the body pool it came from. */
+static void release_body(struct http_server *s, void *body, size_t pool_cap)
+{
+  if (body != NULL && pool_cap > 0)
+    http_bodypool_put(&s->bodies, body, pool_cap);
+  else
+    core_free(body);
+}
 
 /* Responses up to this size go out as one TLS record. */
 #define HTTP_TLS_COALESCE 4096
@@ -140,7 +150,7 @@ static void on_write(uv_write_t *w, int status)
   struct write_req *wr = (struct write_req *)w;
   struct http_conn *c = wr->conn;
   core_free(wr->bufs[0]);
-  core_free(wr->bufs[1]);
+  release_body(c->server, wr->bufs[1], wr->cap1);
   int last = wr->last;
   core_free(wr);
   c->writes--;
@@ -161,12 +171,13 @@ static void on_write(uv_write_t *w, int status)
 }
 
 static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *own0,
-                       void *own1, int last)
+                       void *own1, size_t cap1, int last)
 {
   struct write_req *wr = core_new(struct write_req);
   wr->conn = c;
   wr->bufs[0] = own0;
   wr->bufs[1] = own1;
+  wr->cap1 = cap1;
   wr->last = last;
   c->writes++;
   int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, n, on_write);
@@ -174,7 +185,7 @@ static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *ow
     /* The callback will not run: undo and drop the connection. */
     c->writes--;
     core_free(own0);
-    core_free(own1);
+    release_body(c->server, own1, cap1);
     core_free(wr);
     http__conn_close(c);
   }
@@ -190,21 +201,20 @@ static void flush_tls(struct http_conn *c, int last)
       /* Nothing left to write, yet the response is complete: finish via a
        * zero-length write so completion still runs from a callback. */
       uv_buf_t b = uv_buf_init(NULL, 0);
-      write_bufs(c, &b, 1, NULL, NULL, last);
+      write_bufs(c, &b, 1, NULL, NULL, 0, last);
     }
     return;
   }
   uv_buf_t b = uv_buf_init(out, (unsigned)len);
-  write_bufs(c, &b, 1, out, NULL, last);
+  write_bufs(c, &b, 1, out, NULL, 0, last);
 }
 
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,
-                     size_t body_len, int body_owned, int last)
+                     size_t body_len, size_t body_pool_cap, int last)
 {
-  (void)body_owned; /* callers always hand ownership over */
   if (c->flags & HTTP_CONN_CLOSING) {
     core_free(head);
-    core_free(body);
+    release_body(c->server, body, body_pool_cap);
     return;
   }
   if (c->tls) {
@@ -223,7 +233,7 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
         rc = http_tls_write(c->tls, body, body_len);
     }
     core_free(head);
-    core_free(body);
+    release_body(c->server, body, body_pool_cap);
     if (rc < 0) {
       http__conn_close(c);
       return;
@@ -239,7 +249,7 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
     bufs[n++] = uv_buf_init(body, (unsigned)body_len);
   if (n == 0)
     bufs[n++] = uv_buf_init(NULL, 0);
-  write_bufs(c, bufs, n, head_len ? head : NULL, body, last);
+  write_bufs(c, bufs, n, head_len ? head : NULL, body, body_pool_cap, last);
   if (!head_len)
     core_free(head);
 }
@@ -470,7 +480,7 @@ static int admit_body(struct http_conn *c)
       } else {
         char *copy = core_strdup(cont);
         uv_buf_t b = uv_buf_init(copy, sizeof(cont) - 1);
-        write_bufs(c, &b, 1, copy, NULL, 0);
+        write_bufs(c, &b, 1, copy, NULL, 0, 0);
       }
     }
     arm_timer(c, s->limits.body_timeout_ms);
@@ -655,7 +665,7 @@ static void conn_drain_tls(struct http_conn *c)
     void *out = http_tls_take_output(c->tls, &len);
     if (out) {
       uv_buf_t b = uv_buf_init(out, (unsigned)len);
-      write_bufs(c, &b, 1, out, NULL, 0);
+      write_bufs(c, &b, 1, out, NULL, 0, 0);
     }
   }
 }
@@ -773,7 +783,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   if (!s->limits.body_budget)
     s->limits.body_budget = 64u * 1024 * 1024;
   s->budget_tail = &s->budget_head;
-  http_bodypool_init(&s->bodies, s->limits.body_budget / 2);
+  http_bodypool_init(&s->bodies, s->limits.body_budget);
   uv_timer_init(loop, &s->budget_wake);
   s->budget_wake.data = s;
   http_router_init(&s->router);

@@ -144,22 +144,40 @@ struct read_job {
   int rc;                         /* out */
   uint8_t *data;                  /* out, owned until responded */
   size_t len;
+  size_t cap;                     /* out: data is from the body pool (capacity), or 0 */
 };
 
+/* The chunk is read into recycled memory from the HTTP server's body pool:
+ * a fresh buffer per chunk cost a page fault and a zeroed page per 4 KiB,
+ * over a third of cairnd's CPU time in a restore. */
 static void chunk_run(struct core_job *j)
 {
   struct read_job *r = (struct read_job *)j;
+  struct store_chunk_stat st;
   struct core_buf b;
+  size_t cap;
   core_buf_init(&b, CHUNK_MAX_READ);
   int rc = store_datastore_chunks(r->s->ds, &r->cs);
   if (rc == 0)
-    rc = store_chunk_read(r->cs, r->digest, &b);
+    rc = store_chunk_stat(r->cs, r->digest, &st);
+  if (rc == 0 && st.size < CHUNK_MAX_READ) {
+    char *mem = http_req_pool_get(r->req, (size_t)st.size + 1, &cap);
+    if (mem == NULL)
+      rc = UV_ENOMEM;
+    else
+      core_buf_adopt(&b, mem, cap);
+  }
+  if (rc == 0)
+    rc = store_chunk_read(r->cs, r->digest, &b); /* grows b if the file did */
   if (rc < 0) {
-    core_buf_free(&b);
+    if (b.base)
+      http_req_pool_put(r->req, b.base, b.cap);
     r->rc = rc;
     return;
   }
-  r->data = (uint8_t *)core_buf_steal(&b, &r->len);
+  r->cap = b.cap;
+  r->len = b.len;
+  r->data = (uint8_t *)b.base;
   r->rc = 0;
 }
 
@@ -172,6 +190,8 @@ static void chunk_done(struct core_job *j, int status)
     core_hex_encode(r->digest, 32, hex);
     http_respond_error(r->req, http_status_for(rc), "cannot read chunk %s: %s", hex,
                        core_strerror(rc));
+  } else if (r->cap > 0) {
+    http_respond_pooled(r->req, 200, "application/octet-stream", r->data, r->len, r->cap);
   } else {
     http_respond_owned(r->req, 200, "application/octet-stream", r->data, r->len);
   }
