@@ -4,7 +4,6 @@
 #include "core/core_pool.h"
 
 #include <stdatomic.h>
-
 #include <stddef.h>
 
 static void job_work(uv_work_t *w)

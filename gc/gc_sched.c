@@ -147,11 +147,18 @@ static void load_run(struct core_job *j)
   if (d == NULL)
     return; /* nothing recorded yet */
   while ((de = readdir(d)) != NULL) {
-    int prune = strncmp(de->d_name, JOBSTATE_PRUNE, strlen(JOBSTATE_PRUNE)) == 0;
-    const char *store = de->d_name + strlen(prune ? JOBSTATE_PRUNE : JOBSTATE_GC);
-    if (!prune && strncmp(de->d_name, JOBSTATE_GC, strlen(JOBSTATE_GC)) != 0)
+    const char *store;
+    int prune;
+    if (strncmp(de->d_name, JOBSTATE_GC, strlen(JOBSTATE_GC)) == 0) {
+      prune = 0;
+      store = de->d_name + strlen(JOBSTATE_GC);
+    } else if (strncmp(de->d_name, JOBSTATE_PRUNE, strlen(JOBSTATE_PRUNE)) == 0) {
+      prune = 1;
+      store = de->d_name + strlen(JOBSTATE_PRUNE);
+    } else {
       continue;
-    if (strchr(store, '.') != NULL || *store == '\0')
+    }
+    if (*store == '\0' || strchr(store, '.') != NULL)
       continue; /* temp files */
     char *path = core_asprintf("%s/%s", l->dir, de->d_name);
     uint8_t *text = NULL;

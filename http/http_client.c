@@ -810,7 +810,14 @@ static void conn_start(struct conn *conn, struct http_client_req *req)
   memcpy(h, req->head, hlen);
   conn->body_off = 0;
   conn->body_inflight = 0;
-  if (conn->tls == NULL) {
+  if (conn->tls == NULL && req->r.body_len > 0 && req->r.body_len <= BODY_SLICE) {
+    /* A small body goes out with the head in one writev. */
+    uv_buf_t b[2] = {uv_buf_init(h, (unsigned)hlen),
+                     uv_buf_init((char *)req->r.body, (unsigned)req->r.body_len)};
+    conn->body_off = req->r.body_len;
+    conn->body_inflight = 1;
+    rc = conn_write(conn, b, 2, h, 1);
+  } else if (conn->tls == NULL) {
     uv_buf_t b = uv_buf_init(h, (unsigned)hlen);
     rc = conn_write(conn, &b, 1, h, 0);
   } else {
@@ -819,7 +826,7 @@ static void conn_start(struct conn *conn, struct http_client_req *req)
     if (rc == 0)
       rc = tls_flush(conn);
   }
-  if (rc == 0 && req->r.body_len)
+  if (rc == 0 && conn->body_off < req->r.body_len)
     rc = send_body_slice(conn);
   if (rc < 0) {
     conn_close(conn, rc);
