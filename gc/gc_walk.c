@@ -238,7 +238,8 @@ static int walk_group(struct walk *w, const char *path)
     else
       e[i].time = -1;
   }
-  qsort(e, n, sizeof(*e), newest_first);
+  if (n > 1) /* an empty group (a backup just created it) has no array at all */
+    qsort(e, n, sizeof(*e), newest_first);
   char child[STORE_PATH_MAX];
   for (size_t i = 0; i < n && rc == 0; i++) {
     if ((rc = join(w, child, path, e[i].name)) < 0)

@@ -12,10 +12,13 @@ void http_bodypool_init(struct http_bodypool *p, size_t idle_max)
     p->free[i] = NULL;
   p->idle = 0;
   p->idle_max = idle_max;
+  p->gets = p->gets_at_trim = 0;
 }
 
-void http_bodypool_free(struct http_bodypool *p)
+/* Caller holds the mutex (or is the only user). */
+static size_t free_idle(struct http_bodypool *p)
 {
+  size_t freed = p->idle;
   for (int i = 0; i < HTTP_BODYPOOL_CLASSES; i++) {
     while (p->free[i]) {
       void *next = *(void **)p->free[i];
@@ -24,7 +27,24 @@ void http_bodypool_free(struct http_bodypool *p)
     }
   }
   p->idle = 0;
+  return freed;
+}
+
+void http_bodypool_free(struct http_bodypool *p)
+{
+  free_idle(p);
   pthread_mutex_destroy(&p->mutex);
+}
+
+size_t http_bodypool_trim(struct http_bodypool *p)
+{
+  size_t freed = 0;
+  pthread_mutex_lock(&p->mutex);
+  if (p->gets == p->gets_at_trim)
+    freed = free_idle(p);
+  p->gets_at_trim = p->gets;
+  pthread_mutex_unlock(&p->mutex);
+  return freed;
 }
 
 /* Class k holds capacities of (k + 1) MiB. */
@@ -41,6 +61,7 @@ void *http_bodypool_get(struct http_bodypool *p, size_t len, size_t *cap)
    * up to HTTP_BODYPOOL_REACH classes larger is taken too. */
   if (k < HTTP_BODYPOOL_CLASSES) {
     pthread_mutex_lock(&p->mutex);
+    p->gets++;
     for (size_t c = k; c < HTTP_BODYPOOL_CLASSES && c <= k + HTTP_BODYPOOL_REACH; c++) {
       if ((buf = p->free[c]) != NULL) {
         p->free[c] = *(void **)buf;

@@ -8,7 +8,9 @@
  * (size classes of 1 MiB; a body takes an idle buffer of its class or up to
  * three larger), up to `idle_max` bytes held idle;
  * beyond that they are freed. So memory is bounded by the body budget (bodies
- * in use) plus `idle_max`.
+ * in use) plus `idle_max`, and an idle server gives the memory back: the
+ * server calls http_bodypool_trim() every few seconds, which frees the idle
+ * buffers when nothing was taken since the previous call.
  *
  * Buffers are page-aligned (chunk files are written from them with O_DIRECT).
  * Response bodies use the pool too (chunk downloads read into it on a pool
@@ -30,6 +32,7 @@ struct http_bodypool {
   void *free[HTTP_BODYPOOL_CLASSES];  /* singly linked through the buffers */
   size_t idle;                        /* bytes on the free lists */
   size_t idle_max;
+  unsigned long gets, gets_at_trim;   /* activity since the last trim */
 };
 
 void http_bodypool_init(struct http_bodypool *p, size_t idle_max);
@@ -40,5 +43,8 @@ void http_bodypool_free(struct http_bodypool *p);
 void *http_bodypool_get(struct http_bodypool *p, size_t len, size_t *cap);
 /* Takes back a buffer from http_bodypool_get with its capacity. */
 void http_bodypool_put(struct http_bodypool *p, void *buf, size_t cap);
+/* Frees the idle buffers if no buffer was taken since the previous call.
+ * Returns the bytes freed. */
+size_t http_bodypool_trim(struct http_bodypool *p);
 
 #endif

@@ -140,6 +140,7 @@ struct http_server {
   struct http_bodypool bodies;    /* recycled memory for large bodies */
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
+  uv_timer_t pool_trim;           /* gives idle body memory back (unref'd) */
   uv_timer_t grace;
   void (*shutdown_done)(void *ctx);
   void *shutdown_ctx;

@@ -49,6 +49,7 @@ static void release_body(struct http_server *s, void *body, size_t pool_cap)
 
 /* Responses up to this size go out as one TLS record. */
 #define HTTP_TLS_COALESCE 4096
+#define HTTP_POOL_TRIM_MS 10000
 
 static char read_buf[HTTP_READ_BUF];   /* see DESIGN: one buffer for the loop */
 static char plain_buf[HTTP_READ_BUF];  /* decrypted bytes, likewise */
@@ -273,6 +274,14 @@ static void conn_continue(struct http_conn *c)
 }
 
 /* Resumes connections waiting for body budget, oldest first, while it fits. */
+/* Every HTTP_POOL_TRIM_MS: body buffers nobody took since the last tick go
+ * back to the system, so an idle server shrinks to its base size. */
+static void on_pool_trim(uv_timer_t *t)
+{
+  struct http_server *s = t->data;
+  http_bodypool_trim(&s->bodies);
+}
+
 static void on_budget_wake(uv_timer_t *t)
 {
   struct http_server *s = t->data;
@@ -786,6 +795,10 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   http_bodypool_init(&s->bodies, s->limits.body_budget);
   uv_timer_init(loop, &s->budget_wake);
   s->budget_wake.data = s;
+  uv_timer_init(loop, &s->pool_trim);
+  s->pool_trim.data = s;
+  uv_timer_start(&s->pool_trim, on_pool_trim, HTTP_POOL_TRIM_MS, HTTP_POOL_TRIM_MS);
+  uv_unref((uv_handle_t *)&s->pool_trim);
   http_router_init(&s->router);
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
@@ -949,5 +962,6 @@ void http_server_free(struct http_server *s)
   http_router_free(&s->router);
   /* The grace timer is embedded: the server is freed once it has closed. */
   uv_close((uv_handle_t *)&s->budget_wake, NULL);
+  uv_close((uv_handle_t *)&s->pool_trim, NULL);
   uv_close((uv_handle_t *)&s->grace, on_grace_closed);
 }

@@ -100,7 +100,6 @@ UNIT_TEST(json_roundtrip)
   ASSERT(err[0] != '\0');
 }
 
-
 UNIT_TEST(bodypool_recycles)
 {
   struct http_bodypool p;
@@ -126,10 +125,16 @@ UNIT_TEST(bodypool_recycles)
   ASSERT_EQ(p.idle, 5u << 20);
   struct core_buf buf;
   core_buf_init(&buf, 1 << 20);
-  core_buf_adopt(&buf, http_bodypool_get(&p, 100000, &cap), cap);
+  char *mem = http_bodypool_get(&p, 100000, &cap);
+  ASSERT_EQ(cap, 1u << 20);
+  core_buf_adopt(&buf, mem, cap);
   ASSERT_OK(core_buf_append(&buf, "abc", 3));
   ASSERT_STR_EQ(buf.base, "abc");
   http_bodypool_put(&p, buf.base, buf.cap);
+  ASSERT_EQ(http_bodypool_trim(&p), 0); /* buffers were taken since init */
+  ASSERT(p.idle > 0);
+  ASSERT_EQ(http_bodypool_trim(&p), 6u << 20); /* idle for a whole period */
+  ASSERT_EQ(p.idle, 0);
   http_bodypool_free(&p);
   ASSERT_EQ(p.idle, 0);
 }
