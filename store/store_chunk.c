@@ -361,7 +361,7 @@ static int decide(struct store_chunkstore *cs, const char *rel, const char *hex,
 static int write_data(struct store_chunkstore *cs, int fd, const uint8_t *data, size_t len)
 {
   size_t head = len & ~(size_t)(STORE_CHUNK_DIRECT_ALIGN - 1);
-  int fl, rc;
+  int fl;
   if (head == 0 || ((uintptr_t)data & (STORE_CHUNK_DIRECT_ALIGN - 1)) != 0 ||
       !atomic_load_explicit(&cs->direct_io, memory_order_relaxed))
     return write_all(fd, data, len);
@@ -387,9 +387,7 @@ static int write_data(struct store_chunkstore *cs, int fd, const uint8_t *data, 
   }
   if (fcntl(fd, F_SETFL, fl) < 0)
     return -errno;
-  if ((rc = write_all(fd, data + n, len - (size_t)n)) < 0)
-    return rc;
-  return 0;
+  return write_all(fd, data + n, len - (size_t)n);
 }
 
 /* Writes `data` to a temp file in the prefix directory and renames it over

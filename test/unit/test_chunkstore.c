@@ -409,7 +409,7 @@ UNIT_TEST(insert_concurrent_same_digest)
 static void touch_file(const char *dir, const char *name)
 {
   char p[1024];
-  snprintf(p, sizeof(p), "%s/%s", dir, name);
+  ASSERT((size_t)snprintf(p, sizeof(p), "%s/%s", dir, name) < sizeof(p));
   int fd = open(p, O_WRONLY | O_CREAT, 0644);
   ASSERT(fd >= 0);
   close(fd);
