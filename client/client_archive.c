@@ -4,6 +4,7 @@
 #include "core/core_alloc.h"
 #include "core/core_buf.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_log.h"
 
 #include <archive.h>
@@ -593,28 +594,12 @@ out:
   return rc;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-  const char *p = data;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 static int write_zero_fd(int fd, int64_t n)
 {
   static const char zeros[16384];
   while (n > 0) {
     size_t k = n > (int64_t)sizeof(zeros) ? sizeof(zeros) : (size_t)n;
-    int rc = write_all(fd, zeros, k);
+    int rc = core_file_write_all(fd, zeros, k);
     if (rc < 0)
       return rc;
     n -= (int64_t)k;
@@ -647,10 +632,10 @@ int client_archive_cat(int fd, client_archive_read_fn readfn, void *arg, char *e
     ssize_t n;
     archive_read_free(r);
     r = NULL;
-    if ((rc = write_all(fd, probe.base, probe.len)) < 0)
+    if ((rc = core_file_write_all(fd, probe.base, probe.len)) < 0)
       goto werr;
     while ((n = readfn(arg, &buf)) > 0)
-      if ((rc = write_all(fd, buf, (size_t)n)) < 0)
+      if ((rc = core_file_write_all(fd, buf, (size_t)n)) < 0)
         goto werr;
     rc = (int)n;
     goto out;
@@ -672,7 +657,7 @@ int client_archive_cat(int fd, client_archive_read_fn readfn, void *arg, char *e
       }
       if (off > progress && (rc = write_zero_fd(fd, off - progress)) < 0)
         goto werr;
-      if ((rc = write_all(fd, buf, sz)) < 0)
+      if ((rc = core_file_write_all(fd, buf, sz)) < 0)
         goto werr;
       progress = off + (la_int64_t)sz;
     }

@@ -7,6 +7,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_json.h"
 #include "store/store_blob.h"
 #include "store/store_crypt.h"
@@ -323,22 +324,6 @@ static ssize_t fetch_next(void *arg, const void **data)
 
 /* ---- Consumers ---- */
 
-static int write_all(int fd, const void *data, size_t len)
-{
-  const char *p = data;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 static int restore_image(struct fetch *f, const char *target, char *err, size_t errlen)
 {
   int fd, rc = 0, is_stdout = strcmp(target, "-") == 0;
@@ -369,7 +354,7 @@ static int restore_image(struct fetch *f, const char *target, char *err, size_t 
     }
     if (n == 0)
       break;
-    if ((rc = write_all(fd, data, (size_t)n)) < 0) {
+    if ((rc = core_file_write_all(fd, data, (size_t)n)) < 0) {
       snprintf(err, errlen, "%s: write: %s", is_stdout ? "stdout" : target, strerror(-rc));
       break;
     }
@@ -526,7 +511,7 @@ static int restore_blob(struct reader *r, const char *file,
       return rc;
     }
   }
-  rc = write_all(fd, plain, plen);
+  rc = core_file_write_all(fd, plain, plen);
   if (rc < 0)
     snprintf(err, errlen, "%s: write: %s", target, strerror(-rc));
   if (fd != STDOUT_FILENO)

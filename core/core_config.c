@@ -2,6 +2,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -525,66 +526,6 @@ int core_config_load(const char *path, struct core_config *cfg,
   return rc;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-static int fsync_dir_of(const char *path)
-{
-  const char *slash = strrchr(path, '/');
-  char *dir = slash == NULL ? core_strdup(".")
-              : slash == path ? core_strdup("/")
-                              : core_strndup(path, (size_t)(slash - path));
-  int rc = 0;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || fsync(fd) != 0)
-    rc = -errno;
-  if (fd >= 0)
-    close(fd);
-  core_free(dir);
-  return rc;
-}
-
-int core_config_replace_file(const char *path, const void *data, size_t len, unsigned mode)
-{
-  /* Same directory as the target, so rename() stays atomic (one file system). */
-  char *tmp = core_asprintf("%s.tmp_XXXXXX", path);
-  int rc = 0;
-  int fd = mkostemp(tmp, O_CLOEXEC);
-  if (fd < 0) {
-    rc = -errno;
-    core_free(tmp);
-    return rc;
-  }
-  if (fchmod(fd, (mode_t)mode) != 0)
-    rc = -errno;
-  if (rc == 0)
-    rc = write_all(fd, data, len);
-  if (rc == 0 && fsync(fd) != 0)
-    rc = -errno;
-  if (close(fd) != 0 && rc == 0)
-    rc = -errno;
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = -errno;
-  if (rc < 0)
-    unlink(tmp);
-  else
-    rc = fsync_dir_of(path); /* the rename itself must survive a crash */
-  core_free(tmp);
-  return rc;
-}
-
 int core_config_save(const char *path, const struct core_config *cfg, unsigned mode,
                      char digest[CORE_CONFIG_DIGEST_LEN])
 {
@@ -592,7 +533,7 @@ int core_config_save(const char *path, const struct core_config *cfg, unsigned m
   core_buf_init(&b, CORE_CONFIG_MAX_SIZE);
   int rc = core_config_write(cfg, &b);
   if (rc == 0)
-    rc = core_config_replace_file(path, b.base ? b.base : "", b.len, mode);
+    rc = core_file_replace(path, b.base ? b.base : "", b.len, mode, 1);
   if (rc == 0 && digest)
     core_config_digest(b.base ? b.base : "", b.len, digest);
   core_buf_free(&b);

@@ -154,14 +154,7 @@ void core_config_digest(const void *data, size_t len, char hex[CORE_CONFIG_DIGES
 int core_config_load(const char *path, struct core_config *cfg,
                      char digest[CORE_CONFIG_DIGEST_LEN], char *err, size_t err_len);
 
-/* Atomically replaces `path` with `data`: temporary file in the same
- * directory, fchmod(mode), write, fsync, rename, fsync of the directory. No
- * temporary file is left behind on failure. For any small file that must
- * never be seen half-written (token.shadow, certificates).
- * Returns 0 or a negative errno. */
-int core_config_replace_file(const char *path, const void *data, size_t len, unsigned mode);
-
-/* Writes `cfg` to `path` with core_config_replace_file(). `digest` (may be
+/* Writes `cfg` to `path` with core_file_replace() (durably). `digest` (may be
  * NULL) receives the digest of the bytes written. The caller holds the lock.
  * Returns 0, CORE_ETOOBIG, or a negative errno. */
 int core_config_save(const char *path, const struct core_config *cfg, unsigned mode,

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -66,28 +67,49 @@ int core_file_write_all(int fd, const void *data, size_t len)
   return 0;
 }
 
+int core_file_fsync_parent(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  char *dir = slash == NULL ? core_strdup(".")
+              : slash == path ? core_strdup("/")
+                              : core_strndup(path, (size_t)(slash - path));
+  int rc = 0;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) != 0)
+    rc = -errno;
+  if (fd >= 0)
+    close(fd);
+  core_free(dir);
+  return rc;
+}
+
 int core_file_replace(const char *path, const void *data, size_t len, unsigned mode,
                       int sync)
 {
-  char *tmp = core_asprintf("%s.tmp", path);
+  /* Same directory as the target, so rename() stays atomic (one file
+   * system); a unique name, so concurrent writers never share a temp file. */
+  char *tmp = core_asprintf("%s.tmp_XXXXXX", path);
   int rc = 0;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+  int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) {
     rc = -errno;
-    goto out;
+    core_free(tmp);
+    return rc;
   }
-  if (fchmod(fd, (mode_t)mode) < 0 || (rc = core_file_write_all(fd, data, len)) < 0 ||
-      (sync && fsync(fd) < 0)) {
-    if (rc == 0)
-      rc = -errno;
-  }
-  if (close(fd) < 0 && rc == 0)
+  if (fchmod(fd, (mode_t)mode) != 0)
     rc = -errno;
-  if (rc == 0 && rename(tmp, path) < 0)
+  if (rc == 0)
+    rc = core_file_write_all(fd, data, len);
+  if (rc == 0 && sync && fsync(fd) != 0)
+    rc = -errno;
+  if (close(fd) != 0 && rc == 0)
+    rc = -errno;
+  if (rc == 0 && rename(tmp, path) != 0)
     rc = -errno;
   if (rc < 0)
     unlink(tmp);
-out:
+  else if (sync)
+    rc = core_file_fsync_parent(path); /* the rename itself must survive a crash */
   core_free(tmp);
   return rc;
 }

@@ -16,12 +16,17 @@ int core_file_read(const char *path, size_t max, uint8_t **out, size_t *len);
  * Returns 0 or a negative errno. */
 int core_file_write_all(int fd, const void *data, size_t len);
 
-/* Replaces `path` atomically: writes `<path>.tmp` (mode `mode`, whatever
- * the umask), fsyncs it when `sync` is set, renames it over `path`. On error
- * the temp file is removed and `path` is untouched. Returns 0 or a negative
- * errno. */
+/* Replaces `path` atomically: writes a fresh `<path>.tmp_XXXXXX` (mode
+ * `mode`, whatever the umask) and renames it over `path`. With `sync`, the
+ * file is fsynced before the rename and its directory after it, so the new
+ * content survives a crash. On error the temp file is removed and `path` is
+ * untouched. Returns 0 or a negative errno. */
 int core_file_replace(const char *path, const void *data, size_t len, unsigned mode,
                       int sync);
+
+/* fsyncs the directory that holds `path` (after a rename or create in it).
+ * Returns 0 or a negative errno. */
+int core_file_fsync_parent(const char *path);
 
 /* mkdir -p: creates `path` (mode `mode`) and missing parents (0755).
  * Returns 0 (also when it exists) or a negative errno. */

@@ -349,18 +349,7 @@ static int append_file(const char *path, const char *data, size_t len)
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0)
     return -errno;
-  int rc = 0;
-  while (len > 0) {
-    ssize_t w = write(fd, data, len);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -errno;
-      break;
-    }
-    data += w;
-    len -= (size_t)w;
-  }
+  int rc = core_file_write_all(fd, data, len);
   if (close(fd) < 0 && rc == 0)
     rc = -errno;
   return rc;

@@ -25,6 +25,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_api.h"
@@ -195,17 +196,7 @@ static void obj_run(struct core_job *j)
     o->rc = -errno;
     return;
   }
-  size_t off = 0;
-  while (off < o->len) {
-    ssize_t w = write(fd, o->data + off, o->len - off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0) {
-      o->rc = -errno;
-      break;
-    }
-    off += (size_t)w;
-  }
+  o->rc = core_file_write_all(fd, o->data, o->len);
   close(fd);
 }
 

@@ -26,6 +26,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_backend.h"
@@ -560,18 +561,7 @@ static int write_manifest(const char *path, const uint8_t *data, size_t len)
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     return -errno;
-  int rc = 0;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = write(fd, data + off, len - off);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      rc = -errno;
-      break;
-    }
-    off += (size_t)w;
-  }
+  int rc = core_file_write_all(fd, data, len);
   if (rc == 0 && fsync(fd) < 0)
     rc = -errno;
   if (close(fd) < 0 && rc == 0)
@@ -582,11 +572,7 @@ static int write_manifest(const char *path, const uint8_t *data, size_t len)
     unlink(tmp);
     return rc;
   }
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  core_file_fsync_parent(path); /* best effort: the manifest is already valid */
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "core/core_config.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
 
@@ -129,7 +130,7 @@ static int save_shadow(struct http_auth *a)
   core_json_obj_close(&j);
   size_t len;
   const char *text = core_json_text(&j, &len);
-  int rc = core_config_replace_file(a->shadow_path, text, len, 0600);
+  int rc = core_file_replace(a->shadow_path, text, len, 0600, 1);
   core_json_free(&j);
   return rc;
 }
@@ -171,7 +172,7 @@ int http_auth_ensure_root(struct http_auth *a, const char *config_dir)
   if (rc)
     goto out;
   char *text = core_asprintf("%s:%s\n", HTTP_AUTH_ROOT_TOKEN, secret);
-  rc = core_config_replace_file(path, text, strlen(text), 0600);
+  rc = core_file_replace(path, text, strlen(text), 0600, 1);
   core_free(text);
   core_free(secret);
 out:

@@ -24,6 +24,7 @@
 #include "core/core_buf.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 
 #include <mbedtls/asn1write.h>
 #include <mbedtls/ctr_drbg.h>
@@ -295,19 +296,8 @@ static int write_file_atomic(const char *path, const void *data, size_t len, mod
     rc = -errno;
     goto out;
   }
-  const char *p = data;
-  size_t left = len;
-  while (left > 0) {
-    ssize_t n = write(fd, p, left);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      rc = -errno;
-      goto fail_fd;
-    }
-    p += n;
-    left -= (size_t)n;
-  }
+  if ((rc = core_file_write_all(fd, data, len)) < 0)
+    goto fail_fd;
   if (fsync(fd) != 0) {
     rc = -errno;
     goto fail_fd;

@@ -405,7 +405,7 @@ static void finish_run(struct core_job *j)
   if (rc == 0)
     rc = store_manifest_encode_blob(&m, NULL, &blob, &blob_len);
   if (rc == 0)
-    rc = core_config_replace_file(f->manifest_path, blob, blob_len, 0644);
+    rc = core_file_replace(f->manifest_path, blob, blob_len, 0644, 1);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "cannot update the manifest: %s", core_strerror(rc));
     goto out;

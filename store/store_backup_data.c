@@ -360,7 +360,7 @@ static void file_run(struct core_job *j)
   if (f->is_blob) {
     f->rc = store_blob_verify_crc(f->data, f->len);
     if (f->rc == 0)
-      f->rc = core_config_replace_file(f->path, f->data, f->len, 0644);
+      f->rc = core_file_replace(f->path, f->data, f->len, 0644, 1);
     return;
   }
   struct core_slice parts[2] = {{f->data, f->len}, {f->data2, f->len2}};

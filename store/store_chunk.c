@@ -3,6 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_log.h"
 #include "store/store_blob.h"
 #include "store/store_path.h"
@@ -67,22 +68,6 @@ static int blob_flags(const void *data, size_t len)
 }
 
 /* ---- small helpers ----------------------------------------------------- */
-
-static int write_all(int fd, const void *data, size_t len)
-{
-  const char *p = data;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
 
 static int fsync_dirat(int dirfd, const char *rel)
 {
@@ -364,14 +349,14 @@ static int write_data(struct store_chunkstore *cs, int fd, const uint8_t *data, 
   int fl;
   if (head == 0 || ((uintptr_t)data & (STORE_CHUNK_DIRECT_ALIGN - 1)) != 0 ||
       !atomic_load_explicit(&cs->direct_io, memory_order_relaxed))
-    return write_all(fd, data, len);
+    return core_file_write_all(fd, data, len);
   if ((fl = fcntl(fd, F_GETFL)) < 0)
     return -errno;
   if (fcntl(fd, F_SETFL, fl | O_DIRECT) < 0) {
     if (errno != EINVAL)
       return -errno;
     atomic_store(&cs->direct_io, 0);
-    return write_all(fd, data, len);
+    return core_file_write_all(fd, data, len);
   }
   ssize_t n;
   do
@@ -387,7 +372,7 @@ static int write_data(struct store_chunkstore *cs, int fd, const uint8_t *data, 
   }
   if (fcntl(fd, F_SETFL, fl) < 0)
     return -errno;
-  return write_all(fd, data + n, len - (size_t)n);
+  return core_file_write_all(fd, data + n, len - (size_t)n);
 }
 
 /* Writes `data` to a temp file in the prefix directory and renames it over

@@ -2,10 +2,10 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -479,36 +479,6 @@ int store_index_tmp_path(const char *path, char *out, size_t out_len)
   return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
-static int fsync_dir_of(const char *path)
-{
-  char *copy = core_strdup(path);
-  int fd, rc = 0;
-
-  fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  core_free(copy);
-  if (fd < 0)
-    return -errno;
-  if (fsync(fd) < 0)
-    rc = -errno;
-  close(fd);
-  return rc;
-}
-
 int store_index_write_file(const char *path, const struct core_slice *parts, size_t nparts,
                            int do_fsync)
 {
@@ -525,7 +495,7 @@ int store_index_write_file(const char *path, const struct core_slice *parts, siz
     goto out;
   }
   for (size_t i = 0; i < nparts; i++) {
-    rc = write_all(fd, parts[i].base, parts[i].len);
+    rc = core_file_write_all(fd, parts[i].base, parts[i].len);
     if (rc < 0)
       goto out_unlink;
   }
@@ -544,7 +514,7 @@ int store_index_write_file(const char *path, const struct core_slice *parts, siz
     goto out_unlink;
   }
   if (do_fsync)
-    rc = fsync_dir_of(path);
+    rc = core_file_fsync_parent(path);
   goto out;
 out_unlink:
   unlink(tmp);

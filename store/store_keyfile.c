@@ -3,6 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_json.h"
 
 #include <errno.h>
@@ -298,21 +299,6 @@ int store_keyfile_unlock(const struct store_keyfile *kf, const char *pass, size_
 
 /* ---- Files ---- */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 int store_keyfile_write(const char *path, const uint8_t key[STORE_CRYPT_KEY_LEN],
                         enum store_kdf kdf, const char *pass, size_t pass_len,
                         uint64_t scrypt_n, int replace)
@@ -335,7 +321,7 @@ int store_keyfile_write(const char *path, const uint8_t key[STORE_CRYPT_KEY_LEN]
     rc = -errno;
     goto out;
   }
-  rc = write_all(fd, b.base, b.len);
+  rc = core_file_write_all(fd, b.base, b.len);
   if (rc == 0 && fsync(fd) < 0)
     rc = -errno;
   if (close(fd) < 0 && rc == 0)

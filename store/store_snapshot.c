@@ -2,6 +2,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "store/store_name.h"
 #include "store/store_path.h"
 
@@ -151,22 +152,6 @@ static int remove_tree_at(int parentfd, const char *name)
   if (rc == 0 && unlinkat(parentfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
     rc = -errno;
   return rc;
-}
-
-static int write_all(int fd, const void *data, size_t len)
-{
-  const char *p = data;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
 }
 
 /* ---- namespaces -------------------------------------------------------- */
@@ -392,7 +377,7 @@ static int write_owner_tmp(const char *dir, const char *authid, char *tmp)
     return -errno;
   char line[STORE_NAME_AUTHID_MAX + 2];
   int n = snprintf(line, sizeof(line), "%s\n", authid);
-  int rc = fchmod(fd, FILE_MODE) < 0 ? -errno : write_all(fd, line, (size_t)n);
+  int rc = fchmod(fd, FILE_MODE) < 0 ? -errno : core_file_write_all(fd, line, (size_t)n);
   if (close(fd) < 0 && rc == 0)
     rc = -errno;
   if (rc < 0)
