@@ -37,6 +37,46 @@ void gc__submit(struct gc_ctx *ctx, struct core_job *job, core_job_run_fn run,
   core_pool_submit(&ctx->workers, job, run, done);
 }
 
+static void start_lookup(void *arg, int err, struct store_datastore *ds)
+{
+  struct gc_start *s = arg;
+  struct gc_ctx *ctx = s->ctx;
+  if (err < 0)
+    s->cb(s->arg, err, NULL, NULL);
+  else
+    s->ready(s, ds);
+  gc__run_end(ctx);
+  core_free(s->store);
+  core_free(s->authid);
+  core_free((void *)s->opts);
+  core_free(s);
+}
+
+void gc__start(struct gc_ctx *ctx, const char *store, const char *authid, enum store_op op,
+               const void *opts, size_t opts_len,
+               void (*ready)(struct gc_start *s, struct store_datastore *ds), gc_start_cb cb,
+               void *arg)
+{
+  if (ctx->closing) {
+    cb(arg, CORE_EABORTED, "server is shutting down", NULL);
+    return;
+  }
+  struct gc_start *s = core_new(struct gc_start);
+  s->ctx = ctx;
+  s->store = core_strdup(store);
+  s->authid = core_strdup(authid ? authid : "root@pam");
+  if (opts_len) {
+    void *copy = core_malloc(opts_len);
+    memcpy(copy, opts, opts_len);
+    s->opts = copy;
+  }
+  s->cb = cb;
+  s->arg = arg;
+  s->ready = ready;
+  gc__run_begin(ctx); /* the lookup may wait for a reload */
+  store_lookup(ctx->reg, store, op, start_lookup, s);
+}
+
 void gc__run_begin(struct gc_ctx *ctx)
 {
   ctx->runs++;

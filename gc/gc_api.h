@@ -166,6 +166,24 @@ struct gc_store_state *gc__store_state(struct gc_ctx *ctx, const char *store);
 /* Runs a job of a background engine on the gc workers (see `workers`). */
 void gc__submit(struct gc_ctx *ctx, struct core_job *job, core_job_run_fn run,
                 core_job_done_fn done);
+/* How every engine starts: unless the server is closing, looks `store` up
+ * for `op` (which may wait for a config reload, counted as a run) and calls
+ * `ready` with the datastore, held for `op`; a failed lookup goes to `cb`
+ * instead. `ready` owns the datastore reference and must answer `cb`; the
+ * gc_start and everything in it are freed when it returns. */
+struct gc_start {
+  struct gc_ctx *ctx;
+  char *store;
+  char *authid;                /* the caller's, or root@pam */
+  const void *opts;            /* the engine's options, copied */
+  gc_start_cb cb;
+  void *arg;
+  void (*ready)(struct gc_start *s, struct store_datastore *ds);
+};
+void gc__start(struct gc_ctx *ctx, const char *store, const char *authid, enum store_op op,
+               const void *opts, size_t opts_len,
+               void (*ready)(struct gc_start *s, struct store_datastore *ds), gc_start_cb cb,
+               void *arg);
 /* Engines count themselves here so gc_ctx_close can wait for them. */
 void gc__run_begin(struct gc_ctx *ctx);
 void gc__run_end(struct gc_ctx *ctx);

@@ -1017,42 +1017,29 @@ static size_t cache_capacity(struct gc_ctx *ctx, const char *store)
   return cap;
 }
 
-struct gc_starting {
-  struct gc_ctx *ctx;
-  char *store;
-  char *authid;
-  gc_start_cb cb;
-  void *arg;
-};
-
-static void on_lookup(void *arg, int err, struct store_datastore *ds)
+static void gc_ready(struct gc_start *s, struct store_datastore *ds)
 {
-  struct gc_starting *s = arg;
   struct gc_ctx *ctx = s->ctx;
   char msg[CORE_TASK_UPID_MAX + 128];
-  if (err < 0) {
-    s->cb(s->arg, err, NULL, NULL);
-    goto out;
-  }
   struct gc_store_state *state = gc__store_state(ctx, s->store);
   if (state->gc) {
     snprintf(msg, sizeof(msg), "garbage collection already running on datastore '%s' (%s)",
              s->store, state->gc->upid);
     store_release(ds, STORE_OP_WRITE);
     s->cb(s->arg, CORE_ELOCKED, msg, NULL);
-    goto out;
+    return;
   }
   struct core_task *task = core_task_start(ctx->tasks, GC_TASK_GC, s->store, s->authid, s->store);
   if (task == NULL) {
     store_release(ds, STORE_OP_WRITE);
     s->cb(s->arg, CORE_EINVAL, "authid too long for a UPID", NULL);
-    goto out;
+    return;
   }
   if (store_backend_is_s3(ds)) {
     /* gc_s3.c takes over the task and the datastore reference. */
     s->cb(s->arg, 0, NULL, task);
     gc_s3_run(ctx, state, task, ds);
-    goto out;
+    return;
   }
   struct gc_run *run = core_new(struct gc_run);
   run->ctx = ctx;
@@ -1081,26 +1068,10 @@ static void on_lookup(void *arg, int err, struct store_datastore *ds)
   s->cb(s->arg, 0, NULL, task);
   run->step = GC_BEGIN;
   submit(run, GC_BEGIN, NULL, 0);
-out:
-  gc__run_end(ctx);
-  core_free(s->store);
-  core_free(s->authid);
-  core_free(s);
 }
 
 void gc_start_gc(struct gc_ctx *ctx, const char *store, const char *authid, gc_start_cb cb,
                  void *arg)
 {
-  if (ctx->closing) {
-    cb(arg, CORE_EABORTED, "server is shutting down", NULL);
-    return;
-  }
-  struct gc_starting *s = core_new(struct gc_starting);
-  s->ctx = ctx;
-  s->store = core_strdup(store);
-  s->authid = core_strdup(authid ? authid : "root@pam");
-  s->cb = cb;
-  s->arg = arg;
-  gc__run_begin(ctx); /* the lookup may wait for a reload */
-  store_lookup(ctx->reg, store, STORE_OP_WRITE, on_lookup, s);
+  gc__start(ctx, store, authid, STORE_OP_WRITE, NULL, 0, gc_ready, cb, arg);
 }

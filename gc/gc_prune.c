@@ -447,15 +447,6 @@ static void prune_run_done(struct core_job *j, int status)
   prune_next(r);
 }
 
-struct prune_starting {
-  struct gc_ctx *ctx;
-  char *store;
-  char *authid;
-  struct gc_prune_opts opts;
-  gc_start_cb cb;
-  void *arg;
-};
-
 static void log_options(struct core_task *t, const struct gc_prune_opts *o)
 {
   char buf[256];
@@ -472,30 +463,26 @@ static void log_options(struct core_task *t, const struct gc_prune_opts *o)
   core_task_log(t, "retention options:%s", buf[0] ? buf : " (none: keep all)");
 }
 
-static void prune_lookup(void *arg, int err, struct store_datastore *ds)
+static void prune_ready(struct gc_start *s, struct store_datastore *ds)
 {
-  struct prune_starting *s = arg;
   struct gc_ctx *ctx = s->ctx;
+  const struct gc_prune_opts *o = s->opts;
   char msg[CORE_TASK_UPID_MAX + 128];
-  enum store_op op = s->opts.dry_run ? STORE_OP_READ : STORE_OP_WRITE;
-  if (err < 0) {
-    s->cb(s->arg, err, NULL, NULL);
-    goto out;
-  }
+  enum store_op op = o->dry_run ? STORE_OP_READ : STORE_OP_WRITE;
   struct gc_store_state *state = gc__store_state(ctx, s->store);
   if (state->prune) {
     snprintf(msg, sizeof(msg), "prune already running on datastore '%s' (%s)", s->store,
              state->prune->upid);
     store_release(ds, op);
     s->cb(s->arg, CORE_ELOCKED, msg, NULL);
-    goto out;
+    return;
   }
   struct core_task *task = core_task_start(ctx->tasks, GC_TASK_PRUNE, s->store, s->authid,
                                            s->store);
   if (task == NULL) {
     store_release(ds, op);
     s->cb(s->arg, CORE_EINVAL, "authid too long for a UPID", NULL);
-    goto out;
+    return;
   }
   struct prune_run *r = core_new(struct prune_run);
   r->ctx = ctx;
@@ -503,41 +490,25 @@ static void prune_lookup(void *arg, int err, struct store_datastore *ds)
   r->task = task;
   r->ds = ds;
   r->op = op;
-  r->opts = s->opts;
+  r->opts = *o;
   r->base = core_strdup(ds->path);
   store_lock_dir(r->lockdir, sizeof(r->lockdir), ctx->run_dir, s->store);
   r->listing = 1;
   state->prune = task;
   gc__run_begin(ctx);
   core_task_log(task, "Starting datastore prune on datastore '%s', %s%s%s%s", s->store,
-                s->opts.ns[0] ? "namespace '" : "root namespace", s->opts.ns,
-                s->opts.ns[0] ? "'" : "", s->opts.dry_run ? " (dry-run)" : "");
-  log_options(task, &s->opts);
+                o->ns[0] ? "namespace '" : "root namespace", o->ns,
+                o->ns[0] ? "'" : "", o->dry_run ? " (dry-run)" : "");
+  log_options(task, o);
   s->cb(s->arg, 0, NULL, task);
   gc__submit(ctx, &r->job, prune_run_job, prune_run_done);
-out:
-  gc__run_end(ctx);
-  core_free(s->store);
-  core_free(s->authid);
-  core_free(s);
 }
 
 void gc_start_prune(struct gc_ctx *ctx, const char *store, const char *authid,
                     const struct gc_prune_opts *opts, gc_start_cb cb, void *arg)
 {
-  if (ctx->closing) {
-    cb(arg, CORE_EABORTED, "server is shutting down", NULL);
-    return;
-  }
-  struct prune_starting *s = core_new(struct prune_starting);
-  s->ctx = ctx;
-  s->store = core_strdup(store);
-  s->authid = core_strdup(authid ? authid : "root@pam");
-  s->opts = *opts;
-  s->cb = cb;
-  s->arg = arg;
-  gc__run_begin(ctx);
-  store_lookup(ctx->reg, store, opts->dry_run ? STORE_OP_READ : STORE_OP_WRITE, prune_lookup, s);
+  gc__start(ctx, store, authid, opts->dry_run ? STORE_OP_READ : STORE_OP_WRITE, opts,
+            sizeof(*opts), prune_ready, cb, arg);
 }
 
 void gc__prune_register(struct http_server *s, struct gc_ctx *ctx)

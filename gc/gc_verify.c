@@ -764,15 +764,6 @@ static void job_done(struct core_job *j, int status)
   }
 }
 
-struct verify_starting {
-  struct gc_ctx *ctx;
-  char *store;
-  char *authid;
-  struct gc_verify_opts opts;
-  gc_start_cb cb;
-  void *arg;
-};
-
 static void worker_id(const char *store, const struct gc_verify_opts *o, char *out, size_t len)
 {
   if (o->type[0] && o->id[0] && o->time >= 0)
@@ -786,28 +777,24 @@ static void worker_id(const char *store, const struct gc_verify_opts *o, char *o
     snprintf(out, len, "%s", store);
 }
 
-static void verify_lookup(void *arg, int err, struct store_datastore *ds)
+static void verify_ready(struct gc_start *s, struct store_datastore *ds)
 {
-  struct verify_starting *s = arg;
   struct gc_ctx *ctx = s->ctx;
+  const struct gc_verify_opts *o = s->opts;
   char wid[STORE_NAME_STORE_MAX + STORE_NAME_NS_MAX_LEN + STORE_NAME_ID_MAX + 64];
-  if (err < 0) {
-    s->cb(s->arg, err, NULL, NULL);
-    goto out;
-  }
-  worker_id(s->store, &s->opts, wid, sizeof(wid));
+  worker_id(s->store, o, wid, sizeof(wid));
   struct core_task *task = core_task_start(ctx->tasks, GC_TASK_VERIFY, wid, s->authid, s->store);
   if (task == NULL) {
     store_release(ds, STORE_OP_READ);
     s->cb(s->arg, CORE_EINVAL, "worker id or authid too long for a UPID", NULL);
-    goto out;
+    return;
   }
   struct verify_run *r = core_new(struct verify_run);
   r->ctx = ctx;
   r->task = task;
   r->ds = ds;
   r->base = core_strdup(ds->path);
-  r->opts = s->opts;
+  r->opts = *o;
   store_lock_dir(r->lockdir, sizeof(r->lockdir), ctx->run_dir, s->store);
   store_blob_ctx_init(&r->bctx);
   core_buf_init(&r->buf, STORE_CHUNK_MAX_ENCODED);
@@ -815,31 +802,14 @@ static void verify_lookup(void *arg, int err, struct store_datastore *ds)
   gc_digest_set_init(&r->corrupt, VERIFIED_MAX);
   r->guard = (struct store_lock_guard)STORE_LOCK_GUARD_INIT;
   gc__run_begin(ctx);
-  core_task_log(task, "verify datastore %s%s%s", s->store, s->opts.ns[0] ? ", namespace " : "",
-                s->opts.ns);
+  core_task_log(task, "verify datastore %s%s%s", s->store, o->ns[0] ? ", namespace " : "",
+                o->ns);
   s->cb(s->arg, 0, NULL, task);
   submit(r, V_LIST);
-out:
-  gc__run_end(ctx);
-  core_free(s->store);
-  core_free(s->authid);
-  core_free(s);
 }
 
 void gc_start_verify(struct gc_ctx *ctx, const char *store, const char *authid,
                      const struct gc_verify_opts *opts, gc_start_cb cb, void *arg)
 {
-  if (ctx->closing) {
-    cb(arg, CORE_EABORTED, "server is shutting down", NULL);
-    return;
-  }
-  struct verify_starting *s = core_new(struct verify_starting);
-  s->ctx = ctx;
-  s->store = core_strdup(store);
-  s->authid = core_strdup(authid ? authid : "root@pam");
-  s->opts = *opts;
-  s->cb = cb;
-  s->arg = arg;
-  gc__run_begin(ctx);
-  store_lookup(ctx->reg, store, STORE_OP_READ, verify_lookup, s);
+  gc__start(ctx, store, authid, STORE_OP_READ, opts, sizeof(*opts), verify_ready, cb, arg);
 }
