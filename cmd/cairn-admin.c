@@ -73,7 +73,7 @@ out:
 }
 
 /* Collects --KEY VALUE and --delete KEY pairs. */
-static int collect(int argc, char **argv, struct store_kv *kv, size_t *nkv,
+static int collect(int argc, char **argv, struct core_kv *kv, size_t *nkv,
                    const char **del, size_t *ndel)
 {
   for (int i = 0; i < argc; i++) {
@@ -129,7 +129,7 @@ static int ds_fill_layout(struct admin *a, const char *name)
 
 static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
 {
-  struct store_kv kv[MAX_KV + 1];
+  struct core_kv kv[MAX_KV + 1];
   const char *del[MAX_KV];
   size_t nkv = 0, ndel = 0;
   struct store_dsconfig_req q;

@@ -66,6 +66,13 @@
  * needs saving. */
 #define CORE_CONFIG_UNCHANGED 1
 
+/* A property to set, borrowed from its owner (a request, argv): what config
+ * edits take. */
+struct core_kv {
+  const char *key;
+  const char *value;
+};
+
 struct core_config_kv {
   char *key;    /* owned; a valid name (see core_config_valid_name) */
   char *value;  /* owned; may be ""; no control characters but tab, no leading/trailing blanks */

@@ -204,7 +204,7 @@ static void run_step(struct core_job *j)
 {
   struct refresh *r = (struct refresh *)j;
   struct store_dsconfig_req q;
-  struct store_kv kv = {"maintenance-mode", "type=s3-refresh"};
+  struct core_kv kv = {"maintenance-mode", "type=s3-refresh"};
   const char *del[] = {"maintenance-mode"};
   char tmp[STORE_PATH_MAX];
   memset(&q, 0, sizeof(q));

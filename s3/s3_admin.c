@@ -60,7 +60,7 @@ static int read_secret(char *buf, size_t len)
 static int change(const char *config_dir, struct core_shmem *shmem, const char *cmd, int argc,
                   char **argv)
 {
-  struct s3_kv kv[MAX_KV];
+  struct core_kv kv[MAX_KV];
   const char *del[MAX_KV];
   size_t nkv = 0, ndel = 0;
   char secret[S3_SECRET_MAX + 2];

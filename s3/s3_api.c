@@ -6,6 +6,7 @@
 #include "core/core_job.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
+#include "http/http_props.h"
 #include "s3/s3_config.h"
 #include "s3/s3_sync.h"
 #include "s3/s3_url.h"
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_PROPS 16
 #define CHECK_TIMEOUT_MS 5000
 
 /* ---- rendering --------------------------------------------------------- */
@@ -155,9 +155,7 @@ struct write_job {
   struct http_request *req;
   enum write_kind kind;
   struct s3_config_req q;       /* in; q.err out */
-  struct s3_kv set[MAX_PROPS];
-  const char *del[MAX_PROPS];
-  char *del_buf;                /* owned */
+  struct http_props props;      /* what q points into */
   int rc;                       /* out */
 };
 
@@ -185,65 +183,32 @@ static void write_done(struct core_job *j, int status)
       code = 400;
     http_respond_error(w->req, code, "%s", w->q.err[0] ? w->q.err : core_strerror(rc));
   }
-  core_free(w->del_buf);
+  http_props_free(&w->props);
   core_free(w);
-}
-
-static int collect(struct http_request *req, struct write_job *w, char *err, size_t errlen)
-{
-  const char *name, *value;
-  for (int i = 0; http_req_param_at(req, i, &name, &value); i++) {
-    if (!strcmp(name, "id") || !strcmp(name, "digest") || !strcmp(name, "delete"))
-      continue;
-    if (w->q.nset == MAX_PROPS) {
-      snprintf(err, errlen, "too many properties");
-      return CORE_EINVAL;
-    }
-    int rc = s3_config_check_prop(name, value, err, errlen);
-    if (rc < 0)
-      return rc;
-    w->set[w->q.nset].key = name;
-    w->set[w->q.nset].value = value;
-    w->q.nset++;
-  }
-  const char *del = http_req_param(req, "delete");
-  if (del) {
-    w->del_buf = core_strdup(del);
-    for (char *save = NULL, *t = strtok_r(w->del_buf, ",; ", &save); t;
-         t = strtok_r(NULL, ",; ", &save)) {
-      if (w->q.ndel == MAX_PROPS) {
-        snprintf(err, errlen, "too many properties to delete");
-        return CORE_EINVAL;
-      }
-      w->del[w->q.ndel++] = t;
-    }
-  }
-  return 0;
 }
 
 static void submit_write(struct http_request *req, struct s3_api *api, enum write_kind kind)
 {
+  static const char *const control[] = {"id", NULL};
   struct write_job *w = core_new(struct write_job);
   char err[256] = "";
   w->req = req;
   w->kind = kind;
   w->q.config_dir = api->config_dir;
   w->q.shmem = api->shmem;
-  w->q.set = w->set;
-  w->q.del = w->del;
   w->q.id = http_req_param(req, "id");
   if (check_id_param(req, w->q.id) < 0)
     goto fail;
-  if (kind != W_REMOVE && collect(req, w, err, sizeof(err)) < 0) {
+  if (http_props_collect(req, control, kind == W_REMOVE ? NULL : s3_config_check_prop,
+                         &w->props, err, sizeof(err)) < 0) {
     http_respond_error(req, 400, "%s", err[0] ? err : "invalid parameters");
     goto fail;
   }
-  const char *digest = http_req_param(req, "digest");
-  if (digest && !core_is_digest_hex(digest)) {
-    http_respond_error(req, 400, "digest must be 64 lowercase hex characters");
-    goto fail;
-  }
-  w->q.digest = digest;
+  w->q.set = w->props.set;
+  w->q.nset = w->props.nset;
+  w->q.del = w->props.del;
+  w->q.ndel = w->props.ndel;
+  w->q.digest = w->props.digest;
   int rc = core_job_submit(api->loop, &w->job, write_run, write_done);
   if (rc < 0) {
     http_respond_errno(req, rc, "cannot queue the change");
@@ -251,7 +216,7 @@ static void submit_write(struct http_request *req, struct s3_api *api, enum writ
   }
   return;
 fail:
-  core_free(w->del_buf);
+  http_props_free(&w->props);
   core_free(w);
 }
 

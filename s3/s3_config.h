@@ -57,11 +57,6 @@ struct s3_endpoint {
   unsigned quirks;     /* enum s3_quirk */
 };
 
-struct s3_kv {
-  const char *key;
-  const char *value;
-};
-
 /* 0 if `id` is a valid endpoint id ([A-Za-z0-9_][A-Za-z0-9._-]*, 3..32
  * bytes), else CORE_ENAME. */
 int s3_config_check_id(const char *id);
@@ -96,7 +91,7 @@ struct s3_config_req {
   const char *config_dir;
   struct core_shmem *shmem;    /* generation to bump; may be NULL */
   const char *id;
-  const struct s3_kv *set;     /* properties to set ("secret-key" included) */
+  const struct core_kv *set;     /* properties to set ("secret-key" included) */
   size_t nset;
   const char *const *del;      /* properties to delete (update only) */
   size_t ndel;

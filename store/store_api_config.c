@@ -10,13 +10,13 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "http/http_props.h"
 #include "store/store_dsconfig.h"
 #include "store/store_name.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#define MAX_PROPS 32
 
 static void section_json(struct core_json *j, const struct core_config_section *sec)
 {
@@ -108,9 +108,7 @@ struct write_job {
   struct http_request *req;
   enum write_kind kind;
   struct store_dsconfig_req q;   /* in; q.err out */
-  struct store_kv set[MAX_PROPS];
-  const char *del[MAX_PROPS];
-  char *del_buf;                 /* owned: the split `delete` list */
+  struct http_props props;       /* what q points into */
   int rc;                        /* out */
 };
 
@@ -140,63 +138,20 @@ static void write_done(struct core_job *j, int status)
     else
       http_respond_error(w->req, code, "%s", w->q.err[0] ? w->q.err : core_strerror(rc));
   }
-  core_free(w->del_buf);
+  http_props_free(&w->props);
   core_free(w);
-}
-
-/* Gathers properties from the request: every parameter except the control ones. */
-static int collect(struct http_request *req, struct write_job *w, char *err, size_t errlen)
-{
-  const char *name, *value;
-  for (int i = 0; http_req_param_at(req, i, &name, &value); i++) {
-    if (!strcmp(name, "name") || !strcmp(name, "digest") || !strcmp(name, "delete"))
-      continue;
-    if (!strcmp(name, "reuse-datastore")) {
-      w->q.reuse = !strcmp(value, "1") || !strcmp(value, "true");
-      continue;
-    }
-    if (w->q.nset == MAX_PROPS) {
-      snprintf(err, errlen, "too many properties");
-      return CORE_EINVAL;
-    }
-    int rc = store_dsconfig_check_prop(name, value, err, errlen);
-    if (rc)
-      return rc;
-    w->set[w->q.nset].key = name;
-    w->set[w->q.nset].value = value;
-    w->q.nset++;
-  }
-  /* `delete` is a list: comma, semicolon or space separated (PBS). */
-  const char *del = http_req_param(req, "delete");
-  if (del) {
-    w->del_buf = core_strdup(del);
-    for (char *save = NULL, *t = strtok_r(w->del_buf, ",; ", &save); t;
-         t = strtok_r(NULL, ",; ", &save)) {
-      if (w->q.ndel == MAX_PROPS)
-        return CORE_EINVAL;
-      w->del[w->q.ndel++] = t;
-    }
-  }
-  const char *digest = http_req_param(req, "digest");
-  if (digest && !core_is_digest_hex(digest)) {
-    snprintf(err, errlen, "digest must be 64 lowercase hex characters");
-    return CORE_EINVAL;
-  }
-  w->q.digest = digest;
-  return 0;
 }
 
 static void submit_write(struct http_request *req, struct store_api *api, enum write_kind kind)
 {
+  static const char *const control[] = {"name", "reuse-datastore", NULL};
   struct write_job *w = core_new(struct write_job);
+  char err[256] = "";
   w->req = req;
   w->kind = kind;
   w->q.config_dir = api->config_dir;
   w->q.shmem = api->shmem;
-  w->q.set = w->set;
-  w->q.del = w->del;
   const char *name = http_req_param(req, "name");
-  char err[256] = "";
   if (name == NULL) {
     http_respond_error(req, 400, "parameter 'name' is required");
     goto fail;
@@ -206,18 +161,18 @@ static void submit_write(struct http_request *req, struct store_api *api, enum w
     goto fail;
   }
   w->q.name = name;
-  if (kind != W_REMOVE && collect(req, w, err, sizeof(err)) < 0) {
+  const char *reuse = http_req_param(req, "reuse-datastore");
+  w->q.reuse = reuse && (!strcmp(reuse, "1") || !strcmp(reuse, "true"));
+  if (http_props_collect(req, control, kind == W_REMOVE ? NULL : store_dsconfig_check_prop,
+                         &w->props, err, sizeof(err)) < 0) {
     http_respond_error(req, 400, "%s", err[0] ? err : "invalid parameters");
     goto fail;
   }
-  if (kind == W_REMOVE) {
-    const char *digest = http_req_param(req, "digest");
-    if (digest && !core_is_digest_hex(digest)) {
-      http_respond_error(req, 400, "digest must be 64 lowercase hex characters");
-      goto fail;
-    }
-    w->q.digest = digest;
-  }
+  w->q.set = w->props.set;
+  w->q.nset = w->props.nset;
+  w->q.del = w->props.del;
+  w->q.ndel = w->props.ndel;
+  w->q.digest = w->props.digest;
   int rc = core_job_submit(api->loop, &w->job, write_run, write_done);
   if (rc < 0) {
     http_respond_errno(req, rc, "cannot queue the change");
@@ -225,7 +180,7 @@ static void submit_write(struct http_request *req, struct store_api *api, enum w
   }
   return;
 fail:
-  core_free(w->del_buf);
+  http_props_free(&w->props);
   core_free(w);
 }
 

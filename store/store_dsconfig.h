@@ -8,20 +8,16 @@
 #ifndef STORE_DSCONFIG_H
 #define STORE_DSCONFIG_H
 
+#include "core/core_config.h"
 #include "core/core_shmem.h"
 
 #include <stddef.h>
-
-struct store_kv {
-  const char *key;
-  const char *value;
-};
 
 struct store_dsconfig_req {
   const char *config_dir;
   struct core_shmem *shmem;    /* generation to bump; may be NULL */
   const char *name;
-  const struct store_kv *set;  /* properties to set */
+  const struct core_kv *set;  /* properties to set */
   size_t nset;
   const char *const *del;      /* properties to delete (update only) */
   size_t ndel;

@@ -28,7 +28,7 @@ static char *slurp(const char *path)
 
 static int create_rgw(const char *dir, struct core_shmem *shmem)
 {
-  struct s3_kv kv[] = {
+  struct core_kv kv[] = {
     {"endpoint", "127.0.0.1"}, {"port", "7480"}, {"access-key", "AKIDEXAMPLE"},
     {"secret-key", SECRET},    {"path-style", "true"}, {"use-tls", "false"},
   };
@@ -80,13 +80,13 @@ UNIT_TEST(create_requires_and_validates)
   struct s3_config_req q = {0};
   q.config_dir = dir;
   q.id = "rgw1";
-  struct s3_kv no_secret[] = {{"endpoint", "s3.example.com"}, {"access-key", "AK"}};
+  struct core_kv no_secret[] = {{"endpoint", "s3.example.com"}, {"access-key", "AK"}};
   q.set = no_secret;
   q.nset = 2;
   ASSERT_EQ(s3_config_create(&q), CORE_ECONFIG);
   ASSERT(strstr(q.err, "secret-key") != NULL);
 
-  struct s3_kv bad_port[] = {{"endpoint", "s3.example.com"}, {"access-key", "AK"},
+  struct core_kv bad_port[] = {{"endpoint", "s3.example.com"}, {"access-key", "AK"},
                              {"secret-key", SECRET}, {"port", "70000"}};
   q.set = bad_port;
   q.nset = 4;
@@ -135,7 +135,7 @@ UNIT_TEST(update_digest_and_generation)
   ASSERT_EQ(s3_config_load(dir, &cfg, digest, err, sizeof(err)), 0);
   core_config_free(&cfg);
 
-  struct s3_kv kv[] = {{"region", "eu-central-1"}, {"secret-key", "new-secret-value"}};
+  struct core_kv kv[] = {{"region", "eu-central-1"}, {"secret-key", "new-secret-value"}};
   struct s3_config_req q = {0};
   q.config_dir = dir;
   q.shmem = &shmem;
