@@ -479,6 +479,12 @@ int store_chunk_insert(struct store_chunkstore *cs, const uint8_t digest[32], co
 int store_chunk_read(struct store_chunkstore *cs, const uint8_t digest[32],
                      struct core_buf *out)
 {
+  return store_chunk_read_into(cs, digest, NULL, out);
+}
+
+int store_chunk_read_into(struct store_chunkstore *cs, const uint8_t digest[32],
+                          const struct store_chunk_alloc *alloc, struct core_buf *out)
+{
   char rel[STORE_CHUNK_REL_LEN + 1];
   struct stat st;
   int rc;
@@ -500,6 +506,15 @@ int store_chunk_read(struct store_chunkstore *cs, const uint8_t digest[32],
     goto out;
   }
   size_t size = (size_t)st.st_size;
+  if (alloc && out->base == NULL && size < out->max) {
+    size_t cap;
+    char *mem = alloc->get(alloc->ctx, size + 1, &cap);
+    if (mem == NULL) {
+      rc = -ENOMEM;
+      goto out;
+    }
+    core_buf_adopt(out, mem, cap);
+  }
   if ((rc = core_buf_reserve(out, size)) < 0)
     goto out;
   /* Chunk files are never modified in place (only replaced by rename), so

@@ -159,10 +159,20 @@ struct store_chunk_insert_result {
 int store_chunk_insert(struct store_chunkstore *cs, const uint8_t digest[32], const void *data,
                        size_t len, struct store_chunk_insert_result *res);
 
+/* Where store_chunk_read_into gets memory for a chunk of `len` bytes: a
+ * buffer of at least that much, its capacity in *cap, or NULL. */
+struct store_chunk_alloc {
+  void *(*get)(void *ctx, size_t len, size_t *cap);
+  void *ctx;
+};
+
 /* Reads a whole chunk file into `out` (reset first). Returns the size, or
  * CORE_ENOTFOUND, CORE_ETOOBIG (file larger than STORE_CHUNK_MAX_ENCODED or
  * than out->max), UV_ENOMEM, or a negative errno. The bytes are NOT verified:
  * decode with store_blob before trusting them. */
+int store_chunk_read_into(struct store_chunkstore *cs, const uint8_t digest[32],
+                          const struct store_chunk_alloc *alloc, struct core_buf *out);
+/* The same; an empty `out` gets its memory the usual way. */
 int store_chunk_read(struct store_chunkstore *cs, const uint8_t digest[32],
                      struct core_buf *out);
 

@@ -150,25 +150,20 @@ struct read_job {
 /* The chunk is read into recycled memory from the HTTP server's body pool:
  * a fresh buffer per chunk cost a page fault and a zeroed page per 4 KiB,
  * over a third of cairnd's CPU time in a restore. */
+static void *pool_get(void *req, size_t len, size_t *cap)
+{
+  return http_req_pool_get(req, len, cap);
+}
+
 static void chunk_run(struct core_job *j)
 {
   struct read_job *r = (struct read_job *)j;
-  struct store_chunk_stat st;
+  struct store_chunk_alloc alloc = {pool_get, r->req};
   struct core_buf b;
-  size_t cap;
   core_buf_init(&b, CHUNK_MAX_READ);
   int rc = store_datastore_chunks(r->s->ds, &r->cs);
   if (rc == 0)
-    rc = store_chunk_stat(r->cs, r->digest, &st);
-  if (rc == 0 && st.size < CHUNK_MAX_READ) {
-    char *mem = http_req_pool_get(r->req, (size_t)st.size + 1, &cap);
-    if (mem == NULL)
-      rc = UV_ENOMEM;
-    else
-      core_buf_adopt(&b, mem, cap);
-  }
-  if (rc == 0)
-    rc = store_chunk_read(r->cs, r->digest, &b); /* grows b if the file did */
+    rc = store_chunk_read_into(r->cs, r->digest, &alloc, &b);
   if (rc < 0) {
     if (b.base)
       http_req_pool_put(r->req, b.base, b.cap);

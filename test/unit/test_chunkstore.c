@@ -214,6 +214,38 @@ UNIT_TEST(insert_direct_io_roundtrip)
   store_chunkstore_close(cs);
 }
 
+static int alloc_calls;
+
+static void *counting_alloc(void *ctx, size_t len, size_t *cap)
+{
+  (void)ctx;
+  alloc_calls++;
+  *cap = len + 100;
+  return malloc(*cap);
+}
+
+/* store_chunk_read_into takes its memory from the caller's allocator, sized
+ * by the file, exactly once. */
+UNIT_TEST(read_into_uses_allocator)
+{
+  struct store_chunkstore *cs = make_store();
+  uint8_t d[32];
+  digest_of("into", d);
+  uint8_t *b = blob(MAGIC_PLAIN, 5000, 'q');
+  struct store_chunk_insert_result r;
+  ASSERT_OK(store_chunk_insert(cs, d, b, 5000, &r));
+  struct store_chunk_alloc alloc = {counting_alloc, NULL};
+  struct core_buf out;
+  core_buf_init(&out, 1 << 20);
+  ASSERT_EQ(store_chunk_read_into(cs, d, &alloc, &out), 5000);
+  ASSERT_EQ(alloc_calls, 1);
+  ASSERT_EQ(out.cap, 5001 + 100);
+  ASSERT(memcmp(out.base, b, 5000) == 0);
+  core_buf_free(&out);
+  free(b);
+  store_chunkstore_close(cs);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw);
 
 /* tmpfs refuses O_DIRECT on older kernels (then every write is buffered) and
@@ -801,6 +833,7 @@ UNIT_TEST(gc_excludes_other_process)
 
 UNIT_MAIN(UNIT_CASE(create_and_open), UNIT_CASE(insert_new_and_read),
           UNIT_CASE(insert_direct_io_roundtrip), UNIT_CASE(insert_direct_io_tmpfs),
+          UNIT_CASE(read_into_uses_allocator),
           UNIT_CASE(insert_duplicate_touches), UNIT_CASE(insert_replaces_empty_file),
           UNIT_CASE(insert_mix_rules), UNIT_CASE(insert_concurrent_same_digest),
           UNIT_CASE(iterator_yields_exactly_chunks), UNIT_CASE(mark_bad_numbering),
