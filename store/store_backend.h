@@ -220,13 +220,19 @@ void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32],
                            void *data, size_t len, int no_cache, store_s3_chunk_cb cb,
                            void *arg);
 
-typedef void (*store_s3_read_cb)(void *arg, int err, uint8_t *data, size_t len);
+struct store_chunk_alloc;
+
+/* `data` belongs to the callback: from the caller's allocator with capacity
+ * `cap`, or, when `cap` is 0 (not every byte fitted what the allocator
+ * gave), to be freed with core_free. */
+typedef void (*store_s3_read_cb)(void *arg, int err, uint8_t *data, size_t len, size_t cap);
 
 /* The read path: the cached chunk, or GET from the bucket (then inserted
- * into the cache). `data` (core_malloc) belongs to the callback. The bytes
+ * into the cache), into memory from `alloc` (borrowed until `cb`). The bytes
  * are checked for a valid DataBlob CRC, not decoded. */
 void store_s3_chunk_read(struct store_datastore *ds, const uint8_t digest[32],
-                         store_s3_read_cb cb, void *arg);
+                         const struct store_chunk_alloc *alloc, store_s3_read_cb cb,
+                         void *arg);
 
 /* Evicts chunks from the cache: truncates existing files to 0 bytes (never
  * creates one). Pool. */

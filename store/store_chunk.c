@@ -506,7 +506,7 @@ int store_chunk_read_into(struct store_chunkstore *cs, const uint8_t digest[32],
     goto out;
   }
   size_t size = (size_t)st.st_size;
-  if (alloc && out->base == NULL && size < out->max) {
+  if (alloc && out->base == NULL && size <= out->max) {
     size_t cap;
     char *mem = alloc->get(alloc->ctx, size + 1, &cap);
     if (mem == NULL) {

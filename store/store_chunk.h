@@ -159,10 +159,12 @@ struct store_chunk_insert_result {
 int store_chunk_insert(struct store_chunkstore *cs, const uint8_t digest[32], const void *data,
                        size_t len, struct store_chunk_insert_result *res);
 
-/* Where store_chunk_read_into gets memory for a chunk of `len` bytes: a
- * buffer of at least that much, its capacity in *cap, or NULL. */
+/* Where a chunk read gets its memory: `get` returns a buffer of at least
+ * `len` bytes (its capacity in *cap) or NULL; `put` takes back one that is
+ * not handed on. */
 struct store_chunk_alloc {
   void *(*get)(void *ctx, size_t len, size_t *cap);
+  void (*put)(void *ctx, void *buf, size_t cap);
   void *ctx;
 };
 

@@ -155,10 +155,15 @@ static void *pool_get(void *req, size_t len, size_t *cap)
   return http_req_pool_get(req, len, cap);
 }
 
+static void pool_put(void *req, void *buf, size_t cap)
+{
+  http_req_pool_put(req, buf, cap);
+}
+
 static void chunk_run(struct core_job *j)
 {
   struct read_job *r = (struct read_job *)j;
-  struct store_chunk_alloc alloc = {pool_get, r->req};
+  struct store_chunk_alloc alloc = {pool_get, pool_put, r->req};
   struct core_buf b;
   core_buf_init(&b, CHUNK_MAX_READ);
   int rc = store_datastore_chunks(r->s->ds, &r->cs);
@@ -166,7 +171,7 @@ static void chunk_run(struct core_job *j)
     rc = store_chunk_read_into(r->cs, r->digest, &alloc, &b);
   if (rc < 0) {
     if (b.base)
-      http_req_pool_put(r->req, b.base, b.cap);
+      pool_put(r->req, b.base, b.cap);
     r->rc = rc;
     return;
   }
@@ -195,12 +200,13 @@ static void chunk_done(struct core_job *j, int status)
 }
 
 /* S3 datastores: from the cache, or fetched from the bucket. */
-static void chunk_s3_done(void *arg, int err, uint8_t *data, size_t len)
+static void chunk_s3_done(void *arg, int err, uint8_t *data, size_t len, size_t cap)
 {
   struct read_job *r = arg;
   r->rc = err;
   r->data = data;
   r->len = len;
+  r->cap = cap;
   chunk_done(&r->job, 0);
 }
 
@@ -227,7 +233,8 @@ static void h_chunk(struct http_request *req, void *ctx)
   r->s = s;
   memcpy(r->digest, d, 32);
   if (store_backend_is_s3(s->ds)) {
-    store_s3_chunk_read(s->ds, d, chunk_s3_done, r);
+    struct store_chunk_alloc alloc = {pool_get, pool_put, req};
+    store_s3_chunk_read(s->ds, d, &alloc, chunk_s3_done, r);
     return;
   }
   int rc = core_job_submit(s->table->loop, &r->job, chunk_run, chunk_done);

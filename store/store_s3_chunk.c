@@ -373,13 +373,15 @@ struct rd {
   uint8_t digest[32];
   store_s3_read_cb cb;
   void *arg;
+  struct store_chunk_alloc alloc;
   /* job-owned */
   struct store_chunkstore *cs;
   int claimed;
   int hit;
   int rc;
-  uint8_t *data;
+  uint8_t *data;  /* from alloc */
   size_t len;
+  size_t cap;
 };
 
 static void rd_end(struct rd *r, int rc)
@@ -387,10 +389,11 @@ static void rd_end(struct rd *r, int rc)
   if (r->claimed)
     store_s3_release_upload(&r->be->claims, r->digest);
   if (rc < 0) {
-    core_free(r->data);
-    r->cb(r->arg, rc, NULL, 0);
+    if (r->data)
+      r->alloc.put(r->alloc.ctx, r->data, r->cap);
+    r->cb(r->arg, rc, NULL, 0, 0);
   } else {
-    r->cb(r->arg, 0, r->data, r->len);
+    r->cb(r->arg, 0, r->data, r->len, r->cap);
   }
   core_free(r);
 }
@@ -406,15 +409,18 @@ static void rd_run(struct core_job *j)
     }
     struct core_buf b;
     core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
-    rc = store_chunk_read(r->cs, r->digest, &b);
+    rc = store_chunk_read_into(r->cs, r->digest, &r->alloc, &b);
     if (rc > 0 && store_blob_verify_crc(b.base, b.len) == 0) {
-      r->data = (uint8_t *)core_buf_steal(&b, &r->len);
+      r->data = (uint8_t *)b.base;
+      r->len = b.len;
+      r->cap = b.cap;
       r->hit = 1;
       store_s3_cache_use(&r->be->cache, r->digest);
       r->rc = 0;
       return;
     }
-    core_buf_free(&b);
+    if (b.base)
+      r->alloc.put(r->alloc.ctx, b.base, b.cap);
     if (rc < 0 && rc != CORE_ENOTFOUND) {
       r->rc = rc;
       return;
@@ -460,7 +466,7 @@ static void on_get(const struct s3_result *res, void *arg)
     rd_end(r, rc);
     return;
   }
-  r->data = core_try_malloc(res->body.len ? res->body.len : 1);
+  r->data = r->alloc.get(r->alloc.ctx, res->body.len ? res->body.len : 1, &r->cap);
   if (r->data == NULL) {
     rd_end(r, UV_ENOMEM);
     return;
@@ -489,9 +495,11 @@ static void rd_done(struct core_job *j, int status)
 }
 
 void store_s3_chunk_read(struct store_datastore *ds, const uint8_t digest[32],
-                         store_s3_read_cb cb, void *arg)
+                         const struct store_chunk_alloc *alloc, store_s3_read_cb cb,
+                         void *arg)
 {
   struct rd *r = core_new(struct rd);
+  r->alloc = *alloc;
   r->ds = ds;
   r->be = ds->backend;
   memcpy(r->digest, digest, 32);
