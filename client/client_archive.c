@@ -1,6 +1,7 @@
 /* client_archive.c: pax streams with libarchive (see client_archive.h). */
 #include "client/client_archive.h"
 
+#include "client/client_dwrite.h"
 #include "core/core_alloc.h"
 #include "core/core_buf.h"
 #include "core/core_error.h"
@@ -294,6 +295,10 @@ out:
 
 /* ---- Reading ---- */
 
+/* Files at least this large are written around the page cache
+ * (client_dwrite.h); smaller ones through libarchive. */
+#define DIRECT_MIN ((int64_t)1 << 20)
+
 struct read_ctx {
   client_archive_read_fn read;
   void *arg;
@@ -415,10 +420,84 @@ static int apply_root(const char *dir, struct archive_entry *e, int flags, char 
   return 0;
 }
 
+/* Copies the entry's data through libarchive's disk writer. */
+static int data_archive(struct archive *r, struct read_ctx *ctx, struct archive *d,
+                        const char *name, uint64_t *bytes, char *err, size_t errlen)
+{
+  const void *buf;
+  size_t sz;
+  la_int64_t off;
+
+  for (;;) {
+    int x = archive_read_data_block(r, &buf, &sz, &off);
+    if (x == ARCHIVE_EOF)
+      return 0;
+    if (x < ARCHIVE_WARN) {
+      set_err(err, errlen, "%s: %s", name, archive_msg(r));
+      return ctx->cb_err ? ctx->cb_err : archive_code(r);
+    }
+    if (archive_write_data_block(d, buf, sz, off) < ARCHIVE_WARN) {
+      set_err(err, errlen, "%s: %s", name, archive_msg(d));
+      return archive_code(d);
+    }
+    *bytes += sz;
+  }
+}
+
+/* Copies the entry's data with `dw` into `path`, the regular file
+ * archive_write_header just created (libarchive still sets its size, times
+ * and mode at finish_entry, on its own descriptor). Returns 1 when done, 0
+ * when the file cannot be opened again (say, read-only to a user who is not
+ * root): the caller lets libarchive write it. */
+static int data_direct(struct archive *r, struct read_ctx *ctx, struct client_dwrite *dw,
+                       const char *path, const char *name, uint64_t *bytes, char *err,
+                       size_t errlen)
+{
+  const void *buf;
+  size_t sz;
+  la_int64_t off;
+  struct stat sb;
+  int fd, rc;
+
+  fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return 0;
+  }
+  client_dwrite_begin(dw, fd);
+  for (;;) {
+    int x = archive_read_data_block(r, &buf, &sz, &off);
+    if (x == ARCHIVE_EOF)
+      break;
+    if (x < ARCHIVE_WARN) {
+      set_err(err, errlen, "%s: %s", name, archive_msg(r));
+      rc = ctx->cb_err ? ctx->cb_err : archive_code(r);
+      goto fail;
+    }
+    if ((rc = client_dwrite_write(dw, (uint64_t)off, buf, sz)) < 0) {
+      set_err(err, errlen, "%s: write: %s", name, strerror(-rc));
+      goto fail;
+    }
+    *bytes += sz;
+  }
+  rc = client_dwrite_end(dw);
+  if (rc < 0)
+    set_err(err, errlen, "%s: write: %s", name, strerror(-rc));
+  close(fd);
+  return rc < 0 ? rc : 1;
+fail:
+  client_dwrite_end(dw);
+  close(fd);
+  return rc;
+}
+
 int client_archive_extract(const char *target, int flags, client_archive_read_fn readfn,
                            void *arg, struct client_archive_stats *stats, char *err,
                            size_t errlen)
 {
+  struct client_dwrite dw = {.fd = -1};
   struct read_ctx ctx = {readfn, arg, 0, NULL};
   struct client_archive_stats st = {0};
   struct archive *r = NULL, *d = NULL;
@@ -531,26 +610,21 @@ int client_archive_extract(const char *target, int flags, client_archive_read_fn
     }
     st.entries++;
     if (archive_entry_size(e) > 0 && archive_entry_filetype(e) == AE_IFREG) {
-      const void *buf;
-      size_t sz;
-      la_int64_t off;
       st.files++;
-      for (;;) {
-        x = archive_read_data_block(r, &buf, &sz, &off);
-        if (x == ARCHIVE_EOF)
-          break;
-        if (x < ARCHIVE_WARN) {
-          set_err(err, errlen, "%s: %s", name, archive_msg(r));
-          rc = ctx.cb_err ? ctx.cb_err : archive_code(r);
+      rc = 0;
+      if (archive_entry_size(e) >= DIRECT_MIN && link == NULL) {
+        if (dw.buf == NULL && client_dwrite_init(&dw) < 0) {
+          rc = -ENOMEM;
+          set_err(err, errlen, "%s: out of memory", name);
           goto out;
         }
-        if (archive_write_data_block(d, buf, sz, off) < ARCHIVE_WARN) {
-          set_err(err, errlen, "%s: %s", name, archive_msg(d));
-          rc = archive_code(d);
-          goto out;
-        }
-        st.file_bytes += sz;
+        rc = data_direct(r, &ctx, &dw, archive_entry_pathname(e), name, &st.file_bytes, err,
+                         errlen);
       }
+      if (rc == 0)
+        rc = data_archive(r, &ctx, d, name, &st.file_bytes, err, errlen);
+      if (rc < 0)
+        goto out;
     }
     x = archive_write_finish_entry(d);
     if (x < ARCHIVE_OK) {
@@ -579,6 +653,7 @@ int client_archive_extract(const char *target, int flags, client_archive_read_fn
   rc = 0;
 
 out:
+  client_dwrite_free(&dw);
   if (root)
     archive_entry_free(root);
   core_free(name);

@@ -3,6 +3,7 @@
 
 #include "client/client_api.h"
 #include "client/client_archive.h"
+#include "client/client_dwrite.h"
 #include "client/client_progress.h"
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
@@ -324,9 +325,13 @@ static ssize_t fetch_next(void *arg, const void **data)
 
 /* ---- Consumers ---- */
 
+/* An image goes to stdout as a stream, or into a file or block device
+ * around the page cache (client_dwrite.h). */
 static int restore_image(struct fetch *f, const char *target, char *err, size_t errlen)
 {
   int fd, rc = 0, is_stdout = strcmp(target, "-") == 0;
+  struct client_dwrite dw = {.fd = -1};
+  uint64_t off = 0;
   struct stat sb;
 
   if (is_stdout) {
@@ -336,11 +341,18 @@ static int restore_image(struct fetch *f, const char *target, char *err, size_t 
     int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
     if (!(stat(target, &sb) == 0 && S_ISBLK(sb.st_mode)))
       flags |= O_TRUNC;
+    if (client_dwrite_init(&dw) < 0) {
+      snprintf(err, errlen, "%s: out of memory", target);
+      return -ENOMEM;
+    }
     fd = open(target, flags, 0600);
     if (fd < 0) {
+      rc = -errno;
       snprintf(err, errlen, "%s: %s", target, strerror(errno));
-      return -errno;
+      client_dwrite_free(&dw);
+      return rc;
     }
+    client_dwrite_begin(&dw, fd);
   }
   for (;;) {
     const void *data;
@@ -354,12 +366,23 @@ static int restore_image(struct fetch *f, const char *target, char *err, size_t 
     }
     if (n == 0)
       break;
-    if ((rc = core_file_write_all(fd, data, (size_t)n)) < 0) {
+    if (is_stdout)
+      rc = core_file_write_all(fd, data, (size_t)n);
+    else
+      rc = client_dwrite_write(&dw, off, data, (size_t)n);
+    if (rc < 0) {
       snprintf(err, errlen, "%s: write: %s", is_stdout ? "stdout" : target, strerror(-rc));
       break;
     }
+    off += (uint64_t)n;
   }
   if (!is_stdout) {
+    int rc2 = client_dwrite_end(&dw);
+    if (rc == 0 && rc2 < 0) {
+      rc = rc2;
+      snprintf(err, errlen, "%s: write: %s", target, strerror(-rc));
+    }
+    client_dwrite_free(&dw);
     if (rc == 0 && fsync(fd) != 0 && errno != EINVAL) {
       rc = -errno;
       snprintf(err, errlen, "%s: fsync: %s", target, strerror(errno));

@@ -62,6 +62,15 @@ def make_tree(root, rnd):
     for i in range(24):
         write(os.path.join(root, "data", "blob%02d.bin" % i), rnd.randbytes(2 << 20))
     write(os.path.join(root, "sub", "deeper", "bin.dat"), rnd.randbytes(300_000), 0o604)
+    # large enough for the restore's direct writes, read-only, with its own
+    # time and an xattr: the metadata must survive the second descriptor
+    big = os.path.join(root, "sub", "readonly.bin")
+    write(big, rnd.randbytes((3 << 20) + 123), 0o600, 1_600_000_000_987_654_321)
+    try:
+        os.setxattr(big, "user.cairn.big", b"on a large file")
+    except OSError:
+        pass
+    os.chmod(big, 0o400)
     with open(os.path.join(root, "sparse.img"), "wb") as f:
         f.seek(30 << 20)
         f.write(rnd.randbytes(1 << 20))
