@@ -140,7 +140,7 @@ UNIT_TEST(pipe_stays_a_stream)
   ASSERT_EQ(pipe(p), 0);
   ASSERT_EQ(client_dwrite_init(&w), 0);
   client_dwrite_begin(&w, p[1]);
-  ASSERT_EQ(w.direct, 0);
+  ASSERT_EQ(fcntl(p[1], F_GETFL) & O_DIRECT, 0);
   ASSERT_EQ(client_dwrite_write(&w, 0, "hello ", 6), 0);
   ASSERT_EQ(client_dwrite_write(&w, 6, "world", 5), 0);
   ASSERT_EQ(client_dwrite_end(&w), 0);
@@ -149,6 +149,34 @@ UNIT_TEST(pipe_stays_a_stream)
   ASSERT_STR_EQ(buf, "hello world");
   close(p[0]);
   client_dwrite_free(&w);
+}
+
+/* A failed write is reported, by end too, and the next file starts clean. */
+UNIT_TEST(errors_reach_the_caller)
+{
+  struct client_dwrite w;
+  uint8_t *data = calloc(1, 9 * MiB);
+  int fd, rc = 0;
+  ASSERT(data != NULL);
+  fd = open(path_of("ro"), O_WRONLY | O_CREAT, 0600);
+  ASSERT(fd >= 0);
+  close(fd);
+  fd = open(path_of("ro"), O_RDONLY);
+  ASSERT(fd >= 0);
+  ASSERT_EQ(client_dwrite_init(&w), 0);
+  client_dwrite_begin(&w, fd);
+  for (size_t off = 0; off < 9 * MiB && rc == 0; off += MiB)
+    rc = client_dwrite_write(&w, off, data + off, MiB);
+  ASSERT(rc == 0 || rc == -EBADF);
+  ASSERT_EQ(client_dwrite_end(&w), -EBADF);
+  close(fd);
+  fd = open(path_of("ok"), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  client_dwrite_begin(&w, fd);
+  ASSERT_EQ(client_dwrite_write(&w, 0, "x", 1), 0);
+  ASSERT_EQ(client_dwrite_end(&w), 0);
+  close(fd);
+  client_dwrite_free(&w);
+  free(data);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -180,4 +208,5 @@ UNIT_TEST(tmpfs_roundtrip)
 }
 
 UNIT_MAIN(UNIT_CASE(pieces_roundtrip), UNIT_CASE(holes_roundtrip),
-          UNIT_CASE(pipe_stays_a_stream), UNIT_CASE(tmpfs_roundtrip))
+          UNIT_CASE(pipe_stays_a_stream), UNIT_CASE(errors_reach_the_caller),
+          UNIT_CASE(tmpfs_roundtrip))
