@@ -3,6 +3,7 @@
 
 #include "client/client_api.h"
 #include "client/client_archive.h"
+#include "client/client_bufpool.h"
 #include "client/client_chunker.h"
 #include "client/client_progress.h"
 #include "core/core_alloc.h"
@@ -29,6 +30,9 @@
 #define FIXED_CHUNK ((size_t)4 << 20)
 #define DEFAULT_WORKERS 4
 #define DEFAULT_BUDGET ((size_t)96 << 20)
+/* Idle chunk buffers kept for reuse, in bytes of their pages: enough for the
+ * few that wait between a worker's return and the producer's next chunk. */
+#define IDLE_BUFFERS ((size_t)16 << 20)
 #define MAX_INDEX_ENTRIES ((size_t)64 << 20)
 
 /* ---- The set of digests the server knows in this session ---- */
@@ -135,10 +139,13 @@ struct pipe {
   struct slot *ring; /* ring[seq & (ring_cap - 1)] for seq in [next_append, next_seq) */
   uint64_t ring_cap, next_seq, next_append;
 
+  struct client_bufpool *bufs; /* chunk buffers: producer gets, workers put */
+
   /* producer-only */
   struct client_chunker chunker;
   uint8_t *cur;
   size_t cur_len;
+  size_t cur_resident; /* of cur's pages, before this chunk */
   uint64_t stream_off;
   uint8_t batch_digest[APPEND_BATCH][32]; /* the next PUT *_index */
   uint64_t batch_off[APPEND_BATCH];         /* start offsets */
@@ -291,7 +298,7 @@ static void worker(void *arg)
     uv_cond_signal(&p->cv_space);
     uv_cond_signal(&p->cv_done);
     uv_mutex_unlock(&p->mu);
-    core_free(j->data);
+    client_bufpool_put(p->bufs, j->data, j->len);
     core_free(j);
   }
   core_free(scratch);
@@ -397,7 +404,7 @@ static int submit(struct pipe *p, uint8_t *data, size_t len, char *err, size_t e
     rc = p->err;
     snprintf(err, errlen, "%s", p->errmsg);
     uv_mutex_unlock(&p->mu);
-    core_free(data);
+    client_bufpool_put(p->bufs, data, len);
     return rc;
   }
   if (p->next_seq - p->next_append == p->ring_cap) {
@@ -456,7 +463,7 @@ static int feed(void *arg, const void *data, size_t len)
     if (p->cur == NULL) {
       /* untouched pages cost no memory, so every buffer can take a
        * maximal chunk */
-      p->cur = core_try_malloc(CLIENT_CHUNK_MAX);
+      p->cur = client_bufpool_get(p->bufs, &p->cur_resident);
       if (p->cur == NULL) {
         snprintf(f->err, f->errlen, "%s: out of memory for a chunk buffer", p->archive);
         return -ENOMEM;
@@ -470,7 +477,9 @@ static int feed(void *arg, const void *data, size_t len)
     memcpy(p->cur + p->cur_len, d, take);
     p->cur_len += take;
     if (k) {
-      int rc = submit(p, p->cur, p->cur_len, f->err, f->errlen);
+      int rc;
+      client_bufpool_trim(p->bufs, p->cur, p->cur_resident, p->cur_len);
+      rc = submit(p, p->cur, p->cur_len, f->err, f->errlen);
       p->cur = NULL;
       p->cur_len = 0;
       if (rc < 0)
@@ -491,11 +500,12 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
   rc = client_archive_create(path, feed, &f, &st, err, errlen);
   if (rc == 0 && p->cur_len > 0) {
+    client_bufpool_trim(p->bufs, p->cur, p->cur_resident, p->cur_len);
     rc = submit(p, p->cur, p->cur_len, err, errlen);
     p->cur = NULL;
     p->cur_len = 0;
   }
-  core_free(p->cur);
+  client_bufpool_put(p->bufs, p->cur, p->cur_len);
   p->cur = NULL;
   p->cur_len = 0;
   return rc;
@@ -507,7 +517,8 @@ static int produce_fixed(struct pipe *p, int fd, uint64_t size, char *err, size_
   while (off < size) {
     size_t want = size - off < FIXED_CHUNK ? (size_t)(size - off) : FIXED_CHUNK;
     size_t got = 0;
-    uint8_t *buf = core_try_malloc(want);
+    size_t resident;
+    uint8_t *buf = client_bufpool_get(p->bufs, &resident);
     if (buf == NULL) {
       snprintf(err, errlen, "%s: out of memory", p->archive);
       return -ENOMEM;
@@ -520,11 +531,12 @@ static int produce_fixed(struct pipe *p, int fd, uint64_t size, char *err, size_
         int rc = n < 0 ? -errno : CORE_EFORMAT;
         snprintf(err, errlen, "%s: read at offset %llu: %s", p->archive,
                  (unsigned long long)(off + got), n < 0 ? strerror(errno) : "file shrank");
-        core_free(buf);
+        client_bufpool_put(p->bufs, buf, got);
         return rc;
       }
       got += (size_t)n;
     }
+    client_bufpool_trim(p->bufs, buf, resident, want);
     int rc = submit(p, buf, want, err, errlen);
     if (rc < 0)
       return rc;
@@ -855,6 +867,9 @@ int client_backup_run(const struct client_backup_opts *o, const struct client_ba
   p.budget = o->mem_budget ? o->mem_budget : DEFAULT_BUDGET;
   p.ring_cap = 64;
   p.ring = core_calloc(p.ring_cap, sizeof(*p.ring));
+  p.bufs = client_bufpool_new(CLIENT_CHUNK_MAX, IDLE_BUFFERS);
+  if (p.bufs == NULL)
+    abort(); /* as for the threads below */
   uv_mutex_init(&p.mu);
   uv_cond_init(&p.cv_work);
   uv_cond_init(&p.cv_space);
@@ -912,6 +927,7 @@ int client_backup_run(const struct client_backup_opts *o, const struct client_ba
   uv_mutex_destroy(&p.mu);
   core_free(p.threads);
   core_free(p.ring);
+  client_bufpool_free(p.bufs);
   known_free(&p.known);
   core_free(res);
   core_free(sid);
