@@ -145,6 +145,45 @@ UNIT_TEST(boundaries_are_fixed)
   core_free(d);
 }
 
+/* The definition, one byte at a time: the hash of the 64 bytes before each
+ * position from min on, a boundary at the first one under the threshold or
+ * at max. The scanner (which skips, and hashes four bytes a step) must cut
+ * at exactly the same places, however the stream is split. */
+UNIT_TEST(gear_matches_the_definition)
+{
+  const size_t min = 300, avg = 1500, max = 6000, len = 4 << 20;
+  uint8_t *d = make_data(len, 11);
+  struct client_chunker c;
+  struct cuts want = {0, core_malloc(sizeof(size_t) * (len / min + 2))};
+  size_t start = 0;
+
+  ASSERT_OK(client_chunker_init(&c, CLIENT_CHUNKER_GEAR, min, avg, max));
+  while (start < len) {
+    size_t end = start + max < len ? start + max : len;
+    for (size_t e = start + min; e < end; e++) {
+      uint64_t h = 0;
+      for (size_t j = e - CLIENT_CHUNKER_WINDOW; j < e; j++)
+        h = (h << 1) + c.table[d[j]];
+      if (h < c.threshold) {
+        end = e;
+        break;
+      }
+    }
+    want.end[want.n++] = end;
+    start = end;
+  }
+  for (size_t piece = 0; piece < 3; piece++) {
+    struct cuts got = chunk_all(CLIENT_CHUNKER_GEAR, min, avg, max, d, len,
+                                piece == 0 ? 0 : piece == 1 ? 7 : 100000, 3);
+    ASSERT_EQ(got.n, want.n);
+    for (size_t i = 0; i < want.n; i++)
+      ASSERT_EQ(got.end[i], want.end[i]);
+    core_free(got.end);
+  }
+  core_free(want.end);
+  core_free(d);
+}
+
 static void bounds_on_constant(enum client_chunker_algo algo, uint8_t byte)
 {
   const size_t min = 4096, avg = 16384, max = 65536, len = 1 << 20;
@@ -258,6 +297,7 @@ UNIT_TEST(throughput)
 }
 
 UNIT_MAIN(UNIT_CASE(init_rejects_bad_sizes), UNIT_CASE(gear_deterministic_across_feeds),
+          UNIT_CASE(gear_matches_the_definition),
           UNIT_CASE(buzhash_deterministic_across_feeds), UNIT_CASE(boundaries_are_fixed),
           UNIT_CASE(bounds_on_constant_data), UNIT_CASE(gear_insertion_changes_nearby_chunks_only),
           UNIT_CASE(buzhash_insertion_changes_nearby_chunks_only), UNIT_CASE(throughput))
