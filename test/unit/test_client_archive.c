@@ -22,7 +22,8 @@ static const char *path_in(const char *dir, const char *name)
   static char bufs[64][4096];
   static int i;
   char *b = bufs[i++ & 63];
-  snprintf(b, 4096, "%s/%s", dir, name);
+  int n = snprintf(b, 4096, "%s/%s", dir, name);
+  ASSERT(n > 0 && n < 4096);
   return b;
 }
 
