@@ -4,6 +4,7 @@
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "core/core_json.h"
+#include "http/http_bodypool.h"
 #include "http/http_client.h"
 #include "http/http_tls.h"
 
@@ -96,6 +97,8 @@ struct call {
   int status;              /* transport result */
   struct client_resp *resp;
   struct core_buf body;    /* the response body, sized from Content-Length */
+  struct http_bodypool *pool; /* where bodies of known length go, or NULL */
+  size_t pooled;              /* capacity of body's pool buffer, 0 if not one */
 };
 
 struct client_api {
@@ -125,8 +128,15 @@ static int call_headers(struct http_client_req *req, void *arg)
     unsigned long long n = strtoull(cl, &end, 10);
     if (*end != '\0' || n > c->body.max)
       return CORE_ETOOBIG;
-    if (n > 0 && core_buf_reserve(&c->body, (size_t)n) < 0)
+    if (c->pool && n > 0) {
+      char *mem = http_bodypool_get(c->pool, (size_t)n + 1, &c->pooled);
+      if (mem == NULL)
+        return UV_ENOMEM;
+      core_buf_adopt(&c->body, mem, c->pooled);
+      c->body.max = (size_t)n; /* never grows out of the pool's buffer */
+    } else if (n > 0 && core_buf_reserve(&c->body, (size_t)n) < 0) {
       return CORE_ETOOBIG;
+    }
   }
   return 0;
 }
@@ -150,6 +160,9 @@ static void call_done(struct http_client_req *req, int status, void *arg)
       body = core_strdup("");
     c->resp->body = body;
     c->resp->len = len;
+    c->resp->pool = c->pooled ? c->pool : NULL;
+    c->resp->cap = c->pooled;
+    c->pooled = 0;
   }
   uv_sem_post(&c->done);
 }
@@ -202,14 +215,29 @@ const char *client_api_store(const struct client_api *api)
 
 void client_resp_free(struct client_resp *r)
 {
-  core_free(r->body);
+  if (r->pool)
+    http_bodypool_put(r->pool, r->body, r->cap);
+  else
+    core_free(r->body);
   r->body = NULL;
   r->len = 0;
+  r->pool = NULL;
+  r->cap = 0;
 }
 
-int client_api_call(struct client_api *api, const char *method, const char *target,
+/* A body still in the call (the call failed): freed, or back to its pool. */
+static void call_body_free(struct call *c)
+{
+  if (c->pooled) {
+    http_bodypool_put(c->pool, core_buf_steal(&c->body, NULL), c->pooled);
+    c->pooled = 0;
+  }
+  core_buf_free(&c->body);
+}
+
+static int call_run(struct client_api *api, const char *method, const char *target,
                     const void *body, size_t len, const char *ctype, size_t max_body,
-                    struct client_resp *resp)
+                    struct http_bodypool *pool, struct client_resp *resp)
 {
   struct call c;
   size_t nh = 0;
@@ -217,6 +245,7 @@ int client_api_call(struct client_api *api, const char *method, const char *targ
   memset(&c, 0, sizeof(c));
   memset(resp, 0, sizeof(*resp));
   c.resp = resp;
+  c.pool = pool;
   c.hdrs[nh].name = "Authorization";
   c.hdrs[nh++].value = api->auth;
   if (body || len) {
@@ -257,10 +286,23 @@ int client_api_call(struct client_api *api, const char *method, const char *targ
 
   uv_sem_wait(&c.done);
   uv_sem_destroy(&c.done);
-  core_buf_free(&c.body);
+  call_body_free(&c);
   if (c.status < 0)
     client_resp_free(resp);
   return c.status;
+}
+
+int client_api_call(struct client_api *api, const char *method, const char *target,
+                    const void *body, size_t len, const char *ctype, size_t max_body,
+                    struct client_resp *resp)
+{
+  return call_run(api, method, target, body, len, ctype, max_body, NULL, resp);
+}
+
+int client_api_get_pooled(struct client_api *api, const char *target, size_t max_body,
+                          struct http_bodypool *pool, struct client_resp *resp)
+{
+  return call_run(api, "GET", target, NULL, 0, NULL, max_body, pool, resp);
 }
 
 /* The server's "message" when the body is JSON, else the body's start. */

@@ -64,11 +64,16 @@ void client_api_free(struct client_api *api);
 /* The store name of the repository (borrowed). */
 const char *client_api_store(const struct client_api *api);
 
+struct http_bodypool;
+
 struct client_resp {
   int status;   /* HTTP status */
-  char *body;   /* owned (core_free), NUL-terminated, may be empty */
+  char *body;   /* owned, NUL-terminated, may be empty */
   size_t len;
+  struct http_bodypool *pool; /* body is a buffer of this pool, or NULL (core_free) */
+  size_t cap;                 /* the pool buffer's capacity */
 };
+/* Frees the body, or gives it back to its pool. */
 void client_resp_free(struct client_resp *r);
 
 /* One blocking request; thread-safe. `body` must stay valid during the call.
@@ -78,6 +83,12 @@ void client_resp_free(struct client_resp *r);
 int client_api_call(struct client_api *api, const char *method, const char *target,
                     const void *body, size_t len, const char *ctype, size_t max_body,
                     struct client_resp *resp);
+
+/* A GET like client_api_call whose body, when the response announces its
+ * length, is received into a buffer of `pool` (resp->pool and resp->cap then
+ * say so): chunk downloads reuse memory instead of fragmenting the heap. */
+int client_api_get_pooled(struct client_api *api, const char *target, size_t max_body,
+                          struct http_bodypool *pool, struct client_resp *resp);
 
 /* A call that expects a 2xx JSON answer {"data": ...}. On success *tree is
  * the whole parsed document (yajl_tree_free it) and *data its "data" member

@@ -10,6 +10,7 @@
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_json.h"
+#include "http/http_bodypool.h"
 #include "store/store_blob.h"
 #include "store/store_crypt.h"
 #include "store/store_index.h"
@@ -27,6 +28,8 @@
 
 #define DEFAULT_WORKERS 4
 #define DEFAULT_BUDGET ((size_t)96 << 20)
+/* Idle chunk buffers kept for reuse (http_bodypool.h: classes of 1 MiB). */
+#define IDLE_BUFFERS ((size_t)64 << 20)
 
 int client_snapshot_parse(const char *s, char **type, char **id, int64_t *time)
 {
@@ -135,7 +138,9 @@ static int reader_download(struct reader *r, const char *file, struct client_res
 /* ---- Parallel chunk fetch ---- */
 
 struct fslot {
-  uint8_t *data; /* plaintext when ready; owned */
+  void *mem;           /* a buffer of the fetch's pool holding the plaintext; owned */
+  size_t cap;          /* its capacity */
+  const uint8_t *data; /* the plaintext, inside mem */
   int ready;
 };
 
@@ -144,6 +149,7 @@ struct fetch {
   struct reader *r;
   const struct store_index *idx;
   const char *archive;
+  struct http_bodypool pool; /* responses and inflated chunks */
   uv_mutex_t mu;
   uv_cond_t cv; /* any state change */
   struct fslot *slots; /* one per chunk */
@@ -185,8 +191,9 @@ static void fetch_worker(void *arg)
     uint64_t i, len;
     char hex[65], target[400], msg[768];
     struct client_resp resp;
-    uint8_t *plain = NULL;
-    size_t plen = 0;
+    uint8_t *plain = NULL, *spare = NULL;
+    void *mem = NULL;
+    size_t plen = 0, cap = 0, spare_cap = 0;
     int rc;
 
     uv_mutex_lock(&f->mu);
@@ -206,8 +213,8 @@ static void fetch_worker(void *arg)
 
     core_hex_encode(store_index_digest(f->idx, i), 32, hex);
     snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", f->r->sid, hex);
-    rc = client_api_call(f->o->api, "GET", target, NULL, 0, NULL,
-                         STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN + 1024, &resp);
+    rc = client_api_get_pooled(f->o->api, target, STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN,
+                               &f->pool, &resp);
     if (rc < 0) {
       snprintf(msg, sizeof(msg), "%s: chunk %s: %s", f->archive, hex, core_strerror(rc));
     } else if (resp.status != 200) {
@@ -215,8 +222,17 @@ static void fetch_worker(void *arg)
       rc = client_api_status_error("GET", target, &resp, m, sizeof(m));
       snprintf(msg, sizeof(msg), "%s: chunk %s: %s", f->archive, hex, m);
     } else {
-      rc = store_blob_decode(&bctx, resp.body, resp.len, f->o->crypt, STORE_CHUNK_MAX_SIZE,
-                             store_index_digest(f->idx, i), &plain, &plen);
+      /* An uncompressed chunk's plaintext stays in the response buffer, a
+       * compressed one inflates into a second buffer of the pool. */
+      int kind = store_blob_magic_kind(resp.body, resp.len);
+      rc = 0;
+      if (kind >= 0 && store_blob_kind_compressed((enum store_blob_kind)kind) &&
+          (spare = http_bodypool_get(&f->pool, len, &spare_cap)) == NULL)
+        rc = -ENOMEM;
+      if (rc == 0)
+        rc = store_blob_decode_inplace(&bctx, (uint8_t *)resp.body, resp.len, f->o->crypt,
+                                       STORE_CHUNK_MAX_SIZE, store_index_digest(f->idx, i),
+                                       spare, spare_cap, &plain, &plen);
       if (rc == CORE_ECRYPTO && f->o->crypt == NULL)
         snprintf(msg, sizeof(msg), "%s: chunk %s is encrypted: a key is needed (--keyfile)",
                  f->archive, hex);
@@ -229,13 +245,29 @@ static void fetch_worker(void *arg)
         rc = CORE_EFORMAT;
       }
     }
+    if (rc >= 0 && spare) {
+      mem = spare;
+      cap = spare_cap;
+      spare = NULL;
+    } else if (rc >= 0 && resp.pool) {
+      mem = resp.body; /* taken over from the response */
+      cap = resp.cap;
+      resp.body = NULL;
+      resp.pool = NULL;
+    } else if (rc >= 0) {
+      rc = CORE_EPROTO; /* cairnd always announces a chunk's length */
+      snprintf(msg, sizeof(msg), "%s: chunk %s: response without a length", f->archive, hex);
+    }
+    if (spare)
+      http_bodypool_put(&f->pool, spare, spare_cap); /* a failed decode */
     client_resp_free(&resp);
 
     uv_mutex_lock(&f->mu);
     if (rc < 0) {
-      core_free(plain);
       fetch_fail(f, rc, msg);
     } else {
+      f->slots[i].mem = mem;
+      f->slots[i].cap = cap;
       f->slots[i].data = plain;
       f->slots[i].ready = 1;
       f->fetched++;
@@ -259,6 +291,7 @@ static int fetch_start(struct fetch *f, const struct client_restore_opts *o, str
   f->slots = core_try_malloc(sizeof(*f->slots) * (idx->count ? idx->count : 1));
   if (f->slots == NULL)
     return -ENOMEM;
+  http_bodypool_init(&f->pool, IDLE_BUFFERS);
   memset(f->slots, 0, sizeof(*f->slots) * (idx->count ? idx->count : 1));
   uv_mutex_init(&f->mu);
   uv_cond_init(&f->cv);
@@ -279,7 +312,9 @@ static void fetch_stop(struct fetch *f)
   for (unsigned i = 0; i < f->nthreads; i++)
     uv_thread_join(&f->threads[i]);
   for (uint64_t i = 0; i < f->idx->count; i++)
-    core_free(f->slots[i].data);
+    if (f->slots[i].mem)
+      http_bodypool_put(&f->pool, f->slots[i].mem, f->slots[i].cap);
+  http_bodypool_free(&f->pool);
   core_free(f->slots);
   core_free(f->threads);
   uv_cond_destroy(&f->cv);
@@ -295,9 +330,10 @@ static ssize_t fetch_next(void *arg, const void **data)
   uv_mutex_lock(&f->mu);
   if (f->next_read > 0) {
     uint64_t prev = f->next_read - 1;
-    if (f->slots[prev].data) {
+    if (f->slots[prev].mem) {
       client_progress_add(f->o->progress, chunk_len(f->idx, prev), 0, 0);
-      core_free(f->slots[prev].data);
+      http_bodypool_put(&f->pool, f->slots[prev].mem, f->slots[prev].cap);
+      f->slots[prev].mem = NULL;
       f->slots[prev].data = NULL;
       f->window -= chunk_len(f->idx, prev);
       uv_cond_broadcast(&f->cv);

@@ -1214,23 +1214,12 @@ int main(int argc, char **argv)
   cmd = argv[1];
   /* Chunk buffers (up to 16 MiB) come and go on several threads. glibc's
    * default raises its mmap threshold after the first such free and then
-   * keeps freed chunks in per-thread arenas, with every page they ever
-   * touched. A backup takes its chunk buffers from client_bufpool, which
-   * keeps only the pages of each buffer's last chunk; its other large
-   * buffers (an encode scratch per worker) are mmapped (threshold 256 KiB)
-   * and given back whole on free. A restore allocates exact sizes, and
-   * there glibc's reuse saves the page faults that otherwise cost about 15%
-   * of its CPU (and a trim threshold above the chunk window keeps glibc from
-   * handing the pages back between chunks); two arenas keep the reuse from
-   * scattering over threads. Measured peak RSS with --mem 96: 150-190 MiB
-   * for a backup or a restore. */
-  if (strcmp(cmd, "restore") == 0) {
-    mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-    mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
-    mallopt(M_ARENA_MAX, 2);
-  } else {
-    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-  }
+   * keeps freed chunks in per-thread arenas, fragmented and with every page
+   * they ever touched. Chunk memory is recycled by pools that bound what
+   * they keep instead (client_bufpool for a backup's chunk buffers, an
+   * http_bodypool for a restore's downloads), so everything else of that
+   * size is mmapped (threshold 256 KiB) and given back whole on free. */
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   if (parse_args(argc, argv, 2, &o) < 0)
     return EXIT_USAGE;
   if (o.help) {

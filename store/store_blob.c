@@ -326,32 +326,52 @@ out:
   return 0;
 }
 
+/* What every decode checks first: a known magic, the CRC, a key for an
+ * encrypted blob, and a payload within max_out (the encoder keeps compressed
+ * data only if it is not larger than the plaintext, so no valid payload
+ * exceeds it). */
+static int decode_begin(const void *blob, size_t len, const struct store_crypt *crypt,
+                        size_t max_out, int *kind, size_t *hlen)
+{
+  int k = store_blob_magic_kind(blob, len), rc;
+  if (k < 0)
+    return k;
+  if ((rc = store_blob_verify_crc(blob, len)) < 0)
+    return rc;
+  if (store_blob_kind_encrypted((enum store_blob_kind)k) && crypt == NULL)
+    return CORE_ECRYPTO;
+  *hlen = store_blob_hdr_len((enum store_blob_kind)k);
+  if (len - *hlen > max_out)
+    return CORE_ETOOBIG;
+  *kind = k;
+  return 0;
+}
+
+static int check_digest(int kind, const struct store_crypt *crypt, const uint8_t *plain,
+                        size_t len, const uint8_t *expect)
+{
+  uint8_t d[32];
+  if (expect == NULL)
+    return 0;
+  store_crypt_chunk_digest(store_blob_kind_encrypted((enum store_blob_kind)kind) ? crypt : NULL,
+                           plain, len, d);
+  return memcmp(d, expect, 32) == 0 ? 0 : CORE_EDIGEST;
+}
+
 int store_blob_decode(struct store_blob_ctx *ctx, const void *blob, size_t len,
                       const struct store_crypt *crypt, size_t max_out,
                       const uint8_t *expect_digest, uint8_t **out, size_t *out_len)
 {
   const uint8_t *b = blob;
-  int kind = store_blob_magic_kind(blob, len);
   const uint8_t *payload;
   uint8_t *plain = NULL, *tmp = NULL;
   size_t hlen, plen, plain_len = 0;
-  int encrypted, rc;
+  int kind, rc;
 
-  if (kind < 0)
-    return kind;
-  rc = store_blob_verify_crc(blob, len);
-  if (rc < 0)
+  if ((rc = decode_begin(blob, len, crypt, max_out, &kind, &hlen)) < 0)
     return rc;
-  hlen = store_blob_hdr_len((enum store_blob_kind)kind);
   payload = b + hlen;
   plen = len - hlen;
-  encrypted = store_blob_kind_encrypted((enum store_blob_kind)kind);
-  if (encrypted && crypt == NULL)
-    return CORE_ECRYPTO;
-  /* The encoder keeps compressed data only if it is not larger than the
-   * plaintext, so no valid payload exceeds max_out. */
-  if (plen > max_out)
-    return CORE_ETOOBIG;
 
   switch (kind) {
   case STORE_BLOB_PLAIN:
@@ -390,20 +410,85 @@ int store_blob_decode(struct store_blob_ctx *ctx, const void *blob, size_t len,
     break;
   }
 
-  if (expect_digest) {
-    uint8_t d[32];
-    store_crypt_chunk_digest(encrypted ? crypt : NULL, plain, plain_len, d);
-    if (memcmp(d, expect_digest, 32) != 0) {
-      rc = CORE_EDIGEST;
-      goto fail;
-    }
-  }
+  if ((rc = check_digest(kind, crypt, plain, plain_len, expect_digest)) < 0)
+    goto fail;
   *out = plain;
   *out_len = plain_len;
   return 0;
 fail:
   core_free(plain);
   return rc;
+}
+
+/* Inflates into the caller's dst: CORE_ETOOBIG when the plaintext passes
+ * max_out or does not fit in cap. */
+static int inflate_into(struct store_blob_ctx *ctx, const uint8_t *src, size_t len,
+                        size_t max_out, uint8_t *dst, size_t cap, size_t *out_len)
+{
+  ZSTD_DCtx *d = get_dctx(ctx);
+  ZSTD_inBuffer in = {src, len, 0};
+  ZSTD_outBuffer ob = {dst, cap < max_out + 1 ? cap : max_out + 1, 0};
+  int rc = CORE_EFORMAT;
+
+  if (d == NULL)
+    return UV_ENOMEM;
+  for (;;) {
+    size_t r = ZSTD_decompressStream(d, &ob, &in);
+    if (ZSTD_isError(r))
+      goto out;
+    if (ob.pos > max_out) {
+      rc = CORE_ETOOBIG;
+      goto out;
+    }
+    if (r == 0 && in.pos == in.size)
+      break; /* last frame complete and flushed */
+    if (ob.pos == ob.size) {
+      rc = CORE_ETOOBIG; /* more to come and no room */
+      goto out;
+    }
+    if (in.pos == in.size)
+      goto out; /* wants more input than there is: truncated */
+  }
+  *out_len = ob.pos;
+  rc = 0;
+out:
+  put_dctx(ctx, d);
+  return rc;
+}
+
+int store_blob_decode_inplace(struct store_blob_ctx *ctx, uint8_t *blob, size_t len,
+                              const struct store_crypt *crypt, size_t max_out,
+                              const uint8_t *expect_digest, uint8_t *dst, size_t dst_cap,
+                              uint8_t **out, size_t *out_len)
+{
+  uint8_t *payload, *plain;
+  size_t hlen, plen, plain_len;
+  int kind, rc;
+
+  if ((rc = decode_begin(blob, len, crypt, max_out, &kind, &hlen)) < 0)
+    return rc;
+  payload = blob + hlen;
+  plen = len - hlen;
+  if (store_blob_kind_compressed((enum store_blob_kind)kind) && dst == NULL)
+    return CORE_EINVAL;
+  /* GCM decrypts in place (same buffer in and out) */
+  if (store_blob_kind_encrypted((enum store_blob_kind)kind) &&
+      (rc = store_crypt_gcm_decrypt(crypt->enc_key, blob + IV_OFF, payload, plen, payload,
+                                    blob + TAG_OFF, get_cipher(ctx))) < 0)
+    return rc;
+  if (store_blob_kind_compressed((enum store_blob_kind)kind)) {
+    if ((rc = inflate_into(ctx, payload, plen, max_out, dst, dst_cap, &plain_len)) < 0)
+      return rc;
+    plain = dst;
+  } else {
+    plain = payload;
+    plain_len = plen;
+  }
+  if ((rc = check_digest(kind, crypt, plain, plain_len, expect_digest)) < 0)
+    return rc;
+  *out = plain;
+  *out_len = plain_len;
+  return 0;
 }
 
 /* Decompresses into a small scratch buffer and hashes as it goes, so the

@@ -124,6 +124,19 @@ int store_blob_decode(struct store_blob_ctx *ctx, const void *blob, size_t len,
                       const struct store_crypt *crypt, size_t max_out,
                       const uint8_t *expect_digest, uint8_t **out, size_t *out_len);
 
+/* store_blob_decode without a copy or an allocation: the plaintext of an
+ * uncompressed blob is left where it is (decrypted in place when encrypted)
+ * and *out points into `blob`, which is modified and must outlive the
+ * plaintext's use; a compressed blob inflates into the caller's `dst`
+ * (`dst_cap` bytes; required for compressed kinds, see
+ * store_blob_kind_compressed, else CORE_EINVAL) and *out is dst. Same errors
+ * as store_blob_decode, plus CORE_ETOOBIG when the plaintext does not fit in
+ * dst; `blob` may be left half decrypted. */
+int store_blob_decode_inplace(struct store_blob_ctx *ctx, uint8_t *blob, size_t len,
+                              const struct store_crypt *crypt, size_t max_out,
+                              const uint8_t *expect_digest, uint8_t *dst, size_t dst_cap,
+                              uint8_t **out, size_t *out_len);
+
 /* The server's check of an uploaded chunk (raw DataBlob bytes as received),
  * before it is stored under `digest`. The CRC is not checked: the server
  * rewrites it afterwards with store_blob_set_crc.

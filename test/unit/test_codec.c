@@ -134,6 +134,37 @@ static void roundtrip(struct store_blob_ctx *ctx, const uint8_t *data, size_t n,
   ASSERT_MEM_EQ(dec, data, n);
   core_free(dec);
   ASSERT_EQ(store_blob_verify_chunk(ctx, enc, elen, digest, n), want_kind);
+
+  /* in place: uncompressed plaintext stays in the blob, the rest inflates
+   * into the caller's buffer */
+  {
+    uint8_t *copy = core_malloc(elen), *dst = core_malloc(n + 1), *plain;
+    size_t plen;
+    int compressed = store_blob_kind_compressed((enum store_blob_kind)want_kind);
+    memcpy(copy, enc, elen);
+    if (compressed)
+      ASSERT_EQ(store_blob_decode_inplace(ctx, copy, elen, c, n, digest, NULL, 0, &plain, &plen),
+                CORE_EINVAL);
+    ASSERT_OK(store_blob_decode_inplace(ctx, copy, elen, c, n, digest, dst, n + 1, &plain,
+                                        &plen));
+    ASSERT_EQ(plen, n);
+    ASSERT_MEM_EQ(plain, data, n);
+    ASSERT(compressed ? plain == dst : (plain > copy && plain < copy + elen));
+    if (compressed && n > 1) {
+      /* a destination too small */
+      memcpy(copy, enc, elen);
+      ASSERT_EQ(store_blob_decode_inplace(ctx, copy, elen, c, n, digest, dst, n / 2, &plain,
+                                          &plen),
+                CORE_ETOOBIG);
+    }
+    memcpy(copy, enc, elen);
+    digest[0] ^= 1;
+    ASSERT_EQ(store_blob_decode_inplace(ctx, copy, elen, c, n, digest, dst, n + 1, &plain,
+                                        &plen),
+              CORE_EDIGEST);
+    core_free(dst);
+    core_free(copy);
+  }
   core_free(enc);
 }
 
