@@ -498,6 +498,16 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
     rc = CORE_ECSUM;
     goto out;
   }
+  for (uint64_t i = 0; i < idx.count; i++) {
+    /* the index comes from the server: its sizes decide allocations */
+    uint64_t n = chunk_len(&idx, i);
+    if (n == 0 || n > STORE_CHUNK_MAX_SIZE) {
+      snprintf(err, errlen, "%s: chunk %llu has %llu bytes (at most %u allowed)", file,
+               (unsigned long long)i, (unsigned long long)n, (unsigned)STORE_CHUNK_MAX_SIZE);
+      rc = CORE_EFORMAT;
+      goto out;
+    }
+  }
   client_progress_set_total(o->progress, idx.size);
 
   {
