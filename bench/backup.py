@@ -6,11 +6,18 @@ files, random files, and duplicated files (copies of random ones). Then, each
 timed from process start to exit:
 
   cairn   first backup, unchanged second backup, backup after a 1% change,
-          full restore; cairnd (from --bin) on loopback, plain HTTP;
+          full restore, and the same restore again; cairnd (from --bin) on
+          loopback, plain HTTP;
   cairn-enc  the same with --keyfile (client-side AES-256-GCM), since restic
           always encrypts: this is the fair row against restic;
   restic  Debian's restic 0.14 backing up to Debian's `rclone serve restic` on
-          loopback (plain HTTP), same four steps.
+          loopback (plain HTTP), same five steps.
+
+The second restore shows what the first one paid for state left by earlier
+steps: cairnd writes chunks with O_DIRECT, so the first restore reads them
+from the disk while it writes, where rclone left restic's packs in the page
+cache; restic's own time swings with whether the VM has fresh pages to give.
+Both restores are verified against the dataset.
 
 Printed: a table of times, MB/s (dataset bytes / time), bytes stored (du of the
 datastore / repository) and ratios, the client's peak RSS, and a final line of
@@ -220,12 +227,17 @@ def cairn_change_and_restore(args, tmp, data, env, extra, bid, srv):
     import json
     t = max(s["backup-time"] for s in json.loads(out))
     target = os.path.join(tmp, "restore-cairn-%s" % bid)
-    dt, r = run_rss([cairn, "restore", "host/%s/%d" % (bid, t), "root", target, "--no-progress"]
-                    + extra, env)
-    res["restore"] = dt
-    res["restore_ok"] = tree_digest(target) == tree_digest(data)
-    shutil.rmtree(target, ignore_errors=True)
-    return res, max(rss, r)
+    want = tree_digest(data)
+    ok = True
+    for step in ("restore", "restore2"):
+        dt, r = run_rss([cairn, "restore", "host/%s/%d" % (bid, t), "root", target,
+                         "--no-progress"] + extra, env)
+        res[step] = dt
+        rss = max(rss, r)
+        ok = ok and tree_digest(target) == want
+        shutil.rmtree(target, ignore_errors=True)
+    res["restore_ok"] = ok
+    return res, rss
 
 
 def bench_restic(tmp, data):
@@ -268,12 +280,17 @@ def restic_change_and_restore(tmp, data, env):
     dt, rss = run_rss([shutil.which("restic"), "backup", "--quiet", data], env)
     res["change"] = dt
     target = os.path.join(tmp, "restore-restic")
-    dt, r = run_rss([shutil.which("restic"), "restore", "latest", "--target", target], env)
-    res["restore"] = dt
-    # restic restores the absolute path below the target
-    res["restore_ok"] = tree_digest(os.path.join(target, data.lstrip("/"))) == tree_digest(data)
-    shutil.rmtree(target, ignore_errors=True)
-    return res, max(rss, r)
+    want = tree_digest(data)
+    ok = True
+    for step in ("restore", "restore2"):
+        dt, r = run_rss([shutil.which("restic"), "restore", "latest", "--target", target], env)
+        res[step] = dt
+        rss = max(rss, r)
+        # restic restores the absolute path below the target
+        ok = ok and tree_digest(os.path.join(target, data.lstrip("/"))) == want
+        shutil.rmtree(target, ignore_errors=True)
+    res["restore_ok"] = ok
+    return res, rss
 
 
 def main():
@@ -336,13 +353,13 @@ def main():
     print()
     print("dataset: %.2f GiB (35%% text, 40%% random, 25%% duplicates); 2 cores, loopback, "
           "plain HTTP" % (size / (1 << 30)))
-    print("%-10s %9s %9s %9s %9s %9s %9s %12s %9s %8s" % (
-        "tool", "first s", "MB/s", "unchg s", "1% s", "restore s", "MB/s", "stored MiB",
-        "client MiB", "verified"))
+    print("%-10s %9s %9s %9s %9s %9s %9s %9s %12s %9s %8s" % (
+        "tool", "first s", "MB/s", "unchg s", "1% s", "restore s", "MB/s", "again s",
+        "stored MiB", "client MiB", "verified"))
     for name, (r, rss) in rows.items():
-        print("%-10s %9.2f %9.0f %9.2f %9.2f %9.2f %9.0f %12.0f %9.0f %8s" % (
+        print("%-10s %9.2f %9.0f %9.2f %9.2f %9.2f %9.0f %9.2f %12.0f %9.0f %8s" % (
             name, r["first"], mb / r["first"], r["unchanged"], r["change"], r["restore"],
-            mb / r["restore"], r["stored_after_first"] / MiB, rss,
+            mb / r["restore"], r["restore2"], r["stored_after_first"] / MiB, rss,
             "yes" if r.get("restore_ok") else "NO"))
     kv = {}
     for name, key in (("cairn", "cairn"), ("cairn-enc", "cairn_enc"), ("restic", "restic")):
@@ -352,6 +369,7 @@ def main():
             kv["%s_unchanged_s" % key] = "%.2f" % r["unchanged"]
             kv["%s_change_s" % key] = "%.2f" % r["change"]
             kv["%s_restore_s" % key] = "%.2f" % r["restore"]
+            kv["%s_restore_again_s" % key] = "%.2f" % r["restore2"]
             kv["%s_stored_mib" % key] = "%.0f" % (r["stored_after_first"] / MiB)
             kv["%s_rss_mib" % key] = "%.0f" % rss
     if "restic" in rows:
@@ -360,10 +378,14 @@ def main():
         kv["enc_first_speedup"] = "%.2f" % (rr["first"] / ce["first"])
         kv["restore_speedup"] = "%.2f" % (rr["restore"] / rows["cairn"][0]["restore"])
         kv["enc_restore_speedup"] = "%.2f" % (rr["restore"] / ce["restore"])
+        kv["restore_again_speedup"] = "%.2f" % (rr["restore2"] / rows["cairn"][0]["restore2"])
+        kv["enc_restore_again_speedup"] = "%.2f" % (rr["restore2"] / ce["restore2"])
         print()
         print("encrypted first backup: %sx restic's speed (target >= 1.5); full restore: %sx "
-              "(encrypted %sx; target >= 1.5); client peak RSS %s MiB (target <= 256)" % (
+              "(encrypted %sx; target >= 1.5), again %sx (encrypted %sx); client peak RSS %s "
+              "MiB (target <= 256)" % (
                   kv["enc_first_speedup"], kv["restore_speedup"], kv["enc_restore_speedup"],
+                  kv["restore_again_speedup"], kv["enc_restore_again_speedup"],
                   max(kv["cairn_rss_mib"], kv["cairn_enc_rss_mib"], key=float)))
     if server_rss:
         kv["cairnd_rss_mib"] = "%.0f" % (server_rss / 1024)
