@@ -91,22 +91,20 @@ void client_bufpool_put(struct client_bufpool *bp, uint8_t *buf, size_t used)
   if (buf == NULL)
     return;
   keep = page_round(bp, used < sizeof(*i) ? sizeof(*i) : used);
-  uv_mutex_lock(&bp->mu);
-  if (bp->idle_bytes + keep > bp->max_idle) {
-    uv_mutex_unlock(&bp->mu);
-    munmap(buf, bp->size);
-    return;
-  }
-  bp->idle_bytes += keep;
-  uv_mutex_unlock(&bp->mu);
   /* Callers trim complete chunks; this covers the others (a failed read)
-   * and costs a walk of empty page tables otherwise. Outside the lock: the
-   * buffer is not on the list yet. */
+   * and otherwise costs a walk of empty page tables. The buffer is ours
+   * alone until it is on the list. */
   if (keep < bp->size)
     madvise(buf + keep, bp->size - keep, MADV_DONTNEED);
   i->resident = keep;
   uv_mutex_lock(&bp->mu);
-  i->next = bp->idle;
-  bp->idle = i;
+  if (bp->idle_bytes + keep <= bp->max_idle) {
+    i->next = bp->idle;
+    bp->idle = i;
+    bp->idle_bytes += keep;
+    i = NULL;
+  }
   uv_mutex_unlock(&bp->mu);
+  if (i)
+    munmap(buf, bp->size);
 }
