@@ -142,6 +142,7 @@ struct fslot {
   size_t cap;          /* its capacity */
   const uint8_t *data; /* the plaintext, inside mem */
   int ready;
+  int repeat; /* the same chunk as the one before: takes over its buffer */
 };
 
 struct fetch {
@@ -161,6 +162,7 @@ struct fetch {
   int err;
   char errmsg[768];
   uint64_t fetched;
+  uint64_t repeated; /* chunks equal to the one before, not downloaded */
   uv_thread_t *threads;
   unsigned nthreads;
 };
@@ -209,6 +211,17 @@ static void fetch_worker(void *arg)
     }
     i = f->next_fetch++;
     f->window += len;
+    if (i > 0 && chunk_len(f->idx, i - 1) == len &&
+        memcmp(store_index_digest(f->idx, i), store_index_digest(f->idx, i - 1), 32) == 0) {
+      /* A run of one chunk (zeros in a disk image, mostly): the consumer
+       * hands the previous buffer on; nothing to download or check again. */
+      f->slots[i].repeat = 1;
+      f->slots[i].ready = 1;
+      f->repeated++;
+      uv_cond_broadcast(&f->cv);
+      uv_mutex_unlock(&f->mu);
+      continue;
+    }
     uv_mutex_unlock(&f->mu);
 
     core_hex_encode(store_index_digest(f->idx, i), 32, hex);
@@ -331,8 +344,15 @@ static ssize_t fetch_next(void *arg, const void **data)
   if (f->next_read > 0) {
     uint64_t prev = f->next_read - 1;
     if (f->slots[prev].mem) {
+      struct fslot *next = f->next_read < f->idx->count ? &f->slots[f->next_read] : NULL;
       client_progress_add(f->o->progress, chunk_len(f->idx, prev), 0, 0);
-      http_bodypool_put(&f->pool, f->slots[prev].mem, f->slots[prev].cap);
+      if (next && next->repeat) {
+        next->mem = f->slots[prev].mem;
+        next->cap = f->slots[prev].cap;
+        next->data = f->slots[prev].data;
+      } else {
+        http_bodypool_put(&f->pool, f->slots[prev].mem, f->slots[prev].cap);
+      }
       f->slots[prev].mem = NULL;
       f->slots[prev].data = NULL;
       f->window -= chunk_len(f->idx, prev);
@@ -531,7 +551,8 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
       rc = f.err;
       snprintf(err, errlen, "%s", f.errmsg);
     }
-    stats->chunks = f.fetched;
+    stats->chunks = f.fetched + f.repeated;
+    stats->repeated = f.repeated;
     uv_mutex_unlock(&f.mu);
     fetch_stop(&f);
     if (rc == 0)

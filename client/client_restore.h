@@ -37,8 +37,9 @@ struct client_restore_opts {
 };
 
 struct client_restore_stats {
-  uint64_t bytes;  /* content bytes restored */
-  uint64_t chunks; /* chunks fetched */
+  uint64_t bytes;    /* content bytes restored */
+  uint64_t chunks;   /* chunks restored, each verified */
+  uint64_t repeated; /* of those, repeats of the chunk before: not downloaded again */
 };
 
 /* Restores archive `name` (exactly, or with .didx / .img.fidx / .fidx /

@@ -620,6 +620,7 @@ static int cmd_restore(struct opts *o)
   char *type = NULL, *id = NULL, err[1024], total[32];
   int have_key, rc;
   double t0, dt;
+  FILE *out;
 
   if (o->npos != 3) {
     fprintf(stderr, "cairn restore: needs SNAPSHOT NAME TARGET (see cairn restore --help)\n");
@@ -668,11 +669,14 @@ static int cmd_restore(struct opts *o)
     return 1;
   }
   client_fmt_bytes(st.bytes, total, sizeof(total));
-  /* stdout may be the data itself */
-  fprintf(strcmp(o->pos[2], "-") == 0 ? stderr : stdout,
-          "restored %s %s: %s in %.1f s (%.1f MB/s), %llu chunks verified\n", o->pos[0],
+  out = strcmp(o->pos[2], "-") == 0 ? stderr : stdout; /* stdout may be the data itself */
+  fprintf(out, "restored %s %s: %s in %.1f s (%.1f MB/s), %llu chunks verified", o->pos[0],
           o->pos[1], total, dt, dt > 0 ? (double)st.bytes / dt / 1e6 : 0.0,
           (unsigned long long)st.chunks);
+  if (st.repeated > 0)
+    fprintf(out, " (%llu of them repeated the chunk before: not downloaded again)",
+            (unsigned long long)st.repeated);
+  fputc('\n', out);
   return 0;
 }
 

@@ -227,6 +227,16 @@ class ClientCase(unittest.TestCase):
         img = os.path.join(self.tmp, "disk.img")
         with open(img, "wb") as f:
             f.write(random.Random(5).randbytes(9 << 20) + b"\0" * (3 << 20) + b"tail")
+        # a run of identical chunks (zeros): downloaded once, each verified
+        runs = os.path.join(self.tmp, "runs.img")
+        with open(runs, "wb") as f:
+            f.write(random.Random(6).randbytes(4 << 20) + b"\0" * (20 << 20) + b"end")
+        s0, _ = self.backup("runs.img.fidx:%s" % runs, backup_id="runs")
+        out0 = os.path.join(self.tmp, "runs.out")
+        p0 = self.cairn("restore", s0["snapshot"], "runs.img", out0)
+        self.assertIn(b"(4 of them repeated the chunk before", p0.stdout)
+        with open(runs, "rb") as a, open(out0, "rb") as b:
+            self.assertEqual(a.read(), b.read())
         s, _ = self.backup("disk.img.fidx:%s" % img, "one.didx:%s" % os.path.join(self.src, "text.txt"),
                            backup_id="img")
         out = os.path.join(self.tmp, "disk.out")
