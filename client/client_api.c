@@ -429,8 +429,8 @@ static void probe_fingerprint(const char *host, int port, char *out, size_t outl
   s = http_tls_session_new(tls, host);
   for (int round = 0; round < 50; round++) {
     int hs = http_tls_handshake(s);
-    size_t len;
-    void *o = http_tls_take_output(s, &len);
+    size_t len, pool_cap; /* no pool: always 0 */
+    void *o = http_tls_take_output(s, &len, &pool_cap);
     if (o) {
       ssize_t w = send(fd, o, len, MSG_NOSIGNAL);
       core_free(o);

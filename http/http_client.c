@@ -403,11 +403,11 @@ static int conn_write(struct conn *conn, uv_buf_t *bufs, unsigned n, char *own, 
  * slice (there is always one: a slice is never empty). */
 static int tls_flush_ex(struct conn *conn, int slice_end)
 {
-  size_t len;
-  void *p = http_tls_take_output(conn->tls, &len);
+  size_t len, pool_cap; /* the client sets no pool: always 0 */
+  void *p = http_tls_take_output(conn->tls, &len, &pool_cap);
   while (p != NULL) {
     size_t next_len;
-    void *next = http_tls_take_output(conn->tls, &next_len);
+    void *next = http_tls_take_output(conn->tls, &next_len, &pool_cap);
     uv_buf_t b = uv_buf_init(p, (unsigned)len);
     int rc = conn_write(conn, &b, 1, p, slice_end && next == NULL);
     if (rc < 0) {

@@ -195,8 +195,8 @@ static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *ow
 /* Sends whatever ciphertext the TLS session has queued. */
 static void flush_tls(struct http_conn *c, int last)
 {
-  size_t len;
-  void *out = http_tls_take_output(c->tls, &len);
+  size_t len, pool_cap;
+  void *out = http_tls_take_output(c->tls, &len, &pool_cap);
   if (out == NULL) {
     if (last) {
       /* Nothing left to write, yet the response is complete: finish via a
@@ -207,7 +207,10 @@ static void flush_tls(struct http_conn *c, int last)
     return;
   }
   uv_buf_t b = uv_buf_init(out, (unsigned)len);
-  write_bufs(c, &b, 1, out, NULL, 0, last);
+  if (pool_cap)
+    write_bufs(c, &b, 1, NULL, out, pool_cap, last);
+  else
+    write_bufs(c, &b, 1, out, NULL, 0, last);
 }
 
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,
@@ -670,11 +673,14 @@ static void conn_drain_tls(struct http_conn *c)
   }
   /* Handshake records or alerts produced while reading. */
   if (!(c->flags & HTTP_CONN_CLOSING)) {
-    size_t len;
-    void *out = http_tls_take_output(c->tls, &len);
+    size_t len, pool_cap;
+    void *out = http_tls_take_output(c->tls, &len, &pool_cap);
     if (out) {
       uv_buf_t b = uv_buf_init(out, (unsigned)len);
-      write_bufs(c, &b, 1, out, NULL, 0, 0);
+      if (pool_cap)
+        write_bufs(c, &b, 1, NULL, out, pool_cap, 0);
+      else
+        write_bufs(c, &b, 1, out, NULL, 0, 0);
     }
   }
 }
@@ -763,8 +769,11 @@ static void on_connection(uv_stream_t *ls, int status)
   }
   uv_tcp_nodelay(&c->tcp, 1);
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
-  if (l->tls)
+  if (l->tls) {
     c->tls = http_tls_session_new(l->tls, NULL);
+    if (c->tls)
+      http_tls_session_set_pool(c->tls, &s->bodies);
+  }
   arm_timer(c, s->limits.header_timeout_ms);
   conn_start_reading(c);
 }

@@ -131,9 +131,17 @@ int http_tls_write(struct http_tls_session *s, const void *data, size_t len);
  * CORE_ETLS / CORE_ECERT. */
 int http_tls_handshake(struct http_tls_session *s);
 
-/* Hands pending ciphertext to the caller, who frees it with core_free after
- * the write completed. Returns NULL (and *len 0) if nothing is pending. */
-void *http_tls_take_output(struct http_tls_session *s, size_t *len);
+/* Large ciphertext outputs go into buffers of `pool` (http_bodypool.h)
+ * instead of fresh memory; NULL (the default) for plain allocations. The
+ * pool must outlive the session. */
+struct http_bodypool;
+void http_tls_session_set_pool(struct http_tls_session *s, struct http_bodypool *pool);
+
+/* Hands pending ciphertext to the caller, who releases it after the write
+ * completed: with http_bodypool_put(pool, buf, *pool_cap) when *pool_cap is
+ * not 0, else with core_free. Returns NULL (and *len 0) if nothing is
+ * pending. */
+void *http_tls_take_output(struct http_tls_session *s, size_t *len, size_t *pool_cap);
 
 /* Queues a close_notify alert (take it with http_tls_take_output). Later
  * writes fail. A session that has not finished its handshake has nothing to

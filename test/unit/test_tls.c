@@ -4,6 +4,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "http/http_bodypool.h"
 #include "http/http_tls.h"
 
 #include <ctype.h>
@@ -58,8 +59,8 @@ static void drain(struct http_tls_session *s, struct sink *k)
  * does. Returns the bytes moved. */
 static size_t pump(struct http_tls_session *from, struct http_tls_session *to, struct sink *k)
 {
-  size_t len;
-  uint8_t *out = http_tls_take_output(from, &len);
+  size_t len, pool_cap;
+  uint8_t *out = http_tls_take_output(from, &len, &pool_cap);
   for (size_t off = 0; off < len; off += FEED_CHUNK) {
     size_t n = len - off < FEED_CHUNK ? len - off : FEED_CHUNK;
     ASSERT_OK(http_tls_feed(to, out + off, n));
@@ -264,13 +265,19 @@ UNIT_TEST(pinned_exchange)
   sink_free(&sk);
 }
 
-UNIT_TEST(large_write_is_linear)
+/* With a pool, the ciphertext comes in one of its buffers, which goes back
+ * to it and serves the next large write. */
+static void large_write(int pooled)
 {
+  struct http_bodypool pool;
+  http_bodypool_init(&pool, 64 * MIB);
   struct http_tls *stls = make_server(NULL, NULL), *ctls;
   ASSERT_OK(http_tls_client_new(NULL, NULL, 0, &ctls));
   struct http_tls_session *c, *s;
   struct sink ck = {0}, sk = {0};
   connect_pair(stls, ctls, NULL, &c, &ck, &s, &sk);
+  if (pooled)
+    http_tls_session_set_pool(s, &pool);
   ASSERT_EQ(http_tls_handshake(c), 1);
   /* verify 0 still learns who it talked to. */
   ASSERT_STR_EQ(http_tls_peer_fingerprint(c), http_tls_fingerprint(stls));
@@ -281,10 +288,12 @@ UNIT_TEST(large_write_is_linear)
   uint64_t t0 = uv_hrtime();
   ASSERT_OK(http_tls_write(s, data, big));
   uint64_t t1 = uv_hrtime();
-  size_t len;
-  void *out = http_tls_take_output(s, &len);
+  size_t len, pool_cap;
+  void *out = http_tls_take_output(s, &len, &pool_cap);
   /* 256 full records, each adding a header, nonce and tag (< 64 bytes). */
   ASSERT(len > big && len < big + (big / 16384 + 1) * 64);
+  ASSERT(pooled ? pool_cap >= len : pool_cap == 0);
+  size_t out_cap = pool_cap;
   ASSERT_OK(http_tls_feed(c, out, FEED_CHUNK));
   /* A sanity bound only: sanitizers make this slow, quadratic far slower. */
   ASSERT((t1 - t0) / 1000000 < 5000);
@@ -296,16 +305,31 @@ UNIT_TEST(large_write_is_linear)
   }
   ASSERT_EQ(ck.len, big);
   ASSERT_MEM_EQ(ck.buf, data, big);
-  ASSERT(http_tls_take_output(s, &len) == NULL && len == 0);
-  core_free(out);
+  ASSERT(http_tls_take_output(s, &len, &pool_cap) == NULL && len == 0);
+  if (pooled) {
+    http_bodypool_put(&pool, out, out_cap);
+    size_t idle = pool.idle;
+    ASSERT(idle >= pool_cap);
+    ASSERT_OK(http_tls_write(s, data, big));
+    out = http_tls_take_output(s, &len, &pool_cap);
+    ASSERT(out != NULL && pool_cap >= len);
+    ASSERT(pool.idle < idle); /* taken from the pool, not allocated */
+    http_bodypool_put(&pool, out, pool_cap);
+  } else {
+    core_free(out);
+  }
   core_free(data);
   http_tls_session_free(c);
   http_tls_session_free(s);
   http_tls_unref(ctls);
   http_tls_unref(stls);
+  http_bodypool_free(&pool);
   sink_free(&ck);
   sink_free(&sk);
 }
+
+UNIT_TEST(large_write_is_linear) { large_write(0); }
+UNIT_TEST(large_write_into_pool) { large_write(1); }
 
 UNIT_TEST(pin_formats)
 {
@@ -491,8 +515,8 @@ UNIT_TEST(close_notify)
   /* Closing before the handshake queues nothing. */
   c = http_tls_session_new(ctls, "localhost");
   ASSERT_OK(http_tls_close_notify(c));
-  size_t len;
-  ASSERT(http_tls_take_output(c, &len) == NULL);
+  size_t len, pool_cap;
+  ASSERT(http_tls_take_output(c, &len, &pool_cap) == NULL);
   http_tls_session_free(c);
   http_tls_unref(ctls);
   http_tls_unref(stls);
@@ -605,8 +629,8 @@ UNIT_TEST(tampered_record)
     struct sink ck = {0}, sk = {0};
     connect_pair(stls, ctls, NULL, &c, &ck, &s, &sk);
     ASSERT_OK(http_tls_write(c, "hello world", 11));
-    size_t len;
-    uint8_t *rec = http_tls_take_output(c, &len);
+    size_t len, pool_cap;
+    uint8_t *rec = http_tls_take_output(c, &len, &pool_cap);
     rec[len - 20] ^= 1;
     ASSERT_OK(http_tls_feed(s, rec, len));
     core_free(rec);
@@ -694,8 +718,8 @@ static size_t raw_round(struct raw_client *r, struct http_tls_session *s, struct
     }
     r->out_len = 0;
   }
-  size_t len;
-  uint8_t *o = http_tls_take_output(s, &len);
+  size_t len, pool_cap;
+  uint8_t *o = http_tls_take_output(s, &len, &pool_cap);
   if (len) {
     r->in = core_realloc(r->in, r->in_len - r->in_off + len);
     memmove(r->in, r->in + r->in_off, r->in_len - r->in_off);
@@ -790,7 +814,8 @@ UNIT_TEST(ticket_resumption)
 }
 
 UNIT_MAIN(UNIT_CASE(create_and_reload), UNIT_CASE(missing_files), UNIT_CASE(pinned_exchange),
-          UNIT_CASE(large_write_is_linear), UNIT_CASE(pin_formats), UNIT_CASE(pin_mismatch),
+          UNIT_CASE(large_write_is_linear), UNIT_CASE(large_write_into_pool),
+          UNIT_CASE(pin_formats), UNIT_CASE(pin_mismatch),
           UNIT_CASE(ca_verification), UNIT_CASE(garbage_input), UNIT_CASE(feed_bound),
           UNIT_CASE(close_notify), UNIT_CASE(record_interop), UNIT_CASE(cipher_names),
           UNIT_CASE(tampered_record), UNIT_CASE(ticket_resumption))
