@@ -741,6 +741,19 @@ static void out_free(struct http_tls_session *s)
   s->out_pooled = 0;
 }
 
+/* Moves the pending output into `p` (cap bytes; pooled or from the heap). */
+static void out_move(struct http_tls_session *s, uint8_t *p, size_t cap, int pooled)
+{
+  size_t len = s->out_len;
+  if (len > 0)
+    memcpy(p, s->out, len);
+  out_free(s);
+  s->out = p;
+  s->out_len = len;
+  s->out_cap = cap;
+  s->out_pooled = pooled;
+}
+
 /* Large outputs (a chunk download is megabytes of ciphertext at once) take
  * recycled memory from the pool: a fresh buffer per response cost a page
  * fault per 4 KiB, about a sixth of cairnd's CPU in a TLS restore. */
@@ -756,31 +769,16 @@ static void out_reserve(struct http_tls_session *s, size_t more)
     size_t pcap;
     uint8_t *p = http_bodypool_get(s->pool, cap, &pcap);
     if (p != NULL) {
-      size_t len = s->out_len;
-      if (len > 0)
-        memcpy(p, s->out, len);
-      out_free(s);
-      s->out = p;
-      s->out_len = len;
-      s->out_cap = pcap;
-      s->out_pooled = 1;
+      out_move(s, p, pcap, 1);
       return;
     }
   }
   if (s->out_pooled) {
-    /* no pool memory left: move to the heap */
-    uint8_t *p = core_malloc(cap);
-    size_t len = s->out_len;
-    if (len > 0)
-      memcpy(p, s->out, len);
-    out_free(s);
-    s->out = p;
-    s->out_len = len;
+    out_move(s, core_malloc(cap), cap, 0); /* no pool memory left: to the heap */
+  } else {
+    s->out = core_realloc(s->out, cap);
     s->out_cap = cap;
-    return;
   }
-  s->out = core_realloc(s->out, cap);
-  s->out_cap = cap;
 }
 
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
