@@ -7,7 +7,6 @@
 #include "store/store_path.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -246,29 +245,16 @@ UNIT_TEST(read_into_uses_allocator)
   store_chunkstore_close(cs);
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw);
-
 /* tmpfs refuses O_DIRECT on older kernels (then every write is buffered) and
- * takes it on newer ones: either way the bytes must come back. In a child so
- * the directory is removed even when an assertion fails. */
+ * takes it on newer ones: either way the bytes must come back. */
 UNIT_TEST(insert_direct_io_tmpfs)
 {
-  char shm[] = "/dev/shm/cairn-unit-XXXXXX";
-  if (mkdtemp(shm) == NULL)
+  if (unit_shmdir() == NULL)
     return; /* no /dev/shm: nothing to check */
-  snprintf(base_dir, sizeof(base_dir), "%s", shm);
-  pid_t pid = fork();
-  ASSERT(pid >= 0);
-  if (pid == 0) {
-    struct store_chunkstore *cs = make_store();
-    check_direct_roundtrip(cs);
-    store_chunkstore_close(cs);
-    _exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-  ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  snprintf(base_dir, sizeof(base_dir), "%s", unit_shmdir());
+  struct store_chunkstore *cs = make_store();
+  check_direct_roundtrip(cs);
+  store_chunkstore_close(cs);
 }
 
 UNIT_TEST(insert_duplicate_touches)
@@ -642,8 +628,12 @@ static void on_progress(void *arg, unsigned done, unsigned total)
   progress_calls++;
 }
 
-static void fill_layout_full_body(void)
+/* 65,536 directories cost seconds to create and remove on ext4 but a fraction
+ * of a second on tmpfs: run on /dev/shm when it exists. */
+UNIT_TEST(fill_layout_full)
 {
+  if (unit_shmdir())
+    snprintf(base_dir, sizeof(base_dir), "%s", unit_shmdir());
   struct store_chunkstore *cs = make_store();
   uint8_t d[32];
   digest_of("before-fill", d);
@@ -674,33 +664,6 @@ static void fill_layout_full_body(void)
   ASSERT_EQ(n, 1);
   free(b);
   store_chunkstore_close(cs);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void)st, (void)flag, (void)ftw;
-  return remove(path);
-}
-
-/* 65,536 directories cost seconds to create and remove on ext4 but a fraction
- * of a second on tmpfs: run on /dev/shm when it exists, in a child process so
- * the directory is removed even when an assertion fails. */
-UNIT_TEST(fill_layout_full)
-{
-  char shm[] = "/dev/shm/cairn-unit-XXXXXX";
-  if (mkdtemp(shm) != NULL)
-    snprintf(base_dir, sizeof(base_dir), "%s", shm);
-  pid_t pid = fork();
-  ASSERT(pid >= 0);
-  if (pid == 0) {
-    fill_layout_full_body();
-    _exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  if (base_dir[0])
-    nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-  ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 UNIT_TEST(fill_layout_range)

@@ -16,7 +16,10 @@
 #define UNIT_DATA_DIR "test/data"
 #endif
 
+/* The current case's directories, made before it starts and removed by the
+ * runner after it ended, however it ended. */
 static char tmpdir[256];
+static char shmdir[256];
 static char datapath[1024];
 
 void unit_fail(const char *file, int line, const char *fmt, ...)
@@ -32,14 +35,12 @@ void unit_fail(const char *file, int line, const char *fmt, ...)
 
 const char *unit_tmpdir(void)
 {
-  if (tmpdir[0] == '\0') {
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cairn-unit-XXXXXX");
-    if (mkdtemp(tmpdir) == NULL) {
-      perror("mkdtemp");
-      _exit(1);
-    }
-  }
   return tmpdir;
+}
+
+const char *unit_shmdir(void)
+{
+  return shmdir[0] ? shmdir : NULL;
 }
 
 const char *unit_data(const char *name)
@@ -53,6 +54,26 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
   (void)st, (void)flag, (void)ftw;
   chmod(path, 0700);
   return remove(path);
+}
+
+static void make_dirs(void)
+{
+  snprintf(tmpdir, sizeof(tmpdir), "/tmp/cairn-unit-XXXXXX");
+  if (mkdtemp(tmpdir) == NULL) {
+    perror("mkdtemp");
+    exit(1);
+  }
+  snprintf(shmdir, sizeof(shmdir), "/dev/shm/cairn-unit-XXXXXX");
+  if (mkdtemp(shmdir) == NULL)
+    shmdir[0] = '\0'; /* no tmpfs here */
+}
+
+static void remove_dirs(void)
+{
+  nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (shmdir[0])
+    nftw(shmdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  tmpdir[0] = shmdir[0] = '\0';
 }
 
 static int selected(int argc, char **argv, const char *name)
@@ -80,19 +101,19 @@ int unit_run(int argc, char **argv, const struct unit_case *cases, size_t n)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     fflush(stdout);
+    make_dirs();
     pid_t pid = fork();
     if (pid == 0) {
       alarm(timeout);
       cases[i].fn();
       fflush(stdout);
-      if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
       /* exit, not _exit: LeakSanitizer runs from an atexit hook. */
       exit(0);
     }
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
       ;
+    remove_dirs();
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
                 (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;

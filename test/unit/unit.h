@@ -23,8 +23,11 @@ int unit_run(int argc, char **argv, const struct unit_case *cases, size_t n);
 /* Reports a failure and ends the current case (the child exits). */
 void unit_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
-/* A fresh temporary directory for the current case, removed when it ends. */
+/* A fresh temporary directory for the current case, removed when it ends
+ * (also when it fails or crashes). */
 const char *unit_tmpdir(void);
+/* The same on tmpfs (/dev/shm), or NULL where there is none. */
+const char *unit_shmdir(void);
 /* The path of a file under test/data. */
 const char *unit_data(const char *name);
 
