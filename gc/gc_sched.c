@@ -229,6 +229,21 @@ static void start_prune(struct gc_ctx *ctx, const struct core_config_section *se
                  core_asprintf("prune of datastore %s", sec->name));
 }
 
+/* Whether a schedule's next event after its last run (or, without one, after
+ * the previous wake-up) has come; lowers *wake to its next event to come. A
+ * due job that is still running stays due and starts when it has ended. */
+static int sched_due(const struct gc_ctx *ctx, const struct core_calendar *cal, int64_t last,
+                     int64_t now, int64_t *wake)
+{
+  int64_t next = gc__sched_next(cal, last ? last : ctx->sched_last);
+  int due = next >= 0 && next <= now;
+  if (due)
+    next = gc__sched_next(cal, now);
+  if (next >= 0 && (*wake < 0 || next < *wake))
+    *wake = next;
+  return due;
+}
+
 static void on_refreshed(void *arg, int err)
 {
   struct gc_ctx *ctx = arg;
@@ -251,33 +266,18 @@ static void on_refreshed(void *arg, int err)
                   &st->gc_cal, &st->gc_cal_ok);
       update_expr(sec->name, "prune-schedule", core_config_get(sec, "prune-schedule"),
                   &st->prune_expr, &st->prune_cal, &st->prune_cal_ok);
-      if (st->gc_cal_ok) {
-        int64_t next = gc__sched_next(&st->gc_cal, st->gc_last ? st->gc_last : ctx->sched_last);
-        if (next >= 0 && next <= now) {
-          if (st->gc == NULL) {
-            gc_start_gc(ctx, sec->name, "root@pam", on_sched_started,
-                        core_asprintf("garbage collection of datastore %s", sec->name));
-            st->gc_last = now;
-            jobstate_save(ctx, JOBSTATE_GC, sec->name, now);
-          }
-          next = gc__sched_next(&st->gc_cal, now);
-        }
-        if (next >= 0 && (wake < 0 || next < wake))
-          wake = next;
+      if (st->gc_cal_ok && sched_due(ctx, &st->gc_cal, st->gc_last, now, &wake) &&
+          st->gc == NULL) {
+        gc_start_gc(ctx, sec->name, "root@pam", on_sched_started,
+                    core_asprintf("garbage collection of datastore %s", sec->name));
+        st->gc_last = now;
+        jobstate_save(ctx, JOBSTATE_GC, sec->name, now);
       }
-      if (st->prune_cal_ok) {
-        int64_t next =
-            gc__sched_next(&st->prune_cal, st->prune_last ? st->prune_last : ctx->sched_last);
-        if (next >= 0 && next <= now) {
-          if (st->prune == NULL) {
-            start_prune(ctx, sec);
-            st->prune_last = now;
-            jobstate_save(ctx, JOBSTATE_PRUNE, sec->name, now);
-          }
-          next = gc__sched_next(&st->prune_cal, now);
-        }
-        if (next >= 0 && (wake < 0 || next < wake))
-          wake = next;
+      if (st->prune_cal_ok && sched_due(ctx, &st->prune_cal, st->prune_last, now, &wake) &&
+          st->prune == NULL) {
+        start_prune(ctx, sec);
+        st->prune_last = now;
+        jobstate_save(ctx, JOBSTATE_PRUNE, sec->name, now);
       }
     }
   }
