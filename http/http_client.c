@@ -399,25 +399,17 @@ static int conn_write(struct conn *conn, uv_buf_t *bufs, unsigned n, char *own, 
   return rc;
 }
 
-/* Writes what TLS has sealed; with `slice_end`, the last write ends a body
- * slice (there is always one: a slice is never empty). */
+/* Writes what TLS has sealed (take_output hands over all of it at once);
+ * with `slice_end`, that write ends a body slice, which always seals
+ * something: a slice is never empty. */
 static int tls_flush_ex(struct conn *conn, int slice_end)
 {
   size_t len, pool_cap; /* the client sets no pool: always 0 */
   void *p = http_tls_take_output(conn->tls, &len, &pool_cap);
-  while (p != NULL) {
-    size_t next_len;
-    void *next = http_tls_take_output(conn->tls, &next_len, &pool_cap);
-    uv_buf_t b = uv_buf_init(p, (unsigned)len);
-    int rc = conn_write(conn, &b, 1, p, slice_end && next == NULL);
-    if (rc < 0) {
-      core_free(next);
-      return rc;
-    }
-    p = next;
-    len = next_len;
-  }
-  return 0;
+  if (p == NULL)
+    return 0;
+  uv_buf_t b = uv_buf_init(p, (unsigned)len);
+  return conn_write(conn, &b, 1, p, slice_end);
 }
 
 static int tls_flush(struct conn *conn)
