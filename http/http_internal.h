@@ -154,6 +154,9 @@ int http__req_parse_params(struct http_request *req);
 
 /* http_server.c */
 void http__body_release(struct http_server *s, size_t bytes);
+/* Frees an owned response body, or hands it back to the body pool when
+ * `pool_cap` (its capacity there) is not 0. */
+void http__release_body(struct http_server *s, void *body, size_t pool_cap);
 /* Sends and takes ownership of `head` and `body`; a body with a non-zero
  * `body_pool_cap` goes back to the server's body pool, others are freed. */
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,

@@ -329,16 +329,6 @@ static char *build_head(struct http_request *req, int status, const char *ctype,
   return head;
 }
 
-/* An owned body is freed, or goes back to the body pool when `pool_cap` is
- * set. */
-static void drop_body(struct http_request *req, void *body, size_t pool_cap)
-{
-  if (pool_cap > 0)
-    http_bodypool_put(&req->server->bodies, body, pool_cap);
-  else
-    core_free(body);
-}
-
 /* Every response funnels through here. A gone client just frees the request. */
 static void respond(struct http_request *req, int status, const char *ctype, void *body,
                     size_t len, int owned, size_t pool_cap)
@@ -347,14 +337,14 @@ static void respond(struct http_request *req, int status, const char *ctype, voi
       req->state != HTTP_REQ_BODY) {
     core_error("http: second response for one request (status %d) ignored", status);
     if (owned)
-      drop_body(req, body, pool_cap);
+      http__release_body(req->server, body, pool_cap);
     return;
   }
   req->state = HTTP_REQ_SENDING;
   struct http_conn *c = req->conn;
   if (c == NULL) {
     if (owned)
-      drop_body(req, body, pool_cap);
+      http__release_body(req->server, body, pool_cap);
     http__req_free(req);
     return;
   }
@@ -362,7 +352,7 @@ static void respond(struct http_request *req, int status, const char *ctype, voi
   char *head = build_head(req, status, ctype, len, &head_len);
   if (req->method == HTTP_METHOD_HEAD) {
     if (owned)
-      drop_body(req, body, pool_cap);
+      http__release_body(req->server, body, pool_cap);
     body = NULL;
     len = 0;
     owned = 0;

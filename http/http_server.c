@@ -38,8 +38,7 @@ struct write_req {
   int last;       /* the final piece of a response */
 };
 
-/* Frees a response body, or hands it back to the body pool it came from. */
-static void release_body(struct http_server *s, void *body, size_t pool_cap)
+void http__release_body(struct http_server *s, void *body, size_t pool_cap)
 {
   if (body != NULL && pool_cap > 0)
     http_bodypool_put(&s->bodies, body, pool_cap);
@@ -151,7 +150,7 @@ static void on_write(uv_write_t *w, int status)
   struct write_req *wr = (struct write_req *)w;
   struct http_conn *c = wr->conn;
   core_free(wr->bufs[0]);
-  release_body(c->server, wr->bufs[1], wr->cap1);
+  http__release_body(c->server, wr->bufs[1], wr->cap1);
   int last = wr->last;
   core_free(wr);
   c->writes--;
@@ -186,7 +185,7 @@ static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *ow
     /* The callback will not run: undo and drop the connection. */
     c->writes--;
     core_free(own0);
-    release_body(c->server, own1, cap1);
+    http__release_body(c->server, own1, cap1);
     core_free(wr);
     http__conn_close(c);
   }
@@ -207,10 +206,7 @@ static void flush_tls(struct http_conn *c, int last)
     return;
   }
   uv_buf_t b = uv_buf_init(out, (unsigned)len);
-  if (pool_cap)
-    write_bufs(c, &b, 1, NULL, out, pool_cap, last);
-  else
-    write_bufs(c, &b, 1, out, NULL, 0, last);
+  write_bufs(c, &b, 1, NULL, out, pool_cap, last); /* pooled or not */
 }
 
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,
@@ -218,7 +214,7 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
 {
   if (c->flags & HTTP_CONN_CLOSING) {
     core_free(head);
-    release_body(c->server, body, body_pool_cap);
+    http__release_body(c->server, body, body_pool_cap);
     return;
   }
   if (c->tls) {
@@ -237,7 +233,7 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
         rc = http_tls_write(c->tls, body, body_len);
     }
     core_free(head);
-    release_body(c->server, body, body_pool_cap);
+    http__release_body(c->server, body, body_pool_cap);
     if (rc < 0) {
       http__conn_close(c);
       return;
@@ -672,17 +668,8 @@ static void conn_drain_tls(struct http_conn *c)
     break;
   }
   /* Handshake records or alerts produced while reading. */
-  if (!(c->flags & HTTP_CONN_CLOSING)) {
-    size_t len, pool_cap;
-    void *out = http_tls_take_output(c->tls, &len, &pool_cap);
-    if (out) {
-      uv_buf_t b = uv_buf_init(out, (unsigned)len);
-      if (pool_cap)
-        write_bufs(c, &b, 1, NULL, out, pool_cap, 0);
-      else
-        write_bufs(c, &b, 1, out, NULL, 0, 0);
-    }
-  }
+  if (!(c->flags & HTTP_CONN_CLOSING))
+    flush_tls(c, 0);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
