@@ -110,7 +110,8 @@ void http_respond_owned(struct http_request *req, int status, const char *conten
 /* Large response bodies in recycled memory: a buffer of at least `len` bytes
  * from the server's body pool (http_bodypool.h; any thread; NULL when out of
  * memory), its capacity in *cap. http_respond_pooled sends it and gives it
- * back to the pool; http_req_pool_put gives back one that is not sent. */
+ * back to the pool (a `cap` of 0: an owned body, freed as by
+ * http_respond_owned); http_req_pool_put gives back one that is not sent. */
 void *http_req_pool_get(struct http_request *req, size_t len, size_t *cap);
 void http_req_pool_put(struct http_request *req, void *buf, size_t cap);
 void http_respond_pooled(struct http_request *req, int status, const char *content_type,

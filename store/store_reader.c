@@ -190,10 +190,9 @@ static void chunk_done(struct core_job *j, int status)
     core_hex_encode(r->digest, 32, hex);
     http_respond_error(r->req, http_status_for(rc), "cannot read chunk %s: %s", hex,
                        core_strerror(rc));
-  } else if (r->cap > 0) {
-    http_respond_pooled(r->req, 200, "application/octet-stream", r->data, r->len, r->cap);
   } else {
-    http_respond_owned(r->req, 200, "application/octet-stream", r->data, r->len);
+    /* pooled memory, or (cap 0) an S3 fetch that did not fit it: freed */
+    http_respond_pooled(r->req, 200, "application/octet-stream", r->data, r->len, r->cap);
   }
   store_session_leave(r->s);
   core_free(r);
