@@ -304,19 +304,17 @@ int store_keyfile_write(const char *path, const uint8_t key[STORE_CRYPT_KEY_LEN]
                         uint64_t scrypt_n, int replace)
 {
   struct core_buf b;
-  char *tmp = NULL;
-  int fd = -1, rc;
+  int fd, rc;
 
   core_buf_init(&b, STORE_KEYFILE_MAX_LEN);
   rc = store_keyfile_encode(key, kdf, pass, pass_len, scrypt_n, (int64_t)time(NULL), &b);
   if (rc < 0)
     goto out;
   if (replace) {
-    tmp = core_asprintf("%s.tmp_XXXXXX", path);
-    fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
-  } else {
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    rc = core_file_replace(path, b.base, b.len, 0600, 1);
+    goto out;
   }
+  fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     rc = -errno;
     goto out;
@@ -326,15 +324,12 @@ int store_keyfile_write(const char *path, const uint8_t key[STORE_CRYPT_KEY_LEN]
     rc = -errno;
   if (close(fd) < 0 && rc == 0)
     rc = -errno;
-  if (rc == 0 && tmp && rename(tmp, path) < 0)
-    rc = -errno;
   if (rc < 0)
-    unlink(tmp ? tmp : path);
+    unlink(path);
 out:
   if (b.base)
     OPENSSL_cleanse(b.base, b.len);
   core_buf_free(&b);
-  core_free(tmp);
   return rc;
 }
 
