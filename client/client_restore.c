@@ -183,6 +183,76 @@ static void fetch_fail(struct fetch *f, int code, const char *msg)
   uv_cond_broadcast(&f->cv);
 }
 
+/* Downloads and verifies chunk `i` (`len` plaintext bytes by the index) into
+ * a pool buffer, `slot` filled on success. An uncompressed chunk's plaintext
+ * stays in the response buffer, a compressed one inflates into a second one.
+ * Returns 0, or an error with the message in `msg`. */
+static int fetch_chunk(struct fetch *f, struct store_blob_ctx *bctx, uint64_t i, uint64_t len,
+                       struct fslot *slot, char *msg, size_t msglen)
+{
+  char hex[65], target[400];
+  struct client_resp resp;
+  uint8_t *spare = NULL, *plain = NULL;
+  size_t spare_cap = 0, plen = 0;
+  int rc, kind;
+
+  core_hex_encode(store_index_digest(f->idx, i), 32, hex);
+  snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", f->r->sid, hex);
+  rc = client_api_get_pooled(f->o->api, target, STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN,
+                             &f->pool, &resp);
+  if (rc < 0) {
+    snprintf(msg, msglen, "%s: chunk %s: %s", f->archive, hex, core_strerror(rc));
+    return rc;
+  }
+  if (resp.status != 200) {
+    char m[512];
+    rc = client_api_status_error("GET", target, &resp, m, sizeof(m));
+    snprintf(msg, msglen, "%s: chunk %s: %s", f->archive, hex, m);
+    goto out;
+  }
+  if (resp.pool == NULL) {
+    rc = CORE_EPROTO; /* cairnd always announces a chunk's length */
+    snprintf(msg, msglen, "%s: chunk %s: response without a length", f->archive, hex);
+    goto out;
+  }
+  kind = store_blob_magic_kind(resp.body, resp.len);
+  if (kind >= 0 && store_blob_kind_compressed((enum store_blob_kind)kind) &&
+      (spare = http_bodypool_get(&f->pool, len, &spare_cap)) == NULL) {
+    rc = -ENOMEM;
+    snprintf(msg, msglen, "%s: chunk %s: out of memory", f->archive, hex);
+    goto out;
+  }
+  rc = store_blob_decode_inplace(bctx, (uint8_t *)resp.body, resp.len, f->o->crypt,
+                                 STORE_CHUNK_MAX_SIZE, store_index_digest(f->idx, i), spare,
+                                 spare_cap, &plain, &plen);
+  if (rc == CORE_ECRYPTO && f->o->crypt == NULL) {
+    snprintf(msg, msglen, "%s: chunk %s is encrypted: a key is needed (--keyfile)", f->archive,
+             hex);
+  } else if (rc < 0) {
+    snprintf(msg, msglen, "%s: chunk %s is damaged: %s", f->archive, hex, core_strerror(rc));
+  } else if (plen != len) {
+    snprintf(msg, msglen, "%s: chunk %s has %zu bytes, the index says %llu", f->archive, hex,
+             plen, (unsigned long long)len);
+    rc = CORE_EFORMAT;
+  } else if (spare) {
+    slot->mem = spare;
+    slot->cap = spare_cap;
+    slot->data = plain;
+    spare = NULL;
+  } else {
+    slot->mem = resp.body; /* taken over from the response */
+    slot->cap = resp.cap;
+    slot->data = plain;
+    resp.body = NULL;
+    resp.pool = NULL;
+  }
+out:
+  if (spare)
+    http_bodypool_put(&f->pool, spare, spare_cap);
+  client_resp_free(&resp);
+  return rc;
+}
+
 static void fetch_worker(void *arg)
 {
   struct fetch *f = arg;
@@ -190,12 +260,9 @@ static void fetch_worker(void *arg)
   store_blob_ctx_init(&bctx);
 
   for (;;) {
+    struct fslot got = {0};
+    char msg[768];
     uint64_t i, len;
-    char hex[65], target[400], msg[768];
-    struct client_resp resp;
-    uint8_t *plain = NULL, *spare = NULL;
-    void *mem = NULL;
-    size_t plen = 0, cap = 0, spare_cap = 0;
     int rc;
 
     uv_mutex_lock(&f->mu);
@@ -224,64 +291,15 @@ static void fetch_worker(void *arg)
     }
     uv_mutex_unlock(&f->mu);
 
-    core_hex_encode(store_index_digest(f->idx, i), 32, hex);
-    snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", f->r->sid, hex);
-    rc = client_api_get_pooled(f->o->api, target, STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN,
-                               &f->pool, &resp);
-    if (rc < 0) {
-      snprintf(msg, sizeof(msg), "%s: chunk %s: %s", f->archive, hex, core_strerror(rc));
-    } else if (resp.status != 200) {
-      char m[512];
-      rc = client_api_status_error("GET", target, &resp, m, sizeof(m));
-      snprintf(msg, sizeof(msg), "%s: chunk %s: %s", f->archive, hex, m);
-    } else {
-      /* An uncompressed chunk's plaintext stays in the response buffer, a
-       * compressed one inflates into a second buffer of the pool. */
-      int kind = store_blob_magic_kind(resp.body, resp.len);
-      rc = 0;
-      if (kind >= 0 && store_blob_kind_compressed((enum store_blob_kind)kind) &&
-          (spare = http_bodypool_get(&f->pool, len, &spare_cap)) == NULL)
-        rc = -ENOMEM;
-      if (rc == 0)
-        rc = store_blob_decode_inplace(&bctx, (uint8_t *)resp.body, resp.len, f->o->crypt,
-                                       STORE_CHUNK_MAX_SIZE, store_index_digest(f->idx, i),
-                                       spare, spare_cap, &plain, &plen);
-      if (rc == CORE_ECRYPTO && f->o->crypt == NULL)
-        snprintf(msg, sizeof(msg), "%s: chunk %s is encrypted: a key is needed (--keyfile)",
-                 f->archive, hex);
-      else if (rc < 0)
-        snprintf(msg, sizeof(msg), "%s: chunk %s is damaged: %s", f->archive, hex,
-                 core_strerror(rc));
-      else if (plen != len) {
-        snprintf(msg, sizeof(msg), "%s: chunk %s has %zu bytes, the index says %llu",
-                 f->archive, hex, plen, (unsigned long long)len);
-        rc = CORE_EFORMAT;
-      }
-    }
-    if (rc >= 0 && spare) {
-      mem = spare;
-      cap = spare_cap;
-      spare = NULL;
-    } else if (rc >= 0 && resp.pool) {
-      mem = resp.body; /* taken over from the response */
-      cap = resp.cap;
-      resp.body = NULL;
-      resp.pool = NULL;
-    } else if (rc >= 0) {
-      rc = CORE_EPROTO; /* cairnd always announces a chunk's length */
-      snprintf(msg, sizeof(msg), "%s: chunk %s: response without a length", f->archive, hex);
-    }
-    if (spare)
-      http_bodypool_put(&f->pool, spare, spare_cap); /* a failed decode */
-    client_resp_free(&resp);
+    rc = fetch_chunk(f, &bctx, i, len, &got, msg, sizeof(msg));
 
     uv_mutex_lock(&f->mu);
     if (rc < 0) {
       fetch_fail(f, rc, msg);
     } else {
-      f->slots[i].mem = mem;
-      f->slots[i].cap = cap;
-      f->slots[i].data = plain;
+      f->slots[i].mem = got.mem;
+      f->slots[i].cap = got.cap;
+      f->slots[i].data = got.data;
       f->slots[i].ready = 1;
       f->fetched++;
       uv_cond_broadcast(&f->cv);
