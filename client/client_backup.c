@@ -388,13 +388,16 @@ static int append_ready(struct pipe *p, int final, char *err, size_t errlen)
   return 0;
 }
 
-/* Hands a chunk (ownership of `data`) to the workers; waits while the budget
- * is used up. */
-static int submit(struct pipe *p, uint8_t *data, size_t len, char *err, size_t errlen)
+/* Hands a complete chunk (ownership of `data`, a client_bufpool buffer whose
+ * first `resident` bytes may have pages) to the workers, after giving back the
+ * pages past it; waits while the budget is used up. */
+static int submit(struct pipe *p, uint8_t *data, size_t len, size_t resident, char *err,
+                  size_t errlen)
 {
   struct job *j;
   int rc;
 
+  client_bufpool_trim(p->bufs, data, resident, len);
   uv_mutex_lock(&p->mu);
   if (p->o->cancel && *p->o->cancel)
     fail(p, CORE_EABORTED, "%s: interrupted", p->archive);
@@ -477,9 +480,7 @@ static int feed(void *arg, const void *data, size_t len)
     memcpy(p->cur + p->cur_len, d, take);
     p->cur_len += take;
     if (k) {
-      int rc;
-      client_bufpool_trim(p->bufs, p->cur, p->cur_resident, p->cur_len);
-      rc = submit(p, p->cur, p->cur_len, f->err, f->errlen);
+      int rc = submit(p, p->cur, p->cur_len, p->cur_resident, f->err, f->errlen);
       p->cur = NULL;
       p->cur_len = 0;
       if (rc < 0)
@@ -500,8 +501,7 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
   rc = client_archive_create(path, feed, &f, &st, err, errlen);
   if (rc == 0 && p->cur_len > 0) {
-    client_bufpool_trim(p->bufs, p->cur, p->cur_resident, p->cur_len);
-    rc = submit(p, p->cur, p->cur_len, err, errlen);
+    rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
     p->cur = NULL;
     p->cur_len = 0;
   }
@@ -536,8 +536,7 @@ static int produce_fixed(struct pipe *p, int fd, uint64_t size, char *err, size_
       }
       got += (size_t)n;
     }
-    client_bufpool_trim(p->bufs, buf, resident, want);
-    int rc = submit(p, buf, want, err, errlen);
+    int rc = submit(p, buf, want, resident, err, errlen);
     if (rc < 0)
       return rc;
     off += want;
