@@ -14,7 +14,8 @@
  *
  * Buffers are page-aligned (chunk files are written from them with O_DIRECT).
  * Response bodies use the pool too (chunk downloads read into it on a pool
- * thread), so get and put take a mutex: any thread.
+ * thread, and their TLS ciphertext), as does the client's restore for the
+ * chunks it downloads, so get and put take a mutex: any thread.
  */
 #ifndef HTTP_BODYPOOL_H
 #define HTTP_BODYPOOL_H
