@@ -30,6 +30,9 @@ enum core_error {
   CORE_ETIMEOUT   = -1018, /* an operation took too long */
   CORE_EABORTED   = -1019, /* an operation was cancelled */
   CORE_ES3        = -1020, /* S3 answered with an error */
+  CORE_EPROTECTED = -1021, /* a protected snapshot (or what holds one) was to be removed */
+
+  CORE_ELAST      = CORE_EPROTECTED /* keep last: the message table's extent */
 };
 
 /* Returns a static, human-readable string for any code: Cairn's own, errno

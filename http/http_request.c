@@ -305,6 +305,7 @@ int http_status_for(int err)
   case CORE_ECONFIG:
   case CORE_EPROTO:
   case CORE_ECRYPTO:
+  case CORE_EPROTECTED:
     return 400;
   default:
     return 500;

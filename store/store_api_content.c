@@ -256,8 +256,6 @@ static void content_run(struct core_job *job)
   }
 out:
   store_lock_release(&g);
-  if (rc == STORE_EPROTECTED && c->err[0] == '\0')
-    snprintf(c->err, sizeof(c->err), "refusing to remove protected snapshots");
   if (rc == CORE_ELOCKED && c->err[0] == '\0')
     snprintf(c->err, sizeof(c->err), "busy: a backup or another operation holds the lock");
   if (rc >= 0)
@@ -280,7 +278,7 @@ static void content_finish(struct content_job *c, int rc)
 {
   if (rc < 0) {
     int code = http_status_for(rc);
-    if (rc == STORE_EPROTECTED || rc == -ENOTEMPTY)
+    if (rc == -ENOTEMPTY)
       code = 400;
     http_respond_error(c->req, code, "%s", c->err[0] ? c->err : core_strerror(rc));
   } else {

@@ -324,7 +324,7 @@ int store_ns_delete(const char *base, const char *ns, unsigned flags)
       rc = -ENOTEMPTY;
     for (size_t g = 0; rc == 0 && (flags & STORE_NS_DELETE_GROUPS) && g < groups.n; g++) {
       int p = any_protected(base, all.items[i], groups.items[g].type, groups.items[g].id);
-      rc = p < 0 ? p : p ? STORE_EPROTECTED : 0;
+      rc = p < 0 ? p : p ? CORE_EPROTECTED : 0;
     }
     store_group_list_free(&groups);
   }
@@ -633,7 +633,7 @@ static int delete_snapshot_at(int gfd, const char *ts)
     return CORE_ENOTFOUND;
   snprintf(rel, sizeof(rel), "%s/%s", ts, STORE_PROTECTED_FILE);
   if (exists_at(gfd, rel))
-    return STORE_EPROTECTED;
+    return CORE_EPROTECTED;
   /* Manifest first: from here on the snapshot reads as unfinished, so a
    * crash halfway never leaves a "finished" snapshot with missing files. */
   snprintf(rel, sizeof(rel), "%s/%s", ts, STORE_MANIFEST_NAME);
@@ -787,7 +787,7 @@ int store_group_delete(const char *base, const char *ns, const char *type, const
   if (p < 0)
     return p;
   if (p)
-    return STORE_EPROTECTED;
+    return CORE_EPROTECTED;
   int gfd = open_dir(path);
   if (gfd < 0)
     return gfd;

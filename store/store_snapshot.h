@@ -29,15 +29,11 @@
 #ifndef STORE_SNAPSHOT_H
 #define STORE_SNAPSHOT_H
 
+#include "core/core_error.h"
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* Refusal to delete something protected. core_error.h has no code for this
- * and CORE_ELOCKED means "retry later", which would be wrong: protection is
- * permanent until an admin clears it. EPERM ("operation not permitted") is
- * the closest meaning; the HTTP layer maps it to 400 with a clear message. */
-#define STORE_EPROTECTED (-EPERM)
 
 /* ---- namespaces -------------------------------------------------------- */
 
@@ -63,7 +59,7 @@ int store_ns_create(const char *base, const char *ns);
 
 /* Deletes namespace `ns` and all namespaces below it. Without
  * STORE_NS_DELETE_GROUPS it refuses (-ENOTEMPTY) if any group exists anywhere
- * in that subtree; with it, it refuses (STORE_EPROTECTED) if any snapshot
+ * in that subtree; with it, it refuses (CORE_EPROTECTED) if any snapshot
  * there is protected. Both checks run before anything is removed. Also
  * CORE_EINVAL for the root, CORE_ENOTFOUND, and -ENOTEMPTY if foreign files
  * keep a directory from being removed. The caller holds the namespace lock
@@ -104,7 +100,7 @@ int store_group_owner(const char *base, const char *ns, const char *type, const 
 /* Replaces the owner atomically (temp file + rename). */
 int store_group_set_owner(const char *base, const char *ns, const char *type, const char *id,
                           const char *authid);
-/* Deletes the group with all its snapshots; refuses with STORE_EPROTECTED
+/* Deletes the group with all its snapshots; refuses with CORE_EPROTECTED
  * (removing nothing) if any snapshot is protected. Each snapshot loses its
  * manifest first, so an interrupted delete leaves unfinished snapshots, never
  * finished ones with missing files. */
@@ -143,7 +139,7 @@ void store_snapshot_info_free(struct store_snapshot_info *info);
 int store_snapshot_create(const char *base, const char *ns, const char *type, const char *id,
                           int64_t time);
 /* Deletes a snapshot (manifest first, then the rest, then the directory).
- * STORE_EPROTECTED if it is protected, CORE_ENOTFOUND if missing. */
+ * CORE_EPROTECTED if it is protected, CORE_ENOTFOUND if missing. */
 int store_snapshot_delete(const char *base, const char *ns, const char *type, const char *id,
                           int64_t time);
 /* Creates (on != 0) or removes the .protected marker; idempotent. */

@@ -66,7 +66,7 @@ UNIT_TEST(crc32_matches_zlib)
 
 UNIT_TEST(strerror_covers_all)
 {
-  for (int e = CORE_EPARSE; e >= CORE_ES3; e--)
+  for (int e = CORE_EPARSE; e >= CORE_ELAST; e--)
     ASSERT(strcmp(core_strerror(e), "unknown Cairn error") != 0);
   ASSERT_STR_EQ(core_strerror(UV_ENOENT), "no such file or directory");
 }

@@ -380,8 +380,8 @@ UNIT_TEST(snapshot_create_delete)
   snap_file("", "vm", "1", 100, "index.json.blob", 3);
   snap_file("", "vm", "1", 100, "root.pxar.didx", 3);
   ASSERT_OK(store_snapshot_set_protected(b, "", "vm", "1", 100, 1));
-  ASSERT_EQ(store_snapshot_delete(b, "", "vm", "1", 100), STORE_EPROTECTED);
-  ASSERT_EQ(store_group_delete(b, "", "vm", "1"), STORE_EPROTECTED);
+  ASSERT_EQ(store_snapshot_delete(b, "", "vm", "1", 100), CORE_EPROTECTED);
+  ASSERT_EQ(store_group_delete(b, "", "vm", "1"), CORE_EPROTECTED);
   struct store_snapshot_info info;
   ASSERT_OK(store_snapshot_info(b, "", "vm", "1", 100, &info)); /* untouched */
   ASSERT_EQ(info.n_files, 2);
@@ -505,7 +505,7 @@ UNIT_TEST(namespace_rules)
   ASSERT_EQ(store_ns_delete(b, "", 0), CORE_EINVAL);
   ASSERT_EQ(store_ns_delete(b, "q", 0), CORE_ENOTFOUND);
   ASSERT_EQ(store_ns_delete(b, "a", 0), -ENOTEMPTY);
-  ASSERT_EQ(store_ns_delete(b, "a", STORE_NS_DELETE_GROUPS), STORE_EPROTECTED);
+  ASSERT_EQ(store_ns_delete(b, "a", STORE_NS_DELETE_GROUPS), CORE_EPROTECTED);
   ASSERT_EQ(store_ns_exists(b, "a/c"), 1); /* refusals removed nothing */
   ASSERT_EQ(store_ns_exists(b, "a/b/d"), 1);
   ASSERT_OK(store_ns_delete(b, "a/c", 0)); /* empty: fine */
