@@ -50,6 +50,43 @@ except (ImportError, OSError):
     _LIBC = None
 
 
+# ---- what a test may skip ---------------------------------------------------
+#
+# A test never skips because a Cairn program or endpoint is missing: a build that
+# stops producing one, or a regression that makes an endpoint 404, must fail.
+# A skip is only for something this machine lacks that scripts/deps.sh cannot
+# install, and in CI (CI=true) only for the reasons listed here, so that a CI
+# machine silently missing something shows up as a failure.
+MACHINE_SKIPS = {
+    "ipv6": "the machine has no IPv6 loopback address (a container without ::1)",
+}
+
+
+def skip_for_machine(test, key, reason):
+    """Skips `test` (a TestCase) because the machine lacks `key`; fails instead
+    in CI unless MACHINE_SKIPS lists that key."""
+    if os.environ.get("CI") == "true" and key not in MACHINE_SKIPS:
+        raise AssertionError("not skipped in CI (key %r is not in MACHINE_SKIPS): %s"
+                             % (key, reason))
+    test.skipTest("%s (%s)" % (reason, MACHINE_SKIPS.get(key, key)))
+
+
+def require_programs(*names):
+    """Fails when a Cairn program is not built: call from setUpModule."""
+    missing = [binary(n) for n in names if not os.access(binary(n), os.X_OK)]
+    if missing:
+        raise AssertionError("not built: " + ", ".join(missing))
+
+
+def finish_server(srv):
+    """Stops a server and turns any sanitizer report or crash into a failure:
+    the class clean-up of every integration test."""
+    srv.close()
+    report = srv.sanitizer_reports()
+    if report:
+        raise AssertionError("cairnd reported a sanitizer error or crash:\n" + report)
+
+
 def bin_dir():
     """The directory holding cairnd and cairn-admin."""
     d = os.environ.get("CAIRN_BIN_DIR")

@@ -721,6 +721,11 @@ class CaseMixin:
 
     srv = None
 
+    @staticmethod
+    def finish_server(srv):
+        import cairn_harness
+        cairn_harness.finish_server(srv)
+
     def log_tail(self, srv=None):
         srv = srv or self.srv
         if srv is None:

@@ -36,9 +36,7 @@ MiB = 1024 * 1024
 
 
 def setUpModule():
-    for name in ("cairnd", "cairn-admin"):
-        if not os.access(ch.binary(name), os.X_OK):
-            raise unittest.SkipTest("%s not built yet" % ch.binary(name))
+    ch.require_programs("cairnd", "cairn-admin")
 
 
 def rbytes(seed, n):
@@ -69,13 +67,6 @@ class Case(pp.CaseMixin, unittest.TestCase):
         cls.addClassCleanup(cls.finish_server, cls.srv)
         cls.srv.admin("datastore", "create", STORE, cls.srv.datastore_path(STORE), check=True)
         cls.ds = cls.srv.datastore_path(STORE)
-
-    @staticmethod
-    def finish_server(srv):
-        srv.close()
-        report = srv.sanitizer_reports()
-        if report:
-            raise AssertionError("cairnd reported a sanitizer error or crash:\n" + report)
 
     def backup(self, backup_id, t, ns=None, srv=None):
         return self.open_session(pp.BackupSession(srv or self.srv, STORE, "host", backup_id,
