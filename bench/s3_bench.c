@@ -116,9 +116,9 @@ int main(int argc, char **argv)
     return 2;
   }
   mode = argv[1];
-  size = (size_t)atol(argv[2]);
-  count = (size_t)atol(argv[3]);
-  conc = (size_t)atol(argv[4]);
+  size = (size_t)strtoull(argv[2], NULL, 10);
+  count = (size_t)strtoull(argv[3], NULL, 10);
+  conc = (size_t)strtoull(argv[4], NULL, 10);
   prefix = argv[5];
   s3_xml_init();
   loop = uv_default_loop();
@@ -130,7 +130,7 @@ int main(int argc, char **argv)
     return 1;
   core_job_attach_pool(loop, &pool);
   struct s3_client_config cfg = {
-      .endpoint = env("S3_ENDPOINT", "127.0.0.1"), .port = atoi(env("S3_PORT", "7480")),
+      .endpoint = env("S3_ENDPOINT", "127.0.0.1"), .port = (int)strtol(env("S3_PORT", "7480"), NULL, 10),
       .region = env("S3_REGION", "us-east-1"), .access_key = env("S3_ACCESS_KEY", ""),
       .secret_key = env("S3_SECRET_KEY", ""), .path_style = 1, .max_conns = (unsigned)conc,
   };

@@ -252,7 +252,8 @@ static int make_using(struct store_chunkstore *cs, const uint8_t digest[32])
   if (mkdirat(cs->chunks_fd, rel, PREFIX_DIR_MODE) < 0 && errno != EEXIST)
     return -errno;
   rel[4] = '/';
-  strcat(rel, ".using");
+  size_t len = strlen(rel);
+  snprintf(rel + len, sizeof(rel) - len, ".using");
   int fd = openat(cs->chunks_fd, rel, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd < 0)
     return -errno;

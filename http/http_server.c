@@ -845,7 +845,7 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss)
     memcpy(host, addr, (size_t)(colon - addr));
     host[colon - addr] = '\0';
     if (host[0] == '\0')
-      strcpy(host, "0.0.0.0");
+      snprintf(host, sizeof(host), "0.0.0.0");
     port = colon + 1;
   }
   char *end;

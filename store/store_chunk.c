@@ -636,8 +636,8 @@ int store_chunk_remove_if_older(struct store_chunkstore *cs, unsigned prefix, co
   if (prefix >= STORE_CHUNK_PREFIXES || name == NULL || store_chunk_parse_name(name, digest, &bad) <= 0)
     return CORE_ENAME;
   prefix_name(rel, prefix);
-  rel[4] = '/';
-  strcpy(rel + 5, name); /* parse_name bounded it to STORE_CHUNK_NAME_MAX */
+  /* parse_name bounded the name to STORE_CHUNK_NAME_MAX */
+  snprintf(rel + 4, sizeof(rel) - 4, "/%s", name);
 
   pthread_mutex_t *m = stripe(cs, digest);
   pthread_mutex_lock(m);

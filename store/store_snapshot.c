@@ -248,11 +248,10 @@ int store_ns_create(const char *base, const char *ns)
   /* <parent>/ns is shared by all children of the parent: EEXIST is fine. */
   if ((rc = store_path_ns(path, sizeof(path), base, parent)) < 0)
     goto out;
-  if ((size_t)rc + 4 > sizeof(path)) {
+  if (snprintf(path + rc, sizeof(path) - (size_t)rc, "/ns") >= (int)(sizeof(path) - (size_t)rc)) {
     rc = CORE_ETOOBIG;
     goto out;
   }
-  strcat(path, "/ns");
   if (mkdir(path, DIR_MODE) < 0 && errno != EEXIST) {
     rc = -errno;
     goto out;

@@ -121,7 +121,7 @@ static struct s3_client_config base_cfg(void)
   struct s3_client_config c = {
       .id = "test",
       .endpoint = env("S3_ENDPOINT", "127.0.0.1"),
-      .port = atoi(env("S3_PORT", "7480")),
+      .port = (int)strtol(env("S3_PORT", "7480"), NULL, 10),
       .region = env("S3_REGION", "us-east-1"),
       .access_key = env("S3_ACCESS_KEY", ""),
       .secret_key = env("S3_SECRET_KEY", ""),
@@ -607,7 +607,7 @@ static int t_list_2500(void)
   /* Every key we put is there. */
   int *seen = core_calloc(n, sizeof(int));
   for (size_t i = 0; i < ng; i++) {
-    size_t idx = (size_t)atol(got[i] + 7);
+    size_t idx = (size_t)strtoull(got[i] + 7, NULL, 10);
     CHECK(idx < n && strcmp(got[i], keys[idx]) == 0);
     seen[idx]++;
   }
@@ -696,7 +696,7 @@ static int t_tls_fingerprint(void)
   }
   struct s3_client_config cfg = base_cfg();
   cfg.use_tls = 1;
-  cfg.port = atoi(port);
+  cfg.port = (int)strtol(port, NULL, 10);
   cfg.fingerprint = fp;
   struct s3_client *cl = client_with(&cfg, bucket());
   struct chk_w cw;
@@ -853,7 +853,7 @@ static int t_faults(void)
   cfg.connect_timeout_ms = 1000;
   cfg.max_conns = 16;
   F.cl = client_with(&cfg, bucket());
-  F.rng = (uint64_t)atoll(env("S3_SEED", "1")) * 0x9E3779B97F4A7C15ULL + 1;
+  F.rng = (uint64_t)strtoull(env("S3_SEED", "1"), NULL, 10) * 0x9E3779B97F4A7C15ULL + 1;
   for (int i = 0; i < FAULT_OPS; i++) {
     struct fop *op = &F.ops[i];
     op->id = i;

@@ -912,9 +912,9 @@ UNIT_TEST(manifest_filenames)
   ASSERT_EQ(store_manifest_validate_filename(""), CORE_ENAME);
   ASSERT_EQ(store_manifest_validate_filename("a\nb.blob"), CORE_ENAME);
   memset(longname, 'a', sizeof(longname));
-  strcpy(longname + 123, ".blob"); /* 128 bytes */
+  memcpy(longname + 123, ".blob", 6); /* 128 bytes */
   ASSERT_OK(store_manifest_validate_filename(longname));
-  strcpy(longname + 124, ".blob");
+  memcpy(longname + 124, ".blob", 6);
   ASSERT_EQ(store_manifest_validate_filename(longname), CORE_ENAME);
   ASSERT_STR_EQ(store_crypt_mode_name(STORE_CRYPT_MODE_SIGN_ONLY), "sign-only");
   ASSERT_EQ(store_crypt_mode_parse("encrypt"), STORE_CRYPT_MODE_ENCRYPT);

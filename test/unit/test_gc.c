@@ -328,11 +328,11 @@ UNIT_TEST(gc_bad_files)
   ASSERT_STR_EQ(t->exitstatus, "OK"); /* the .bad copy counts as present */
   char p[800];
   fx_chunk_path(&fx, d1, p, sizeof(p));
-  strcat(p, ".0.bad");
+  unit_append(p, sizeof(p), ".0.bad");
   struct stat st;
   ASSERT_EQ(stat(p, &st), 0); /* referenced: touched and kept */
   fx_chunk_path(&fx, g, p, sizeof(p));
-  strcat(p, ".0.bad");
+  unit_append(p, sizeof(p), ".0.bad");
   ASSERT(stat(p, &st) < 0);
   struct gc_status s;
   ASSERT_OK(gc_status_read(fx.base, &s));

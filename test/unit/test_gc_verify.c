@@ -130,11 +130,11 @@ UNIT_TEST(verify_finds_flipped_byte_and_missing_chunk)
   FX_ASSERT_LOG(log, "Failed to verify the following snapshots:");
   ASSERT(!fx_chunk_exists(&fx, d2));
   fx_chunk_path(&fx, d2, p, sizeof(p));
-  strcat(p, ".0.bad");
+  unit_append(p, sizeof(p), ".0.bad");
   struct stat st;
   ASSERT_EQ(stat(p, &st), 0);
   fx_chunk_path(&fx, d7, p, sizeof(p));
-  strcat(p, ".0.bad");
+  unit_append(p, sizeof(p), ".0.bad");
   ASSERT_EQ(stat(p, &st), 0);
   char *v = verify_state(&fx, "vm", "1", T0);
   ASSERT(v && strstr(v, "\"state\":\"failed\""));

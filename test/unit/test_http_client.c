@@ -104,7 +104,7 @@ static void s_handle(struct sconn *sc, const char *method, const char *path, con
     s_sendf(sc, "HTTP/1.1 201 Created\r\nContent-Length: %zu\r\n\r\n", blen);
     s_send(sc, body, blen);
   } else if (strncmp(path, "/big/", 5) == 0) {
-    size_t n = (size_t)atol(path + 5);
+    size_t n = (size_t)strtoull(path + 5, NULL, 10);
     s_sendf(sc, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", n);
     char *p = core_malloc(n);
     for (size_t i = 0; i < n; i++)
@@ -168,7 +168,7 @@ static void s_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
     size_t clen = 0;
     char *cl = strcasestr(sc->in.base, "content-length:");
     if (cl && cl < end)
-      clen = (size_t)atol(cl + 15);
+      clen = (size_t)strtoull(cl + 15, NULL, 10);
     if (sc->in.len < hlen + clen)
       return;
     char method[16] = "", path[256] = "";

@@ -112,7 +112,7 @@ UNIT_TEST(names_archive)
   char *n128 = core_asprintf("%s.blob", a); /* 128 */
   char *n129 = core_asprintf("%s.fidx", a);
   n129 = core_realloc(n129, 200);
-  strcat(n129, "x.fidx"); /* 134 */
+  unit_append(n129, 200, "x.fidx"); /* 134 */
   ASSERT_EQ(store_name_archive(n128), STORE_ARCHIVE_BLOB);
   ASSERT_EQ(store_name_archive(n129), CORE_ENAME);
   free(a);
@@ -285,13 +285,13 @@ UNIT_TEST(snapshot_listing)
   /* Junk the listing must skip. */
   char p[STORE_PATH_MAX];
   store_path_snapshot(p, sizeof(p), b, "", "vm", "100", 1000);
-  strcat(p, "/drive-scsi0.img.tmp_fidx");
+  unit_append(p, sizeof(p), "/drive-scsi0.img.tmp_fidx");
   write_file(p, 3);
   store_path_group(p, sizeof(p), b, "", "vm", "100");
-  strcat(p, "/2024-99-99T00:00:00Z");
+  unit_append(p, sizeof(p), "/2024-99-99T00:00:00Z");
   ASSERT_EQ(mkdir(p, 0755), 0);
   store_path_group(p, sizeof(p), b, "", "vm", "100");
-  strcat(p, "/2024-01-01T00:00:00Z"); /* a file, not a dir */
+  unit_append(p, sizeof(p), "/2024-01-01T00:00:00Z"); /* a file, not a dir */
   write_file(p, 1);
   snprintf(p, sizeof(p), "%s/vm/..bad", b);
   ASSERT_EQ(mkdir(p, 0755), 0);
@@ -330,7 +330,7 @@ UNIT_TEST(snapshot_listing)
   ASSERT_EQ(store_group_create(b, "", "host", "h", "root@pam", &owner), 1);
   core_free(owner);
   store_path_group(p, sizeof(p), b, "", "host", "h");
-  strcat(p, "/owner");
+  unit_append(p, sizeof(p), "/owner");
   write_file(p, 0); /* broken owner file */
 
   struct store_group_list g;

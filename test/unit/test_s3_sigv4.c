@@ -219,14 +219,15 @@ static int sign_line(char *line)
   char *fields[64];
   size_t lens[64];
   int nf = 0;
-  for (char *tok = strtok(line, " \n"); tok && nf < 64; tok = strtok(NULL, " \n"))
+  char *save = NULL;
+  for (char *tok = strtok_r(line, " \n", &save); tok && nf < 64; tok = strtok_r(NULL, " \n", &save))
     fields[nf] = strcmp(tok, "*") == 0 ? NULL : unhex(tok, &lens[nf]), nf++;
   if (nf < 11 || (nf - 11) % 2) {
     fprintf(stderr, "bad line (%d fields)\n", nf);
     return -1;
   }
-  struct s3_url_target t = {fields[1], fields[7], atoi(fields[5]), atoi(fields[6]),
-                            atoi(fields[4])};
+  struct s3_url_target t = {fields[1], fields[7], (int)strtol(fields[5], NULL, 10),
+                            (int)strtol(fields[6], NULL, 10), (int)strtol(fields[4], NULL, 10)};
   const char *bucket = fields[2], *key = fields[3];
   struct core_buf host, hh, path, query, auth;
   core_buf_init(&host, 1024);

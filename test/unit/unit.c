@@ -92,7 +92,7 @@ int unit_run(int argc, char **argv, const struct unit_case *cases, size_t n)
   unsigned timeout = 120;
   const char *t = getenv("UNIT_TIMEOUT");
   if (t)
-    timeout = (unsigned)atoi(t);
+    timeout = (unsigned)strtoul(t, NULL, 10);
   signal(SIGPIPE, SIG_IGN);
 
   for (size_t i = 0; i < n; i++) {
@@ -132,4 +132,11 @@ int unit_run(int argc, char **argv, const struct unit_case *cases, size_t n)
   }
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
+}
+
+void unit_append(char *buf, size_t size, const char *s)
+{
+  size_t len = strlen(buf);
+  if (len >= size || (size_t)snprintf(buf + len, size - len, "%s", s) >= size - len)
+    unit_fail(__FILE__, __LINE__, "unit_append: \"%s\" does not fit", s);
 }

@@ -30,6 +30,9 @@ const char *unit_tmpdir(void);
 const char *unit_shmdir(void);
 /* The path of a file under test/data. */
 const char *unit_data(const char *name);
+/* Appends `s` to the string in `buf` (`size` bytes in all); fails the test
+ * if it does not fit. The bounded replacement of strcat in tests. */
+void unit_append(char *buf, size_t size, const char *s);
 
 #define UNIT_TEST(name) static void name(void)
 
