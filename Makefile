@@ -4,7 +4,7 @@ TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all run test deps build build-test bench bench-status bench-ingest bench-backup \
+.PHONY: all run test deps build build-programs build-test bench bench-status bench-ingest bench-backup \
         bench-gc bench-s3 bench-s3-gc bench-s3-backup clean
 
 all: build
@@ -16,7 +16,14 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-run: build
+# `make run` builds only the three programs, not the tests a newcomer never runs.
+PROGRAMS = cairnd cairn-admin cairn
+
+build-programs: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target $(PROGRAMS)
+
+run: build-programs
 	@sh scripts/run-default.sh $(BUILD)/bin
 
 # Tests run against the sanitizer build, with warnings as errors.
