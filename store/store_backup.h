@@ -16,6 +16,13 @@
 #define BLOB_MAX_BODY (16u * 1024 * 1024 + 48)
 #define INDEX_APPEND_MAX_BODY (4u * 1024 * 1024)
 #define MANIFEST_NAME "index.json.blob"
+/* The uploaded manifest waits under this name until finish has checked it
+ * and renames it to MANIFEST_NAME: a snapshot is finished exactly when its
+ * index.json.blob exists (as in PBS), so nothing but a successful finish may
+ * create that file. The leading dot keeps it out of every listing, reader,
+ * verify and S3 mirror (no archive name starts with '.'); deleting the
+ * unfinished snapshot removes it with the rest. */
+#define MANIFEST_UPLOAD_NAME ".index.json.blob.upload"
 #define MAX_FIXED_CHUNKS (64u * 1024 * 1024) /* 256 TiB at 4 MiB */
 
 enum writer_kind { WRITER_FIXED = 1, WRITER_DYNAMIC = 2 };

@@ -7,6 +7,8 @@
  * may only reference known digests: uploaded in this session or registered
  * through `previous`. Indexes are built in memory and written with temp file
  * + rename at close, after count, size and checksum agree with the client's.
+ * Blobs are written when uploaded, except that the manifest is stored under
+ * its upload name until finish (store_backup.h, MANIFEST_UPLOAD_NAME).
  */
 #include "store/store_backup.h"
 #include "store/store_backend.h"
@@ -343,7 +345,8 @@ struct file_job {
   struct store_session *s;
   int wid;                       /* closing writer, or 0 for a blob */
   /* in */
-  char *path;                    /* owned: destination */
+  char *name;                    /* owned: the archive name */
+  char *path;                    /* owned: destination (the manifest: its upload name) */
   const void *data;              /* borrowed (writer image or request body) */
   size_t len;
   const void *data2;             /* second part (fixed index entries) */
@@ -371,7 +374,7 @@ static void file_finish(struct file_job *f, int rc, const char *msg)
 {
   struct store_session *s = f->s;
   struct store_backup *b = store__backup(s);
-  const char *name = strrchr(f->path, '/') + 1;
+  const char *name = f->name;
   if (rc < 0) {
     http_respond_error(f->req, http_status_for(rc), "cannot write %s: %s", name,
                        msg ? msg : core_strerror(rc));
@@ -386,6 +389,7 @@ static void file_finish(struct file_job *f, int rc, const char *msg)
       store__backup_writer_free(&b->writers[f->wid]);
     http_respond_data(f->req, NULL, 0);
   }
+  core_free(f->name);
   core_free(f->path);
   core_free(f);
   store_session_leave(s);
@@ -402,8 +406,7 @@ static void file_done(struct core_job *j, int status)
   struct file_job *f = (struct file_job *)j;
   int rc = status < 0 ? status : f->rc;
   /* The manifest goes to the bucket at finish, last (store_backup.c). */
-  if (rc == 0 && store_backend_is_s3(f->s->ds) &&
-      strcmp(strrchr(f->path, '/') + 1, MANIFEST_NAME) != 0) {
+  if (rc == 0 && store_backend_is_s3(f->s->ds) && strcmp(f->name, MANIFEST_NAME) != 0) {
     const char *rel = store_s3_rel(f->s->ds, f->path);
     store_s3_mirror(f->s->ds, &rel, 1, 0, file_mirrored, f);
     return;
@@ -419,7 +422,10 @@ static void submit_file(struct store_session *s, struct http_request *req, int w
   f->req = req;
   f->s = s;
   f->wid = wid;
-  f->path = core_asprintf("%s/%s", s->dir, name);
+  f->name = core_strdup(name);
+  /* The manifest only becomes index.json.blob at finish (store_backup.h). */
+  f->path = core_asprintf("%s/%s", s->dir,
+                          strcmp(name, MANIFEST_NAME) == 0 ? MANIFEST_UPLOAD_NAME : name);
   f->data = data;
   f->len = len;
   f->data2 = data2;
