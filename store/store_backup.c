@@ -54,8 +54,8 @@ void store__backup_writer_free(struct writer *w)
   if (w->kind == WRITER_DYNAMIC)
     store_didx_writer_free(&w->didx);
   core_free(w->name);
-  core_free(w->digests);
-  core_free(w->present);
+  core_free(w->slots);
+  store_fidx_writer_free(&w->fidx);
   memset(w, 0, sizeof(*w));
 }
 
