@@ -445,6 +445,19 @@ class SessionTest(HostileCase):
             self.assertError(r, (400, 404), "reader at %d" % t)
         self.assertOk(b.abort())
 
+    def test_reader_of_snapshot_being_written(self):
+        """Issue #12, item 3: a reader of a snapshot that a backup is still
+        writing (its manifest uploaded, finish not yet called) is told that
+        the snapshot is not finished, not that it is being removed."""
+        b = self.backup()
+        b.upload_dynamic("a.didx", [pp.Chunk(b"being written")])
+        b.upload_manifest()
+        r = pp.ReaderSession(self.srv, STORE, "host", b.backup_id, T0).open_raw()
+        message = self.assertError(r, (400, 404, 409), "reader of a snapshot being written",
+                                   mentions="not finished")
+        self.assertNotIn("removed", message.lower())
+        self.assertOk(b.abort())
+
 
 class FixedLimitTest(HostileCase):
     """Issue #12, item 2: the image size bounds a fixed index (the size given
