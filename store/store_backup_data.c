@@ -557,8 +557,10 @@ static void close_writer(struct http_request *req, void *ctx, enum writer_kind k
   }
   struct store_fidx_writer *fw = &w->fidx;
   int rc = store_fidx_writer_init(fw, size, FIXED_CHUNK_SIZE, (int64_t)time(NULL));
-  for (uint64_t i = 0; rc == 0 && i < want; i++)
-    rc = store_fidx_writer_set(fw, i, fixed_get(w, i));
+  for (uint64_t i = 0; rc == 0 && i < want; i++) {
+    const uint8_t *digest = fixed_get(w, i); /* set: `used` says so */
+    rc = digest ? store_fidx_writer_set(fw, i, digest) : CORE_EINVAL;
+  }
   if (rc == 0)
     rc = store_fidx_writer_finish(fw, mine, &my_count, &my_size);
   if (rc == 0 && memcmp(mine, csum, 32) != 0) {
