@@ -7,11 +7,14 @@
  * writer). Every later call names the session in its path.
  *
  * What the session stores (indexes, chunks, blobs, previous) is in
- * store_backup_data.c. `finish` requires the manifest, adds the upload
- * statistics to it, syncs the file system at sync level `filesystem`, and only
- * then drops the locks. An aborted session (DELETE, idle timeout, shutdown)
- * removes its snapshot directory; one a crash interrupted is removed at the
- * next start (store_recover.c).
+ * store_backup_data.c. `finish` requires the manifest, checks it against the
+ * session, adds the upload statistics to it, syncs the file system at sync
+ * level `filesystem`, and only then renames it to index.json.blob (the mark of
+ * a finished snapshot; until then it waits under its upload name, see
+ * store_backup.h) and drops the locks. An aborted session (DELETE, idle
+ * timeout, shutdown) removes its snapshot directory; one a crash interrupted
+ * (at any point before that rename) is removed at the next start
+ * (store_recover.c).
  */
 #include "store/store_backup.h"
 #include "store/store_backend.h"
@@ -31,6 +34,7 @@
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -50,8 +54,8 @@ void store__backup_writer_free(struct writer *w)
   if (w->kind == WRITER_DYNAMIC)
     store_didx_writer_free(&w->didx);
   core_free(w->name);
-  core_free(w->digests);
-  core_free(w->present);
+  core_free(w->slots);
+  store_fidx_writer_free(&w->fidx);
   memset(w, 0, sizeof(*w));
 }
 
@@ -348,7 +352,8 @@ struct finish_job {
   struct http_request *req;
   struct store_session *s;
   /* in */
-  char *manifest_path;          /* owned */
+  char *upload_path;            /* owned: the manifest as uploaded */
+  char *manifest_path;          /* owned: where finish publishes it */
   char **files;                 /* borrowed names uploaded in the session */
   int nfiles;
   uint64_t stats[4];            /* count, size, compressed, duplicates */
@@ -357,24 +362,22 @@ struct finish_job {
   char err[256];
 };
 
-static void finish_run(struct core_job *j)
+/* Checks the uploaded manifest against the session and returns it encoded
+ * again with the upload statistics added, in *blob (core_free). */
+static int finish_build(struct finish_job *f, uint8_t **blob, size_t *blob_len)
 {
-  struct finish_job *f = (struct finish_job *)j;
   struct store_session *s = f->s;
-  struct store_backup *b = store__backup(s);
-  uint8_t *raw = NULL, *blob = NULL;
-  size_t raw_len = 0, blob_len = 0;
+  uint8_t *raw = NULL;
+  size_t raw_len = 0;
   struct store_manifest m;
-  int have_m = 0;
   char stats[256];
-  int rc = core_file_read(f->manifest_path, 16u * 1024 * 1024, &raw, &raw_len);
+  int rc = core_file_read(f->upload_path, 16u * 1024 * 1024, &raw, &raw_len);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "cannot read the manifest: %s", core_strerror(rc));
-    goto out;
+    return rc;
   }
   /* The decoder may have allocated parts even when it fails: free always. */
   memset(&m, 0, sizeof(m));
-  have_m = 1;
   rc = store_manifest_decode_blob(NULL, raw, raw_len, &m);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "invalid manifest: %s", core_strerror(rc));
@@ -403,30 +406,57 @@ static void finish_run(struct core_job *j)
            f->stats[0], f->stats[1], f->stats[2], f->stats[3]);
   rc = store_manifest_unprotected_set(&m, "chunk_upload_stats", stats, strlen(stats));
   if (rc == 0)
-    rc = store_manifest_encode_blob(&m, NULL, &blob, &blob_len);
-  if (rc == 0)
-    rc = core_file_replace(f->manifest_path, blob, blob_len, 0644, 1);
-  if (rc < 0) {
+    rc = store_manifest_encode_blob(&m, NULL, blob, blob_len);
+  if (rc < 0)
     snprintf(f->err, sizeof(f->err), "cannot update the manifest: %s", core_strerror(rc));
+out:
+  store_manifest_free(&m);
+  core_free(raw);
+  return rc;
+}
+
+/* Makes the snapshot finished: the final manifest replaces the upload (synced)
+ * and is renamed to index.json.blob, whose directory entry is synced too. */
+static int finish_publish(struct finish_job *f, const uint8_t *blob, size_t blob_len)
+{
+  int rc = core_file_replace(f->upload_path, blob, blob_len, 0644, 1);
+  if (rc < 0)
+    return rc;
+  if (rename(f->upload_path, f->manifest_path) < 0)
+    return -errno;
+  rc = core_file_fsync_parent(f->manifest_path);
+  if (rc < 0)
+    rename(f->manifest_path, f->upload_path); /* unfinished again, as reported */
+  return rc;
+}
+
+static void finish_run(struct core_job *j)
+{
+  struct finish_job *f = (struct finish_job *)j;
+  struct store_backup *b = store__backup(f->s);
+  uint8_t *blob = NULL;
+  size_t blob_len = 0;
+  int rc = finish_build(f, &blob, &blob_len);
+  if (rc < 0)
     goto out;
-  }
-  /* An S3 datastore's durable copy is the bucket (every chunk and file was
+  /* Everything the manifest names must be durable before the manifest is.
+   * An S3 datastore's durable copy is the bucket (every chunk and file was
    * acknowledged there; the manifest follows in finish_done): its local
    * files are a cache that a crash may lose or cut short without harm, so
    * they need no syncfs here (docs/s3-datastores.md). */
-  if (!store_backend_is_s3(s->ds))
+  if (!store_backend_is_s3(f->s->ds)) {
     rc = store_chunkstore_sync(b->cs);
-  if (rc < 0)
-    snprintf(f->err, sizeof(f->err), "syncfs failed: %s", core_strerror(rc));
-out:
-  if (rc < 0) {
-    /* A snapshot is finished exactly when its manifest exists: make sure a
-     * failed finish does not leave one behind. */
-    unlink(f->manifest_path);
+    if (rc < 0) {
+      snprintf(f->err, sizeof(f->err), "syncfs failed: %s", core_strerror(rc));
+      goto out;
+    }
   }
-  if (have_m)
-    store_manifest_free(&m);
-  core_free(raw);
+  rc = finish_publish(f, blob, blob_len);
+  if (rc < 0)
+    snprintf(f->err, sizeof(f->err), "cannot store the manifest: %s", core_strerror(rc));
+out:
+  /* On failure the upload stays where it was: the client may fix what was
+   * wrong (close a writer, upload another manifest) and finish again. */
   core_free(blob);
   f->rc = rc;
 }
@@ -471,13 +501,17 @@ static void finish_reply(struct finish_job *f, int rc)
     store_session_end(s, finish_drained);
     store_session_leave(s);
   }
+  core_free(f->upload_path);
   core_free(f->manifest_path);
   core_free(f);
 }
 
+/* The bucket refused the snapshot: back to unfinished, the upload kept. */
 static void unfinish_run(struct core_job *j)
 {
-  unlink(((struct finish_job *)j)->manifest_path);
+  struct finish_job *f = (struct finish_job *)j;
+  if (rename(f->manifest_path, f->upload_path) < 0)
+    unlink(f->manifest_path);
 }
 
 static void unfinish_done(struct core_job *j, int status)
@@ -540,6 +574,7 @@ static void h_finish(struct http_request *req, void *ctx)
   struct finish_job *f = core_new(struct finish_job);
   f->req = req;
   f->s = s;
+  f->upload_path = core_asprintf("%s/%s", s->dir, MANIFEST_UPLOAD_NAME);
   f->manifest_path = core_asprintf("%s/%s", s->dir, MANIFEST_NAME);
   f->files = b->files;
   f->nfiles = b->nfiles;

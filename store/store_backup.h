@@ -16,9 +16,28 @@
 #define BLOB_MAX_BODY (16u * 1024 * 1024 + 48)
 #define INDEX_APPEND_MAX_BODY (4u * 1024 * 1024)
 #define MANIFEST_NAME "index.json.blob"
-#define MAX_FIXED_CHUNKS (64u * 1024 * 1024) /* 256 TiB at 4 MiB */
+/* The uploaded manifest waits under this name until finish has checked it
+ * and renames it to MANIFEST_NAME: a snapshot is finished exactly when its
+ * index.json.blob exists (as in PBS), so nothing but a successful finish may
+ * create that file. The leading dot keeps it out of every listing, reader,
+ * verify and S3 mirror (no archive name starts with '.'); deleting the
+ * unfinished snapshot removes it with the rest. */
+#define MANIFEST_UPLOAD_NAME ".index.json.blob.upload"
+/* Largest fixed-index image: 16 TiB, 4 Mi chunks of 4 MiB, a 128 MiB index
+ * file (PBS sets no limit; this keeps the index within what sessions and the
+ * S3 mirror read, 256 MiB, and positions within 32 bits). */
+#define FIXED_MAX_SIZE (16ull << 40)
+#define FIXED_CHUNK_SIZE (4u * 1024 * 1024) /* PBS's server always uses 4 MiB */
 
 enum writer_kind { WRITER_FIXED = 1, WRITER_DYNAMIC = 2 };
+
+/* One position of a fixed index being written: an open-addressing hash
+ * table entry, so memory follows the positions actually appended, not the
+ * largest position a client names. */
+struct fixed_slot {
+  uint32_t key;             /* position + 1; 0: empty */
+  uint8_t digest[32];
+};
 
 struct writer {
   enum writer_kind kind;    /* 0: slot unused */
@@ -26,13 +45,14 @@ struct writer {
   char *name;               /* owned archive name */
   /* dynamic */
   struct store_didx_writer didx;
-  /* fixed: digests by position, size fixed at close */
-  uint8_t *digests;         /* owned, cap entries of 32 bytes */
-  uint8_t *present;         /* owned, 1 per position set */
-  uint64_t cap, count;
-  uint64_t chunk_size;
-  uint64_t size_hint;       /* size given at open, 0 if unknown */
+  /* fixed: digests by position (hash table), size fixed at close */
+  struct fixed_slot *slots; /* owned, nslots entries (a power of two) */
+  uint64_t nslots, used;    /* table size, distinct positions set */
+  uint64_t count;           /* highest position set + 1 */
+  uint64_t limit;           /* image bytes: the size given at open, or FIXED_MAX_SIZE */
+  int size_given;           /* the close must name `limit` as its size */
   uint64_t last_len;        /* size of the chunk at position count-1 */
+  struct store_fidx_writer fidx; /* the file image while it is being written */
 };
 
 struct store_backup {

@@ -7,6 +7,8 @@
  * may only reference known digests: uploaded in this session or registered
  * through `previous`. Indexes are built in memory and written with temp file
  * + rename at close, after count, size and checksum agree with the client's.
+ * Blobs are written when uploaded, except that the manifest is stored under
+ * its upload name until finish (store_backup.h, MANIFEST_UPLOAD_NAME).
  */
 #include "store/store_backup.h"
 #include "store/store_backend.h"
@@ -79,11 +81,13 @@ static void open_writer(struct http_request *req, void *ctx, enum writer_kind ki
   memset(w, 0, sizeof(*w));
   if (kind == WRITER_FIXED) {
     const char *size = http_req_param(req, "size");
-    if (size && core_parse_u64(size, &w->size_hint) < 0) {
-      http_respond_error(req, 400, "invalid size");
+    w->limit = FIXED_MAX_SIZE;
+    w->size_given = size != NULL;
+    if (size && (core_parse_u64(size, &w->limit) < 0 || w->limit > FIXED_MAX_SIZE)) {
+      http_respond_error(req, 400, "size must be 0..%llu (16 TiB)",
+                         (unsigned long long)FIXED_MAX_SIZE);
       goto out;
     }
-    w->chunk_size = 4u * 1024 * 1024; /* PBS's server always uses 4 MiB */
     if (http_req_param(req, "reuse-csum")) {
       http_respond_error(req, 400, "reuse-csum is not supported; upload with "
                                    "'previous' registration instead");
@@ -111,21 +115,70 @@ static void h_dynamic_index(struct http_request *req, void *ctx)
   open_writer(req, ctx, WRITER_DYNAMIC);
 }
 
+/* ---- Fixed positions ----
+ * A fixed index's digests are kept in an open-addressing hash table keyed by
+ * position (linear probing, at most 3/4 full), not in an array indexed by
+ * position: a client may name any position below the image size in any order
+ * (QEMU writes where the guest wrote), and an array would commit memory for
+ * the largest position it names. The table holds 36 bytes per distinct
+ * position appended, at most 96 with the slack of the table, and is bounded
+ * by the image size because positions beyond it are refused. Positions are
+ * below 2^22 (FIXED_MAX_SIZE), so a multiplicative hash spreads them well
+ * enough; a client that picks colliding positions only slows its own appends
+ * down, boundedly. */
+
+static uint64_t fixed_hash(uint32_t key, uint64_t nslots)
+{
+  return ((key * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (nslots - 1);
+}
+
+/* The slot of `key`, or the empty slot where it would go. */
+static struct fixed_slot *fixed_slot(struct fixed_slot *slots, uint64_t nslots, uint32_t key)
+{
+  uint64_t i = fixed_hash(key, nslots);
+  while (slots[i].key != 0 && slots[i].key != key)
+    i = (i + 1) & (nslots - 1);
+  return &slots[i];
+}
+
+static int fixed_grow(struct writer *w)
+{
+  uint64_t n = w->nslots ? w->nslots * 2 : 64;
+  struct fixed_slot *slots = core_try_malloc(n * sizeof(*slots));
+  if (slots == NULL)
+    return UV_ENOMEM;
+  memset(slots, 0, n * sizeof(*slots));
+  for (uint64_t i = 0; i < w->nslots; i++)
+    if (w->slots[i].key)
+      *fixed_slot(slots, n, w->slots[i].key) = w->slots[i];
+  core_free(w->slots);
+  w->slots = slots;
+  w->nslots = n;
+  return 0;
+}
+
+static const uint8_t *fixed_get(const struct writer *w, uint64_t pos)
+{
+  if (w->nslots == 0)
+    return NULL;
+  struct fixed_slot *e = fixed_slot(w->slots, w->nslots, (uint32_t)(pos + 1));
+  return e->key ? e->digest : NULL;
+}
+
+/* Sets position `pos` (< limit / chunk size, checked by the caller). */
 static int fixed_set(struct writer *w, uint64_t pos, const uint8_t digest[32], uint32_t len)
 {
-  if (pos >= MAX_FIXED_CHUNKS)
-    return CORE_ETOOBIG;
-  if (pos >= w->cap) {
-    uint64_t ncap = w->cap ? w->cap : 64;
-    while (ncap <= pos)
-      ncap *= 2;
-    w->digests = core_realloc(w->digests, ncap * 32);
-    w->present = core_realloc(w->present, ncap);
-    memset(w->present + w->cap, 0, ncap - w->cap);
-    w->cap = ncap;
+  if ((w->used + 1) * 4 > w->nslots * 3) {
+    int rc = fixed_grow(w);
+    if (rc < 0)
+      return rc;
   }
-  memcpy(w->digests + pos * 32, digest, 32);
-  w->present[pos] = 1;
+  struct fixed_slot *e = fixed_slot(w->slots, w->nslots, (uint32_t)(pos + 1));
+  if (e->key == 0) {
+    e->key = (uint32_t)(pos + 1);
+    w->used++;
+  }
+  memcpy(e->digest, digest, 32);
   if (pos + 1 > w->count) {
     w->count = pos + 1;
     w->last_len = len;
@@ -179,12 +232,19 @@ static void append_index(struct http_request *req, void *ctx, enum writer_kind k
       }
       rc = store_didx_writer_append(&w->didx, off + len, digest);
     } else {
-      if (off % w->chunk_size != 0 || len > w->chunk_size || len == 0) {
+      if (off % FIXED_CHUNK_SIZE != 0 || len > FIXED_CHUNK_SIZE || len == 0) {
         http_respond_error(req, 400, "entry %zu: offset %" PRIu64 " is not aligned to the "
                            "chunk size", i, off);
         goto out;
       }
-      rc = fixed_set(w, off / w->chunk_size, digest, len);
+      /* The chunk must lie within the image: the size given at open, else
+       * the largest image allowed. */
+      if (off >= w->limit || len > w->limit - off) {
+        http_respond_error(req, 400, "entry %zu: chunk at offset %" PRIu64 " ends beyond "
+                           "the image size %" PRIu64, i, off, w->limit);
+        goto out;
+      }
+      rc = fixed_set(w, off / FIXED_CHUNK_SIZE, digest, len);
     }
     if (rc < 0) {
       http_respond_errno(req, rc, "cannot append to the index");
@@ -343,7 +403,8 @@ struct file_job {
   struct store_session *s;
   int wid;                       /* closing writer, or 0 for a blob */
   /* in */
-  char *path;                    /* owned: destination */
+  char *name;                    /* owned: the archive name */
+  char *path;                    /* owned: destination (the manifest: its upload name) */
   const void *data;              /* borrowed (writer image or request body) */
   size_t len;
   const void *data2;             /* second part (fixed index entries) */
@@ -371,12 +432,14 @@ static void file_finish(struct file_job *f, int rc, const char *msg)
 {
   struct store_session *s = f->s;
   struct store_backup *b = store__backup(s);
-  const char *name = strrchr(f->path, '/') + 1;
+  const char *name = f->name;
   if (rc < 0) {
     http_respond_error(f->req, http_status_for(rc), "cannot write %s: %s", name,
                        msg ? msg : core_strerror(rc));
-    if (f->wid)
+    if (f->wid) {
       b->writers[f->wid].closing = 0;
+      store_fidx_writer_free(&b->writers[f->wid].fidx);
+    }
   } else if (b->nfiles == MAX_FILES) {
     http_respond_error(f->req, 400, "too many files in one snapshot");
   } else {
@@ -386,6 +449,7 @@ static void file_finish(struct file_job *f, int rc, const char *msg)
       store__backup_writer_free(&b->writers[f->wid]);
     http_respond_data(f->req, NULL, 0);
   }
+  core_free(f->name);
   core_free(f->path);
   core_free(f);
   store_session_leave(s);
@@ -402,8 +466,7 @@ static void file_done(struct core_job *j, int status)
   struct file_job *f = (struct file_job *)j;
   int rc = status < 0 ? status : f->rc;
   /* The manifest goes to the bucket at finish, last (store_backup.c). */
-  if (rc == 0 && store_backend_is_s3(f->s->ds) &&
-      strcmp(strrchr(f->path, '/') + 1, MANIFEST_NAME) != 0) {
+  if (rc == 0 && store_backend_is_s3(f->s->ds) && strcmp(f->name, MANIFEST_NAME) != 0) {
     const char *rel = store_s3_rel(f->s->ds, f->path);
     store_s3_mirror(f->s->ds, &rel, 1, 0, file_mirrored, f);
     return;
@@ -419,7 +482,10 @@ static void submit_file(struct store_session *s, struct http_request *req, int w
   f->req = req;
   f->s = s;
   f->wid = wid;
-  f->path = core_asprintf("%s/%s", s->dir, name);
+  f->name = core_strdup(name);
+  /* The manifest only becomes index.json.blob at finish (store_backup.h). */
+  f->path = core_asprintf("%s/%s", s->dir,
+                          strcmp(name, MANIFEST_NAME) == 0 ? MANIFEST_UPLOAD_NAME : name);
   f->data = data;
   f->len = len;
   f->data2 = data2;
@@ -476,45 +542,43 @@ static void close_writer(struct http_request *req, void *ctx, enum writer_kind k
     submit_file(s, req, (int)(w - b->writers), w->name, img, len, NULL, 0, 0);
     return;
   }
-  /* Fixed: every position up to ceil(size / chunk_size) must be set, and
+  /* Fixed: every position up to ceil(size / chunk size) must be set (no
+   * position at or beyond it can be, so `used` counts exactly those), and
    * only the last chunk may be short. */
-  uint64_t want = (size + w->chunk_size - 1) / w->chunk_size;
-  int ok = count == want && w->count == want && (w->size_hint == 0 || w->size_hint == size);
-  for (uint64_t i = 0; ok && i < want; i++)
-    ok = w->present[i];
+  uint64_t want = size / FIXED_CHUNK_SIZE + (size % FIXED_CHUNK_SIZE != 0);
+  int ok = count == want && w->count == want && w->used == want && size <= w->limit &&
+           (!w->size_given || w->limit == size);
   if (ok && want > 0)
-    ok = w->last_len == size - (want - 1) * w->chunk_size;
+    ok = w->last_len == size - (want - 1) * FIXED_CHUNK_SIZE;
   if (!ok) {
     http_respond_error(req, 400, "fixed index does not match chunk-count %" PRIu64
                        " and size %" PRIu64, count, size);
     goto fail;
   }
-  struct store_fidx_writer fw;
-  int rc = store_fidx_writer_init(&fw, size, w->chunk_size, (int64_t)time(NULL));
-  for (uint64_t i = 0; rc == 0 && i < want; i++)
-    rc = store_fidx_writer_set(&fw, i, w->digests + i * 32);
-  if (rc == 0)
-    rc = store_fidx_writer_finish(&fw, mine, &my_count, &my_size);
-  if (rc < 0) {
-    http_respond_errno(req, rc, "cannot build the fixed index");
-    if (fw.image)
-      store_fidx_writer_free(&fw);
-    goto fail;
+  struct store_fidx_writer *fw = &w->fidx;
+  int rc = store_fidx_writer_init(fw, size, FIXED_CHUNK_SIZE, (int64_t)time(NULL));
+  for (uint64_t i = 0; rc == 0 && i < want; i++) {
+    const uint8_t *digest = fixed_get(w, i); /* set: `used` says so */
+    rc = digest ? store_fidx_writer_set(fw, i, digest) : CORE_EINVAL;
   }
-  if (memcmp(mine, csum, 32) != 0) {
-    store_fidx_writer_free(&fw);
+  if (rc == 0)
+    rc = store_fidx_writer_finish(fw, mine, &my_count, &my_size);
+  if (rc == 0 && memcmp(mine, csum, 32) != 0) {
+    store_fidx_writer_free(fw);
     http_respond_error(req, 400, "index checksum mismatch");
     goto fail;
   }
-  /* Keep the image in the writer until the file is written. */
+  if (rc < 0) {
+    store_fidx_writer_free(fw);
+    http_respond_errno(req, rc, "cannot build the fixed index");
+    goto fail;
+  }
+  /* The image stays in the writer until the file is written (a failed
+   * write leaves the writer open, positions and all, for a retry). */
   size_t len;
-  const uint8_t *img = store_fidx_writer_image(&fw, &len);
-  core_free(w->digests);
-  w->digests = core_malloc(len);
-  memcpy(w->digests, img, len);
-  store_fidx_writer_free(&fw);
+  const uint8_t *img = store_fidx_writer_image(fw, &len);
   w->closing = 1;
-  submit_file(s, req, (int)(w - b->writers), w->name, w->digests, len, NULL, 0, 0);
+  submit_file(s, req, (int)(w - b->writers), w->name, img, len, NULL, 0, 0);
   return;
 fail:
   store_session_leave(s);

@@ -49,7 +49,8 @@ static void open_run(struct core_job *j)
   store_snapshot_info_free(&info);
   if (!finished) {
     rc = CORE_ENOTFOUND;
-    snprintf(o->err, sizeof(o->err), "snapshot is not finished");
+    snprintf(o->err, sizeof(o->err), "snapshot is not finished (a backup is writing it, "
+                                     "or was interrupted)");
     goto out;
   }
   rc = store_lock_dir(lockdir, sizeof(lockdir), s->table->api->run_dir, s->ds->name);
@@ -57,8 +58,13 @@ static void open_run(struct core_job *j)
     rc = store_lock_snapshot(lockdir, s->ns, s->type, s->backup_id, s->time,
                              STORE_LOCK_SHARED, &s->locks[0]);
   if (rc < 0) {
-    snprintf(o->err, sizeof(o->err), "%s", rc == CORE_ELOCKED ? "snapshot is being removed"
-                                                              : core_strerror(rc));
+    /* Finished, yet locked exclusively: by the backup that is finishing it
+     * (it keeps the lock until its reply) or by a delete. Which one is not
+     * known here, so the message names both. */
+    snprintf(o->err, sizeof(o->err), "%s",
+             rc == CORE_ELOCKED ? "snapshot is locked: a backup is finishing it or it is "
+                                  "being removed; retry"
+                                : core_strerror(rc));
     goto out;
   }
   s->nlocks = 1;

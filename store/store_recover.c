@@ -1,8 +1,10 @@
 /* store_recover.c: removing the leftovers of backups that a crash interrupted.
  *
- * A backup that never finished leaves a snapshot directory without a manifest,
- * and a chunk insert that was cut off leaves a `<digest>.tmp_XXXXXX` file in
- * its prefix directory.
+ * A backup that never finished leaves a snapshot directory without a manifest
+ * (only a successful finish creates index.json.blob; an uploaded manifest
+ * waits under a dot name until then, see store_backup.h), and a chunk insert
+ * that was cut off leaves a `<digest>.tmp_XXXXXX` file in its prefix
+ * directory.
  * At startup cairnd walks every configured datastore in the pool and removes
  * each such snapshot whose exclusive snapshot lock it can take: a backup that
  * is really running (another process on the same run directory) holds that

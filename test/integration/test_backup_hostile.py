@@ -436,6 +436,115 @@ class SessionTest(HostileCase):
             self.assertError(r, (400, 404), "reader at %d" % t)
         self.assertOk(b.abort())
 
+    def test_reader_of_snapshot_being_written(self):
+        """Issue #12, item 3: a reader of a snapshot that a backup is still
+        writing (its manifest uploaded, finish not yet called) is told that
+        the snapshot is not finished, not that it is being removed."""
+        b = self.backup()
+        b.upload_dynamic("a.didx", [pp.Chunk(b"being written")])
+        b.upload_manifest()
+        r = pp.ReaderSession(self.srv, STORE, "host", b.backup_id, T0).open_raw()
+        message = self.assertError(r, (400, 404, 409), "reader of a snapshot being written",
+                                   mentions="not finished")
+        self.assertNotIn("removed", message.lower())
+        self.assertOk(b.abort())
+
+
+class FixedLimitTest(HostileCase):
+    """Issue #12, item 2: the image size bounds a fixed index (the size given
+    at open, at most 16 TiB), and memory follows the positions appended, not
+    the largest position a client names."""
+
+    MAX_SIZE = 16 << 40
+    FAR = 281474972516352  # chunk position 64 Mi - 1, the original report
+
+    def setUp(self):
+        super().setUp()
+        self.b = self.backup()
+        self.tail = pp.Chunk(b"fixed tail")
+
+    def test_size_at_open_is_bounded(self):
+        b = self.b
+        for size in (self.MAX_SIZE + 1, 2 ** 63, 2 ** 64 - 1, 2 ** 64):
+            r = b.call("POST", "fixed_index", params={"archive-name": "big.fidx",
+                                                       "size": str(size)})
+            self.assertError(r, 400, "size %d" % size, mentions="size")
+        # The largest size is accepted.
+        b.fixed_index("max.fidx", size=self.MAX_SIZE)
+        self.assertOk(b.abort())
+
+    def test_positions_beyond_the_size_are_refused(self):
+        b = self.b
+        fc = pp.FIXED_CHUNK_SIZE
+        full = pp.Chunk(rbytes(30, fc))
+        size = fc + self.tail.size
+        wid = b.fixed_index("d.fidx", size=size)
+        b.upload_chunk(wid, full, fixed=True)
+        b.upload_chunk(wid, self.tail, fixed=True)
+        for off, c, what in ((2 * fc, self.tail, "chunk after the last"),
+                             (fc, full, "last chunk longer than the rest of the image"),
+                             (self.FAR, self.tail, "the reported position")):
+            self.assertError(b.append_raw(wid, [c.digest], [off], fixed=True), 400, what,
+                             mentions="beyond")
+        # Without a size, the largest image is the bound.
+        nwid = b.fixed_index("n.fidx")
+        for off in (self.FAR, self.MAX_SIZE):
+            self.assertError(b.append_raw(nwid, [self.tail.digest], [off], fixed=True), 400,
+                             "offset %d without a size" % off, mentions="beyond")
+        b.append(nwid, [self.tail.digest], [self.MAX_SIZE - fc], fixed=True)
+        # What was refused left nothing behind: the index closes as it should.
+        b.append(wid, [full.digest, self.tail.digest], [0, fc], fixed=True)
+        b.close_index(wid, 2, size, pp.fidx_csum([full.digest, self.tail.digest]),
+                      fixed=True)
+        self.assertOk(b.abort())
+
+    def test_sparse_appends_in_any_order(self):
+        """Positions arrive out of order and without a size at open; the
+        index holds each digest at its position."""
+        b = self.b
+        fc = pp.FIXED_CHUNK_SIZE
+        full = pp.Chunk(rbytes(31, fc))
+        other = pp.Chunk(rbytes(32, fc))
+        n = 200  # enough positions to grow the table a few times
+        wid = b.fixed_index("s.fidx")
+        for c in (full, other, self.tail):
+            b.upload_chunk(wid, c, fixed=True)
+        digests = [(other if i % 7 == 0 else full).digest for i in range(n)]
+        digests.append(self.tail.digest)
+        order = list(range(n + 1))
+        random.Random(5).shuffle(order)
+        # One position first written wrong, then overwritten.
+        b.append(wid, [self.tail.digest], [order[0] * fc], fixed=True)
+        for k in range(0, len(order), 16):
+            part = order[k:k + 16]
+            b.append(wid, [digests[i] for i in part], [i * fc for i in part], fixed=True)
+        size = n * fc + self.tail.size
+        b.close_index(wid, n + 1, size, pp.fidx_csum(digests), fixed=True)
+        d = pp.snapshot_dir(self.ds, "host", b.backup_id, b.backup_time)
+        with open(os.path.join(d, "s.fidx"), "rb") as f:
+            idx = pp.Index.parse(f.read())
+        self.assertEqual(digests, idx.digests)
+        self.assertEqual(size, idx.size)
+        self.assertOk(b.abort())
+
+    def test_far_positions_do_not_reserve_memory(self):
+        """The amplification of the report: a few tiny appends at far
+        positions in many writers. Before, each writer allocated an array up
+        to the largest position (4 MiB of RSS per writer at 16 TiB, 64 MiB at
+        the reported position); now each costs a few KiB."""
+        b = self.b
+        writers = [b.fixed_index("w%d.fidx" % i) for i in range(48)]
+        b.upload_chunk(writers[0], self.tail, fixed=True)
+        last = self.MAX_SIZE // pp.FIXED_CHUNK_SIZE - 1
+        before = self.srv.rss_kib()
+        for wid in writers:
+            for pos in (last, last - 1, last // 2, last // 3):
+                b.append(wid, [self.tail.digest], [pos * pp.FIXED_CHUNK_SIZE], fixed=True)
+        after = self.srv.rss_kib()
+        self.assertLess(after - before, 32 * 1024, "VmRSS grew from %d to %d KiB"
+                        % (before, after))
+        self.assertOk(b.abort())
+
 
 class IndexTest(HostileCase):
     def setUp(self):

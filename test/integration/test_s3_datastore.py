@@ -352,7 +352,10 @@ class Datastore(S3Case):
         self.assertIn(snap0 + "root.pxar.didx", keys)
         self.assertNotIn(snap0 + "index.json.blob", keys)
         b.finish()
-        self.assertIn(snap0 + "index.json.blob", list_keys(snap0))
+        keys = list_keys(snap0)
+        self.assertIn(snap0 + "index.json.blob", keys)
+        # (the name the manifest waits under until finish stays local)
+        self.assertEqual([], [k for k in keys if k[len(snap0):].startswith(".")])
         # a backup: chunks and metadata where PBS puts them
         self.backup("s3a", "h1", 1700000000, chunks)
         keys = list_keys("s3a/")
