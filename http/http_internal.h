@@ -25,21 +25,35 @@ struct http_router {
   size_t n, cap;
 };
 
-/* Result of matching: the route, or why none. */
+/* Result of matching: the route, or why none. Matching allocates nothing:
+ * a path parameter is first only a span of the request path, and gets its
+ * decoded value from http_match_decode() once the request is known to be
+ * served (after authentication), so a refused request costs no memory that
+ * grows with its path. */
 struct http_match {
   const struct http_route_entry *entry;
-  int status;            /* 0 when matched; else 400 (bad parameter), 404 or 405 */
-  int bad_param;         /* a path parameter had a bad escape or a NUL */
+  int status;            /* 0 when matched; else 404 or 405 */
   int nparams;
-  struct { const char *name; char *value; } params[HTTP_MAX_PATH_PARAMS]; /* values owned */
+  struct {
+    const char *name;    /* the pattern's (owned by the router) */
+    const char *raw;     /* the segment inside the matched path, still encoded */
+    size_t raw_len;
+    const char *value;   /* decoded, inside `decoded`; NULL until decoded */
+  } params[HTTP_MAX_PATH_PARAMS];
+  char *decoded;         /* owned: every decoded value, NUL-terminated, back to back */
 };
 
 void http_router_init(struct http_router *r);
 void http_router_free(struct http_router *r);
 void http_router_add(struct http_router *r, const struct http_route *route);
-/* Matches a path (without query). Parameter values are percent-decoded copies. */
+/* Matches a path (without query). Parameters are spans of `path`, which must
+ * outlive the match. Allocates nothing. */
 void http_router_match(const struct http_router *r, enum http_method m, const char *path,
                        size_t len, struct http_match *out);
+/* Percent-decodes the matched parameters (one allocation, at most the path's
+ * length). Returns 0, or CORE_EPARSE for a bad escape or a decoded NUL (which
+ * would let "a%00b" pass name checks as "a"). */
+int http_match_decode(struct http_match *m);
 void http_match_free(struct http_match *m);
 
 struct http_param {
@@ -70,7 +84,7 @@ struct http_request {
   enum http_method method;
   struct core_buf head;       /* url, then header names and values, NUL-separated */
   uint32_t url_len;           /* bytes of the url at the start of head */
-  char *path;                 /* owned, NUL-terminated, without the query */
+  const char *path;           /* inside head: the url, cut at '?' */
   const char *query;          /* inside head, after '?', or "" */
   struct http_header headers[HTTP_MAX_HEADERS];
   int nheaders;

@@ -497,11 +497,57 @@ static int admit_body(struct http_conn *c)
   return 0;
 }
 
+/* Routing, then authentication, then the parameters: each step may refuse,
+ * and the order makes refusals cheap. Nothing so far has allocated memory
+ * sized by the path (the url is cut in place inside the header buffer, and
+ * matching keeps spans), so an unknown path or a missing token costs a
+ * client no more than its bounded header buffer. Parameters are decoded
+ * only for a request that will be served. */
+static void route_request(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  struct http_server *s = c->server;
+  char *url = req->head.base;
+  char *q = memchr(url, '?', req->url_len);
+  size_t plen = q ? (size_t)(q - url) : req->url_len;
+  if (q)
+    *q = '\0';
+  /* A NUL always follows the url in head: the separator on_header_field puts
+   * before the first name, or the one appended above when there is none. */
+  req->path = url;
+  req->query = q ? q + 1 : "";
+  http_router_match(&s->router, req->method, req->path, plen, &req->match);
+  if (req->match.status == 404) {
+    reject(req, 404, "no such path");
+    return;
+  }
+  if (req->match.status == 405) {
+    reject(req, 405, "method not allowed");
+    return;
+  }
+  const struct http_route *r = &req->match.entry->route;
+  if (!(r->flags & HTTP_ROUTE_NOAUTH)) {
+    const char *auth = http_req_header(req, "authorization");
+    if (s->auth == NULL ||
+        s->auth(s->auth_ctx, auth, req->authid, sizeof(req->authid)) < 0) {
+      req->authid[0] = '\0';
+      reject(req, 401, "authentication failed");
+      return;
+    }
+  }
+  if (http_match_decode(&req->match) < 0) {
+    reject(req, 400, "invalid characters in a path parameter");
+    return;
+  }
+  req->max_body = r->max_body ? r->max_body : HTTP_DEFAULT_MAX_BODY;
+  if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length > req->max_body)
+    reject(req, 413, "request body too large");
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
   struct http_request *req = c->req;
-  struct http_server *s = c->server;
   if (core_buf_append(&req->head, "", 1) < 0) {
     reject(req, 431, "request header fields too large");
     return -1;
@@ -510,36 +556,10 @@ static int on_headers_complete(llhttp_t *p)
   req->keep_alive = llhttp_should_keep_alive(p);
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
 
-  if (req->method == 0) {
+  if (req->method == 0)
     reject(req, 405, "method not allowed");
-  } else {
-    const char *url = req->head.base;
-    const char *q = memchr(url, '?', req->url_len);
-    size_t plen = q ? (size_t)(q - url) : req->url_len;
-    req->path = core_strndup(url, plen);
-    req->query = q ? q + 1 : "";
-    http_router_match(&s->router, req->method, req->path, plen, &req->match);
-    if (req->match.status == 404)
-      reject(req, 404, "no such path");
-    else if (req->match.status == 405)
-      reject(req, 405, "method not allowed");
-    else if (req->match.status == 400)
-      reject(req, 400, "invalid characters in a path parameter");
-  }
-  const struct http_route_entry *e = req->match.entry;
-  if (e && !req->reject_status && !(e->route.flags & HTTP_ROUTE_NOAUTH)) {
-    const char *auth = http_req_header(req, "authorization");
-    if (s->auth == NULL ||
-        s->auth(s->auth_ctx, auth, req->authid, sizeof(req->authid)) < 0) {
-      req->authid[0] = '\0';
-      reject(req, 401, "authentication failed");
-    }
-  }
-  if (e && !req->reject_status) {
-    req->max_body = e->route.max_body ? e->route.max_body : HTTP_DEFAULT_MAX_BODY;
-    if (!(p->flags & F_CHUNKED) && p->content_length > req->max_body)
-      reject(req, 413, "request body too large");
-  }
+  else
+    route_request(c);
   if (req->reject_status) {
     /* Refuse before reading a body we will not use; keep the connection only
      * when there is no body to skip. */
