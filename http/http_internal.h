@@ -56,6 +56,28 @@ void http_router_match(const struct http_router *r, enum http_method m, const ch
 int http_match_decode(struct http_match *m);
 void http_match_free(struct http_match *m);
 
+/* The line discipline of a header section (http_headscan.c). */
+enum http_headscan_state {
+  HTTP_HEADSCAN_LINE_START, /* at the start of a line */
+  HTTP_HEADSCAN_LINE,       /* inside a non-empty line */
+  HTTP_HEADSCAN_CR,         /* CR ending a non-empty line */
+  HTTP_HEADSCAN_CR_EMPTY,   /* CR at the start of a line */
+  HTTP_HEADSCAN_DONE,       /* the section has ended: later bytes are not its */
+};
+
+struct http_headscan {
+  unsigned char state;      /* enum http_headscan_state */
+  unsigned char started;    /* past the start line (from the outset in a trailer) */
+};
+
+/* Starts scanning a request head, or (trailer set) a chunked body's trailer. */
+void http__headscan_start(struct http_headscan *s, int trailer);
+/* Scans the next bytes of the section (bytes past its end are ignored; the
+ * state is then HTTP_HEADSCAN_DONE). Returns 0, or CORE_EPROTO with *why set
+ * to a static description of the refused shape. */
+int http__headscan_feed(struct http_headscan *s, const char *data, size_t len,
+                        const char **why);
+
 struct http_param {
   char *name;  /* owned */
   char *value; /* owned */
@@ -115,6 +137,7 @@ enum http_conn_flags {
   HTTP_CONN_CLOSE_AFTER = 1 << 3, /* close once the response is written */
   HTTP_CONN_EOF = 1 << 4,       /* peer finished sending */
   HTTP_CONN_BUDGET = 1 << 5,    /* paused until the body budget has room */
+  HTTP_CONN_TRAILER = 1 << 6,   /* parser paused at the last chunk: trailer next */
 };
 
 struct http_conn {
@@ -123,6 +146,7 @@ struct http_conn {
   struct http_server *server;
   struct http_tls_session *tls;   /* NULL on plain TCP */
   llhttp_t parser;
+  struct http_headscan scan;      /* checks each header section before llhttp */
   unsigned flags;
   struct http_request *req;       /* the request being read or served */
   char *pending;                  /* owned: plaintext not yet parsed (after a pause) */

@@ -271,6 +271,7 @@ static const char *reason(int status)
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
   case 507: return "Insufficient Storage";
   default: return "Unknown";
   }

@@ -334,6 +334,7 @@ void http__conn_response_done(struct http_conn *c)
   }
   c->flags &= ~HTTP_CONN_PAUSED;
   llhttp_resume(&c->parser);
+  http__headscan_start(&c->scan, 0);
   arm_timer(c, c->server->limits.idle_timeout_ms);
   conn_continue(c);
 }
@@ -372,7 +373,15 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
  * may deliver either in several pieces. */
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-  struct http_request *req = parser_conn(p)->req;
+  struct http_conn *c = parser_conn(p);
+  struct http_request *req = c->req;
+  if (req->state == HTTP_REQ_BODY) {
+    /* A field in a chunked body's trailer. Nothing here uses trailers, and
+     * one named like a header could pass for it after the checks ran. */
+    reject(req, 400, "trailer fields are not supported");
+    c->flags |= HTTP_CONN_CLOSE_AFTER;
+    return -1;
+  }
   if (req->nheaders == 0 || req->last_was_value) {
     if (req->nheaders == HTTP_MAX_HEADERS) {
       reject(req, 431, "too many header fields");
@@ -497,6 +506,62 @@ static int admit_body(struct http_conn *c)
   return 0;
 }
 
+/* Headers that mean one thing: a second one is refused rather than letting
+ * the first win here while a proxy in front may have used the last. */
+static const char *const single_headers[] = {
+  "authorization", "host", "content-length", "content-type", "transfer-encoding", "expect",
+};
+
+/* The framing rules llhttp leaves to its user. Returns 0, or -1 with the
+ * refusal (status and message) set in the request. */
+static int check_framing(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  llhttp_t *p = &c->parser;
+  if (p->http_major != 1) {
+    reject(req, 505, "HTTP version not supported");
+    return -1;
+  }
+  for (int i = 0; i < req->nheaders; i++) {
+    const struct http_header *h = &req->headers[i];
+    if (h->name_len == 0) {
+      reject(req, 400, "empty header field name");
+      return -1;
+    }
+    const char *name = req->head.base + h->name_off;
+    for (size_t k = 0; k < sizeof(single_headers) / sizeof(single_headers[0]); k++) {
+      if (strcasecmp(name, single_headers[k]) != 0)
+        continue;
+      for (int j = i + 1; j < req->nheaders; j++) {
+        if (strcasecmp(req->head.base + req->headers[j].name_off, name) == 0) {
+          char msg[64];
+          snprintf(msg, sizeof(msg), "duplicate %s header", single_headers[k]);
+          reject(req, 400, msg);
+          return -1;
+        }
+      }
+    }
+  }
+  if (p->flags & F_TRANSFER_ENCODING) {
+    /* llhttp takes "gzip, chunked" as chunked and hands over gzip bytes; the
+     * only coding Cairn decodes is chunked, alone. HTTP/1.0 has no transfer
+     * codings at all (RFC 9112, 6.1: faulty framing). */
+    if (p->http_minor == 0) {
+      reject(req, 400, "Transfer-Encoding in an HTTP/1.0 request");
+      return -1;
+    }
+    const char *te = http_req_header(req, "transfer-encoding");
+    size_t n = te ? strlen(te) : 0;
+    while (n > 0 && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+      n--;
+    if (n != 7 || strncasecmp(te, "chunked", 7) != 0) {
+      reject(req, 501, "unsupported transfer coding");
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* Routing, then authentication, then the parameters: each step may refuse,
  * and the order makes refusals cheap. Nothing so far has allocated memory
  * sized by the path (the url is cut in place inside the header buffer, and
@@ -552,6 +617,10 @@ static int on_headers_complete(llhttp_t *p)
     reject(req, 431, "request header fields too large");
     return -1;
   }
+  if (check_framing(c) < 0) {
+    c->flags |= HTTP_CONN_CLOSE_AFTER;
+    return -1;
+  }
   req->method = map_method(llhttp_get_method(p));
   req->keep_alive = llhttp_should_keep_alive(p);
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
@@ -590,6 +659,17 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
   return 0;
 }
 
+/* The last chunk: its trailer section comes next and must pass the head
+ * scanner like a head, so the parser stops here and conn_process() scans
+ * what follows before parsing on. */
+static int on_chunk_header(llhttp_t *p)
+{
+  if (p->content_length != 0)
+    return 0;
+  parser_conn(p)->flags |= HTTP_CONN_TRAILER;
+  return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
@@ -615,7 +695,56 @@ static void dispatch(struct http_conn *c)
   r->handler(req, r->ctx);
 }
 
-/* Parses plaintext; on a complete request keeps the rest aside and dispatches. */
+/* Answers a request that cannot be read further with `status` and closes the
+ * connection after it: whatever the client pipelined behind it is never
+ * parsed, since after a framing error nobody can say where it starts. */
+static void conn_refuse(struct http_conn *c, int status, const char *msg)
+{
+  c->flags |= HTTP_CONN_CLOSE_AFTER | HTTP_CONN_PAUSED;
+  if (c->flags & HTTP_CONN_READING) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HTTP_CONN_READING;
+  }
+  uv_timer_stop(&c->timer);
+  if (c->req == NULL)
+    c->req = http__req_new(c); /* refused before llhttp saw a request begin */
+  struct http_request *req = c->req;
+  if (req->state > HTTP_REQ_BODY) {
+    http__conn_close(c);
+    return;
+  }
+  req->keep_alive = 0;
+  req->state = HTTP_REQ_HANDLER;
+  if (req->reject_status)
+    http_respond_error(req, req->reject_status, "%s", req->reject_msg);
+  else
+    http_respond_error(req, status, "%s", msg);
+}
+
+/* After the parser paused: keeps the unparsed rest aside, stops reading, and
+ * dispatches the complete request (unless it waits for body budget). */
+static void conn_paused(struct http_conn *c, const char *pos, size_t rest)
+{
+  if (rest) {
+    c->pending = core_realloc(c->pending, c->pending_len + rest);
+    memcpy(c->pending + c->pending_len, pos, rest);
+    c->pending_len += rest;
+  }
+  if (c->flags & HTTP_CONN_READING) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HTTP_CONN_READING;
+  }
+  if (c->flags & HTTP_CONN_BUDGET) {
+    /* Waiting for body budget: the headers are parsed, the body waits. */
+    c->flags |= HTTP_CONN_PAUSED;
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  dispatch(c);
+}
+
+/* Parses plaintext; on a complete request keeps the rest aside and dispatches.
+ * The bytes of a header section go through the head scanner first. */
 static void conn_process(struct http_conn *c, const char *data, size_t len)
 {
   if (c->flags & HTTP_CONN_CLOSING)
@@ -627,48 +756,42 @@ static void conn_process(struct http_conn *c, const char *data, size_t len)
     c->pending_len += len;
     return;
   }
-  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-  if (err == HPE_OK)
-    return;
-  if (err == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t rest = (size_t)(data + len - pos);
-    if (rest) {
-      c->pending = core_realloc(c->pending, c->pending_len + rest);
-      memcpy(c->pending + c->pending_len, pos, rest);
-      c->pending_len += rest;
-    }
-    if (c->flags & HTTP_CONN_READING) {
-      uv_read_stop((uv_stream_t *)&c->tcp);
-      c->flags &= ~HTTP_CONN_READING;
-    }
-    if (c->flags & HTTP_CONN_BUDGET) {
-      /* Waiting for body budget: the headers are parsed, the body waits. */
-      c->flags |= HTTP_CONN_PAUSED;
-      uv_timer_stop(&c->timer);
+  for (;;) {
+    const char *why;
+    if (c->scan.state != HTTP_HEADSCAN_DONE &&
+        http__headscan_feed(&c->scan, data, len, &why) < 0) {
+      char msg[96];
+      snprintf(msg, sizeof(msg), "malformed HTTP request: %s", why);
+      conn_refuse(c, 400, msg);
       return;
     }
-    dispatch(c);
-    return;
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK)
+      return;
+    if (err != HPE_PAUSED)
+      break;
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t rest = (size_t)(data + len - pos);
+    if (!(c->flags & HTTP_CONN_TRAILER)) {
+      conn_paused(c, pos, rest);
+      return;
+    }
+    /* At the last chunk: scan the trailer section, then parse on. */
+    c->flags &= ~HTTP_CONN_TRAILER;
+    http__headscan_start(&c->scan, 1);
+    llhttp_resume(&c->parser);
+    data = pos;
+    len = rest;
   }
   /* A protocol error, or a refusal from a callback: answer once, then close. */
-  c->flags |= HTTP_CONN_CLOSE_AFTER | HTTP_CONN_PAUSED;
-  if (c->flags & HTTP_CONN_READING) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->flags &= ~HTTP_CONN_READING;
+  llhttp_errno_t err = llhttp_get_errno(&c->parser);
+  if (err == HPE_INVALID_TRANSFER_ENCODING) {
+    conn_refuse(c, 501, "unsupported transfer coding");
+  } else {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "malformed HTTP request: %s", llhttp_errno_name(err));
+    conn_refuse(c, 400, msg);
   }
-  uv_timer_stop(&c->timer);
-  struct http_request *req = c->req;
-  if (req == NULL || req->state > HTTP_REQ_BODY) {
-    http__conn_close(c);
-    return;
-  }
-  req->keep_alive = 0;
-  req->state = HTTP_REQ_HANDLER;
-  if (req->reject_status)
-    http_respond_error(req, req->reject_status, "%s", req->reject_msg);
-  else
-    http_respond_error(req, 400, "malformed HTTP request: %s", llhttp_errno_name(err));
 }
 
 static void conn_drain_tls(struct http_conn *c)
@@ -776,6 +899,7 @@ static void on_connection(uv_stream_t *ls, int status)
   }
   uv_tcp_nodelay(&c->tcp, 1);
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+  http__headscan_start(&c->scan, 0);
   if (l->tls) {
     c->tls = http_tls_session_new(l->tls, NULL);
     if (c->tls)
@@ -823,6 +947,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   s->settings.on_header_value = on_header_value;
   s->settings.on_headers_complete = on_headers_complete;
   s->settings.on_body = on_body;
+  s->settings.on_chunk_header = on_chunk_header;
   s->settings.on_message_complete = on_message_complete;
   uv_timer_init(loop, &s->grace);
   s->grace.data = s;

@@ -126,5 +126,115 @@ class RouterMemoryTest(HostileCase):
         self.assertServing()
 
 
+# ---------------------------------------------------------------------------
+
+
+class StrictFramingTest(HostileCase):
+    """Issue #12, 2: shapes that a proxy in front could frame differently than
+    cairnd (request smuggling) are refused with 400 (501 for a transfer coding
+    cairnd does not implement) and the connection is closed, so a request
+    pipelined behind one is never processed."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = cls.start(tls=False, args=["--header-timeout-ms", "2000"])
+
+    def _auth(self):
+        return ("Authorization: %s\r\n" % self.srv.auth_header()).encode()
+
+    def _post(self, headers, body):
+        return (b"POST " + API.encode() + b"/config/datastore HTTP/1.1\r\nHost: x\r\n"
+                + self._auth() + b"Content-Type: application/json\r\n" + headers
+                + b"\r\n" + body)
+
+    def _get(self, headers, path="/version", line_end=b"\r\n"):
+        return (b"GET " + API.encode() + path.encode() + b" HTTP/1.1" + line_end
+                + b"Host: x\r\n" + headers + b"\r\n")
+
+    def shapes(self):
+        chunked = b"Transfer-Encoding: chunked\r\n"
+        return [
+            ("chunk data followed by XX instead of CRLF",
+             self._post(chunked, b"2\r\n{}XX0\r\n\r\n"), (400,)),
+            ("chunk data followed by a bare LF",
+             self._post(chunked, b"2\r\n{}\n0\r\n\r\n"), (400,)),
+            ("last chunk ended by a bare LF",
+             self._post(chunked, b"2\r\n{}\r\n0\r\n\n"), (400,)),
+            ("trailer field", self._post(chunked, b"2\r\n{}\r\n0\r\nX-T: 1\r\n\r\n"),
+             (400,)),
+            ("space before the colon", self._get(b"Foo : bar\r\n"), (400,)),
+            ("space inside a field name", self._get(b"Fo o: bar\r\n"), (400,)),
+            ("empty field name", self._get(b": bar\r\n"), (400,)),
+            ("Transfer-Encoding: gzip, chunked",
+             self._post(b"Transfer-Encoding: gzip, chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n"),
+             (501,)),
+            ("Transfer-Encoding: chunked, gzip",
+             self._post(b"Transfer-Encoding: chunked, gzip\r\n", b"2\r\n{}\r\n0\r\n\r\n"),
+             (501,)),
+            ("Transfer-Encoding twice",
+             self._post(b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                        b"2\r\n{}\r\n0\r\n\r\n"), (400, 501)),
+            ("Transfer-Encoding in HTTP/1.0",
+             self._post(chunked, b"2\r\n{}\r\n0\r\n\r\n").replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+             .replace(b"Host: x\r\n", b"Host: x\r\nConnection: keep-alive\r\n", 1), (400,)),
+            ("duplicate Authorization",
+             self._get(self._auth() + b"Authorization: PBSAPIToken=x@pam!y:z\r\n",
+                       "/admin/datastore"), (400,)),
+            ("duplicate Host", self._get(b"Host: y\r\n"), (400,)),
+            ("duplicate Content-Length",
+             self._post(b"Content-Length: 2\r\nContent-Length: 2\r\n", b"{}"), (400,)),
+            ("Content-Length and Transfer-Encoding",
+             self._post(b"Content-Length: 7\r\n" + chunked, b"2\r\n{}\r\n0\r\n\r\n"), (400,)),
+            ("obs-fold continuation line", self._get(b"X-A: a\r\n b\r\n"), (400,)),
+            ("obs-fold with a tab", self._get(b"X-A: a\r\n\tb\r\n"), (400,)),
+            ("bare LF after the request line", self._get(b"", line_end=b"\n"), (400,)),
+            ("bare LF after a field", self._get(b"X-A: a\n"), (400,)),
+            ("bare LF ending the head", self._get(b"X-A: a\r\n")[:-2] + b"\n", (400,)),
+            ("bare LF before the request", b"\n" + self._get(b""), (400,)),
+            ("bare CR in a value", self._get(b"X-A: a\rb\r\n"), (400,)),
+            ("NUL in a value", self._get(b"X-A: a\x00b\r\n"), (400,)),
+            ("NUL in a name", self._get(b"X-\x00A: a\r\n"), (400,)),
+            ("HTTP/0.9 request line", b"GET " + API.encode() + b"/version\r\n\r\n", (400, 505)),
+            ("HTTP/2.0 request line",
+             self._get(b"").replace(b"HTTP/1.1", b"HTTP/2.0", 1), (400, 505)),
+        ]
+
+    def test_smuggling_shapes_refused_and_closed(self):
+        follow = b"GET " + API.encode() + b"/version HTTP/1.1\r\nHost: x\r\n\r\n"
+        wrong = []
+        for name, bad, statuses in self.shapes():
+            data, closed = self.srv.raw_exchange(bad + follow, timeout=3)
+            first = ch.split_response(data)
+            if first is None:
+                wrong.append("%s: no complete response: %r" % (name, data[:200]))
+                continue
+            status, _, body, rest = first
+            if status not in statuses or b'"message"' not in body:
+                wrong.append("%s: answered %r" % (name, data[:200]))
+            elif rest:
+                wrong.append("%s: the pipelined request was processed: %r" % (name, rest[:100]))
+            elif not closed:
+                wrong.append("%s: connection left open" % name)
+        self.assertEqual([], wrong, "\n".join(wrong) + self.log_tail())
+        self.assertServing()
+
+    def test_valid_shapes_still_served(self):
+        # The strictness must not refuse what clients really send.
+        follow = b"GET " + API.encode() + b"/version HTTP/1.1\r\nHost: x\r\n\r\n"
+        good = [
+            self._get(b"X-A: a b\t c\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n"),
+            b"\r\n" + self._get(b""),  # an empty line before a request is allowed
+            self._get(b"Transfer-Encoding: chunked\r\n") + b"2;ext=1\r\n{}\r\n0\r\n\r\n",
+            self._get(b"Transfer-Encoding:  Chunked \r\n") + b"0\r\n\r\n",
+        ]
+        for req in good:
+            s = self.srv.raw_socket()
+            try:
+                statuses = pipeline(s, [req, follow], 2)
+            finally:
+                s.close()
+            self.assertEqual([200, 200], statuses, "%r answered %r%s"
+                             % (req, statuses, self.log_tail()))
+
 if __name__ == "__main__":
     unittest.main()
