@@ -174,6 +174,11 @@ struct http_server {
   struct http_conn *conns;        /* list of open connections */
   unsigned nconns;
   int shutting_down;
+  unsigned max_conns;             /* limits.max_connections, lowered to fit RLIMIT_NOFILE */
+  int reserve_fd;                 /* spare descriptor for refusing at EMFILE; -1 if none */
+  int refusing;                   /* in a burst of refused connections (logged once) */
+  unsigned long long refused;     /* connections refused in this burst */
+  uint64_t refused_at;            /* loop time of the last refusal */
   size_t body_bytes;              /* bodies buffered now (see limits.body_budget) */
   struct http_bodypool bodies;    /* recycled memory for large bodies */
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */

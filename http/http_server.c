@@ -25,10 +25,15 @@
 #include "core/core_error.h"
 #include "core/core_log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct write_req {
   uv_write_t w;
@@ -868,10 +873,92 @@ static void conn_start_reading(struct http_conn *c)
 
 /* ---- Accepting ---- */
 
+/* A connection the server will not serve gets this and a close, so that the
+ * client fails at once instead of waiting in the backlog. */
+static const char busy_response[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Content-Length: 65\r\nConnection: close\r\n\r\n" /* the body's length: */
+    "{\"data\":null,\"message\":\"server busy: too many open connections\"}\n";
+
+/* Writes the 503 into a fresh socket: its send buffer is empty, so one
+ * non-blocking write takes it all or the client has gone. A TLS client
+ * gets only the close: a handshake costs more than the answer is worth
+ * when the server is out of room. */
+static void send_busy(int fd, int tls)
+{
+  if (!tls)
+    (void)send(fd, busy_response, sizeof(busy_response) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* One log line per burst of refusals, not one per connection. A burst ends
+ * only after HTTP_REFUSE_QUIET_MS without a refusal: at the limit, slots free
+ * up and fill again all the time, and each would otherwise start a burst. */
+#define HTTP_REFUSE_QUIET_MS 10000
+
+static void refusing(struct http_server *s, const char *why, unsigned open)
+{
+  if (!s->refusing)
+    core_warn("http: refusing new connections: %s (%u open)", why, open);
+  s->refusing = 1;
+  s->refused++;
+  s->refused_at = uv_now(s->loop);
+}
+
+static void accepting_again(struct http_server *s)
+{
+  if (!s->refusing || uv_now(s->loop) - s->refused_at < HTTP_REFUSE_QUIET_MS)
+    return;
+  core_info("http: accepting connections again after refusing %llu", s->refused);
+  s->refusing = 0;
+  s->refused = 0;
+}
+
+/* The reserve lets the server take a connection off the backlog while it has
+ * no descriptor left, to answer it (/dev/null is a device node: opening it
+ * touches no disk, so the loop can). */
+static void reserve_open(struct http_server *s)
+{
+  if (s->reserve_fd < 0)
+    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* accept() failed with EMFILE/ENFILE. libuv first tries its own spare
+ * descriptor, closing what is pending without an answer; it calls us only
+ * when it has none left, and calls again at once as long as the backlog is
+ * not empty. So: give up the reserve, accept, answer and close every pending
+ * connection, and take the reserve back. */
+static void refuse_backlog(struct http_listener *l)
+{
+  struct http_server *s = l->server;
+  uv_os_fd_t lfd;
+  refusing(s, "out of file descriptors", s->nconns);
+  if (s->reserve_fd < 0 || uv_fileno((uv_handle_t *)&l->tcp, &lfd) < 0)
+    return;
+  close(s->reserve_fd);
+  s->reserve_fd = -1;
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && errno == EINTR)
+      continue;
+    if (fd < 0)
+      break;
+    send_busy(fd, l->tls != NULL);
+    close(fd);
+    s->refused++;
+    s->refused_at = uv_now(s->loop);
+  }
+  reserve_open(s);
+}
+
+/* Accepts, then refuses at once when over the connection limit. */
 static void on_connection(uv_stream_t *ls, int status)
 {
   struct http_listener *l = ls->data;
   struct http_server *s = l->server;
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    refuse_backlog(l);
+    return;
+  }
   if (status < 0) {
     core_warn("http: accept failed: %s", uv_strerror(status));
     return;
@@ -892,11 +979,16 @@ static void on_connection(uv_stream_t *ls, int status)
     http__conn_close(c);
     return;
   }
-  if (s->nconns > s->limits.max_connections) {
-    /* Accept-and-close drains the backlog instead of letting it fill. */
+  if (s->nconns > s->max_conns) {
+    /* Accept-and-refuse drains the backlog instead of letting it fill. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+      send_busy(fd, l->tls != NULL);
+    refusing(s, "connection limit reached", s->nconns - 1);
     http__conn_close(c);
     return;
   }
+  accepting_again(s);
   uv_tcp_nodelay(&c->tcp, 1);
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
   http__headscan_start(&c->scan, 0);
@@ -907,6 +999,28 @@ static void on_connection(uv_stream_t *ls, int status)
   }
   arm_timer(c, s->limits.header_timeout_ms);
   conn_start_reading(c);
+}
+
+/* Connections may take the descriptors the process has, less a share kept for
+ * everything else (datastore files, S3 connections, task logs): past that a
+ * new connection is answered 503 at once instead of starving the file work,
+ * and accept() itself rarely meets EMFILE. */
+static unsigned conn_limit(unsigned configured)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+    return configured;
+  rlim_t keep = rl.rlim_cur / 8;
+  if (keep < 32)
+    keep = 32;
+  if (keep > 1024)
+    keep = 1024;
+  rlim_t fit = rl.rlim_cur > keep + 16 ? rl.rlim_cur - keep : 16;
+  if (fit >= configured)
+    return configured;
+  core_warn("http: at most %u connections: RLIMIT_NOFILE is %llu (%u configured)",
+            (unsigned)fit, (unsigned long long)rl.rlim_cur, configured);
+  return (unsigned)fit;
 }
 
 /* ---- Server ---- */
@@ -931,6 +1045,9 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
     s->limits.shutdown_grace_ms = 10000;
   if (!s->limits.body_budget)
     s->limits.body_budget = 64u * 1024 * 1024;
+  s->max_conns = conn_limit(s->limits.max_connections);
+  s->reserve_fd = -1;
+  reserve_open(s);
   s->budget_tail = &s->budget_head;
   http_bodypool_init(&s->bodies, s->limits.body_budget);
   uv_timer_init(loop, &s->budget_wake);
@@ -1091,6 +1208,8 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *
 static void on_grace_closed(uv_handle_t *h)
 {
   struct http_server *s = h->data;
+  if (s->reserve_fd >= 0)
+    close(s->reserve_fd);
   http_bodypool_free(&s->bodies);
   core_free(s);
 }

@@ -236,5 +236,67 @@ class StrictFramingTest(HostileCase):
             self.assertEqual([200, 200], statuses, "%r answered %r%s"
                              % (req, statuses, self.log_tail()))
 
+# ---------------------------------------------------------------------------
+
+
+class FdExhaustionTest(HostileCase):
+    """Issue #12, 3: with its descriptors used up, cairnd must answer a new
+    connection at once (503 or a close), say so once per burst in its log, and
+    serve again when the flood is gone."""
+
+    NOFILE = 128
+
+    def test_new_connections_refused_at_once(self):
+        def low_limit():
+            # Soft and hard: cairnd raises its soft limit to the hard one.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.NOFILE, self.NOFILE))
+        srv = ch.Cairn(tls=False, preexec=low_limit)
+        self.addCleanup(self._finish, srv)
+        self.srv = srv
+        self.assertServing()
+        mark = srv.log_mark()
+        socks = []
+        try:
+            for _ in range(self.NOFILE + 40):
+                socks.append(socket.create_connection((srv.host, srv.port), timeout=5))
+            start = time.monotonic()
+            s = socket.create_connection((srv.host, srv.port), timeout=5)
+            try:
+                data, closed = ch.read_until_close(s, 3)
+            finally:
+                s.close()
+            took = time.monotonic() - start
+            self.assertTrue(closed, "a connection past the limit was left hanging%s"
+                            % self.log_tail())
+            self.assertLess(took, 1.0, "refused only after %.1f s" % took)
+            if data:
+                one = ch.split_response(data)
+                self.assertIsNotNone(one, "answered %r" % data[:200])
+                self.assertEqual(503, one[0], "answered %r" % data[:200])
+                self.assertIn(b'"message"', one[2])
+            # The flood itself was answered the same way, not left in the backlog.
+            busy = 0
+            for c in socks[-20:]:
+                got, closed = ch.read_until_close(c, 1)
+                if closed and ch.parse_status_line(got) == 503:
+                    busy += 1
+            self.assertGreater(busy, 0, "no 503 among the last connections%s" % self.log_tail())
+            self.assertTrue(srv.alive(), "cairnd died at its fd limit%s" % self.log_tail())
+        finally:
+            for c in socks:
+                c.close()
+        ok = False
+        deadline = time.monotonic() + 10
+        while not ok and time.monotonic() < deadline:
+            try:
+                ok = srv.get(API + "/version", token=False).status == 200
+            except OSError:
+                time.sleep(0.1)
+        self.assertTrue(ok, "not serving after the flood%s" % self.log_tail())
+        refusals = [l for l in srv.log_lines[mark:] if "refusing new connections" in l]
+        self.assertEqual(1, len(refusals), "logged %d times:\n%s" % (len(refusals),
+                                                                     "\n".join(refusals[:5])))
+
+
 if __name__ == "__main__":
     unittest.main()
