@@ -915,18 +915,27 @@ static void accepting_again(struct http_server *s)
 
 /* The reserve lets the server take a connection off the backlog while it has
  * no descriptor left, to answer it (/dev/null is a device node: opening it
- * touches no disk, so the loop can). */
-static void reserve_open(struct http_server *s)
+ * touches no disk, so the loop can; "/" as libuv does, should it be missing).
+ * Returns 0 or a negative errno. */
+static int reserve_open(struct http_server *s)
 {
-  if (s->reserve_fd < 0)
-    s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (s->reserve_fd >= 0)
+    return 0;
+  s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (s->reserve_fd < 0 && errno != EMFILE && errno != ENFILE)
+    s->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
+  return s->reserve_fd < 0 ? -errno : 0;
 }
 
 /* accept() failed with EMFILE/ENFILE. libuv first tries its own spare
  * descriptor, closing what is pending without an answer; it calls us only
- * when it has none left, and calls again at once as long as the backlog is
- * not empty. So: give up the reserve, accept, answer and close every pending
- * connection, and take the reserve back. */
+ * when it has none left, and then accepts again as soon as we return. So:
+ * give up the reserve, accept, answer and close every pending connection,
+ * and leave the slot free, so that libuv's next accept() finds the backlog
+ * empty instead of failing again (the kernel checks for a free descriptor
+ * before it looks at the backlog, and libuv would call us in a loop). The
+ * next accepted connection gets the reserve back (on_connection). Without a
+ * reserve, nothing can be answered until a descriptor frees up. */
 static void refuse_backlog(struct http_listener *l)
 {
   struct http_server *s = l->server;
@@ -947,7 +956,6 @@ static void refuse_backlog(struct http_listener *l)
     s->refused++;
     s->refused_at = uv_now(s->loop);
   }
-  reserve_open(s);
 }
 
 /* Accepts, then refuses at once when over the connection limit. */
@@ -979,13 +987,20 @@ static void on_connection(uv_stream_t *ls, int status)
     http__conn_close(c);
     return;
   }
-  if (s->nconns > s->max_conns) {
+  /* Without its reserve the server may have just taken the last descriptor:
+   * then this connection gives it back (closing a stream frees its
+   * descriptor at once) so that the reserve can be had again. */
+  int rc = reserve_open(s);
+  int last_fd = rc == -EMFILE || rc == -ENFILE;
+  if (s->nconns > s->max_conns || last_fd) {
     /* Accept-and-refuse drains the backlog instead of letting it fill. */
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
       send_busy(fd, l->tls != NULL);
-    refusing(s, "connection limit reached", s->nconns - 1);
+    refusing(s, last_fd ? "out of file descriptors" : "connection limit reached",
+             s->nconns - 1);
     http__conn_close(c);
+    (void)reserve_open(s);
     return;
   }
   accepting_again(s);
@@ -1047,7 +1062,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
     s->limits.body_budget = 64u * 1024 * 1024;
   s->max_conns = conn_limit(s->limits.max_connections);
   s->reserve_fd = -1;
-  reserve_open(s);
+  (void)reserve_open(s);
   s->budget_tail = &s->budget_head;
   http_bodypool_init(&s->bodies, s->limits.body_budget);
   uv_timer_init(loop, &s->budget_wake);
