@@ -236,6 +236,35 @@ class StrictFramingTest(HostileCase):
             self.assertEqual([200, 200], statuses, "%r answered %r%s"
                              % (req, statuses, self.log_tail()))
 
+    def test_checks_hold_across_reads(self):
+        # The head and trailer checks keep their state between reads: byte by
+        # byte, a valid chunked request is served and a bad one refused.
+        chunked = b"Transfer-Encoding: chunked\r\n"
+        follow = b"GET " + API.encode() + b"/version HTTP/1.1\r\nHost: x\r\n\r\n"
+        for req, want in ((self._get(chunked) + b"2\r\n{}\r\n0\r\n\r\n" + follow, [200, 200]),
+                          (self._get(chunked) + b"2\r\n{}\r\n0\r\n\n" + follow, [400]),
+                          (self._get(b"X-A: a\r\n b\r\n") + follow, [400])):
+            s = self.srv.raw_socket()
+            try:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for i in range(len(req)):
+                    try:
+                        s.send(req[i:i + 1])
+                    except OSError:
+                        break  # refused and closed before the end
+                    time.sleep(0.001)
+                data, closed = ch.read_until_close(s, 3)
+            finally:
+                s.close()
+            statuses = []
+            while True:
+                one = ch.split_response(data)
+                if one is None:
+                    break
+                statuses.append(one[0])
+                data = one[3]
+            self.assertEqual(want, statuses, "%r%s" % (req, self.log_tail()))
+
 # ---------------------------------------------------------------------------
 
 
