@@ -25,22 +25,58 @@ struct http_router {
   size_t n, cap;
 };
 
-/* Result of matching: the route, or why none. */
+/* Result of matching: the route, or why none. Matching allocates nothing:
+ * a path parameter is first only a span of the request path, and gets its
+ * decoded value from http_match_decode() once the request is known to be
+ * served (after authentication), so a refused request costs no memory that
+ * grows with its path. */
 struct http_match {
   const struct http_route_entry *entry;
-  int status;            /* 0 when matched; else 400 (bad parameter), 404 or 405 */
-  int bad_param;         /* a path parameter had a bad escape or a NUL */
+  int status;            /* 0 when matched; else 404 or 405 */
   int nparams;
-  struct { const char *name; char *value; } params[HTTP_MAX_PATH_PARAMS]; /* values owned */
+  struct {
+    const char *name;    /* the pattern's (owned by the router) */
+    const char *raw;     /* the segment inside the matched path, still encoded */
+    size_t raw_len;
+    const char *value;   /* decoded, inside `decoded`; NULL until decoded */
+  } params[HTTP_MAX_PATH_PARAMS];
+  char *decoded;         /* owned: every decoded value, NUL-terminated, back to back */
 };
 
 void http_router_init(struct http_router *r);
 void http_router_free(struct http_router *r);
 void http_router_add(struct http_router *r, const struct http_route *route);
-/* Matches a path (without query). Parameter values are percent-decoded copies. */
+/* Matches a path (without query). Parameters are spans of `path`, which must
+ * outlive the match. Allocates nothing. */
 void http_router_match(const struct http_router *r, enum http_method m, const char *path,
                        size_t len, struct http_match *out);
+/* Percent-decodes the matched parameters (one allocation, at most the path's
+ * length). Returns 0, or CORE_EPARSE for a bad escape or a decoded NUL (which
+ * would let "a%00b" pass name checks as "a"). */
+int http_match_decode(struct http_match *m);
 void http_match_free(struct http_match *m);
+
+/* The line discipline of a header section (http_headscan.c). */
+enum http_headscan_state {
+  HTTP_HEADSCAN_LINE_START, /* at the start of a line */
+  HTTP_HEADSCAN_LINE,       /* inside a non-empty line */
+  HTTP_HEADSCAN_CR,         /* CR ending a non-empty line */
+  HTTP_HEADSCAN_CR_EMPTY,   /* CR at the start of a line */
+  HTTP_HEADSCAN_DONE,       /* the section has ended: later bytes are not its */
+};
+
+struct http_headscan {
+  unsigned char state;      /* enum http_headscan_state */
+  unsigned char started;    /* past the start line (from the outset in a trailer) */
+};
+
+/* Starts scanning a request head, or (trailer set) a chunked body's trailer. */
+void http__headscan_start(struct http_headscan *s, int trailer);
+/* Scans the next bytes of the section (bytes past its end are ignored; the
+ * state is then HTTP_HEADSCAN_DONE). Returns 0, or CORE_EPROTO with *why set
+ * to a static description of the refused shape. */
+int http__headscan_feed(struct http_headscan *s, const char *data, size_t len,
+                        const char **why);
 
 struct http_param {
   char *name;  /* owned */
@@ -70,7 +106,7 @@ struct http_request {
   enum http_method method;
   struct core_buf head;       /* url, then header names and values, NUL-separated */
   uint32_t url_len;           /* bytes of the url at the start of head */
-  char *path;                 /* owned, NUL-terminated, without the query */
+  const char *path;           /* inside head: the url, cut at '?' */
   const char *query;          /* inside head, after '?', or "" */
   struct http_header headers[HTTP_MAX_HEADERS];
   int nheaders;
@@ -101,6 +137,7 @@ enum http_conn_flags {
   HTTP_CONN_CLOSE_AFTER = 1 << 3, /* close once the response is written */
   HTTP_CONN_EOF = 1 << 4,       /* peer finished sending */
   HTTP_CONN_BUDGET = 1 << 5,    /* paused until the body budget has room */
+  HTTP_CONN_TRAILER = 1 << 6,   /* parser paused at the last chunk: trailer next */
 };
 
 struct http_conn {
@@ -109,6 +146,7 @@ struct http_conn {
   struct http_server *server;
   struct http_tls_session *tls;   /* NULL on plain TCP */
   llhttp_t parser;
+  struct http_headscan scan;      /* checks each header section before llhttp */
   unsigned flags;
   struct http_request *req;       /* the request being read or served */
   char *pending;                  /* owned: plaintext not yet parsed (after a pause) */
@@ -136,6 +174,11 @@ struct http_server {
   struct http_conn *conns;        /* list of open connections */
   unsigned nconns;
   int shutting_down;
+  unsigned max_conns;             /* limits.max_connections, lowered to fit RLIMIT_NOFILE */
+  int reserve_fd;                 /* spare descriptor for refusing at EMFILE; -1 if none */
+  int refusing;                   /* in a burst of refused connections (logged once) */
+  unsigned long long refused;     /* connections refused in this burst */
+  uint64_t refused_at;            /* loop time of the last refusal */
   size_t body_bytes;              /* bodies buffered now (see limits.body_budget) */
   struct http_bodypool bodies;    /* recycled memory for large bodies */
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */

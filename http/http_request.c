@@ -41,7 +41,6 @@ void http__req_free(struct http_request *req)
     req->body.base = NULL;
   }
   core_buf_free(&req->body);
-  core_free(req->path);
   http_match_free(&req->match);
   for (int i = 0; i < req->nparams; i++) {
     core_free(req->params[i].name);
@@ -86,8 +85,10 @@ const char *http_req_header(const struct http_request *req, const char *name)
 
 const char *http_req_param(const struct http_request *req, const char *name)
 {
+  /* Path parameters count once decoded (the server does it before any
+   * handler runs). */
   for (int i = 0; i < req->match.nparams; i++) {
-    if (strcmp(req->match.params[i].name, name) == 0)
+    if (req->match.params[i].value && strcmp(req->match.params[i].name, name) == 0)
       return req->match.params[i].value;
   }
   for (int i = 0; i < req->nparams; i++) {
@@ -270,6 +271,7 @@ static const char *reason(int status)
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
   case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
   case 507: return "Insufficient Storage";
   default: return "Unknown";
   }

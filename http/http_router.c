@@ -4,6 +4,12 @@
  * request path segment by segment without copying it, so a lookup costs a few
  * string compares per route; Cairn has a few dozen routes, which a linear scan
  * serves faster than any tree would.
+ *
+ * Matching allocates nothing: parameters are recorded as spans of the path
+ * and decoded only for the route that is served, after authentication
+ * (http_match_decode). A path is client-chosen, and every route is tried
+ * against it, so anything allocated per candidate would be multiplied by the
+ * number of routes for every request, answered or not.
  */
 #include "http/http_internal.h"
 
@@ -62,7 +68,9 @@ void http_router_add(struct http_router *r, const struct http_route *route)
   }
 }
 
-/* Matches path segments against one entry; fills params on success. */
+/* Matches path segments against one entry. On success fills the entry's
+ * parameters as spans of `path`; nothing is allocated either way, so trying
+ * every route costs no memory however long the path is. */
 static int match_entry(const struct http_route_entry *e, const char *path, size_t len,
                        struct http_match *out)
 {
@@ -79,32 +87,22 @@ static int match_entry(const struct http_route_entry *e, const char *path, size_
     if (seg == NULL) {
       if (nparams == HTTP_MAX_PATH_PARAMS)
         return 0;
-      char *v = core_malloc(slen + 1);
-      int n = http_url_decode(p, slen, v, 0);
-      /* A decoded NUL would let "a%00b" pass as "a" to name checks. */
-      if (n < 0 || memchr(v, '\0', (size_t)n) != NULL) {
-        /* Still this route, but the parameter cannot be used as a name. */
-        out->bad_param = 1;
-        v[0] = '\0';
-      }
       out->params[nparams].name = e->name[i];
-      out->params[nparams].value = v;
+      out->params[nparams].raw = p;
+      out->params[nparams].raw_len = slen;
+      out->params[nparams].value = NULL;
       nparams++;
     } else if (strlen(seg) != slen || memcmp(seg, p, slen) != 0) {
-      goto fail;
+      return 0;
     }
     p += slen;
   }
   while (p < end && *p == '/')
     p++;
   if (p != end)
-    goto fail;
+    return 0;
   out->nparams = nparams;
   return 1;
-fail:
-  for (int i = 0; i < nparams; i++)
-    core_free(out->params[i].value);
-  return 0;
 }
 
 void http_router_match(const struct http_router *r, enum http_method m, const char *path,
@@ -122,19 +120,40 @@ void http_router_match(const struct http_router *r, enum http_method m, const ch
       continue;
     if (!method_ok) {
       out->status = 405;
-      http_match_free(&tmp);
       continue;
     }
     *out = tmp;
     out->entry = e;
-    out->status = tmp.bad_param ? 400 : 0;
+    out->status = 0;
+    out->decoded = NULL;
     return;
   }
 }
 
+int http_match_decode(struct http_match *m)
+{
+  if (m->nparams == 0 || m->decoded != NULL)
+    return 0;
+  size_t total = 0;
+  for (int i = 0; i < m->nparams; i++)
+    total += m->params[i].raw_len + 1;
+  char *out = core_malloc(total);
+  m->decoded = out;
+  for (int i = 0; i < m->nparams; i++) {
+    int n = http_url_decode(m->params[i].raw, m->params[i].raw_len, out, 0);
+    if (n < 0 || memchr(out, '\0', (size_t)n) != NULL)
+      return CORE_EPARSE;
+    m->params[i].value = out;
+    out += n + 1;
+  }
+  return 0;
+}
+
 void http_match_free(struct http_match *m)
 {
+  core_free(m->decoded);
+  m->decoded = NULL;
   for (int i = 0; i < m->nparams; i++)
-    core_free(m->params[i].value);
+    m->params[i].value = NULL;
   m->nparams = 0;
 }

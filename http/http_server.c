@@ -25,10 +25,15 @@
 #include "core/core_error.h"
 #include "core/core_log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct write_req {
   uv_write_t w;
@@ -334,6 +339,7 @@ void http__conn_response_done(struct http_conn *c)
   }
   c->flags &= ~HTTP_CONN_PAUSED;
   llhttp_resume(&c->parser);
+  http__headscan_start(&c->scan, 0);
   arm_timer(c, c->server->limits.idle_timeout_ms);
   conn_continue(c);
 }
@@ -372,7 +378,15 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
  * may deliver either in several pieces. */
 static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
-  struct http_request *req = parser_conn(p)->req;
+  struct http_conn *c = parser_conn(p);
+  struct http_request *req = c->req;
+  if (req->state == HTTP_REQ_BODY) {
+    /* A field in a chunked body's trailer. Nothing here uses trailers, and
+     * one named like a header could pass for it after the checks ran. */
+    reject(req, 400, "trailer fields are not supported");
+    c->flags |= HTTP_CONN_CLOSE_AFTER;
+    return -1;
+  }
   if (req->nheaders == 0 || req->last_was_value) {
     if (req->nheaders == HTTP_MAX_HEADERS) {
       reject(req, 431, "too many header fields");
@@ -497,49 +511,129 @@ static int admit_body(struct http_conn *c)
   return 0;
 }
 
+/* Headers that mean one thing: a second one is refused rather than letting
+ * the first win here while a proxy in front may have used the last. */
+static const char *const single_headers[] = {
+  "authorization", "host", "content-length", "content-type", "transfer-encoding", "expect",
+};
+
+/* The framing rules llhttp leaves to its user. Returns 0, or -1 with the
+ * refusal (status and message) set in the request. */
+static int check_framing(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  llhttp_t *p = &c->parser;
+  if (p->http_major != 1) {
+    reject(req, 505, "HTTP version not supported");
+    return -1;
+  }
+  for (int i = 0; i < req->nheaders; i++) {
+    const struct http_header *h = &req->headers[i];
+    if (h->name_len == 0) {
+      reject(req, 400, "empty header field name");
+      return -1;
+    }
+    const char *name = req->head.base + h->name_off;
+    for (size_t k = 0; k < sizeof(single_headers) / sizeof(single_headers[0]); k++) {
+      if (strcasecmp(name, single_headers[k]) != 0)
+        continue;
+      for (int j = i + 1; j < req->nheaders; j++) {
+        if (strcasecmp(req->head.base + req->headers[j].name_off, name) == 0) {
+          char msg[64];
+          snprintf(msg, sizeof(msg), "duplicate %s header", single_headers[k]);
+          reject(req, 400, msg);
+          return -1;
+        }
+      }
+    }
+  }
+  if (p->flags & F_TRANSFER_ENCODING) {
+    /* llhttp takes "gzip, chunked" as chunked and hands over gzip bytes; the
+     * only coding Cairn decodes is chunked, alone. HTTP/1.0 has no transfer
+     * codings at all (RFC 9112, 6.1: faulty framing). */
+    if (p->http_minor == 0) {
+      reject(req, 400, "Transfer-Encoding in an HTTP/1.0 request");
+      return -1;
+    }
+    const char *te = http_req_header(req, "transfer-encoding");
+    size_t n = te ? strlen(te) : 0;
+    while (n > 0 && (te[n - 1] == ' ' || te[n - 1] == '\t'))
+      n--;
+    if (n != 7 || strncasecmp(te, "chunked", 7) != 0) {
+      reject(req, 501, "unsupported transfer coding");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Routing, then authentication, then the parameters: each step may refuse,
+ * and the order makes refusals cheap. Nothing so far has allocated memory
+ * sized by the path (the url is cut in place inside the header buffer, and
+ * matching keeps spans), so an unknown path or a missing token costs a
+ * client no more than its bounded header buffer. Parameters are decoded
+ * only for a request that will be served. */
+static void route_request(struct http_conn *c)
+{
+  struct http_request *req = c->req;
+  struct http_server *s = c->server;
+  char *url = req->head.base;
+  char *q = memchr(url, '?', req->url_len);
+  size_t plen = q ? (size_t)(q - url) : req->url_len;
+  if (q)
+    *q = '\0';
+  /* A NUL always follows the url in head: the separator on_header_field puts
+   * before the first name, or the one appended above when there is none. */
+  req->path = url;
+  req->query = q ? q + 1 : "";
+  http_router_match(&s->router, req->method, req->path, plen, &req->match);
+  if (req->match.status == 404) {
+    reject(req, 404, "no such path");
+    return;
+  }
+  if (req->match.status == 405) {
+    reject(req, 405, "method not allowed");
+    return;
+  }
+  const struct http_route *r = &req->match.entry->route;
+  if (!(r->flags & HTTP_ROUTE_NOAUTH)) {
+    const char *auth = http_req_header(req, "authorization");
+    if (s->auth == NULL ||
+        s->auth(s->auth_ctx, auth, req->authid, sizeof(req->authid)) < 0) {
+      req->authid[0] = '\0';
+      reject(req, 401, "authentication failed");
+      return;
+    }
+  }
+  if (http_match_decode(&req->match) < 0) {
+    reject(req, 400, "invalid characters in a path parameter");
+    return;
+  }
+  req->max_body = r->max_body ? r->max_body : HTTP_DEFAULT_MAX_BODY;
+  if (!(c->parser.flags & F_CHUNKED) && c->parser.content_length > req->max_body)
+    reject(req, 413, "request body too large");
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
   struct http_request *req = c->req;
-  struct http_server *s = c->server;
   if (core_buf_append(&req->head, "", 1) < 0) {
     reject(req, 431, "request header fields too large");
+    return -1;
+  }
+  if (check_framing(c) < 0) {
+    c->flags |= HTTP_CONN_CLOSE_AFTER;
     return -1;
   }
   req->method = map_method(llhttp_get_method(p));
   req->keep_alive = llhttp_should_keep_alive(p);
   int has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
 
-  if (req->method == 0) {
+  if (req->method == 0)
     reject(req, 405, "method not allowed");
-  } else {
-    const char *url = req->head.base;
-    const char *q = memchr(url, '?', req->url_len);
-    size_t plen = q ? (size_t)(q - url) : req->url_len;
-    req->path = core_strndup(url, plen);
-    req->query = q ? q + 1 : "";
-    http_router_match(&s->router, req->method, req->path, plen, &req->match);
-    if (req->match.status == 404)
-      reject(req, 404, "no such path");
-    else if (req->match.status == 405)
-      reject(req, 405, "method not allowed");
-    else if (req->match.status == 400)
-      reject(req, 400, "invalid characters in a path parameter");
-  }
-  const struct http_route_entry *e = req->match.entry;
-  if (e && !req->reject_status && !(e->route.flags & HTTP_ROUTE_NOAUTH)) {
-    const char *auth = http_req_header(req, "authorization");
-    if (s->auth == NULL ||
-        s->auth(s->auth_ctx, auth, req->authid, sizeof(req->authid)) < 0) {
-      req->authid[0] = '\0';
-      reject(req, 401, "authentication failed");
-    }
-  }
-  if (e && !req->reject_status) {
-    req->max_body = e->route.max_body ? e->route.max_body : HTTP_DEFAULT_MAX_BODY;
-    if (!(p->flags & F_CHUNKED) && p->content_length > req->max_body)
-      reject(req, 413, "request body too large");
-  }
+  else
+    route_request(c);
   if (req->reject_status) {
     /* Refuse before reading a body we will not use; keep the connection only
      * when there is no body to skip. */
@@ -570,6 +664,17 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
   return 0;
 }
 
+/* The last chunk: its trailer section comes next and must pass the head
+ * scanner like a head, so the parser stops here and conn_process() scans
+ * what follows before parsing on. */
+static int on_chunk_header(llhttp_t *p)
+{
+  if (p->content_length != 0)
+    return 0;
+  parser_conn(p)->flags |= HTTP_CONN_TRAILER;
+  return HPE_PAUSED;
+}
+
 static int on_message_complete(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
@@ -595,7 +700,56 @@ static void dispatch(struct http_conn *c)
   r->handler(req, r->ctx);
 }
 
-/* Parses plaintext; on a complete request keeps the rest aside and dispatches. */
+/* Answers a request that cannot be read further with `status` and closes the
+ * connection after it: whatever the client pipelined behind it is never
+ * parsed, since after a framing error nobody can say where it starts. */
+static void conn_refuse(struct http_conn *c, int status, const char *msg)
+{
+  c->flags |= HTTP_CONN_CLOSE_AFTER | HTTP_CONN_PAUSED;
+  if (c->flags & HTTP_CONN_READING) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HTTP_CONN_READING;
+  }
+  uv_timer_stop(&c->timer);
+  if (c->req == NULL)
+    c->req = http__req_new(c); /* refused before llhttp saw a request begin */
+  struct http_request *req = c->req;
+  if (req->state > HTTP_REQ_BODY) {
+    http__conn_close(c);
+    return;
+  }
+  req->keep_alive = 0;
+  req->state = HTTP_REQ_HANDLER;
+  if (req->reject_status)
+    http_respond_error(req, req->reject_status, "%s", req->reject_msg);
+  else
+    http_respond_error(req, status, "%s", msg);
+}
+
+/* After the parser paused: keeps the unparsed rest aside, stops reading, and
+ * dispatches the complete request (unless it waits for body budget). */
+static void conn_paused(struct http_conn *c, const char *pos, size_t rest)
+{
+  if (rest) {
+    c->pending = core_realloc(c->pending, c->pending_len + rest);
+    memcpy(c->pending + c->pending_len, pos, rest);
+    c->pending_len += rest;
+  }
+  if (c->flags & HTTP_CONN_READING) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HTTP_CONN_READING;
+  }
+  if (c->flags & HTTP_CONN_BUDGET) {
+    /* Waiting for body budget: the headers are parsed, the body waits. */
+    c->flags |= HTTP_CONN_PAUSED;
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  dispatch(c);
+}
+
+/* Parses plaintext; on a complete request keeps the rest aside and dispatches.
+ * The bytes of a header section go through the head scanner first. */
 static void conn_process(struct http_conn *c, const char *data, size_t len)
 {
   if (c->flags & HTTP_CONN_CLOSING)
@@ -607,48 +761,42 @@ static void conn_process(struct http_conn *c, const char *data, size_t len)
     c->pending_len += len;
     return;
   }
-  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-  if (err == HPE_OK)
-    return;
-  if (err == HPE_PAUSED) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t rest = (size_t)(data + len - pos);
-    if (rest) {
-      c->pending = core_realloc(c->pending, c->pending_len + rest);
-      memcpy(c->pending + c->pending_len, pos, rest);
-      c->pending_len += rest;
-    }
-    if (c->flags & HTTP_CONN_READING) {
-      uv_read_stop((uv_stream_t *)&c->tcp);
-      c->flags &= ~HTTP_CONN_READING;
-    }
-    if (c->flags & HTTP_CONN_BUDGET) {
-      /* Waiting for body budget: the headers are parsed, the body waits. */
-      c->flags |= HTTP_CONN_PAUSED;
-      uv_timer_stop(&c->timer);
+  for (;;) {
+    const char *why;
+    if (c->scan.state != HTTP_HEADSCAN_DONE &&
+        http__headscan_feed(&c->scan, data, len, &why) < 0) {
+      char msg[96];
+      snprintf(msg, sizeof(msg), "malformed HTTP request: %s", why);
+      conn_refuse(c, 400, msg);
       return;
     }
-    dispatch(c);
-    return;
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_OK)
+      return;
+    if (err != HPE_PAUSED)
+      break;
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t rest = (size_t)(data + len - pos);
+    if (!(c->flags & HTTP_CONN_TRAILER)) {
+      conn_paused(c, pos, rest);
+      return;
+    }
+    /* At the last chunk: scan the trailer section, then parse on. */
+    c->flags &= ~HTTP_CONN_TRAILER;
+    http__headscan_start(&c->scan, 1);
+    llhttp_resume(&c->parser);
+    data = pos;
+    len = rest;
   }
   /* A protocol error, or a refusal from a callback: answer once, then close. */
-  c->flags |= HTTP_CONN_CLOSE_AFTER | HTTP_CONN_PAUSED;
-  if (c->flags & HTTP_CONN_READING) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->flags &= ~HTTP_CONN_READING;
+  llhttp_errno_t err = llhttp_get_errno(&c->parser);
+  if (err == HPE_INVALID_TRANSFER_ENCODING) {
+    conn_refuse(c, 501, "unsupported transfer coding");
+  } else {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "malformed HTTP request: %s", llhttp_errno_name(err));
+    conn_refuse(c, 400, msg);
   }
-  uv_timer_stop(&c->timer);
-  struct http_request *req = c->req;
-  if (req == NULL || req->state > HTTP_REQ_BODY) {
-    http__conn_close(c);
-    return;
-  }
-  req->keep_alive = 0;
-  req->state = HTTP_REQ_HANDLER;
-  if (req->reject_status)
-    http_respond_error(req, req->reject_status, "%s", req->reject_msg);
-  else
-    http_respond_error(req, 400, "malformed HTTP request: %s", llhttp_errno_name(err));
 }
 
 static void conn_drain_tls(struct http_conn *c)
@@ -725,10 +873,100 @@ static void conn_start_reading(struct http_conn *c)
 
 /* ---- Accepting ---- */
 
+/* A connection the server will not serve gets this and a close, so that the
+ * client fails at once instead of waiting in the backlog. */
+static const char busy_response[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Content-Length: 65\r\nConnection: close\r\n\r\n" /* the body's length: */
+    "{\"data\":null,\"message\":\"server busy: too many open connections\"}\n";
+
+/* Writes the 503 into a fresh socket: its send buffer is empty, so one
+ * non-blocking write takes it all or the client has gone. A TLS client
+ * gets only the close: a handshake costs more than the answer is worth
+ * when the server is out of room. */
+static void send_busy(int fd, int tls)
+{
+  if (!tls)
+    (void)send(fd, busy_response, sizeof(busy_response) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* One log line per burst of refusals, not one per connection. A burst ends
+ * only after HTTP_REFUSE_QUIET_MS without a refusal: at the limit, slots free
+ * up and fill again all the time, and each would otherwise start a burst. */
+#define HTTP_REFUSE_QUIET_MS 10000
+
+static void refusing(struct http_server *s, const char *why, unsigned open)
+{
+  if (!s->refusing)
+    core_warn("http: refusing new connections: %s (%u open)", why, open);
+  s->refusing = 1;
+  s->refused++;
+  s->refused_at = uv_now(s->loop);
+}
+
+static void accepting_again(struct http_server *s)
+{
+  if (!s->refusing || uv_now(s->loop) - s->refused_at < HTTP_REFUSE_QUIET_MS)
+    return;
+  core_info("http: accepting connections again after refusing %llu", s->refused);
+  s->refusing = 0;
+  s->refused = 0;
+}
+
+/* The reserve lets the server take a connection off the backlog while it has
+ * no descriptor left, to answer it (/dev/null is a device node: opening it
+ * touches no disk, so the loop can; "/" as libuv does, should it be missing).
+ * Returns 0 or a negative errno. */
+static int reserve_open(struct http_server *s)
+{
+  if (s->reserve_fd >= 0)
+    return 0;
+  s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (s->reserve_fd < 0 && errno != EMFILE && errno != ENFILE)
+    s->reserve_fd = open("/", O_RDONLY | O_CLOEXEC);
+  return s->reserve_fd < 0 ? -errno : 0;
+}
+
+/* accept() failed with EMFILE/ENFILE. libuv first tries its own spare
+ * descriptor, closing what is pending without an answer; it calls us only
+ * when it has none left, and then accepts again as soon as we return. So:
+ * give up the reserve, accept, answer and close every pending connection,
+ * and leave the slot free, so that libuv's next accept() finds the backlog
+ * empty instead of failing again (the kernel checks for a free descriptor
+ * before it looks at the backlog, and libuv would call us in a loop). The
+ * next accepted connection gets the reserve back (on_connection). Without a
+ * reserve, nothing can be answered until a descriptor frees up. */
+static void refuse_backlog(struct http_listener *l)
+{
+  struct http_server *s = l->server;
+  uv_os_fd_t lfd;
+  refusing(s, "out of file descriptors", s->nconns);
+  if (s->reserve_fd < 0 || uv_fileno((uv_handle_t *)&l->tcp, &lfd) < 0)
+    return;
+  close(s->reserve_fd);
+  s->reserve_fd = -1;
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && errno == EINTR)
+      continue;
+    if (fd < 0)
+      break;
+    send_busy(fd, l->tls != NULL);
+    close(fd);
+    s->refused++;
+    s->refused_at = uv_now(s->loop);
+  }
+}
+
+/* Accepts, then refuses at once when over the connection limit. */
 static void on_connection(uv_stream_t *ls, int status)
 {
   struct http_listener *l = ls->data;
   struct http_server *s = l->server;
+  if (status == UV_EMFILE || status == UV_ENFILE) {
+    refuse_backlog(l);
+    return;
+  }
   if (status < 0) {
     core_warn("http: accept failed: %s", uv_strerror(status));
     return;
@@ -749,13 +987,26 @@ static void on_connection(uv_stream_t *ls, int status)
     http__conn_close(c);
     return;
   }
-  if (s->nconns > s->limits.max_connections) {
-    /* Accept-and-close drains the backlog instead of letting it fill. */
+  /* Without its reserve the server may have just taken the last descriptor:
+   * then this connection gives it back (closing a stream frees its
+   * descriptor at once) so that the reserve can be had again. */
+  int rc = reserve_open(s);
+  int last_fd = rc == -EMFILE || rc == -ENFILE;
+  if (s->nconns > s->max_conns || last_fd) {
+    /* Accept-and-refuse drains the backlog instead of letting it fill. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+      send_busy(fd, l->tls != NULL);
+    refusing(s, last_fd ? "out of file descriptors" : "connection limit reached",
+             s->nconns - 1);
     http__conn_close(c);
+    (void)reserve_open(s);
     return;
   }
+  accepting_again(s);
   uv_tcp_nodelay(&c->tcp, 1);
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+  http__headscan_start(&c->scan, 0);
   if (l->tls) {
     c->tls = http_tls_session_new(l->tls, NULL);
     if (c->tls)
@@ -763,6 +1014,28 @@ static void on_connection(uv_stream_t *ls, int status)
   }
   arm_timer(c, s->limits.header_timeout_ms);
   conn_start_reading(c);
+}
+
+/* Connections may take the descriptors the process has, less a share kept for
+ * everything else (datastore files, S3 connections, task logs): past that a
+ * new connection is answered 503 at once instead of starving the file work,
+ * and accept() itself rarely meets EMFILE. */
+static unsigned conn_limit(unsigned configured)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+    return configured;
+  rlim_t keep = rl.rlim_cur / 8;
+  if (keep < 32)
+    keep = 32;
+  if (keep > 1024)
+    keep = 1024;
+  rlim_t fit = rl.rlim_cur > keep + 16 ? rl.rlim_cur - keep : 16;
+  if (fit >= configured)
+    return configured;
+  core_warn("http: at most %u connections: RLIMIT_NOFILE is %llu (%u configured)",
+            (unsigned)fit, (unsigned long long)rl.rlim_cur, configured);
+  return (unsigned)fit;
 }
 
 /* ---- Server ---- */
@@ -787,6 +1060,9 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
     s->limits.shutdown_grace_ms = 10000;
   if (!s->limits.body_budget)
     s->limits.body_budget = 64u * 1024 * 1024;
+  s->max_conns = conn_limit(s->limits.max_connections);
+  s->reserve_fd = -1;
+  (void)reserve_open(s);
   s->budget_tail = &s->budget_head;
   http_bodypool_init(&s->bodies, s->limits.body_budget);
   uv_timer_init(loop, &s->budget_wake);
@@ -803,6 +1079,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   s->settings.on_header_value = on_header_value;
   s->settings.on_headers_complete = on_headers_complete;
   s->settings.on_body = on_body;
+  s->settings.on_chunk_header = on_chunk_header;
   s->settings.on_message_complete = on_message_complete;
   uv_timer_init(loop, &s->grace);
   s->grace.data = s;
@@ -946,6 +1223,8 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *
 static void on_grace_closed(uv_handle_t *h)
 {
   struct http_server *s = h->data;
+  if (s->reserve_fd >= 0)
+    close(s->reserve_fd);
   http_bodypool_free(&s->bodies);
   core_free(s);
 }
