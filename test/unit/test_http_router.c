@@ -134,7 +134,7 @@ UNIT_TEST(router_long_paths_allocate_nothing)
   size_t n = 15000;
   char *path = malloc(n + 64);
   ASSERT(path != NULL);
-  strcpy(path, "/api2/json/admin/datastore/");
+  snprintf(path, n + 64, "/api2/json/admin/datastore/");
   memset(path + strlen(path), 'a', n);
   path[27 + n] = '\0';
   struct http_match m;
@@ -142,7 +142,7 @@ UNIT_TEST(router_long_paths_allocate_nothing)
     match(&r, HTTP_METHOD_GET, path, &m, 404);
     http_match_free(&m);
   }
-  strcat(path, "/status");
+  unit_append(path, n + 64, "/status");
   match(&r, HTTP_METHOD_GET, path, &m, 0);
   ASSERT_OK(http_match_decode(&m));
   ASSERT_EQ(n, strlen(m.params[0].value));
