@@ -49,8 +49,8 @@ int gc_space_write_status(struct core_task *task, const char *base, const struct
     return 0;
   /* The sweep is done and cannot be undone; failing the task would say it
    * was not. What is lost is only the record, so say exactly that. */
-  core_task_warn(task, "cannot write %s/.gc-status: %s; this run is not recorded there (it "
-                 "still shows the previous run): its figures are in this log, and in the gc "
-                 "status API until cairnd restarts", base, core_strerror(rc));
+  core_task_warn(task, "cannot write %s/.gc-status: %s; this run is not recorded there, its "
+                 "figures are only in this log and (until cairnd restarts) in the gc status "
+                 "API", base, core_strerror(rc));
   return 1;
 }
