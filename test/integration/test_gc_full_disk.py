@@ -98,6 +98,21 @@ def fill(mnt):
     raise AssertionError("%s: no end to its inodes" % mnt)
 
 
+def mount_tmpfs(path, opts=MOUNT_OPTS):
+    """Mounts a tmpfs on `path`; AssertionError (never a skip) when that is impossible."""
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", path],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise AssertionError("cannot mount a tmpfs on %s (this test needs root): %s"
+                             % (path, p.stderr.strip()))
+
+
+def umount(path):
+    """Unmounts `path`; lazily if a process (a server still running) holds files there."""
+    if subprocess.run(["umount", path], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", path], check=True)
+
+
 def unfill(mnt):
     os.unlink(os.path.join(mnt, "filler"))
     shutil.rmtree(os.path.join(mnt, "inodes"))
@@ -120,11 +135,7 @@ class FullDiskGc(pp.CaseMixin, unittest.TestCase):
         self.mnt = self.srv.run_dir
         self.mounted = False
         self.addCleanup(self.cleanup)
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", MOUNT_OPTS, "tmpfs", self.mnt],
-                           capture_output=True, text=True)
-        # Never a skip: this test is the only proof that GC works on a full disk.
-        self.assertEqual(0, p.returncode, "cannot mount a tmpfs on %s (this test needs "
-                         "root): %s" % (self.mnt, p.stderr.strip()))
+        mount_tmpfs(self.mnt)
         self.mounted = True
         self.srv.start()
 
@@ -133,8 +144,7 @@ class FullDiskGc(pp.CaseMixin, unittest.TestCase):
             self.srv.stop()
         finally:
             if self.mounted:
-                if subprocess.run(["umount", self.mnt]).returncode != 0:
-                    subprocess.run(["umount", "-l", self.mnt])
+                umount(self.mnt)
             self.srv.close()
         report = self.srv.sanitizer_reports()
         if report:

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -536,6 +537,49 @@ class Datastore(S3Case):
         left = list_keys("s3e/.chunks/")
         for c in keep:
             self.assertNotIn("s3e/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+
+
+    def test_f_gc_on_a_full_cache_disk(self):
+        """GC of an S3 datastore whose local cache file system is full: the
+        zero chunk reaches the bucket but has no room in the cache, so the
+        atime check measures a cached chunk instead, and GC frees space."""
+        import test_gc_full_disk as fd
+        srv = self.srv
+        mnt = os.path.join(srv.root, "s3full")
+        os.mkdir(mnt)
+        fd.mount_tmpfs(mnt, "size=4m,nr_inodes=1024,mode=0755")
+        try:
+            ds = os.path.join(mnt, "ds")
+            # the atime safety check on (the default), cutoff 1 minute
+            self.assertOk(self.make_store("s3f", path=ds,
+                                          extra={"tuning": "gc-atime-cutoff=1"}), "create")
+            old, kept = self.chunks(11, 10), self.chunks(12, 4)
+            self.backup("s3f", "h1", 1700000000, old)
+            self.backup("s3f", "h2", 1700000060, kept)
+            self.assertOk(srv.delete(API + "/admin/datastore/s3f/snapshots",
+                                     params={"backup-type": "host", "backup-id": "h1",
+                                             "backup-time": "1700000000"}))
+            age_cache(ds, 3600)
+            fd.fill(mnt)
+            self.assertEqual(0, os.statvfs(mnt).f_bavail)
+            st, log = self.gc("s3f")
+            m = re.search(r"cannot cache the zero chunk locally \(no space left on device\): "
+                          r"checking access time updates on chunk ([0-9a-f]{64}) instead", log)
+            self.assertIsNotNone(m, log)
+            self.assertIn("Access time update check successful", log)
+            left = list_keys("s3f/.chunks/")
+            for c in kept:
+                self.assertIn("s3f/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+            for c in old:
+                if c.digest != m.group(1):
+                    self.assertNotIn("s3f/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+            self.assertGreater(os.statvfs(mnt).f_bavail, 0)
+            with open(os.path.join(ds, ".gc-status")) as f:
+                self.assertEqual(st["upid"], json.load(f)["upid"])
+            self.assertEqual(b"".join(c.data for c in kept),
+                             self.restore("s3f", "h2", 1700000060))
+        finally:
+            fd.umount(mnt)  # lazily: the server keeps the datastore open
 
 
 class CacheRestart(S3Case):
