@@ -16,6 +16,8 @@ module, and cairnd servers from the harness. Covers:
     disabled (test hook) GC deletes the object and the backup "succeeds"
     over a missing chunk; with them, the object is kept;
   - GC: request counts equal the minimum for the listing size;
+  - GC with the local cache on a full tmpfs: the atime check falls back to a
+    cached chunk, GC deletes the garbage and writes .gc-status;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
     no finished snapshot; a stress run of 8 concurrent backups and repeated
     GC through the fault proxy at 5% faults, after which every finished
