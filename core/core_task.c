@@ -468,7 +468,8 @@ static void task_job_done(struct core_job *j, int status)
     t->write_failed = 1;
     task_unwrite(t, job->data, job->len);
   } else if (job->data && rc < 0) {
-    core_warn("task log %s: %s", job->path, core_strerror(rc));
+    core_warn("task log %s: %s", job->path, core_strerror(rc)); /* lines dropped */
+    t->write_failed = 0; /* nothing left to retry */
   } else if (job->data && t->write_failed) {
     t->write_failed = 0;
     core_info("task log %s: written again", job->path);
