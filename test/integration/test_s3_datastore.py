@@ -547,39 +547,39 @@ class Datastore(S3Case):
         atime check measures a cached chunk instead, and GC frees space."""
         import test_gc_full_disk as fd
         srv = self.srv
-        mnt = os.path.join(srv.root, "s3full")
+        mnt = os.path.join(srv.root, "s3full-mnt")
         os.mkdir(mnt)
         fd.mount_tmpfs(mnt, "size=4m,nr_inodes=1024,mode=0755")
         try:
             ds = os.path.join(mnt, "ds")
             # the atime safety check on (the default), cutoff 1 minute
-            self.assertOk(self.make_store("s3f", path=ds,
+            self.assertOk(self.make_store("s3full", path=ds,
                                           extra={"tuning": "gc-atime-cutoff=1"}), "create")
             old, kept = self.chunks(11, 10), self.chunks(12, 4)
-            self.backup("s3f", "h1", 1700000000, old)
-            self.backup("s3f", "h2", 1700000060, kept)
-            self.assertOk(srv.delete(API + "/admin/datastore/s3f/snapshots",
+            self.backup("s3full", "h1", 1700000000, old)
+            self.backup("s3full", "h2", 1700000060, kept)
+            self.assertOk(srv.delete(API + "/admin/datastore/s3full/snapshots",
                                      params={"backup-type": "host", "backup-id": "h1",
                                              "backup-time": "1700000000"}))
             age_cache(ds, 3600)
             fd.fill(mnt)
             self.assertEqual(0, os.statvfs(mnt).f_bavail)
-            st, log = self.gc("s3f")
+            st, log = self.gc("s3full")
             m = re.search(r"cannot cache the zero chunk locally \(no space left on device\): "
                           r"checking access time updates on chunk ([0-9a-f]{64}) instead", log)
             self.assertIsNotNone(m, log)
             self.assertIn("Access time update check successful", log)
-            left = list_keys("s3f/.chunks/")
+            left = list_keys("s3full/.chunks/")
             for c in kept:
-                self.assertIn("s3f/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+                self.assertIn("s3full/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
             for c in old:
                 if c.digest != m.group(1):
-                    self.assertNotIn("s3f/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+                    self.assertNotIn("s3full/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
             self.assertGreater(os.statvfs(mnt).f_bavail, 0)
             with open(os.path.join(ds, ".gc-status")) as f:
                 self.assertEqual(st["upid"], json.load(f)["upid"])
             self.assertEqual(b"".join(c.data for c in kept),
-                             self.restore("s3f", "h2", 1700000060))
+                             self.restore("s3full", "h2", 1700000060))
         finally:
             fd.umount(mnt)  # lazily: the server keeps the datastore open
 
