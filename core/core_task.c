@@ -344,18 +344,46 @@ struct task_job {
   int rc;                        /* out: append result */
 };
 
+/* Appends all of `data` to the log file or nothing: a write that fails
+ * halfway (a full disk) is cut off again, which never needs space, so the
+ * file only ever holds whole lines and a retry cannot duplicate any. */
 static int append_file(const char *path, const char *data, size_t len)
 {
   int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0)
     return -errno;
-  int rc = core_file_write_all(fd, data, len);
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) < 0) {
+    rc = -errno;
+  } else {
+    rc = core_file_write_all(fd, data, len);
+    if (rc < 0 && ftruncate(fd, st.st_size) < 0)
+      core_warn("task log %s: cannot cut off a torn line: %s", path, strerror(errno));
+  }
   if (close(fd) < 0 && rc == 0)
     rc = -errno;
   return rc;
 }
 
-static void read_windows(const char *path, struct core_task_read *readers)
+/* Counts line number n (0-based) into every reader whose window holds it. */
+static void serve_line(struct core_task_read *readers, uint64_t n, const char *line, size_t len)
+{
+  for (struct core_task_read *q = readers; q; q = q->next) {
+    if (n >= q->start && n - q->start < q->limit) {
+      core_json_obj_open(&q->json);
+      core_json_kv_uint(&q->json, "n", n + 1);
+      core_json_key(&q->json, "t");
+      core_json_strn(&q->json, line, len);
+      core_json_obj_close(&q->json);
+    }
+  }
+}
+
+/* Serves the readers from the log file, followed by `unwritten` (whole lines
+ * the file could not take yet: they are part of the log all the same). */
+static void read_windows(const char *path, struct core_task_read *readers,
+                         const char *unwritten, size_t unwritten_len)
 {
   for (struct core_task_read *q = readers; q; q = q->next) {
     core_json_init(&q->json, 0);
@@ -373,21 +401,18 @@ static void read_windows(const char *path, struct core_task_read *readers)
     while ((len = getline(&line, &cap, f)) >= 0) {
       if (len > 0 && line[len - 1] == '\n')
         line[--len] = '\0';
-      for (struct core_task_read *q = readers; q; q = q->next) {
-        if (n >= q->start && n - q->start < q->limit) {
-          core_json_obj_open(&q->json);
-          core_json_kv_uint(&q->json, "n", n + 1);
-          core_json_key(&q->json, "t");
-          core_json_strn(&q->json, line, (size_t)len);
-          core_json_obj_close(&q->json);
-        }
-      }
-      n++;
+      serve_line(readers, n++, line, (size_t)len);
     }
     if (ferror(f))
       rc = -EIO;
     free(line);
     fclose(f);
+  }
+  for (size_t i = 0; rc == 0 && i < unwritten_len;) {
+    const char *nl = memchr(unwritten + i, '\n', unwritten_len - i);
+    size_t len = nl ? (size_t)(nl - unwritten) - i : unwritten_len - i;
+    serve_line(readers, n++, unwritten + i, len);
+    i += len + 1;
   }
   for (struct core_task_read *q = readers; q; q = q->next) {
     core_json_arr_close(&q->json);
@@ -401,8 +426,27 @@ static void task_job_run(struct core_job *j)
   struct task_job *job = (struct task_job *)j;
   if (job->data)
     job->rc = append_file(job->path, job->data, job->len);
-  if (job->readers)
-    read_windows(job->path, job->readers);
+  if (job->readers) {
+    int failed = job->data && job->rc < 0;
+    read_windows(job->path, job->readers, failed ? job->data : NULL, failed ? job->len : 0);
+  }
+}
+
+/* Puts text a job could not write back in front of the lines logged since,
+ * for the next flush to retry: a full disk is transient (GC frees space). */
+static void task_unwrite(struct core_task *t, const char *text, size_t len)
+{
+  struct core_buf b;
+  core_buf_init(&b, CORE_TASK_LOG_PENDING_MAX);
+  pthread_mutex_lock(&t->log_mutex);
+  int rc = core_buf_append(&b, text, len);
+  if (rc == 0 && t->pending.len)
+    rc = core_buf_append(&b, t->pending.base, t->pending.len);
+  if (rc < 0)
+    t->dropped = 1; /* older lines first: newer ones that no longer fit are dropped */
+  core_buf_free(&t->pending);
+  t->pending = b;
+  pthread_mutex_unlock(&t->log_mutex);
 }
 
 static void task_kick(struct core_task *t);
@@ -415,8 +459,21 @@ static void task_job_done(struct core_job *j, int status)
   struct core_tasks *r = t->reg;
   r->jobs--;
   t->busy = 0;
-  if (job->data && (status < 0 || job->rc < 0))
-    core_warn("task log %s: %s", job->path, core_strerror(status < 0 ? status : job->rc));
+  int rc = status < 0 ? status : job->rc;
+  if (job->data && (rc == -ENOSPC || rc == -EDQUOT)) {
+    /* Keep the lines and retry at each flush tick; say so once. */
+    if (!t->write_failed)
+      core_warn("task log %s: %s; keeping its lines in memory until they can be written",
+                job->path, core_strerror(rc));
+    t->write_failed = 1;
+    task_unwrite(t, job->data, job->len);
+  } else if (job->data && rc < 0) {
+    core_warn("task log %s: %s", job->path, core_strerror(rc)); /* lines dropped */
+    t->write_failed = 0; /* nothing left to retry */
+  } else if (job->data && t->write_failed) {
+    t->write_failed = 0;
+    core_info("task log %s: written again", job->path);
+  }
   struct core_task_read *q = job->readers;
   while (q) {
     struct core_task_read *next = q->next;
@@ -437,7 +494,8 @@ static void task_job_done(struct core_job *j, int status)
   core_free(job->data);
   core_free(job->path);
   core_free(job);
-  task_kick(t);
+  if (!t->write_failed || t->readers)
+    task_kick(t); /* after a failure, the next tick retries */
   reg_maybe_evict(r);
 }
 
@@ -605,7 +663,7 @@ static void on_flush_tick(uv_timer_t *h)
   int active = 0;
   for (size_t i = 0; i < r->n; i++) {
     struct core_task *t = r->tasks[i];
-    if (t->running || t->busy)
+    if (t->running || t->busy || t->write_failed)
       active = 1;
     pthread_mutex_lock(&t->log_mutex);
     size_t pending = t->pending.len;

@@ -24,6 +24,12 @@
  * per-task queue behind the pending writes, so a reader always sees every
  * line logged before its request.
  *
+ * A full disk (ENOSPC, EDQUOT) does not lose lines: an append is all or
+ * nothing (a torn write is truncated away), the lines go back to the buffer
+ * and every flush tick retries them, while reads serve them from memory
+ * after the file's lines. The buffer's cap (CORE_TASK_LOG_PENDING_MAX) still
+ * holds. This matters for GC, which runs when the disk is full and frees it.
+ *
  * Persistence, under <run-dir>/tasks/:
  *   log/<UPID>  one file per task: "<ISO 8601 time>: <text>" lines, the last
  *               one "TASK OK" / "TASK WARNINGS: N" / "TASK ERROR: ..."
@@ -112,6 +118,8 @@ struct core_task {
   struct core_tasks *reg;
   char *log_path;              /* owned: <run-dir>/tasks/log/<UPID> */
   int busy;                    /* a write/read job of this task is in flight */
+  int write_failed;            /* the last append found no space: its lines went
+                                  back to `pending`, retried at each flush tick */
   int dropped;                 /* pending overflowed: lines were dropped */
   struct core_task_read *readers; /* log reads waiting for the next job */
 };

@@ -1,6 +1,7 @@
 /* gc_api.c: the module context and its registration. */
 #include "gc/gc_api.h"
 #include "gc/gc_cache.h"
+#include "gc/gc_status.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -77,6 +78,18 @@ void gc__start(struct gc_ctx *ctx, const char *store, const char *authid, enum s
   store_lookup(ctx->reg, store, op, start_lookup, s);
 }
 
+void gc__status_remember(struct gc_store_state *state, const struct gc_status *unsaved)
+{
+  if (unsaved == NULL) {
+    core_free(state->unsaved);
+    state->unsaved = NULL;
+    return;
+  }
+  if (state->unsaved == NULL)
+    state->unsaved = core_new(struct gc_status);
+  *state->unsaved = *unsaved;
+}
+
 void gc__run_begin(struct gc_ctx *ctx)
 {
   ctx->runs++;
@@ -145,6 +158,7 @@ void gc_ctx_close(struct gc_ctx *ctx)
     struct gc_store_state *st = v;
     core_free(st->gc_expr);
     core_free(st->prune_expr);
+    core_free(st->unsaved);
     core_free(st);
   }
   core_map_free(&ctx->stores);

@@ -43,9 +43,14 @@
 #define GC_TASK_PRUNE "prune"
 #define GC_TASK_VERIFY "verify"
 
+struct gc_status;
+
 /* Per datastore, this module's state (loop thread). */
 struct gc_store_state {
   struct core_task *gc;      /* running GC task, or NULL */
+  struct gc_status *unsaved; /* owned: the last GC's result when it could not be
+                                written to .gc-status (full disk), else NULL;
+                                GET .../gc answers with it instead of the file */
   struct core_task *prune;   /* running prune-datastore task, or NULL */
   /* Schedules as last seen in datastore.cfg (gc_sched.c). */
   char *gc_expr;             /* owned, or NULL when unset */
@@ -184,6 +189,10 @@ void gc__start(struct gc_ctx *ctx, const char *store, const char *authid, enum s
                const void *opts, size_t opts_len,
                void (*ready)(struct gc_start *s, struct store_datastore *ds), gc_start_cb cb,
                void *arg);
+/* After a successful GC: `unsaved` is its result if .gc-status could not be
+ * written (copied into state->unsaved), NULL if it was (which drops an older
+ * unsaved result: the file is newer now). */
+void gc__status_remember(struct gc_store_state *state, const struct gc_status *unsaved);
 /* Engines count themselves here so gc_ctx_close can wait for them. */
 void gc__run_begin(struct gc_ctx *ctx);
 void gc__run_end(struct gc_ctx *ctx);

@@ -6,9 +6,10 @@
  *
  *   BEGIN     open the chunk store, take the GC lock (store_chunkstore_gc_begin:
  *             one GC per datastore, and none while another process writes),
- *             insert the zero chunk and stat it (atime safety check, part 1)
+ *             insert the zero chunk and stat it (atime safety check, part 1;
+ *             on a full file system any chunk already there, see run_begin)
  *   WAIT      a loop timer until the clock has moved past that atime
- *   SAFETY    touch and stat the zero chunk again: the atime must have grown
+ *   SAFETY    touch and stat that chunk again: the atime must have grown
  *   WALK      fix the cutoff, then list every group and every index file
  *             outside the regular layout (gc_walk.h)
  *   MARK      touch every referenced chunk once; up to `parallel` jobs at a
@@ -22,7 +23,8 @@
  *   SWEEP     remove chunks older than the cutoff; `parallel` sweepers, each
  *             with its own iterator over a disjoint range of prefix
  *             directories, 16 Ki files per job
- *   FINISH    write .gc-status, release the GC lock
+ *   FINISH    write .gc-status (a failure is a warning: the work is done, the
+ *             figures stay in the task log and in memory), release the GC lock
  *   END       (on error or abort, once no job is in flight) release the lock
  *
  * Mark and sweep are mostly waiting on metadata I/O (inode reads, unlink
@@ -43,6 +45,7 @@
 #include "gc/gc_api.h"
 #include "gc/gc_cache.h"
 #include "gc/gc_s3.h"
+#include "gc/gc_space.h"
 #include "gc/gc_status.h"
 #include "gc/gc_walk.h"
 
@@ -158,11 +161,15 @@ struct gc_run {
   /* Set by single-step jobs (BEGIN .. WALK), read afterwards. */
   struct store_chunkstore *cs;
   int begun;                    /* store_chunkstore_gc_begin succeeded */
+  uint8_t check[32];            /* the chunk the atime safety check measures */
+  int check_none;               /* full file system and no chunk at all: no check */
   struct zstat z1, z2;
   int safety_retried;
   int64_t phase1_start, oldest_writer, min_atime;
   int has_writer;
   struct gc_index_list list;
+  struct gc_status status;      /* FINISH: what .gc-status gets */
+  int status_unsaved;           /* FINISH: it could not be written */
   /* mark (loop) */
   size_t *strays;               /* indexes into list of the files outside the layout */
   size_t n_strays;
@@ -224,24 +231,89 @@ static void iso_time(int64_t t, char out[32])
 
 /* ---- pool work ---------------------------------------------------------- */
 
-static void zero_rel(char rel[STORE_CHUNK_REL_LEN + 1], uint8_t digest[32])
-{
-  core_hex_decode(zero_chunk_hex, 32, digest);
-  store_path_chunk_rel(rel, digest);
-}
-
 static int zstat_get(struct gc_run *run, struct zstat *z)
 {
   char rel[STORE_CHUNK_REL_LEN + 1];
-  uint8_t d[32];
   struct stat st;
-  zero_rel(rel, d);
+  store_path_chunk_rel(rel, run->check);
   if (fstatat(run->cs->chunks_fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
     return -errno;
   z->ino = st.st_ino;
   z->sec = st.st_atim.tv_sec;
   z->nsec = st.st_atim.tv_nsec;
   return 0;
+}
+
+/* "the zero chunk" or "chunk <hex>": the chunk the atime check measures. */
+static void check_name(const struct gc_run *run, char out[80])
+{
+  char hex[65];
+  core_hex_encode(run->check, 32, hex);
+  if (strcmp(hex, zero_chunk_hex) == 0)
+    snprintf(out, 80, "the zero chunk");
+  else
+    snprintf(out, 80, "chunk %s", hex);
+}
+
+/* Inserts the zero chunk as PBS does (compressed, unencrypted); an existing
+ * one is only touched. 0 or an error. */
+static int insert_zero_chunk(struct gc_run *run)
+{
+  uint8_t *zeros = core_calloc(1, ZERO_CHUNK_SIZE), *blob = NULL;
+  size_t blen = 0;
+  int rc = store_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, STORE_BLOB_COMPRESS, NULL,
+                                   &blob, &blen);
+  core_free(zeros);
+  if (rc >= 0) {
+    struct store_chunk_insert_result res;
+    rc = store_chunk_insert(run->cs, run->check, blob, blen, &res);
+  }
+  core_free(blob);
+  return rc;
+}
+
+/* Part 1 of the atime safety check: pick the chunk to measure and stat it.
+ * That is the zero chunk, inserted if missing, so every datastore holds it
+ * (as in PBS). On a full file system the insert finds no room, while a
+ * touch needs none: any chunk already there serves as well (gc_space.h).
+ * Touching it keeps it through this run even if nothing references it; the
+ * next GC removes it. A store without any chunk has nothing to sweep, so
+ * the check is skipped. 0 or an error (job->msg set). */
+static int safety_begin(struct gc_job *job)
+{
+  struct gc_run *run = job->run;
+  char what[80];
+  core_hex_decode(zero_chunk_hex, 32, run->check);
+  int rc = insert_zero_chunk(run);
+  if (gc_space_full(rc)) {
+    int full = rc;
+    rc = gc_space_any_chunk(run->cs, run->check);
+    if (rc == CORE_ENOTFOUND) {
+      run->check_none = 1;
+      core_task_log(run->task, "cannot insert the zero chunk (%s) and the datastore holds no "
+                    "chunk: nothing to sweep, atime safety check skipped", core_strerror(full));
+      return 0;
+    }
+    if (rc < 0) {
+      snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot insert the zero chunk "
+               "(%s) nor find another chunk: %s", core_strerror(full), core_strerror(rc));
+      return rc;
+    }
+    check_name(run, what);
+    core_task_log(run->task, "cannot insert the zero chunk (%s): checking access time updates "
+                  "on %s instead", core_strerror(full), what);
+  } else if (rc < 0) {
+    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot insert the zero chunk: %s",
+             core_strerror(rc));
+    return rc;
+  }
+  rc = zstat_get(run, &run->z1);
+  if (rc < 0) {
+    check_name(run, what);
+    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot stat %s: %s", what,
+             core_strerror(rc));
+  }
+  return rc;
 }
 
 static void run_begin(struct gc_job *job)
@@ -263,43 +335,24 @@ static void run_begin(struct gc_job *job)
     return;
   }
   run->begun = 1;
-  if (!run->safety)
-    return;
-  /* Part 1 of the atime safety check: the zero chunk exists and has an atime. */
-  uint8_t digest[32], *zeros = NULL, *blob = NULL;
-  char rel[STORE_CHUNK_REL_LEN + 1];
-  size_t blen = 0;
-  zero_rel(rel, digest);
-  zeros = core_calloc(1, ZERO_CHUNK_SIZE);
-  rc = store_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, STORE_BLOB_COMPRESS, NULL, &blob,
-                               &blen);
-  core_free(zeros);
-  if (rc >= 0) {
-    struct store_chunk_insert_result res;
-    rc = store_chunk_insert(run->cs, digest, blob, blen, &res);
-  }
-  core_free(blob);
-  if (rc >= 0)
-    rc = zstat_get(run, &run->z1);
-  if (rc < 0) {
-    job->rc = rc;
-    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot insert the zero chunk: %s",
-             core_strerror(rc));
+  if (run->safety) {
+    rc = safety_begin(job);
+    if (rc < 0)
+      job->rc = rc;
   }
 }
 
 static void run_safety(struct gc_job *job)
 {
   struct gc_run *run = job->run;
-  uint8_t d[32];
-  char rel[STORE_CHUNK_REL_LEN + 1];
-  zero_rel(rel, d);
-  int rc = store_chunk_touch(run->cs, d);
+  int rc = store_chunk_touch(run->cs, run->check);
   if (rc >= 0)
     rc = zstat_get(run, &run->z2);
   if (rc < 0) {
+    char what[80];
+    check_name(run, what);
     job->rc = rc;
-    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot touch the zero chunk: %s",
+    snprintf(job->msg, sizeof(job->msg), "atime safety check: cannot touch %s: %s", what,
              core_strerror(rc));
   }
 }
@@ -568,28 +621,23 @@ static void run_finish(struct gc_job *job)
     }
   }
   if (job->kind == GC_FINISH) {
-    struct gc_status st;
+    struct gc_status *st = &run->status;
     const struct gc_counts *t = &run->total;
-    memset(&st, 0, sizeof(st));
-    snprintf(st.upid, sizeof(st.upid), "%s", run->task->upid);
-    st.index_file_count = t->index_file_count;
-    st.index_data_bytes = t->index_data_bytes;
-    st.disk_bytes = t->disk_bytes;
-    st.disk_chunks = t->disk_chunks;
-    st.removed_bytes = t->removed_bytes;
-    st.removed_chunks = t->removed_chunks;
-    st.pending_bytes = t->pending_bytes;
-    st.pending_chunks = t->pending_chunks;
-    st.removed_bad = t->removed_bad;
-    st.still_bad = t->still_bad;
-    st.cache_hits = run->cache.hits;
-    st.cache_misses = run->cache.misses;
-    int rc = gc_status_write(run->base, &st);
-    if (rc < 0) {
-      job->rc = rc;
-      snprintf(job->msg, sizeof(job->msg), "cannot write %s/.gc-status: %s", run->base,
-               core_strerror(rc));
-    }
+    memset(st, 0, sizeof(*st));
+    snprintf(st->upid, sizeof(st->upid), "%s", run->task->upid);
+    st->index_file_count = t->index_file_count;
+    st->index_data_bytes = t->index_data_bytes;
+    st->disk_bytes = t->disk_bytes;
+    st->disk_chunks = t->disk_chunks;
+    st->removed_bytes = t->removed_bytes;
+    st->removed_chunks = t->removed_chunks;
+    st->pending_bytes = t->pending_bytes;
+    st->pending_chunks = t->pending_chunks;
+    st->removed_bad = t->removed_bad;
+    st->still_bad = t->still_bad;
+    st->cache_hits = run->cache.hits;
+    st->cache_misses = run->cache.misses;
+    run->status_unsaved = gc_space_write_status(run->task, run->base, st);
   }
   if (run->begun) {
     store_chunkstore_gc_end(run->cs);
@@ -680,6 +728,7 @@ static void run_end(struct gc_run *run, int err, const char *msg)
     core_task_log(run->task, "Phase 1: %.3f s, phase 2: %.3f s, total %.3f s",
                   (double)(run->t_sweep - run->t_mark) / 1e9,
                   (double)(now - run->t_sweep) / 1e9, (double)(now - run->t_start) / 1e9);
+    gc__status_remember(run->state, run->status_unsaved ? &run->status : NULL);
   }
   if (run->state->gc == run->task)
     run->state->gc = NULL;
@@ -884,21 +933,27 @@ static void job_done(struct core_job *j, int status)
   }
 }
 
+static void start_walk(struct gc_run *run)
+{
+  core_task_log(run->task, "Start GC phase1 (mark used chunks)");
+  run->t_mark = uv_hrtime();
+  run->step = GC_WALK;
+  submit(run, GC_WALK, NULL, 0);
+}
+
 /* Decides what follows the step that just ended (run->step). */
 static void advance(struct gc_run *run)
 {
   char t1[32], t2[64];
   switch (run->step) {
   case GC_BEGIN:
-    if (run->safety) {
+    if (run->safety && !run->check_none) {
       start_wait(run);
       return;
     }
-    core_task_log(run->task, "atime safety check skipped (gc-atime-safety-check=false)");
-    core_task_log(run->task, "Start GC phase1 (mark used chunks)");
-    run->t_mark = uv_hrtime();
-    run->step = GC_WALK;
-    submit(run, GC_WALK, NULL, 0);
+    if (!run->safety)
+      core_task_log(run->task, "atime safety check skipped (gc-atime-safety-check=false)");
+    start_walk(run);
     return;
   case GC_SAFETY:
     if (run->z2.ino != run->z1.ino && !run->safety_retried) {
@@ -916,10 +971,7 @@ static void advance(struct gc_run *run)
       return;
     }
     core_task_log(run->task, "Access time update check successful, proceeding with GC.");
-    core_task_log(run->task, "Start GC phase1 (mark used chunks)");
-    run->t_mark = uv_hrtime();
-    run->step = GC_WALK;
-    submit(run, GC_WALK, NULL, 0);
+    start_walk(run);
     return;
   case GC_WALK:
     human_duration(run->cutoff_s, t2, sizeof(t2));

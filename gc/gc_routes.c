@@ -107,10 +107,15 @@ static void gc_get_done(struct core_job *j, int status)
 {
   struct gc_get *g = (struct gc_get *)j;
   int rc = status < 0 ? status : g->rc;
+  struct gc_store_state *state = gc__store_state(g->ctx, g->ds->name);
+  if (state->unsaved) {
+    /* The last run could not write .gc-status (full disk): the file is older. */
+    g->st = *state->unsaved;
+    rc = 0;
+  }
   if (rc < 0 && rc != CORE_ENOTFOUND) {
     http_respond_errno(g->req, rc, "cannot read .gc-status");
   } else {
-    struct gc_store_state *state = gc__store_state(g->ctx, g->ds->name);
     struct core_json out;
     core_json_init(&out, 0);
     core_json_obj_open(&out);

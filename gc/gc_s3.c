@@ -2,6 +2,7 @@
 #include "gc/gc_s3.h"
 
 #include "gc/gc_cache.h"
+#include "gc/gc_space.h"
 #include "gc/gc_status.h"
 #include "gc/gc_walk.h"
 
@@ -85,9 +86,12 @@ struct run {
   int begun;
   int rc;
   char msg[600];
-  uint8_t zdigest[32];
+  uint8_t zdigest[32];          /* the chunk the atime check measures */
   uint8_t *zblob;
   size_t zlen;
+  int zero_full;                /* the zero chunk found no room locally: its error */
+  int check_none;               /* ... and no local file to check instead */
+  int status_unsaved;           /* FINISH: .gc-status could not be written */
   struct zstat z1, z2;
   int safety_retried;
   int64_t phase1_start, oldest_writer, min_atime;
@@ -175,6 +179,41 @@ static void run_begin(struct run *r)
   rc = store_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, STORE_BLOB_COMPRESS, NULL,
                                &r->zblob, &r->zlen);
   core_free(zeros);
+  if (rc < 0) {
+    r->rc = rc;
+    snprintf(r->msg, sizeof(r->msg), "atime safety check: %s", core_strerror(rc));
+  }
+}
+
+/* Part 1 of the atime safety check, after the zero chunk's upload. When its
+ * local copy found no room (a full cache file system), any local file serves
+ * as well: a touch needs no new blocks (gc_space.h). With no local file at
+ * all, every file phase 2 looks at is created during this run (markers of
+ * phase 1, uploads), fresh whatever touches do: the check is skipped. */
+static void run_zstat(struct run *r)
+{
+  char hex[65];
+  int rc;
+  if (r->zero_full) {
+    rc = gc_space_any_chunk(r->cs, r->zdigest);
+    if (rc == CORE_ENOTFOUND) {
+      r->check_none = 1;
+      core_task_log(r->task, "cannot cache the zero chunk locally (%s) and the local cache "
+                    "holds no chunk: atime safety check skipped",
+                    core_strerror(r->zero_full));
+      return;
+    }
+    if (rc < 0) {
+      r->rc = rc;
+      snprintf(r->msg, sizeof(r->msg), "atime safety check: cannot cache the zero chunk (%s) "
+               "nor find another chunk: %s", core_strerror(r->zero_full), core_strerror(rc));
+      return;
+    }
+    core_hex_encode(r->zdigest, 32, hex);
+    core_task_log(r->task, "cannot cache the zero chunk locally (%s): checking access time "
+                  "updates on chunk %s instead", core_strerror(r->zero_full), hex);
+  }
+  rc = zstat_get(r, &r->z1);
   if (rc < 0) {
     r->rc = rc;
     snprintf(r->msg, sizeof(r->msg), "atime safety check: %s", core_strerror(rc));
@@ -519,12 +558,7 @@ static void run_finish(struct run *r)
     r->st.cache_hits = r->cache.hits;
     r->st.cache_misses = r->cache.misses;
     snprintf(r->st.upid, sizeof(r->st.upid), "%s", r->task->upid);
-    int rc = gc_status_write(r->base, &r->st);
-    if (rc < 0) {
-      r->rc = rc;
-      snprintf(r->msg, sizeof(r->msg), "cannot write %s/.gc-status: %s", r->base,
-               core_strerror(rc));
-    }
+    r->status_unsaved = gc_space_write_status(r->task, r->base, &r->st);
   }
   if (r->begun) {
     store_chunkstore_gc_end(r->cs);
@@ -537,22 +571,15 @@ static void job_run(struct core_job *j)
   struct run *r = (struct run *)j;
   switch (r->step) {
   case S_BEGIN: run_begin(r); break;
-  case S_ZSTAT: {
-    int rc = zstat_get(r, &r->z1);
-    if (rc < 0) {
-      r->rc = rc;
-      snprintf(r->msg, sizeof(r->msg), "atime safety check: %s", core_strerror(rc));
-    }
-    break;
-  }
+  case S_ZSTAT: run_zstat(r); break;
   case S_SAFETY: {
     int rc = store_chunk_touch(r->cs, r->zdigest);
     if (rc >= 0)
       rc = zstat_get(r, &r->z2);
     if (rc < 0) {
       r->rc = rc;
-      snprintf(r->msg, sizeof(r->msg), "atime safety check: cannot touch the zero chunk: %s",
-               core_strerror(rc));
+      snprintf(r->msg, sizeof(r->msg), "atime safety check: cannot touch %s: %s",
+               r->zero_full ? "the chunk it measures" : "the zero chunk", core_strerror(rc));
     }
     break;
   }
@@ -649,8 +676,10 @@ static void log_summary(struct run *r)
 
 static void run_end(struct run *r, int err, const char *msg)
 {
-  if (err == 0)
+  if (err == 0) {
     log_summary(r);
+    gc__status_remember(r->state, r->status_unsaved ? &r->st : NULL);
+  }
   if (r->state->gc == r->task)
     r->state->gc = NULL;
   core_task_finish(r->task, err, msg);
@@ -876,6 +905,10 @@ static void p2_pump(struct run *r)
 static void on_zero(void *arg, int err, int duplicate, const char *msg)
 {
   struct run *r = arg;
+  if (gc_space_full(err)) {
+    r->zero_full = err; /* run_zstat measures another chunk */
+    err = 0;
+  }
   if (err < 0) {
     r->rc = err;
     snprintf(r->msg, sizeof(r->msg), "atime safety check: cannot store the zero chunk: %s",
@@ -942,7 +975,13 @@ static void advance(struct run *r)
     store_s3_head_bucket(r->be, on_head, r);
     return;
   case S_ZSTAT:
-    start_wait(r);
+    if (!r->check_none) {
+      start_wait(r);
+      return;
+    }
+    core_task_log(r->task, "Start GC phase1 (mark used chunks)");
+    r->t_mark = uv_hrtime();
+    submit(r, S_WALK);
     return;
   case S_SAFETY:
     if (r->z2.ino != r->z1.ino && !r->safety_retried) {

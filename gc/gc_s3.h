@@ -8,7 +8,8 @@
  *
  *   BEGIN   chunk store GC lock, HeadBucket
  *   SAFETY  atime check on the zero chunk, which is uploaded through the
- *           backend (never only inserted locally: invariant I)
+ *           backend (never only inserted locally: invariant I); when its
+ *           local copy finds no room, on any local file (gc_space.h)
  *   WALK    cutoff, every index file (gc_walk.h)
  *   MARK    phase 1: touch each referenced chunk's cache file or marker;
  *           one that is missing locally gets a `<digest>.using` marker

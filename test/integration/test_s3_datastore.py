@@ -16,6 +16,8 @@ module, and cairnd servers from the harness. Covers:
     disabled (test hook) GC deletes the object and the backup "succeeds"
     over a missing chunk; with them, the object is kept;
   - GC: request counts equal the minimum for the listing size;
+  - GC with the local cache on a full tmpfs: the atime check falls back to a
+    cached chunk, GC deletes the garbage and writes .gc-status;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
     no finished snapshot; a stress run of 8 concurrent backups and repeated
     GC through the fault proxy at 5% faults, after which every finished
@@ -26,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -530,6 +533,49 @@ class Datastore(S3Case):
         left = list_keys("s3e/.chunks/")
         for c in keep:
             self.assertNotIn("s3e/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+
+
+    def test_f_gc_on_a_full_cache_disk(self):
+        """GC of an S3 datastore whose local cache file system is full: the
+        zero chunk reaches the bucket but has no room in the cache, so the
+        atime check measures a cached chunk instead, and GC frees space."""
+        import test_gc_full_disk as fd
+        srv = self.srv
+        mnt = os.path.join(srv.root, "s3full-mnt")
+        os.mkdir(mnt)
+        fd.mount_tmpfs(mnt, "size=4m,nr_inodes=1024,mode=0755")
+        try:
+            ds = os.path.join(mnt, "ds")
+            # the atime safety check on (the default), cutoff 1 minute
+            self.assertOk(self.make_store("s3full", path=ds,
+                                          extra={"tuning": "gc-atime-cutoff=1"}), "create")
+            old, kept = self.chunks(11, 10), self.chunks(12, 4)
+            self.backup("s3full", "h1", 1700000000, old)
+            self.backup("s3full", "h2", 1700000060, kept)
+            self.assertOk(srv.delete(API + "/admin/datastore/s3full/snapshots",
+                                     params={"backup-type": "host", "backup-id": "h1",
+                                             "backup-time": "1700000000"}))
+            age_cache(ds, 3600)
+            fd.fill(mnt)
+            self.assertEqual(0, os.statvfs(mnt).f_bavail)
+            st, log = self.gc("s3full")
+            m = re.search(r"cannot cache the zero chunk locally \(no space left on device\): "
+                          r"checking access time updates on chunk ([0-9a-f]{64}) instead", log)
+            self.assertIsNotNone(m, log)
+            self.assertIn("Access time update check successful", log)
+            left = list_keys("s3full/.chunks/")
+            for c in kept:
+                self.assertIn("s3full/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+            for c in old:
+                if c.digest != m.group(1):
+                    self.assertNotIn("s3full/.chunks/%s/%s" % (c.digest[:4], c.digest), left)
+            self.assertGreater(os.statvfs(mnt).f_bavail, 0)
+            with open(os.path.join(ds, ".gc-status")) as f:
+                self.assertEqual(st["upid"], json.load(f)["upid"])
+            self.assertEqual(b"".join(c.data for c in kept),
+                             self.restore("s3full", "h2", 1700000060))
+        finally:
+            fd.umount(mnt)  # lazily: the server keeps the datastore open
 
 
 class CacheRestart(S3Case):

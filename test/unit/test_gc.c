@@ -570,6 +570,41 @@ UNIT_TEST(gc_atime_safety_check)
   fx_close(&fx);
 }
 
+/* A GC whose sweep is done but whose .gc-status cannot be written (a full
+ * disk; here a directory in its place) ends with a warning, not an error, and
+ * keeps its figures for the status API until a later run writes the file. */
+UNIT_TEST(gc_status_write_failure_is_a_warning)
+{
+  struct fx fx;
+  fx_init(&fx, "gc-atime-safety-check=false");
+  uint8_t g[32];
+  fx_chunk(&fx, 1, 1000, g);
+  fx_age_all(&fx, 2 * DAY);
+  char path[700];
+  snprintf(path, sizeof(path), "%s/.gc-status", fx.base);
+  ASSERT_OK(mkdir(path, 0755)); /* rename(2) over it fails */
+  struct core_task *t = fx_gc(&fx);
+  const char *log = fx_task_log(&fx, t->upid);
+  ASSERT_STR_EQ(t->exitstatus, "WARNINGS: 1");
+  FX_ASSERT_LOG(log, "/.gc-status: ");
+  FX_ASSERT_LOG(log, "this run is not recorded there");
+  FX_ASSERT_LOG(log, "Removed chunks: 1");
+  ASSERT(!fx_chunk_exists(&fx, g));
+  struct gc_store_state *state = gc__store_state(&fx.gc, FX_STORE);
+  ASSERT(state->unsaved != NULL);
+  ASSERT_STR_EQ(state->unsaved->upid, t->upid);
+  ASSERT_EQ(state->unsaved->removed_chunks, 1);
+
+  ASSERT_OK(rmdir(path));
+  t = fx_gc(&fx);
+  ASSERT_STR_EQ(t->exitstatus, "OK");
+  ASSERT(state->unsaved == NULL); /* the file is the newer record again */
+  struct gc_status st;
+  ASSERT_OK(gc_status_read(fx.base, &st));
+  ASSERT_STR_EQ(st.upid, t->upid);
+  fx_close(&fx);
+}
+
 /* The race PBS retries a group for: GC lists a group, then the listed
  * snapshot's successor finishes (its chunks known from that snapshot, not
  * uploaded again) and a prune removes the listed snapshot before GC marks
@@ -619,4 +654,4 @@ UNIT_MAIN(UNIT_CASE(zero_chunk_digest), UNIT_CASE(gc_relists_group_when_a_snapsh
           UNIT_CASE(gc_bad_files), UNIT_CASE(gc_missing_chunk_and_prefix),
           UNIT_CASE(gc_corrupt_index_fails_safely), UNIT_CASE(gc_unreadable_directories),
           UNIT_CASE(gc_strange_index_is_marked), UNIT_CASE(gc_one_at_a_time_and_abort),
-          UNIT_CASE(gc_atime_safety_check))
+          UNIT_CASE(gc_atime_safety_check), UNIT_CASE(gc_status_write_failure_is_a_warning))

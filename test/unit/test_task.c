@@ -256,6 +256,70 @@ UNIT_TEST(abort_and_restart)
   ASSERT_EQ(uv_loop_close(&loop), 0);
 }
 
+static void stop_loop(uv_timer_t *h)
+{
+  uv_stop(h->loop);
+}
+
+/* Runs the loop for `ms`, whatever keeps it alive (the flush timer is unref'd). */
+static void run_for(uv_loop_t *loop, uint64_t ms)
+{
+  uv_timer_t tm;
+  uv_timer_init(loop, &tm);
+  uv_timer_start(&tm, stop_loop, ms, 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&tm, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+}
+
+static int count(const char *hay, const char *needle)
+{
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+    n++;
+  return n;
+}
+
+/* A log file that cannot be written (a full disk: /dev/full answers ENOSPC)
+ * keeps its lines in memory and gets all of them, once each and in order,
+ * when it can be written again. */
+UNIT_TEST(log_lines_survive_a_full_disk)
+{
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct core_tasks *r;
+  ASSERT_OK(core_tasks_init(&r, &loop, unit_tmpdir()));
+  struct core_task *t = core_task_start(r, "garbage_collection", "full", "root@pam", "full");
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/tasks/log/%s", unit_tmpdir(), t->upid);
+  ASSERT_OK(symlink("/dev/full", path));
+  core_task_log(t, "line one");
+  core_task_log(t, "line two");
+  run_for(&loop, 3 * CORE_TASK_FLUSH_MS); /* a few ticks, every one fails */
+  ASSERT(t->write_failed);
+  ASSERT_EQ(t->dropped, 0);
+
+  core_task_log(t, "line three");
+  ASSERT_OK(unlink(path)); /* space again */
+  run_for(&loop, 3 * CORE_TASK_FLUSH_MS);
+  ASSERT(!t->write_failed);
+  char *log = slurp(path);
+  ASSERT(log != NULL);
+  ASSERT_EQ(count(log, ": line one\n"), 1);
+  ASSERT_EQ(count(log, ": line two\n"), 1);
+  ASSERT_EQ(count(log, ": line three\n"), 1);
+  ASSERT(strstr(log, "line one") < strstr(log, "line two"));
+  ASSERT(strstr(log, "line two") < strstr(log, "line three"));
+
+  core_task_finish(t, 0, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  log = slurp(path);
+  ASSERT_EQ(count(log, ": line one\n"), 1);
+  ASSERT(strstr(log, "TASK OK\n") != NULL);
+  core_tasks_close(r);
+  ASSERT_EQ(uv_loop_close(&loop), 0);
+}
+
 UNIT_TEST(eviction_keeps_recent)
 {
   uv_loop_t loop;
@@ -287,4 +351,5 @@ UNIT_TEST(eviction_keeps_recent)
 }
 
 UNIT_MAIN(UNIT_CASE(upid_format_and_parse), UNIT_CASE(task_lifecycle_and_log),
-          UNIT_CASE(abort_and_restart), UNIT_CASE(eviction_keeps_recent))
+          UNIT_CASE(abort_and_restart), UNIT_CASE(log_lines_survive_a_full_disk),
+          UNIT_CASE(eviction_keeps_recent))
