@@ -134,8 +134,7 @@ static int check_placement(struct store_dsconfig_req *q, const struct core_confi
     if (dirs[i] == NULL || store_dspath_normalize(dirs[i], other, sizeof(other)) < 0)
       continue;
     if (store_dspath_overlap(base, other)) {
-      set_err(q, "path %s overlaps the %s directory %s", base,
-               what[i], other);
+      set_err(q, "path %s overlaps the %s directory %s", base, what[i], other);
       return CORE_ECONFIG;
     }
   }
@@ -148,8 +147,7 @@ static int check_placement(struct store_dsconfig_req *q, const struct core_confi
      * written: refusing too much is the safe side. */
     const char *cmp = store_dspath_normalize(p, other, sizeof(other)) == 0 ? other : p;
     if (store_dspath_overlap(base, cmp)) {
-      set_err(q, "path %s overlaps datastore '%s' at %s", base,
-               sec->name, cmp);
+      set_err(q, "path %s overlaps datastore '%s' at %s", base, sec->name, cmp);
       return CORE_ECONFIG;
     }
   }
@@ -182,13 +180,11 @@ static int make_store(struct edit_arg *a, const struct core_config *cfg,
     return state;
   }
   if (state == STORE_DSPATH_CHUNKSTORE && !q->reuse) {
-    set_err(q, "%s already holds a chunk store (set reuse-datastore "
-             "to adopt it)", a->base);
+    set_err(q, "%s already holds a chunk store (set reuse-datastore to adopt it)", a->base);
     return CORE_EEXISTS;
   }
   if (state == STORE_DSPATH_OTHER && !q->reuse) {
-    set_err(q, "%s is not empty (set reuse-datastore to use it "
-             "anyway)", a->base);
+    set_err(q, "%s is not empty (set reuse-datastore to use it anyway)", a->base);
     return CORE_ECONFIG;
   }
   if (state == STORE_DSPATH_CHUNKSTORE) {
@@ -199,12 +195,13 @@ static int make_store(struct edit_arg *a, const struct core_config *cfg,
       store_chunkstore_close(cs);
   } else {
     rc = store_chunk_create(a->base);
-    a->made_base = rc == 0 && state == STORE_DSPATH_MISSING;
+    /* Also after a failure: store_chunk_create may have made the directory
+     * before failing inside it (rmdir leaves a non-empty one alone). */
+    a->made_base = state == STORE_DSPATH_MISSING;
     a->made_layout = rc == 0;
   }
   if (rc < 0) {
-    set_err(q, "cannot create chunk store at %s: %s", a->base,
-             core_strerror(rc));
+    set_err(q, "cannot create chunk store at %s: %s", a->base, core_strerror(rc));
     return rc;
   }
   if (core_config_set(sec, "path", a->base) < 0) {
