@@ -300,6 +300,17 @@ class ValidationGapsTest(Case):
         self.assertRefused(r, "reuse-datastore=maybe", mentions="reuse-datastore")
         self.assertFalse(os.path.exists(self.srv.datastore_path("reuse-bad")))
 
+    def test_booleans_elsewhere(self):
+        snap = {"backup-type": "host", "backup-id": "b1", "backup-time": "1700000000"}
+        r = self.srv.post(API + "/backup", params=dict(snap, store="val1", **{"no-cache": "2"}))
+        self.assertRefused(r, "no-cache=2", mentions="no-cache")
+        r = self.srv.put(API + "/admin/datastore/val1/protected",
+                         params=dict(snap, protected="maybe"))
+        self.assertRefused(r, "protected=maybe", mentions="'protected'")
+        r = self.srv.delete(API + "/admin/datastore/val1/namespace",
+                            params={"ns": "a", "delete-groups": "maybe"})
+        self.assertRefused(r, "delete-groups=maybe", mentions="delete-groups")
+
     def set_all(self):
         self.assertStatus(self.put({"comment": "c", "gc-schedule": "daily",
                                     "verify-new": "true", "keep-last": "3"}), 200, "set")
