@@ -167,10 +167,13 @@ static void submit_write(struct http_request *req, struct store_api *api, enum w
   }
   w->q.name = name;
   const char *reuse = http_req_param(req, "reuse-datastore");
-  if (reuse && (kind != W_CREATE || core_parse_bool(reuse, &w->q.reuse) < 0)) {
-    http_respond_error(req, 400, kind == W_CREATE ? "parameter 'reuse-datastore' must be "
-                       "a boolean (1/0, true/false, yes/no, on/off)" :
-                       "parameter 'reuse-datastore' only applies when creating");
+  if (reuse && kind != W_CREATE) {
+    http_respond_error(req, 400, "parameter 'reuse-datastore' only applies when creating");
+    goto fail;
+  }
+  if (reuse && core_parse_bool(reuse, &w->q.reuse) < 0) {
+    http_respond_error(req, 400, "parameter 'reuse-datastore' must be a boolean (1/0, "
+                       "true/false, yes/no, on/off)");
     goto fail;
   }
   if (http_props_collect(req, control, kind == W_REMOVE ? NULL : store_dsconfig_check_prop,
