@@ -7,6 +7,7 @@
 #include "core/core_config.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
+#include "core/core_parse.h"
 #include "core/core_shmem.h"
 #include "s3/s3_admin.h"
 #include "store/store_chunk.h"
@@ -135,6 +136,7 @@ static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
   struct store_dsconfig_req q;
   memset(&q, 0, sizeof(q));
   q.config_dir = a->config_dir;
+  q.run_dir = a->run_dir;
   q.shmem = a->have_shmem ? &a->shmem : NULL;
   int rc;
   if (!strcmp(cmd, "create")) {
@@ -150,7 +152,11 @@ static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
     /* --reuse-datastore is an instruction, not a stored property. */
     for (size_t i = 0; i < nkv; i++) {
       if (!strcmp(kv[i].key, "reuse-datastore")) {
-        q.reuse = !strcmp(kv[i].value, "1") || !strcmp(kv[i].value, "true");
+        if (core_parse_bool(kv[i].value, &q.reuse) < 0) {
+          fprintf(stderr, "cairn-admin: --reuse-datastore must be a boolean (1/0, "
+                          "true/false, yes/no, on/off)\n");
+          return 2;
+        }
         kv[i] = kv[--nkv];
         break;
       }

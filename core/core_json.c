@@ -2,17 +2,22 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 void core_json_init(struct core_json *j, int pretty)
 {
   j->gen = yajl_gen_alloc(NULL);
   if (j->gen == NULL)
     abort();
+  /* core_json_strn repairs text first, so this never fires; it is the
+   * generator's own guarantee that no raw byte reaches a client. */
+  yajl_gen_config(j->gen, yajl_gen_validate_utf8, 1);
   if (pretty) {
     yajl_gen_config(j->gen, yajl_gen_beautify, 1);
     yajl_gen_config(j->gen, yajl_gen_indent_string, "  ");
@@ -53,7 +58,18 @@ void core_json_str(struct core_json *j, const char *s)
 
 void core_json_strn(struct core_json *j, const char *s, size_t len)
 {
-  yajl_gen_string(j->gen, (const unsigned char *)s, len);
+  /* Stored text may predate validation (a hand-edited config file): show it
+   * with U+FFFD rather than emit a document strict parsers reject, or, with
+   * yajl_gen_validate_utf8, drop the value and break the document's shape. */
+  size_t n = core_utf8_repaired_len(s, len);
+  if (n == len) {
+    yajl_gen_string(j->gen, (const unsigned char *)s, len);
+    return;
+  }
+  char *fixed = core_malloc(n);
+  core_utf8_repair(s, len, fixed);
+  yajl_gen_string(j->gen, (const unsigned char *)fixed, n);
+  core_free(fixed);
 }
 
 void core_json_int(struct core_json *j, int64_t v)
@@ -112,14 +128,56 @@ void core_json_kv_bool(struct core_json *j, const char *key, int v)
   core_json_bool(j, v);
 }
 
+/* The string and key callbacks of the checking pass: yajl hands over each
+ * string decoded, with its length, so a \u0000 shows as a NUL inside it and
+ * an escaped surrogate or overlong as the bytes it decodes to. */
+static int check_string(void *ctx, const unsigned char *s, size_t len)
+{
+  (void)ctx;
+  return core_utf8_valid((const char *)s, len);
+}
+
+/* yajl's own UTF-8 check only looks at the shape of multi-byte sequences and
+ * the tree parser keeps strings as C strings, so "ab\u0000cd" would arrive
+ * as "ab". One pass over the raw bytes with string callbacks refuses both,
+ * and a raw NUL byte, before the tree is built. */
+static int check_strings(const char *text, size_t len, char *err, size_t errlen)
+{
+  static const yajl_callbacks cb = {
+    .yajl_string = check_string,
+    .yajl_map_key = check_string,
+  };
+  yajl_handle h = yajl_alloc(&cb, NULL, NULL);
+  if (h == NULL)
+    abort();
+  yajl_status st = yajl_parse(h, (const unsigned char *)text, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(h);
+  int rc = 0;
+  if (st == yajl_status_client_canceled) {
+    snprintf(err, errlen, "a string is not valid UTF-8 or contains NUL");
+    rc = CORE_EPARSE;
+  } else if (st != yajl_status_ok) {
+    unsigned char *msg = yajl_get_error(h, 0, NULL, 0);
+    snprintf(err, errlen, "%s", msg ? (const char *)msg : "invalid JSON");
+    yajl_free_error(h, msg);
+    rc = CORE_EPARSE;
+  }
+  yajl_free(h);
+  return rc;
+}
+
 int core_json_parse(const char *text, size_t len, yajl_val *out, char *errbuf,
                     size_t errlen)
 {
-  /* yajl_tree_parse wants a NUL-terminated string. */
-  char *copy = core_strndup(text, len);
   char err[256] = "";
-  yajl_val v = yajl_tree_parse(copy, err, sizeof(err));
-  core_free(copy);
+  yajl_val v = NULL;
+  if (check_strings(text, len, err, sizeof(err)) == 0) {
+    /* yajl_tree_parse wants a NUL-terminated string. */
+    char *copy = core_strndup(text, len);
+    v = yajl_tree_parse(copy, err, sizeof(err));
+    core_free(copy);
+  }
   if (v == NULL) {
     if (errbuf && errlen) {
       /* yajl's messages span lines; keep the first. */

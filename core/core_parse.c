@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int core_parse_u64(const char *s, uint64_t *out)
 {
@@ -39,11 +40,11 @@ int core_parse_bool(const char *s, int *out)
   if (s == NULL)
     return CORE_EINVAL;
   for (int i = 0; i < 4; i++) {
-    if (strcmp(s, yes[i]) == 0) {
+    if (strcasecmp(s, yes[i]) == 0) {
       *out = 1;
       return 0;
     }
-    if (strcmp(s, no[i]) == 0) {
+    if (strcasecmp(s, no[i]) == 0) {
       *out = 0;
       return 0;
     }

@@ -10,7 +10,8 @@
 int core_parse_u64(const char *s, uint64_t *out);
 /* An optional '-' then digits. 0 or CORE_EINVAL. */
 int core_parse_i64(const char *s, int64_t *out);
-/* 1/true/yes/on and 0/false/no/off (PBS accepts all of these). 0 or CORE_EINVAL. */
+/* 1/true/yes/on and 0/false/no/off, in any case: exactly the forms PBS's
+ * schema accepts. 0 or CORE_EINVAL. */
 int core_parse_bool(const char *s, int *out);
 
 #endif

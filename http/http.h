@@ -69,8 +69,9 @@ const char *http_req_header(const struct http_request *req, const char *name);
  * form (application/x-www-form-urlencoded) or JSON object body. JSON numbers and
  * booleans come back in their JSON text form ("5", "true"). NULL if absent. */
 const char *http_req_param(const struct http_request *req, const char *name);
-/* Query-string and body parameters in order (path parameters excluded):
- * returns 1 and fills name/value for index i, 0 past the end. */
+/* Query-string and body parameters in order (path parameters excluded),
+ * repeated names included: returns 1 and fills name/value for index i, 0 past
+ * the end. */
 int http_req_param_at(const struct http_request *req, int i, const char **name,
                       const char **value);
 /* The parsed JSON body (object), or NULL if the body was not JSON. */

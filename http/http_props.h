@@ -2,10 +2,13 @@
  * them.
  *
  * Every parameter that is not a control name becomes a property to set
- * (checked by the owner's `check`); `delete` lists properties to remove,
- * separated by commas, semicolons or spaces; `digest`, when present, must be
- * the 64-hex digest of the config the client read. The datastore and the S3
- * endpoint config APIs share this.
+ * (checked by the owner's `check`; a property given twice is refused);
+ * `delete` lists properties to remove, separated by commas, semicolons or
+ * spaces, and may repeat (delete=a&delete=b) or be a JSON array: all of them
+ * apply. Whether a name may be deleted is the owner's decision, taken when it
+ * applies the change. `digest`, when present, must be the 64-hex digest of
+ * the config the client read. The datastore and the S3 endpoint config APIs
+ * share this.
  */
 #ifndef HTTP_PROPS_H
 #define HTTP_PROPS_H
@@ -24,6 +27,7 @@ struct http_props {
   size_t ndel;
   const char *digest;                  /* NULL when absent */
   char *del_buf;                       /* owned */
+  size_t del_len;                      /* bytes of del_buf in use */
 };
 
 /* Validates one property; returns 0, or < 0 with a message in err. */

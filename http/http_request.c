@@ -2,14 +2,17 @@
  *
  * Parameters are gathered once, when the request is complete: path
  * parameters, then the query string, then a form or JSON body, in that order
- * of precedence (the first occurrence of a name wins). Handlers then look
- * them up by name; a request has few, so a linear scan is the right tool.
+ * of precedence (the first occurrence of a name wins; repeats are kept for
+ * http_req_param_at). Handlers then look them up by name; a request has
+ * few, so a linear scan is the right tool. Names and values must be UTF-8
+ * without NUL (form and query here, JSON in core_json_parse).
  */
 #include "http/http_internal.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "core/core_log.h"
+#include "core/core_utf8.h"
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -143,18 +146,10 @@ int http_url_decode(const char *in, size_t len, char *out, int plus)
   return (int)o;
 }
 
-static int has_param(const struct http_request *req, const char *name)
-{
-  return http_req_param(req, name) != NULL;
-}
-
+/* Keeps repeats: http_req_param() still sees the first, and http_props needs
+ * them all (delete=a&delete=b). */
 static int add_param(struct http_request *req, char *name, char *value)
 {
-  if (has_param(req, name)) {
-    core_free(name);
-    core_free(value);
-    return 0;
-  }
   if (req->nparams == HTTP_MAX_PARAMS) {
     core_free(name);
     core_free(value);
@@ -181,8 +176,13 @@ static int parse_urlencoded(struct http_request *req, const char *s, size_t len)
       char *v = core_malloc((size_t)(stop - vs) + 1);
       int kl = http_url_decode(p, (size_t)(kend - p), k, 1);
       int vl = http_url_decode(vs, (size_t)(stop - vs), v, 1);
-      /* Embedded NULs would make C string checks see a different value. */
-      if (kl < 0 || vl < 0 || memchr(k, 0, (size_t)kl) || memchr(v, 0, (size_t)vl)) {
+      /* Text only: JSON output cannot carry other bytes, and an embedded NUL
+       * would make C string checks see a different value. */
+      if (kl < 0 || vl < 0 || !core_utf8_valid(k, (size_t)kl) ||
+          !core_utf8_valid(v, (size_t)vl)) {
+        if (kl >= 0 && vl >= 0)
+          snprintf(req->reject_msg, sizeof(req->reject_msg),
+                   "parameters must be UTF-8 text without NUL");
         core_free(k);
         core_free(v);
         return CORE_EPARSE;

@@ -2,6 +2,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_parse.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,17 +29,6 @@ int s3_config_check_id(const char *id)
   for (size_t i = 1; i < n; i++)
     if (!(is_alnum(id[i]) || id[i] == '_' || id[i] == '.' || id[i] == '-'))
       return CORE_ENAME;
-  return 0;
-}
-
-static int parse_bool(const char *s, int *out)
-{
-  if (!strcmp(s, "1") || !strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
-    *out = 1;
-  else if (!strcmp(s, "0") || !strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
-    *out = 0;
-  else
-    return CORE_EINVAL;
   return 0;
 }
 
@@ -151,7 +141,7 @@ int s3_config_check_prop(const char *key, const char *value, char *err, size_t e
       return CORE_ECONFIG;
     }
   } else if (!strcmp(key, "path-style") || !strcmp(key, "use-tls")) {
-    if (parse_bool(value, &b) < 0) {
+    if (core_parse_bool(value, &b) < 0) {
       snprintf(err, errlen, "%s must be a boolean", key);
       return CORE_ECONFIG;
     }
@@ -220,9 +210,9 @@ int s3_config_parse_section(const struct core_config_section *sec, const char *s
       core_free(out->access_key);
       out->access_key = core_strdup(v);
     } else if (!strcmp(k, "path-style")) {
-      parse_bool(v, &out->path_style);
+      core_parse_bool(v, &out->path_style);
     } else if (!strcmp(k, "use-tls")) {
-      parse_bool(v, &out->use_tls);
+      core_parse_bool(v, &out->use_tls);
     } else if (!strcmp(k, "fingerprint")) {
       core_free(out->fingerprint);
       out->fingerprint = core_strdup(v);

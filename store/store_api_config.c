@@ -10,6 +10,8 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
+#include "core/core_parse.h"
+#include "core/core_utf8.h"
 #include "http/http_props.h"
 #include "store/store_dsconfig.h"
 #include "store/store_name.h"
@@ -150,6 +152,7 @@ static void submit_write(struct http_request *req, struct store_api *api, enum w
   w->req = req;
   w->kind = kind;
   w->q.config_dir = api->config_dir;
+  w->q.run_dir = api->run_dir;
   w->q.shmem = api->shmem;
   const char *name = http_req_param(req, "name");
   if (name == NULL) {
@@ -157,12 +160,22 @@ static void submit_write(struct http_request *req, struct store_api *api, enum w
     goto fail;
   }
   if (store_name_datastore(name) < 0) {
-    http_respond_error(req, 400, "invalid datastore name '%s'", name);
+    char q[80];
+    http_respond_error(req, 400, "invalid datastore name '%s'",
+                       core_utf8_quote(name, q, sizeof(q)));
     goto fail;
   }
   w->q.name = name;
   const char *reuse = http_req_param(req, "reuse-datastore");
-  w->q.reuse = reuse && (!strcmp(reuse, "1") || !strcmp(reuse, "true"));
+  if (reuse && kind != W_CREATE) {
+    http_respond_error(req, 400, "parameter 'reuse-datastore' only applies when creating");
+    goto fail;
+  }
+  if (reuse && core_parse_bool(reuse, &w->q.reuse) < 0) {
+    http_respond_error(req, 400, "parameter 'reuse-datastore' must be a boolean (1/0, "
+                       "true/false, yes/no, on/off)");
+    goto fail;
+  }
   if (http_props_collect(req, control, kind == W_REMOVE ? NULL : store_dsconfig_check_prop,
                          &w->props, err, sizeof(err)) < 0) {
     http_respond_error(req, 400, "%s", err[0] ? err : "invalid parameters");

@@ -434,7 +434,8 @@ static void start(struct http_request *req, struct store_api *api, enum content_
   if (msg == NULL && op == OP_PROT_SET && flag == NULL)
     msg = "parameter 'protected' is required";
   if (msg == NULL && flag && core_parse_bool(flag, &c->flag) < 0)
-    msg = "boolean parameter must be true/false or 1/0";
+    msg = op == OP_NS_DELETE ? "parameter 'delete-groups' must be a boolean"
+                             : "parameter 'protected' must be a boolean";
   if (msg) {
     http_respond_error(req, 400, "%s", msg);
     content_free(c);

@@ -236,9 +236,13 @@ static void open_done(struct core_job *j, int status)
 
 static void h_open(struct http_request *req, void *ctx)
 {
-  struct open_job *o = core_new(struct open_job);
+  const char *no_cache = http_req_param(req, "no-cache");
   int nc = 0;
-  core_parse_bool(http_req_param(req, "no-cache"), &nc);
+  if (no_cache && core_parse_bool(no_cache, &nc) < 0) {
+    http_respond_error(req, 400, "parameter 'no-cache' must be a boolean");
+    return;
+  }
+  struct open_job *o = core_new(struct open_job);
   o->no_cache = nc;
   store_session_open(ctx, req, STORE_SESSION_BACKUP, STORE_OP_WRITE, &o->open, open_run,
                      open_done);

@@ -551,8 +551,9 @@ int store_blob_verify_chunk(struct store_blob_ctx *ctx, const void *blob, size_t
     return CORE_ETOOBIG;
   if (size == 0)
     return CORE_EFORMAT;
-  if (len > STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN)
-    return CORE_ETOOBIG;
+  /* No bound on len of its own: the payload may not exceed `size` (below),
+   * so a longer body is a blob that disagrees with its size (CORE_EFORMAT),
+   * whatever slack the caller's body limit leaves. */
   kind = store_blob_magic_kind(blob, len);
   if (kind < 0)
     return kind;

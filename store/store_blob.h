@@ -8,8 +8,8 @@
  *   kind                     magic              header
  *   uncompressed             42ab3807be8370a1   magic[8] crc[4]                    12 bytes
  *   zstd                     31b958426fb6a37f   magic[8] crc[4]                    12 bytes
- *   encrypted                7b6785be222d4cf0   magic[8] crc[4] iv[16] tag[16]     48 bytes
- *   zstd, then encrypted     e6591bbf0bbfd80b   magic[8] crc[4] iv[16] tag[16]     48 bytes
+ *   encrypted                7b6785be222d4cf0   magic[8] crc[4] iv[16] tag[16]     44 bytes
+ *   zstd, then encrypted     e6591bbf0bbfd80b   magic[8] crc[4] iv[16] tag[16]     44 bytes
  *
  * crc is the zlib CRC-32 of the payload only (not of IV and tag), stored
  * little-endian. Compression is zstd level 1 into a buffer as large as the
@@ -48,7 +48,7 @@ enum store_blob_kind {
 };
 
 #define STORE_BLOB_HDR_LEN 12
-#define STORE_BLOB_ENC_HDR_LEN 48
+#define STORE_BLOB_ENC_HDR_LEN 44 /* PBS's EncryptedDataBlobHeader is packed: no padding */
 #define STORE_BLOB_MAX_SIZE (128u * 1024 * 1024) /* PBS MAX_BLOB_SIZE: plaintext cap */
 #define STORE_CHUNK_MAX_SIZE (16u * 1024 * 1024) /* largest chunk the protocol allows */
 

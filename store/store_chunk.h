@@ -48,8 +48,9 @@
 #include <dirent.h>
 
 #define STORE_CHUNK_PREFIXES 65536u
-/* Largest DataBlob a chunk file may hold: 16 MiB payload + the 48-byte
- * encrypted header. store_chunk_read refuses bigger files. */
+/* Largest DataBlob a chunk file may hold: 16 MiB payload + the 44-byte
+ * encrypted header, with 4 bytes to spare. store_chunk_read refuses bigger
+ * files. */
 #define STORE_CHUNK_MAX_ENCODED (16u * 1024 * 1024 + 48)
 /* Smallest valid DataBlob: the 12-byte plain header (payload may be empty). */
 #define STORE_CHUNK_MIN_ENCODED 12u

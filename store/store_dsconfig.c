@@ -5,12 +5,16 @@
 #include "core/core_config.h"
 #include "core/core_error.h"
 #include "core/core_parse.h"
+#include "core/core_utf8.h"
 #include "store/store_backend.h"
 #include "store/store_chunk.h"
+#include "store/store_dspath.h"
 #include "store/store_name.h"
+#include "store/store_path.h"
 #include "store/store_registry.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +31,6 @@ static const char *const known_props[] = {
   "overwrite-in-use", /* create only: take over an S3 prefix another server used; not saved */
 };
 
-/* Undoes store_chunk_create() on a base directory that this call made. */
-static void remove_layout(const char *path)
-{
-  char *chunks = core_asprintf("%s/.chunks", path);
-  char *lock = core_asprintf("%s/.lock", path);
-  unlink(lock);
-  rmdir(chunks);
-  rmdir(path);
-  core_free(chunks);
-  core_free(lock);
-}
-
 static int is_known(const char *key)
 {
   for (size_t i = 0; i < sizeof(known_props) / sizeof(known_props[0]); i++)
@@ -49,11 +41,13 @@ static int is_known(const char *key)
 
 int store_dsconfig_check_prop(const char *key, const char *value, char *err, size_t errlen)
 {
+  char q[80];
+  int b;
   if (!is_known(key)) {
-    snprintf(err, errlen, "unknown property '%s'", key);
+    snprintf(err, errlen, "unknown property '%s'", core_utf8_quote(key, q, sizeof(q)));
     return CORE_ECONFIG;
   }
-  if (!core_config_valid_value(value)) {
+  if (!core_utf8_valid(value, strlen(value)) || !core_config_valid_value(value)) {
     snprintf(err, errlen, "property '%s': invalid characters", key);
     return CORE_ECONFIG;
   }
@@ -62,9 +56,15 @@ int store_dsconfig_check_prop(const char *key, const char *value, char *err, siz
     snprintf(err, errlen, "property '%s' must be a positive integer", key);
     return CORE_ECONFIG;
   }
-  if (!strcmp(key, "path") && (value[0] != '/' || strstr(value, "/../") ||
-                               strlen(value) > 4000)) {
-    snprintf(err, errlen, "path must be an absolute path without '..'");
+  if ((!strcmp(key, "verify-new") || !strcmp(key, "overwrite-in-use")) &&
+      core_parse_bool(value, &b) < 0) {
+    snprintf(err, errlen, "property '%s' must be a boolean (1/0, true/false, yes/no, on/off)",
+             key);
+    return CORE_ECONFIG;
+  }
+  /* The full checks need the file system: see check_new_path. */
+  if (!strcmp(key, "path") && (value[0] != '/' || strlen(value) > 4000)) {
+    snprintf(err, errlen, "path must be an absolute path");
     return CORE_ECONFIG;
   }
   if (!strcmp(key, "gc-schedule") || !strcmp(key, "prune-schedule")) {
@@ -100,7 +100,130 @@ static int check_section(const struct core_config_section *sec, char *err, size_
 struct edit_arg {
   struct store_dsconfig_req *q;
   int mode; /* 0 create, 1 update, 2 remove */
+  /* create: what make_store made, so a failed save can take it back */
+  char base[STORE_PATH_MAX]; /* the normalised path */
+  int made_base;             /* the directory itself */
+  int made_layout;           /* .chunks and .lock in it */
 };
+
+/* A message in q->err; paths are long (PATH_MAX) and q->err is not, and a
+ * cut path is still a useful message. */
+static void set_err(struct store_dsconfig_req *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_err(struct store_dsconfig_req *q, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(q->err, sizeof(q->err), fmt, ap);
+  va_end(ap);
+}
+
+/* Refuses `base` (normalised) when it is a system directory or shares a tree
+ * with the config or run directory or another datastore of `cfg`. */
+static int check_placement(struct store_dsconfig_req *q, const struct core_config *cfg,
+                           const struct core_config_section *self, const char *base)
+{
+  char other[STORE_PATH_MAX];
+  if (store_dspath_denied(base)) {
+    set_err(q, "path %s is the root or a system directory", base);
+    return CORE_ECONFIG;
+  }
+  const char *dirs[] = {q->config_dir, q->run_dir};
+  const char *what[] = {"config", "run"};
+  for (size_t i = 0; i < 2; i++) {
+    if (dirs[i] == NULL || store_dspath_normalize(dirs[i], other, sizeof(other)) < 0)
+      continue;
+    if (store_dspath_overlap(base, other)) {
+      set_err(q, "path %s overlaps the %s directory %s", base, what[i], other);
+      return CORE_ECONFIG;
+    }
+  }
+  for (size_t i = 0; i < cfg->nsections; i++) {
+    const struct core_config_section *sec = cfg->sections[i];
+    const char *p = core_config_get(sec, "path");
+    if (sec == self || strcmp(sec->type, "datastore") != 0 || p == NULL)
+      continue;
+    /* A path that cannot be resolved (gone, unreadable) is compared as
+     * written: refusing too much is the safe side. */
+    const char *cmp = store_dspath_normalize(p, other, sizeof(other)) == 0 ? other : p;
+    if (store_dspath_overlap(base, cmp)) {
+      set_err(q, "path %s overlaps datastore '%s' at %s", base, sec->name, cmp);
+      return CORE_ECONFIG;
+    }
+  }
+  return 0;
+}
+
+/* Makes or adopts the chunk store of the new section, the last step of a
+ * create, so nothing is made before every check passed; saves the path in
+ * its normal form, the one that was checked. */
+static int make_store(struct edit_arg *a, const struct core_config *cfg,
+                      struct core_config_section *sec)
+{
+  struct store_dsconfig_req *q = a->q;
+  const char *path = core_config_get(sec, "path");
+  int rc = store_dspath_normalize(path, a->base, sizeof(a->base));
+  if (rc < 0) {
+    set_err(q, "invalid path %s: %s", path, core_strerror(rc));
+    return rc == CORE_ETOOBIG || rc == CORE_EINVAL ? CORE_ECONFIG : rc;
+  }
+  rc = check_placement(q, cfg, sec, a->base);
+  if (rc < 0)
+    return rc;
+  int state = store_dspath_state(a->base);
+  if (state == CORE_EFORMAT) {
+    set_err(q, "path %s is not a directory", a->base);
+    return CORE_ECONFIG;
+  }
+  if (state < 0) {
+    set_err(q, "cannot read %s: %s", a->base, core_strerror(state));
+    return state;
+  }
+  if (state == STORE_DSPATH_CHUNKSTORE && !q->reuse) {
+    set_err(q, "%s already holds a chunk store (set reuse-datastore to adopt it)", a->base);
+    return CORE_EEXISTS;
+  }
+  if (state == STORE_DSPATH_OTHER && !q->reuse) {
+    set_err(q, "%s is not empty (set reuse-datastore to use it anyway)", a->base);
+    return CORE_ECONFIG;
+  }
+  if (state == STORE_DSPATH_CHUNKSTORE) {
+    /* An existing datastore: keep everything, only check it is one. */
+    struct store_chunkstore *cs;
+    rc = store_chunkstore_open(a->base, STORE_SYNC_NONE, &cs);
+    if (rc == 0)
+      store_chunkstore_close(cs);
+  } else {
+    rc = store_chunk_create(a->base);
+    /* Also after a failure: store_chunk_create may have made the directory
+     * before failing inside it (rmdir leaves a non-empty one alone). */
+    a->made_base = state == STORE_DSPATH_MISSING;
+    a->made_layout = rc == 0;
+  }
+  if (rc < 0) {
+    set_err(q, "cannot create chunk store at %s: %s", a->base, core_strerror(rc));
+    return rc;
+  }
+  if (core_config_set(sec, "path", a->base) < 0) {
+    set_err(q, "invalid path %s", a->base);
+    return CORE_ECONFIG;
+  }
+  return 0;
+}
+
+/* Takes back what make_store made when the section could not be saved. */
+static void unmake_store(const struct edit_arg *a)
+{
+  char p[STORE_PATH_MAX + 16];
+  if (a->made_layout) {
+    snprintf(p, sizeof(p), "%s/%s", a->base, STORE_LOCK_FILE);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/%s", a->base, STORE_CHUNK_DIR);
+    rmdir(p);
+  }
+  if (a->made_base)
+    rmdir(a->base);
+}
 
 static int apply_edit(struct core_config *cfg, void *argp)
 {
@@ -150,6 +273,12 @@ static int apply_edit(struct core_config *cfg, void *argp)
     }
   }
   for (size_t i = 0; i < q->ndel; i++) {
+    char qn[80];
+    if (!is_known(q->del[i]) || !strcmp(q->del[i], "overwrite-in-use")) {
+      snprintf(q->err, sizeof(q->err), "cannot delete unknown property '%s'",
+               core_utf8_quote(q->del[i], qn, sizeof(qn)));
+      return CORE_ECONFIG;
+    }
     if (!strcmp(q->del[i], "path") ||
         (!strcmp(q->del[i], "backend") && core_config_get(sec, "backend"))) {
       snprintf(q->err, sizeof(q->err), "the %s of a datastore cannot be deleted", q->del[i]);
@@ -157,19 +286,22 @@ static int apply_edit(struct core_config *cfg, void *argp)
     }
     core_config_delete(sec, q->del[i]);
   }
-  return check_section(sec, q->err, sizeof(q->err));
+  int rc = check_section(sec, q->err, sizeof(q->err));
+  if (rc == 0 && a->mode == 0)
+    rc = make_store(a, cfg, sec);
+  return rc;
 }
 
-static int run_edit(struct store_dsconfig_req *q, int mode)
+static int run_edit(struct edit_arg *a)
 {
+  struct store_dsconfig_req *q = a->q;
   char *path = core_asprintf("%s/datastore.cfg", q->config_dir);
-  struct edit_arg a = {q, mode};
   struct core_config_edit e;
   memset(&e, 0, sizeof(e));
   e.path = path;
   e.expect_digest = q->digest;
   e.apply = apply_edit;
-  e.arg = &a;
+  e.arg = a;
   e.shmem = q->shmem;
   e.slot = CORE_GEN_DATASTORE;
   int rc = core_config_edit(&e);
@@ -208,45 +340,33 @@ int store_dsconfig_create(struct store_dsconfig_req *q)
   if (backend && store_backend_parse(backend, &bcfg, q->err, sizeof(q->err)) < 0)
     return CORE_ECONFIG;
   if (bcfg.type == STORE_BACKEND_S3) {
-    int ow = overwrite && (!strcmp(overwrite, "1") || !strcmp(overwrite, "true"));
+    int ow = 0;
+    if (overwrite)
+      core_parse_bool(overwrite, &ow); /* checked above */
     int rc = store_s3_create_check(q->config_dir, q->name, &bcfg, ow, q->err, sizeof(q->err));
     if (rc < 0)
       return rc;
   }
-  /* Make the chunk store first: a config entry must never point at nothing. */
-  struct stat st;
-  int created = stat(path, &st) < 0;
-  int rc = store_chunk_create(path);
-  if (rc == CORE_EEXISTS && q->reuse) {
-    /* An existing datastore: keep everything, only check it is one. */
-    struct store_chunkstore *cs;
-    rc = store_chunkstore_open(path, STORE_SYNC_NONE, &cs);
-    if (rc == 0)
-      store_chunkstore_close(cs);
-  } else if (rc == CORE_EEXISTS) {
-    snprintf(q->err, sizeof(q->err), "%s already holds a chunk store (set reuse-datastore "
-             "to adopt it)", path);
-    return rc;
-  }
-  if (rc < 0) {
-    snprintf(q->err, sizeof(q->err), "cannot create chunk store at %s: %s", path,
-             core_strerror(rc));
-    return rc;
-  }
-  rc = run_edit(q, 0);
-  if (rc < 0 && created)
-    remove_layout(path);
+  /* The chunk store is made under the config lock, after every check
+   * (make_store): a config entry must never point at nothing, and a refused
+   * create must leave nothing behind. */
+  struct edit_arg a = {.q = q, .mode = 0};
+  int rc = run_edit(&a);
+  if (rc < 0)
+    unmake_store(&a);
   return rc;
 }
 
 int store_dsconfig_update(struct store_dsconfig_req *q)
 {
+  struct edit_arg a = {.q = q, .mode = 1};
   q->err[0] = '\0';
-  return run_edit(q, 1);
+  return run_edit(&a);
 }
 
 int store_dsconfig_remove(struct store_dsconfig_req *q)
 {
+  struct edit_arg a = {.q = q, .mode = 2};
   q->err[0] = '\0';
-  return run_edit(q, 2);
+  return run_edit(&a);
 }

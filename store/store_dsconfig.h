@@ -15,6 +15,7 @@
 
 struct store_dsconfig_req {
   const char *config_dir;
+  const char *run_dir;         /* create: no datastore may overlap it; may be NULL */
   struct core_shmem *shmem;    /* generation to bump; may be NULL */
   const char *name;
   const struct core_kv *set;  /* properties to set */
@@ -29,11 +30,17 @@ struct store_dsconfig_req {
 };
 
 /* Creates the chunk store at `path` (set[] must hold "path"), or with
- * `reuse` adopts the one there, and adds the section. Returns 0, CORE_ENAME, CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, or
- * a file-system error; on failure nothing is left behind that this call made. */
+ * `reuse` adopts the one there, and adds the section with the path in its
+ * normal form. The path must pass store_dspath.h's rules: not a system
+ * directory, no overlap with config_dir, run_dir or another datastore, and
+ * an empty or new directory unless `reuse`. Nothing is created before every
+ * check passed, all under the config lock. Returns 0, CORE_ENAME,
+ * CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, or a file-system error; on failure
+ * nothing is left behind that this call made. */
 int store_dsconfig_create(struct store_dsconfig_req *q);
-/* Sets and deletes properties ("path" and "name" cannot change). Returns 0,
- * CORE_ENOTFOUND, CORE_ECONFIG, CORE_ESTALE, or a file error. */
+/* Sets and deletes properties ("path" and "name" cannot change; deleting an
+ * unknown property is CORE_ECONFIG). Returns 0, CORE_ENOTFOUND, CORE_ECONFIG,
+ * CORE_ESTALE, or a file error. */
 int store_dsconfig_update(struct store_dsconfig_req *q);
 /* Removes the section (the data stays on disk). */
 int store_dsconfig_remove(struct store_dsconfig_req *q);

@@ -225,7 +225,7 @@ UNIT_TEST(blob_encrypted_iv_is_random)
   key9(&c);
   ASSERT_EQ(store_blob_encode(NULL, "hello", 5, 0, &c, a, sizeof(a), &la), STORE_BLOB_ENCRYPTED);
   ASSERT_EQ(store_blob_encode(NULL, "hello", 5, 0, &c, b, sizeof(b), &lb), STORE_BLOB_ENCRYPTED);
-  ASSERT_EQ(la, 48 + 5);
+  ASSERT_EQ(la, 44 + 5);
   ASSERT(memcmp(a + 12, b + 12, 16) != 0);
   /* The CRC covers the ciphertext only: changing the IV keeps it valid. */
   a[12] ^= 1;
@@ -263,8 +263,8 @@ UNIT_TEST(blob_corrupt_crc_truncated_wrong_magic)
   ASSERT_EQ(store_blob_set_crc(out, 7), CORE_EFORMAT);
 
   ASSERT_OK(store_blob_encode(NULL, "hello", 5, 0, &c, out, sizeof(out), &len));
-  ASSERT_EQ(store_blob_magic_kind(out, 47), CORE_EFORMAT); /* encrypted header is 48 */
-  ASSERT_EQ(store_blob_magic_kind(out, 48), STORE_BLOB_ENCRYPTED);
+  ASSERT_EQ(store_blob_magic_kind(out, 43), CORE_EFORMAT); /* encrypted header is 44 */
+  ASSERT_EQ(store_blob_magic_kind(out, 44), STORE_BLOB_ENCRYPTED);
 
   out[0] ^= 1;
   ASSERT_EQ(store_blob_magic_kind(out, len), CORE_EFORMAT);
@@ -1112,6 +1112,42 @@ UNIT_TEST(keyfile_default_n_and_files)
   ASSERT_EQ(store_keyfile_read(path, &kf), -ENOENT);
 }
 
+/* PBS's EncryptedDataBlobHeader is #[repr(C, packed)]: magic[8] crc[4]
+ * iv[16] tag[16] = 44 bytes, the payload right after (issue #12: Cairn used
+ * 48, so neither side could read the other's encrypted blobs). */
+UNIT_TEST(blob_encrypted_pbs_layout)
+{
+  struct store_crypt c;
+  uint8_t out[128], plain[5], *dec;
+  size_t len, dlen;
+  key9(&c);
+  ASSERT_EQ(STORE_BLOB_ENC_HDR_LEN, 44);
+  ASSERT_EQ(store_blob_encode(NULL, "hello", 5, 0, &c, out, sizeof(out), &len),
+            STORE_BLOB_ENCRYPTED);
+  ASSERT_EQ(len, 44 + 5);
+  ASSERT_OK(store_crypt_gcm_decrypt(c.enc_key, out + 12, out + 44, 5, plain, out + 28, NULL));
+  ASSERT_MEM_EQ(plain, "hello", 5);
+
+  /* Built by hand the way PBS lays it out, it decodes. */
+  uint8_t blob[44 + 7], iv[16];
+  memcpy(blob, out, 8); /* the magic */
+  memset(iv, 0x5a, sizeof(iv));
+  memcpy(blob + 12, iv, 16);
+  ASSERT_OK(store_crypt_gcm_encrypt(c.enc_key, iv, "cairn!!", 7, blob + 44, blob + 28, NULL));
+  /* The server's upload path: size-checked, and the CRC it writes is PBS's,
+   * over the ciphertext from byte 44 on. */
+  uint8_t digest[32] = {0};
+  ASSERT_EQ(store_blob_verify_chunk(NULL, blob, sizeof(blob), digest, 7), STORE_BLOB_ENCRYPTED);
+  ASSERT_OK(store_blob_set_crc(blob, sizeof(blob)));
+  uint32_t crc = core_crc32(0, blob + 44, 7);
+  uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
+  ASSERT_MEM_EQ(blob + 8, le, 4);
+  ASSERT_OK(store_blob_decode(NULL, blob, sizeof(blob), &c, 16, NULL, &dec, &dlen));
+  ASSERT_EQ(dlen, 7);
+  ASSERT_MEM_EQ(dec, "cairn!!", 7);
+  core_free(dec);
+}
+
 UNIT_MAIN(UNIT_CASE(blob_magics_are_sha256_prefixes), UNIT_CASE(blob_hello_vector),
           UNIT_CASE(blob_roundtrip_all_kinds), UNIT_CASE(blob_empty),
           UNIT_CASE(blob_encrypted_iv_is_random), UNIT_CASE(blob_encode_limits),
@@ -1123,4 +1159,5 @@ UNIT_MAIN(UNIT_CASE(blob_magics_are_sha256_prefixes), UNIT_CASE(blob_hello_vecto
           UNIT_CASE(manifest_parse_generate), UNIT_CASE(manifest_rejects), UNIT_CASE(manifest_truncations),
           UNIT_CASE(manifest_filenames), UNIT_CASE(manifest_signature_pbs_vector),
           UNIT_CASE(manifest_unsigned_and_blob_errors), UNIT_CASE(keyfile_none),
-          UNIT_CASE(keyfile_scrypt), UNIT_CASE(keyfile_default_n_and_files))
+          UNIT_CASE(keyfile_scrypt), UNIT_CASE(keyfile_default_n_and_files),
+          UNIT_CASE(blob_encrypted_pbs_layout))

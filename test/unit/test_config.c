@@ -5,6 +5,7 @@
 #include "core/core_config.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_parse.h"
 #include "core/core_shmem.h"
 
 #include <dirent.h>
@@ -767,9 +768,34 @@ UNIT_TEST(shmem_wrong_file_refused)
   core_free(run);
 }
 
+/* Booleans in parameters and config values: PBS's forms, any case, nothing
+ * else (issue #12: verify-new=maybe was accepted). */
+UNIT_TEST(parse_bool_pbs_forms)
+{
+  static const char *const yes[] = {"1", "true", "yes", "on", "TRUE", "Yes", "ON"};
+  static const char *const no[] = {"0", "false", "no", "off", "False", "NO", "oFf"};
+  static const char *const bad[] = {"", "maybe", "2", "-1", "y", "n", "true ", " 1",
+                                    "10", "enabled"};
+  int b;
+  for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+    b = 0;
+    ASSERT_OK(core_parse_bool(yes[i], &b));
+    ASSERT_EQ(b, 1);
+  }
+  for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+    b = 1;
+    ASSERT_OK(core_parse_bool(no[i], &b));
+    ASSERT_EQ(b, 0);
+  }
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ASSERT_EQ(core_parse_bool(bad[i], &b), CORE_EINVAL);
+  ASSERT_EQ(core_parse_bool(NULL, &b), CORE_EINVAL);
+}
+
 UNIT_MAIN(UNIT_CASE(roundtrip_unknown_keys_and_comments), UNIT_CASE(model_edit_api),
           UNIT_CASE(malformed_inputs), UNIT_CASE(duplicate_section_refused),
           UNIT_CASE(load_digest), UNIT_CASE(atomic_save), UNIT_CASE(lock_path_and_timeout),
           UNIT_CASE(locked_edit_and_stale_digest), UNIT_CASE(property_strings),
           UNIT_CASE(shmem_magic), UNIT_CASE(shmem_shared_between_mappings),
-          UNIT_CASE(shmem_creation_race), UNIT_CASE(shmem_wrong_file_refused))
+          UNIT_CASE(shmem_creation_race), UNIT_CASE(shmem_wrong_file_refused),
+          UNIT_CASE(parse_bool_pbs_forms))
