@@ -15,6 +15,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_utf8.h"
 
 #include <string.h>
 
@@ -141,7 +142,9 @@ int http_match_decode(struct http_match *m)
   m->decoded = out;
   for (int i = 0; i < m->nparams; i++) {
     int n = http_url_decode(m->params[i].raw, m->params[i].raw_len, out, 0);
-    if (n < 0 || memchr(out, '\0', (size_t)n) != NULL)
+    /* Text from the network: valid UTF-8 without NUL (a NUL would let
+     * "a%00b" pass name checks as "a"). */
+    if (n < 0 || !core_utf8_valid(out, (size_t)n))
       return CORE_EPARSE;
     m->params[i].value = out;
     out += n + 1;

@@ -227,9 +227,9 @@ class Utf8Test(Case):
         self.assertRefused(r, "name in the body")
         self.assertNotIn(b"\xff", r.raw)
         r = self.srv.put(API + "/config/datastore/ab%FFcd", params={"comment": "x"})
-        message = self.assertRefused(r, "name in the path", mentions="invalid datastore name")
+        # Refused by the router, before any handler sees the name.
+        self.assertRefused(r, "name in the path", mentions="invalid characters")
         self.assertNotIn(b"\xff", r.raw)
-        self.assertIn("ab\\xFFcd", message)
         self.assertListingsParse()
 
     def test_json_strings(self):

@@ -115,6 +115,9 @@ UNIT_TEST(router_bad_parameter_refused_at_decoding)
     "/api2/json/admin/datastore/a%zz/status",
     "/api2/json/admin/datastore/a%4/status",
     "/api2/json/admin/datastore/s/snapshots/vm/%",
+    "/api2/json/admin/datastore/ab%FFcd/status",   /* not UTF-8 */
+    "/api2/json/admin/datastore/a%C0%AFb/status",  /* an overlong "/" */
+    "/api2/json/admin/datastore/a%ED%A0%80/status", /* a UTF-16 surrogate */
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     /* Still the route (the client may learn 401 first), but no value. */
