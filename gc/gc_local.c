@@ -55,7 +55,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_index.h"
@@ -1087,7 +1087,7 @@ static void gc_ready(struct gc_start *s, struct store_datastore *ds)
     s->cb(s->arg, CORE_EINVAL, "authid too long for a UPID", NULL);
     return;
   }
-  if (store_backend_is_s3(ds)) {
+  if (store_datastore_is_s3(ds)) {
     /* gc_s3.c takes over the task and the datastore reference. */
     s->cb(s->arg, 0, NULL, task);
     gc_s3_run(ctx, state, task, ds);

@@ -15,7 +15,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_api.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_lock.h"
 #include "store/store_name.h"
 #include "store/store_path.h"

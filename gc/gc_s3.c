@@ -11,7 +11,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_index.h"

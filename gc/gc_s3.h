@@ -50,7 +50,7 @@
  * and the STORE_OP_WRITE operation on `ds` (released when the run ends),
  * counts itself with gc__run_begin, and clears state->gc when it ends.
  * gc_start_gc (gc_local.c) calls this instead of its local engine when
- * store_backend_is_s3(ds). */
+ * store_datastore_is_s3(ds). */
 void gc_s3_run(struct gc_ctx *ctx, struct gc_store_state *state, struct core_task *task,
                struct store_datastore *ds);
 

@@ -29,7 +29,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_api.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 #include "store/store_name.h"
@@ -564,7 +564,7 @@ static void on_lookup(void *arg, int err, struct store_datastore *ds)
     store_api_lookup_error(s->req, s->store, err, ds);
     goto out;
   }
-  if (!store_backend_is_s3(ds)) {
+  if (!store_datastore_is_s3(ds)) {
     http_respond_error(s->req, 400, "datastore '%s' has no S3 backend", s->store);
     store_release(ds, STORE_OP_LOOKUP);
     goto out;

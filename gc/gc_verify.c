@@ -29,7 +29,7 @@
 #include "core/core_file.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_index.h"
@@ -417,7 +417,7 @@ static int verify_chunk(struct verify_run *r, const uint8_t d[32], uint64_t size
   r->chunks++;
   int from_bucket = 0;
   int rc = store_chunk_read(r->cs, d, &r->buf);
-  if (store_backend_is_s3(r->ds) && (rc == CORE_ENOTFOUND || (rc >= 0 && r->buf.len == 0))) {
+  if (store_datastore_is_s3(r->ds) && (rc == CORE_ENOTFOUND || (rc >= 0 && r->buf.len == 0))) {
     /* An evicted chunk (0-byte marker) or one never cached: the bucket has
      * the copy to check. */
     rc = verify_fetch(r, d);

@@ -14,7 +14,7 @@
 #include "core/core_json.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_lock.h"
 #include "store/store_name.h"
 #include "store/store_path.h"
@@ -310,7 +310,7 @@ static int follow_in_bucket(struct content_job *c)
 {
   char rel[4096];
   int rc = -1;
-  if (!store_backend_is_s3(c->ds))
+  if (!store_datastore_is_s3(c->ds))
     return 0;
   switch (c->op) {
   case OP_SNAP_DELETE:

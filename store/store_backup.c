@@ -17,7 +17,7 @@
  * (store_recover.c).
  */
 #include "store/store_backup.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_config.h"
@@ -297,7 +297,7 @@ static void abort_done(struct core_job *j, int status)
   struct store_session *s = e->s;
   if (e->rc < 0)
     core_warn("backup %s: cleanup failed: %s", s->id, core_strerror(e->rc));
-  if (store_backend_is_s3(s->ds) && s->dir) {
+  if (store_datastore_is_s3(s->ds) && s->dir) {
     /* What was mirrored of the snapshot goes from the bucket too. */
     store_datastore_ref(s->ds);
     store_s3_unmirror(s->ds, store_s3_rel(s->ds, s->dir), 1, unmirrored, s->ds);
@@ -448,7 +448,7 @@ static void finish_run(struct core_job *j)
    * acknowledged there; the manifest follows in finish_done): its local
    * files are a cache that a crash may lose or cut short without harm, so
    * they need no syncfs here (docs/s3-datastores.md). */
-  if (!store_backend_is_s3(f->s->ds)) {
+  if (!store_datastore_is_s3(f->s->ds)) {
     rc = store_chunkstore_sync(b->cs);
     if (rc < 0) {
       snprintf(f->err, sizeof(f->err), "syncfs failed: %s", core_strerror(rc));
@@ -542,7 +542,7 @@ static void finish_done(struct core_job *j, int status)
   struct finish_job *f = (struct finish_job *)j;
   struct store_session *s = f->s;
   int rc = status < 0 ? status : f->rc;
-  if (rc == 0 && store_backend_is_s3(s->ds)) {
+  if (rc == 0 && store_datastore_is_s3(s->ds)) {
     store_s3_mirror_snapshot(s->ds, s->ns, s->type, s->backup_id, s->time, finish_mirrored,
                              f);
     return;

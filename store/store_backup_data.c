@@ -11,7 +11,7 @@
  * its upload name until finish (store_backup.h, MANIFEST_UPLOAD_NAME).
  */
 #include "store/store_backup.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_config.h"
@@ -325,7 +325,7 @@ static void chunk_done(struct core_job *j, int status)
   core_free(c);
 }
 
-/* S3 datastores: the bucket first, then the cache (store_backend.h). */
+/* S3 datastores: the bucket first, then the cache (store_s3.h). */
 static void chunk_s3_done(void *arg, int err, int duplicate, const char *msg)
 {
   struct chunk_job *c = arg;
@@ -370,7 +370,7 @@ static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind k
   c->size = size;
   c->data = (void *)body.base;
   c->len = body.len;
-  if (store_backend_is_s3(s->ds)) {
+  if (store_datastore_is_s3(s->ds)) {
     store_s3_chunk_upload(s->ds, c->digest, c->size, c->data, c->len, b->no_cache,
                           chunk_s3_done, c);
     return;
@@ -466,7 +466,7 @@ static void file_done(struct core_job *j, int status)
   struct file_job *f = (struct file_job *)j;
   int rc = status < 0 ? status : f->rc;
   /* The manifest goes to the bucket at finish, last (store_backup.c). */
-  if (rc == 0 && store_backend_is_s3(f->s->ds) && strcmp(f->name, MANIFEST_NAME) != 0) {
+  if (rc == 0 && store_datastore_is_s3(f->s->ds) && strcmp(f->name, MANIFEST_NAME) != 0) {
     const char *rel = store_s3_rel(f->s->ds, f->path);
     store_s3_mirror(f->s->ds, &rel, 1, 0, file_mirrored, f);
     return;

@@ -6,7 +6,7 @@
 #include "core/core_error.h"
 #include "core/core_parse.h"
 #include "core/core_utf8.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_chunk.h"
 #include "store/store_dspath.h"
 #include "store/store_name.h"

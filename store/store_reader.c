@@ -16,7 +16,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_chunk.h"
 #include "store/store_name.h"
 #include "store/store_path.h"
@@ -237,7 +237,7 @@ static void h_chunk(struct http_request *req, void *ctx)
   r->req = req;
   r->s = s;
   memcpy(r->digest, d, 32);
-  if (store_backend_is_s3(s->ds)) {
+  if (store_datastore_is_s3(s->ds)) {
     struct store_chunk_alloc alloc = {pool_get, pool_put, req};
     store_s3_chunk_read(s->ds, d, &alloc, chunk_s3_done, r);
     return;

@@ -20,7 +20,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 #include "store/store_lock.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"

@@ -5,7 +5,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -77,7 +77,7 @@ struct store_datastore {
    * opened lazily by the first pool job that needs it. */
   pthread_mutex_t chunks_mutex;
   struct store_chunkstore *chunks;
-  /* S3 backend (store_backend.h), or NULL for a file-system datastore:
+  /* S3 backend (store_s3.h), or NULL for a file-system datastore:
    * created and kept by the registry, loop thread; pool jobs of the
    * datastore's operations may use its thread-safe parts. */
   struct store_backend *backend;
@@ -85,6 +85,12 @@ struct store_datastore {
 
 typedef void (*store_ready_cb)(void *arg, int err);
 typedef void (*store_lookup_cb)(void *arg, int err, struct store_datastore *ds);
+
+/* 1 if the datastore keeps its data in an S3 bucket (store_s3.h). */
+static inline int store_datastore_is_s3(const struct store_datastore *ds)
+{
+  return ds->backend != NULL;
+}
 
 struct store_waiter {
   struct store_waiter *next;

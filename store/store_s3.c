@@ -7,7 +7,7 @@
  * (struct store_s3_conn), so a replaced client is freed only after its last
  * request ended: an endpoint edit never aborts a running backup.
  */
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_digest.h"

@@ -8,7 +8,7 @@
  * untracked full file is served like any other and just never evicted, and
  * the start-up scan re-learns what a previous process cached.
  */
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"

@@ -1,7 +1,7 @@
 /* store_s3_chunk.c: chunk upload and read for S3 datastores, and cache
  * eviction.
  *
- * Upload, one chunk (U = upload claim, see store_backend.h):
+ * Upload, one chunk (U = upload claim, see store_s3.h):
  *
  *   pool  verify, rewrite CRC; take U; touch the local file or marker
  *         -> present: drop U, duplicate, done
@@ -21,7 +21,7 @@
  * check the CRC, insert, drop U. Without U (GC is deleting it, so no index
  * references it) the bytes are served but not cached.
  */
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_digest.h"

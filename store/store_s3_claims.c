@@ -1,12 +1,12 @@
 /* store_s3_claims.c: per-chunk upload and delete claims (the in-memory
- * locks that close PBS patch 2's race; see store_backend.h).
+ * locks that close PBS patch 2's race; see store_s3.h).
  *
  * A small chained hash table under one mutex. Entries exist only while
  * claimed: at most the uploads in flight plus one GC batch (<= 1000), so the
  * table stays small and every operation is a few dozen instructions under
  * the lock, cheap enough for the loop thread too.
  */
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"

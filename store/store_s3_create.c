@@ -6,7 +6,7 @@
  * Runs with a private loop (s3_sync.h): from the config API's pool job or
  * from cairn-admin.
  */
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"

@@ -7,7 +7,7 @@
  * snapshot is finished in the bucket only once everything it names is
  * there.
  */
-#include "store/store_backend.h"
+#include "store/store_s3.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -307,7 +307,7 @@ void store_s3_forget_snapshot(struct store_datastore *ds, const char *ns, const 
                               const char *id, int64_t time)
 {
   char rel[STORE_PATH_MAX];
-  if (!store_backend_is_s3(ds) ||
+  if (!store_datastore_is_s3(ds) ||
       store_path_snapshot(rel, sizeof(rel), NULL, ns, type, id, time) < 0)
     return;
   store_datastore_ref(ds);

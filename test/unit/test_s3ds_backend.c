@@ -4,7 +4,8 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
-#include "store/store_backend.h"
+#include "store/store_registry.h"
+#include "store/store_s3.h"
 #include "store/store_blob.h"
 #include "store/store_chunk.h"
 #include "core/core_digest.h"

@@ -1,4 +1,4 @@
-/* store_backend.h: datastores whose data lives in an S3 bucket.
+/* store_s3.h: datastores whose data lives in an S3 bucket.
  *
  * DESIGN
  * A datastore configured with `backend type=s3,client=ID,bucket=NAME` keeps
@@ -40,8 +40,8 @@
  * s3_client on the loop. Functions marked "pool" block and belong in pool
  * jobs (or cairn-admin).
  */
-#ifndef STORE_BACKEND_H
-#define STORE_BACKEND_H
+#ifndef STORE_S3_H
+#define STORE_S3_H
 
 #include "core/core_config.h"
 #include "core/core_shmem.h"
@@ -176,8 +176,6 @@ void store_backend_configure(struct store_datastore *ds, const struct core_confi
  * client closes asynchronously; the struct is freed afterwards. */
 void store_backend_release(struct store_datastore *ds);
 
-static inline int store_backend_is_s3(const struct store_datastore *ds);
-
 /* Object keys. Return the length, or CORE_ETOOBIG past S3_KEY_MAX. */
 int store_s3_chunk_key(const struct store_backend *be, const uint8_t digest[32],
                        char out[S3_KEY_MAX + 1]);
@@ -285,12 +283,5 @@ int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **
  * Returns 0, CORE_ENOTFOUND, or an S3/transport error. Pool. */
 int store_s3_fetch(struct store_s3_fetcher *f, const uint8_t digest[32], struct core_buf *out);
 void store_s3_fetcher_close(struct store_s3_fetcher *f);
-
-#include "store/store_registry.h"
-
-static inline int store_backend_is_s3(const struct store_datastore *ds)
-{
-  return ds->backend != NULL;
-}
 
 #endif
