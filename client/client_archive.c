@@ -147,149 +147,207 @@ wfail:
   return archive_code(w);
 }
 
+/* One create run: the disk walk, the pax writer and what they share. */
+struct creator {
+  struct create_ctx cc;
+  struct client_archive_stats st;
+  struct archive *disk;                    /* owned: walks the tree */
+  struct archive *w;                       /* owned: the pax writer */
+  struct archive_entry_linkresolver *links; /* owned: pairs up hard links */
+  char *root;                              /* owned: the path, without trailing '/' */
+  size_t root_len;
+  char *single; /* owned: the entry's name for a single-file archive, else NULL */
+  char *err;
+  size_t errlen;
+};
+
+/* The pax writer's failure for entry `e`: the output callback's error,
+ * which libarchive cannot carry, or libarchive's own. */
+static int writer_fail(struct creator *c, struct archive_entry *e)
+{
+  set_err(c->err, c->errlen, "%s: %s", archive_entry_sourcepath(e), archive_msg(c->w));
+  return c->cc.cb_err ? c->cc.cb_err : archive_code(c->w);
+}
+
+/* Sets up the walk of c->root and the writer. Returns 0 or an error. */
+static int creator_open(struct creator *c)
+{
+  c->disk = archive_read_disk_new();
+  c->w = archive_write_new();
+  c->links = archive_entry_linkresolver_new();
+  if (c->disk == NULL || c->w == NULL || c->links == NULL)
+    return -ENOMEM;
+  archive_read_disk_set_standard_lookup(c->disk);
+  /* Follow a symlink given as PATH, never one met inside the tree. */
+  archive_read_disk_set_symlink_hybrid(c->disk);
+  archive_read_disk_set_behavior(c->disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
+  if (archive_write_set_format_pax(c->w) != ARCHIVE_OK ||
+      archive_write_set_bytes_per_block(c->w, CLIENT_ARCHIVE_BLOCK) != ARCHIVE_OK ||
+      archive_write_set_bytes_in_last_block(c->w, 1) != ARCHIVE_OK ||
+      archive_write_open(c->w, &c->cc, NULL, create_write_cb, NULL) != ARCHIVE_OK) {
+    set_err(c->err, c->errlen, "pax writer: %s", archive_msg(c->w));
+    return c->cc.cb_err ? c->cc.cb_err : archive_code(c->w);
+  }
+  archive_entry_linkresolver_set_strategy(c->links, archive_format(c->w));
+  if (archive_read_disk_open(c->disk, c->root) != ARCHIVE_OK) {
+    set_err(c->err, c->errlen, "%s: %s", c->root, archive_msg(c->disk));
+    return archive_code(c->disk);
+  }
+  return 0;
+}
+
+/* The walk's next entry into *out (the caller's to free). Returns 1, 0 at
+ * the end of the walk, or an error. A file that vanished between readdir
+ * and stat is skipped with a warning: that is what a live file system does. */
+static int creator_next(struct creator *c, struct archive_entry **out)
+{
+  for (;;) {
+    struct archive_entry *e = archive_entry_new();
+    int r = archive_read_next_header2(c->disk, e);
+    if (r == ARCHIVE_EOF) {
+      archive_entry_free(e);
+      return 0;
+    }
+    if (r == ARCHIVE_WARN) {
+      core_warn("%s: %s", archive_entry_pathname(e), archive_msg(c->disk));
+      c->st.warnings++;
+    } else if (r == ARCHIVE_FAILED && archive_errno(c->disk) == ENOENT) {
+      core_warn("%s: vanished during backup", archive_entry_pathname(e));
+      c->st.warnings++;
+      archive_entry_free(e);
+      continue;
+    } else if (r < ARCHIVE_WARN) {
+      const char *p = archive_entry_pathname(e);
+      set_err(c->err, c->errlen, "%s: %s", p ? p : c->root, archive_msg(c->disk));
+      archive_entry_free(e);
+      return archive_code(c->disk);
+    }
+    *out = e;
+    return 1;
+  }
+}
+
+/* Names the entry relative to the root; its data is still read from the
+ * real path, which the rename hides. */
+static int entry_name(struct creator *c, struct archive_entry *e)
+{
+  if (archive_entry_sourcepath(e) == NULL)
+    archive_entry_copy_sourcepath(e, archive_entry_pathname(e));
+  int rc = rel_name(e, c->root, c->root_len, c->single);
+  if (rc < 0)
+    set_err(c->err, c->errlen, "%s: unexpected path in walk", archive_entry_pathname(e));
+  return rc;
+}
+
+/* Metadata: the walk collected owner, mode, mtime, xattrs, ACLs, file flags
+ * and the sparse map, and the header carries them all but these. atime
+ * moves whenever a file is read and ctime with every metadata touch;
+ * neither is restored, and keeping them would make the headers of an
+ * unchanged tree differ on every backup, costing deduplication. */
+static void entry_drop_volatile_times(struct archive_entry *e)
+{
+  archive_entry_unset_atime(e);
+  archive_entry_unset_ctime(e);
+  archive_entry_unset_birthtime(e);
+}
+
+/* A regular file: its data follows the header. An empty file, or a hard
+ * link to one written earlier (the resolver zeroed its size), has none. */
+static int create_regular(struct creator *c, struct archive_entry *e)
+{
+  if (archive_entry_size(e) <= 0)
+    return 0;
+  c->st.files++;
+  int rc = copy_file_data(c->disk, c->w, e, &c->st.file_bytes, c->err, c->errlen);
+  if (rc < 0 && c->cc.cb_err)
+    rc = c->cc.cb_err;
+  return rc;
+}
+
+/* Writes one entry: its header, then what its type adds. */
+static int create_write(struct creator *c, struct archive_entry *e)
+{
+  if (archive_write_header(c->w, e) < ARCHIVE_WARN)
+    return writer_fail(c, e);
+  c->st.entries++;
+  if (archive_entry_filetype(e) == AE_IFREG) {
+    int rc = create_regular(c, e);
+    if (rc < 0)
+      return rc;
+  }
+  /* Directories, symlinks (the target is in the header), devices and fifos
+   * are their header alone. */
+  if (archive_write_finish_entry(c->w) < ARCHIVE_WARN)
+    return writer_fail(c, e);
+  return 0;
+}
+
+/* Adds the entry the walk just returned; takes `e`. */
+static int create_entry(struct creator *c, struct archive_entry *e)
+{
+  struct archive_entry *spare = NULL;
+  int rc;
+
+  /* A directory: the walk goes into it next (a no-op for anything else). */
+  archive_read_disk_descend(c->disk);
+  rc = entry_name(c, e);
+  if (rc < 0)
+    goto out;
+  entry_drop_volatile_times(e);
+  /* Hard links: the first name of a file is written with its data, every
+   * later one as a link to it. The pax strategy never defers an entry, so
+   * `e` comes back at once and nothing is left in `spare`. */
+  archive_entry_linkify(c->links, &e, &spare);
+  if (e != NULL)
+    rc = create_write(c, e);
+out:
+  if (spare)
+    archive_entry_free(spare);
+  if (e)
+    archive_entry_free(e);
+  return rc;
+}
+
 int client_archive_create(const char *path, client_archive_write_fn write, void *arg,
                           struct client_archive_stats *stats, char *err, size_t errlen)
 {
-  struct create_ctx cc = {write, arg, 0};
-  struct client_archive_stats st = {0};
-  struct archive *disk = NULL, *w = NULL;
-  struct archive_entry_linkresolver *links = NULL;
-  struct archive_entry *e = NULL, *spare = NULL;
-  char *root = NULL, *single = NULL;
-  size_t root_len;
+  struct creator c = {.cc = {write, arg, 0}, .err = err, .errlen = errlen};
+  struct archive_entry *e;
   struct stat sb;
-  int rc = 0;
+  int rc;
 
   if (stat(path, &sb) != 0) {
     rc = -errno;
     set_err(err, errlen, "%s: %s", path, strerror(errno));
     return rc;
   }
-  root = core_strdup(path);
-  root_len = strlen(root);
-  while (root_len > 1 && root[root_len - 1] == '/')
-    root[--root_len] = '\0';
+  c.root = core_strdup(path);
+  c.root_len = strlen(c.root);
+  while (c.root_len > 1 && c.root[c.root_len - 1] == '/')
+    c.root[--c.root_len] = '\0';
   if (!S_ISDIR(sb.st_mode)) {
-    const char *slash = strrchr(root, '/');
-    single = core_strdup(slash ? slash + 1 : root);
+    const char *slash = strrchr(c.root, '/');
+    c.single = core_strdup(slash ? slash + 1 : c.root);
   }
 
-  disk = archive_read_disk_new();
-  w = archive_write_new();
-  links = archive_entry_linkresolver_new();
-  if (disk == NULL || w == NULL || links == NULL) {
-    rc = -ENOMEM;
-    goto out;
-  }
-  archive_read_disk_set_standard_lookup(disk);
-  /* Follow a symlink given as PATH, never one met inside the tree. */
-  archive_read_disk_set_symlink_hybrid(disk);
-  archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
-  if (archive_write_set_format_pax(w) != ARCHIVE_OK ||
-      archive_write_set_bytes_per_block(w, CLIENT_ARCHIVE_BLOCK) != ARCHIVE_OK ||
-      archive_write_set_bytes_in_last_block(w, 1) != ARCHIVE_OK ||
-      archive_write_open(w, &cc, NULL, create_write_cb, NULL) != ARCHIVE_OK) {
-    set_err(err, errlen, "pax writer: %s", archive_msg(w));
-    rc = cc.cb_err ? cc.cb_err : archive_code(w);
-    goto out;
-  }
-  archive_entry_linkresolver_set_strategy(links, archive_format(w));
-  if (archive_read_disk_open(disk, root) != ARCHIVE_OK) {
-    set_err(err, errlen, "%s: %s", root, archive_msg(disk));
-    rc = archive_code(disk);
-    goto out;
+  rc = creator_open(&c);
+  while (rc == 0 && (rc = creator_next(&c, &e)) > 0)
+    rc = create_entry(&c, e);
+  if (rc == 0 && archive_write_close(c.w) != ARCHIVE_OK) {
+    set_err(err, errlen, "pax writer: %s", archive_msg(c.w));
+    rc = c.cc.cb_err ? c.cc.cb_err : archive_code(c.w);
   }
 
-  for (;;) {
-    int r;
-    e = archive_entry_new();
-    r = archive_read_next_header2(disk, e);
-    if (r == ARCHIVE_EOF)
-      break;
-    if (r == ARCHIVE_WARN) {
-      core_warn("%s: %s", archive_entry_pathname(e), archive_msg(disk));
-      st.warnings++;
-    } else if (r == ARCHIVE_FAILED && archive_errno(disk) == ENOENT) {
-      /* Vanished between readdir and stat: what a live file system does. */
-      core_warn("%s: vanished during backup", archive_entry_pathname(e));
-      st.warnings++;
-      archive_entry_free(e);
-      e = NULL;
-      continue;
-    } else if (r < ARCHIVE_WARN) {
-      const char *p = archive_entry_pathname(e);
-      set_err(err, errlen, "%s: %s", p ? p : root, archive_msg(disk));
-      rc = archive_code(disk);
-      goto out;
-    }
-    archive_read_disk_descend(disk);
-
-    /* Data is read from the file's real path, which the rename hides. */
-    if (archive_entry_sourcepath(e) == NULL)
-      archive_entry_copy_sourcepath(e, archive_entry_pathname(e));
-    if ((rc = rel_name(e, root, root_len, single)) < 0) {
-      set_err(err, errlen, "%s: unexpected path in walk", archive_entry_pathname(e));
-      goto out;
-    }
-    /* atime moves whenever a file is read and ctime with every metadata
-     * touch; neither is restored, and keeping them would make the headers of
-     * an unchanged tree differ on every backup, costing deduplication. */
-    archive_entry_unset_atime(e);
-    archive_entry_unset_ctime(e);
-    archive_entry_unset_birthtime(e);
-    archive_entry_linkify(links, &e, &spare);
-    if (e != NULL) {
-      r = archive_write_header(w, e);
-      if (r < ARCHIVE_WARN) {
-        set_err(err, errlen, "%s: %s", archive_entry_sourcepath(e), archive_msg(w));
-        rc = cc.cb_err ? cc.cb_err : archive_code(w);
-        goto out;
-      }
-      st.entries++;
-      if (archive_entry_filetype(e) == AE_IFREG && archive_entry_size(e) > 0) {
-        st.files++;
-        rc = copy_file_data(disk, w, e, &st.file_bytes, err, errlen);
-        if (rc < 0) {
-          if (cc.cb_err)
-            rc = cc.cb_err;
-          goto out;
-        }
-      }
-      if (archive_write_finish_entry(w) < ARCHIVE_WARN) {
-        set_err(err, errlen, "%s: %s", archive_entry_sourcepath(e), archive_msg(w));
-        rc = cc.cb_err ? cc.cb_err : archive_code(w);
-        goto out;
-      }
-    }
-    /* The pax strategy never defers entries, so nothing is left in spare. */
-    if (spare) {
-      archive_entry_free(spare);
-      spare = NULL;
-    }
-    if (e) {
-      archive_entry_free(e);
-      e = NULL;
-    }
-  }
-  if (archive_write_close(w) != ARCHIVE_OK) {
-    set_err(err, errlen, "pax writer: %s", archive_msg(w));
-    rc = cc.cb_err ? cc.cb_err : archive_code(w);
-    goto out;
-  }
-
-out:
-  if (e)
-    archive_entry_free(e);
-  if (links)
-    archive_entry_linkresolver_free(links);
-  if (w)
-    archive_write_free(w);
-  if (disk)
-    archive_read_free(disk);
-  core_free(root);
-  core_free(single);
+  if (c.links)
+    archive_entry_linkresolver_free(c.links);
+  if (c.w)
+    archive_write_free(c.w);
+  if (c.disk)
+    archive_read_free(c.disk);
+  core_free(c.root);
+  core_free(c.single);
   if (stats)
-    *stats = st;
+    *stats = c.st;
   return rc;
 }
 
@@ -493,179 +551,227 @@ fail:
   return rc;
 }
 
+/* One extraction: the tar reader, the disk writer and where entries go. */
+struct extractor {
+  struct read_ctx ctx;
+  struct client_archive_stats st;
+  struct archive *r;          /* owned: reads the stream */
+  struct archive *d;          /* owned: writes to disk */
+  struct client_dwrite dw;    /* direct writes of large files, set up at the first */
+  const char *target;
+  int flags;                  /* CLIENT_EXTRACT_* */
+  int first;                  /* no entry read yet */
+  char *base;                 /* directory archive: the target, resolved (from realpath) */
+  char *single_dest;          /* owned: single-file archive: the file's path */
+  char *name, *link;          /* owned: the entry's name and hard link target in the stream */
+  struct archive_entry *root; /* owned: the "." entry, applied last */
+  char *err;
+  size_t errlen;
+};
+
+static int extractor_open(struct extractor *x)
+{
+  int opts = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
+             ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SPARSE |
+             ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+             ARCHIVE_EXTRACT_UNLINK;
+  x->d = archive_write_disk_new();
+  if (x->d == NULL)
+    return -ENOMEM;
+  if (x->flags & CLIENT_EXTRACT_OWNER)
+    opts |= ARCHIVE_EXTRACT_OWNER;
+  archive_write_disk_set_options(x->d, opts);
+  archive_write_disk_set_standard_lookup(x->d);
+  return 0;
+}
+
+/* The next entry into *e, with copies of its name and hard link target
+ * (placing the entry frees the strings libarchive holds), both checked:
+ * they come from the network. Returns 1, 0 at the end, or an error. */
+static int extract_next(struct extractor *x, struct archive_entry **e)
+{
+  int r;
+  if (x->first) {
+    r = first_header(x->r, &x->ctx, e, x->err, x->errlen);
+    if (r != 0)
+      return r < 0 ? r : 0;
+  } else {
+    r = archive_read_next_header(x->r, e);
+    if (r == ARCHIVE_EOF)
+      return 0;
+    if (r < ARCHIVE_WARN) {
+      set_err(x->err, x->errlen, "archive: %s", archive_msg(x->r));
+      return x->ctx.cb_err ? x->ctx.cb_err : archive_code(x->r);
+    }
+  }
+  const char *name = archive_entry_pathname(*e), *link = archive_entry_hardlink(*e);
+  core_free(x->name);
+  core_free(x->link);
+  x->name = name ? core_strdup(name) : NULL;
+  x->link = link ? core_strdup(link) : NULL;
+  if (!safe_name(x->name) || (x->link && !safe_name(x->link))) {
+    set_err(x->err, x->errlen, "refusing unsafe entry name \"%s\"", x->name ? x->name : "");
+    return CORE_ENAME;
+  }
+  return 1;
+}
+
+/* The first entry decides the kind: a regular file makes a single-file
+ * archive, written to TARGET or into it if it is a directory; anything else
+ * a directory archive, extracted into TARGET (created if missing). */
+static int extract_begin(struct extractor *x, struct archive_entry *e)
+{
+  struct stat sb;
+  x->first = 0;
+  if (archive_entry_filetype(e) == AE_IFREG) {
+    if (stat(x->target, &sb) == 0 && S_ISDIR(sb.st_mode))
+      x->single_dest = join(x->target, x->name);
+    else
+      x->single_dest = core_strdup(x->target);
+    return 0;
+  }
+  /* SECURE_SYMLINKS checks every component; resolve the target so a
+   * symlink in it (say /tmp -> /private/tmp) is allowed. */
+  if ((mkdir(x->target, 0700) != 0 && errno != EEXIST) ||
+      (x->base = realpath(x->target, NULL)) == NULL) {
+    int rc = -errno;
+    set_err(x->err, x->errlen, "%s: %s", x->target, strerror(-rc));
+    return rc;
+  }
+  return 0;
+}
+
+/* Points the entry at its place on disk, and a hard link at its target's. */
+static int extract_place(struct extractor *x, struct archive_entry *e)
+{
+  if (x->single_dest) {
+    if (archive_entry_filetype(e) != AE_IFREG || x->st.entries > 0) {
+      set_err(x->err, x->errlen, "single-file archive holds more than one entry");
+      return CORE_EFORMAT;
+    }
+    archive_entry_copy_pathname(e, x->single_dest);
+    return 0;
+  }
+  char *p = join(x->base, x->name);
+  archive_entry_copy_pathname(e, p);
+  core_free(p);
+  if (x->link) {
+    p = join(x->base, x->link);
+    archive_entry_copy_hardlink(e, p);
+    core_free(p);
+  }
+  return 0;
+}
+
+/* A disk writer result: a warning is logged and counted, a failure ends
+ * the extraction. */
+static int disk_check(struct extractor *x, int r)
+{
+  if (r >= ARCHIVE_OK)
+    return 0;
+  if (r < ARCHIVE_WARN) {
+    set_err(x->err, x->errlen, "%s: %s", x->name, archive_msg(x->d));
+    return archive_code(x->d);
+  }
+  core_warn("%s: %s", x->name, archive_msg(x->d));
+  x->st.warnings++;
+  return 0;
+}
+
+/* A regular file's data, if it has any (a hard link usually has none).
+ * Large files go around the page cache (data_direct); the data of a hard
+ * link, and of a file data_direct cannot open again, goes through
+ * libarchive. */
+static int extract_regular(struct extractor *x, struct archive_entry *e)
+{
+  int rc = 0;
+  if (archive_entry_size(e) <= 0)
+    return 0;
+  x->st.files++;
+  if (archive_entry_size(e) >= DIRECT_MIN && x->link == NULL) {
+    if (x->dw.buf == NULL && client_dwrite_init(&x->dw) < 0) {
+      set_err(x->err, x->errlen, "%s: out of memory", x->name);
+      return -ENOMEM;
+    }
+    rc = data_direct(x->r, &x->ctx, &x->dw, archive_entry_pathname(e), x->name,
+                     &x->st.file_bytes, x->err, x->errlen);
+  }
+  if (rc == 0)
+    rc = data_archive(x->r, &x->ctx, x->d, x->name, &x->st.file_bytes, x->err, x->errlen);
+  return rc < 0 ? rc : 0;
+}
+
+/* Extracts one entry. The header makes libarchive create the file,
+ * directory, symlink, device, fifo or hard link; a regular file's data
+ * follows; finish_entry applies owner, mode, times, xattrs and ACLs
+ * (deferred to close for directories, so their contents come first). */
+static int extract_entry(struct extractor *x, struct archive_entry *e)
+{
+  int rc;
+  /* The root directory exists already, where libarchive leaves an existing
+   * directory's metadata alone: keep its entry for apply_root. */
+  if (x->root == NULL && (strcmp(x->name, ".") == 0 || strcmp(x->name, "./") == 0) &&
+      archive_entry_filetype(e) == AE_IFDIR)
+    x->root = archive_entry_clone(e);
+  if ((rc = extract_place(x, e)) < 0)
+    return rc;
+  if ((rc = disk_check(x, archive_write_header(x->d, e))) < 0)
+    return rc;
+  x->st.entries++;
+  if (archive_entry_filetype(e) == AE_IFREG && (rc = extract_regular(x, e)) < 0)
+    return rc;
+  return disk_check(x, archive_write_finish_entry(x->d));
+}
+
+/* After the last entry: directory modes and times (libarchive applies them
+ * at close, after their contents), then the root's. */
+static int extract_finish(struct extractor *x)
+{
+  if (x->first) {
+    set_err(x->err, x->errlen, "empty archive");
+    return CORE_EFORMAT;
+  }
+  if (archive_write_close(x->d) < ARCHIVE_WARN) {
+    set_err(x->err, x->errlen, "%s: %s", x->target, archive_msg(x->d));
+    return archive_code(x->d);
+  }
+  if (x->root)
+    return apply_root(x->base, x->root, x->flags, x->err, x->errlen);
+  return 0;
+}
+
 int client_archive_extract(const char *target, int flags, client_archive_read_fn readfn,
                            void *arg, struct client_archive_stats *stats, char *err,
                            size_t errlen)
 {
-  struct client_dwrite dw = {.fd = -1};
-  struct read_ctx ctx = {readfn, arg, 0, NULL};
-  struct client_archive_stats st = {0};
-  struct archive *r = NULL, *d = NULL;
+  struct extractor x = {.ctx = {readfn, arg, 0, NULL}, .dw = {.fd = -1}, .target = target,
+                        .flags = flags, .first = 1, .err = err, .errlen = errlen};
   struct archive_entry *e;
-  char *base = NULL, *single_dest = NULL, *name = NULL, *link = NULL;
-  struct archive_entry *root = NULL; /* the "." entry, applied last */
-  int rc, first = 1, opts;
-  struct stat sb;
+  int rc;
 
-  if ((rc = open_reader(&ctx, &r, err, errlen)) < 0)
+  if ((rc = open_reader(&x.ctx, &x.r, err, errlen)) < 0)
     return rc;
-  d = archive_write_disk_new();
-  if (d == NULL) {
-    rc = -ENOMEM;
-    goto out;
+  rc = extractor_open(&x);
+  while (rc == 0 && (rc = extract_next(&x, &e)) > 0) {
+    if (x.first && (rc = extract_begin(&x, e)) < 0)
+      break;
+    rc = extract_entry(&x, e);
   }
-  opts = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_XATTR |
-         ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_FFLAGS | ARCHIVE_EXTRACT_SPARSE |
-         ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-         ARCHIVE_EXTRACT_UNLINK;
-  if (flags & CLIENT_EXTRACT_OWNER)
-    opts |= ARCHIVE_EXTRACT_OWNER;
-  archive_write_disk_set_options(d, opts);
-  archive_write_disk_set_standard_lookup(d);
+  if (rc == 0)
+    rc = extract_finish(&x);
 
-  for (;;) {
-    int x;
-    if (first) {
-      x = first_header(r, &ctx, &e, err, errlen);
-      if (x < 0) {
-        rc = x;
-        goto out;
-      }
-      if (x == 1)
-        break;
-    } else {
-      x = archive_read_next_header(r, &e);
-      if (x == ARCHIVE_EOF)
-        break;
-      if (x < ARCHIVE_WARN) {
-        set_err(err, errlen, "archive: %s", archive_msg(r));
-        rc = ctx.cb_err ? ctx.cb_err : archive_code(r);
-        goto out;
-      }
-    }
-    /* copies: renaming the entry below frees the strings libarchive holds */
-    core_free(name);
-    core_free(link);
-    name = archive_entry_pathname(e) ? core_strdup(archive_entry_pathname(e)) : NULL;
-    link = archive_entry_hardlink(e) ? core_strdup(archive_entry_hardlink(e)) : NULL;
-    if (!safe_name(name) || (link && !safe_name(link))) {
-      set_err(err, errlen, "refusing unsafe entry name \"%s\"", name ? name : "");
-      rc = CORE_ENAME;
-      goto out;
-    }
-    if (root == NULL && (strcmp(name, ".") == 0 || strcmp(name, "./") == 0) &&
-        archive_entry_filetype(e) == AE_IFDIR)
-      root = archive_entry_clone(e);
-    if (first) {
-      first = 0;
-      if (archive_entry_filetype(e) == AE_IFREG) {
-        /* single file: TARGET is the file, or the directory to put it in */
-        if (stat(target, &sb) == 0 && S_ISDIR(sb.st_mode))
-          single_dest = join(target, name);
-        else
-          single_dest = core_strdup(target);
-      } else {
-        if (mkdir(target, 0700) != 0 && errno != EEXIST) {
-          rc = -errno;
-          set_err(err, errlen, "%s: %s", target, strerror(errno));
-          goto out;
-        }
-        /* SECURE_SYMLINKS checks every component; resolve the target so a
-         * symlink in it (say /tmp -> /private/tmp) is allowed. */
-        base = realpath(target, NULL);
-        if (base == NULL) {
-          rc = -errno;
-          set_err(err, errlen, "%s: %s", target, strerror(errno));
-          goto out;
-        }
-      }
-    }
-    if (single_dest) {
-      if (archive_entry_filetype(e) != AE_IFREG || st.entries > 0) {
-        set_err(err, errlen, "single-file archive holds more than one entry");
-        rc = CORE_EFORMAT;
-        goto out;
-      }
-      archive_entry_copy_pathname(e, single_dest);
-    } else {
-      char *p = join(base, name);
-      archive_entry_copy_pathname(e, p);
-      core_free(p);
-      if (link) {
-        p = join(base, link);
-        archive_entry_copy_hardlink(e, p);
-        core_free(p);
-      }
-    }
-
-    x = archive_write_header(d, e);
-    if (x < ARCHIVE_OK) {
-      if (x < ARCHIVE_WARN) {
-        set_err(err, errlen, "%s: %s", name, archive_msg(d));
-        rc = archive_code(d);
-        goto out;
-      }
-      core_warn("%s: %s", name, archive_msg(d));
-      st.warnings++;
-    }
-    st.entries++;
-    if (archive_entry_size(e) > 0 && archive_entry_filetype(e) == AE_IFREG) {
-      st.files++;
-      rc = 0;
-      if (archive_entry_size(e) >= DIRECT_MIN && link == NULL) {
-        if (dw.buf == NULL && client_dwrite_init(&dw) < 0) {
-          rc = -ENOMEM;
-          set_err(err, errlen, "%s: out of memory", name);
-          goto out;
-        }
-        rc = data_direct(r, &ctx, &dw, archive_entry_pathname(e), name, &st.file_bytes, err,
-                         errlen);
-      }
-      if (rc == 0)
-        rc = data_archive(r, &ctx, d, name, &st.file_bytes, err, errlen);
-      if (rc < 0)
-        goto out;
-    }
-    x = archive_write_finish_entry(d);
-    if (x < ARCHIVE_OK) {
-      if (x < ARCHIVE_WARN) {
-        set_err(err, errlen, "%s: %s", name, archive_msg(d));
-        rc = archive_code(d);
-        goto out;
-      }
-      core_warn("%s: %s", name, archive_msg(d));
-      st.warnings++;
-    }
-  }
-  if (first) {
-    set_err(err, errlen, "empty archive");
-    rc = CORE_EFORMAT;
-    goto out;
-  }
-  /* Directory modes and times are applied here, after their contents. */
-  if (archive_write_close(d) < ARCHIVE_WARN) {
-    set_err(err, errlen, "%s: %s", target, archive_msg(d));
-    rc = archive_code(d);
-    goto out;
-  }
-  if (root && (rc = apply_root(base, root, flags, err, errlen)) < 0)
-    goto out;
-  rc = 0;
-
-out:
-  client_dwrite_free(&dw);
-  if (root)
-    archive_entry_free(root);
-  core_free(name);
-  core_free(link);
-  if (d)
-    archive_write_free(d);
-  if (r)
-    archive_read_free(r);
-  free(base); /* from realpath */
-  core_free(single_dest);
+  client_dwrite_free(&x.dw);
+  if (x.root)
+    archive_entry_free(x.root);
+  core_free(x.name);
+  core_free(x.link);
+  if (x.d)
+    archive_write_free(x.d);
+  archive_read_free(x.r);
+  free(x.base); /* from realpath */
+  core_free(x.single_dest);
   if (stats)
-    *stats = st;
+    *stats = x.st;
   return rc;
 }
 

@@ -2,6 +2,7 @@
 #include "client/client_progress.h"
 
 #include "core/core_alloc.h"
+#include "core/core_fmt.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,17 +30,7 @@ static double now_s(void)
 
 void client_fmt_bytes(uint64_t n, char *out, size_t outlen)
 {
-  static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double v = (double)n;
-  int u = 0;
-  while (v >= 1024 && u < 5) {
-    v /= 1024;
-    u++;
-  }
-  if (u == 0)
-    snprintf(out, outlen, "%llu B", (unsigned long long)n);
-  else
-    snprintf(out, outlen, "%.*f %s", v < 10 ? 2 : v < 100 ? 1 : 0, v, units[u]);
+  core_fmt_bytes(n, out, outlen);
 }
 
 static void draw(struct client_progress *p)
@@ -48,9 +39,9 @@ static void draw(struct client_progress *p)
   double dt = now_s() - p->started;
   uint64_t d = atomic_load(&p->done), t = atomic_load(&p->total);
   double rate = dt > 0 ? (double)d / dt : 0;
-  client_fmt_bytes(d, done, sizeof(done));
-  client_fmt_bytes(atomic_load(&p->fresh), fresh, sizeof(fresh));
-  client_fmt_bytes(atomic_load(&p->reused), reused, sizeof(reused));
+  core_fmt_bytes(d, done, sizeof(done));
+  core_fmt_bytes(atomic_load(&p->fresh), fresh, sizeof(fresh));
+  core_fmt_bytes(atomic_load(&p->reused), reused, sizeof(reused));
   if (t > d && rate > 0) {
     unsigned s = (unsigned)((double)(t - d) / rate);
     snprintf(eta, sizeof(eta), "  ETA %u:%02u:%02u", s / 3600, s / 60 % 60, s % 60);

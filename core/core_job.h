@@ -1,12 +1,32 @@
 /* core_job.h: the one way work reaches a thread pool.
  *
- * A job is a struct embedding `struct core_job` as its first member, with an
- * `in` part the worker only reads and an `out` part only the worker writes.
+ * A job is a struct that embeds `struct core_job` as its first member, so
+ * `run` and `done` get it back with a plain cast:
+ *
+ *   struct chunk_job {
+ *     struct core_job job;  // first: (struct chunk_job *)j in run and done
+ *     ... in: filled before submit; the worker only reads it
+ *     ... out: written by the worker; read in done
+ *   };
+ *
  * `run` executes on a pool thread and must not touch loop-owned state; `done`
- * executes on the loop thread afterwards (status UV_ECANCELED if the job was
- * cancelled before it ran) and owns the job from then on. Modules wrap this
- * in typed submit functions (store_submit_insert(), ...) so call sites never
- * see uv_queue_work.
+ * executes on the loop thread afterwards and owns the job from then on
+ * (usually it frees it). `status` is 0, or UV_ECANCELED from libuv's pool
+ * for a job cancelled before it ran (nothing cancels jobs today).
+ *
+ * Call sites. Almost every job type belongs to one file: its struct, `run`
+ * and `done` are static there, next to the function that fills it in and
+ * calls core_job_submit() directly (a few dozen such calls across store/,
+ * gc/, s3/, core/ and cmd/). Typed submit functions per module (a
+ * store_submit_insert() and the like) were the plan, but with all the
+ * callers of a job type in its own file they would only forward the fields
+ * of a struct that would then have to be exported; the static struct keeps
+ * the in/out split visible where it is used. Typed entry points exist where a job is shared:
+ * s3_hash_submit() (payload hashing for every S3 request),
+ * store_session_open() (struct store_open, which backup and reader
+ * sessions embed in turn), and gc__submit(), which sends the GC engines'
+ * jobs to their own low-priority workers rather than the attached pool.
+ * Nothing outside core_job.c calls uv_queue_work.
  *
  * Jobs go to the core_pool attached to the loop with core_job_attach_pool()
  * (cairnd does this: see core_pool.h for why libuv's own pool is avoided),

@@ -207,7 +207,5 @@ void gc__sched_start(struct gc_ctx *ctx);
 void gc__sched_stop(struct gc_ctx *ctx);
 /* Next event of a parsed schedule after `after`, or -1. */
 int64_t gc__sched_next(const struct core_calendar *cal, int64_t after);
-/* "1.5 MiB" into out. */
-void gc__human_bytes(uint64_t v, char *out, size_t len);
 
 #endif

@@ -53,6 +53,7 @@
 #include "core/core_config.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_fmt.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_s3.h"
@@ -191,20 +192,6 @@ struct gc_run {
 static void advance(struct gc_run *run);
 static void fail(struct gc_run *run);
 
-void gc__human_bytes(uint64_t v, char *out, size_t len)
-{
-  static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-  double d = (double)v;
-  unsigned u = 0;
-  while (d >= 1024 && u < 5) {
-    d /= 1024;
-    u++;
-  }
-  if (u == 0)
-    snprintf(out, len, "%" PRIu64 " B", v);
-  else
-    snprintf(out, len, "%.2f %s", d, units[u]);
-}
 static void human_duration(int64_t s, char *out, size_t len)
 {
   int64_t d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60, sec = s % 60;
@@ -702,26 +689,26 @@ static void run_end(struct gc_run *run, int err, const char *msg)
   if (err == 0) {
     char b[64];
     const struct gc_counts *s = &run->total;
-    gc__human_bytes(s->removed_bytes, b, sizeof(b));
+    core_fmt_bytes(s->removed_bytes, b, sizeof(b));
     core_task_log(run->task, "Removed garbage: %s", b);
     core_task_log(run->task, "Removed chunks: %" PRIu64, s->removed_chunks);
     if (s->removed_bad)
       core_task_log(run->task, "Removed bad chunks: %" PRIu64, s->removed_bad);
     if (s->still_bad)
       core_task_log(run->task, "Leftover bad chunks: %" PRIu64, s->still_bad);
-    gc__human_bytes(s->pending_bytes, b, sizeof(b));
+    core_fmt_bytes(s->pending_bytes, b, sizeof(b));
     core_task_log(run->task, "Pending removals: %s (in %" PRIu64 " chunks)", b,
                   s->pending_chunks);
-    gc__human_bytes(s->index_data_bytes, b, sizeof(b));
+    core_fmt_bytes(s->index_data_bytes, b, sizeof(b));
     core_task_log(run->task, "Original data usage: %s", b);
-    gc__human_bytes(s->disk_bytes, b, sizeof(b));
+    core_fmt_bytes(s->disk_bytes, b, sizeof(b));
     core_task_log(run->task, "On-Disk usage: %s", b);
     core_task_log(run->task, "On-Disk chunks: %" PRIu64, s->disk_chunks);
     if (s->disk_bytes)
       core_task_log(run->task, "Deduplication factor: %.2f",
                     (double)s->index_data_bytes / (double)s->disk_bytes);
     if (s->disk_chunks) {
-      gc__human_bytes(s->disk_bytes / s->disk_chunks, b, sizeof(b));
+      core_fmt_bytes(s->disk_bytes / s->disk_chunks, b, sizeof(b));
       core_task_log(run->task, "Average chunk size: %s", b);
     }
     uint64_t now = uv_hrtime();

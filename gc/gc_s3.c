@@ -9,6 +9,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_fmt.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_s3.h"
@@ -632,18 +633,18 @@ static void log_summary(struct run *r)
   char b[64];
   const struct gc_status *s = &r->st;
   struct core_task *t = r->task;
-  gc__human_bytes(s->removed_bytes, b, sizeof(b));
+  core_fmt_bytes(s->removed_bytes, b, sizeof(b));
   core_task_log(t, "Removed garbage: %s", b);
   core_task_log(t, "Removed chunks: %" PRIu64, s->removed_chunks);
   if (s->removed_bad)
     core_task_log(t, "Removed bad chunks: %" PRIu64, s->removed_bad);
   if (s->still_bad)
     core_task_log(t, "Leftover bad chunks: %" PRIu64, s->still_bad);
-  gc__human_bytes(s->pending_bytes, b, sizeof(b));
+  core_fmt_bytes(s->pending_bytes, b, sizeof(b));
   core_task_log(t, "Pending removals: %s (in %" PRIu64 " chunks)", b, s->pending_chunks);
-  gc__human_bytes(s->index_data_bytes, b, sizeof(b));
+  core_fmt_bytes(s->index_data_bytes, b, sizeof(b));
   core_task_log(t, "Original data usage: %s", b);
-  gc__human_bytes(s->disk_bytes, b, sizeof(b));
+  core_fmt_bytes(s->disk_bytes, b, sizeof(b));
   core_task_log(t, "On-Disk usage: %s", b);
   core_task_log(t, "On-Disk chunks: %" PRIu64, s->disk_chunks);
   if (s->disk_bytes)
@@ -653,7 +654,7 @@ static void log_summary(struct run *r)
   store_s3_stats(r->be, &now);
   uint64_t min_list = r->listed ? (r->listed + DELETE_BATCH - 1) / DELETE_BATCH : 1;
   uint64_t min_del = (r->deleted + r->delete_failed + DELETE_BATCH - 1) / DELETE_BATCH;
-  gc__human_bytes(r->listed_bytes, b, sizeof(b));
+  core_fmt_bytes(r->listed_bytes, b, sizeof(b));
   core_task_log(t, "S3: objects listed %" PRIu64 " (%s), deleted %" PRIu64 ", kept %" PRIu64
                 " (%" PRIu64 " with an upload in flight), not chunks %" PRIu64,
                 r->listed, b, r->deleted, r->listed - r->deleted - r->delete_failed - r->foreign,

@@ -27,6 +27,7 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
+#include "core/core_fmt.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_s3.h"
@@ -669,7 +670,7 @@ static void run_end(struct verify_run *r, int err, const char *msg)
   }
   if (err == 0 || err == CORE_EDIGEST) {
     char b[64];
-    gc__human_bytes(r->bytes, b, sizeof(b));
+    core_fmt_bytes(r->bytes, b, sizeof(b));
     core_task_log(r->task, "verified %zu snapshots (%zu ok, %zu failed, %zu skipped), "
                   "%" PRIu64 " chunks, %s read", r->ok + r->n_failed, r->ok, r->n_failed,
                   r->skipped, r->chunks, b);

@@ -160,50 +160,81 @@ static int join(struct walk *w, char *buf, const char *dir, const char *name)
   return 0;
 }
 
-/* Anything outside the layout: every index file below, flagged strange. */
-static int walk_strange(struct walk *w, const char *path, int depth)
+/* ---- the levels ---------------------------------------------------------
+ *
+ * The tree is <ns>/<type>/<id>/<time>/ with child namespaces under
+ * <ns>/ns/<name>/. Each level below is one row of `levels`: the same loop
+ * (walk_dir) reads a directory, visits its entries in order, descends into
+ * subdirectories at the level the row's `subdir` picks, and lists index
+ * files as in the layout (a snapshot's) or strange (anywhere else).
+ * Anything a level does not expect is walked as LVL_STRANGE, so no index
+ * file is ever missed. */
+
+enum level {
+  LVL_NS,       /* a namespace: backup types, "ns" */
+  LVL_NS_DIR,   /* <ns>/ns: child namespaces */
+  LVL_TYPE,     /* <ns>/<type>: backup ids */
+  LVL_GROUP,    /* <ns>/<type>/<id>: snapshots, newest first */
+  LVL_SNAPSHOT, /* <ns>/<type>/<id>/<time>: the index files of the layout */
+  LVL_STRANGE,  /* anything outside the layout, all the way down */
+};
+
+struct level_desc {
+  /* The level of a subdirectory `e` of a directory at `*depth`; sets
+   * `*depth` to the subdirectory's (namespace nesting for LVL_NS and
+   * LVL_NS_DIR, nesting below the layout for LVL_STRANGE). */
+  enum level (*subdir)(const struct ent *e, int *depth);
+  /* Runs once the entries are read, before any is visited; may reorder them. */
+  void (*enter)(struct walk *w, const char *path, struct ent *e, size_t n);
+  const char *skip_at_top; /* an entry ignored at depth 0, or NULL */
+  int max_depth;           /* a deeper directory fails the walk; 0: no limit */
+  int in_layout;           /* 1: index files here are a snapshot's, not strange */
+};
+
+static enum level subdir_ns(const struct ent *e, int *depth)
 {
-  struct ent *e;
-  size_t n;
-  if (depth > STRANGE_MAX_DEPTH) {
-    snprintf(w->err, w->errlen, "directory tree too deep at %s", path);
-    return CORE_ETOOBIG;
+  if (store_name_backup_type(e->name) == 0) {
+    *depth = 0;
+    return LVL_TYPE;
   }
-  int rc = read_dir(w, path, &e, &n);
-  if (rc)
-    return rc > 0 ? 0 : rc;
-  char child[STORE_PATH_MAX];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if ((rc = join(w, child, path, e[i].name)) < 0)
-      break;
-    if (e[i].type == ENT_DIR)
-      rc = walk_strange(w, child, depth + 1);
-    else if (is_index_name(e[i].name))
-      add(w->out, child, 1, GC_NO_GROUP);
-  }
-  free_ents(e, n);
-  return rc;
+  if (strcmp(e->name, "ns") == 0)
+    return LVL_NS_DIR; /* same namespace depth: ns/ is not a namespace */
+  *depth = 0;
+  return LVL_STRANGE;
 }
 
-static int walk_snapshot(struct walk *w, const char *path)
+static enum level subdir_ns_dir(const struct ent *e, int *depth)
 {
-  struct ent *e;
-  size_t n;
-  int rc = read_dir(w, path, &e, &n);
-  if (rc)
-    return rc > 0 ? 0 : rc;
-  w->out->n_snapshots++;
-  char child[STORE_PATH_MAX];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if ((rc = join(w, child, path, e[i].name)) < 0)
-      break;
-    if (e[i].type == ENT_DIR)
-      rc = walk_strange(w, child, 0);
-    else if (is_index_name(e[i].name))
-      add(w->out, child, 0, w->group);
+  if (*depth < STORE_NAME_NS_MAX_DEPTH && store_name_ns_component(e->name) == 0) {
+    ++*depth;
+    return LVL_NS;
   }
-  free_ents(e, n);
-  return rc;
+  *depth = 0;
+  return LVL_STRANGE;
+}
+
+static enum level subdir_type(const struct ent *e, int *depth)
+{
+  *depth = 0;
+  return store_name_backup_id(e->name) == 0 ? LVL_GROUP : LVL_STRANGE;
+}
+
+static enum level subdir_group(const struct ent *e, int *depth)
+{
+  *depth = 0;
+  return e->time >= 0 ? LVL_SNAPSHOT : LVL_STRANGE; /* set by enter_group */
+}
+
+static enum level subdir_snapshot(const struct ent *e, int *depth)
+{
+  *depth = 0;
+  return LVL_STRANGE;
+}
+
+static enum level subdir_strange(const struct ent *e, int *depth)
+{
+  ++*depth;
+  return LVL_STRANGE;
 }
 
 static int newest_first(const void *a, const void *b)
@@ -222,15 +253,11 @@ static uint32_t add_group(struct gc_index_list *l, const char *path)
   return (uint32_t)l->n_groups++;
 }
 
-static int walk_group(struct walk *w, const char *path)
+/* Registers the group, then puts its snapshots (directories with a valid
+ * time name) first, newest first, and everything else after. */
+static void enter_group(struct walk *w, const char *path, struct ent *e, size_t n)
 {
-  struct ent *e;
-  size_t n;
-  int rc = read_dir(w, path, &e, &n);
-  if (rc)
-    return rc > 0 ? 0 : rc;
   w->group = add_group(w->out, path);
-  /* Snapshots (valid time names) first, newest first; everything else after. */
   for (size_t i = 0; i < n; i++) {
     int64_t t;
     if (e[i].type == ENT_DIR && store_name_time_parse(e[i].name, &t) == 0)
@@ -240,90 +267,53 @@ static int walk_group(struct walk *w, const char *path)
   }
   if (n > 1) /* an empty group (a backup just created it) has no array at all */
     qsort(e, n, sizeof(*e), newest_first);
-  char child[STORE_PATH_MAX];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if ((rc = join(w, child, path, e[i].name)) < 0)
-      break;
-    if (e[i].time >= 0)
-      rc = walk_snapshot(w, child);
-    else if (e[i].type == ENT_DIR)
-      rc = walk_strange(w, child, 0);
-    else if (is_index_name(e[i].name))
-      add(w->out, child, 1, GC_NO_GROUP);
-  }
-  free_ents(e, n);
-  return rc;
 }
 
-static int walk_type(struct walk *w, const char *path)
+static void enter_snapshot(struct walk *w, const char *path, struct ent *e, size_t n)
 {
+  w->out->n_snapshots++;
+}
+
+static const struct level_desc levels[] = {
+    /* File systems create lost+found root-only below the base. */
+    [LVL_NS] = {.subdir = subdir_ns, .skip_at_top = "lost+found"},
+    [LVL_NS_DIR] = {.subdir = subdir_ns_dir},
+    [LVL_TYPE] = {.subdir = subdir_type},
+    [LVL_GROUP] = {.subdir = subdir_group, .enter = enter_group},
+    [LVL_SNAPSHOT] = {.subdir = subdir_snapshot, .enter = enter_snapshot, .in_layout = 1},
+    [LVL_STRANGE] = {.subdir = subdir_strange, .max_depth = STRANGE_MAX_DEPTH},
+};
+
+/* Walks the directory `path` at level `lvl` and `depth` (see struct level_desc).
+ * A directory that vanished is empty. Returns 0 or a negative error with
+ * the message set. */
+static int walk_dir(struct walk *w, enum level lvl, const char *path, int depth)
+{
+  const struct level_desc *l = &levels[lvl];
   struct ent *e;
   size_t n;
+  if (l->max_depth && depth > l->max_depth) {
+    snprintf(w->err, w->errlen, "directory tree too deep at %s", path);
+    return CORE_ETOOBIG;
+  }
   int rc = read_dir(w, path, &e, &n);
   if (rc)
     return rc > 0 ? 0 : rc;
+  if (l->enter)
+    l->enter(w, path, e, n);
   char child[STORE_PATH_MAX];
   for (size_t i = 0; i < n && rc == 0; i++) {
-    if ((rc = join(w, child, path, e[i].name)) < 0)
-      break;
-    if (e[i].type == ENT_DIR && store_name_backup_id(e[i].name) == 0)
-      rc = walk_group(w, child);
-    else if (e[i].type == ENT_DIR)
-      rc = walk_strange(w, child, 0);
-    else if (is_index_name(e[i].name))
-      add(w->out, child, 1, GC_NO_GROUP);
-  }
-  free_ents(e, n);
-  return rc;
-}
-
-static int walk_ns(struct walk *w, const char *path, int depth);
-
-/* <ns>/ns: the child namespaces. */
-static int walk_children(struct walk *w, const char *path, int depth)
-{
-  struct ent *e;
-  size_t n;
-  int rc = read_dir(w, path, &e, &n);
-  if (rc)
-    return rc > 0 ? 0 : rc;
-  char child[STORE_PATH_MAX];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if ((rc = join(w, child, path, e[i].name)) < 0)
-      break;
-    if (e[i].type == ENT_DIR && depth < STORE_NAME_NS_MAX_DEPTH &&
-        store_name_ns_component(e[i].name) == 0)
-      rc = walk_ns(w, child, depth + 1);
-    else if (e[i].type == ENT_DIR)
-      rc = walk_strange(w, child, 0);
-    else if (is_index_name(e[i].name))
-      add(w->out, child, 1, GC_NO_GROUP);
-  }
-  free_ents(e, n);
-  return rc;
-}
-
-static int walk_ns(struct walk *w, const char *path, int depth)
-{
-  struct ent *e;
-  size_t n;
-  int rc = read_dir(w, path, &e, &n);
-  if (rc)
-    return rc > 0 ? 0 : rc;
-  char child[STORE_PATH_MAX];
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if (depth == 0 && strcmp(e[i].name, "lost+found") == 0)
+    if (depth == 0 && l->skip_at_top && strcmp(e[i].name, l->skip_at_top) == 0)
       continue;
     if ((rc = join(w, child, path, e[i].name)) < 0)
       break;
-    if (e[i].type == ENT_DIR && store_name_backup_type(e[i].name) == 0)
-      rc = walk_type(w, child);
-    else if (e[i].type == ENT_DIR && strcmp(e[i].name, "ns") == 0)
-      rc = walk_children(w, child, depth);
-    else if (e[i].type == ENT_DIR)
-      rc = walk_strange(w, child, 0);
-    else if (is_index_name(e[i].name))
-      add(w->out, child, 1, GC_NO_GROUP);
+    if (e[i].type == ENT_DIR) {
+      int d = depth;
+      enum level next = l->subdir(&e[i], &d);
+      rc = walk_dir(w, next, child, d);
+    } else if (is_index_name(e[i].name)) {
+      add(w->out, child, !l->in_layout, w->group);
+    }
   }
   free_ents(e, n);
   return rc;
@@ -336,7 +326,7 @@ int gc_walk_groups(char *const *group_dirs, size_t n, struct gc_index_list *out,
   if (errlen)
     err[0] = '\0';
   for (size_t i = 0; i < n; i++) {
-    int rc = walk_group(&w, group_dirs[i]);
+    int rc = walk_dir(&w, LVL_GROUP, group_dirs[i], 0);
     if (rc < 0) {
       if (rc == CORE_EABORTED)
         snprintf(err, errlen, "aborted");
@@ -369,7 +359,7 @@ int gc_walk_indexes(const char *base, struct gc_index_list *out, const _Atomic i
     snprintf(err, errlen, "datastore directory %s is missing", root);
     return CORE_ENOTFOUND;
   }
-  int rc = walk_ns(&w, root, 0);
+  int rc = walk_dir(&w, LVL_NS, root, 0);
   if (rc == CORE_EABORTED)
     snprintf(err, errlen, "aborted");
   return rc;

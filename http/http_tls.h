@@ -32,6 +32,10 @@
  * plaintext into one output buffer, sized once per write, that take_output
  * hands over whole; records are opened straight into the caller's read
  * buffer when the whole record fits.
+ *
+ * Files. http_tls.c is the transport (contexts, sessions, handshake,
+ * records); http_tls_cert.c makes and loads certificates and keys and
+ * computes fingerprints (its private header http_tls_cert.h says more).
  */
 #ifndef HTTP_TLS_H
 #define HTTP_TLS_H

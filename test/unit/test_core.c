@@ -4,6 +4,7 @@
 #include "core/core_buf.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_fmt.h"
 #include "core/core_json.h"
 #include "core/core_pool.h"
 #include "http/http_bodypool.h"
@@ -195,6 +196,42 @@ UNIT_TEST(pool_completes_on_loop)
   ASSERT_OK(uv_loop_close(&loop));
 }
 
+/* Three significant digits in binary units; whole bytes below 1 KiB. */
+UNIT_TEST(fmt_bytes)
+{
+  static const struct {
+    uint64_t n;
+    const char *text;
+  } cases[] = {
+      {0, "0 B"},
+      {1, "1 B"},
+      {1023, "1023 B"},
+      {1024, "1.00 KiB"},
+      {1536, "1.50 KiB"},
+      {10 * 1024 - 1, "10.0 KiB"},  /* 9.999 KiB: rounds up to 3 digits */
+      {10 * 1024, "10.0 KiB"},
+      {100 * 1024 - 1, "100 KiB"},  /* 99.999 KiB */
+      {100 * 1024, "100 KiB"},
+      {1048063, "1023 KiB"},        /* 1023.499 KiB */
+      {1048064, "1.00 MiB"},        /* 1023.5 KiB would print "1024 KiB" */
+      {(uint64_t)200 << 20, "200 MiB"},
+      {(uint64_t)25 << 30, "25.0 GiB"},
+      {(uint64_t)3 << 40, "3.00 TiB"},
+      {(uint64_t)5 << 50, "5.00 PiB"},
+      {(uint64_t)2048 << 50, "2048 PiB"}, /* PiB is the largest unit */
+      {UINT64_MAX, "16384 PiB"},
+  };
+  char s[32];
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    core_fmt_bytes(cases[i].n, s, sizeof(s));
+    ASSERT_STR_EQ(s, cases[i].text);
+  }
+  /* 16 bytes hold the longest text; a shorter buffer truncates. */
+  char small[5];
+  core_fmt_bytes(1536, small, sizeof(small));
+  ASSERT_STR_EQ(small, "1.50");
+}
+
 UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
           UNIT_CASE(strerror_covers_all),
-          UNIT_CASE(json_roundtrip))
+          UNIT_CASE(json_roundtrip), UNIT_CASE(fmt_bytes))

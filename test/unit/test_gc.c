@@ -3,6 +3,7 @@
  * digest cache, .gc-status. */
 #include "gc_fixture.h"
 
+#include "core/core_buf.h"
 #include "gc/gc_cache.h"
 #include "gc/gc_walk.h"
 #include "store/store_lock.h"
@@ -139,6 +140,208 @@ UNIT_TEST(walk_layout)
   gc_index_list_free(&l);
   ASSERT_EQ(gc_walk_indexes("/nonexistent/store", &l, NULL, err, sizeof(err)), CORE_ENOTFOUND);
   fx_close(&fx);
+}
+
+/* ---- the walk, level by level ---- */
+
+/* Creates `rel` below `base`: the directories on the way, then a file
+ * (a directory if `rel` ends with '/'). */
+static void walk_mk(const char *base, const char *rel)
+{
+  char path[1024];
+  int n = snprintf(path, sizeof(path), "%s/%s", base, rel);
+  ASSERT(n > 0 && (size_t)n < sizeof(path));
+  for (char *p = path + strlen(base) + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    ASSERT(mkdir(path, 0755) == 0 || errno == EEXIST);
+    *p = '/';
+  }
+  if (path[n - 1] != '/')
+    fx_write_file(path, "x", 1);
+}
+
+static int walk_cmp(const void *a, const void *b)
+{
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The list as sorted lines "L <group> <path>" (in the layout) or "S <path>"
+ * (strange), paths relative to `base`: readdir order is not part of the
+ * contract, only the newest-first order inside a group is. */
+static char *walk_lines(const char *base, const struct gc_index_list *l)
+{
+  size_t skip = strlen(base) + 1;
+  char **lines = core_calloc(l->n ? l->n : 1, sizeof(*lines));
+  for (size_t i = 0; i < l->n; i++) {
+    ASSERT(strncmp(l->paths[i], base, skip - 1) == 0);
+    if (l->strange[i]) {
+      ASSERT_EQ(l->group[i], GC_NO_GROUP);
+      lines[i] = core_asprintf("S %s", l->paths[i] + skip);
+    } else {
+      ASSERT(l->group[i] < l->n_groups);
+      lines[i] = core_asprintf("L %s %s", l->groups[l->group[i]] + skip, l->paths[i] + skip);
+    }
+  }
+  qsort(lines, l->n, sizeof(*lines), walk_cmp);
+  struct core_buf b;
+  core_buf_init(&b, 1 << 20);
+  for (size_t i = 0; i < l->n; i++) {
+    ASSERT_OK(core_buf_printf(&b, "%s\n", lines[i]));
+    core_free(lines[i]);
+  }
+  core_free(lines);
+  ASSERT_OK(core_buf_append(&b, "", 1));
+  return b.base;
+}
+
+/* Every level of the layout with the odd things each may hold. */
+UNIT_TEST(walk_every_level)
+{
+  const char *base = unit_tmpdir();
+  static const char *const tree[] = {
+      "lost+found/x.fidx",      /* skipped below the base only */
+      ".hidden.fidx",           /* dot names are never walked */
+      ".chunks/0000/",
+      "notes.txt",              /* not an index */
+      "top.fidx",               /* index files anywhere off the layout: strange */
+      "odd/y.didx",
+      "odd/deep/z.fidx",
+      "vm/top.didx",
+      "vm/bad id!/a.fidx",      /* not a backup id */
+      "vm/empty/",              /* a group without snapshots */
+      "vm/100/stray.fidx",
+      "vm/100/notatime/s.fidx",
+      "vm/100/2023-11-14T22:13:40Z", /* a file with a snapshot's name */
+      "vm/100/2023-11-14T22:13:20Z/a.fidx",
+      "vm/100/2023-11-14T22:13:30Z/a.fidx",
+      "vm/100/2023-11-14T22:13:30Z/b.didx",
+      "vm/100/2023-11-14T22:13:30Z/c.blob",
+      "vm/100/2023-11-14T22:13:30Z/.tmp.fidx",
+      "vm/100/2023-11-14T22:13:30Z/sub/d.fidx",
+      "ns/stray.fidx",
+      "ns/bad.name!/r.fidx",    /* not a namespace name */
+      "ns/a/lost+found/q.fidx", /* lost+found below a namespace is walked */
+      "ns/a/ct/7/2023-11-14T22:13:20Z/a.fidx",
+      /* namespaces seven deep are in the layout, an eighth is not */
+      "ns/a/ns/b/ns/c/ns/d/ns/e/ns/f/ns/g/host/h/2023-11-14T22:13:20Z/i.didx",
+      "ns/a/ns/b/ns/c/ns/d/ns/e/ns/f/ns/g/ns/h/host/h/2023-11-14T22:13:20Z/i.didx",
+  };
+  for (size_t i = 0; i < sizeof(tree) / sizeof(tree[0]); i++)
+    walk_mk(base, tree[i]);
+  char link[1024];
+  snprintf(link, sizeof(link), "%s/vm/100/2023-11-14T22:13:30Z/link.fidx", base);
+  ASSERT_EQ(symlink("a.fidx", link), 0); /* symlinks are not followed */
+  snprintf(link, sizeof(link), "%s/vm/100/2023-11-14T22:13:50Z", base);
+  ASSERT_EQ(symlink("2023-11-14T22:13:30Z", link), 0);
+
+  struct gc_index_list l = {0};
+  char err[256];
+  ASSERT_OK(gc_walk_indexes(base, &l, NULL, err, sizeof(err)));
+  char *got = walk_lines(base, &l);
+  ASSERT_STR_EQ(got,
+                "L ns/a/ct/7 ns/a/ct/7/2023-11-14T22:13:20Z/a.fidx\n"
+                "L ns/a/ns/b/ns/c/ns/d/ns/e/ns/f/ns/g/host/h "
+                "ns/a/ns/b/ns/c/ns/d/ns/e/ns/f/ns/g/host/h/2023-11-14T22:13:20Z/i.didx\n"
+                "L vm/100 vm/100/2023-11-14T22:13:20Z/a.fidx\n"
+                "L vm/100 vm/100/2023-11-14T22:13:30Z/a.fidx\n"
+                "L vm/100 vm/100/2023-11-14T22:13:30Z/b.didx\n"
+                "S ns/a/lost+found/q.fidx\n"
+                "S ns/a/ns/b/ns/c/ns/d/ns/e/ns/f/ns/g/ns/h/host/h/2023-11-14T22:13:20Z/i.didx\n"
+                "S ns/bad.name!/r.fidx\n"
+                "S ns/stray.fidx\n"
+                "S odd/deep/z.fidx\n"
+                "S odd/y.didx\n"
+                "S top.fidx\n"
+                "S vm/100/2023-11-14T22:13:30Z/sub/d.fidx\n"
+                "S vm/100/notatime/s.fidx\n"
+                "S vm/100/stray.fidx\n"
+                "S vm/bad id!/a.fidx\n"
+                "S vm/top.didx\n");
+  core_free(got);
+  ASSERT_EQ(l.n_strange, 12);
+  ASSERT_EQ(l.n_snapshots, 4);
+  ASSERT_EQ(l.n_groups, 4); /* vm/100, vm/empty, ns/a/ct/7, the deep host/h */
+  /* Inside a group the newest snapshot comes first. */
+  size_t newest = l.n, older = l.n;
+  for (size_t i = 0; i < l.n; i++) {
+    if (strstr(l.paths[i], "/vm/100/2023-11-14T22:13:30Z/a.fidx"))
+      newest = i;
+    if (strstr(l.paths[i], "/vm/100/2023-11-14T22:13:20Z/a.fidx"))
+      older = i;
+  }
+  ASSERT(newest < older && older < l.n);
+
+  /* Listing groups again: the same snapshots; a vanished group is skipped. */
+  char *groups[2] = {core_asprintf("%s/vm/100", base), core_asprintf("%s/vm/gone", base)};
+  struct gc_index_list g = {0};
+  ASSERT_OK(gc_walk_groups(groups, 2, &g, NULL, err, sizeof(err)));
+  got = walk_lines(base, &g);
+  ASSERT_STR_EQ(got, "L vm/100 vm/100/2023-11-14T22:13:20Z/a.fidx\n"
+                     "L vm/100 vm/100/2023-11-14T22:13:30Z/a.fidx\n"
+                     "L vm/100 vm/100/2023-11-14T22:13:30Z/b.didx\n"
+                     "S vm/100/2023-11-14T22:13:30Z/sub/d.fidx\n"
+                     "S vm/100/notatime/s.fidx\n"
+                     "S vm/100/stray.fidx\n");
+  ASSERT_EQ(g.n_groups, 1);
+  ASSERT_EQ(g.n_snapshots, 2);
+  core_free(got);
+  core_free(groups[0]);
+  core_free(groups[1]);
+  gc_index_list_free(&g);
+  gc_index_list_free(&l);
+}
+
+/* The walk's failures: too deep, aborted, a path too long, no base. */
+UNIT_TEST(walk_failures)
+{
+  const char *base = unit_tmpdir();
+  char rel[512] = "odd/";
+  for (int i = 0; i < 64; i++) /* odd/ is depth 0; 64 levels below it are fine */
+    unit_append(rel, sizeof(rel), "d/");
+  walk_mk(base, rel);
+  struct gc_index_list l = {0};
+  char err[256];
+  ASSERT_OK(gc_walk_indexes(base, &l, NULL, err, sizeof(err)));
+  unit_append(rel, sizeof(rel), "d/");
+  walk_mk(base, rel);
+  ASSERT_EQ(gc_walk_indexes(base, &l, NULL, err, sizeof(err)), CORE_ETOOBIG);
+  ASSERT(strncmp(err, "directory tree too deep at ", 27) == 0);
+  gc_index_list_free(&l);
+
+  _Atomic int abort_flag = 1;
+  ASSERT_EQ(gc_walk_indexes(base, &l, &abort_flag, err, sizeof(err)), CORE_EABORTED);
+  ASSERT_STR_EQ(err, "aborted");
+  gc_index_list_free(&l);
+
+  /* A name that makes the path too long fails the walk, index or not. */
+  char name[256];
+  memset(name, 'n', 255);
+  name[255] = '\0';
+  char dir[STORE_PATH_MAX];
+  snprintf(dir, sizeof(dir), "%s/long", base);
+  ASSERT_EQ(mkdir(dir, 0755), 0);
+  while (strlen(dir) < 3899) { /* then dir/name is over 4096 */
+    size_t k = 3900 - strlen(dir) - 1;
+    unit_append(dir, sizeof(dir), "/");
+    unit_append(dir, sizeof(dir), k < 255 ? name + 255 - k : name);
+    ASSERT_EQ(mkdir(dir, 0755), 0);
+  }
+  /* dir/name reaches STORE_PATH_MAX: made relative to dir, as no path can. */
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+  ASSERT(dfd >= 0);
+  int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ASSERT(fd >= 0);
+  close(fd);
+  close(dfd);
+  ASSERT(strlen(dir) + 1 + strlen(name) >= STORE_PATH_MAX);
+  ASSERT_EQ(gc_walk_indexes(base, &l, NULL, err, sizeof(err)), CORE_ETOOBIG);
+  ASSERT(strncmp(err, "path too long below ", 20) == 0);
+  gc_index_list_free(&l);
+
+  ASSERT_EQ(gc_walk_indexes("/nonexistent/store", &l, NULL, err, sizeof(err)), CORE_ENOTFOUND);
+  ASSERT_STR_EQ(err, "datastore directory /nonexistent/store is missing");
 }
 
 /* The central property: exactly the unreferenced, old-enough chunks go. */
@@ -648,7 +851,7 @@ UNIT_TEST(gc_relists_group_when_a_snapshot_vanishes)
 }
 
 UNIT_MAIN(UNIT_CASE(zero_chunk_digest), UNIT_CASE(gc_relists_group_when_a_snapshot_vanishes), UNIT_CASE(cache_and_set), UNIT_CASE(status_round_trip),
-          UNIT_CASE(walk_layout), UNIT_CASE(gc_removes_exactly_unreferenced),
+          UNIT_CASE(walk_layout), UNIT_CASE(walk_every_level), UNIT_CASE(walk_failures), UNIT_CASE(gc_removes_exactly_unreferenced),
           UNIT_CASE(gc_cutoff_and_pending), UNIT_CASE(gc_cache_capacity_tuning),
           UNIT_CASE(gc_recent_chunks_not_touched), UNIT_CASE(gc_writer_protects_chunks),
           UNIT_CASE(gc_bad_files), UNIT_CASE(gc_missing_chunk_and_prefix),

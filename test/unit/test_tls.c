@@ -3,9 +3,11 @@
 #include "unit.h"
 
 #include "core/core_alloc.h"
+#include "core/core_digest.h"
 #include "core/core_error.h"
 #include "http/http_bodypool.h"
 #include "http/http_tls.h"
+#include "http/http_tls_cert.h"
 
 #include <ctype.h>
 #include <mbedtls/ctr_drbg.h>
@@ -212,6 +214,77 @@ UNIT_TEST(missing_files)
   core_free(key);
   core_free(cert2);
   core_free(key2);
+}
+
+/* The certificate side on its own (http_tls_cert.h): files made with any
+ * DRBG load into what a server context holds, fingerprints round-trip. */
+UNIT_TEST(cert_files_and_fingerprints)
+{
+  char *cert = tmp_path("c.pem"), *key = tmp_path("k.pem"), *junk = tmp_path("junk.pem");
+  mbedtls_entropy_context entropy;
+  mbedtls_ctr_drbg_context drbg;
+  mbedtls_entropy_init(&entropy);
+  mbedtls_ctr_drbg_init(&drbg);
+  ASSERT_EQ(mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, NULL, 0), 0);
+
+  ASSERT_EQ(http_tls__cert_prepare(cert, key, 0, "localhost", &drbg), -ENOENT);
+  ASSERT_EQ(http_tls__cert_prepare(cert, key, 1, "", &drbg), CORE_ECONFIG);
+  ASSERT_OK(http_tls__cert_prepare(cert, key, 1, "localhost", &drbg));
+  ASSERT_OK(http_tls__cert_prepare(cert, key, 0, "localhost", &drbg)); /* both there now */
+
+  mbedtls_x509_crt crt;
+  mbedtls_pk_context pk;
+  char fp[HTTP_TLS_FP_LEN];
+  mbedtls_x509_crt_init(&crt);
+  mbedtls_pk_init(&pk);
+  ASSERT_OK(http_tls__cert_load(cert, key, &crt, &pk, fp));
+  struct http_tls *tls;
+  ASSERT_OK(http_tls_server_new(cert, key, 0, NULL, &tls));
+  ASSERT_STR_EQ(fp, http_tls_fingerprint(tls));
+  http_tls_unref(tls);
+
+  /* The same fingerprint, parsed back in every accepted spelling. */
+  uint8_t md[CORE_SHA256_LEN], parsed[CORE_SHA256_LEN];
+  core_sha256(crt.raw.p, crt.raw.len, md);
+  char upper[HTTP_TLS_FP_LEN], plain[CORE_SHA256_HEX_LEN + 1];
+  size_t n = 0;
+  for (size_t i = 0; fp[i]; i++) {
+    upper[i] = (char)toupper((unsigned char)fp[i]);
+    upper[i + 1] = '\0';
+    if (fp[i] != ':')
+      plain[n++] = fp[i];
+  }
+  plain[n] = '\0';
+  const char *good[] = {fp, upper, plain};
+  for (size_t i = 0; i < 3; i++) {
+    memset(parsed, 0, sizeof(parsed));
+    ASSERT_OK(http_tls__fingerprint_parse(good[i], parsed));
+    ASSERT_MEM_EQ(parsed, md, sizeof(md));
+  }
+  ASSERT_EQ(http_tls__fingerprint_parse("aa:bb", parsed), CORE_ECONFIG);
+  plain[0] = 'g';
+  ASSERT_EQ(http_tls__fingerprint_parse(plain, parsed), CORE_ECONFIG);
+
+  /* CA bundles: a missing file, and one without a certificate. */
+  FILE *f = fopen(junk, "w");
+  fputs("not a certificate\n", f);
+  fclose(f);
+  mbedtls_x509_crt ca;
+  mbedtls_x509_crt_init(&ca);
+  char *none = tmp_path("none.pem");
+  ASSERT_EQ(http_tls__ca_load(none, &ca), -ENOENT);
+  core_free(none);
+  ASSERT_EQ(http_tls__ca_load(junk, &ca), CORE_ECERT);
+  ASSERT_OK(http_tls__ca_load(cert, &ca));
+
+  mbedtls_x509_crt_free(&ca);
+  mbedtls_x509_crt_free(&crt);
+  mbedtls_pk_free(&pk);
+  mbedtls_ctr_drbg_free(&drbg);
+  mbedtls_entropy_free(&entropy);
+  core_free(cert);
+  core_free(key);
+  core_free(junk);
 }
 
 UNIT_TEST(pinned_exchange)
@@ -813,7 +886,8 @@ UNIT_TEST(ticket_resumption)
   http_tls_unref(stls);
 }
 
-UNIT_MAIN(UNIT_CASE(create_and_reload), UNIT_CASE(missing_files), UNIT_CASE(pinned_exchange),
+UNIT_MAIN(UNIT_CASE(create_and_reload), UNIT_CASE(missing_files),
+          UNIT_CASE(cert_files_and_fingerprints), UNIT_CASE(pinned_exchange),
           UNIT_CASE(large_write_is_linear), UNIT_CASE(large_write_into_pool),
           UNIT_CASE(pin_formats), UNIT_CASE(pin_mismatch),
           UNIT_CASE(ca_verification), UNIT_CASE(garbage_input), UNIT_CASE(feed_bound),
