@@ -70,7 +70,7 @@ void core_hex_encode(const uint8_t *in, size_t len, char *out)
   out[2 * len] = '\0';
 }
 
-static int hexval(char c)
+int core_hex_digit(int c)
 {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -84,8 +84,8 @@ static int hexval(char c)
 int core_hex_decode(const char *in, size_t len, uint8_t *out)
 {
   for (size_t i = 0; i < len; i++) {
-    int hi = hexval(in[2 * i]);
-    int lo = hi < 0 ? -1 : hexval(in[2 * i + 1]);
+    int hi = core_hex_digit((unsigned char)in[2 * i]);
+    int lo = hi < 0 ? -1 : core_hex_digit((unsigned char)in[2 * i + 1]);
     if (lo < 0)
       return CORE_EPARSE;
     out[i] = (uint8_t)(hi << 4 | lo);

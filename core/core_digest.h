@@ -33,6 +33,8 @@ uint32_t core_crc32(uint32_t crc, const void *data, size_t len);
 void core_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                       uint8_t out[CORE_SHA256_LEN]);
 
+/* The value of one hex digit (either case), or -1. */
+int core_hex_digit(int c);
 /* Writes 2*len lowercase hex characters and a NUL into `out`. */
 void core_hex_encode(const uint8_t *in, size_t len, char *out);
 /* Decodes exactly 2*len hex characters (either case); 0 or CORE_EPARSE. */

@@ -10,6 +10,7 @@
 #include "http/http_internal.h"
 
 #include "core/core_alloc.h"
+#include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_log.h"
 #include "core/core_utf8.h"
@@ -111,17 +112,6 @@ int http_req_param_at(const struct http_request *req, int i, const char **name,
   return 1;
 }
 
-static int hexval(int c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 int http_url_decode(const char *in, size_t len, char *out, int plus)
 {
   size_t o = 0;
@@ -130,8 +120,8 @@ int http_url_decode(const char *in, size_t len, char *out, int plus)
     if (c == '%') {
       if (i + 2 >= len)
         return CORE_EPARSE;
-      int hi = hexval((unsigned char)in[i + 1]);
-      int lo = hexval((unsigned char)in[i + 2]);
+      int hi = core_hex_digit((unsigned char)in[i + 1]);
+      int lo = core_hex_digit((unsigned char)in[i + 2]);
       if (hi < 0 || lo < 0)
         return CORE_EPARSE;
       out[o++] = (char)(hi << 4 | lo);

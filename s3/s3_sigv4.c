@@ -59,17 +59,6 @@ int s3_uri_encode(struct core_buf *out, const char *s, size_t len, int keep_slas
   return 0;
 }
 
-static int hexval(char c)
-{
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Percent-decodes s[0..len) and re-encodes it into `out`. */
 static int reencode(struct core_buf *out, const char *s, size_t len)
 {
@@ -85,8 +74,8 @@ static int reencode(struct core_buf *out, const char *s, size_t len)
         rc = CORE_EPARSE;
         goto out;
       }
-      hi = hexval(s[i + 1]);
-      lo = hexval(s[i + 2]);
+      hi = core_hex_digit((unsigned char)s[i + 1]);
+      lo = core_hex_digit((unsigned char)s[i + 2]);
       if (hi < 0 || lo < 0) {
         rc = CORE_EPARSE;
         goto out;

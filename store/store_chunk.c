@@ -779,13 +779,10 @@ int store_chunkstore_oldest_writer(struct store_chunkstore *cs, int64_t *start)
 
 /* ---- iteration --------------------------------------------------------- */
 
-static int hexval(char c)
+/* core_hex_digit, but lowercase only: what Cairn and PBS write. */
+static int lower_hex_digit(char c)
 {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  return -1;
+  return c >= 'A' && c <= 'F' ? -1 : core_hex_digit((unsigned char)c);
 }
 
 int store_chunk_parse_name(const char *name, uint8_t digest[32], int *bad_index)
@@ -793,8 +790,8 @@ int store_chunk_parse_name(const char *name, uint8_t digest[32], int *bad_index)
   /* Lowercase hex only: that is what Cairn and PBS write, and GC must never
    * delete a file it does not fully understand. */
   for (int i = 0; i < 32; i++) {
-    int hi = hexval(name[2 * i]);
-    int lo = hi < 0 ? -1 : hexval(name[2 * i + 1]);
+    int hi = lower_hex_digit(name[2 * i]);
+    int lo = hi < 0 ? -1 : lower_hex_digit(name[2 * i + 1]);
     if (lo < 0)
       return 0;
     digest[i] = (uint8_t)(hi << 4 | lo);
@@ -840,8 +837,8 @@ int store_chunk_iter_open(struct store_chunk_iter *it, struct store_chunkstore *
     int a, b, c, e;
     if (n[0] == '\0' || n[1] == '\0' || n[2] == '\0' || n[3] == '\0' || n[4] != '\0')
       continue;
-    if ((a = hexval(n[0])) < 0 || (b = hexval(n[1])) < 0 || (c = hexval(n[2])) < 0 ||
-        (e = hexval(n[3])) < 0)
+    if ((a = lower_hex_digit(n[0])) < 0 || (b = lower_hex_digit(n[1])) < 0 || (c = lower_hex_digit(n[2])) < 0 ||
+        (e = lower_hex_digit(n[3])) < 0)
       continue;
     unsigned p = (unsigned)(a << 12 | b << 8 | c << 4 | e);
     it->present[p / 64] |= UINT64_C(1) << (p % 64);
