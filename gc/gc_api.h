@@ -199,9 +199,8 @@ void gc__run_end(struct gc_ctx *ctx);
 void gc__routes_register(struct http_server *s, struct gc_ctx *ctx);
 void gc__tasks_register(struct http_server *s, struct gc_ctx *ctx);
 void gc__prune_register(struct http_server *s, struct gc_ctx *ctx);
-/* Request parameters: a boolean (1/0, true/false, yes/no, on/off; `def` when
- * absent) or keep-* options. Return 0, or respond 400 and return <0. */
-int gc__param_bool(struct http_request *req, const char *name, int def, int *out);
+/* The keep-* options of a prune request (booleans and integers go through
+ * http_req_param_bool/_int). Returns 0, or responds 400 and returns <0. */
 int gc__parse_keep(struct http_request *req, struct store_prune_keep *keep);
 void gc__sched_start(struct gc_ctx *ctx);
 void gc__sched_stop(struct gc_ctx *ctx);

@@ -239,7 +239,7 @@ static void h_prune(struct http_request *req, void *arg)
     return;
   }
   int dry_run;
-  if (gc__param_bool(req, "dry-run", 0, &dry_run) < 0)
+  if (http_req_param_bool(req, "dry-run", 0, &dry_run) < 0)
     return;
   struct prune_req *p = core_new(struct prune_req);
   if (gc__parse_keep(req, &p->keep) < 0) {

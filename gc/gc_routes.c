@@ -21,44 +21,6 @@
 #include <strings.h>
 #include <time.h>
 
-int gc__param_bool(struct http_request *req, const char *name, int def, int *out)
-{
-  const char *v = http_req_param(req, name);
-  *out = def;
-  if (v == NULL)
-    return 0;
-  if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) {
-    *out = 1;
-    return 0;
-  }
-  if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) {
-    *out = 0;
-    return 0;
-  }
-  http_respond_error(req, 400, "parameter %s: must be a boolean", name);
-  return CORE_EINVAL;
-}
-
-/* An integer parameter in [min, max]; `def` when absent. 0 or responds 400. */
-static int param_int(struct http_request *req, const char *name, int64_t min, int64_t max,
-                     int64_t def, int64_t *out)
-{
-  const char *v = http_req_param(req, name);
-  *out = def;
-  if (v == NULL)
-    return 0;
-  char *end;
-  errno = 0;
-  long long n = strtoll(v, &end, 10);
-  if (*v == '\0' || *end || errno || n < min || n > max) {
-    http_respond_error(req, 400, "parameter %s: must be an integer in %" PRId64 "..%" PRId64,
-                       name, min, max);
-    return CORE_EINVAL;
-  }
-  *out = n;
-  return 0;
-}
-
 /* Answers a task start with its UPID. */
 static void on_started(void *arg, int err, const char *msg, struct core_task *task)
 {
@@ -195,8 +157,8 @@ static void h_prune_datastore(struct http_request *req, void *arg)
   int64_t depth;
   memset(&o, 0, sizeof(o));
   if (param_ns(req, o.ns, sizeof(o.ns)) < 0 ||
-      param_int(req, "max-depth", 0, STORE_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
-      gc__param_bool(req, "dry-run", 0, &o.dry_run) < 0 || gc__parse_keep(req, &o.keep) < 0)
+      http_req_param_int(req, "max-depth", 0, STORE_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
+      http_req_param_bool(req, "dry-run", 0, &o.dry_run) < 0 || gc__parse_keep(req, &o.keep) < 0)
     return;
   o.max_depth = (int)depth;
   gc_start_prune(ctx, http_req_param(req, "store"), http_req_authid(req), &o, on_started, req);
@@ -212,10 +174,10 @@ static void h_verify(struct http_request *req, void *arg)
   memset(&o, 0, sizeof(o));
   o.time = -1;
   if (param_ns(req, o.ns, sizeof(o.ns)) < 0 ||
-      param_int(req, "max-depth", 0, STORE_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
-      param_int(req, "outdated-after", 0, 365000, 0, &days) < 0 ||
-      param_int(req, "backup-time", 0, STORE_NAME_TIME_MAX, -1, &o.time) < 0 ||
-      gc__param_bool(req, "ignore-verified", 1, &o.ignore_verified) < 0)
+      http_req_param_int(req, "max-depth", 0, STORE_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
+      http_req_param_int(req, "outdated-after", 0, 365000, 0, &days) < 0 ||
+      http_req_param_int(req, "backup-time", 0, STORE_NAME_TIME_MAX, -1, &o.time) < 0 ||
+      http_req_param_bool(req, "ignore-verified", 1, &o.ignore_verified) < 0)
     return;
   o.max_depth = (int)depth;
   o.outdated_after_days = days;

@@ -18,23 +18,6 @@
 #define LIST_DEFAULT_LIMIT 50
 #define LOG_DEFAULT_LIMIT 50
 
-static int param_u64(struct http_request *req, const char *name, uint64_t def, uint64_t *out)
-{
-  const char *v = http_req_param(req, name);
-  *out = def;
-  if (v == NULL)
-    return 0;
-  char *end;
-  errno = 0;
-  unsigned long long n = strtoull(v, &end, 10);
-  if (*v == '\0' || *end || errno || v[0] == '-') {
-    http_respond_error(req, 400, "parameter %s: must be a non-negative integer", name);
-    return CORE_EINVAL;
-  }
-  *out = n;
-  return 0;
-}
-
 static void task_fields(struct core_json *j, const struct core_task *t)
 {
   core_json_kv_str(j, "upid", t->upid);
@@ -69,13 +52,14 @@ static struct core_task *find_task(struct http_request *req, struct gc_ctx *ctx)
 static void h_list(struct http_request *req, void *arg)
 {
   struct gc_ctx *ctx = arg;
-  uint64_t start, limit, since, until;
+  int64_t start, limit, since, until;
   int running, errors;
-  if (param_u64(req, "start", 0, &start) < 0 ||
-      param_u64(req, "limit", LIST_DEFAULT_LIMIT, &limit) < 0 ||
-      param_u64(req, "since", 0, &since) < 0 || param_u64(req, "until", 0, &until) < 0 ||
-      gc__param_bool(req, "running", 0, &running) < 0 ||
-      gc__param_bool(req, "errors", 0, &errors) < 0)
+  if (http_req_param_int(req, "start", 0, INT64_MAX, 0, &start) < 0 ||
+      http_req_param_int(req, "limit", 0, INT64_MAX, LIST_DEFAULT_LIMIT, &limit) < 0 ||
+      http_req_param_int(req, "since", 0, INT64_MAX, 0, &since) < 0 ||
+      http_req_param_int(req, "until", 0, INT64_MAX, 0, &until) < 0 ||
+      http_req_param_bool(req, "running", 0, &running) < 0 ||
+      http_req_param_bool(req, "errors", 0, &errors) < 0)
     return;
   const char *type = http_req_param(req, "typefilter");
   if (type == NULL)
@@ -87,7 +71,7 @@ static void h_list(struct http_request *req, void *arg)
   core_json_obj_open(&j);
   core_json_key(&j, "data");
   core_json_arr_open(&j);
-  uint64_t total = 0;
+  int64_t total = 0; /* tasks that passed the filters */
   struct core_task *t;
   for (size_t i = 0; (t = core_tasks_at(ctx->tasks, i)) != NULL; i++) {
     if (running && !t->running)
@@ -100,9 +84,9 @@ static void h_list(struct http_request *req, void *arg)
       continue;
     if (user && !strstr(t->authid, user))
       continue;
-    if (since && t->starttime < (int64_t)since)
+    if (since && t->starttime < since)
       continue;
-    if (until && t->starttime > (int64_t)until)
+    if (until && t->starttime > until)
       continue;
     total++;
     if (total <= start || (limit && total - start > limit))
@@ -116,7 +100,7 @@ static void h_list(struct http_request *req, void *arg)
     core_json_obj_close(&j);
   }
   core_json_arr_close(&j);
-  core_json_kv_uint(&j, "total", total);
+  core_json_kv_int(&j, "total", total);
   core_json_obj_close(&j);
   size_t len;
   const char *text = core_json_text(&j, &len);
@@ -186,12 +170,12 @@ static void on_log(void *arg, int err, const char *json, size_t len, uint64_t to
 static void h_log(struct http_request *req, void *arg)
 {
   struct gc_ctx *ctx = arg;
-  uint64_t start, limit;
+  int64_t start, limit;
   struct core_task *t = find_task(req, ctx);
   if (t == NULL)
     return;
-  if (param_u64(req, "start", 0, &start) < 0 ||
-      param_u64(req, "limit", LOG_DEFAULT_LIMIT, &limit) < 0)
+  if (http_req_param_int(req, "start", 0, INT64_MAX, 0, &start) < 0 ||
+      http_req_param_int(req, "limit", 0, INT64_MAX, LOG_DEFAULT_LIMIT, &limit) < 0)
     return;
   struct log_req *q = core_new(struct log_req);
   q->req = req;

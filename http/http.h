@@ -74,6 +74,12 @@ const char *http_req_param(const struct http_request *req, const char *name);
  * the end. */
 int http_req_param_at(const struct http_request *req, int i, const char **name,
                       const char **value);
+/* Typed parameters for handlers: `def` when absent; on a bad value they answer
+ * 400 naming the parameter and return CORE_EINVAL, so a handler just returns.
+ * Booleans take PBS's forms (core_parse_bool); integers must lie in [min, max]. */
+int http_req_param_bool(struct http_request *req, const char *name, int def, int *out);
+int http_req_param_int(struct http_request *req, const char *name, int64_t min, int64_t max,
+                       int64_t def, int64_t *out);
 /* The parsed JSON body (object), or NULL if the body was not JSON. */
 yajl_val http_req_json(const struct http_request *req);
 /* The body bytes as received (valid until the response is sent). */
