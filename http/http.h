@@ -168,6 +168,16 @@ void http_server_set_auth(struct http_server *s, http_auth_fn fn, void *ctx);
 /* Listens on "HOST:PORT" or "[V6]:PORT"; with a TLS context unless NULL.
  * Returns 0 or a negative error (UV_EADDRINUSE, CORE_EINVAL...). */
 int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls);
+/* Serves an already-connected stream socket `fd` (plain, no TLS) exactly as
+ * an accepted TCP connection: same limits, timers, parser, router, auth and
+ * keep-alive. It may be one end of socketpair(AF_UNIX, SOCK_STREAM), which
+ * lets tests and fuzz targets drive the real server without the network
+ * from a single thread (write into the other end, run the loop with
+ * UV_RUN_NOWAIT, read the answer). Over the connection limit it is answered
+ * 503 and closed like an accepted one. Returns 0 and the server owns `fd`
+ * (closed with the connection), or a negative error (UV_ECANCELED while
+ * shutting down, or uv_tcp_open's) and `fd` stays the caller's. */
+int http_server_adopt(struct http_server *s, int fd);
 /* Replaces the TLS context of every TLS listener (certificate reload): new
  * connections use `tls`, open ones keep the context they started with. */
 void http_server_set_tls(struct http_server *s, struct http_tls *tls);

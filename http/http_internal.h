@@ -185,6 +185,8 @@ struct http_server {
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
   uv_timer_t pool_trim;           /* gives idle body memory back (unref'd) */
   uv_timer_t grace;
+  int freed;                      /* http_server_free() is done with it: the
+                                     last connection to close destroys it */
   void (*shutdown_done)(void *ctx);
   void *shutdown_ctx;
   llhttp_settings_t settings;

@@ -85,6 +85,8 @@ static void arm_timer(struct http_conn *c, uint64_t ms)
 
 /* ---- Closing ---- */
 
+static void server_destroy(struct http_server *s);
+
 static void on_handle_closed(uv_handle_t *h)
 {
   struct http_conn *c = h->data;
@@ -108,6 +110,8 @@ static void on_handle_closed(uv_handle_t *h)
     s->shutdown_done = NULL;
     done(s->shutdown_ctx);
   }
+  if (s->freed && s->nconns == 0)
+    server_destroy(s);
 }
 
 void http__conn_close(struct http_conn *c)
@@ -958,6 +962,42 @@ static void refuse_backlog(struct http_listener *l)
   }
 }
 
+/* A connection's handles, initialised and on the server's list: from here
+ * on http__conn_close() is how it goes away. */
+static struct http_conn *conn_new(struct http_server *s)
+{
+  struct http_conn *c = core_new(struct http_conn);
+  c->server = s;
+  uv_tcp_init(s->loop, &c->tcp);
+  uv_timer_init(s->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles = 2;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->nconns++;
+  return c;
+}
+
+/* The connected stream is set up: parser, transport, header deadline, and
+ * reading. Every connection, accepted or adopted, starts here. */
+static void conn_start(struct http_conn *c, struct http_tls *tls)
+{
+  struct http_server *s = c->server;
+  uv_tcp_nodelay(&c->tcp, 1); /* fails harmlessly on a non-TCP stream */
+  llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
+  http__headscan_start(&c->scan, 0);
+  if (tls) {
+    c->tls = http_tls_session_new(tls, NULL);
+    if (c->tls)
+      http_tls_session_set_pool(c->tls, &s->bodies);
+  }
+  arm_timer(c, s->limits.header_timeout_ms);
+  conn_start_reading(c);
+}
+
 /* Accepts, then refuses at once when over the connection limit. */
 static void on_connection(uv_stream_t *ls, int status)
 {
@@ -971,18 +1011,7 @@ static void on_connection(uv_stream_t *ls, int status)
     core_warn("http: accept failed: %s", uv_strerror(status));
     return;
   }
-  struct http_conn *c = core_new(struct http_conn);
-  c->server = s;
-  uv_tcp_init(s->loop, &c->tcp);
-  uv_timer_init(s->loop, &c->timer);
-  c->tcp.data = c;
-  c->timer.data = c;
-  c->handles = 2;
-  c->next = s->conns;
-  if (s->conns)
-    s->conns->prev = c;
-  s->conns = c;
-  s->nconns++;
+  struct http_conn *c = conn_new(s);
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 || s->shutting_down) {
     http__conn_close(c);
     return;
@@ -1004,16 +1033,30 @@ static void on_connection(uv_stream_t *ls, int status)
     return;
   }
   accepting_again(s);
-  uv_tcp_nodelay(&c->tcp, 1);
-  llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
-  http__headscan_start(&c->scan, 0);
-  if (l->tls) {
-    c->tls = http_tls_session_new(l->tls, NULL);
-    if (c->tls)
-      http_tls_session_set_pool(c->tls, &s->bodies);
+  conn_start(c, l->tls);
+}
+
+/* libuv's uv_tcp_open() takes any connected stream socket (it only makes it
+ * non-blocking and registers it), so one end of an AF_UNIX socketpair() is
+ * served by the very code that serves TCP; only TCP_NODELAY does not apply. */
+int http_server_adopt(struct http_server *s, int fd)
+{
+  if (s->shutting_down)
+    return UV_ECANCELED;
+  struct http_conn *c = conn_new(s);
+  int rc = uv_tcp_open(&c->tcp, fd);
+  if (rc < 0) {
+    http__conn_close(c); /* the handle never held fd: it stays the caller's */
+    return rc;
   }
-  arm_timer(c, s->limits.header_timeout_ms);
-  conn_start_reading(c);
+  if (s->nconns > s->max_conns) {
+    send_busy(fd, 0);
+    refusing(s, "connection limit reached", s->nconns - 1);
+    http__conn_close(c);
+    return 0;
+  }
+  conn_start(c, NULL);
+  return 0;
 }
 
 /* Connections may take the descriptors the process has, less a share kept for
@@ -1220,13 +1263,23 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *
   uv_timer_start(&s->grace, on_grace_over, s->limits.shutdown_grace_ms, 0);
 }
 
-static void on_grace_closed(uv_handle_t *h)
+static void server_destroy(struct http_server *s)
 {
-  struct http_server *s = h->data;
   if (s->reserve_fd >= 0)
     close(s->reserve_fd);
   http_bodypool_free(&s->bodies);
   core_free(s);
+}
+
+/* libuv runs close callbacks last-closed first, so the connections closed
+ * by http_server_free() may still be on their way out: the last of them
+ * destroys the server then (on_handle_closed). */
+static void on_grace_closed(uv_handle_t *h)
+{
+  struct http_server *s = h->data;
+  s->freed = 1;
+  if (s->nconns == 0)
+    server_destroy(s);
 }
 
 void http_server_free(struct http_server *s)
