@@ -2,9 +2,10 @@
 """Integration test for issue #12 item 7: garbage collection on a completely
 full file system.
 
-Each test mounts a small tmpfs (8 MiB, 2048 inodes) over the server's run
-directory, so the datastore, the task logs and the task index all share one
-file system, as on a server with a single root file system. It backs up data,
+Each test mounts a small tmpfs (8 MiB, 2048 inodes) and puts the server's run
+directory and the datastore side by side on it (a datastore may not lie inside
+the run directory), so the datastore, the task logs and the task index all
+share one file system, as on a server with a single root file system. It backs up data,
 fills the file system to the last block and the last inode, and runs GC
 through the API:
 
@@ -128,15 +129,18 @@ def read_text(path):
 
 
 class FullDiskGc(pp.CaseMixin, unittest.TestCase):
-    """One server per test, its run directory on a fresh tmpfs."""
+    """One server per test, its run directory and datastore on a fresh tmpfs."""
 
     def setUp(self):
         self.srv = ch.Cairn(tls=False, log_level="info", env={"TZ": "UTC"}, start=False)
-        self.mnt = self.srv.run_dir
+        self.mnt = os.path.join(self.srv.root, "fs")
+        os.mkdir(self.mnt)
         self.mounted = False
         self.addCleanup(self.cleanup)
         mount_tmpfs(self.mnt)
         self.mounted = True
+        self.srv.run_dir = os.path.join(self.mnt, "run")
+        os.mkdir(self.srv.run_dir)
         self.srv.start()
 
     def cleanup(self):
@@ -236,7 +240,7 @@ class FullDiskGc(pp.CaseMixin, unittest.TestCase):
         self.assertEqual("OK", got["last-run-state"])
 
         # The task log reached its file too.
-        path = os.path.join(self.mnt, "tasks", "log", upid)
+        path = os.path.join(self.srv.run_dir, "tasks", "log", upid)
         self.assertTrue(self.poll(lambda: "TASK OK" in read_text(path)), path)
 
     def test_gc_with_nothing_to_remove_on_a_full_disk(self):
@@ -277,7 +281,7 @@ class FullDiskGc(pp.CaseMixin, unittest.TestCase):
         # Once there is space, the log lands in its file, and the next GC
         # records itself in .gc-status again.
         unfill(self.mnt)
-        path = os.path.join(self.mnt, "tasks", "log", upid)
+        path = os.path.join(self.srv.run_dir, "tasks", "log", upid)
         self.assertTrue(self.poll(lambda: "TASK WARNINGS: 1" in read_text(path)), path)
         self.assertIn("this run is not recorded there", read_text(path))
         upid2, exitstatus, log = self.gc()
