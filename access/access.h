@@ -97,6 +97,40 @@ const char *access_role_name(int role);
 const char *access_role_comment(int role);
 uint32_t access_role_privs(int role);
 
+/* ---- per-route declarations (struct http_perm's `on` and `flags`) ------- */
+
+/* Where a route's privileges are checked: the ACL path built from the
+ * request's parameters ("store", "ns", "parent"). */
+enum access_on {
+  ACCESS_ON_NONE = 0,       /* no path: authentication (and the flags) only */
+  ACCESS_ON_ROOT,           /* "/" */
+  ACCESS_ON_SYSTEM,         /* "/system" */
+  ACCESS_ON_ACCESS,         /* "/access" */
+  ACCESS_ON_ACL,            /* "/access/acl" */
+  ACCESS_ON_USERS,          /* "/access/users" */
+  ACCESS_ON_DATASTORES,     /* "/datastore" */
+  ACCESS_ON_STORE,          /* "/datastore/{store}" */
+  ACCESS_ON_NS,             /* "/datastore/{store}/{ns}" */
+  ACCESS_ON_NS_PARENT,      /* the parent of {ns} (deleting a namespace) */
+  ACCESS_ON_NS_PARAM_PARENT,/* "/datastore/{store}/{parent}" (creating and listing) */
+};
+
+/* Rules under which `owner_privs` (or nothing) suffice. */
+enum access_if {
+  ACCESS_IF_GROUP_OWNER = 1 << 0, /* the caller owns the group {ns}/{backup-type}/{backup-id} */
+  ACCESS_IF_FILTERED = 1 << 1,    /* the handler shows only the caller's own groups */
+  ACCESS_IF_NEW_GROUP = 1 << 2,   /* backup: the session creates the group or checks its owner */
+  ACCESS_IF_TASK_OWNER = 1 << 3,  /* the caller started the task {upid} (or lists its own) */
+  ACCESS_IF_SELF = 1 << 4,        /* the caller is the user {userid} (or {auth-id}) itself */
+  ACCESS_IF_ANY_BELOW = 1 << 5,   /* any privilege on the path or below it (listings) */
+};
+
+/* Initializers for struct http_perm (http.h), so route tables read as a
+ * sentence: ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_STORE). */
+#define ACCESS_NEEDS(privs, on) {(privs), 0, (on), 0}
+#define ACCESS_NEEDS_OR(privs, owner_privs, on, flags) {(privs), (owner_privs), (on), (flags)}
+#define ACCESS_AUTHENTICATED {0, 0, ACCESS_ON_NONE, 0}
+
 /* ---- identities --------------------------------------------------------- */
 
 #define ACCESS_AUTHID_MAX 128 /* bytes of "user@realm!token", with the NUL */
@@ -170,6 +204,10 @@ const struct access_node *access_acl_find(const struct access_acl *acl, const ch
 typedef void (*access_acl_visit_fn)(void *arg, const char *path, const char *authid,
                                     int role, int propagate);
 void access_acl_visit(const struct access_acl *acl, access_acl_visit_fn fn, void *arg);
+
+/* True if `authid` has an entry (other than NoAccess) on `path` or anywhere
+ * below it: PBS lets such a caller list what leads there. */
+int access_acl_any_below(const struct access_acl *acl, const char *authid, const char *path);
 
 /* Privileges the ACL alone gives `authid` on `path` (no user or token rules).
  * *propagating (may be NULL) receives the subset granted by propagating
@@ -295,6 +333,16 @@ int access_acl_update(struct access_edit *e, const char *path, const char *authi
 int access_password_store(struct access_edit *e, const char *userid, const char *hash);
 /* Reads the stored password hash of a @pbs user (core_free), CORE_ENOTFOUND. */
 int access_password_lookup(const char *config_dir, const char *userid, char **hash);
+
+#define ACCESS_ROOT_TOKEN "root@pam!root"
+
+/* Makes sure the superuser token exists: when `<config_dir>/root.token` or
+ * its secret is missing, creates (or regenerates) root@pam!root and writes
+ * "root@pam!root:SECRET" to root.token (mode 0600). When acl.cfg does not
+ * exist yet (a new or pre-ACL config directory) or the token was just made,
+ * grants it Admin on "/": a token has only its own ACL entries, and this
+ * one is the administrator's key. Blocking. */
+int access_ensure_root(const char *config_dir, struct core_shmem *shmem);
 
 /* Checks a user property as user.cfg accepts it. 0 or CORE_ECONFIG. */
 int access_user_check_prop(const char *key, const char *value, char *err, size_t errlen);

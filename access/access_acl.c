@@ -492,3 +492,24 @@ uint32_t access_acl_privs(const struct access_acl *acl, const char *authid, cons
     *propagating = privs_of(acc.propagate);
   return privs_of(acc.roles);
 }
+
+static int subtree_has(const struct access_node *n, const char *authid)
+{
+  const struct access_grant *g = core_map_get(&n->grants, authid);
+  if (g && (g->roles & ~NO_ACCESS_BIT))
+    return 1;
+  size_t it = 0;
+  void *v;
+  while (core_map_next(&n->children, &it, NULL, &v))
+    if (subtree_has(v, authid))
+      return 1;
+  return 0;
+}
+
+int access_acl_any_below(const struct access_acl *acl, const char *authid, const char *path)
+{
+  if (access_acl_privs(acl, authid, path, NULL))
+    return 1;
+  const struct access_node *n = access_acl_find(acl, path);
+  return n != NULL && subtree_has(n, authid);
+}

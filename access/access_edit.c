@@ -13,10 +13,12 @@
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
+#include "core/core_log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 /* The user files under their lock: loaded, changed by the caller, saved. */
@@ -547,4 +549,47 @@ int access_acl_update(struct access_edit *e, const char *path, const char *authi
     }
   }
   return acl_edit(e, apply_acl_change, &c);
+}
+
+int access_ensure_root(const char *config_dir, struct core_shmem *shmem)
+{
+  char *token_file = core_asprintf("%s/root.token", config_dir);
+  char *acl_path = core_asprintf("%s/acl.cfg", config_dir);
+  struct access_edit e;
+  memset(&e, 0, sizeof(e));
+  e.config_dir = config_dir;
+  e.shmem = shmem;
+  struct access_info *info = NULL;
+  int rc = access_info_load(config_dir, NULL, &info, e.err, sizeof(e.err));
+  if (rc < 0)
+    goto out;
+  int have_secret = core_map_get(&info->tokens, ACCESS_ROOT_TOKEN) != NULL;
+  struct stat st;
+  int created = 0;
+  if (stat(token_file, &st) != 0 || !have_secret) {
+    char *secret = NULL;
+    rc = access_token_create(&e, ACCESS_ROOT_TOKEN, NULL, 0, have_secret, &secret);
+    if (rc == CORE_EEXISTS) /* a section without a secret: give it one */
+      rc = access_token_create(&e, ACCESS_ROOT_TOKEN, NULL, 0, 1, &secret);
+    if (rc < 0)
+      goto out;
+    char *text = core_asprintf("%s:%s\n", ACCESS_ROOT_TOKEN, secret);
+    rc = core_file_replace(token_file, text, strlen(text), 0600, 1);
+    explicit_bzero(text, strlen(text));
+    explicit_bzero(secret, strlen(secret));
+    core_free(text);
+    core_free(secret);
+    if (rc < 0)
+      goto out;
+    created = 1;
+  }
+  if (created || stat(acl_path, &st) != 0)
+    rc = access_acl_update(&e, "/", ACCESS_ROOT_TOKEN, "Admin", 1, 0);
+out:
+  if (rc < 0)
+    core_error("root token: %s", e.err[0] ? e.err : core_strerror(rc));
+  access_info_unref(info);
+  core_free(token_file);
+  core_free(acl_path);
+  return rc;
 }

@@ -1,5 +1,6 @@
 /* s3_api.c: /api2/json/config/s3 and /api2/json/admin/s3/{id}/check. */
 #include "s3/s3_api.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -331,12 +332,18 @@ static void h_check(struct http_request *req, void *ctx)
 void s3_api_register(struct http_server *s, struct s3_api *api)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/config/s3", h_list, api, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/config/s3", h_create, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/config/s3/{id}", h_get, api, 0, 0},
-    {HTTP_METHOD_PUT, "/api2/json/config/s3/{id}", h_update, api, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/config/s3/{id}", h_remove, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/admin/s3/{id}/check", h_check, api, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/config/s3", h_list, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_AUDIT, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_POST, "/api2/json/config/s3", h_create, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_MODIFY, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_GET, "/api2/json/config/s3/{id}", h_get, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_AUDIT, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_PUT, "/api2/json/config/s3/{id}", h_update, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_MODIFY, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_DELETE, "/api2/json/config/s3/{id}", h_remove, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_MODIFY, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_GET, "/api2/json/admin/s3/{id}/check", h_check, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_AUDIT, ACCESS_ON_SYSTEM)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }

@@ -5,6 +5,7 @@
  * saves and bumps the generation, so the next request sees the change.
  */
 #include "store/store_api.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -202,11 +203,16 @@ static void h_remove(struct http_request *req, void *ctx)
 void store__api_config_register(struct http_server *s, struct store_api *api)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/config/datastore", h_list, api, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/config/datastore", h_create, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/config/datastore/{name}", h_get, api, 0, 0},
-    {HTTP_METHOD_PUT, "/api2/json/config/datastore/{name}", h_update, api, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/config/datastore/{name}", h_remove, api, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/config/datastore", h_list, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_POST, "/api2/json/config/datastore", h_create, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_ALLOCATE, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_GET, "/api2/json/config/datastore/{name}", h_get, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_PUT, "/api2/json/config/datastore/{name}", h_update, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_ALLOCATE, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_DELETE, "/api2/json/config/datastore/{name}", h_remove, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_ALLOCATE, ACCESS_ON_DATASTORES)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }
