@@ -561,7 +561,8 @@ void store__api_content_register(struct http_server *s, struct store_api *api)
 #define D "/api2/json/admin/datastore/{store}/"
   const struct http_route routes[] = {
     {HTTP_METHOD_GET, D "namespace", h_ns_list, api, 0, 0,
-     ACCESS_NEEDS_OR(0, 0, ACCESS_ON_NS_PARAM_PARENT, ACCESS_IF_ANY_BELOW)},
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_AUDIT | ACCESS_PRIV_DATASTORE_BACKUP, 0,
+                     ACCESS_ON_NS_PARAM_PARENT, ACCESS_IF_ANY_BELOW)},
     {HTTP_METHOD_POST, D "namespace", h_ns_create, api, 0, 0,
      ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_NS_PARAM_PARENT)},
     {HTTP_METHOD_DELETE, D "namespace", h_ns_delete, api, 0, 0,
