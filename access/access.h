@@ -43,6 +43,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- privileges and roles ----------------------------------------------- */
 
@@ -343,6 +344,13 @@ int access_password_lookup(const char *config_dir, const char *userid, char **ha
  * grants it Admin on "/": a token has only its own ACL entries, and this
  * one is the administrator's key. Blocking. */
 int access_ensure_root(const char *config_dir, struct core_shmem *shmem);
+
+/* ---- cairn-admin ------------------------------------------------------- */
+
+/* The `user`, `token` and `acl` commands: argv[0] is the noun. Returns the
+ * exit status (2: usage, which the caller prints). */
+int access_admin_main(const char *config_dir, struct core_shmem *shmem, int argc, char **argv);
+void access_admin_usage(FILE *f);
 
 /* Checks a user property as user.cfg accepts it. 0 or CORE_ECONFIG. */
 int access_user_check_prop(const char *key, const char *value, char *err, size_t errlen);

@@ -423,6 +423,8 @@ int main(int argc, char **argv)
   d.s3_api.loop = d.loop;
   d.s3_api.config_dir = d.opt.config_dir;
   d.s3_api.shmem = &d.shmem;
+  d.s3_api.audit = store_access_audit_cb;
+  d.s3_api.audit_ctx = &d.access;
   s3_api_register(d.http, &d.s3_api);
   gc_s3_register(d.http, &d.gc);
 

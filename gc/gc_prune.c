@@ -10,6 +10,7 @@
  */
 #include "gc/gc_api.h"
 #include "access/access.h"
+#include "store/store_access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -259,6 +260,9 @@ static void h_prune(struct http_request *req, void *arg)
   snprintf(p->ns, sizeof(p->ns), "%s", ns);
   snprintf(p->type, sizeof(p->type), "%s", type);
   snprintf(p->id, sizeof(p->id), "%s", id);
+  if (!dry_run && ctx->access)
+    store_access_audit(ctx->access, req, "prune store=%s ns=%s group=%s/%s", store,
+                       ns[0] ? ns : "/", type, id);
   gc__run_begin(ctx);
   store_lookup(ctx->reg, store, p->op, prune_req_lookup, p);
 }

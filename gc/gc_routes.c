@@ -6,6 +6,7 @@
  */
 #include "gc/gc_api.h"
 #include "access/access.h"
+#include "store/store_access.h"
 #include "gc/gc_status.h"
 
 #include "core/core_alloc.h"
@@ -195,6 +196,9 @@ static void h_prune_datastore(struct http_request *req, void *arg)
       gc__param_bool(req, "dry-run", 0, &o.dry_run) < 0 || gc__parse_keep(req, &o.keep) < 0)
     return;
   o.max_depth = (int)depth;
+  if (!o.dry_run && ctx->access)
+    store_access_audit(ctx->access, req, "prune-datastore store=%s ns=%s",
+                       http_req_param(req, "store"), o.ns[0] ? o.ns : "/");
   gc_start_prune(ctx, http_req_param(req, "store"), http_req_authid(req), &o, on_started, req);
 }
 

@@ -175,8 +175,16 @@ static void write_done(struct core_job *j, int status)
   struct write_job *w = (struct write_job *)j;
   int rc = status < 0 ? status : w->rc;
   if (rc == 0) {
-    core_info("S3 endpoint %s %s", w->q.id,
-              w->kind == W_CREATE ? "created" : w->kind == W_UPDATE ? "updated" : "removed");
+    const char *verb =
+        w->kind == W_CREATE ? "created" : w->kind == W_UPDATE ? "updated" : "removed";
+    struct s3_api *api = http_req_route_ctx(w->req);
+    if (api->audit) {
+      char what[160];
+      snprintf(what, sizeof(what), "%s S3 endpoint %s", verb, w->q.id);
+      api->audit(api->audit_ctx, w->req, what);
+    } else {
+      core_info("S3 endpoint %s %s", w->q.id, verb);
+    }
     http_respond_data(w->req, NULL, 0);
   } else {
     int code = http_status_for(rc);

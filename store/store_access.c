@@ -914,3 +914,8 @@ void store_access_audit(struct store_access *a, struct http_request *req, const 
   if (core_job_submit(a->loop, &job->job, audit_run, audit_done) < 0)
     audit_done(&job->job, 0);
 }
+
+void store_access_audit_cb(void *ctx, struct http_request *req, const char *what)
+{
+  store_access_audit(ctx, req, "%s", what);
+}

@@ -101,5 +101,7 @@ struct access_info *store_access_info_ref(struct store_access *a);
  * appended to <run-dir>/audit.log (in the pool). Never pass secrets. */
 void store_access_audit(struct store_access *a, struct http_request *req, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same as a plain callback (s3_api's audit hook; ctx: the store_access). */
+void store_access_audit_cb(void *ctx, struct http_request *req, const char *what);
 
 #endif

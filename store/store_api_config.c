@@ -6,6 +6,7 @@
  */
 #include "store/store_api.h"
 #include "access/access.h"
+#include "store/store_access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -128,6 +129,13 @@ static void write_done(struct core_job *j, int status)
   struct write_job *w = (struct write_job *)j;
   int rc = status < 0 ? status : w->rc;
   if (rc == 0) {
+    struct store_api *api = http_req_route_ctx(w->req);
+    if (api->access)
+      store_access_audit(api->access, w->req, "%s datastore %s",
+                         w->kind == W_CREATE   ? "created"
+                         : w->kind == W_UPDATE ? "updated"
+                                               : "removed",
+                         w->q.name);
     http_respond_data(w->req, NULL, 0);
   } else {
     int code = http_status_for(rc);
