@@ -15,6 +15,7 @@
  */
 #include "store/store_backup.h"
 #include "access/access.h"
+#include "store/store_access.h"
 #include "store/store_backend.h"
 
 #include "core/core_alloc.h"
@@ -83,11 +84,12 @@ struct open_job {
   int no_cache;                 /* in: the no-cache parameter */
 };
 
-/* A token may write into groups it owns; the root user (and its tokens) may
- * write anywhere. Full users and ACLs come later. */
+/* PBS's ownership rule (the owner, or a user for its tokens' groups; the
+ * privilege was checked before the session opened); the root user and its
+ * tokens may also write anywhere, as Cairn always allowed. */
 static int may_write_group(const char *authid, const char *owner)
 {
-  if (strcmp(authid, owner) == 0)
+  if (store_access_owns(authid, owner))
     return 1;
   return strncmp(authid, "root@pam", 8) == 0 && (authid[8] == '\0' || authid[8] == '!');
 }

@@ -531,6 +531,56 @@ class Scenarios(AccessCase):
         self.assertEqual(401, srv.get(API + "/config/datastore", token=tok).status)
 
 
+class ClientLogin(AccessCase):
+    """The cairn client with a user's token, and with a password (ticket)."""
+
+    def test_backup_with_user_token_and_with_password(self):
+        import subprocess
+        import tempfile
+        self.srv = ch.Cairn(tls=False)
+        self.addCleanup(self.srv.close)
+        srv = self.srv
+        self.make_store("clistore")
+        self.make_user("henry@pbs", "henry-password")
+        tok = self.make_token("henry@pbs!laptop")
+        self.grant("/datastore/clistore", "henry@pbs", "DatastoreBackup")
+        self.grant("/datastore/clistore", "henry@pbs!laptop", "DatastoreBackup")
+        tmp = tempfile.mkdtemp(prefix="cairn-access-client-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", tmp]))
+        src = os.path.join(tmp, "src")
+        os.mkdir(src)
+        with open(os.path.join(src, "f"), "wb") as f:
+            f.write(os.urandom(100000))
+        pwfile = os.path.join(tmp, "pw")
+        with open(pwfile, "w") as f:
+            f.write("henry-password\n")
+
+        def run(repo, *extra, **env_extra):
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("CAIRN_") or k == "CAIRN_BIN_DIR"}
+            env.update({"CAIRN_REPOSITORY": repo, "CAIRN_PLAIN_HTTP": "1"}, **env_extra)
+            return subprocess.run([ch.binary("cairn"), "backup", "root.didx:" + src,
+                                   "--backup-id", "laptop"] + list(extra),
+                                  stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                                  timeout=120)
+
+        hostpart = "%s:%d:clistore" % (srv.host, srv.port)
+        p = run("henry@pbs!laptop@" + hostpart, CAIRN_SECRET=tok.split(":", 1)[1])
+        self.assertEqual(0, p.returncode, p.stderr)
+        p = run("henry@pbs@" + hostpart, "--password-file", pwfile)
+        self.assertEqual(0, p.returncode, p.stderr)
+        # Wrong password: refused, and the password is not echoed anywhere.
+        with open(pwfile, "w") as f:
+            f.write("not-henrys-password\n")
+        p = run("henry@pbs@" + hostpart, "--password-file", pwfile)
+        self.assertNotEqual(0, p.returncode)
+        self.assertNotIn(b"not-henrys-password", p.stderr + p.stdout)
+        self.assertNotIn("not-henrys-password", srv.log_text())
+        snaps = self.ok(srv.get(API + "/admin/datastore/clistore/snapshots"))
+        self.assertEqual(2, len(snaps))
+        self.assertEqual({"henry@pbs!laptop"}, {s.get("owner") for s in snaps})
+
+
 class Lockout(AccessCase):
     def test_429_after_five_failures_then_expiry(self):
         self.srv = ch.Cairn(tls=False)
