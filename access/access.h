@@ -222,6 +222,8 @@ struct access_info {
   _Atomic int refs;
   uint64_t gen_user, gen_token, gen_acl; /* generations read before the files */
   struct core_config users;   /* user.cfg */
+  struct core_map user_secs;  /* user id -> its `user` section (borrowed from users) */
+  struct core_map token_secs; /* token id -> its `token` section (borrowed from users) */
   char users_digest[CORE_CONFIG_DIGEST_LEN];
   struct access_acl acl;      /* acl.cfg */
   char acl_digest[CORE_CONFIG_DIGEST_LEN];

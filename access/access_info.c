@@ -99,6 +99,8 @@ int access_info_load(const char *config_dir, struct core_shmem *shmem,
   struct access_info *info = core_new(struct access_info);
   atomic_init(&info->refs, 1);
   core_config_init(&info->users);
+  core_map_init(&info->user_secs);
+  core_map_init(&info->token_secs);
   access_acl_init(&info->acl);
   core_map_init(&info->tokens);
   if (shmem) {
@@ -114,6 +116,15 @@ int access_info_load(const char *config_dir, struct core_shmem *shmem,
   if (rc < 0)
     snprintf(err, errlen, "%s: %s", path, why[0] ? why : core_strerror(rc));
   core_free(path);
+  /* Indexed once here, so the per-request checks are hash lookups however
+   * many users the file holds. */
+  for (size_t i = 0; rc == 0 && i < info->users.nsections; i++) {
+    struct core_config_section *sec = info->users.sections[i];
+    if (strcmp(sec->type, "user") == 0)
+      core_map_put(&info->user_secs, sec->name, sec);
+    else if (strcmp(sec->type, "token") == 0)
+      core_map_put(&info->token_secs, sec->name, sec);
+  }
   if (rc == 0) {
     path = core_asprintf("%s/token.shadow", config_dir);
     rc = access__json_map_load(path, &info->tokens, info->token_digest, err, errlen);
@@ -142,6 +153,8 @@ void access_info_unref(struct access_info *info)
 {
   if (info == NULL || atomic_fetch_sub(&info->refs, 1) != 1)
     return;
+  core_map_free(&info->user_secs);
+  core_map_free(&info->token_secs);
   core_config_free(&info->users);
   access_acl_free(&info->acl);
   access__json_map_free(&info->tokens);
@@ -174,13 +187,13 @@ int access_active(const struct access_info *info, const char *authid, int64_t no
   user[ulen] = '\0';
   int root = access_is_root(user);
   if (!root) {
-    const struct core_config_section *u = core_config_find(&info->users, "user", user);
+    const struct core_config_section *u = core_map_get(&info->user_secs, user);
     if (u == NULL || !section_active(u, now))
       return 0;
   }
   if (authid[ulen] == '\0')
     return 1;
-  const struct core_config_section *t = core_config_find(&info->users, "token", authid);
+  const struct core_config_section *t = core_map_get(&info->token_secs, authid);
   if (t == NULL)
     /* Tokens made by cairnd for root@pam before user.cfg existed have no section. */
     return root;

@@ -4,8 +4,10 @@
  * this layer never tells apart), feeds them to llhttp, and assembles one request
  * at a time: the request line, headers, and the body, buffered up to the route's
  * `max_body` (refused with 413 before it is read when Content-Length says more).
- * Then the router picks a handler, authentication runs, and the handler is
- * called on the loop thread.
+ * The router picks the route and authentication runs when the headers are in
+ * (a 401 or 429 is sent before any body is read); once the body is in, the
+ * access hook checks the route's declared privilege (struct http_perm) and
+ * only then is the handler called, on the loop thread.
  *
  * A handler answers at once or later (after a pool job): either way it calls
  * exactly one http_respond_*() for the request. The request stays valid until

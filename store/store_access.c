@@ -520,67 +520,12 @@ int store_access_auth(void *ctx, struct http_request *req, char *authid, size_t 
 
 /* ---- the check ---- */
 
-struct check {
-  struct core_job job;
-  struct store_access *a;
-  struct http_request *req;
-  const struct http_perm *perm;
-  char path[ACCESS_PATH_MAX];
-  /* crypt token check (pool) */
-  char *stored, *secret;     /* owned copies; the secret is wiped after */
-  int crypt_ok;
-  /* group owner (pool) */
-  struct store_datastore *ds;
-  char *ns, *type, *id;
-  char *owner;
-  int rc;
-};
-
-static void check_free(struct check *c)
+/* Builds the route's ACL path into `path`. Returns 0, or -1 after a 400. */
+static int build_path(struct http_request *req, const struct http_perm *perm, char *path,
+                      size_t len)
 {
-  if (c->secret) {
-    explicit_bzero(c->secret, strlen(c->secret));
-    core_free(c->secret);
-  }
-  core_free(c->stored);
-  core_free(c->ns);
-  core_free(c->type);
-  core_free(c->id);
-  core_free(c->owner);
-  core_free(c);
-}
-
-static void allow(struct check *c)
-{
-  struct http_request *req = c->req;
-  check_free(c);
-  http_req_proceed(req);
-}
-
-static void deny(struct check *c, uint32_t owner_privs)
-{
-  char names[256], onames[256] = "";
-  access_priv_names(c->perm->privs, " or ", names, sizeof(names));
-  if (owner_privs)
-    access_priv_names(owner_privs, " or ", onames, sizeof(onames));
-  http_respond_error(c->req, 403, "permission check failed: %s%s%s%s on %s",
-                     names[0] ? names : "", names[0] && onames[0] ? ", or " : "", onames,
-                     onames[0] ? " as the owner" : "", c->path[0] ? c->path : "/");
-  check_free(c);
-}
-
-static void refuse(struct check *c, int status, const char *msg)
-{
-  http_respond_error(c->req, status, "%s", msg);
-  check_free(c);
-}
-
-/* Builds the route's ACL path. Returns 0, or -1 after a 400. */
-static int build_path(struct check *c)
-{
-  struct http_request *req = c->req;
   const char *fixed = NULL;
-  switch ((enum access_on)c->perm->on) {
+  switch ((enum access_on)perm->on) {
   case ACCESS_ON_NONE: fixed = ""; break;
   case ACCESS_ON_ROOT: fixed = "/"; break;
   case ACCESS_ON_SYSTEM: fixed = "/system"; break;
@@ -595,25 +540,25 @@ static int build_path(struct check *c)
     break;
   }
   if (fixed) {
-    snprintf(c->path, sizeof(c->path), "%s", fixed);
+    snprintf(path, len, "%s", fixed);
     return 0;
   }
   const char *store = http_req_param(req, "store");
   if (store == NULL || store_name_datastore(store) < 0) {
-    refuse(c, 400, "invalid or missing datastore name");
+    http_respond_error(req, 400, "invalid or missing datastore name");
     return -1;
   }
   const char *ns = NULL;
   char parent[ACCESS_PATH_MAX] = "";
-  if (c->perm->on == ACCESS_ON_NS || c->perm->on == ACCESS_ON_NS_PARENT)
+  if (perm->on == ACCESS_ON_NS || perm->on == ACCESS_ON_NS_PARENT)
     ns = http_req_param(req, "ns");
-  else if (c->perm->on == ACCESS_ON_NS_PARAM_PARENT)
+  else if (perm->on == ACCESS_ON_NS_PARAM_PARENT)
     ns = http_req_param(req, "parent");
   if (ns && ns[0] && store_name_ns(ns) < 0) {
-    refuse(c, 400, "invalid namespace");
+    http_respond_error(req, 400, "invalid namespace");
     return -1;
   }
-  if (ns && c->perm->on == ACCESS_ON_NS_PARENT) {
+  if (ns && perm->on == ACCESS_ON_NS_PARENT) {
     snprintf(parent, sizeof(parent), "%s", ns);
     char *slash = strrchr(parent, '/');
     if (slash)
@@ -622,11 +567,23 @@ static int build_path(struct check *c)
       parent[0] = '\0';
     ns = parent;
   }
-  if (access_datastore_path(c->path, sizeof(c->path), store, ns) < 0) {
-    refuse(c, 400, "namespace too long");
+  if (access_datastore_path(path, len, store, ns) < 0) {
+    http_respond_error(req, 400, "namespace too long");
     return -1;
   }
   return 0;
+}
+
+static void respond_denied(struct http_request *req, const struct http_perm *perm,
+                           const char *path)
+{
+  char names[256], onames[256] = "";
+  access_priv_names(perm->privs, " or ", names, sizeof(names));
+  if (perm->owner_privs)
+    access_priv_names(perm->owner_privs, " or ", onames, sizeof(onames));
+  http_respond_error(req, 403, "permission check failed: %s%s%s%s on %s", names,
+                     names[0] && onames[0] ? ", or " : "", onames,
+                     onames[0] ? " as the owner" : "", path[0] ? path : "/");
 }
 
 /* PBS's "the user itself" rule: a {userid} parameter matches a user (not
@@ -651,6 +608,88 @@ int store_access_owns(const char *authid, const char *owner)
          owner[ulen] == '!';
 }
 
+static int task_owned(struct http_request *req)
+{
+  const char *upid = http_req_param(req, "upid");
+  if (upid == NULL)
+    return 1; /* the list: the handler shows only the caller's tasks */
+  struct core_upid u;
+  return core_upid_parse(upid, &u) == 0 && store_access_owns(http_req_authid(req), u.authid);
+}
+
+enum verdict {
+  ALLOW,
+  DENY,
+  ASK_OWNER, /* the group's owner decides (pool) */
+};
+
+/* The route's rule against the caller's privileges on the built path. */
+static enum verdict judge(struct store_access *a, struct http_request *req,
+                          const struct http_perm *p, const char *path, uint32_t privs)
+{
+  const char *authid = http_req_authid(req);
+  if ((p->privs == 0 && p->owner_privs == 0 && p->flags == 0) || (privs & p->privs))
+    return ALLOW;
+  if ((p->flags & ACCESS_IF_SELF) && is_self(req, authid))
+    return ALLOW;
+  if ((p->flags & ACCESS_IF_ANY_BELOW) &&
+      (access_is_root(authid) || access_acl_any_below(&a->info->acl, authid, path)))
+    return ALLOW;
+  /* Task owners need no privilege at all for their own tasks. */
+  int owner_ok = p->owner_privs == 0 || (privs & p->owner_privs);
+  if ((p->flags & ACCESS_IF_TASK_OWNER) && owner_ok && task_owned(req))
+    return ALLOW;
+  if (p->owner_privs == 0 || !(privs & p->owner_privs))
+    return DENY;
+  if (p->flags & (ACCESS_IF_FILTERED | ACCESS_IF_NEW_GROUP))
+    return ALLOW;
+  if (p->flags & ACCESS_IF_GROUP_OWNER)
+    return ASK_OWNER;
+  return DENY;
+}
+
+/* A request whose check waits: for a reload, a crypt token check or the
+ * group's owner file. */
+struct check {
+  struct core_job job;
+  struct store_access *a;
+  struct http_request *req;
+  const struct http_perm *perm;
+  /* crypt token check (pool) */
+  char *stored, *secret;     /* owned copies; the secret is wiped after */
+  int crypt_ok;
+  /* group owner (pool) */
+  char path[ACCESS_PATH_MAX];
+  struct store_datastore *ds;
+  char *ns, *type, *id;
+  char *owner;
+  int rc;
+};
+
+static struct check *check_new(struct store_access *a, struct http_request *req,
+                               const struct http_perm *perm)
+{
+  struct check *c = core_new(struct check);
+  c->a = a;
+  c->req = req;
+  c->perm = perm;
+  return c;
+}
+
+static void check_free(struct check *c)
+{
+  if (c->secret) {
+    explicit_bzero(c->secret, strlen(c->secret));
+    core_free(c->secret);
+  }
+  core_free(c->stored);
+  core_free(c->ns);
+  core_free(c->type);
+  core_free(c->id);
+  core_free(c->owner);
+  core_free(c);
+}
+
 static void owner_run(struct core_job *j)
 {
   struct check *c = (struct check *)j;
@@ -663,17 +702,23 @@ static void owner_done(struct core_job *j, int status)
   store_release(c->ds, STORE_OP_LOOKUP);
   c->ds = NULL;
   int rc = status < 0 ? status : c->rc;
-  if (rc == 0 && c->owner && store_access_owns(http_req_authid(c->req), c->owner))
-    allow(c);
-  else
-    deny(c, c->perm->owner_privs);
+  struct http_request *req = c->req;
+  if (rc == 0 && c->owner && store_access_owns(http_req_authid(req), c->owner)) {
+    check_free(c);
+    http_req_proceed(req);
+    return;
+  }
+  respond_denied(req, c->perm, c->path);
+  check_free(c);
 }
 
 static void owner_lookup(void *arg, int err, struct store_datastore *ds)
 {
   struct check *c = arg;
   if (err || ds == NULL) {
-    deny(c, c->perm->owner_privs);
+    /* No datastore, nothing owned; and 403, not 404, tells a prober nothing. */
+    respond_denied(c->req, c->perm, c->path);
+    check_free(c);
     return;
   }
   c->ds = ds;
@@ -684,80 +729,45 @@ static void owner_lookup(void *arg, int err, struct store_datastore *ds)
   }
 }
 
-static void check_group_owner(struct check *c)
+static void ask_owner(struct store_access *a, struct http_request *req,
+                      const struct http_perm *perm, const char *path)
 {
-  struct http_request *req = c->req;
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
   if (type == NULL || id == NULL || store_name_backup_type(type) < 0 ||
       store_name_backup_id(id) < 0) {
     /* Without a group there is nothing to own. */
-    deny(c, c->perm->owner_privs);
+    respond_denied(req, perm, path);
     return;
   }
+  struct check *c = check_new(a, req, perm);
+  snprintf(c->path, sizeof(c->path), "%s", path);
   const char *ns = http_req_param(req, "ns");
   c->ns = core_strdup(ns ? ns : "");
   c->type = core_strdup(type);
   c->id = core_strdup(id);
-  store_lookup(c->a->reg, http_req_param(req, "store"), STORE_OP_LOOKUP, owner_lookup, c);
+  store_lookup(a->reg, http_req_param(req, "store"), STORE_OP_LOOKUP, owner_lookup, c);
 }
 
-static int task_owned(struct check *c)
+/* The check proper, on a current snapshot and an authenticated request. The
+ * common case runs on the stack, with no allocation. */
+static void decide(struct store_access *a, struct http_request *req,
+                   const struct http_perm *perm)
 {
-  const char *upid = http_req_param(c->req, "upid");
-  if (upid == NULL)
-    return 1; /* the list: the handler shows only the caller's tasks */
-  struct core_upid u;
-  return core_upid_parse(upid, &u) == 0 && store_access_owns(http_req_authid(c->req), u.authid);
-}
-
-enum verdict {
-  ALLOW,
-  DENY,
-  ASK_OWNER, /* the group's owner decides (pool) */
-};
-
-/* The route's rule against the caller's privileges on the built path. */
-static enum verdict judge(struct check *c, uint32_t privs)
-{
-  const struct http_perm *p = c->perm;
-  const char *authid = http_req_authid(c->req);
-  if ((p->privs == 0 && p->owner_privs == 0 && p->flags == 0) || (privs & p->privs))
-    return ALLOW;
-  if ((p->flags & ACCESS_IF_SELF) && is_self(c->req, authid))
-    return ALLOW;
-  if ((p->flags & ACCESS_IF_ANY_BELOW) &&
-      (access_is_root(authid) || access_acl_any_below(&c->a->info->acl, authid, c->path)))
-    return ALLOW;
-  /* Task owners need no privilege at all for their own tasks. */
-  int owner_ok = p->owner_privs == 0 || (privs & p->owner_privs);
-  if ((p->flags & ACCESS_IF_TASK_OWNER) && owner_ok && task_owned(c))
-    return ALLOW;
-  if (p->owner_privs == 0 || !(privs & p->owner_privs))
-    return DENY;
-  if (p->flags & (ACCESS_IF_FILTERED | ACCESS_IF_NEW_GROUP))
-    return ALLOW;
-  if (p->flags & ACCESS_IF_GROUP_OWNER)
-    return ASK_OWNER;
-  return DENY;
-}
-
-static void decide(struct check *c)
-{
-  if (build_path(c) < 0)
+  char path[ACCESS_PATH_MAX];
+  if (build_path(req, perm, path, sizeof(path)) < 0)
     return;
-  const char *authid = http_req_authid(c->req);
-  uint32_t privs = c->path[0] ? access_privs(c->a->info, authid, c->path, NULL) : 0;
-  http_req_set_privs(c->req, privs);
-  switch (judge(c, privs)) {
+  uint32_t privs = path[0] ? access_privs(a->info, http_req_authid(req), path, NULL) : 0;
+  http_req_set_privs(req, privs);
+  switch (judge(a, req, perm, path, privs)) {
   case ALLOW:
-    allow(c);
+    http_req_proceed(req);
     break;
   case ASK_OWNER:
-    check_group_owner(c);
+    ask_owner(a, req, perm, path);
     break;
   case DENY:
-    deny(c, c->perm->owner_privs);
+    respond_denied(req, perm, path);
     break;
   }
 }
@@ -772,76 +782,94 @@ static void crypt_done(struct core_job *j, int status)
 {
   struct check *c = (struct check *)j;
   struct store_access *a = c->a;
+  struct http_request *req = c->req;
+  const struct http_perm *perm = c->perm;
   char authid[ACCESS_AUTHID_MAX];
   const char *secret;
-  if (status < 0 || !c->crypt_ok ||
-      split_token(http_req_header(c->req, "authorization"), authid, sizeof(authid), &secret) <
-          0 ||
-      !access_active(a->info, authid, now_s())) {
-    store_access_failed(a, c->req);
-    refuse(c, 401, "authentication failed");
+  int ok = status == 0 && c->crypt_ok &&
+           split_token(http_req_header(req, "authorization"), authid, sizeof(authid),
+                       &secret) == 0 &&
+           access_active(a->info, authid, now_s());
+  check_free(c);
+  if (!ok) {
+    store_access_failed(a, req);
+    http_respond_error(req, 401, "authentication failed");
     return;
   }
   char hex[65];
   secret_digest(secret, hex);
   core_free(core_map_put(&a->crypt_ok, authid, core_strdup(hex)));
-  http_req_set_authid(c->req, authid);
-  decide(c);
+  http_req_set_authid(req, authid);
+  decide(a, req, perm);
 }
 
-static void start_crypt(struct check *c)
+static void start_crypt(struct store_access *a, struct http_request *req,
+                        const struct http_perm *perm)
 {
   char authid[ACCESS_AUTHID_MAX];
   const char *secret;
-  split_token(http_req_header(c->req, "authorization"), authid, sizeof(authid), &secret);
-  c->stored = core_strdup(core_map_get(&c->a->info->tokens, authid));
+  split_token(http_req_header(req, "authorization"), authid, sizeof(authid), &secret);
+  struct check *c = check_new(a, req, perm);
+  c->stored = core_strdup(core_map_get(&a->info->tokens, authid));
   c->secret = core_strdup(secret);
-  int rc = core_job_submit(c->a->loop, &c->job, crypt_run, crypt_done);
+  int rc = core_job_submit(a->loop, &c->job, crypt_run, crypt_done);
   if (rc < 0)
     crypt_done(&c->job, rc);
+}
+
+/* Authentication deferred at headers time, now on a current snapshot. */
+static void authenticate_late(struct store_access *a, struct http_request *req,
+                              const struct http_perm *perm)
+{
+  if (store_access_locked(a, req)) {
+    http_respond_error(req, 429, "too many failed authentication attempts");
+    return;
+  }
+  char authid[ACCESS_AUTHID_MAX];
+  switch (authenticate(a, req, authid, sizeof(authid))) {
+  case AUTH_OK:
+    http_req_set_authid(req, authid);
+    decide(a, req, perm);
+    break;
+  case AUTH_CRYPT:
+    start_crypt(a, req, perm);
+    break;
+  case AUTH_BAD:
+    store_access_failed(a, req);
+    http_respond_error(req, 401, "authentication failed");
+    break;
+  case AUTH_NONE:
+    http_respond_error(req, 401, "authentication failed");
+    break;
+  }
 }
 
 static void resume(struct store_access *a, void *arg, int err)
 {
   struct check *c = arg;
-  if (err) {
-    refuse(c, 503, "the user and ACL configuration cannot be read");
-    return;
-  }
-  if (!http_req_auth_deferred(c->req)) {
-    decide(c);
-    return;
-  }
-  if (store_access_locked(a, c->req)) {
-    refuse(c, 429, "too many failed authentication attempts");
-    return;
-  }
-  char authid[ACCESS_AUTHID_MAX];
-  switch (authenticate(a, c->req, authid, sizeof(authid))) {
-  case AUTH_OK:
-    http_req_set_authid(c->req, authid);
-    decide(c);
-    break;
-  case AUTH_CRYPT:
-    start_crypt(c);
-    break;
-  case AUTH_BAD:
-    store_access_failed(a, c->req);
-    refuse(c, 401, "authentication failed");
-    break;
-  case AUTH_NONE:
-    refuse(c, 401, "authentication failed");
-    break;
-  }
+  struct http_request *req = c->req;
+  const struct http_perm *perm = c->perm;
+  check_free(c);
+  if (err)
+    http_respond_error(req, 503, "the user and ACL configuration cannot be read");
+  else if (http_req_auth_deferred(req))
+    authenticate_late(a, req, perm);
+  else
+    decide(a, req, perm);
 }
 
 void store_access_check(void *ctx, struct http_request *req, const struct http_perm *perm)
 {
-  struct check *c = core_new(struct check);
-  c->a = ctx;
-  c->req = req;
-  c->perm = perm;
-  when_fresh(c->a, resume, c);
+  struct store_access *a = ctx;
+  if (!fresh(a)) {
+    /* Edits since the snapshot: decide on the files as they are now. */
+    when_fresh(a, resume, check_new(a, req, perm));
+    return;
+  }
+  if (http_req_auth_deferred(req))
+    authenticate_late(a, req, perm);
+  else
+    decide(a, req, perm);
 }
 
 /* ---- helpers for handlers ---- */

@@ -516,6 +516,39 @@ class Scenarios(AccessCase):
             time.sleep(0.1)
         self.assertEqual(403, srv.get(API + "/admin/datastore/hestore/status", token=tok).status)
 
+    def test_token_shadow_copied_from_pbs(self):
+        """A crypt hash (as PBS stores token secrets) is accepted: checked once
+        in the pool, then remembered; a wrong secret still fails."""
+        import json
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        srv = self.srv
+        secret = "0d6c3cd1-7a3e-4b8f-9d1e-2f4a5b6c7d8e"
+        path = os.path.join(srv.config_dir, "token.shadow")
+        with open(path) as f:
+            table = json.load(f)
+        table["root@pam!frompbs"] = crypt.crypt(secret, crypt.mksalt(crypt.METHOD_SHA256))
+        with open(path + ".new", "w") as f:
+            json.dump(table, f)
+        os.rename(path + ".new", path)
+        with open(os.path.join(srv.config_dir, "acl.cfg"), "a") as f:
+            f.write("acl:1:/:root@pam!frompbs:Audit\n")
+        tok = "root@pam!frompbs:" + secret
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if srv.get(API + "/config/datastore", token=tok).status == 200:
+                break
+            time.sleep(0.1)
+        for _ in range(3):
+            self.assertEqual(200, srv.get(API + "/config/datastore", token=tok).status)
+        self.assertEqual(401, srv.get(API + "/config/datastore",
+                                      token="root@pam!frompbs:" + secret[:-1] + "0").status)
+        # Audit only: no changes.
+        self.assertEqual(403, srv.post(API + "/config/datastore", token=tok,
+                                       params={"name": "nope", "path": "/tmp/x"}).status)
+
     def test_cairn_admin_token_seen_at_once(self):
         srv = self.srv
         out = srv.admin("user", "create", "frank@pbs", check=True)
