@@ -500,6 +500,10 @@ int store_access_auth(void *ctx, struct http_request *req, char *authid, size_t 
   struct store_access *a = ctx;
   if (store_access_locked(a, req))
     return HTTP_AUTH_LOCKED;
+  /* No credentials at all is a 401 whatever the files say, and before any
+   * body is read. */
+  if (http_req_header(req, "authorization") == NULL && http_req_header(req, "cookie") == NULL)
+    return HTTP_AUTH_FAIL;
   if (!fresh(a)) {
     start_reload(a);
     return HTTP_AUTH_DEFER;

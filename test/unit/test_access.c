@@ -381,7 +381,41 @@ UNIT_TEST(edits_users_tokens_acl)
   core_free(run);
 }
 
-UNIT_MAIN(UNIT_CASE(roles_as_pbs), UNIT_CASE(ids_and_paths), UNIT_CASE(acl_round_trip),
+/* A user.cfg as PBS writes it survives an edit byte for byte, but for the
+ * changed line. */
+UNIT_TEST(user_cfg_round_trip)
+{
+  const char *pbs = "user: root@pam\n\temail root@example.com\n\tenable true\n\texpire 0\n\n"
+                    "user: alice@pbs\n\tcomment backups\n\tenable true\n\texpire 0\n"
+                    "\tfirstname Alice\n\n"
+                    "token: alice@pbs!laptop\n\tcomment old laptop\n\tenable true\n"
+                    "\texpire 0\n";
+  char *path = core_asprintf("%s/user.cfg", unit_tmpdir());
+  ASSERT_OK(core_file_replace(path, pbs, strlen(pbs), 0640, 0));
+  struct access_edit e;
+  memset(&e, 0, sizeof(e));
+  e.config_dir = unit_tmpdir();
+  struct core_kv set[] = {{"comment", "new laptop"}};
+  ASSERT_OK(access_token_update(&e, "alice@pbs!laptop", set, 1, NULL, 0));
+  uint8_t *data;
+  size_t len;
+  ASSERT_OK(core_file_read(path, 1 << 20, &data, &len));
+  char *want = core_strdup(pbs);
+  char *at = strstr(want, "old laptop");
+  memcpy(at, "new", 3);
+  ASSERT_EQ(len, strlen(want));
+  ASSERT_MEM_EQ(data, want, len);
+  struct access_info *info;
+  char err[256];
+  ASSERT_OK(access_info_load(e.config_dir, NULL, &info, err, sizeof(err)));
+  ASSERT(access_active(info, "alice@pbs!laptop", 1));
+  access_info_unref(info);
+  core_free(want);
+  core_free(data);
+  core_free(path);
+}
+
+UNIT_MAIN(UNIT_CASE(roles_as_pbs), UNIT_CASE(user_cfg_round_trip), UNIT_CASE(ids_and_paths), UNIT_CASE(acl_round_trip),
           UNIT_CASE(acl_parse_errors), UNIT_CASE(resolution_propagation_and_replacement),
           UNIT_CASE(resolution_no_access_wins), UNIT_CASE(token_intersects_user),
           UNIT_CASE(token_secrets), UNIT_CASE(passwords_yescrypt_and_old_prefixes),
