@@ -103,6 +103,8 @@ static void reload_done(struct core_job *j, int status)
     core_error("access: cannot load the user and ACL files: %s",
                job->err[0] ? job->err : core_strerror(rc));
   a->reloading = 0;
+  if (a->closing)
+    rc = CORE_EABORTED; /* no snapshot to decide on any more */
   struct store_access_wait *w = a->waiters;
   a->waiters = NULL;
   a->waiters_tail = &a->waiters;
@@ -790,6 +792,11 @@ static void crypt_done(struct core_job *j, int status)
   const struct http_perm *perm = c->perm;
   char authid[ACCESS_AUTHID_MAX];
   const char *secret;
+  if (a->closing) {
+    check_free(c);
+    http_respond_error(req, 503, "shutting down");
+    return;
+  }
   int ok = status == 0 && c->crypt_ok &&
            split_token(http_req_header(req, "authorization"), authid, sizeof(authid),
                        &secret) == 0 &&
