@@ -27,11 +27,10 @@ struct store_access_fail {
   unsigned count;
 };
 
-typedef void (*wait_cb)(struct store_access *a, void *arg, int err);
 
 struct store_access_wait {
   struct store_access_wait *next;
-  wait_cb cb;
+  store_access_ready_cb cb;
   void *arg;
 };
 
@@ -135,7 +134,7 @@ static void start_reload(struct store_access *a)
 }
 
 /* Calls cb at once when the snapshot is current, else after the reload. */
-static void when_fresh(struct store_access *a, wait_cb cb, void *arg)
+static void when_fresh(struct store_access *a, store_access_ready_cb cb, void *arg)
 {
   if (fresh(a)) {
     cb(a, arg, 0);
@@ -147,6 +146,11 @@ static void when_fresh(struct store_access *a, wait_cb cb, void *arg)
   *a->waiters_tail = w;
   a->waiters_tail = &w->next;
   start_reload(a);
+}
+
+void store_access_refresh(struct store_access *a, store_access_ready_cb cb, void *arg)
+{
+  when_fresh(a, cb, arg);
 }
 
 /* ---- hand edits ---- */

@@ -80,6 +80,12 @@ void store_access_close(struct store_access *a);
 int store_access_auth(void *ctx, struct http_request *req, char *authid, size_t len);
 void store_access_check(void *ctx, struct http_request *req, const struct http_perm *perm);
 
+/* Calls cb (err 0, or the reload's error) once the snapshot reflects the
+ * files as they are now: at once when nothing changed. For handlers of
+ * routes the access check does not run on (the login). */
+typedef void (*store_access_ready_cb)(struct store_access *a, void *arg, int err);
+void store_access_refresh(struct store_access *a, store_access_ready_cb cb, void *arg);
+
 /* Counts a failed login from the request's address (the ticket endpoint). */
 void store_access_failed(struct store_access *a, struct http_request *req);
 /* True (and Retry-After set) if the request's address is locked out. */

@@ -542,22 +542,41 @@ static void respond_ticket(struct http_request *req, struct store_access *a,
   http_respond_json(req, &j);
 }
 
-static void login_done(struct core_job *j, int status)
+/* The password was right: is the user (still) enabled, by the files as they
+ * are now? */
+static void login_finish(struct store_access *a, void *arg, int err)
 {
-  struct login_job *l = (struct login_job *)j;
-  struct store_access *a = l->api->access;
-  struct access_info *info = store_access_info_ref(a);
-  int active = access_active(info, l->userid, (int64_t)time(NULL));
-  access_info_unref(info);
-  if (status == 0 && l->ok && active) {
+  struct login_job *l = arg;
+  int active = 0;
+  if (err == 0) {
+    struct access_info *info = store_access_info_ref(a);
+    active = access_active(info, l->userid, (int64_t)time(NULL));
+    access_info_unref(info);
+  }
+  if (err) {
+    http_respond_error(l->req, 503, "the user configuration cannot be read");
+  } else if (active) {
     store_access_audit(a, l->req, "login of %s", l->userid);
     respond_ticket(l->req, a, l->userid);
   } else {
     store_access_failed(a, l->req);
     http_respond_error(l->req, 401, "authentication failure");
   }
+  core_free(l);
+}
+
+static void login_done(struct core_job *j, int status)
+{
+  struct login_job *l = (struct login_job *)j;
   explicit_bzero(l->password, strlen(l->password));
   core_free(l->password);
+  l->password = NULL;
+  if (status == 0 && l->ok) {
+    store_access_refresh(l->api->access, login_finish, l);
+    return;
+  }
+  store_access_failed(l->api->access, l->req);
+  http_respond_error(l->req, 401, "authentication failure");
   core_free(l);
 }
 
@@ -582,7 +601,11 @@ static void h_ticket(struct http_request *req, void *ctx)
     if (access_ticket_verify(a->key, password, (int64_t)time(NULL), renewed,
                              sizeof(renewed)) == 0 &&
         strcmp(renewed, user) == 0) {
-      respond_ticket(req, a, user);
+      struct login_job *l = core_new(struct login_job);
+      l->req = req;
+      l->api = api;
+      snprintf(l->userid, sizeof(l->userid), "%s", user);
+      store_access_refresh(a, login_finish, l); /* a disabled user renews nothing */
       return;
     }
     store_access_failed(a, req);

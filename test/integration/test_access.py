@@ -549,6 +549,31 @@ class Scenarios(AccessCase):
         self.assertEqual(403, srv.post(API + "/config/datastore", token=tok,
                                        params={"name": "nope", "path": "/tmp/x"}).status)
 
+    def test_old_password_hash_rehashed_at_login(self):
+        """shadow.json from PBS ($5$/$6$ crypt): accepted, replaced by yescrypt."""
+        import json
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        srv = self.srv
+        self.make_user("ivan@pbs", "placeholder")
+        path = os.path.join(srv.config_dir, "shadow.json")
+        with open(path) as f:
+            table = json.load(f)
+        table["ivan@pbs"] = crypt.crypt("ivans-old-pw", crypt.mksalt(crypt.METHOD_SHA512))
+        with open(path, "w") as f:
+            json.dump(table, f)
+        self.assertEqual(401, srv.post(API + "/access/ticket", token=False, params={
+            "username": "ivan@pbs", "password": "placeholder"}).status)
+        self.ok(srv.post(API + "/access/ticket", token=False, params={
+            "username": "ivan@pbs", "password": "ivans-old-pw"}))
+        with open(path) as f:
+            self.assertTrue(json.load(f)["ivan@pbs"].startswith("$y$"))
+        self.assertEqual(0o600, os.stat(path).st_mode & 0o777)
+        self.ok(srv.post(API + "/access/ticket", token=False, params={
+            "username": "ivan@pbs", "password": "ivans-old-pw"}))
+
     def test_cairn_admin_token_seen_at_once(self):
         srv = self.srv
         out = srv.admin("user", "create", "frank@pbs", check=True)
