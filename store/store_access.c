@@ -245,9 +245,16 @@ static void on_watch(uv_fs_event_t *h, const char *filename, int events, int sta
   start_check(a);
 }
 
+static void prune_fails(struct store_access *a, int64_t now);
+
 static void on_ttl(uv_timer_t *t)
 {
-  start_check(t->data);
+  struct store_access *a = t->data;
+  start_check(a);
+  /* Forgotten failures keep the lockout check at "map empty": no peer
+   * address lookup per request once the attacks stop. */
+  if (a->fails.count)
+    prune_fails(a, now_s());
 }
 
 /* ---- lifecycle ---- */
