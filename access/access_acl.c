@@ -243,7 +243,7 @@ static int parse_line(struct access_acl *acl, char *line, char *err, size_t errl
   }
   f[4] = p;
   if (strcmp(f[0], "acl") != 0) {
-    snprintf(err, errlen, "unknown line type '%s'", f[0]);
+    snprintf(err, errlen, "unknown line type '%.32s'", f[0]);
     return CORE_EPARSE;
   }
   if (strcmp(f[1], "0") != 0 && strcmp(f[1], "1") != 0) {
@@ -251,7 +251,7 @@ static int parse_line(struct access_acl *acl, char *line, char *err, size_t errl
     return CORE_EPARSE;
   }
   if (access_path_valid(f[2]) < 0) {
-    snprintf(err, errlen, "invalid path '%s'", f[2]);
+    snprintf(err, errlen, "invalid path '%.64s'", f[2]);
     return CORE_EPARSE;
   }
   char *save1 = NULL;
@@ -262,11 +262,11 @@ static int parse_line(struct access_acl *acl, char *line, char *err, size_t errl
     for (char *r = strtok_r(roles, ",", &save2); r; r = strtok_r(NULL, ",", &save2)) {
       int role = access_role_lookup(r);
       if (role < 0) {
-        snprintf(err, errlen, "unknown role '%s'", r);
+        snprintf(err, errlen, "unknown role '%.32s'", r);
         return CORE_EPARSE;
       }
       if (access_acl_set(acl, f[2], who, role, f[1][0] == '1', 0) < 0) {
-        snprintf(err, errlen, "invalid auth id '%s'", who);
+        snprintf(err, errlen, "invalid auth id '%.64s'", who);
         return CORE_EPARSE;
       }
     }

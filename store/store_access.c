@@ -802,7 +802,7 @@ static void crypt_done(struct core_job *j, int status)
   struct http_request *req = c->req;
   const struct http_perm *perm = c->perm;
   char authid[ACCESS_AUTHID_MAX];
-  const char *secret;
+  const char *secret = NULL;
   if (a->closing) {
     check_free(c);
     http_respond_error(req, 503, "shutting down");
@@ -829,10 +829,15 @@ static void start_crypt(struct store_access *a, struct http_request *req,
                         const struct http_perm *perm)
 {
   char authid[ACCESS_AUTHID_MAX];
-  const char *secret;
-  split_token(http_req_header(req, "authorization"), authid, sizeof(authid), &secret);
+  const char *secret = NULL, *stored = NULL;
+  /* authenticate() just found both on this snapshot; checked all the same. */
+  if (split_token(http_req_header(req, "authorization"), authid, sizeof(authid), &secret) < 0 ||
+      (stored = core_map_get(&a->info->tokens, authid)) == NULL) {
+    http_respond_error(req, 401, "authentication failed");
+    return;
+  }
   struct check *c = check_new(a, req, perm);
-  c->stored = core_strdup(core_map_get(&a->info->tokens, authid));
+  c->stored = core_strdup(stored);
   c->secret = core_strdup(secret);
   int rc = core_job_submit(a->loop, &c->job, crypt_run, crypt_done);
   if (rc < 0)
