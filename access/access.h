@@ -124,13 +124,17 @@ enum access_if {
   ACCESS_IF_TASK_OWNER = 1 << 3,  /* the caller started the task {upid} (or lists its own) */
   ACCESS_IF_SELF = 1 << 4,        /* the caller is the user {userid} (or {auth-id}) itself */
   ACCESS_IF_ANY_BELOW = 1 << 5,   /* any privilege on the path or below it (listings) */
+  ACCESS_IF_AUTHENTICATED = 1 << 6, /* any authenticated caller: the handler decides
+                                       what it shows (sessions check their creator) */
 };
 
 /* Initializers for struct http_perm (http.h), so route tables read as a
  * sentence: ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_STORE). */
 #define ACCESS_NEEDS(privs, on) {(privs), 0, (on), 0}
 #define ACCESS_NEEDS_OR(privs, owner_privs, on, flags) {(privs), (owner_privs), (on), (flags)}
-#define ACCESS_AUTHENTICATED {0, 0, ACCESS_ON_NONE, 0}
+#define ACCESS_AUTHENTICATED {0, 0, ACCESS_ON_NONE, ACCESS_IF_AUTHENTICATED}
+/* What a route that declares nothing gets (all zero): Sys.Modify on "/". */
+#define ACCESS_UNDECLARED {ACCESS_PRIV_SYS_MODIFY, 0, ACCESS_ON_ROOT, 0}
 
 /* ---- identities --------------------------------------------------------- */
 

@@ -51,7 +51,8 @@ enum http_route_flags {
  * access hook (http_server_set_access) after authentication and before the
  * handler. The server does not interpret the fields: the hook does (Cairn's
  * is store_access_check; the values are access.h's ACCESS_PRIV_* and
- * ACCESS_ON_* / ACCESS_IF_*). All zero: authentication alone suffices. */
+ * ACCESS_ON_* / ACCESS_IF_*). A route that declares nothing (all zero) is
+ * refused to everyone but an administrator: forgetting fails closed. */
 struct http_perm {
   uint32_t privs;        /* any one of these on the path suffices */
   uint32_t owner_privs;  /* any one suffices when the flags' ownership rule holds */

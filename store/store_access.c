@@ -645,7 +645,7 @@ static enum verdict judge(struct store_access *a, struct http_request *req,
                           const struct http_perm *p, const char *path, uint32_t privs)
 {
   const char *authid = http_req_authid(req);
-  if ((p->privs == 0 && p->owner_privs == 0 && p->flags == 0) || (privs & p->privs))
+  if ((p->flags & ACCESS_IF_AUTHENTICATED) || (privs & p->privs))
     return ALLOW;
   if ((p->flags & ACCESS_IF_SELF) && is_self(req, authid))
     return ALLOW;
@@ -771,6 +771,9 @@ static void ask_owner(struct store_access *a, struct http_request *req,
 static void decide(struct store_access *a, struct http_request *req,
                    const struct http_perm *perm)
 {
+  static const struct http_perm undeclared = ACCESS_UNDECLARED;
+  if (perm->privs == 0 && perm->owner_privs == 0 && perm->on == 0 && perm->flags == 0)
+    perm = &undeclared; /* a route without a rule: administrators only */
   char path[ACCESS_PATH_MAX];
   if (build_path(req, perm, path, sizeof(path)) < 0)
     return;

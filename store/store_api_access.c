@@ -638,7 +638,7 @@ void store__api_access_register(struct http_server *s, struct store_api *api)
 #define P(x) ACCESS_PRIV_##x
   const struct http_route routes[] = {
     /* Everyone may list: without Sys.Audit the list holds the caller alone. */
-    {HTTP_METHOD_GET, A "users", h_users_list, api, 0, 0, {0, 0, ACCESS_ON_USERS, 0}},
+    {HTTP_METHOD_GET, A "users", h_users_list, api, 0, 0, {0, 0, ACCESS_ON_USERS, ACCESS_IF_AUTHENTICATED}},
     {HTTP_METHOD_POST, A "users", h_user_create, api, 0, 0,
      ACCESS_NEEDS(P(PERMISSIONS_MODIFY), ACCESS_ON_USERS)},
     {HTTP_METHOD_GET, U, h_user_get, api, 0, 0,
