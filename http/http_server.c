@@ -584,7 +584,8 @@ static int on_message_complete(llhttp_t *p)
   return HPE_PAUSED;
 }
 
-static int s_access_applies(const struct http_request *req)
+/* Every route but the open ones goes through the access hook, when set. */
+static int access_applies(const struct http_request *req)
 {
   return req->server->access && !(req->match.entry->route.flags & HTTP_ROUTE_NOAUTH);
 }
@@ -609,7 +610,7 @@ static void dispatch(struct http_conn *c)
     return;
   }
   const struct http_route *r = &req->match.entry->route;
-  if (s_access_applies(req)) {
+  if (access_applies(req)) {
     /* Nothing of the handler runs before the access hook allows it. */
     req->server->access(req->server->access_ctx, req, &r->perm);
     return;
