@@ -7,6 +7,10 @@ then a sustained 10-second run over the same stores. Plain HTTP and TLS, for
   cairn   cairnd as built (generation fast path),
   reread  cairnd --debug-reread-config (re-reads datastore.cfg on every lookup,
           as PBS did before its patch),
+  acl     cairnd as built, asked with a non-root token (bench@pbs!status) whose
+          ACL has DatastoreAudit on /datastore plus an entry on a namespace 7
+          levels deep in every store, so each check walks a populated tree;
+          issue #14's target is acl/cairn >= 0.95,
   nginx   Debian's nginx, one worker, serving a static file of the same size as
           cairnd's status answer at the same URLs.
 The load generator is wrk (one thread, 16 connections) with a Lua script that
@@ -106,8 +110,9 @@ def pin(pid, cpu):
 class Server:
     """A started server process under test (cairnd or nginx)."""
 
-    def __init__(self, name, proc, port, tls, work_pid):
+    def __init__(self, name, proc, port, tls, work_pid, token=None):
         self.name = name
+        self.token = token        # None: the root token
         self.proc = proc
         self.port = port
         self.tls = tls
@@ -170,11 +175,33 @@ class Bench:
         log("created %d datastores in %.1f s (%s)" % (
             n, time.monotonic() - t, "cairn-admin" if self.a.admin_create else "direct"))
 
+    def setup_acl_token(self):
+        """A user and its token with DatastoreAudit on /datastore, and entries
+        7 namespace levels deep in every store (written directly, as the
+        stores are). Returns "bench@pbs!status:SECRET"."""
+        admin = [os.path.join(self.bin, "cairn-admin"), "--config-dir", self.config_dir,
+                 "--run-dir", self.run_dir]
+        subprocess.run(admin + ["user", "create", "bench@pbs"], check=True,
+                       stdout=subprocess.DEVNULL)
+        out = subprocess.run(admin + ["token", "create", "bench@pbs!status"], check=True,
+                             capture_output=True, text=True).stdout
+        secret = out.strip().splitlines()[-1].split()[-1]
+        deep = "/".join("n%d" % i for i in range(1, 8))
+        lines = []
+        for who in ("bench@pbs", "bench@pbs!status"):
+            lines.append("acl:1:/datastore:%s:DatastoreAudit" % who)
+            for i in range(self.a.stores):
+                lines.append("acl:1:/datastore/%s/%s:%s:DatastoreBackup"
+                             % (STORE_FMT % i, deep, who))
+        with open(os.path.join(self.config_dir, "acl.cfg"), "a") as f:
+            f.write("\n".join(lines) + "\n")
+        return "bench@pbs!status:" + secret
+
     def write_lua(self):
         with open(self.lua, "w") as f:
             f.write(LUA.replace("@PATH@", API_STATUS % STORE_FMT))
 
-    def start_cairnd(self, tls, reread):
+    def start_cairnd(self, tls, reread, token=None):
         port = free_port()
         extra = ["--listen", "127.0.0.1:%d" % port]
         if not tls:
@@ -192,8 +219,8 @@ class Bench:
             raise RuntimeError("cairnd did not start:\n" + errlog.read()[-3000:])
         if self.pin:
             pin(proc.pid, 0)
-        name = "reread" if reread else "cairn"
-        return Server(name, proc, port, tls, proc.pid)
+        name = "reread" if reread else "acl" if token else "cairn"
+        return Server(name, proc, port, tls, proc.pid, token)
 
     def client_conn(self, port, tls):
         if tls:
@@ -307,7 +334,7 @@ class Bench:
         url = "%s://127.0.0.1:%d/" % (scheme, srv.port)
         cmd = [self.a.wrk, "-t", str(self.a.threads), "-c", str(self.a.conns),
                "-d", "%ds" % duration, "--timeout", "10s", "-s", self.lua, url, "--",
-               str(self.a.stores), str(self.a.rounds), self.token, mode]
+               str(self.a.stores), str(self.a.rounds), srv.token or self.token, mode]
         srv_cpu0 = cpu_ticks(srv.work_pid)
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.monotonic()
@@ -425,6 +452,7 @@ class Bench:
             self.token = f.read().strip()
         self.check_cairnd(first)
         first.stop()
+        acl_token = self.setup_acl_token() if "acl" in self.a.targets else None
 
         rows = []
         nginx = None
@@ -446,6 +474,8 @@ class Bench:
                 for reread in (False, True):
                     if ("reread" if reread else "cairn") in self.a.targets:
                         servers.append(self.start_cairnd(tls, reread))
+                if acl_token:
+                    servers.append(self.start_cairnd(tls, False, acl_token))
                 pairs = [(srv, self.fixed_run(srv)) for srv in servers]
                 self.sustained_slices(pairs)
                 rows += [row for _, row in pairs]
@@ -546,6 +576,10 @@ def report(rows, bench):
         ("fastpath_vs_reread_tls", ratio(get("cairn", "tls"), get("reread", "tls"))),
         ("cairn_vs_nginx_http", ratio(get("cairn", "http"), get("nginx", "http"))),
         ("cairn_vs_nginx_tls", ratio(get("cairn", "tls"), get("nginx", "tls"))),
+        ("acl_http_rps", get("acl", "http")),
+        ("acl_tls_rps", get("acl", "tls")),
+        ("acl_vs_root_http", ratio(get("acl", "http"), get("cairn", "http"))),
+        ("acl_vs_root_tls", ratio(get("acl", "tls"), get("cairn", "tls"))),
         ("cairn_http_total_s", get("cairn", "http", "total_s")),
         ("cairn_http_cold_rps", get("cairn", "http", "cold_rps")),
         ("reread_http_total_s", get("reread", "http", "total_s")),
@@ -554,7 +588,7 @@ def report(rows, bench):
     ]
     print()
     print("targets (not asserted): cairn/nginx >= 0.50 over HTTP, >= 0.40 over TLS; "
-          "fastpath/reread >= 20; RSS <= 32 MiB")
+          "fastpath/reread >= 20; acl/root >= 0.95; RSS <= 32 MiB")
     print(" ".join("%s=%s" % (k, "na" if v is None else
                               ("%.0f" % v if k.endswith("_rps") else "%.2f" % v))
                    for k, v in kv))
@@ -574,7 +608,7 @@ def main():
                    help="the sustained run is cut in this many slices, interleaved "
                    "across targets (1: one run per target)")
     p.add_argument("--fixed-timeout", type=int, default=300)
-    p.add_argument("--targets", default="nginx,cairn,reread")
+    p.add_argument("--targets", default="nginx,cairn,reread,acl")
     p.add_argument("--transports", default="http,tls")
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     p.add_argument("--nginx", default="/usr/sbin/nginx")

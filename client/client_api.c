@@ -43,9 +43,13 @@ int client_repo_parse(const char *s, struct client_repo *r, char *err, size_t er
   if (at && strchr(s, '!') && at > strchr(s, '!')) {
     r->authid = core_strndup(s, (size_t)(at - s));
     hostpart = at + 1;
+  } else if (at && !strchr(s, '!') && strchr(s, '@') != at) {
+    /* user@realm@host:store: a user who logs in with a password */
+    r->authid = core_strndup(s, (size_t)(at - s));
+    hostpart = at + 1;
   } else if (at && !strchr(s, '!')) {
-    snprintf(err, errlen, "repository \"%s\": the user part must be a token id "
-             "USER@REALM!TOKEN", s);
+    snprintf(err, errlen, "repository \"%s\": the user part must be USER@REALM or a token "
+             "id USER@REALM!TOKEN", s);
     return CORE_EINVAL;
   } else {
     r->authid = core_strdup(CLIENT_DEFAULT_AUTHID);
@@ -83,7 +87,8 @@ int client_repo_parse(const char *s, struct client_repo *r, char *err, size_t er
   }
   return 0;
 bad:
-  snprintf(err, errlen, "repository \"%s\" is not [[USER@REALM!TOKEN]@]HOST[:PORT]:STORE", s);
+  snprintf(err, errlen, "repository \"%s\" is not [[USER@REALM[!TOKEN]]@]HOST[:PORT]:STORE",
+           s);
   return CORE_EINVAL;
 }
 
@@ -92,7 +97,7 @@ bad:
 struct call {
   struct call *next;
   struct http_client_request req;
-  struct http_client_header hdrs[3];
+  struct http_client_header hdrs[4];
   uv_sem_t done;
   int status;              /* transport result */
   struct client_resp *resp;
@@ -110,7 +115,9 @@ struct client_api {
   int closing;
   struct http_client *http; /* loop thread only */
   struct http_tls *tls;
-  char *auth;               /* "PBSAPIToken=id:secret" */
+  const char *auth_name;    /* "Authorization" (token) or "Cookie" (ticket) */
+  char *auth;               /* "PBSAPIToken=id:secret" or "PBSAuthCookie=ticket" */
+  char *csrf;               /* the ticket's CSRFPreventionToken, or NULL */
   char *store;
   char *host;
   int port;
@@ -246,8 +253,14 @@ static int call_run(struct client_api *api, const char *method, const char *targ
   memset(resp, 0, sizeof(*resp));
   c.resp = resp;
   c.pool = pool;
-  c.hdrs[nh].name = "Authorization";
-  c.hdrs[nh++].value = api->auth;
+  if (api->auth) {
+    c.hdrs[nh].name = api->auth_name;
+    c.hdrs[nh++].value = api->auth;
+  }
+  if (api->csrf) {
+    c.hdrs[nh].name = "CSRFPreventionToken";
+    c.hdrs[nh++].value = api->csrf;
+  }
   if (body || len) {
     c.hdrs[nh].name = "Content-Type";
     c.hdrs[nh++].value = ctype ? ctype : "application/octet-stream";
@@ -487,7 +500,10 @@ static void api_teardown(struct client_api *api, int thread_started)
   uv_mutex_destroy(&api->mu);
   if (api->tls)
     http_tls_unref(api->tls);
+  if (api->auth)
+    explicit_bzero(api->auth, strlen(api->auth));
   core_free(api->auth);
+  core_free(api->csrf);
   core_free(api->store);
   core_free(api->host);
   core_free(api);
@@ -499,6 +515,50 @@ void client_api_free(struct client_api *api)
     api_teardown(api, 1);
 }
 
+/* POST access/ticket with the password; keeps the ticket as the cookie
+ * and its CSRF token for every later call. */
+static int login(struct client_api *api, const char *user, const char *password, char *err,
+                 size_t errlen)
+{
+  struct core_buf form;
+  core_buf_init(&form, 4096);
+  int rc = client_query_add(&form, "username", user);
+  if (rc == 0)
+    rc = client_query_add(&form, "password", password);
+  if (rc < 0) {
+    core_buf_free(&form);
+    snprintf(err, errlen, "user name or password too long");
+    return CORE_EINVAL;
+  }
+  yajl_val tree = NULL, data = NULL;
+  /* The form starts with the '?' client_query_add puts first. */
+  rc = client_api_json(api, "POST", "/api2/json/access/ticket", form.base + 1, form.len - 1,
+                       "application/x-www-form-urlencoded", &tree, &data, err, errlen);
+  explicit_bzero(form.base, form.len);
+  core_buf_free(&form);
+  if (rc < 0)
+    return rc;
+  const char *ticket = core_json_get_str(data, "ticket");
+  const char *csrf = core_json_get_str(data, "CSRFPreventionToken");
+  if (ticket == NULL || csrf == NULL) {
+    snprintf(err, errlen, "login: the server's answer has no ticket");
+    yajl_tree_free(tree);
+    return CORE_EPROTO;
+  }
+  struct core_buf cookie;
+  core_buf_init(&cookie, 4096);
+  rc = client_query_add(&cookie, "PBSAuthCookie", ticket);
+  if (rc == 0) {
+    /* "?PBSAuthCookie=<percent-encoded ticket>" without its '?' */
+    api->auth = core_strdup(cookie.base + 1);
+    api->auth_name = "Cookie";
+    api->csrf = core_strdup(csrf);
+  }
+  core_buf_free(&cookie);
+  yajl_tree_free(tree);
+  return rc;
+}
+
 int client_api_new(const struct client_api_config *cfg, struct client_api **out, char *err,
                    size_t errlen)
 {
@@ -508,12 +568,18 @@ int client_api_new(const struct client_api_config *cfg, struct client_api **out,
   int rc;
 
   *out = NULL;
-  if (cfg->repo == NULL || cfg->repo->host == NULL || cfg->secret == NULL) {
-    snprintf(err, errlen, "no secret given (CAIRN_SECRET or --secret-file)");
+  int user_login = cfg->repo && cfg->repo->authid && !strchr(cfg->repo->authid, '!');
+  if (cfg->repo == NULL || cfg->repo->host == NULL ||
+      (user_login ? cfg->password == NULL : cfg->secret == NULL)) {
+    snprintf(err, errlen, user_login ? "no password given for %s (--password-file)"
+                                     : "no secret given (CAIRN_SECRET or --secret-file)",
+             cfg->repo && cfg->repo->authid ? cfg->repo->authid : "");
     return CORE_EINVAL;
   }
   api = core_new(struct client_api);
-  api->auth = core_asprintf("PBSAPIToken=%s:%s", cfg->repo->authid, cfg->secret);
+  api->auth_name = "Authorization";
+  if (!user_login)
+    api->auth = core_asprintf("PBSAPIToken=%s:%s", cfg->repo->authid, cfg->secret);
   api->store = core_strdup(cfg->repo->store);
   api->host = core_strdup(cfg->repo->host);
   api->port = cfg->repo->port;
@@ -567,6 +633,10 @@ int client_api_new(const struct client_api_config *cfg, struct client_api **out,
     return rc;
   }
   client_resp_free(&resp);
+  if (user_login && (rc = login(api, cfg->repo->authid, cfg->password, err, errlen)) < 0) {
+    client_api_free(api);
+    return rc;
+  }
   *out = api;
   return 0;
 }

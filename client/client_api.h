@@ -9,9 +9,12 @@
  * sleeps on a semaphore until the response is in. N threads calling at once
  * therefore use up to N connections in parallel.
  *
- * Repository strings are `[[USER@REALM!TOKEN]@]HOST[:PORT]:STORE` (an IPv6
- * host goes in brackets); the default token is root@pam!root and the default
- * port 8007.
+ * Repository strings are `[[USER@REALM[!TOKEN]]@]HOST[:PORT]:STORE` (an
+ * IPv6 host goes in brackets); the default token is root@pam!root and the
+ * default port 8007. A token authenticates every request with its secret; a
+ * user (a `pbs`-realm one, with a password) logs in once for a ticket, which
+ * then goes along as PBS's cookie plus CSRF header. Tickets last two hours:
+ * long-running jobs should use a token.
  *
  * TLS: on by default. The server certificate must verify against the system
  * CAs or match the pinned SHA-256 fingerprint. When it does not,
@@ -31,7 +34,7 @@
 #define CLIENT_DEFAULT_AUTHID "root@pam!root"
 
 struct client_repo {
-  char *authid; /* owned: "user@realm!token" */
+  char *authid; /* owned: "user@realm!token", or "user@realm" (password login) */
   char *host;   /* owned: without brackets */
   int port;
   char *store;  /* owned */
@@ -44,7 +47,8 @@ void client_repo_free(struct client_repo *r);
 
 struct client_api_config {
   const struct client_repo *repo; /* copied */
-  const char *secret;       /* the token's secret, copied */
+  const char *secret;       /* the token's secret, copied (token repositories) */
+  const char *password;     /* the user's password (user repositories); not kept */
   const char *fingerprint;  /* pinned SHA-256 of the server certificate, or NULL */
   const char *ca_file;      /* NULL: the system CA store */
   int plain_http;           /* tests and benchmarks: no TLS */

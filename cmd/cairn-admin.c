@@ -3,6 +3,7 @@
  * same lock files as cairnd) and bumps the shared generation, so a running
  * cairnd sees every change on its next request.
  */
+#include "access/access.h"
 #include "core/core_alloc.h"
 #include "core/core_config.h"
 #include "core/core_error.h"
@@ -39,6 +40,7 @@ static void usage(FILE *f)
           "  datastore fill-layout NAME   create all 65,536 chunk prefix directories\n"
           "                               (PBS's layout; Cairn creates them on first use)\n");
   s3_admin_usage(f);
+  access_admin_usage(f);
   fprintf(f,
           "\n"
           "KEY is a datastore property: comment, gc-schedule, prune-schedule,\n"
@@ -221,14 +223,22 @@ int main(int argc, char **argv)
     }
   }
   int is_s3 = argc - i >= 2 && !strcmp(argv[i], "s3"); /* s3_admin.h */
-  if (argc - i < 2 || (strcmp(argv[i], "datastore") != 0 && !is_s3)) {
+  int is_access = argc - i >= 2 && (!strcmp(argv[i], "user") || !strcmp(argv[i], "token") ||
+                                    !strcmp(argv[i], "acl")); /* access.h */
+  if (argc - i < 2 || (strcmp(argv[i], "datastore") != 0 && !is_s3 && !is_access)) {
     usage(stderr);
     return 2;
   }
   const char *cmd = argv[i + 1];
-  if (!is_s3 && !strcmp(cmd, "list"))
+  if (is_access && !strcmp(cmd, "list")) {
+    int st = access_admin_main(a.config_dir, NULL, argc - i, argv + i);
+    if (st == 2)
+      usage(stderr);
+    return st;
+  }
+  if (!is_s3 && !is_access && !strcmp(cmd, "list"))
     return ds_list(&a);
-  if (!is_s3 && !strcmp(cmd, "fill-layout")) {
+  if (!is_s3 && !is_access && !strcmp(cmd, "fill-layout")) {
     if (argc - i != 3) {
       usage(stderr);
       return 2;
@@ -248,9 +258,17 @@ int main(int argc, char **argv)
   else
     fprintf(stderr, "cairn-admin: warning: no generation page in %s (%s)\n", a.run_dir,
             core_strerror(rc));
-  int status = is_s3 ? s3_admin_main(a.config_dir, a.have_shmem ? &a.shmem : NULL, argc - i,
-                                     argv + i)
-                     : ds_change(&a, cmd, argc - i - 2, argv + i + 2);
+  int status;
+  if (is_s3) {
+    status = s3_admin_main(a.config_dir, a.have_shmem ? &a.shmem : NULL, argc - i, argv + i);
+  } else if (is_access) {
+    status = access_admin_main(a.config_dir, a.have_shmem ? &a.shmem : NULL, argc - i,
+                               argv + i);
+    if (status == 2)
+      usage(stderr);
+  } else {
+    status = ds_change(&a, cmd, argc - i - 2, argv + i + 2);
+  }
   if (a.have_shmem)
     core_shmem_close(&a.shmem);
   return status;

@@ -38,6 +38,7 @@
 struct opts {
   const char *repository;
   const char *secret_file;
+  const char *password_file;
   const char *fingerprint;
   const char *ns;
   const char *backup_type;
@@ -80,8 +81,10 @@ static const char *usage_main =
 
 static const char *conn_help =
     "Connection:\n"
-    "  --repository [[USER@REALM!TOKEN]@]HOST[:PORT]:STORE   (or CAIRN_REPOSITORY)\n"
+    "  --repository [[USER@REALM[!TOKEN]]@]HOST[:PORT]:STORE   (or CAIRN_REPOSITORY)\n"
     "  --secret-file FILE   the token's secret (or CAIRN_SECRET, CAIRN_SECRET_FILE)\n"
+    "  --password-file FILE a pbs-realm user's password, for a repository naming a\n"
+    "                       user rather than a token (or CAIRN_PASSWORD_FILE)\n"
     "  --fingerprint FP     pin the server certificate's SHA-256 (or CAIRN_FINGERPRINT)\n"
     "  --ns NAMESPACE       namespace, e.g. a/b (or CAIRN_NS); default: the root\n"
     "  --output-format text|json\n";
@@ -234,6 +237,8 @@ static int parse_args(int argc, char **argv, int first, struct opts *o)
       o->repository = val;
     else if (strcmp(name, "secret-file") == 0)
       o->secret_file = val;
+    else if (strcmp(name, "password-file") == 0)
+      o->password_file = val;
     else if (strcmp(name, "fingerprint") == 0)
       o->fingerprint = val;
     else if (strcmp(name, "ns") == 0)
@@ -324,7 +329,8 @@ static int open_api(const struct opts *o, unsigned conns, struct client_api **ap
   char err[1024];
   const char *r = o->repository ? o->repository : getenv("CAIRN_REPOSITORY");
   const char *sfile = o->secret_file ? o->secret_file : getenv("CAIRN_SECRET_FILE");
-  char *secret = NULL;
+  const char *pfile = o->password_file ? o->password_file : getenv("CAIRN_PASSWORD_FILE");
+  char *secret = NULL, *password = NULL;
   int rc;
 
   if ((rc = client_repo_parse(r, &repo, err, sizeof(err))) < 0) {
@@ -342,9 +348,20 @@ static int open_api(const struct opts *o, unsigned conns, struct client_api **ap
   } else if (getenv("CAIRN_SECRET")) {
     secret = core_strdup(getenv("CAIRN_SECRET"));
   }
+  if (pfile) {
+    password = read_first_line(pfile, err, sizeof(err));
+    if (password == NULL) {
+      fprintf(stderr, "cairn: password: %s\n", err);
+      if (secret)
+        core_free(secret);
+      client_repo_free(&repo);
+      return CORE_EINVAL;
+    }
+  }
   memset(&cfg, 0, sizeof(cfg));
   cfg.repo = &repo;
   cfg.secret = secret;
+  cfg.password = password;
   cfg.fingerprint = o->fingerprint ? o->fingerprint : getenv("CAIRN_FINGERPRINT");
   cfg.ca_file = o->ca_file;
   cfg.plain_http = o->plain_http || (getenv("CAIRN_PLAIN_HTTP") && *getenv("CAIRN_PLAIN_HTTP") == '1');
@@ -355,6 +372,10 @@ static int open_api(const struct opts *o, unsigned conns, struct client_api **ap
   if (secret) {
     memset(secret, 0, strlen(secret));
     core_free(secret);
+  }
+  if (password) {
+    memset(password, 0, strlen(password));
+    core_free(password);
   }
   client_repo_free(&repo);
   return rc;

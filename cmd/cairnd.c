@@ -1,12 +1,14 @@
 /* cairnd: the Cairn backup datastore server.
  *
  * Startup (which may block) prepares the config and run directories, the
- * shared generation page, the TLS key and certificate, the root token and the
- * datastore registry; then one event loop serves everything. SIGINT/SIGTERM
- * stop accepting and let requests in flight finish; SIGHUP reloads the
- * certificate and the token table.
+ * shared generation page, the TLS key and certificate, the root token, the
+ * access control state and the datastore registry; then one event loop serves
+ * everything. SIGINT/SIGTERM stop accepting and let requests in flight
+ * finish; SIGHUP reloads the certificate and re-reads the user, token and ACL
+ * files (which edits reach without it anyway, see store_access.h).
  */
 #include "core/core_alloc.h"
+#include "access/access.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_job.h"
@@ -17,9 +19,9 @@
 #include "gc/gc_api.h"
 #include "gc/gc_s3.h"
 #include "http/http.h"
-#include "http/http_auth.h"
 #include "http/http_tls.h"
 #include "s3/s3_api.h"
+#include "store/store_access.h"
 #include "store/store_api.h"
 #include "store/store_recover.h"
 #include "store/store_registry.h"
@@ -47,6 +49,7 @@ struct options {
   int no_tls;
   int debug_reread;
   uint64_t session_timeout_ms;
+  unsigned auth_fail_limit;   /* failed authentications per address per minute */
   enum core_log_level log_level;
   struct http_limits limits;
 };
@@ -58,7 +61,7 @@ struct cairnd {
   struct core_pool pool;     /* every core_job of the loop runs here */
   struct core_shmem shmem;
   struct http_tls *tls;
-  struct http_auth auth;
+  struct store_access access;
   struct store_registry reg;
   struct store_api store_api;
   struct store_sessions sessions;
@@ -86,6 +89,8 @@ static void usage(FILE *f)
           "  --idle-timeout-ms N     keep-alive idle time (default 60000)\n"
           "  --max-connections N     open connections at most (default 16384)\n"
           "  --session-timeout-ms N  idle backup/reader sessions are aborted (default 900000)\n"
+          "  --auth-fail-limit N     failed logins and token checks per client address per\n"
+          "                          minute before it gets 429 (default 5; 0: no limit)\n"
           "  --debug-reread-config   re-read datastore.cfg on every lookup (benchmarks only)\n"
           "  --help                  this text\n");
 }
@@ -104,6 +109,7 @@ static int parse_options(int argc, char **argv, struct options *o)
   o->run_dir = getenv("CAIRN_RUN_DIR") ? getenv("CAIRN_RUN_DIR") : "/run/cairn";
   o->no_tls = env_true("CAIRN_NO_TLS");
   o->log_level = CORE_LOG_INFO;
+  o->auth_fail_limit = STORE_ACCESS_MAX_FAILS;
   if (getenv("CAIRN_LOG_LEVEL") &&
       core_log_parse_level(getenv("CAIRN_LOG_LEVEL"), &o->log_level) < 0) {
     fprintf(stderr, "cairnd: invalid CAIRN_LOG_LEVEL\n");
@@ -117,7 +123,7 @@ static int parse_options(int argc, char **argv, struct options *o)
       o->listen[o->nlisten++] = t;
   }
   enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
-         O_SESSION, O_HELP };
+         O_SESSION, O_FAILS, O_HELP };
   static const struct option longopts[] = {
     {"config-dir", required_argument, NULL, O_CONFIG},
     {"run-dir", required_argument, NULL, O_RUN},
@@ -129,6 +135,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     {"max-connections", required_argument, NULL, O_MAXC},
     {"debug-reread-config", no_argument, NULL, O_REREAD},
     {"session-timeout-ms", required_argument, NULL, O_SESSION},
+    {"auth-fail-limit", required_argument, NULL, O_FAILS},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
   };
@@ -172,6 +179,13 @@ static int parse_options(int argc, char **argv, struct options *o)
         o->session_timeout_ms = v;
       else
         o->limits.max_connections = (unsigned)v;
+      break;
+    case O_FAILS:
+      if (core_parse_u64(optarg, &v) < 0 || v > 1000000) {
+        fprintf(stderr, "cairnd: --auth-fail-limit needs a number\n");
+        return -1;
+      }
+      o->auth_fail_limit = (unsigned)v;
       break;
     case O_REREAD: o->debug_reread = 1; break;
     case O_HELP: usage(stdout); exit(0);
@@ -239,14 +253,13 @@ static int load_tls(struct cairnd *d, struct http_tls **out)
   return rc;
 }
 
-/* SIGHUP: the certificate and the token table are read in the pool and
- * swapped in on the loop; connections already open keep their context. */
+/* SIGHUP: the certificate is read in the pool and swapped in on the loop;
+ * connections already open keep their context. The access files are re-read
+ * by moving their generations (as a save would). */
 struct reload_job {
   struct core_job job;
   struct cairnd *d;          /* in: only d->opt is read in the pool */
   struct http_tls *tls;      /* out, or NULL */
-  struct http_auth auth;     /* out */
-  int auth_rc;               /* out */
 };
 
 static void reload_run(struct core_job *j)
@@ -254,7 +267,6 @@ static void reload_run(struct core_job *j)
   struct reload_job *r = (struct reload_job *)j;
   if (!r->d->opt.no_tls && load_tls(r->d, &r->tls) < 0)
     r->tls = NULL;
-  r->auth_rc = http_auth_init(&r->auth, r->d->opt.config_dir);
 }
 
 static void reload_done(struct core_job *j, int status)
@@ -270,15 +282,6 @@ static void reload_done(struct core_job *j, int status)
   } else if (r->tls) {
     http_tls_unref(r->tls);
   }
-  if (status == 0 && r->auth_rc == 0) {
-    /* The server keeps pointing at d->auth; only its contents change. */
-    http_auth_free(&d->auth);
-    d->auth = r->auth;
-  } else {
-    core_error("token.shadow reload failed: %s",
-               core_strerror(status < 0 ? status : r->auth_rc));
-    http_auth_free(&r->auth);
-  }
   core_free(r);
 }
 
@@ -287,7 +290,10 @@ static void on_sighup(uv_signal_t *h, int signum)
   struct cairnd *d = h->data;
   if (d->reloading || d->stopping)
     return;
-  core_info("SIGHUP: reloading certificate and tokens");
+  core_info("SIGHUP: reloading the certificate, users, tokens and ACLs");
+  core_shmem_gen_bump(&d->shmem, CORE_GEN_USER);
+  core_shmem_gen_bump(&d->shmem, CORE_GEN_TOKEN);
+  core_shmem_gen_bump(&d->shmem, CORE_GEN_ACL);
   struct reload_job *r = core_new(struct reload_job);
   r->d = d;
   d->reloading = 1;
@@ -346,11 +352,9 @@ int main(int argc, char **argv)
                core_strerror(rc));
     return 1;
   }
-  rc = http_auth_init(&d.auth, d.opt.config_dir);
-  if (rc == 0)
-    rc = http_auth_ensure_root(&d.auth, d.opt.config_dir);
+  rc = access_ensure_root(d.opt.config_dir, &d.shmem);
   if (rc < 0) {
-    core_error("cannot set up API tokens: %s", core_strerror(rc));
+    core_error("cannot set up the root API token: %s", core_strerror(rc));
     goto fail_auth;
   }
   core_info("root API token: %s/root.token", d.opt.config_dir);
@@ -383,20 +387,34 @@ int main(int argc, char **argv)
   if (d.opt.session_timeout_ms)
     d.sessions.timeout_ms = d.opt.session_timeout_ms;
 
-  rc = gc_ctx_init(&d.gc, d.loop, &d.reg, d.opt.run_dir);
+  rc = store_access_init(&d.access, d.loop, d.opt.config_dir, d.opt.run_dir, &d.shmem, &d.reg);
   if (rc < 0) {
-    core_error("cannot set up tasks in %s: %s", d.opt.run_dir, core_strerror(rc));
     store_sessions_close(&d.sessions);
+    store_access_close(&d.access);
     store_registry_close(&d.reg);
     uv_run(d.loop, UV_RUN_DEFAULT);
     goto fail_pool;
   }
+  d.access.fail_limit = d.opt.auth_fail_limit;
+  d.store_api.access = &d.access;
+
+  rc = gc_ctx_init(&d.gc, d.loop, &d.reg, d.opt.run_dir);
+  if (rc < 0) {
+    core_error("cannot set up tasks in %s: %s", d.opt.run_dir, core_strerror(rc));
+    store_sessions_close(&d.sessions);
+    store_access_close(&d.access);
+    store_registry_close(&d.reg);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    goto fail_pool;
+  }
+  d.gc.access = &d.access;
 
   d.http = http_server_new(d.loop, &d.opt.limits);
-  http_server_set_auth(d.http, http_auth_check, &d.auth);
+  http_server_set_auth(d.http, store_access_auth, &d.access);
+  http_server_set_access(d.http, store_access_check, &d.access);
   static const struct http_route base_routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/version", h_version, NULL, 0, HTTP_ROUTE_NOAUTH},
-    {HTTP_METHOD_GET, "/api2/json/ping", h_ping, NULL, 0, HTTP_ROUTE_NOAUTH},
+    {HTTP_METHOD_GET, "/api2/json/version", h_version, NULL, 0, HTTP_ROUTE_NOAUTH, ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_GET, "/api2/json/ping", h_ping, NULL, 0, HTTP_ROUTE_NOAUTH, ACCESS_AUTHENTICATED},
   };
   http_server_add_routes(d.http, base_routes, sizeof(base_routes) / sizeof(base_routes[0]));
   store_api_register(d.http, &d.store_api);
@@ -405,6 +423,8 @@ int main(int argc, char **argv)
   d.s3_api.loop = d.loop;
   d.s3_api.config_dir = d.opt.config_dir;
   d.s3_api.shmem = &d.shmem;
+  d.s3_api.audit = store_access_audit_cb;
+  d.s3_api.audit_ctx = &d.access;
   s3_api_register(d.http, &d.s3_api);
   gc_s3_register(d.http, &d.gc);
 
@@ -441,6 +461,7 @@ teardown:
   store_sessions_close(&d.sessions);
   gc_ctx_close(&d.gc);
   http_server_free(d.http);
+  store_access_close(&d.access);
   store_registry_close(&d.reg);
   uv_run(d.loop, UV_RUN_DEFAULT); /* session cleanup jobs and handle closes */
 fail_pool:
@@ -451,7 +472,6 @@ fail_registry:
   if (d.tls)
     http_tls_unref(d.tls);
 fail_auth:
-  http_auth_free(&d.auth);
   core_shmem_close(&d.shmem);
   return status;
 }

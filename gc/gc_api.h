@@ -67,6 +67,7 @@ struct gc_store_state {
 struct gc_ctx {
   uv_loop_t *loop;             /* borrowed */
   struct store_registry *reg;  /* borrowed; outlives the context */
+  struct store_access *access; /* borrowed, may be NULL: audit log of prunes */
   char *run_dir;               /* owned: locks live in <run_dir>/locks */
   struct core_tasks *tasks;    /* owned task registry (other modules may use it) */
   struct core_map stores;      /* name -> struct gc_store_state * (owned) */

@@ -9,6 +9,8 @@
  * store_snapshot_delete re-checks under the lock).
  */
 #include "gc/gc_api.h"
+#include "access/access.h"
+#include "store/store_access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -258,6 +260,9 @@ static void h_prune(struct http_request *req, void *arg)
   snprintf(p->ns, sizeof(p->ns), "%s", ns);
   snprintf(p->type, sizeof(p->type), "%s", type);
   snprintf(p->id, sizeof(p->id), "%s", id);
+  if (!dry_run && ctx->access)
+    store_access_audit(ctx->access, req, "prune store=%s ns=%s group=%s/%s", store,
+                       ns[0] ? ns : "/", type, id);
   gc__run_begin(ctx);
   store_lookup(ctx->reg, store, p->op, prune_req_lookup, p);
 }
@@ -514,7 +519,8 @@ void gc_start_prune(struct gc_ctx *ctx, const char *store, const char *authid,
 void gc__prune_register(struct http_server *s, struct gc_ctx *ctx)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/prune", h_prune, ctx, 0, 0},
+    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/prune", h_prune, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_PRIV_DATASTORE_PRUNE, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }

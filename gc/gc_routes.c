@@ -5,6 +5,8 @@
  * PBS does; the work continues in the task.
  */
 #include "gc/gc_api.h"
+#include "access/access.h"
+#include "store/store_access.h"
 #include "gc/gc_status.h"
 
 #include "core/core_alloc.h"
@@ -161,6 +163,9 @@ static void h_prune_datastore(struct http_request *req, void *arg)
       http_req_param_bool(req, "dry-run", 0, &o.dry_run) < 0 || gc__parse_keep(req, &o.keep) < 0)
     return;
   o.max_depth = (int)depth;
+  if (!o.dry_run && ctx->access)
+    store_access_audit(ctx->access, req, "prune-datastore store=%s ns=%s",
+                       http_req_param(req, "store"), o.ns[0] ? o.ns : "/");
   gc_start_prune(ctx, http_req_param(req, "store"), http_req_authid(req), &o, on_started, req);
 }
 
@@ -205,11 +210,15 @@ static void h_verify(struct http_request *req, void *arg)
 void gc__routes_register(struct http_server *s, struct gc_ctx *ctx)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/admin/datastore/{store}/gc", h_gc_get, ctx, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/gc", h_gc_start, ctx, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/admin/datastore/{store}/gc", h_gc_get, ctx, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_STORE)},
+    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/gc", h_gc_start, ctx, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_STORE)},
     {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/prune-datastore", h_prune_datastore,
-     ctx, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/verify", h_verify, ctx, 0, 0},
+     ctx, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY | ACCESS_PRIV_DATASTORE_PRUNE, ACCESS_ON_NS)},
+    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/verify", h_verify, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_VERIFY, ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
   gc__prune_register(s, ctx);

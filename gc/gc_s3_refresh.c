@@ -22,6 +22,7 @@
  * runs the refresh again, and the next refresh removes the leftover tree.
  */
 #include "gc/gc_s3.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -628,8 +629,10 @@ static void h_refresh(struct http_request *req, void *arg)
 void gc_s3_register(struct http_server *s, struct gc_ctx *ctx)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_PUT, "/api2/json/admin/datastore/{store}/s3-refresh", h_refresh, ctx, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/s3-refresh", h_refresh, ctx, 0, 0},
+    {HTTP_METHOD_PUT, "/api2/json/admin/datastore/{store}/s3-refresh", h_refresh, ctx, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_STORE)},
+    {HTTP_METHOD_POST, "/api2/json/admin/datastore/{store}/s3-refresh", h_refresh, ctx, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_STORE)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }

@@ -4,6 +4,8 @@
  * reading a log is a pool job of the task's own queue (core_task_read_log).
  */
 #include "gc/gc_api.h"
+#include "access/access.h"
+#include "store/store_access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -66,6 +68,8 @@ static void h_list(struct http_request *req, void *arg)
     type = http_req_param(req, "type");
   const char *store = http_req_param(req, "store");
   const char *user = http_req_param(req, "userfilter");
+  /* Without Sys.Audit a caller sees only its own tasks. */
+  const char *only = http_req_privs(req) & ACCESS_PRIV_SYS_AUDIT ? NULL : http_req_authid(req);
   struct core_json j;
   core_json_init(&j, 0);
   core_json_obj_open(&j);
@@ -83,6 +87,8 @@ static void h_list(struct http_request *req, void *arg)
     if (store && (t->store == NULL || strcmp(t->store, store) != 0))
       continue;
     if (user && !strstr(t->authid, user))
+      continue;
+    if (only && !store_access_owns(only, t->authid))
       continue;
     if (since && t->starttime < since)
       continue;
@@ -196,11 +202,16 @@ static void h_abort(struct http_request *req, void *arg)
 void gc__tasks_register(struct http_server *s, struct gc_ctx *ctx)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks", h_list, ctx, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks/{upid}", h_task, ctx, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks/{upid}/status", h_status, ctx, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks/{upid}/log", h_log, ctx, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/nodes/localhost/tasks/{upid}", h_abort, ctx, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks", h_list, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_SYS_AUDIT, 0, ACCESS_ON_SYSTEM, ACCESS_IF_TASK_OWNER)},
+    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks/{upid}", h_task, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_SYS_AUDIT, 0, ACCESS_ON_SYSTEM, ACCESS_IF_TASK_OWNER)},
+    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks/{upid}/status", h_status, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_SYS_AUDIT, 0, ACCESS_ON_SYSTEM, ACCESS_IF_TASK_OWNER)},
+    {HTTP_METHOD_GET, "/api2/json/nodes/localhost/tasks/{upid}/log", h_log, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_SYS_AUDIT, 0, ACCESS_ON_SYSTEM, ACCESS_IF_TASK_OWNER)},
+    {HTTP_METHOD_DELETE, "/api2/json/nodes/localhost/tasks/{upid}", h_abort, ctx, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_SYS_MODIFY, 0, ACCESS_ON_SYSTEM, ACCESS_IF_TASK_OWNER)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }

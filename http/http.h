@@ -4,8 +4,10 @@
  * this layer never tells apart), feeds them to llhttp, and assembles one request
  * at a time: the request line, headers, and the body, buffered up to the route's
  * `max_body` (refused with 413 before it is read when Content-Length says more).
- * Then the router picks a handler, authentication runs, and the handler is
- * called on the loop thread.
+ * The router picks the route and authentication runs when the headers are in
+ * (a 401 or 429 is sent before any body is read); once the body is in, the
+ * access hook checks the route's declared privilege (struct http_perm) and
+ * only then is the handler called, on the loop thread.
  *
  * A handler answers at once or later (after a pool job): either way it calls
  * exactly one http_respond_*() for the request. The request stays valid until
@@ -45,6 +47,19 @@ enum http_route_flags {
   HTTP_ROUTE_RAW_BODY = 1 << 1, /* body is binary; do not parse it as parameters */
 };
 
+/* Who may call a route, declared next to it and enforced by the server's
+ * access hook (http_server_set_access) after authentication and before the
+ * handler. The server does not interpret the fields: the hook does (Cairn's
+ * is store_access_check; the values are access.h's ACCESS_PRIV_* and
+ * ACCESS_ON_* / ACCESS_IF_*). A route that declares nothing (all zero) is
+ * refused to everyone but an administrator: forgetting fails closed. */
+struct http_perm {
+  uint32_t privs;        /* any one of these on the path suffices */
+  uint32_t owner_privs;  /* any one suffices when the flags' ownership rule holds */
+  uint16_t on;           /* how the path is built from the request's parameters */
+  uint16_t flags;        /* ownership and self rules */
+};
+
 struct http_route {
   enum http_method method;
   /* A path with parameters in braces: "/api2/json/admin/datastore/{store}/status".
@@ -54,6 +69,7 @@ struct http_route {
   void *ctx;          /* handed to the handler; owned by the caller */
   size_t max_body;    /* 0: HTTP_DEFAULT_MAX_BODY */
   unsigned flags;     /* enum http_route_flags */
+  struct http_perm perm; /* checked before the handler (not on NOAUTH routes) */
 };
 
 #define HTTP_DEFAULT_MAX_BODY (64 * 1024)
@@ -86,6 +102,11 @@ yajl_val http_req_json(const struct http_request *req);
 struct core_slice http_req_body(const struct http_request *req);
 /* The authenticated identity ("root@pam!name"), or NULL on a NOAUTH route. */
 const char *http_req_authid(const struct http_request *req);
+/* The client's address as text ("192.0.2.1", "2001:db8::1"), "" if unknown. */
+const char *http_req_peer(struct http_request *req);
+/* The privileges the access hook found on the route's path (its business;
+ * handlers that filter by ownership read them). */
+uint32_t http_req_privs(const struct http_request *req);
 /* True once the client has disconnected; the handler should still respond. */
 int http_req_gone(const struct http_request *req);
 /* The `ctx` of the route that matched. */
@@ -137,12 +158,37 @@ void http_stream_write(struct http_request *req, void *data, size_t len, int las
 /* Maps error codes to HTTP statuses (404, 409, 400, 413, ...). */
 int http_status_for(int err);
 
-/* ---- Authentication hook ---- */
+/* ---- Authentication and access hooks ---- */
 
-/* Called on the loop thread with the Authorization header (NULL if absent). Writes
- * the identity into `authid` (at most `len` bytes) and returns 0, or returns
- * CORE_EPARSE/CORE_ENOTFOUND for a 401. Must not block. */
-typedef int (*http_auth_fn)(void *ctx, const char *authorization, char *authid, size_t len);
+enum http_auth_result {
+  HTTP_AUTH_OK = 0,        /* authid is filled in */
+  HTTP_AUTH_DEFER = 1,     /* cannot decide now: the access hook authenticates later
+                              (http_req_auth_deferred; the body is read meanwhile) */
+  HTTP_AUTH_FAIL = 401,    /* missing or wrong credentials */
+  HTTP_AUTH_LOCKED = 429,  /* too many failures from this address (set Retry-After) */
+};
+
+/* Called on the loop thread once the headers are in (not on NOAUTH routes).
+ * Writes the identity into `authid` (at most `len` bytes) and returns one of
+ * enum http_auth_result. Must not block. */
+typedef int (*http_auth_fn)(void *ctx, struct http_request *req, char *authid, size_t len);
+
+/* Called on the loop thread for every route but NOAUTH ones, after the body
+ * and parameters are in, instead of the handler. It checks `perm` (and
+ * finishes a deferred authentication) and then either calls
+ * http_req_proceed() (the handler runs) or responds itself (403, ...). It
+ * may do either later, after pool work. */
+typedef void (*http_access_fn)(void *ctx, struct http_request *req,
+                               const struct http_perm *perm);
+
+/* For the hooks: */
+int http_req_auth_deferred(const struct http_request *req);
+void http_req_set_authid(struct http_request *req, const char *authid);
+void http_req_set_privs(struct http_request *req, uint32_t privs);
+/* Adds "Retry-After: <seconds>" to the response. */
+void http_req_set_retry_after(struct http_request *req, unsigned seconds);
+/* Runs the route's handler (once the access hook allowed the request). */
+void http_req_proceed(struct http_request *req);
 
 /* ---- Server ---- */
 
@@ -165,6 +211,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
 /* Adds routes (copied; patterns must be string literals or outlive the server). */
 void http_server_add_routes(struct http_server *s, const struct http_route *routes, size_t n);
 void http_server_set_auth(struct http_server *s, http_auth_fn fn, void *ctx);
+void http_server_set_access(struct http_server *s, http_access_fn fn, void *ctx);
 /* Listens on "HOST:PORT" or "[V6]:PORT"; with a TLS context unless NULL.
  * Returns 0 or a negative error (UV_EADDRINUSE, CORE_EINVAL...). */
 int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls);

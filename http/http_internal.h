@@ -120,6 +120,10 @@ struct http_request {
   int nparams;
   yajl_val json;              /* owned */
   char authid[128];
+  int auth_deferred;          /* the auth hook said HTTP_AUTH_DEFER */
+  uint32_t privs;             /* set by the access hook */
+  unsigned retry_after;       /* seconds for a Retry-After header, 0: none */
+  char peer[64];              /* client address, filled on first use */
   int keep_alive;
   int reject_status;          /* set at headers time: respond with this and close */
   char reject_msg[160];
@@ -170,6 +174,8 @@ struct http_server {
   struct http_router router;
   http_auth_fn auth;
   void *auth_ctx;
+  http_access_fn access;
+  void *access_ctx;
   struct http_listener *listeners;
   struct http_conn *conns;        /* list of open connections */
   unsigned nconns;

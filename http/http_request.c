@@ -71,6 +71,47 @@ const char *http_req_authid(const struct http_request *req)
   return req->authid[0] ? req->authid : NULL;
 }
 
+const char *http_req_peer(struct http_request *req)
+{
+  if (req->peer[0] || req->conn == NULL)
+    return req->peer;
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&req->conn->tcp, (struct sockaddr *)&ss, &len) < 0)
+    return req->peer;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((const struct sockaddr_in *)&ss, req->peer, sizeof(req->peer));
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((const struct sockaddr_in6 *)&ss, req->peer, sizeof(req->peer));
+  return req->peer;
+}
+
+uint32_t http_req_privs(const struct http_request *req)
+{
+  return req->privs;
+}
+
+int http_req_auth_deferred(const struct http_request *req)
+{
+  return req->auth_deferred;
+}
+
+void http_req_set_authid(struct http_request *req, const char *authid)
+{
+  snprintf(req->authid, sizeof(req->authid), "%s", authid);
+  req->auth_deferred = 0;
+}
+
+void http_req_set_privs(struct http_request *req, uint32_t privs)
+{
+  req->privs = privs;
+}
+
+void http_req_set_retry_after(struct http_request *req, unsigned seconds)
+{
+  req->retry_after = seconds;
+}
+
 struct core_slice http_req_body(const struct http_request *req)
 {
   struct core_slice s = {req->body.base ? req->body.base : "", req->body.len};
@@ -257,6 +298,7 @@ static const char *reason(int status)
   case 413: return "Payload Too Large";
   case 415: return "Unsupported Media Type";
   case 423: return "Locked";
+  case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
   case 500: return "Internal Server Error";
   case 501: return "Not Implemented";
@@ -313,11 +355,14 @@ static char *build_head(struct http_request *req, int status, const char *ctype,
               req->server->shutting_down;
   if (close)
     req->keep_alive = 0;
+  char retry[40] = "";
+  if (req->retry_after)
+    snprintf(retry, sizeof(retry), "Retry-After: %u\r\n", req->retry_after);
   char *head = core_malloc(256);
   int n = snprintf(head, 256,
-                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s\r\n",
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%s\r\n",
                    status, reason(status), ctype, (unsigned long long)len,
-                   close ? "Connection: close\r\n" : "");
+                   close ? "Connection: close\r\n" : "", retry);
   *out_len = (size_t)n;
   return head;
 }

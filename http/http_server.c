@@ -601,11 +601,19 @@ static void route_request(struct http_conn *c)
   }
   const struct http_route *r = &req->match.entry->route;
   if (!(r->flags & HTTP_ROUTE_NOAUTH)) {
-    const char *auth = http_req_header(req, "authorization");
-    if (s->auth == NULL ||
-        s->auth(s->auth_ctx, auth, req->authid, sizeof(req->authid)) < 0) {
+    int ar = s->auth ? s->auth(s->auth_ctx, req, req->authid, sizeof(req->authid))
+                     : HTTP_AUTH_FAIL;
+    if (ar == HTTP_AUTH_DEFER) {
+      /* Credentials that need a pool job (a crypt hash, a reload): the access
+       * hook decides before the handler runs. */
       req->authid[0] = '\0';
-      reject(req, 401, "authentication failed");
+      req->auth_deferred = 1;
+    } else if (ar != HTTP_AUTH_OK) {
+      req->authid[0] = '\0';
+      if (ar == HTTP_AUTH_LOCKED)
+        reject(req, 429, "too many failed authentication attempts");
+      else
+        reject(req, 401, "authentication failed");
       return;
     }
   }
@@ -687,6 +695,18 @@ static int on_message_complete(llhttp_t *p)
   return HPE_PAUSED;
 }
 
+/* Every route but the open ones goes through the access hook, when set. */
+static int access_applies(const struct http_request *req)
+{
+  return req->server->access && !(req->match.entry->route.flags & HTTP_ROUTE_NOAUTH);
+}
+
+void http_req_proceed(struct http_request *req)
+{
+  const struct http_route *r = &req->match.entry->route;
+  r->handler(req, r->ctx);
+}
+
 static void dispatch(struct http_conn *c)
 {
   struct http_request *req = c->req;
@@ -701,6 +721,11 @@ static void dispatch(struct http_conn *c)
     return;
   }
   const struct http_route *r = &req->match.entry->route;
+  if (access_applies(req)) {
+    /* Nothing of the handler runs before the access hook allows it. */
+    req->server->access(req->server->access_ctx, req, &r->perm);
+    return;
+  }
   r->handler(req, r->ctx);
 }
 
@@ -1133,6 +1158,12 @@ void http_server_add_routes(struct http_server *s, const struct http_route *rout
 {
   for (size_t i = 0; i < n; i++)
     http_router_add(&s->router, &routes[i]);
+}
+
+void http_server_set_access(struct http_server *s, http_access_fn fn, void *ctx)
+{
+  s->access = fn;
+  s->access_ctx = ctx;
 }
 
 void http_server_set_auth(struct http_server *s, http_auth_fn fn, void *ctx)

@@ -1,5 +1,6 @@
 /* s3_api.c: /api2/json/config/s3 and /api2/json/admin/s3/{id}/check. */
 #include "s3/s3_api.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -174,8 +175,16 @@ static void write_done(struct core_job *j, int status)
   struct write_job *w = (struct write_job *)j;
   int rc = status < 0 ? status : w->rc;
   if (rc == 0) {
-    core_info("S3 endpoint %s %s", w->q.id,
-              w->kind == W_CREATE ? "created" : w->kind == W_UPDATE ? "updated" : "removed");
+    const char *verb =
+        w->kind == W_CREATE ? "created" : w->kind == W_UPDATE ? "updated" : "removed";
+    struct s3_api *api = http_req_route_ctx(w->req);
+    if (api->audit) {
+      char what[160];
+      snprintf(what, sizeof(what), "%s S3 endpoint %s", verb, w->q.id);
+      api->audit(api->audit_ctx, w->req, what);
+    } else {
+      core_info("S3 endpoint %s %s", w->q.id, verb);
+    }
     http_respond_data(w->req, NULL, 0);
   } else {
     int code = http_status_for(rc);
@@ -331,12 +340,18 @@ static void h_check(struct http_request *req, void *ctx)
 void s3_api_register(struct http_server *s, struct s3_api *api)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/config/s3", h_list, api, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/config/s3", h_create, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/config/s3/{id}", h_get, api, 0, 0},
-    {HTTP_METHOD_PUT, "/api2/json/config/s3/{id}", h_update, api, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/config/s3/{id}", h_remove, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/admin/s3/{id}/check", h_check, api, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/config/s3", h_list, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_AUDIT, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_POST, "/api2/json/config/s3", h_create, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_MODIFY, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_GET, "/api2/json/config/s3/{id}", h_get, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_AUDIT, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_PUT, "/api2/json/config/s3/{id}", h_update, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_MODIFY, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_DELETE, "/api2/json/config/s3/{id}", h_remove, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_MODIFY, ACCESS_ON_SYSTEM)},
+    {HTTP_METHOD_GET, "/api2/json/admin/s3/{id}/check", h_check, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_SYS_AUDIT, ACCESS_ON_SYSTEM)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }

@@ -29,10 +29,13 @@ struct s3_api {
   uv_loop_t *loop;
   const char *config_dir;      /* borrowed */
   struct core_shmem *shmem;    /* borrowed */
+  /* Audit log of endpoint changes (cairnd: store_access_audit), or NULL. */
+  void (*audit)(void *ctx, struct http_request *req, const char *what);
+  void *audit_ctx;
   _Atomic int checks;          /* private: checks in flight */
 };
 
-/* `api` must outlive the server; zero it, then set the three fields. */
+/* `api` must outlive the server; zero it, then set the fields. */
 void s3_api_register(struct http_server *s, struct s3_api *api);
 
 #endif

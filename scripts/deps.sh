@@ -3,7 +3,7 @@
 # those that are missing, so that `make run` and `make test` work on a fresh machine.
 set -eu
 
-BUILD_PKGS="build-essential cmake pkg-config libuv1-dev node-llhttp libmbedtls-dev \
+BUILD_PKGS="build-essential cmake pkg-config libuv1-dev node-llhttp libmbedtls-dev libcrypt-dev \
 libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev"
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light"
 BENCH_PKGS="nginx-light wrk restic rclone"

@@ -8,6 +8,8 @@
 #include "http/http.h"
 #include "store/store_registry.h"
 
+struct store_access;
+
 struct store_api {
   uv_loop_t *loop;
   struct store_registry *reg;  /* borrowed */
@@ -15,6 +17,7 @@ struct store_api {
   const char *config_dir;      /* borrowed */
   const char *run_dir;         /* borrowed: lock files live below it */
   struct store_sessions *sessions; /* backup and reader sessions (store_session.h) */
+  struct store_access *access; /* borrowed: privileges for list filters, audit log */
 };
 
 /* Registers /api2/json/config/datastore... and /api2/json/admin/datastore...
@@ -31,5 +34,6 @@ void store_api_lookup_error(struct http_request *req, const char *store, int err
 void store__api_config_register(struct http_server *s, struct store_api *api);
 void store__api_admin_register(struct http_server *s, struct store_api *api);
 void store__api_content_register(struct http_server *s, struct store_api *api);
+void store__api_access_register(struct http_server *s, struct store_api *api);
 
 #endif

@@ -6,6 +6,8 @@
  * own. Under load this turns the endpoint into a hash lookup and a printf.
  */
 #include "store/store_api.h"
+#include "store/store_access.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -58,6 +60,9 @@ static void list_ready(void *arg, int err)
   for (size_t i = 0; i < api->reg->cfg.nsections; i++) {
     const struct core_config_section *sec = api->reg->cfg.sections[i];
     if (strcmp(sec->type, "datastore") != 0)
+      continue;
+    /* A caller sees the datastores it has some privilege on (or below). */
+    if (api->access && !store_access_visible(api->access, http_req_authid(req), sec->name, NULL))
       continue;
     core_json_obj_open(&j);
     core_json_kv_str(&j, "store", sec->name);
@@ -187,8 +192,10 @@ static void h_status(struct http_request *req, void *ctx)
 void store__api_admin_register(struct http_server *s, struct store_api *api)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/admin/datastore", h_list, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/admin/datastore/{store}/status", h_status, api, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/admin/datastore", h_list, api, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_GET, "/api2/json/admin/datastore/{store}/status", h_status, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT | ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_STORE)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }
@@ -198,6 +205,7 @@ void store_api_register(struct http_server *s, struct store_api *api)
   store__api_config_register(s, api);
   store__api_admin_register(s, api);
   store__api_content_register(s, api);
+  store__api_access_register(s, api);
   store__backup_register(s, api->sessions);
   store__reader_register(s, api->sessions);
 }

@@ -5,6 +5,8 @@
  * saves and bumps the generation, so the next request sees the change.
  */
 #include "store/store_api.h"
+#include "access/access.h"
+#include "store/store_access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -129,6 +131,13 @@ static void write_done(struct core_job *j, int status)
   struct write_job *w = (struct write_job *)j;
   int rc = status < 0 ? status : w->rc;
   if (rc == 0) {
+    struct store_api *api = http_req_route_ctx(w->req);
+    if (api->access)
+      store_access_audit(api->access, w->req, "%s datastore %s",
+                         w->kind == W_CREATE   ? "created"
+                         : w->kind == W_UPDATE ? "updated"
+                                               : "removed",
+                         w->q.name);
     http_respond_data(w->req, NULL, 0);
   } else {
     int code = http_status_for(rc);
@@ -215,11 +224,16 @@ static void h_remove(struct http_request *req, void *ctx)
 void store__api_config_register(struct http_server *s, struct store_api *api)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, "/api2/json/config/datastore", h_list, api, 0, 0},
-    {HTTP_METHOD_POST, "/api2/json/config/datastore", h_create, api, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/config/datastore/{name}", h_get, api, 0, 0},
-    {HTTP_METHOD_PUT, "/api2/json/config/datastore/{name}", h_update, api, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/config/datastore/{name}", h_remove, api, 0, 0},
+    {HTTP_METHOD_GET, "/api2/json/config/datastore", h_list, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_POST, "/api2/json/config/datastore", h_create, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_ALLOCATE, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_GET, "/api2/json/config/datastore/{name}", h_get, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_PUT, "/api2/json/config/datastore/{name}", h_update, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_ALLOCATE, ACCESS_ON_DATASTORES)},
+    {HTTP_METHOD_DELETE, "/api2/json/config/datastore/{name}", h_remove, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_ALLOCATE, ACCESS_ON_DATASTORES)},
   };
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));
 }

@@ -7,6 +7,8 @@
  * JSON answer, so the loop only hands the finished text to the client.
  */
 #include "store/store_api.h"
+#include "store/store_access.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -35,6 +37,7 @@ enum content_op {
   OP_SNAP_DELETE,
   OP_PROT_GET,
   OP_PROT_SET,
+  OP_CHANGE_OWNER,
 };
 
 struct content_job {
@@ -50,6 +53,11 @@ struct content_job {
   int64_t time;
   int max_depth;
   int flag;            /* delete-groups, protected value */
+  /* Filters for callers without Datastore.Audit (owned copies, or NULL). */
+  char *only_owner;    /* lists: only groups this auth id owns */
+  char *viewer;        /* namespace list: only those it has privileges on or below */
+  char *new_owner;     /* change-owner */
+  struct access_info *acl; /* a reference, with viewer */
   /* out */
   int rc;
   char err[256];
@@ -59,7 +67,7 @@ struct content_job {
 static int is_write(enum content_op op)
 {
   return op == OP_NS_CREATE || op == OP_NS_DELETE || op == OP_GROUP_DELETE ||
-         op == OP_SNAP_DELETE || op == OP_PROT_SET;
+         op == OP_SNAP_DELETE || op == OP_PROT_SET || op == OP_CHANGE_OWNER;
 }
 
 static void json_take(struct content_job *c, struct core_json *j)
@@ -97,6 +105,19 @@ static void render_snapshot(struct core_json *j, const char *type, const char *i
   core_json_obj_close(j);
 }
 
+/* Without Datastore.Audit a caller sees only the groups it owns. */
+static int owner_visible(const struct content_job *c, const char *owner)
+{
+  return c->only_owner == NULL || (owner && store_access_owns(c->only_owner, owner));
+}
+
+static int ns_visible(const struct content_job *c, const char *ns)
+{
+  char path[ACCESS_PATH_MAX];
+  return access_datastore_path(path, sizeof(path), c->ds->name, ns) == 0 &&
+         access_acl_any_below(&c->acl->acl, c->viewer, path);
+}
+
 /* Snapshots of one group, or of every group in the namespace. */
 static int list_snapshots(struct content_job *c, struct core_json *j)
 {
@@ -115,7 +136,7 @@ static int list_snapshots(struct content_job *c, struct core_json *j)
     rc = store_snapshot_list(base, c->ns, c->type, c->id, &snaps);
     if (rc == 0) {
       store_group_owner(base, c->ns, c->type, c->id, &owner);
-      for (size_t i = 0; i < snaps.n; i++)
+      for (size_t i = 0; owner_visible(c, owner) && i < snaps.n; i++)
         render_snapshot(j, c->type, c->id, &snaps.items[i], owner);
       store_snapshot_list_free(&snaps);
     }
@@ -132,6 +153,8 @@ static int list_snapshots(struct content_job *c, struct core_json *j)
     if (c->type && strcmp(c->type, gi->type) != 0)
       continue;
     if (c->id && strcmp(c->id, gi->id) != 0)
+      continue;
+    if (!owner_visible(c, gi->owner))
       continue;
     struct store_snapshot_list snaps;
     rc = store_snapshot_list(base, c->ns, gi->type, gi->id, &snaps);
@@ -169,6 +192,8 @@ static void content_run(struct core_job *job)
       break;
     core_json_arr_open(&j);
     for (size_t i = 0; i < list.n; i++) {
+      if (c->viewer && !ns_visible(c, list.items[i]))
+        continue;
       core_json_obj_open(&j);
       core_json_kv_str(&j, "ns", list.items[i]);
       core_json_obj_close(&j);
@@ -202,6 +227,8 @@ static void content_run(struct core_job *job)
     core_json_arr_open(&j);
     for (size_t i = 0; i < list.n; i++) {
       const struct store_group_info *gi = &list.items[i];
+      if (!owner_visible(c, gi->owner))
+        continue;
       core_json_obj_open(&j);
       core_json_kv_str(&j, "backup-type", gi->type);
       core_json_kv_str(&j, "backup-id", gi->id);
@@ -246,6 +273,18 @@ static void content_run(struct core_job *job)
     }
     break;
   }
+  case OP_CHANGE_OWNER:
+    rc = store_lock_group(lockdir, c->ns, c->type, c->id, STORE_LOCK_EXCLUSIVE, &g);
+    if (rc == 0) {
+      char *old = NULL;
+      rc = store_group_owner(base, c->ns, c->type, c->id, &old);
+      core_free(old);
+    }
+    if (rc == 0)
+      rc = store_group_set_owner(base, c->ns, c->type, c->id, c->new_owner);
+    if (rc == 0)
+      core_json_null(&j);
+    break;
   case OP_PROT_SET:
     rc = store_lock_snapshot(lockdir, c->ns, c->type, c->id, c->time, STORE_LOCK_SHARED, &g);
     if (rc == 0)
@@ -267,6 +306,11 @@ out:
 
 static void content_free(struct content_job *c)
 {
+  core_free(c->only_owner);
+  core_free(c->viewer);
+  core_free(c->new_owner);
+  if (c->acl)
+    access_info_unref(c->acl);
   core_buf_free(&c->out);
   core_free(c->ns);
   core_free(c->type);
@@ -274,8 +318,33 @@ static void content_free(struct content_job *c)
   core_free(c);
 }
 
+static const char *const op_names[] = {
+  [OP_NS_CREATE] = "created namespace", [OP_NS_DELETE] = "deleted namespace",
+  [OP_GROUP_DELETE] = "deleted group",  [OP_SNAP_DELETE] = "deleted snapshot",
+  [OP_PROT_SET] = "changed the protection of snapshot",
+  [OP_CHANGE_OWNER] = "changed the owner of",
+};
+
+static void audit(const struct content_job *c)
+{
+  if (c->api->access == NULL)
+    return;
+  char time_s[24] = "";
+  if (c->op == OP_SNAP_DELETE || c->op == OP_PROT_SET)
+    snprintf(time_s, sizeof(time_s), "/%" PRId64, c->time);
+  store_access_audit(c->api->access, c->req, "%s store=%s ns=%s%s%s%s%s%s%s%s%s",
+                     op_names[c->op], c->ds->name, c->ns[0] ? c->ns : "/",
+                     c->type ? " group=" : "", c->type ? c->type : "", c->id ? "/" : "",
+                     c->id ? c->id : "", time_s,
+                     c->op == OP_PROT_SET ? (c->flag ? " (protected)" : " (unprotected)")
+                                          : "",
+                     c->new_owner ? " to " : "", c->new_owner ? c->new_owner : "");
+}
+
 static void content_finish(struct content_job *c, int rc)
 {
+  if (rc == 0 && is_write(c->op))
+    audit(c);
   if (rc < 0) {
     int code = http_status_for(rc);
     if (rc == -ENOTEMPTY)
@@ -322,6 +391,17 @@ static int follow_in_bucket(struct content_job *c)
   case OP_NS_DELETE:
     rc = store_path_ns(rel, sizeof(rel), NULL, c->ns);
     break;
+  case OP_CHANGE_OWNER: {
+    char group[4096];
+    rc = store_path_group(group, sizeof(group), NULL, c->ns, c->type, c->id);
+    if (rc >= 0 && snprintf(rel, sizeof(rel), "%s/%s", group, STORE_OWNER_FILE) <
+                       (int)sizeof(rel)) {
+      const char *rels[1] = {rel};
+      store_s3_mirror(c->ds, rels, 1, 0, mirror_done, c);
+      return 1;
+    }
+    return 0;
+  }
   case OP_PROT_SET:
     rc = store_path_file(rel, sizeof(rel), NULL, c->ns, c->type, c->id, c->time,
                          ".protected");
@@ -416,7 +496,10 @@ static void start(struct http_request *req, struct store_api *api, enum content_
     msg = "the root namespace cannot be deleted";
 
   int need_group = op == OP_GROUP_DELETE || op == OP_SNAP_DELETE || op == OP_PROT_GET ||
-                   op == OP_PROT_SET;
+                   op == OP_PROT_SET || op == OP_CHANGE_OWNER;
+  const char *new_owner = http_req_param(req, "new-owner");
+  if (op == OP_CHANGE_OWNER && (new_owner == NULL || !access_authid_valid(new_owner)))
+    msg = "invalid or missing new-owner (user@realm or user@realm!token)";
   int need_time = op == OP_SNAP_DELETE || op == OP_PROT_GET || op == OP_PROT_SET;
   if (msg == NULL && (type || need_group) && (type == NULL || store_name_backup_type(type) < 0))
     msg = "backup-type must be vm, ct or host";
@@ -443,6 +526,16 @@ static void start(struct http_request *req, struct store_api *api, enum content_
   }
   c->type = type ? core_strdup(type) : NULL;
   c->id = id ? core_strdup(id) : NULL;
+  if (op == OP_CHANGE_OWNER)
+    c->new_owner = core_strdup(new_owner);
+  const char *who = http_req_authid(req);
+  if ((op == OP_GROUP_LIST || op == OP_SNAP_LIST) && who &&
+      !(http_req_privs(req) & ACCESS_PRIV_DATASTORE_AUDIT))
+    c->only_owner = core_strdup(who);
+  if (op == OP_NS_LIST && who && api->access && !access_is_root(who)) {
+    c->viewer = core_strdup(who);
+    c->acl = store_access_info_ref(api->access);
+  }
   store_lookup(api->reg, http_req_param(req, "store"), is_write(op) ? STORE_OP_WRITE
                                                                     : STORE_OP_READ,
                content_lookup, c);
@@ -460,20 +553,33 @@ HANDLER(h_snap_list, OP_SNAP_LIST)
 HANDLER(h_snap_delete, OP_SNAP_DELETE)
 HANDLER(h_prot_get, OP_PROT_GET)
 HANDLER(h_prot_set, OP_PROT_SET)
+HANDLER(h_change_owner, OP_CHANGE_OWNER)
 
 void store__api_content_register(struct http_server *s, struct store_api *api)
 {
 #define D "/api2/json/admin/datastore/{store}/"
   const struct http_route routes[] = {
-    {HTTP_METHOD_GET, D "namespace", h_ns_list, api, 0, 0},
-    {HTTP_METHOD_POST, D "namespace", h_ns_create, api, 0, 0},
-    {HTTP_METHOD_DELETE, D "namespace", h_ns_delete, api, 0, 0},
-    {HTTP_METHOD_GET, D "groups", h_group_list, api, 0, 0},
-    {HTTP_METHOD_DELETE, D "groups", h_group_delete, api, 0, 0},
-    {HTTP_METHOD_GET, D "snapshots", h_snap_list, api, 0, 0},
-    {HTTP_METHOD_DELETE, D "snapshots", h_snap_delete, api, 0, 0},
-    {HTTP_METHOD_GET, D "protected", h_prot_get, api, 0, 0},
-    {HTTP_METHOD_PUT, D "protected", h_prot_set, api, 0, 0},
+    {HTTP_METHOD_GET, D "namespace", h_ns_list, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_AUDIT | ACCESS_PRIV_DATASTORE_BACKUP, 0,
+                     ACCESS_ON_NS_PARAM_PARENT, ACCESS_IF_ANY_BELOW)},
+    {HTTP_METHOD_POST, D "namespace", h_ns_create, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_NS_PARAM_PARENT)},
+    {HTTP_METHOD_DELETE, D "namespace", h_ns_delete, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_NS_PARENT)},
+    {HTTP_METHOD_GET, D "groups", h_group_list, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_NS, ACCESS_IF_FILTERED)},
+    {HTTP_METHOD_DELETE, D "groups", h_group_delete, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_PRIV_DATASTORE_PRUNE, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
+    {HTTP_METHOD_GET, D "snapshots", h_snap_list, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_NS, ACCESS_IF_FILTERED)},
+    {HTTP_METHOD_DELETE, D "snapshots", h_snap_delete, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_PRIV_DATASTORE_PRUNE, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
+    {HTTP_METHOD_GET, D "protected", h_prot_get, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_AUDIT, ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
+    {HTTP_METHOD_PUT, D "protected", h_prot_set, api, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_PRIV_DATASTORE_PRUNE, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
+    {HTTP_METHOD_POST, D "change-owner", h_change_owner, api, 0, 0,
+     ACCESS_NEEDS(ACCESS_PRIV_DATASTORE_MODIFY, ACCESS_ON_NS)},
   };
 #undef D
   http_server_add_routes(s, routes, sizeof(routes) / sizeof(routes[0]));

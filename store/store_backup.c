@@ -17,6 +17,8 @@
  * (store_recover.c).
  */
 #include "store/store_backup.h"
+#include "access/access.h"
+#include "store/store_access.h"
 #include "store/store_s3.h"
 
 #include "core/core_alloc.h"
@@ -86,11 +88,12 @@ struct open_job {
   int no_cache;                 /* in: the no-cache parameter */
 };
 
-/* A token may write into groups it owns; the root user (and its tokens) may
- * write anywhere. Full users and ACLs come later. */
+/* PBS's ownership rule (the owner, or a user for its tokens' groups; the
+ * privilege was checked before the session opened); the root user and its
+ * tokens may also write anywhere, as Cairn always allowed. */
 static int may_write_group(const char *authid, const char *owner)
 {
-  if (strcmp(authid, owner) == 0)
+  if (store_access_owns(authid, owner))
     return 1;
   return strncmp(authid, "root@pam", 8) == 0 && (authid[8] == '\0' || authid[8] == '!');
 }
@@ -234,8 +237,26 @@ static void open_done(struct core_job *j, int status)
   core_free(o);
 }
 
+/* A client that stamps snapshots in the future could make keep-last prune
+ * delete real ones later: beyond the tolerated clock skew, refuse. */
+#define BACKUP_TIME_MAX_AHEAD_S 300
+
+static int backup_time_ok(struct http_request *req)
+{
+  int64_t t;
+  if (core_parse_i64(http_req_param(req, "backup-time"), &t) < 0)
+    return 1; /* store_session_params answers the malformed case */
+  if (t <= (int64_t)time(NULL) + BACKUP_TIME_MAX_AHEAD_S)
+    return 1;
+  http_respond_error(req, 400, "backup-time %" PRId64 " is more than %d seconds in the "
+                     "server's future", t, BACKUP_TIME_MAX_AHEAD_S);
+  return 0;
+}
+
 static void h_open(struct http_request *req, void *ctx)
 {
+  if (!backup_time_ok(req))
+    return;
   const char *no_cache = http_req_param(req, "no-cache");
   int nc = 0;
   if (no_cache && core_parse_bool(no_cache, &nc) < 0) {
@@ -598,11 +619,16 @@ static void h_finish(struct http_request *req, void *ctx)
 void store__backup_register(struct http_server *srv, struct store_sessions *t)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_POST, "/api2/json/backup", h_open, t, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/backup/{session}", h_abort, t, 0, 0},
+    /* Backup into a group the caller owns (or creates): may_write_group. */
+    {HTTP_METHOD_POST, "/api2/json/backup", h_open, t, 0, 0,
+     ACCESS_NEEDS_OR(0, ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_NS, ACCESS_IF_NEW_GROUP)},
+    /* Session calls: the session checks that its creator makes them. */
+    {HTTP_METHOD_DELETE, "/api2/json/backup/{session}", h_abort, t, 0, 0, ACCESS_AUTHENTICATED},
     {HTTP_METHOD_GET, "/api2/json/backup/{session}/previous_backup_time", h_previous_time, t,
-     0, 0},
-    {HTTP_METHOD_POST, "/api2/json/backup/{session}/finish", h_finish, t, 0, 0},
+     0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_POST, "/api2/json/backup/{session}/finish", h_finish, t, 0, 0,
+     ACCESS_AUTHENTICATED},
   };
   http_server_add_routes(srv, routes, sizeof(routes) / sizeof(routes[0]));
   store__backup_data_register(srv, t);

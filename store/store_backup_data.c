@@ -11,6 +11,7 @@
  * its upload name until finish (store_backup.h, MANIFEST_UPLOAD_NAME).
  */
 #include "store/store_backup.h"
+#include "access/access.h"
 #include "store/store_s3.h"
 
 #include "core/core_alloc.h"
@@ -653,17 +654,27 @@ void store__backup_data_register(struct http_server *srv, struct store_sessions 
 {
 #define B "/api2/json/backup/{session}/"
   const struct http_route routes[] = {
-    {HTTP_METHOD_POST, B "fixed_index", h_fixed_index, t, 0, 0},
-    {HTTP_METHOD_POST, B "dynamic_index", h_dynamic_index, t, 0, 0},
-    {HTTP_METHOD_PUT, B "fixed_index", h_fixed_append, t, INDEX_APPEND_MAX_BODY, 0},
-    {HTTP_METHOD_PUT, B "dynamic_index", h_dynamic_append, t, INDEX_APPEND_MAX_BODY, 0},
-    {HTTP_METHOD_POST, B "fixed_chunk", h_fixed_chunk, t, CHUNK_MAX_BODY, HTTP_ROUTE_RAW_BODY},
+    {HTTP_METHOD_POST, B "fixed_index", h_fixed_index, t, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_POST, B "dynamic_index", h_dynamic_index, t, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_PUT, B "fixed_index", h_fixed_append, t, INDEX_APPEND_MAX_BODY, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_PUT, B "dynamic_index", h_dynamic_append, t, INDEX_APPEND_MAX_BODY, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_POST, B "fixed_chunk", h_fixed_chunk, t, CHUNK_MAX_BODY, HTTP_ROUTE_RAW_BODY,
+     ACCESS_AUTHENTICATED},
     {HTTP_METHOD_POST, B "dynamic_chunk", h_dynamic_chunk, t, CHUNK_MAX_BODY,
-     HTTP_ROUTE_RAW_BODY},
-    {HTTP_METHOD_POST, B "fixed_close", h_fixed_close, t, 0, 0},
-    {HTTP_METHOD_POST, B "dynamic_close", h_dynamic_close, t, 0, 0},
-    {HTTP_METHOD_POST, B "blob", h_blob, t, BLOB_MAX_BODY, HTTP_ROUTE_RAW_BODY},
-    {HTTP_METHOD_GET, B "previous", h_previous, t, 0, 0},
+     HTTP_ROUTE_RAW_BODY,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_POST, B "fixed_close", h_fixed_close, t, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_POST, B "dynamic_close", h_dynamic_close, t, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_POST, B "blob", h_blob, t, BLOB_MAX_BODY, HTTP_ROUTE_RAW_BODY,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_GET, B "previous", h_previous, t, 0, 0,
+     ACCESS_AUTHENTICATED},
   };
 #undef B
   http_server_add_routes(srv, routes, sizeof(routes) / sizeof(routes[0]));

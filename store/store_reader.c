@@ -10,6 +10,7 @@
  * connection.
  */
 #include "store/store_session.h"
+#include "access/access.h"
 
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
@@ -252,10 +253,14 @@ static void h_chunk(struct http_request *req, void *ctx)
 void store__reader_register(struct http_server *srv, struct store_sessions *t)
 {
   const struct http_route routes[] = {
-    {HTTP_METHOD_POST, "/api2/json/reader", h_open, t, 0, 0},
-    {HTTP_METHOD_DELETE, "/api2/json/reader/{session}", h_close, t, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/reader/{session}/download", h_download, t, 0, 0},
-    {HTTP_METHOD_GET, "/api2/json/reader/{session}/chunk", h_chunk, t, 0, 0},
+    {HTTP_METHOD_POST, "/api2/json/reader", h_open, t, 0, 0,
+     ACCESS_NEEDS_OR(ACCESS_PRIV_DATASTORE_READ, ACCESS_PRIV_DATASTORE_BACKUP, ACCESS_ON_NS, ACCESS_IF_GROUP_OWNER)},
+    {HTTP_METHOD_DELETE, "/api2/json/reader/{session}", h_close, t, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_GET, "/api2/json/reader/{session}/download", h_download, t, 0, 0,
+     ACCESS_AUTHENTICATED},
+    {HTTP_METHOD_GET, "/api2/json/reader/{session}/chunk", h_chunk, t, 0, 0,
+     ACCESS_AUTHENTICATED},
   };
   http_server_add_routes(srv, routes, sizeof(routes) / sizeof(routes[0]));
 }

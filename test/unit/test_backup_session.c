@@ -40,17 +40,18 @@ struct bs {
 };
 
 /* Any "PBSAPIToken=<authid>:<secret>" is taken as <authid>. */
-static int token_auth(void *ctx, const char *authorization, char *authid, size_t len)
+static int token_auth(void *ctx, struct http_request *req, char *authid, size_t len)
 {
   static const char prefix[] = "PBSAPIToken=";
+  const char *authorization = http_req_header(req, "authorization");
   if (authorization == NULL || strncmp(authorization, prefix, sizeof(prefix) - 1) != 0)
-    return CORE_EPARSE;
+    return HTTP_AUTH_FAIL;
   const char *id = authorization + sizeof(prefix) - 1;
   const char *colon = strchr(id, ':');
   if (colon == NULL || (size_t)(colon - id) >= len)
-    return CORE_EPARSE;
+    return HTTP_AUTH_FAIL;
   snprintf(authid, len, "%.*s", (int)(colon - id), id);
-  return 0;
+  return HTTP_AUTH_OK;
 }
 
 static void bs_start(struct bs *b)

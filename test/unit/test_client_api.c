@@ -43,8 +43,15 @@ UNIT_TEST(repo_strings)
   ASSERT_STR_EQ(r.store, "s");
   client_repo_free(&r);
 
+  /* A user (no token name) logs in with a password. */
+  ASSERT_OK(client_repo_parse("alice@pbs@10.0.0.5:data", &r, err, sizeof(err)));
+  ASSERT_STR_EQ(r.authid, "alice@pbs");
+  ASSERT_STR_EQ(r.host, "10.0.0.5");
+  ASSERT_STR_EQ(r.store, "data");
+  client_repo_free(&r);
+
   const char *bad[] = {"", "hostonly", ":store", "host:", "host:99999:s", "host:12x:s",
-                       "user@realm@host:s", "host:1:s:extra", "[::1:s", "host:a/b"};
+                       "user@host:s", "@host:s", "host:1:s:extra", "[::1:s", "host:a/b"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     if (client_repo_parse(bad[i], &r, err, sizeof(err)) != CORE_EINVAL)
       unit_fail(__FILE__, __LINE__, "accepted \"%s\"", bad[i]);

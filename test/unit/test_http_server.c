@@ -83,12 +83,13 @@ static void h_later(struct http_request *req, void *ctx)
   uv_timer_start(&l->timer, later_fire, 30, 0);
 }
 
-static int fake_auth(void *ctx, const char *authorization, char *authid, size_t len)
+static int fake_auth(void *ctx, struct http_request *req, char *authid, size_t len)
 {
+  const char *authorization = http_req_header(req, "authorization");
   if (authorization == NULL || strcmp(authorization, TOKEN) != 0)
-    return CORE_EPARSE;
+    return HTTP_AUTH_FAIL;
   snprintf(authid, len, "root@pam!t");
-  return 0;
+  return HTTP_AUTH_OK;
 }
 
 static const struct http_route test_routes[] = {
