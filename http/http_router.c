@@ -72,13 +72,13 @@ static int match_entry(const struct http_route_entry *e, const char *path, size_
     while (p < end && *p == '/')
       p++;
     if (p == end)
-      return 0;
+      goto fail; /* the path is shorter: free the parameters decoded so far */
     const char *s = memchr(p, '/', (size_t)(end - p));
     size_t slen = s ? (size_t)(s - p) : (size_t)(end - p);
     const char *seg = e->seg[i];
     if (seg == NULL) {
       if (nparams == HTTP_MAX_PATH_PARAMS)
-        return 0;
+        goto fail;
       char *v = core_malloc(slen + 1);
       int n = http_url_decode(p, slen, v, 0);
       /* A decoded NUL would let "a%00b" pass as "a" to name checks. */
