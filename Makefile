@@ -1,10 +1,12 @@
 # The two commands of the README, plus the benchmarks. Everything else is CMake.
 BUILD      ?= build
 TEST_BUILD ?= build-test
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME  ?= 60
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all run test deps build build-programs build-test bench bench-status bench-ingest bench-backup \
+.PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
         bench-gc bench-s3 bench-s3-gc bench-s3-backup clean
 
 all: build
@@ -30,11 +32,30 @@ run: build-programs
 build-test:
 	@sh scripts/deps.sh test
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCAIRN_SANITIZE=ON \
-	  -DCAIRN_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	  -DCAIRN_WERROR=ON -DCAIRN_FUZZ_BIN_DIR=$(abspath $(FUZZ_BUILD))/bin $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(TEST_BUILD) -j $(JOBS)
 
-test: build-test
+# The fuzz.* ctest entries run the libFuzzer targets of the clang build for a
+# few seconds each, so the fuzz build comes first (in order, also under -j).
+test: fuzz-build
+	@$(MAKE) --no-print-directory build-test
 	@cd $(TEST_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+# libFuzzer targets (clang, ASan+UBSan, warnings as errors), see docs/fuzzing.md.
+fuzz-build:
+	@sh scripts/deps.sh test
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCAIRN_FUZZ=ON -DCAIRN_SANITIZE=ON \
+	  -DCAIRN_WERROR=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz
+
+# Every target for FUZZ_TIME seconds over its seed corpus, one summary line each.
+fuzz: fuzz-build
+	@sh fuzz/run.sh $(FUZZ_BUILD)/bin $(FUZZ_TIME)
+
+# Rewrites the seed corpus (fuzz/corpus/) after an input format changed.
+fuzz-corpus: fuzz-build
+	@cmake --build $(FUZZ_BUILD) --target fuzz_gen_corpus
+	@$(FUZZ_BUILD)/bin/fuzz_gen_corpus fuzz/corpus
 
 bench-status: build
 	@sh scripts/deps.sh bench
@@ -67,4 +88,4 @@ bench-s3-backup: build
 bench: bench-status bench-ingest bench-backup bench-gc
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

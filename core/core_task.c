@@ -289,6 +289,9 @@ static void append_line_locked(struct core_task *t, const char *text)
 }
 
 static void vlog(struct core_task *t, const char *prefix, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void vlog(struct core_task *t, const char *prefix, const char *fmt, va_list ap)
 {
   char line[CORE_TASK_LOG_LINE_MAX];
   size_t n = strlen(prefix);
