@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -141,9 +142,9 @@ static int check_base(struct check *c)
 
 static void check_prefix_dir(struct check *c, int chunks, const char *name)
 {
-  unsigned prefix;
-  if (strlen(name) != 4 || sscanf(name, "%4x", &prefix) != 1)
+  if (strlen(name) != 4 || strspn(name, "0123456789abcdef") != 4)
     return; /* not a prefix directory; GC ignores it as well */
+  unsigned prefix = (unsigned)strtoul(name, NULL, 16);
   int pfd = openat(chunks, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (pfd < 0) {
     say(c, 1, "chunk prefix directory .chunks/%s: %s", name, core_strerror(-errno));
