@@ -63,7 +63,8 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         self.srv.stop()
         report = self.srv.sanitizer_reports()
         self.srv.close()
-        self.assertEqual("", report)
+        self.maxDiff = None  # a sanitizer report is worth reading whole
+        self.assertEqual("", report, "seed %d" % self.seed)
 
     def where(self, it):
         return "seed %d, iteration %d (reproduce: CAIRN_CRASH_SEED=%d)" % (self.seed, it,
@@ -148,6 +149,19 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
 
     # ---- the loop ----
 
+    def no_sanitizer_report(self, it):
+        """A sanitizer report that has begun is let finish (the process aborts
+        after it) rather than cut short by the kill, so it has a stack."""
+        if not self.srv.sanitizer_reports():
+            return
+        try:
+            self.srv.proc.wait(30)
+        except Exception:
+            pass
+        self.srv.stop()
+        self.maxDiff = None
+        self.assertEqual("", self.srv.sanitizer_reports(), self.where(it))
+
     def iteration(self, it, rng, pool):
         self.age_chunks()
         with self.lock:
@@ -177,6 +191,7 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         for th in threads:
             th.start()
         time.sleep(delay)
+        self.no_sanitizer_report(it)
         with self.lock:
             self.killed = True
         self.srv.kill9()
