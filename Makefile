@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup clean
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup crash-loop clean
 
 all: build
 
@@ -56,6 +56,14 @@ fuzz: fuzz-build
 fuzz-corpus: fuzz-build
 	@cmake --build $(FUZZ_BUILD) --target fuzz_gen_corpus
 	@$(FUZZ_BUILD)/bin/fuzz_gen_corpus fuzz/corpus
+
+# The crash-consistency loop of the test suite, longer: `make crash-loop N=1000`
+# (SEED=<n> replays a seed the loop printed).
+N ?= 200
+crash-loop: build-test
+	@CAIRN_BIN_DIR=$(CURDIR)/$(TEST_BUILD)/bin CAIRN_CRASH_ITERATIONS=$(N) \
+	  $(if $(SEED),CAIRN_CRASH_SEED=$(SEED)) \
+	  /usr/bin/python3 test/integration/test_crash_loop.py
 
 bench-status: build
 	@sh scripts/deps.sh bench

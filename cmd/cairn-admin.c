@@ -11,12 +11,16 @@
 #include "core/core_parse.h"
 #include "core/core_shmem.h"
 #include "s3/s3_admin.h"
+#include "store/store_check.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
+#include "store/store_lock.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_KV 32
 
@@ -38,7 +42,10 @@ static void usage(FILE *f)
           "  datastore update NAME [--KEY VALUE]... [--delete KEY]...\n"
           "  datastore remove NAME\n"
           "  datastore fill-layout NAME   create all 65,536 chunk prefix directories\n"
-          "                               (PBS's layout; Cairn creates them on first use)\n");
+          "                               (PBS's layout; Cairn creates them on first use)\n"
+          "  datastore check NAME [--verify-chunks]\n"
+          "                               read-only consistency check (also while cairnd\n"
+          "                               runs); exit 0 clean, 1 problems, 2 cannot check\n");
   s3_admin_usage(f);
   access_admin_usage(f);
   fprintf(f,
@@ -128,6 +135,66 @@ static int ds_fill_layout(struct admin *a, const char *name)
   core_config_free(&cfg);
   core_free(path);
   return rc ? 1 : 0;
+}
+
+static void check_report(void *arg, int problem, const char *msg)
+{
+  (void)arg;
+  printf("%s: %s\n", problem ? "problem" : "note", msg);
+}
+
+/* `datastore check NAME [--verify-chunks]`: exit 0 consistent, 1 problems
+ * found, 2 usage or the datastore cannot be checked. */
+static int ds_check(struct admin *a, int argc, char **argv)
+{
+  struct store_check_opts o;
+  memset(&o, 0, sizeof(o));
+  if (argc < 1 || argc > 2 || (argc == 2 && strcmp(argv[1], "--verify-chunks") != 0)) {
+    usage(stderr);
+    return 2;
+  }
+  if (argc == 2)
+    o.flags |= STORE_CHECK_VERIFY_CHUNKS;
+  const char *name = argv[0];
+  char *path = core_asprintf("%s/datastore.cfg", a->config_dir);
+  struct core_config cfg;
+  char err[CORE_CONFIG_ERR_LEN] = "";
+  char lockdir[1024];
+  struct stat sb;
+  int status = 2;
+  core_config_init(&cfg);
+  int rc = core_config_load(path, &cfg, NULL, err, sizeof(err));
+  const struct core_config_section *sec =
+      rc == 0 ? core_config_find(&cfg, "datastore", name) : NULL;
+  o.base = sec ? core_config_get(sec, "path") : NULL;
+  if (o.base == NULL) {
+    fprintf(stderr, "cairn-admin: no datastore '%s' %s\n", name, err);
+    goto out;
+  }
+  if (core_config_get(sec, "backend") != NULL)
+    o.flags |= STORE_CHECK_S3_CACHE;
+  o.run_dir = a->run_dir;
+  /* Locks only where a server may run: never create a run directory. */
+  if (stat(a->run_dir, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+      store_lock_dir(lockdir, sizeof(lockdir), a->run_dir, name) >= 0)
+    o.lockdir = lockdir;
+  o.report = check_report;
+  struct store_check_stats st;
+  rc = store_check(&o, &st);
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: %s: %s\n", o.base, core_strerror(rc));
+    goto out;
+  }
+  printf("datastore %s: %" PRIu64 " finished snapshot(s) checked, %" PRIu64
+         " unfinished, %" PRIu64 " busy; %" PRIu64 " archive(s); %" PRIu64
+         " chunk(s) referenced, %" PRIu64 " verified; %" PRIu64 " problem(s)\n",
+         name, st.snapshots, st.unfinished, st.busy, st.archives, st.chunks,
+         st.chunks_verified, st.problems);
+  status = st.problems ? 1 : 0;
+out:
+  core_config_free(&cfg);
+  core_free(path);
+  return status;
 }
 
 static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
@@ -245,6 +312,8 @@ int main(int argc, char **argv)
     }
     return ds_fill_layout(&a, argv[i + 2]);
   }
+  if (!is_s3 && !strcmp(cmd, "check"))
+    return ds_check(&a, argc - i - 2, argv + i + 2);
   int mk = core_mkdir_p(a.config_dir, 0700);
   if (mk < 0) {
     fprintf(stderr, "cairn-admin: cannot create %s: %s\n", a.config_dir, core_strerror(mk));

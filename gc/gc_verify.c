@@ -269,9 +269,13 @@ static int snap_path(struct verify_run *r, const char *file, char *out, size_t c
   return store_path_file(out, cap, r->base, s->ns, s->type, s->id, s->time, file);
 }
 
+/* Reads and decodes the snapshot's manifest into `m`, which the caller frees
+ * whatever this returns: a manifest that is gone (a prune removed the
+ * snapshot after the listing) leaves `m` empty, not uninitialised. */
 static int load_manifest(struct verify_run *r, struct store_manifest *m)
 {
   char path[STORE_PATH_MAX];
+  memset(m, 0, sizeof(*m));
   int rc = snap_path(r, STORE_MANIFEST_NAME, path, sizeof(path));
   if (rc < 0)
     return rc;
