@@ -38,7 +38,10 @@ int http_auth_create_token(struct http_auth *a, const char *tokenid, char **secr
  * "PBSAPIToken=". Blocking. */
 int http_auth_ensure_root(struct http_auth *a, const char *config_dir);
 
-/* The http_auth_fn for http_server_set_auth(). */
+/* The http_auth_fn for http_server_set_auth(). Returns 0, CORE_ENOTFOUND (no
+ * header, unknown token or wrong secret), CORE_EPARSE (malformed header) or
+ * CORE_EFORMAT (the token's stored hash in token.shadow is malformed); the
+ * server answers 401 to all of them. */
 int http_auth_check(void *ctx, const char *authorization, char *authid, size_t len);
 
 #endif
