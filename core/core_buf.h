@@ -28,14 +28,16 @@ void core_buf_free(struct core_buf *b);
 void core_buf_reset(struct core_buf *b);
 
 /* All appenders return 0, or CORE_ETOOBIG if the result would pass `max`
- * (the buffer is then unchanged), or UV_ENOMEM. */
+ * (the buffer is then unchanged), or UV_ENOMEM; the printf pair also
+ * CORE_EPARSE when vsnprintf rejects the format or an argument. */
 int core_buf_append(struct core_buf *b, const void *data, size_t len);
 int core_buf_append_str(struct core_buf *b, const char *s);
 int core_buf_printf(struct core_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int core_buf_vprintf(struct core_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
-/* Makes room for `len` more bytes without using them. */
+/* Makes room for `len` more bytes without using them. Returns 0, CORE_ETOOBIG
+ * (past `max`) or UV_ENOMEM. */
 int core_buf_reserve(struct core_buf *b, size_t len);
 
 /* Gives an empty buffer `mem` (`cap` bytes, at least 1) as its memory, e.g.

@@ -42,7 +42,8 @@ int core_hex_decode(const char *in, size_t len, uint8_t *out);
 /* True if `s` is exactly 64 lowercase hex characters. */
 int core_is_digest_hex(const char *s);
 
-/* Fills `buf` with cryptographically random bytes; 0 or a negative error. */
+/* Fills `buf` with cryptographically random bytes; 0 or CORE_ECRYPTO (the
+ * generator failed). */
 int core_random(void *buf, size_t len);
 
 /* Constant-time comparison; returns 1 if equal. */

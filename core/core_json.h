@@ -54,7 +54,9 @@ int core_json_parse(const char *text, size_t len, yajl_val *out, char *errbuf,
 
 /* Object member by key, or NULL. */
 yajl_val core_json_get(yajl_val obj, const char *key);
-/* Typed access: NULL/0 when absent or of another type. */
+/* Typed access: the string form gives NULL when absent or of another type;
+ * the int and bool forms return 0 with *out set, or CORE_ENOTFOUND (absent
+ * or of another type; *out untouched). */
 const char *core_json_get_str(yajl_val obj, const char *key);
 int core_json_get_int(yajl_val obj, const char *key, int64_t *out);
 int core_json_get_bool(yajl_val obj, const char *key, int *out);

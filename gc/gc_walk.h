@@ -45,7 +45,11 @@ void gc_index_list_free(struct gc_index_list *l);
 
 /* Walks `base` into `out` (initialise it to zeros). `abort_flag` (may be
  * NULL) is polled; when set the walk stops with CORE_EABORTED. Returns 0, or
- * a negative error with a message in err[0..errlen). */
+ * a negative error with a message in err[0..errlen): CORE_ENOTFOUND (`base`
+ * missing or not a directory), CORE_ETOOBIG (a path past STORE_PATH_MAX, or
+ * a tree deeper than the layout allows), CORE_EABORTED, or any errno from
+ * opening or reading a directory (one that vanished during the walk is
+ * empty, not an error). */
 int gc_walk_indexes(const char *base, struct gc_index_list *out, const _Atomic int *abort_flag,
                     char *err, size_t errlen);
 
@@ -54,7 +58,7 @@ int gc_walk_indexes(const char *base, struct gc_index_list *out, const _Atomic i
  * vanished: the snapshot was pruned after the walk, possibly right after a
  * newer snapshot that inherited its chunks finished, and that newer one must
  * be marked instead. A group that no longer exists is skipped. Errors as
- * gc_walk_indexes. */
+ * gc_walk_indexes except CORE_ENOTFOUND. */
 int gc_walk_groups(char *const *group_dirs, size_t n, struct gc_index_list *out,
                    const _Atomic int *abort_flag, char *err, size_t errlen);
 

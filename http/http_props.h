@@ -37,7 +37,9 @@ typedef int (*http_prop_check_fn)(const char *name, const char *value, char *err
 /* Fills `p` from the request. `skip` (NULL-terminated) names the control
  * parameters besides `digest` and `delete`; with `check` NULL no property is
  * collected (a removal: only `digest` counts). Returns 0, or < 0 with a message
- * in `err` (the request is not answered); free `p` either way. */
+ * in `err` (the request is not answered): CORE_EINVAL (a property given twice,
+ * more than HTTP_PROPS_MAX, a `delete` that is not a list of names, a digest
+ * that is not 64 lowercase hex) or `check`'s code. Free `p` either way. */
 int http_props_collect(struct http_request *req, const char *const *skip,
                        http_prop_check_fn check, struct http_props *p, char *err,
                        size_t errlen);

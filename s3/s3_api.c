@@ -7,7 +7,7 @@
 #include "core/core_job.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
-#include "http/http_props.h"
+#include "http/http_cfgedit.h"
 #include "s3/s3_config.h"
 #include "s3/s3_sync.h"
 #include "s3/s3_url.h"
@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define CHECK_TIMEOUT_MS 5000
+#define INVALID_ID "invalid S3 endpoint id (3..32 of [A-Za-z0-9_.-])"
 
 /* ---- rendering --------------------------------------------------------- */
 
@@ -129,7 +130,7 @@ static int check_id_param(struct http_request *req, const char *id)
     return -1;
   }
   if (s3_config_check_id(id) < 0) {
-    http_respond_error(req, 400, "invalid S3 endpoint id (3..32 of [A-Za-z0-9_.-])");
+    http_respond_error(req, 400, INVALID_ID);
     return -1;
   }
   return 0;
@@ -149,99 +150,78 @@ static void h_get(struct http_request *req, void *ctx)
 
 /* ---- writes ------------------------------------------------------------ */
 
-enum write_kind { W_CREATE, W_UPDATE, W_REMOVE };
+static int s3_check_name(const char *id, char *err, size_t errlen)
+{
+  int rc = s3_config_check_id(id);
+  if (rc < 0)
+    snprintf(err, errlen, "%s", INVALID_ID);
+  return rc;
+}
 
-struct write_job {
-  struct core_job job;
-  struct http_request *req;
-  enum write_kind kind;
-  struct s3_config_req q;       /* in; q.err out */
-  struct http_props props;      /* what q points into */
-  int rc;                       /* out */
+/* Pool thread: s3_config locks s3.cfg, edits it and the secrets, and bumps
+ * the generation. */
+static int s3_apply(struct http_cfgedit *e)
+{
+  const struct s3_api *api = e->ctx;
+  struct s3_config_req q = {
+    .config_dir = api->config_dir,
+    .shmem = api->shmem,
+    .id = e->name,
+    .set = e->props.set,
+    .nset = e->props.nset,
+    .del = e->props.del,
+    .ndel = e->props.ndel,
+    .digest = e->props.digest,
+  };
+  int rc = 0;
+  switch (e->op) {
+  case HTTP_CFGEDIT_CREATE: rc = s3_config_create(&q); break;
+  case HTTP_CFGEDIT_UPDATE: rc = s3_config_update(&q); break;
+  case HTTP_CFGEDIT_REMOVE: rc = s3_config_remove(&q); break;
+  }
+  snprintf(e->err, sizeof(e->err), "%s", q.err);
+  return rc;
+}
+
+/* Who changed which endpoint: the audit log when cairnd has one, else the log. */
+static void s3_audit(struct http_request *req, const struct http_cfgedit *e)
+{
+  const struct s3_api *api = e->ctx;
+  char what[160];
+  snprintf(what, sizeof(what), "%s S3 endpoint %s", http_cfgedit_verb(e->op), e->name);
+  if (api->audit)
+    api->audit(api->audit_ctx, req, what);
+  else
+    core_info("%s", what);
+}
+
+static const char *const s3_control[] = {"id", NULL};
+
+static const struct http_cfgedit_ops s3_edit = {
+  .name_param = "id",
+  .control = s3_control,
+  .check_name = s3_check_name,
+  .check_prop = s3_config_check_prop,
+  .apply = s3_apply,
+  .done = s3_audit,
 };
-
-static void write_run(struct core_job *j)
-{
-  struct write_job *w = (struct write_job *)j;
-  switch (w->kind) {
-  case W_CREATE: w->rc = s3_config_create(&w->q); break;
-  case W_UPDATE: w->rc = s3_config_update(&w->q); break;
-  case W_REMOVE: w->rc = s3_config_remove(&w->q); break;
-  }
-}
-
-static void write_done(struct core_job *j, int status)
-{
-  struct write_job *w = (struct write_job *)j;
-  int rc = status < 0 ? status : w->rc;
-  if (rc == 0) {
-    const char *verb =
-        w->kind == W_CREATE ? "created" : w->kind == W_UPDATE ? "updated" : "removed";
-    struct s3_api *api = http_req_route_ctx(w->req);
-    if (api->audit) {
-      char what[160];
-      snprintf(what, sizeof(what), "%s S3 endpoint %s", verb, w->q.id);
-      api->audit(api->audit_ctx, w->req, what);
-    } else {
-      core_info("S3 endpoint %s %s", w->q.id, verb);
-    }
-    http_respond_data(w->req, NULL, 0);
-  } else {
-    int code = http_status_for(rc);
-    if (rc == CORE_ECONFIG || rc == CORE_ENAME || rc == CORE_EINVAL)
-      code = 400;
-    http_respond_error(w->req, code, "%s", w->q.err[0] ? w->q.err : core_strerror(rc));
-  }
-  http_props_free(&w->props);
-  core_free(w);
-}
-
-static void submit_write(struct http_request *req, struct s3_api *api, enum write_kind kind)
-{
-  static const char *const control[] = {"id", NULL};
-  struct write_job *w = core_new(struct write_job);
-  char err[256] = "";
-  w->req = req;
-  w->kind = kind;
-  w->q.config_dir = api->config_dir;
-  w->q.shmem = api->shmem;
-  w->q.id = http_req_param(req, "id");
-  if (check_id_param(req, w->q.id) < 0)
-    goto fail;
-  if (http_props_collect(req, control, kind == W_REMOVE ? NULL : s3_config_check_prop,
-                         &w->props, err, sizeof(err)) < 0) {
-    http_respond_error(req, 400, "%s", err[0] ? err : "invalid parameters");
-    goto fail;
-  }
-  w->q.set = w->props.set;
-  w->q.nset = w->props.nset;
-  w->q.del = w->props.del;
-  w->q.ndel = w->props.ndel;
-  w->q.digest = w->props.digest;
-  int rc = core_job_submit(api->loop, &w->job, write_run, write_done);
-  if (rc < 0) {
-    http_respond_errno(req, rc, "cannot queue the change");
-    goto fail;
-  }
-  return;
-fail:
-  http_props_free(&w->props);
-  core_free(w);
-}
 
 static void h_create(struct http_request *req, void *ctx)
 {
-  submit_write(req, ctx, W_CREATE);
+  (void)ctx;
+  http_cfgedit_submit(req, &s3_edit, HTTP_CFGEDIT_CREATE);
 }
 
 static void h_update(struct http_request *req, void *ctx)
 {
-  submit_write(req, ctx, W_UPDATE);
+  (void)ctx;
+  http_cfgedit_submit(req, &s3_edit, HTTP_CFGEDIT_UPDATE);
 }
 
 static void h_remove(struct http_request *req, void *ctx)
 {
-  submit_write(req, ctx, W_REMOVE);
+  (void)ctx;
+  http_cfgedit_submit(req, &s3_edit, HTTP_CFGEDIT_REMOVE);
 }
 
 /* ---- check ------------------------------------------------------------- */

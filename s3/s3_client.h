@@ -118,8 +118,9 @@ typedef int (*s3_body_cb)(const char *data, size_t len, void *arg);
 
 /* Creates a client for `bucket`. Blocking only if a TLS context must be built
  * (reads the CA store): call at startup or from a pool job. Returns 0,
- * CORE_ECONFIG (bad endpoint, region, credentials), CORE_ENAME (bucket),
- * CORE_ETLS / CORE_ECERT, or a uv error. */
+ * CORE_ECONFIG (bad endpoint, region, credentials, or a host name with bytes
+ * that cannot be in one), CORE_ENAME (bucket), CORE_ETOOBIG (host name over
+ * 512 bytes), CORE_ETLS / CORE_ECERT, or a uv error. */
 int s3_client_new(uv_loop_t *loop, const struct s3_client_config *cfg, const char *bucket,
                   struct s3_client **out);
 

@@ -100,15 +100,24 @@ struct s3_config_req {
   char err[256];
 };
 
+/* All three set q->err on failure and may return, besides the codes named
+ * at each: CORE_ENAME (invalid id), CORE_EINVAL (digest not 64 lowercase
+ * hex), CORE_ELOCKED (lock timeout), CORE_ESTALE (digest mismatch), the
+ * errors of core_config_load (CORE_ETOOBIG, CORE_EPARSE, any errno from
+ * open/read) for either file, and those of core_config_save (CORE_ETOOBIG,
+ * any errno from writing, syncing or renaming). */
+
 /* Adds an endpoint; `endpoint`, `access-key` and `secret-key` are required.
- * Returns 0, CORE_ENAME, CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, CORE_ELOCKED
- * or a file error. */
+ * Returns 0, CORE_ECONFIG (a property refused or missing), CORE_EEXISTS, or
+ * an error above. */
 int s3_config_create(struct s3_config_req *q);
 /* Sets and deletes properties (endpoint, access-key and secret-key cannot be
- * deleted). Returns 0, CORE_ENOTFOUND, CORE_ECONFIG, CORE_ESTALE, ... */
+ * deleted). Returns 0, CORE_ENOTFOUND, CORE_ECONFIG, or an error above. */
 int s3_config_update(struct s3_config_req *q);
 /* Removes the endpoint and its secret. Refuses (CORE_EEXISTS) while a
- * datastore in datastore.cfg names it in its `backend`. */
+ * datastore in datastore.cfg names it in its `backend`. Returns 0,
+ * CORE_ENOTFOUND, CORE_EEXISTS, the errors of reading datastore.cfg, or an
+ * error above. */
 int s3_config_remove(struct s3_config_req *q);
 
 #endif

@@ -64,7 +64,8 @@ void s3_sigv4_payload_hash(const void *data, size_t len, char out[S3_SIGV4_HASH_
 void s3_sigv4_date(time_t t, char out[S3_SIGV4_DATE_LEN + 1]);
 
 /* Appends the S3 URI encoding of `s[0..len)`: every byte except A-Za-z0-9-._~
- * (and '/' when `keep_slash`) as uppercase %XX. Returns 0 or a core_buf error. */
+ * (and '/' when `keep_slash`) as uppercase %XX. Returns 0 or a core_buf error
+ * (CORE_ETOOBIG past out->max, UV_ENOMEM). */
 int s3_uri_encode(struct core_buf *out, const char *s, size_t len, int keep_slash);
 
 /* Appends the canonical form of a query string (see DESIGN). Returns 0,

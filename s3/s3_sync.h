@@ -46,6 +46,8 @@ struct s3_sync_result {
 int s3_sync_open(struct s3_sync *s, const struct s3_client_config *cfg, const char *bucket);
 void s3_sync_close(struct s3_sync *s);
 
+/* s3_check_bucket, waited for: 0 when out->status is S3_CHECK_OK, CORE_ES3
+ * with the finding in *out otherwise, or s3_check_bucket's own error. */
 int s3_sync_check(struct s3_sync *s, struct s3_check *out);
 int s3_sync_head(struct s3_sync *s, const char *key, struct s3_sync_result *res);
 /* PUT with precomputed digests; `if_none_match` adds If-None-Match: *. */

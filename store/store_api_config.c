@@ -1,8 +1,9 @@
 /* store_api_config.c: /api2/json/config/datastore, PBS's datastore config API.
  *
  * Reads answer from the registry's parsed config (refreshed by generation);
- * writes run store_dsconfig in the pool, which locks, checks the digest,
- * saves and bumps the generation, so the next request sees the change.
+ * writes go through http_cfgedit, which runs store_dsconfig in the pool: it
+ * locks, checks the digest, saves and bumps the generation, so the next
+ * request sees the change.
  */
 #include "store/store_api.h"
 #include "access/access.h"
@@ -10,11 +11,10 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
-#include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
 #include "core/core_utf8.h"
-#include "http/http_props.h"
+#include "http/http_cfgedit.h"
 #include "store/store_dsconfig.h"
 #include "store/store_name.h"
 
@@ -105,120 +105,99 @@ static void h_get(struct http_request *req, void *ctx)
 
 /* ---- Writes ---- */
 
-enum write_kind { W_CREATE, W_UPDATE, W_REMOVE };
+#define DS_REUSE 1u   /* http_cfgedit.opts: create adopts an existing chunk store */
 
-struct write_job {
-  struct core_job job;
-  struct http_request *req;
-  enum write_kind kind;
-  struct store_dsconfig_req q;   /* in; q.err out */
-  struct http_props props;       /* what q points into */
-  int rc;                        /* out */
-};
-
-static void write_run(struct core_job *j)
+static int ds_check_name(const char *name, char *err, size_t errlen)
 {
-  struct write_job *w = (struct write_job *)j;
-  switch (w->kind) {
-  case W_CREATE: w->rc = store_dsconfig_create(&w->q); break;
-  case W_UPDATE: w->rc = store_dsconfig_update(&w->q); break;
-  case W_REMOVE: w->rc = store_dsconfig_remove(&w->q); break;
-  }
-}
-
-static void write_done(struct core_job *j, int status)
-{
-  struct write_job *w = (struct write_job *)j;
-  int rc = status < 0 ? status : w->rc;
-  if (rc == 0) {
-    struct store_api *api = http_req_route_ctx(w->req);
-    if (api->access)
-      store_access_audit(api->access, w->req, "%s datastore %s",
-                         w->kind == W_CREATE   ? "created"
-                         : w->kind == W_UPDATE ? "updated"
-                                               : "removed",
-                         w->q.name);
-    http_respond_data(w->req, NULL, 0);
-  } else {
-    int code = http_status_for(rc);
-    if (rc == CORE_ECONFIG || rc == CORE_ENAME)
-      code = 400;
-    if (rc == CORE_ESTALE)
-      http_respond_error(w->req, code, "detected modified configuration - file changed by "
-                         "other user? Try again (digest mismatch)");
-    else
-      http_respond_error(w->req, code, "%s", w->q.err[0] ? w->q.err : core_strerror(rc));
-  }
-  http_props_free(&w->props);
-  core_free(w);
-}
-
-static void submit_write(struct http_request *req, struct store_api *api, enum write_kind kind)
-{
-  static const char *const control[] = {"name", "reuse-datastore", NULL};
-  struct write_job *w = core_new(struct write_job);
-  char err[256] = "";
-  w->req = req;
-  w->kind = kind;
-  w->q.config_dir = api->config_dir;
-  w->q.run_dir = api->run_dir;
-  w->q.shmem = api->shmem;
-  const char *name = http_req_param(req, "name");
-  if (name == NULL) {
-    http_respond_error(req, 400, "parameter 'name' is required");
-    goto fail;
-  }
+  char q[80];
   if (store_name_datastore(name) < 0) {
-    char q[80];
-    http_respond_error(req, 400, "invalid datastore name '%s'",
-                       core_utf8_quote(name, q, sizeof(q)));
-    goto fail;
+    snprintf(err, errlen, "invalid datastore name '%s'", core_utf8_quote(name, q, sizeof(q)));
+    return CORE_ENAME;
   }
-  w->q.name = name;
-  const char *reuse = http_req_param(req, "reuse-datastore");
-  if (reuse && kind != W_CREATE) {
-    http_respond_error(req, 400, "parameter 'reuse-datastore' only applies when creating");
-    goto fail;
-  }
-  if (reuse && core_parse_bool(reuse, &w->q.reuse) < 0) {
-    http_respond_error(req, 400, "parameter 'reuse-datastore' must be a boolean (1/0, "
-                       "true/false, yes/no, on/off)");
-    goto fail;
-  }
-  if (http_props_collect(req, control, kind == W_REMOVE ? NULL : store_dsconfig_check_prop,
-                         &w->props, err, sizeof(err)) < 0) {
-    http_respond_error(req, 400, "%s", err[0] ? err : "invalid parameters");
-    goto fail;
-  }
-  w->q.set = w->props.set;
-  w->q.nset = w->props.nset;
-  w->q.del = w->props.del;
-  w->q.ndel = w->props.ndel;
-  w->q.digest = w->props.digest;
-  int rc = core_job_submit(api->loop, &w->job, write_run, write_done);
-  if (rc < 0) {
-    http_respond_errno(req, rc, "cannot queue the change");
-    goto fail;
-  }
-  return;
-fail:
-  http_props_free(&w->props);
-  core_free(w);
+  return 0;
 }
+
+static int ds_parse(struct http_request *req, struct http_cfgedit *e, char *err, size_t errlen)
+{
+  const char *reuse = http_req_param(req, "reuse-datastore");
+  int on = 0;
+  if (reuse == NULL)
+    return 0;
+  if (e->op != HTTP_CFGEDIT_CREATE) {
+    snprintf(err, errlen, "parameter 'reuse-datastore' only applies when creating");
+    return CORE_EINVAL;
+  }
+  if (core_parse_bool(reuse, &on) < 0) {
+    snprintf(err, errlen, "parameter 'reuse-datastore' must be a boolean (1/0, true/false, "
+             "yes/no, on/off)");
+    return CORE_EINVAL;
+  }
+  e->opts = on ? DS_REUSE : 0;
+  return 0;
+}
+
+/* Pool thread: store_dsconfig does the locked edit and the generation bump. */
+static int ds_apply(struct http_cfgedit *e)
+{
+  const struct store_api *api = e->ctx;
+  struct store_dsconfig_req q = {
+    .config_dir = api->config_dir,
+    .run_dir = api->run_dir,
+    .shmem = api->shmem,
+    .name = e->name,
+    .set = e->props.set,
+    .nset = e->props.nset,
+    .del = e->props.del,
+    .ndel = e->props.ndel,
+    .digest = e->props.digest,
+    .reuse = (e->opts & DS_REUSE) != 0,
+  };
+  int rc = 0;
+  switch (e->op) {
+  case HTTP_CFGEDIT_CREATE: rc = store_dsconfig_create(&q); break;
+  case HTTP_CFGEDIT_UPDATE: rc = store_dsconfig_update(&q); break;
+  case HTTP_CFGEDIT_REMOVE: rc = store_dsconfig_remove(&q); break;
+  }
+  snprintf(e->err, sizeof(e->err), "%s", q.err);
+  return rc;
+}
+
+static const char *const ds_control[] = {"name", "reuse-datastore", NULL};
+
+/* Who changed which datastore goes to the audit log. */
+static void ds_audit(struct http_request *req, const struct http_cfgedit *e)
+{
+  const struct store_api *api = e->ctx;
+  if (api->access)
+    store_access_audit(api->access, req, "%s datastore %s", http_cfgedit_verb(e->op), e->name);
+}
+
+static const struct http_cfgedit_ops ds_edit = {
+  .name_param = "name",
+  .control = ds_control,
+  .check_name = ds_check_name,
+  .check_prop = store_dsconfig_check_prop,
+  .parse = ds_parse,
+  .apply = ds_apply,
+  .done = ds_audit,
+};
 
 static void h_create(struct http_request *req, void *ctx)
 {
-  submit_write(req, ctx, W_CREATE);
+  (void)ctx;
+  http_cfgedit_submit(req, &ds_edit, HTTP_CFGEDIT_CREATE);
 }
 
 static void h_update(struct http_request *req, void *ctx)
 {
-  submit_write(req, ctx, W_UPDATE);
+  (void)ctx;
+  http_cfgedit_submit(req, &ds_edit, HTTP_CFGEDIT_UPDATE);
 }
 
 static void h_remove(struct http_request *req, void *ctx)
 {
-  submit_write(req, ctx, W_REMOVE);
+  (void)ctx;
+  http_cfgedit_submit(req, &ds_edit, HTTP_CFGEDIT_REMOVE);
 }
 
 void store__api_config_register(struct http_server *s, struct store_api *api)

@@ -109,19 +109,23 @@ int store_chunk_create(const char *base);
 /* Creates all 65,536 prefix directories (0750) that do not exist yet, for PBS
  * compatibility. Safe to run on a live datastore and to re-run. `progress`
  * (may be NULL) is called every 4096 directories and at the end with the
- * number done so far. Returns 0 or a negative errno. Pool/offline only. */
+ * number done so far. Returns 0, CORE_ENOTFOUND if <base>/.chunks is
+ * missing, CORE_ETOOBIG if the path is too long, or a negative errno.
+ * Pool/offline only. */
 int store_chunk_fill_layout(const char *base,
                             void (*progress)(void *arg, unsigned done, unsigned total),
                             void *arg);
-/* Internal (tests): the same for prefixes first..end-1 only. */
+/* Internal (tests): the same for prefixes first..end-1 only; CORE_EINVAL if
+ * the range is not within 0..65536. */
 int store_chunk__fill_layout_range(const char *base, unsigned first, unsigned end,
                                    void (*progress)(void *arg, unsigned done, unsigned total),
                                    void *arg);
 
 /* Opens an existing chunk store. On success *out is a new handle the caller
  * owns (free with store_chunkstore_close). Returns 0, CORE_EINVAL if base is
- * not absolute, CORE_ENOTFOUND if <base>/.chunks or <base>/.lock is missing,
- * or a negative errno. */
+ * not absolute, CORE_ETOOBIG if base is too long for chunk paths to fit
+ * STORE_PATH_MAX, CORE_ENOTFOUND if base, <base>/.chunks or <base>/.lock is
+ * missing, or a negative errno. */
 int store_chunkstore_open(const char *base, enum store_sync_level level,
                           struct store_chunkstore **out);
 /* Releases the handle. No writer may be registered and GC must not be running
@@ -193,11 +197,12 @@ int store_chunk_stat(struct store_chunkstore *cs, const uint8_t digest[32],
  * CORE_ENOTFOUND, or -errno. */
 int store_chunk_touch(struct store_chunkstore *cs, const uint8_t digest[32]);
 /* Touches every existing <digest>.N.bad (GC mark of a referenced chunk whose
- * real file is missing). Returns how many were touched (0..10) or -errno. */
+ * real file is missing). Returns how many were touched (0..10; a missing one
+ * is not an error) or -errno. */
 int store_chunk_touch_bad(struct store_chunkstore *cs, const uint8_t digest[32]);
 /* Renames the chunk to <digest>.N.bad with N the first free value in 0..9;
- * if all ten exist, .9.bad is overwritten. Returns N, CORE_ENOTFOUND, or
- * -errno. */
+ * if all ten exist, .9.bad is overwritten. Returns N, CORE_ENOTFOUND (no
+ * chunk), CORE_EEXISTS (.9.bad is a non-empty directory), or -errno. */
 int store_chunk_mark_bad(struct store_chunkstore *cs, const uint8_t digest[32]);
 
 /* GC sweep primitive. Under the insert lock of the digest, re-stats

@@ -35,14 +35,16 @@ struct store_dsconfig_req {
  * directory, no overlap with config_dir, run_dir or another datastore, and
  * an empty or new directory unless `reuse`. Nothing is created before every
  * check passed, all under the config lock. Returns 0, CORE_ENAME,
- * CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, or a file-system error; on failure
+ * CORE_ECONFIG, CORE_EEXISTS, CORE_ESTALE, CORE_ELOCKED, for an S3 backend
+ * the errors of store_s3_create_check, or a file-system error; on failure
  * nothing is left behind that this call made. */
 int store_dsconfig_create(struct store_dsconfig_req *q);
 /* Sets and deletes properties ("path" and "name" cannot change; deleting an
  * unknown property is CORE_ECONFIG). Returns 0, CORE_ENOTFOUND, CORE_ECONFIG,
- * CORE_ESTALE, or a file error. */
+ * CORE_ESTALE, CORE_ELOCKED, or a file error (as core_config_edit). */
 int store_dsconfig_update(struct store_dsconfig_req *q);
-/* Removes the section (the data stays on disk). */
+/* Removes the section (the data stays on disk). Returns 0, CORE_ENOTFOUND,
+ * CORE_ESTALE, CORE_ELOCKED, or a file error (as core_config_edit). */
 int store_dsconfig_remove(struct store_dsconfig_req *q);
 
 /* Checks one property as the API would accept it. Returns 0 or CORE_ECONFIG. */

@@ -81,7 +81,8 @@ int store_keyfile_write(const char *path, const uint8_t key[STORE_CRYPT_KEY_LEN]
                         enum store_kdf kdf, const char *pass, size_t pass_len,
                         uint64_t scrypt_n, int replace);
 /* Reads and parses a key file (at most STORE_KEYFILE_MAX_LEN bytes).
- * Returns 0, a negative errno or an error from store_keyfile_parse. */
+ * Returns 0, CORE_ETOOBIG (file over STORE_KEYFILE_MAX_LEN), any errno from
+ * open/read, or an error from store_keyfile_parse. */
 int store_keyfile_read(const char *path, struct store_keyfile *kf);
 
 #endif

@@ -75,7 +75,8 @@ int store_backend_parse(const char *value, struct store_backend_cfg *out, char *
 /* Parses a `max-cache-size`: bytes, or a number with B, K/KB/KiB .. T/TB/TiB
  * (all binary). Returns 0 or CORE_ECONFIG. Pure. */
 int store_backend_parse_size(const char *value, uint64_t *out);
-/* Validates `backend` and `max-cache-size` of a datastore section. Pure. */
+/* Validates `backend` and `max-cache-size` of a datastore section. Returns 0
+ * or CORE_ECONFIG with a message. Pure. */
 int store_backend_check_section(const struct core_config_section *sec, char *err,
                                 size_t errlen);
 
@@ -266,7 +267,10 @@ void store_s3_forget_snapshot(struct store_datastore *ds, const char *ns, const 
 
 /* For a new datastore `store` with backend `cfg`: checks the bucket is
  * reachable, refuses (CORE_EEXISTS) if <store>/.in-use exists unless
- * `overwrite_in_use`, then writes .in-use with this host's name. */
+ * `overwrite_in_use`, then writes .in-use with this host's name. Returns 0,
+ * CORE_ECONFIG (no such endpoint, or the bucket check failed), CORE_EEXISTS,
+ * the other errors of s3_config_load_endpoint, s3_sync_open's errors, or
+ * the code of a failed GET or PUT of .in-use; a message in err either way. */
 int store_s3_create_check(const char *config_dir, const char *store,
                           const struct store_backend_cfg *cfg, int overwrite_in_use,
                           char *err, size_t errlen);
@@ -277,6 +281,8 @@ int store_s3_create_check(const char *config_dir, const char *store,
  * chunk from the bucket with this: a private loop and client (s3_sync.h),
  * one per task, used by one thread at a time. Nothing is cached. */
 struct store_s3_fetcher;
+/* Returns 0, CORE_EINVAL (`ds` is not S3-backed), the errors of
+ * s3_config_load_endpoint, or s3_sync_open's (message in err). */
 int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **out,
                           char *err, size_t errlen);
 /* GET <store>/.chunks/.../<hex> into `out` (reset first; out->max bounds it).
