@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup clean
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load clean
 
 all: build
 
@@ -63,6 +63,13 @@ bench-s3-gc: build
 bench-s3-backup: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/s3_backup.py --bin $(BUILD)/bin
+
+# Many clients at once (issue #17): 64 clients, TLS, 60 s, GC on by default;
+# e.g. `make bench-load LOAD_ARGS="--clients 256"` (bench/README.md).
+LOAD_ARGS ?=
+bench-load: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/load.py --bin $(BUILD)/bin $(LOAD_ARGS)
 
 bench: bench-status bench-ingest bench-backup bench-gc
 

@@ -1132,14 +1132,15 @@ static const char *const load_usage =
     "  --repository, --secret-file, --fingerprint, --ca-file, --plain-http: as for\n"
     "  every command (and CAIRN_REPOSITORY, CAIRN_SECRET, ... in the environment).\n";
 
-static int parse_count(const char *name, const char *v, unsigned max, unsigned *out)
+static int parse_count(const char *name, const char *v, unsigned min, unsigned max,
+                       unsigned *out)
 {
   char *end;
   unsigned long n;
   errno = 0;
   n = strtoul(v, &end, 10);
-  if (end == v || *end || errno || n > max || *v == '-') {
-    fprintf(stderr, "cairn benchmark load: --%s takes 0..%u\n", name, max);
+  if (end == v || *end || errno || n < min || n > max || *v == '-') {
+    fprintf(stderr, "cairn benchmark load: --%s takes %u..%u\n", name, min, max);
     return -1;
   }
   *out = (unsigned)n;
@@ -1171,23 +1172,23 @@ static int parse_load_args(int argc, char **argv, struct load_cli *c, struct cli
     else if (strcmp(a, "json") == 0) c->json = v;
     else if (strcmp(a, "size-mix") == 0) c->mix = v;
     else if (strcmp(a, "clients") == 0) {
-      if (parse_count(a, v, 4096, &o->clients) < 0 || o->clients == 0)
+      if (parse_count(a, v, 1, 4096, &o->clients) < 0)
         return -1;
     } else if (strcmp(a, "readers") == 0) {
-      if (parse_count(a, v, 1024, &o->readers) < 0)
+      if (parse_count(a, v, 0, 1024, &o->readers) < 0)
         return -1;
     } else if (strcmp(a, "pollers") == 0) {
-      if (parse_count(a, v, 1024, &o->pollers) < 0)
+      if (parse_count(a, v, 0, 1024, &o->pollers) < 0)
         return -1;
     } else if (strcmp(a, "count") == 0) {
-      if (parse_count(a, v, 100000000, &o->count) < 0)
+      if (parse_count(a, v, 1, 100000000, &o->count) < 0)
         return -1;
     } else if (strcmp(a, "server-pid") == 0) {
-      if (parse_count(a, v, 1u << 30, &u) < 0)
+      if (parse_count(a, v, 1, 1u << 30, &u) < 0)
         return -1;
       o->server_pid = (int)u;
     } else if (strcmp(a, "seed") == 0) {
-      if (parse_count(a, v, 0xffffffffu, &u) < 0)
+      if (parse_count(a, v, 0, 0xffffffffu, &u) < 0)
         return -1;
       o->seed = u;
     } else if (strcmp(a, "duration") == 0) {
