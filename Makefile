@@ -67,8 +67,8 @@ bench-s3-backup: build
 # Many clients at once (issue #17): 64 clients, TLS, 60 s, GC on by default;
 # e.g. `make bench-load LOAD_ARGS="--clients 256"` (bench/README.md).
 LOAD_ARGS ?=
+# Needs nothing beyond the build: cairn is its own load generator.
 bench-load: build
-	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/load.py --bin $(BUILD)/bin $(LOAD_ARGS)
 
 bench: bench-status bench-ingest bench-backup bench-gc

@@ -768,7 +768,7 @@ static int run_task(struct load *L, const char *target, char *status, size_t sta
     rc = CORE_EPROTO;
   }
   if (rc < 0) {
-    snprintf(status, statuslen, "ERROR: %s", err);
+    snprintf(status, statuslen, "ERROR: %.112s", err);
     if (tree)
       yajl_tree_free(tree);
     return rc;
@@ -786,7 +786,7 @@ static int run_task(struct load *L, const char *target, char *status, size_t sta
     rc = client_api_json(L->api, "GET", path.base, NULL, 0, NULL, &tree, &data, err,
                          sizeof(err));
     if (rc < 0) {
-      snprintf(status, statuslen, "ERROR: task status: %s", err);
+      snprintf(status, statuslen, "ERROR: task status: %.96s", err);
       break;
     }
     st = core_json_get_str(data, "status");
@@ -945,6 +945,7 @@ static void final_verify(struct load *L, struct client_load_result *res)
     yajl_val tree = NULL, data;
     char ns[96];
     uint64_t listed = 0;
+    err[0] = '\0';
     client_ns(L, c, ns, sizeof(ns));
     core_buf_init(&target, 256);
     core_buf_printf(&target, "/api2/json/admin/datastore/%s/snapshots", L->store);
