@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup crash-loop clean
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load crash-loop clean
 
 all: build
 
@@ -92,6 +92,13 @@ bench-s3-gc: build
 bench-s3-backup: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/s3_backup.py --bin $(BUILD)/bin
+
+# Many clients at once (issue #17): 64 clients, TLS, 60 s, GC on by default;
+# e.g. `make bench-load LOAD_ARGS="--clients 256"` (bench/README.md).
+LOAD_ARGS ?=
+# Needs nothing beyond the build: cairn is its own load generator.
+bench-load: build
+	@/usr/bin/python3 bench/load.py --bin $(BUILD)/bin $(LOAD_ARGS)
 
 bench: bench-status bench-ingest bench-backup bench-gc
 

@@ -3,6 +3,7 @@
 #include "client/client_archive.h"
 #include "client/client_backup.h"
 #include "client/client_bench.h"
+#include "client/client_load.h"
 #include "client/client_progress.h"
 #include "client/client_restore.h"
 #include "core/core_alloc.h"
@@ -147,7 +148,8 @@ static void print_help(const char *cmd)
            "(the default) the key is protected by a passphrase read from\n"
            "CAIRN_ENCRYPTION_PASSWORD or asked on the terminal twice.\n");
   } else if (strcmp(cmd, "benchmark") == 0) {
-    printf("usage: cairn benchmark [--seconds S] [OPTIONS]\n\n"
+    printf("usage: cairn benchmark [--seconds S] [OPTIONS]\n"
+           "       cairn benchmark load [OPTIONS]   (many clients; see cairn benchmark load --help)\n\n"
            "Measures SHA-256, chunking, zstd, chunk verification and AES-256-GCM on this\n"
            "machine, and with a repository the chunk upload speed to the server.\n\n%s",
            conn_help);
@@ -1245,6 +1247,9 @@ int main(int argc, char **argv)
    * http_bodypool for a restore's downloads), so everything else of that
    * size is mmapped (threshold 256 KiB) and given back whole on free. */
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  /* `benchmark load` has options of its own: client/client_load.c */
+  if (strcmp(cmd, "benchmark") == 0 && argc > 2 && strcmp(argv[2], "load") == 0)
+    return client_load_main(argc - 3, argv + 3);
   if (parse_args(argc, argv, 2, &o) < 0)
     return EXIT_USAGE;
   if (o.help) {
