@@ -10,11 +10,11 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_json.h"
-#include "store/store_blob.h"
-#include "store/store_crypt.h"
-#include "store/store_index.h"
-#include "store/store_manifest.h"
-#include "store/store_name.h"
+#include "format/format_blob.h"
+#include "format/format_crypt.h"
+#include "format/format_index.h"
+#include "format/format_manifest.h"
+#include "format/format_name.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -150,8 +150,8 @@ struct pipe {
   uint8_t batch_digest[APPEND_BATCH][32]; /* the next PUT *_index */
   uint64_t batch_off[APPEND_BATCH];         /* start offsets */
   unsigned batch_n;
-  struct store_didx_writer didx;
-  struct store_fidx_writer fidx;
+  struct format_didx_writer didx;
+  struct format_fidx_writer fidx;
 
   /* totals (under mu) */
   uint64_t chunks, new_chunks, new_bytes, uploaded;
@@ -178,10 +178,10 @@ static void fail(struct pipe *p, int code, const char *fmt, ...)
   uv_cond_broadcast(&p->cv_known);
 }
 
-/* Encodes into the worker's `scratch` buffer (store_blob_encode_bound of the
+/* Encodes into the worker's `scratch` buffer (format_blob_encode_bound of the
  * largest chunk): one buffer per worker for the whole backup instead of a
  * fresh allocation per chunk, whose page faults cost more CPU than the AES. */
-static int upload_chunk(struct pipe *p, struct store_blob_ctx *bctx, uint8_t *scratch,
+static int upload_chunk(struct pipe *p, struct format_blob_ctx *bctx, uint8_t *scratch,
                         size_t scratch_cap, const struct job *j, const uint8_t digest[32],
                         size_t *encoded, char *err, size_t errlen)
 {
@@ -192,7 +192,7 @@ static int upload_chunk(struct pipe *p, struct store_blob_ctx *bctx, uint8_t *sc
   size_t blen = 0;
   int rc;
 
-  rc = store_blob_encode(bctx, j->data, j->len, STORE_BLOB_COMPRESS, p->o->crypt, scratch,
+  rc = format_blob_encode(bctx, j->data, j->len, FORMAT_BLOB_COMPRESS, p->o->crypt, scratch,
                          scratch_cap, &blen);
   core_hex_encode(digest, 32, hex);
   if (rc < 0) {
@@ -224,10 +224,10 @@ static int upload_chunk(struct pipe *p, struct store_blob_ctx *bctx, uint8_t *sc
 static void worker(void *arg)
 {
   struct pipe *p = arg;
-  struct store_blob_ctx bctx;
-  size_t scratch_cap = store_blob_encode_bound(STORE_CHUNK_MAX_SIZE);
+  struct format_blob_ctx bctx;
+  size_t scratch_cap = format_blob_encode_bound(FORMAT_CHUNK_MAX_SIZE);
   uint8_t *scratch = core_malloc(scratch_cap); /* pages are touched as used */
-  store_blob_ctx_init(&bctx);
+  format_blob_ctx_init(&bctx);
 
   for (;;) {
     struct job *j;
@@ -253,7 +253,7 @@ static void worker(void *arg)
     }
     uv_mutex_unlock(&p->mu);
 
-    store_crypt_chunk_digest(p->o->crypt, j->data, j->len, digest);
+    format_crypt_chunk_digest(p->o->crypt, j->data, j->len, digest);
 
     uv_mutex_lock(&p->mu);
     st = known_claim(&p->known, digest, K_UPLOADING, &slot);
@@ -302,7 +302,7 @@ static void worker(void *arg)
     core_free(j);
   }
   core_free(scratch);
-  store_blob_ctx_free(&bctx);
+  format_blob_ctx_free(&bctx);
 }
 
 /* ---- Producer side ---- */
@@ -370,9 +370,9 @@ static int append_ready(struct pipe *p, int final, char *err, size_t errlen)
       break;
 
     if (p->fixed)
-      rc = store_fidx_writer_add_chunk(&p->fidx, s.start, s.len, s.digest);
+      rc = format_fidx_writer_add_chunk(&p->fidx, s.start, s.len, s.digest);
     else
-      rc = store_didx_writer_append(&p->didx, s.start + s.len, s.digest);
+      rc = format_didx_writer_append(&p->didx, s.start + s.len, s.digest);
     if (rc < 0) {
       snprintf(err, errlen, "%s: index entry at offset %llu: %s", p->archive,
                (unsigned long long)s.start, core_strerror(rc));
@@ -562,7 +562,7 @@ static int load_previous(struct pipe *p, char *err, size_t errlen)
 {
   struct core_buf target;
   struct client_resp resp;
-  struct store_index idx;
+  struct format_index idx;
   int rc;
 
   core_buf_init(&target, 1024);
@@ -577,7 +577,7 @@ static int load_previous(struct pipe *p, char *err, size_t errlen)
     rc = 0; /* no previous snapshot, or it lacks this archive */
     goto out;
   }
-  rc = store_index_parse(resp.body, resp.len, 0, &idx);
+  rc = format_index_parse(resp.body, resp.len, 0, &idx);
   if (rc < 0) {
     snprintf(err, errlen, "%s: previous index is damaged: %s", p->archive, core_strerror(rc));
     goto out;
@@ -585,7 +585,7 @@ static int load_previous(struct pipe *p, char *err, size_t errlen)
   uv_mutex_lock(&p->mu);
   for (uint64_t i = 0; i < idx.count; i++) {
     size_t slot;
-    known_claim(&p->known, store_index_digest(&idx, i), K_KNOWN, &slot);
+    known_claim(&p->known, format_index_digest(&idx, i), K_KNOWN, &slot);
   }
   uv_mutex_unlock(&p->mu);
 out:
@@ -608,7 +608,7 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
   int fd = -1, rc;
 
   p->archive = spec->archive;
-  p->fixed = store_index_kind_from_name(spec->archive) == STORE_INDEX_FIXED;
+  p->fixed = format_index_kind_from_name(spec->archive) == FORMAT_INDEX_FIXED;
   p->next_seq = p->next_append = 0;
   p->stream_off = 0;
   p->batch_n = 0;
@@ -625,12 +625,12 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
       snprintf(err, errlen, "%s: not a file or block device", spec->path);
       goto out;
     }
-    if ((rc = store_fidx_writer_init(&p->fidx, size, FIXED_CHUNK, time(NULL))) < 0) {
+    if ((rc = format_fidx_writer_init(&p->fidx, size, FIXED_CHUNK, time(NULL))) < 0) {
       snprintf(err, errlen, "%s: %s", spec->archive, core_strerror(rc));
       goto out;
     }
   } else {
-    store_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
+    format_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
   }
 
   core_buf_printf(&target, "/api2/json/backup/%s/%s_index", p->sid,
@@ -666,9 +666,9 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
     goto out;
 
   if (p->fixed)
-    rc = store_fidx_writer_finish(&p->fidx, res->csum, &count, &res->size);
+    rc = format_fidx_writer_finish(&p->fidx, res->csum, &count, &res->size);
   else
-    rc = store_didx_writer_finish(&p->didx, res->csum, &count, &res->size);
+    rc = format_didx_writer_finish(&p->didx, res->csum, &count, &res->size);
   if (rc < 0) {
     snprintf(err, errlen, "%s: index: %s", spec->archive, core_strerror(rc));
     goto out;
@@ -693,9 +693,9 @@ out:
   if (tree)
     yajl_tree_free(tree);
   if (p->fixed)
-    store_fidx_writer_free(&p->fidx);
+    format_fidx_writer_free(&p->fidx);
   else
-    store_didx_writer_free(&p->didx);
+    format_didx_writer_free(&p->didx);
   memset(&p->fidx, 0, sizeof(p->fidx));
   memset(&p->didx, 0, sizeof(p->didx));
   core_buf_free(&target);
@@ -714,8 +714,8 @@ int client_backup_parse_spec(char *arg, struct client_backup_spec *spec, char *e
     return CORE_ENAME;
   }
   *colon = '\0';
-  kind = store_index_kind_from_name(arg);
-  if (kind < 0 || store_name_archive(arg) < 0) {
+  kind = format_index_kind_from_name(arg);
+  if (kind < 0 || format_name_archive(arg) < 0) {
     snprintf(err, errlen, "\"%s\": an archive name is a safe name ending in .didx "
              "(directory or file) or .img.fidx (image)", arg);
     *colon = ':';
@@ -773,35 +773,35 @@ static int upload_manifest(struct pipe *p, const struct client_backup_spec *spec
                            size_t errlen)
 {
   const struct client_backup_opts *o = p->o;
-  struct store_manifest m;
-  struct store_blob_ctx bctx;
+  struct format_manifest m;
+  struct format_blob_ctx bctx;
   struct core_buf target;
   uint8_t *blob = NULL;
   size_t blen = 0;
   yajl_val tree = NULL, data;
   int rc = 0;
 
-  store_manifest_init(&m, o->backup_type, o->backup_id, backup_time);
-  store_blob_ctx_init(&bctx);
+  format_manifest_init(&m, o->backup_type, o->backup_id, backup_time);
+  format_blob_ctx_init(&bctx);
   core_buf_init(&target, 1024);
   for (size_t i = 0; i < n && rc == 0; i++)
-    rc = store_manifest_add_file(&m, specs[i].archive,
-                                 o->crypt ? STORE_CRYPT_MODE_ENCRYPT : STORE_CRYPT_MODE_NONE,
+    rc = format_manifest_add_file(&m, specs[i].archive,
+                                 o->crypt ? FORMAT_CRYPT_MODE_ENCRYPT : FORMAT_CRYPT_MODE_NONE,
                                  res[i].size, res[i].csum);
   if (rc < 0) {
     snprintf(err, errlen, "manifest: %s", core_strerror(rc));
     goto out;
   }
-  if (o->crypt && (rc = store_manifest_sign(&m, o->crypt)) < 0) {
+  if (o->crypt && (rc = format_manifest_sign(&m, o->crypt)) < 0) {
     snprintf(err, errlen, "manifest signature: %s", core_strerror(rc));
     goto out;
   }
-  if ((rc = store_manifest_encode_blob(&m, &bctx, &blob, &blen)) < 0) {
+  if ((rc = format_manifest_encode_blob(&m, &bctx, &blob, &blen)) < 0) {
     snprintf(err, errlen, "manifest: %s", core_strerror(rc));
     goto out;
   }
   core_buf_printf(&target, "/api2/json/backup/%s/blob", p->sid);
-  client_query_add(&target, "file-name", STORE_MANIFEST_NAME);
+  client_query_add(&target, "file-name", FORMAT_MANIFEST_NAME);
   client_query_add_u64(&target, "encoded-size", blen);
   rc = client_api_json(o->api, "POST", target.base, blob, blen, NULL, &tree, &data, err,
                        errlen);
@@ -810,8 +810,8 @@ out:
     yajl_tree_free(tree);
   core_free(blob);
   core_buf_free(&target);
-  store_blob_ctx_free(&bctx);
-  store_manifest_free(&m);
+  format_blob_ctx_free(&bctx);
+  format_manifest_free(&m);
   return rc;
 }
 

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 struct client_api;
-struct store_crypt;
+struct format_crypt;
 struct client_progress;
 
 struct client_backup_opts {
@@ -43,7 +43,7 @@ struct client_backup_opts {
   const char *backup_type;   /* "host", "vm", "ct" */
   const char *backup_id;
   int64_t backup_time;       /* 0: now (or the last snapshot's time + 1) */
-  const struct store_crypt *crypt; /* NULL: no encryption */
+  const struct format_crypt *crypt; /* NULL: no encryption */
   unsigned workers;          /* 0: 4 */
   size_t mem_budget;         /* chunk bytes in flight; 0: 96 MiB */
   struct client_progress *progress; /* NULL: quiet */

@@ -4,8 +4,8 @@
 #include "client/client_chunker.h"
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
-#include "store/store_blob.h"
-#include "store/store_crypt.h"
+#include "format/format_blob.h"
+#include "format/format_crypt.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -51,8 +51,8 @@ struct bench_env {
   uint8_t *zblob;
   size_t zlen;
   uint8_t digest[32];
-  struct store_blob_ctx ctx;
-  struct store_crypt crypt;
+  struct format_blob_ctx ctx;
+  struct format_crypt crypt;
   struct client_chunker chunker;
 };
 
@@ -77,7 +77,7 @@ static int b_chunker(struct bench_env *e)
 static int b_zstd(struct bench_env *e)
 {
   size_t n;
-  return store_blob_encode(&e->ctx, e->data, BENCH_LEN, STORE_BLOB_COMPRESS, NULL, e->out,
+  return format_blob_encode(&e->ctx, e->data, BENCH_LEN, FORMAT_BLOB_COMPRESS, NULL, e->out,
                            e->out_cap, &n);
 }
 
@@ -85,7 +85,7 @@ static int b_unzstd(struct bench_env *e)
 {
   uint8_t *p;
   size_t n;
-  int rc = store_blob_decode(&e->ctx, e->zblob, e->zlen, NULL, STORE_CHUNK_MAX_SIZE, NULL, &p, &n);
+  int rc = format_blob_decode(&e->ctx, e->zblob, e->zlen, NULL, FORMAT_CHUNK_MAX_SIZE, NULL, &p, &n);
   core_free(p);
   return rc;
 }
@@ -94,7 +94,7 @@ static int b_verify(struct bench_env *e)
 {
   uint8_t *p;
   size_t n;
-  int rc = store_blob_decode(&e->ctx, e->zblob, e->zlen, NULL, STORE_CHUNK_MAX_SIZE, e->digest,
+  int rc = format_blob_decode(&e->ctx, e->zblob, e->zlen, NULL, FORMAT_CHUNK_MAX_SIZE, e->digest,
                              &p, &n);
   core_free(p);
   return rc;
@@ -103,7 +103,7 @@ static int b_verify(struct bench_env *e)
 static int b_aes(struct bench_env *e)
 {
   uint8_t iv[16] = {1}, tag[16];
-  return store_crypt_gcm_encrypt(e->crypt.enc_key, iv, e->data, BENCH_LEN, e->out, tag,
+  return format_crypt_gcm_encrypt(e->crypt.enc_key, iv, e->data, BENCH_LEN, e->out, tag,
                                  NULL);
 }
 
@@ -139,15 +139,15 @@ size_t client_bench_cpu(double seconds, struct client_bench_row *rows, size_t ma
 
   memset(&e, 0, sizeof(e));
   e.data = core_malloc(BENCH_LEN);
-  e.out_cap = store_blob_encode_bound(BENCH_LEN);
+  e.out_cap = format_blob_encode_bound(BENCH_LEN);
   e.out = core_malloc(e.out_cap);
   text_data(e.data, BENCH_LEN);
   core_sha256(e.data, BENCH_LEN, e.digest);
-  store_blob_ctx_init(&e.ctx);
+  format_blob_ctx_init(&e.ctx);
   memset(key, 0x5a, sizeof(key));
-  store_crypt_init(&e.crypt, key);
+  format_crypt_init(&e.crypt, key);
   client_chunker_init(&e.chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
-  if (store_blob_encode_alloc(&e.ctx, e.data, BENCH_LEN, STORE_BLOB_COMPRESS, NULL, &e.zblob,
+  if (format_blob_encode_alloc(&e.ctx, e.data, BENCH_LEN, FORMAT_BLOB_COMPRESS, NULL, &e.zblob,
                               &e.zlen) < 0)
     e.zblob = NULL;
 
@@ -159,8 +159,8 @@ size_t client_bench_cpu(double seconds, struct client_bench_row *rows, size_t ma
       rows[n].mbps = run(&e, tests[i].fn, seconds);
     n++;
   }
-  store_crypt_clear(&e.crypt);
-  store_blob_ctx_free(&e.ctx);
+  format_crypt_clear(&e.crypt);
+  format_blob_ctx_free(&e.ctx);
   core_free(e.zblob);
   core_free(e.out);
   core_free(e.data);

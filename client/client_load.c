@@ -7,10 +7,10 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_json.h"
-#include "store/store_blob.h"
-#include "store/store_index.h"
-#include "store/store_manifest.h"
-#include "store/store_name.h"
+#include "format/format_blob.h"
+#include "format/format_index.h"
+#include "format/format_manifest.h"
+#include "format/format_name.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -256,7 +256,7 @@ struct backup {
   struct actor *a;
   char sid[128];
   char wid[32];
-  struct store_didx_writer didx;
+  struct format_didx_writer didx;
   uint8_t *blob;            /* header + one chunk */
   char digests[APPEND_BATCH][65];
   uint64_t offsets[APPEND_BATCH];
@@ -316,10 +316,10 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   double t0;
   int rc;
 
-  fill_chunk(b->blob + STORE_BLOB_HDR_LEN, len, seed);
+  fill_chunk(b->blob + FORMAT_BLOB_HDR_LEN, len, seed);
   memcpy(b->blob, b->a->L->blob_magic, 8);
-  store_blob_set_crc(b->blob, STORE_BLOB_HDR_LEN + len);
-  core_sha256(b->blob + STORE_BLOB_HDR_LEN, len, digest);
+  format_blob_set_crc(b->blob, FORMAT_BLOB_HDR_LEN + len);
+  core_sha256(b->blob + FORMAT_BLOB_HDR_LEN, len, digest);
   core_hex_encode(digest, 32, b->digests[b->batch_n]);
 
   core_buf_init(&target, 512);
@@ -327,9 +327,9 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   client_query_add(&target, "wid", b->wid);
   client_query_add(&target, "digest", b->digests[b->batch_n]);
   client_query_add_u64(&target, "size", len);
-  client_query_add_u64(&target, "encoded-size", STORE_BLOB_HDR_LEN + len);
+  client_query_add_u64(&target, "encoded-size", FORMAT_BLOB_HDR_LEN + len);
   t0 = mono_ms();
-  rc = client_api_call(b->a->L->api, "POST", target.base, b->blob, STORE_BLOB_HDR_LEN + len,
+  rc = client_api_call(b->a->L->api, "POST", target.base, b->blob, FORMAT_BLOB_HDR_LEN + len,
                        NULL, 0, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "chunk upload: %s", core_strerror(rc));
@@ -343,7 +343,7 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   if (rc < 0)
     return rc;
 
-  if ((rc = store_didx_writer_append(&b->didx, start + len, digest)) < 0) {
+  if ((rc = format_didx_writer_append(&b->didx, start + len, digest)) < 0) {
     snprintf(err, errlen, "index: %s", core_strerror(rc));
     return rc;
   }
@@ -408,7 +408,7 @@ static int close_and_finish(struct backup *b, const char *id, int64_t t, char *e
                             size_t errlen)
 {
   struct core_buf target;
-  struct store_manifest m;
+  struct format_manifest m;
   yajl_val tree = NULL, data;
   uint8_t csum[32], *mblob = NULL;
   uint64_t count = 0, size = 0;
@@ -418,8 +418,8 @@ static int close_and_finish(struct backup *b, const char *id, int64_t t, char *e
   int rc;
 
   core_buf_init(&target, 512);
-  store_manifest_init(&m, "host", id, t);
-  store_didx_writer_finish(&b->didx, csum, &count, &size);
+  format_manifest_init(&m, "host", id, t);
+  format_didx_writer_finish(&b->didx, csum, &count, &size);
   core_hex_encode(csum, 32, hex);
   core_buf_printf(&target, "/api2/json/backup/%s/dynamic_close", b->sid);
   client_query_add(&target, "wid", b->wid);
@@ -434,15 +434,15 @@ static int close_and_finish(struct backup *b, const char *id, int64_t t, char *e
   tree = NULL;
 
   /* finish = the manifest upload plus the finish call: the end of a backup */
-  if ((rc = store_manifest_add_file(&m, ARCHIVE, STORE_CRYPT_MODE_NONE, size, csum)) < 0 ||
-      (rc = store_manifest_encode_blob(&m, NULL, &mblob, &mlen)) < 0) {
+  if ((rc = format_manifest_add_file(&m, ARCHIVE, FORMAT_CRYPT_MODE_NONE, size, csum)) < 0 ||
+      (rc = format_manifest_encode_blob(&m, NULL, &mblob, &mlen)) < 0) {
     snprintf(err, errlen, "manifest: %s", core_strerror(rc));
     goto out;
   }
   t0 = mono_ms();
   core_buf_reset(&target);
   core_buf_printf(&target, "/api2/json/backup/%s/blob", b->sid);
-  client_query_add(&target, "file-name", STORE_MANIFEST_NAME);
+  client_query_add(&target, "file-name", FORMAT_MANIFEST_NAME);
   client_query_add_u64(&target, "encoded-size", mlen);
   rc = timed_json(b->a, -1, "POST", target.base, mblob, mlen, NULL, &tree, &data, err, errlen);
   if (rc < 0)
@@ -458,7 +458,7 @@ out:
   if (tree)
     yajl_tree_free(tree);
   core_free(mblob);
-  store_manifest_free(&m);
+  format_manifest_free(&m);
   core_buf_free(&target);
   return rc;
 }
@@ -487,7 +487,7 @@ static int run_backup(struct backup *b, unsigned seq, int64_t t, uint64_t size, 
   client_id(a->index, id, sizeof(id));
   b->sid[0] = '\0';
   b->batch_n = 0;
-  store_didx_writer_init(&b->didx, t, 0);
+  format_didx_writer_init(&b->didx, t, 0);
   if ((rc = open_session(b, ns, id, t, err, errlen)) < 0)
     goto out;
   while (off < size && rc == 0) {
@@ -502,7 +502,7 @@ static int run_backup(struct backup *b, unsigned seq, int64_t t, uint64_t size, 
 out:
   if (rc < 0 && b->sid[0])
     abort_session(b);
-  store_didx_writer_free(&b->didx);
+  format_didx_writer_free(&b->didx);
   return rc;
 }
 
@@ -540,7 +540,7 @@ static void backup_client(void *arg)
     load_error(L, "client %u: namespace: %s", a->index, err);
     goto out;
   }
-  b.blob = core_malloc(STORE_BLOB_HDR_LEN + CHUNK_SIZE);
+  b.blob = core_malloc(FORMAT_BLOB_HDR_LEN + CHUNK_SIZE);
   while (claim_backup(L)) {
     uint64_t size = pick_size(a);
     /* backup-time must grow per group; small backups outrun the clock */
@@ -579,7 +579,7 @@ out:
 struct reader {
   struct actor *a;
   char sid[128];
-  struct store_blob_ctx bctx;
+  struct format_blob_ctx bctx;
 };
 
 static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, char *err,
@@ -596,7 +596,7 @@ static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, 
   core_hex_encode(digest, 32, hex);
   snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", r->sid, hex);
   rc = client_api_call(L->api, "GET", target, NULL, 0, NULL,
-                       STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN, &resp);
+                       FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "chunk %s: %s", hex, core_strerror(rc));
     return rc;
@@ -607,8 +607,8 @@ static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, 
   }
   samples_add(&r->a->lat[LOAD_OP_READ], mono_ms() - t0);
   /* the load uploads uncompressed blobs, so the plaintext stays in place */
-  rc = store_blob_decode_inplace(&r->bctx, (uint8_t *)resp.body, resp.len, NULL,
-                                 STORE_CHUNK_MAX_SIZE, digest, NULL, 0, &plain, &plen);
+  rc = format_blob_decode_inplace(&r->bctx, (uint8_t *)resp.body, resp.len, NULL,
+                                 FORMAT_CHUNK_MAX_SIZE, digest, NULL, 0, &plain, &plen);
   if (rc == 0 && plen != len)
     rc = CORE_EFORMAT;
   if (rc < 0)
@@ -625,7 +625,7 @@ static int restore_snapshot(struct reader *r, const struct snap *s, uint64_t *by
   struct load *L = r->a->L;
   struct core_buf target;
   struct client_resp resp = {0};
-  struct store_index idx;
+  struct format_index idx;
   yajl_val tree = NULL, data;
   char ns[96], id[32];
   int rc, have_resp = 0;
@@ -663,14 +663,14 @@ static int restore_snapshot(struct reader *r, const struct snap *s, uint64_t *by
     rc = client_api_status_error("GET", target.base, &resp, err, errlen);
     goto out;
   }
-  if ((rc = store_index_parse(resp.body, resp.len, 0, &idx)) < 0) {
+  if ((rc = format_index_parse(resp.body, resp.len, 0, &idx)) < 0) {
     snprintf(err, errlen, "index: %s", core_strerror(rc));
     goto out;
   }
   for (uint64_t i = 0; i < idx.count && rc == 0; i++) {
     uint64_t start, end;
-    store_index_chunk_range(&idx, i, &start, &end);
-    rc = read_chunk(r, store_index_digest(&idx, i), end - start, err, errlen);
+    format_index_chunk_range(&idx, i, &start, &end);
+    rc = read_chunk(r, format_index_digest(&idx, i), end - start, err, errlen);
     if (rc == 0)
       *bytes += end - start;
   }
@@ -699,7 +699,7 @@ static void reader_actor(void *arg)
 
   memset(&r, 0, sizeof(r));
   r.a = a;
-  store_blob_ctx_init(&r.bctx);
+  format_blob_ctx_init(&r.bctx);
   for (;;) {
     struct snap s;
     uint64_t bytes = 0;
@@ -723,7 +723,7 @@ static void reader_actor(void *arg)
     L->restores++;
     uv_mutex_unlock(&L->mu);
   }
-  store_blob_ctx_free(&r.bctx);
+  format_blob_ctx_free(&r.bctx);
   actor_flush(a);
 }
 
@@ -1017,7 +1017,7 @@ int client_load_run(const struct client_load_opts *o, struct client_load_result 
   struct server_sample ss = {0};
   unsigned nact = o->clients + o->readers + o->pollers + (o->gc ? 1 : 0);
   double t0;
-  uint8_t empty_hdr[STORE_BLOB_HDR_LEN];
+  uint8_t empty_hdr[FORMAT_BLOB_HDR_LEN];
   size_t hlen;
   int rc;
 
@@ -1035,7 +1035,7 @@ int client_load_run(const struct client_load_opts *o, struct client_load_result 
    * with an earlier run on the same datastore */
   snprintf(L.run_ns, sizeof(L.run_ns), "load-%lld-%d", (long long)time(NULL), (int)getpid());
   /* the magic of an uncompressed DataBlob, from the encoder itself */
-  if ((rc = store_blob_encode(NULL, empty_hdr, 0, 0, NULL, empty_hdr, sizeof(empty_hdr),
+  if ((rc = format_blob_encode(NULL, empty_hdr, 0, 0, NULL, empty_hdr, sizeof(empty_hdr),
                               &hlen)) < 0) {
     snprintf(err, errlen, "blob: %s", core_strerror(rc));
     return rc;

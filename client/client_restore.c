@@ -11,11 +11,11 @@
 #include "core/core_file.h"
 #include "core/core_json.h"
 #include "http/http_bodypool.h"
-#include "store/store_blob.h"
-#include "store/store_crypt.h"
-#include "store/store_index.h"
-#include "store/store_manifest.h"
-#include "store/store_name.h"
+#include "format/format_blob.h"
+#include "format/format_crypt.h"
+#include "format/format_index.h"
+#include "format/format_manifest.h"
+#include "format/format_name.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,10 +40,10 @@ int client_snapshot_parse(const char *s, char **type, char **id, int64_t *time)
     return CORE_ENAME;
   t = core_strndup(s, (size_t)(a - s));
   i = core_strndup(a + 1, (size_t)(b - a - 1));
-  if (store_name_backup_type(t) < 0 || store_name_backup_id(i) < 0)
+  if (format_name_backup_type(t) < 0 || format_name_backup_id(i) < 0)
     goto bad;
   b++;
-  if (store_name_time_parse(b, time) < 0) {
+  if (format_name_time_parse(b, time) < 0) {
     long long v = strtoll(b, &end, 10);
     if (*b == '\0' || *end != '\0' || v <= 0)
       goto bad;
@@ -148,7 +148,7 @@ struct fslot {
 struct fetch {
   const struct client_restore_opts *o;
   struct reader *r;
-  const struct store_index *idx;
+  const struct format_index *idx;
   const char *archive;
   struct http_bodypool pool; /* responses and inflated chunks */
   uv_mutex_t mu;
@@ -167,10 +167,10 @@ struct fetch {
   unsigned nthreads;
 };
 
-static uint64_t chunk_len(const struct store_index *idx, uint64_t i)
+static uint64_t chunk_len(const struct format_index *idx, uint64_t i)
 {
   uint64_t s, e;
-  store_index_chunk_range(idx, i, &s, &e);
+  format_index_chunk_range(idx, i, &s, &e);
   return e - s;
 }
 
@@ -187,7 +187,7 @@ static void fetch_fail(struct fetch *f, int code, const char *msg)
  * a pool buffer, `slot` filled on success. An uncompressed chunk's plaintext
  * stays in the response buffer, a compressed one inflates into a second one.
  * Returns 0, or an error with the message in `msg`. */
-static int fetch_chunk(struct fetch *f, struct store_blob_ctx *bctx, uint64_t i, uint64_t len,
+static int fetch_chunk(struct fetch *f, struct format_blob_ctx *bctx, uint64_t i, uint64_t len,
                        struct fslot *slot, char *msg, size_t msglen)
 {
   char hex[65], target[400];
@@ -196,9 +196,9 @@ static int fetch_chunk(struct fetch *f, struct store_blob_ctx *bctx, uint64_t i,
   size_t spare_cap = 0, plen = 0;
   int rc, kind;
 
-  core_hex_encode(store_index_digest(f->idx, i), 32, hex);
+  core_hex_encode(format_index_digest(f->idx, i), 32, hex);
   snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", f->r->sid, hex);
-  rc = client_api_get_pooled(f->o->api, target, STORE_CHUNK_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN,
+  rc = client_api_get_pooled(f->o->api, target, FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN,
                              &f->pool, &resp);
   if (rc < 0) {
     snprintf(msg, msglen, "%s: chunk %s: %s", f->archive, hex, core_strerror(rc));
@@ -215,15 +215,15 @@ static int fetch_chunk(struct fetch *f, struct store_blob_ctx *bctx, uint64_t i,
     snprintf(msg, msglen, "%s: chunk %s: response without a length", f->archive, hex);
     goto out;
   }
-  kind = store_blob_magic_kind(resp.body, resp.len);
-  if (kind >= 0 && store_blob_kind_compressed((enum store_blob_kind)kind) &&
+  kind = format_blob_magic_kind(resp.body, resp.len);
+  if (kind >= 0 && format_blob_kind_compressed((enum format_blob_kind)kind) &&
       (spare = http_bodypool_get(&f->pool, len, &spare_cap)) == NULL) {
     rc = -ENOMEM;
     snprintf(msg, msglen, "%s: chunk %s: out of memory", f->archive, hex);
     goto out;
   }
-  rc = store_blob_decode_inplace(bctx, (uint8_t *)resp.body, resp.len, f->o->crypt,
-                                 STORE_CHUNK_MAX_SIZE, store_index_digest(f->idx, i), spare,
+  rc = format_blob_decode_inplace(bctx, (uint8_t *)resp.body, resp.len, f->o->crypt,
+                                 FORMAT_CHUNK_MAX_SIZE, format_index_digest(f->idx, i), spare,
                                  spare_cap, &plain, &plen);
   if (rc == CORE_ECRYPTO && f->o->crypt == NULL) {
     snprintf(msg, msglen, "%s: chunk %s is encrypted: a key is needed (--keyfile)", f->archive,
@@ -256,8 +256,8 @@ out:
 static void fetch_worker(void *arg)
 {
   struct fetch *f = arg;
-  struct store_blob_ctx bctx;
-  store_blob_ctx_init(&bctx);
+  struct format_blob_ctx bctx;
+  format_blob_ctx_init(&bctx);
 
   for (;;) {
     struct fslot got = {0};
@@ -279,7 +279,7 @@ static void fetch_worker(void *arg)
     i = f->next_fetch++;
     f->window += len;
     if (i > 0 && chunk_len(f->idx, i - 1) == len &&
-        memcmp(store_index_digest(f->idx, i), store_index_digest(f->idx, i - 1), 32) == 0) {
+        memcmp(format_index_digest(f->idx, i), format_index_digest(f->idx, i - 1), 32) == 0) {
       /* A run of one chunk (zeros in a disk image, mostly): the consumer
        * hands the previous buffer on; nothing to download or check again. */
       f->slots[i].repeat = 1;
@@ -307,11 +307,11 @@ static void fetch_worker(void *arg)
     uv_mutex_unlock(&f->mu);
   }
 out:
-  store_blob_ctx_free(&bctx);
+  format_blob_ctx_free(&bctx);
 }
 
 static int fetch_start(struct fetch *f, const struct client_restore_opts *o, struct reader *r,
-                       const struct store_index *idx, const char *archive)
+                       const struct format_index *idx, const char *archive)
 {
   memset(f, 0, sizeof(*f));
   f->o = o;
@@ -467,7 +467,7 @@ static int restore_image(struct fetch *f, const char *target, char *err, size_t 
 }
 
 static int restore_blob(struct reader *r, const char *file,
-                        const struct store_crypt *crypt, const char *target, uint64_t *bytes,
+                        const struct format_crypt *crypt, const char *target, uint64_t *bytes,
                         char *err, size_t errlen);
 
 /* Names tried for NAME, in order. */
@@ -478,27 +478,27 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
 {
   struct reader r = {0};
   struct client_resp mresp = {0}, iresp = {0};
-  struct store_manifest m;
-  struct store_blob_ctx bctx;
-  const struct store_manifest_file *mf = NULL;
-  struct store_index idx;
-  char file[STORE_NAME_ARCHIVE_MAX + 16];
+  struct format_manifest m;
+  struct format_blob_ctx bctx;
+  const struct format_manifest_file *mf = NULL;
+  struct format_index idx;
+  char file[FORMAT_NAME_ARCHIVE_MAX + 16];
   int rc, manifest_ok = 0;
 
   memset(stats, 0, sizeof(*stats));
   memset(&m, 0, sizeof(m));
-  store_blob_ctx_init(&bctx);
+  format_blob_ctx_init(&bctx);
   if ((rc = reader_open(o, &r, err, errlen)) < 0)
     goto out;
-  if ((rc = reader_download(&r, STORE_MANIFEST_NAME, &mresp, err, errlen)) < 0)
+  if ((rc = reader_download(&r, FORMAT_MANIFEST_NAME, &mresp, err, errlen)) < 0)
     goto out;
-  rc = store_manifest_decode_blob(&bctx, mresp.body, mresp.len, &m);
+  rc = format_manifest_decode_blob(&bctx, mresp.body, mresp.len, &m);
   manifest_ok = 1;
   if (rc < 0) {
-    snprintf(err, errlen, "%s: %s", STORE_MANIFEST_NAME, core_strerror(rc));
+    snprintf(err, errlen, "%s: %s", FORMAT_MANIFEST_NAME, core_strerror(rc));
     goto out;
   }
-  if ((rc = store_manifest_verify(&m, o->crypt)) < 0) {
+  if ((rc = format_manifest_verify(&m, o->crypt)) < 0) {
     snprintf(err, errlen, o->crypt ? "the snapshot was made with another key (or its manifest "
                                      "signature is wrong)"
                                    : "the snapshot is encrypted: a key is needed (--keyfile)");
@@ -506,7 +506,7 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   }
   for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]) && mf == NULL; i++) {
     snprintf(file, sizeof(file), "%s%s", name, suffixes[i]);
-    mf = store_manifest_find_file(&m, file);
+    mf = format_manifest_find_file(&m, file);
   }
   if (mf == NULL) {
     snprintf(err, errlen, "the snapshot has no archive \"%s\"", name);
@@ -514,19 +514,19 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
     goto out;
   }
   snprintf(file, sizeof(file), "%s", mf->filename);
-  if (mf->crypt_mode == STORE_CRYPT_MODE_ENCRYPT && o->crypt == NULL) {
+  if (mf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT && o->crypt == NULL) {
     snprintf(err, errlen, "%s is encrypted: a key is needed (--keyfile)", file);
     rc = CORE_ECRYPTO;
     goto out;
   }
 
-  if (store_index_kind_from_name(file) < 0) {
+  if (format_index_kind_from_name(file) < 0) {
     rc = restore_blob(&r, file, o->crypt, target, &stats->bytes, err, errlen);
     goto out;
   }
   if ((rc = reader_download(&r, file, &iresp, err, errlen)) < 0)
     goto out;
-  rc = store_index_parse(iresp.body, iresp.len, 0, &idx);
+  rc = format_index_parse(iresp.body, iresp.len, 0, &idx);
   if (rc < 0) {
     snprintf(err, errlen, "%s: index is damaged: %s", file, core_strerror(rc));
     goto out;
@@ -539,9 +539,9 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   for (uint64_t i = 0; i < idx.count; i++) {
     /* the index comes from the server: its sizes decide allocations */
     uint64_t n = chunk_len(&idx, i);
-    if (n == 0 || n > STORE_CHUNK_MAX_SIZE) {
+    if (n == 0 || n > FORMAT_CHUNK_MAX_SIZE) {
       snprintf(err, errlen, "%s: chunk %llu has %llu bytes (at most %u allowed)", file,
-               (unsigned long long)i, (unsigned long long)n, (unsigned)STORE_CHUNK_MAX_SIZE);
+               (unsigned long long)i, (unsigned long long)n, (unsigned)FORMAT_CHUNK_MAX_SIZE);
       rc = CORE_EFORMAT;
       goto out;
     }
@@ -554,7 +554,7 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
       snprintf(err, errlen, "%s: out of memory", file);
       goto out;
     }
-    if (idx.kind == STORE_INDEX_FIXED) {
+    if (idx.kind == FORMAT_INDEX_FIXED) {
       rc = restore_image(&f, target, err, errlen);
     } else if (strcmp(target, "-") == 0) {
       rc = client_archive_cat(STDOUT_FILENO, fetch_next, &f, err, errlen);
@@ -581,28 +581,28 @@ out:
   client_resp_free(&mresp);
   client_resp_free(&iresp);
   if (manifest_ok)
-    store_manifest_free(&m);
-  store_blob_ctx_free(&bctx);
+    format_manifest_free(&m);
+  format_blob_ctx_free(&bctx);
   reader_close(&r);
   return rc;
 }
 
 static int restore_blob(struct reader *r, const char *file,
-                        const struct store_crypt *crypt, const char *target, uint64_t *bytes,
+                        const struct format_crypt *crypt, const char *target, uint64_t *bytes,
                         char *err, size_t errlen)
 {
   struct client_resp resp;
-  struct store_blob_ctx bctx;
+  struct format_blob_ctx bctx;
   uint8_t *plain = NULL;
   size_t plen = 0;
   int rc, fd;
 
   if ((rc = reader_download(r, file, &resp, err, errlen)) < 0)
     return rc;
-  store_blob_ctx_init(&bctx);
-  rc = store_blob_decode(&bctx, resp.body, resp.len, crypt, STORE_BLOB_MAX_SIZE, NULL, &plain,
+  format_blob_ctx_init(&bctx);
+  rc = format_blob_decode(&bctx, resp.body, resp.len, crypt, FORMAT_BLOB_MAX_SIZE, NULL, &plain,
                          &plen);
-  store_blob_ctx_free(&bctx);
+  format_blob_ctx_free(&bctx);
   client_resp_free(&resp);
   if (rc < 0) {
     snprintf(err, errlen, "%s: %s", file, core_strerror(rc));

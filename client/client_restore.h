@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 struct client_api;
-struct store_crypt;
+struct format_crypt;
 struct client_progress;
 
 struct client_restore_opts {
@@ -28,7 +28,7 @@ struct client_restore_opts {
   const char *backup_type;
   const char *backup_id;
   int64_t backup_time;
-  const struct store_crypt *crypt; /* NULL: no key */
+  const struct format_crypt *crypt; /* NULL: no key */
   unsigned workers;          /* 0: 4 */
   size_t mem_budget;         /* 0: 96 MiB */
   int restore_owner;         /* restore file owners (root) */

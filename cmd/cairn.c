@@ -12,10 +12,10 @@
 #include "core/core_error.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
-#include "store/store_crypt.h"
-#include "store/store_keyfile.h"
-#include "store/store_blob.h"
-#include "store/store_name.h"
+#include "format/format_crypt.h"
+#include "format/format_keyfile.h"
+#include "format/format_blob.h"
+#include "format/format_name.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -426,22 +426,22 @@ static char *read_passphrase(const char *prompt)
 
 /* Loads --keyfile (or CAIRN_KEYFILE) into `crypt`. Returns 1 when a key was
  * loaded, 0 when none is configured, or a negative error (reported). */
-static int load_key(const struct opts *o, struct store_crypt *crypt)
+static int load_key(const struct opts *o, struct format_crypt *crypt)
 {
   const char *path = o->keyfile ? o->keyfile : getenv("CAIRN_KEYFILE");
-  struct store_keyfile kf;
-  uint8_t key[STORE_CRYPT_KEY_LEN];
+  struct format_keyfile kf;
+  uint8_t key[FORMAT_CRYPT_KEY_LEN];
   char *pass = NULL;
   int rc;
 
   if (path == NULL || *path == '\0')
     return 0;
-  rc = store_keyfile_read(path, &kf);
+  rc = format_keyfile_read(path, &kf);
   if (rc < 0) {
     fprintf(stderr, "cairn: key file %s: %s\n", path, rc < 0 && rc > -4096 ? strerror(-rc) : core_strerror(rc));
     return rc;
   }
-  if (kf.kdf != STORE_KDF_NONE) {
+  if (kf.kdf != FORMAT_KDF_NONE) {
     pass = read_passphrase("Encryption key passphrase: ");
     if (pass == NULL) {
       fprintf(stderr, "cairn: key file %s needs a passphrase (CAIRN_ENCRYPTION_PASSWORD)\n",
@@ -449,7 +449,7 @@ static int load_key(const struct opts *o, struct store_crypt *crypt)
       return CORE_EINVAL;
     }
   }
-  rc = store_keyfile_unlock(&kf, pass, pass ? strlen(pass) : 0, key);
+  rc = format_keyfile_unlock(&kf, pass, pass ? strlen(pass) : 0, key);
   if (pass) {
     memset(pass, 0, strlen(pass));
     core_free(pass);
@@ -459,7 +459,7 @@ static int load_key(const struct opts *o, struct store_crypt *crypt)
             rc == CORE_ECRYPTO ? "wrong passphrase" : core_strerror(rc));
     return rc;
   }
-  rc = store_crypt_init(crypt, key);
+  rc = format_crypt_init(crypt, key);
   memset(key, 0, sizeof(key));
   if (rc < 0) {
     fprintf(stderr, "cairn: key: %s\n", core_strerror(rc));
@@ -468,10 +468,10 @@ static int load_key(const struct opts *o, struct store_crypt *crypt)
   return 1;
 }
 
-static void fmt_time(int64_t t, char out[STORE_NAME_TIME_LEN + 1])
+static void fmt_time(int64_t t, char out[FORMAT_NAME_TIME_LEN + 1])
 {
-  if (store_name_time_format(t, out) < 0)
-    snprintf(out, STORE_NAME_TIME_LEN + 1, "%lld", (long long)t);
+  if (format_name_time_format(t, out) < 0)
+    snprintf(out, FORMAT_NAME_TIME_LEN + 1, "%lld", (long long)t);
 }
 
 static double mono_s(void)
@@ -545,9 +545,9 @@ static int cmd_backup(struct opts *o)
   struct client_backup_spec specs[64];
   struct client_backup_opts bo;
   struct client_backup_stats st;
-  struct store_crypt crypt;
+  struct format_crypt crypt;
   struct client_api *api = NULL;
-  char err[1024], host[256], when[STORE_NAME_TIME_LEN + 1];
+  char err[1024], host[256], when[FORMAT_NAME_TIME_LEN + 1];
   char total[32], fresh[32], sent[32];
   int have_key, rc;
   double t0, dt;
@@ -573,7 +573,7 @@ static int cmd_backup(struct opts *o)
   memset(&bo, 0, sizeof(bo));
   bo.backup_type = o->backup_type ? o->backup_type : "host";
   bo.backup_id = o->backup_id ? o->backup_id : host;
-  if (store_name_backup_type(bo.backup_type) < 0 || store_name_backup_id(bo.backup_id) < 0) {
+  if (format_name_backup_type(bo.backup_type) < 0 || format_name_backup_id(bo.backup_id) < 0) {
     fprintf(stderr, "cairn backup: invalid backup type or id \"%s/%s\"\n", bo.backup_type,
             bo.backup_id);
     return EXIT_USAGE;
@@ -584,7 +584,7 @@ static int cmd_backup(struct opts *o)
   bo.workers = o->workers ? o->workers : 4;
   if (open_api(o, bo.workers + 2, &api) < 0) {
     if (have_key)
-      store_crypt_clear(&crypt);
+      format_crypt_clear(&crypt);
     return 1;
   }
   bo.api = api;
@@ -604,7 +604,7 @@ static int cmd_backup(struct opts *o)
   client_progress_free(bo.progress);
   client_api_free(api);
   if (have_key)
-    store_crypt_clear(&crypt);
+    format_crypt_clear(&crypt);
   if (rc < 0) {
     fprintf(stderr, "cairn backup: %s\n", err);
     return 1;
@@ -638,7 +638,7 @@ static int cmd_restore(struct opts *o)
 {
   struct client_restore_opts ro;
   struct client_restore_stats st;
-  struct store_crypt crypt;
+  struct format_crypt crypt;
   struct client_api *api = NULL;
   char *type = NULL, *id = NULL, err[1024], total[32];
   int have_key, rc;
@@ -665,7 +665,7 @@ static int cmd_restore(struct opts *o)
     core_free(type);
     core_free(id);
     if (have_key)
-      store_crypt_clear(&crypt);
+      format_crypt_clear(&crypt);
     return 1;
   }
   ro.api = api;
@@ -684,7 +684,7 @@ static int cmd_restore(struct opts *o)
   client_progress_free(ro.progress);
   client_api_free(api);
   if (have_key)
-    store_crypt_clear(&crypt);
+    format_crypt_clear(&crypt);
   core_free(type);
   core_free(id);
   if (rc < 0) {
@@ -796,7 +796,7 @@ static void show_snapshots(yajl_val data)
   printf("%-48s %10s  %s\n", "snapshot", "size", "files");
   for (size_t i = 0; i < data->u.array.len; i++) {
     yajl_val s = data->u.array.values[i], files = core_json_get(s, "files");
-    char when[STORE_NAME_TIME_LEN + 1], name[300], size[32] = "-";
+    char when[FORMAT_NAME_TIME_LEN + 1], name[300], size[32] = "-";
     struct core_buf fl;
     fmt_time(int_or(s, "backup-time", 0), when);
     snprintf(name, sizeof(name), "%s/%s/%s", str_or(s, "backup-type", "?"),
@@ -824,7 +824,7 @@ static void show_groups(yajl_val data)
   printf("%-40s %9s  %-20s  %s\n", "group", "snapshots", "last backup", "owner");
   for (size_t i = 0; i < data->u.array.len; i++) {
     yajl_val g = data->u.array.values[i];
-    char when[STORE_NAME_TIME_LEN + 1], name[300];
+    char when[FORMAT_NAME_TIME_LEN + 1], name[300];
     fmt_time(int_or(g, "last-backup", 0), when);
     snprintf(name, sizeof(name), "%s/%s", str_or(g, "backup-type", "?"),
              str_or(g, "backup-id", "?"));
@@ -850,7 +850,7 @@ static void show_prune(yajl_val data)
     return;
   for (size_t i = 0; i < data->u.array.len; i++) {
     yajl_val s = data->u.array.values[i];
-    char when[STORE_NAME_TIME_LEN + 1];
+    char when[FORMAT_NAME_TIME_LEN + 1];
     int keep = 0;
     core_json_get_bool(s, "keep", &keep);
     fmt_time(int_or(s, "backup-time", 0), when);
@@ -868,7 +868,7 @@ static int parse_group(const char *s, struct core_buf *q)
     return -1;
   memcpy(type, s, (size_t)(slash - s));
   type[slash - s] = '\0';
-  if (store_name_backup_type(type) < 0 || store_name_backup_id(slash + 1) < 0)
+  if (format_name_backup_type(type) < 0 || format_name_backup_id(slash + 1) < 0)
     return -1;
   client_query_add(q, "backup-type", type);
   client_query_add(q, "backup-id", slash + 1);
@@ -991,10 +991,10 @@ static char *default_key_path(void)
 
 static int cmd_key(struct opts *o)
 {
-  uint8_t key[STORE_CRYPT_KEY_LEN];
-  enum store_kdf kdf = STORE_KDF_SCRYPT;
-  struct store_crypt crypt;
-  char *path, *pass = NULL, fp[STORE_CRYPT_FP_STR_LEN];
+  uint8_t key[FORMAT_CRYPT_KEY_LEN];
+  enum format_kdf kdf = FORMAT_KDF_SCRYPT;
+  struct format_crypt crypt;
+  char *path, *pass = NULL, fp[FORMAT_CRYPT_FP_STR_LEN];
   int rc;
 
   if (o->npos < 1 || strcmp(o->pos[0], "create") != 0 || o->npos > 2) {
@@ -1002,13 +1002,13 @@ static int cmd_key(struct opts *o)
     return EXIT_USAGE;
   }
   if (o->kdf && strcmp(o->kdf, "none") == 0)
-    kdf = STORE_KDF_NONE;
+    kdf = FORMAT_KDF_NONE;
   else if (o->kdf && strcmp(o->kdf, "scrypt") != 0) {
     fprintf(stderr, "cairn key: --kdf is scrypt or none\n");
     return EXIT_USAGE;
   }
   path = o->npos == 2 ? core_strdup(o->pos[1]) : default_key_path();
-  if (kdf == STORE_KDF_SCRYPT) {
+  if (kdf == FORMAT_KDF_SCRYPT) {
     pass = read_passphrase("New passphrase: ");
     if (pass && !getenv("CAIRN_ENCRYPTION_PASSWORD")) {
       char *again = read_passphrase("Repeat passphrase: ");
@@ -1021,10 +1021,10 @@ static int cmd_key(struct opts *o)
       }
       core_free(again);
     }
-    if (pass == NULL || strlen(pass) < STORE_KEYFILE_MIN_PASS) {
+    if (pass == NULL || strlen(pass) < FORMAT_KEYFILE_MIN_PASS) {
       fprintf(stderr, "cairn key: a passphrase of at least %d characters is needed "
               "(terminal or CAIRN_ENCRYPTION_PASSWORD), or use --kdf none\n",
-              STORE_KEYFILE_MIN_PASS);
+              FORMAT_KEYFILE_MIN_PASS);
       core_free(pass);
       core_free(path);
       return 1;
@@ -1036,7 +1036,7 @@ static int cmd_key(struct opts *o)
     core_free(path);
     return 1;
   }
-  rc = store_keyfile_write(path, key, kdf, pass, pass ? strlen(pass) : 0, 0, 0);
+  rc = format_keyfile_write(path, key, kdf, pass, pass ? strlen(pass) : 0, 0, 0);
   if (pass) {
     memset(pass, 0, strlen(pass));
     core_free(pass);
@@ -1049,9 +1049,9 @@ static int cmd_key(struct opts *o)
     core_free(path);
     return 1;
   }
-  store_crypt_init(&crypt, key);
-  store_crypt_fingerprint_str(crypt.fingerprint, fp);
-  store_crypt_clear(&crypt);
+  format_crypt_init(&crypt, key);
+  format_crypt_fingerprint_str(crypt.fingerprint, fp);
+  format_crypt_clear(&crypt);
   memset(key, 0, sizeof(key));
   printf("created %s (fingerprint %s)\n", path, fp);
   core_free(path);
@@ -1087,7 +1087,7 @@ static void upload_thread(void *arg)
     core_sha256(data, len, digest);
     core_hex_encode(digest, 32, hex);
     /* random data does not compress: the blob is the raw form */
-    if (store_blob_encode_alloc(NULL, data, len, 0, NULL, &blob, &blen) < 0)
+    if (format_blob_encode_alloc(NULL, data, len, 0, NULL, &blob, &blen) < 0)
       break;
     core_buf_init(&target, 1024);
     core_buf_printf(&target, "/api2/json/backup/%s/dynamic_chunk", u->sid);

@@ -12,10 +12,10 @@
 #include "core/core_buf.h"
 #include "core/core_digest.h"
 #include "access/access.h"
-#include "store/store_blob.h"
-#include "store/store_crypt.h"
-#include "store/store_index.h"
-#include "store/store_manifest.h"
+#include "format/format_blob.h"
+#include "format/format_crypt.h"
+#include "format/format_index.h"
+#include "format/format_manifest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,22 +158,22 @@ static void text_seeds(void)
 static void blob_seeds(void)
 {
   static const char text[] = "hello, chunk. hello, chunk. hello, chunk. hello, chunk.";
-  uint8_t key[STORE_CRYPT_KEY_LEN];
+  uint8_t key[FORMAT_CRYPT_KEY_LEN];
   for (size_t i = 0; i < sizeof(key); i++)
     key[i] = (uint8_t)i; /* the key fuzz_blob.c uses */
-  struct store_crypt c;
-  if (store_crypt_init(&c, key) != 0)
+  struct format_crypt c;
+  if (format_crypt_init(&c, key) != 0)
     die("crypt");
   static const struct {
     const char *name;
-    int flags;    /* store_blob_encode flags */
+    int flags;    /* format_blob_encode flags */
     int with_key;
-  } kinds[] = {{"plain", 0, 0}, {"zstd", STORE_BLOB_COMPRESS, 0}, {"encrypted", 0, 1},
-               {"zstd-encrypted", STORE_BLOB_COMPRESS, 1}};
+  } kinds[] = {{"plain", 0, 0}, {"zstd", FORMAT_BLOB_COMPRESS, 0}, {"encrypted", 0, 1},
+               {"zstd-encrypted", FORMAT_BLOB_COMPRESS, 1}};
   for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
     uint8_t *out;
     size_t len;
-    if (store_blob_encode_alloc(NULL, text, sizeof(text) - 1, kinds[i].flags,
+    if (format_blob_encode_alloc(NULL, text, sizeof(text) - 1, kinds[i].flags,
                                 kinds[i].with_key ? &c : NULL, &out, &len) < 0)
       die("blob encode");
     /* fuzz_blob flags: bit 0 the key; bit 1 fix the CRC. */
@@ -191,7 +191,7 @@ static void index_seeds(void)
     core_sha256(&i, sizeof(i), d[i]);
 
   /* Compact forms (fuzz_index flags: 2 didx, 4 fix the csum; high bits the piece). */
-  uint8_t compact[16 + 3 * STORE_DIDX_ENTRY_LEN];
+  uint8_t compact[16 + 3 * FORMAT_DIDX_ENTRY_LEN];
   uint64_t size = 2 * 4096 + 100, chunk = 4096;
   for (int i = 0; i < 8; i++) {
     compact[i] = (uint8_t)(size >> (8 * i));
@@ -202,7 +202,7 @@ static void index_seeds(void)
   seed("fuzz_index", "fidx-compact", 0x34, compact, 16 + 3 * 32);
   for (int i = 0; i < 3; i++) {
     uint64_t end = (uint64_t)(i + 1) * 1000;
-    uint8_t *e = compact + 16 + i * STORE_DIDX_ENTRY_LEN;
+    uint8_t *e = compact + 16 + i * FORMAT_DIDX_ENTRY_LEN;
     for (int b = 0; b < 8; b++)
       e[b] = (uint8_t)(end >> (8 * b));
     memcpy(e + 8, d[i], 32);
@@ -210,52 +210,52 @@ static void index_seeds(void)
   seed("fuzz_index", "didx-compact", 0x56, compact, sizeof(compact));
 
   /* Raw images as the writers make them (flag 1). */
-  struct store_fidx_writer fw;
-  if (store_fidx_writer_init(&fw, size, chunk, 1700000000) < 0)
+  struct format_fidx_writer fw;
+  if (format_fidx_writer_init(&fw, size, chunk, 1700000000) < 0)
     die("fidx");
   for (int i = 0; i < 3; i++)
-    store_fidx_writer_append(&fw, d[i]);
-  if (store_fidx_writer_finish(&fw, NULL, NULL, NULL) < 0)
+    format_fidx_writer_append(&fw, d[i]);
+  if (format_fidx_writer_finish(&fw, NULL, NULL, NULL) < 0)
     die("fidx finish");
   size_t len;
-  const uint8_t *img = store_fidx_writer_image(&fw, &len);
+  const uint8_t *img = format_fidx_writer_image(&fw, &len);
   seed("fuzz_index", "fidx-raw", 0xb1, img, len);
-  store_fidx_writer_free(&fw);
+  format_fidx_writer_free(&fw);
 
-  struct store_didx_writer dw;
-  store_didx_writer_init(&dw, 1700000000, 0);
+  struct format_didx_writer dw;
+  format_didx_writer_init(&dw, 1700000000, 0);
   for (int i = 0; i < 3; i++)
-    store_didx_writer_append(&dw, (uint64_t)(i + 1) * 777, d[i]);
-  store_didx_writer_finish(&dw, NULL, NULL, NULL);
-  img = store_didx_writer_image(&dw, &len);
+    format_didx_writer_append(&dw, (uint64_t)(i + 1) * 777, d[i]);
+  format_didx_writer_finish(&dw, NULL, NULL, NULL);
+  img = format_didx_writer_image(&dw, &len);
   seed("fuzz_index", "didx-raw", 0x51, img, len);
-  store_didx_writer_free(&dw);
+  format_didx_writer_free(&dw);
 }
 
 static void manifest_seeds(void)
 {
-  struct store_manifest m;
+  struct format_manifest m;
   uint8_t csum[CORE_SHA256_LEN];
   core_sha256("x", 1, csum);
-  store_manifest_init(&m, "vm", "100", 1700000000);
-  store_manifest_add_file(&m, "drive-scsi0.img.fidx", STORE_CRYPT_MODE_NONE, 1 << 30, csum);
-  store_manifest_add_file(&m, "qemu-server.conf.blob", STORE_CRYPT_MODE_SIGN_ONLY, 412, csum);
-  store_manifest_set_verify_state(&m, "ok", "UPID:node:0000:0000:0000:verify::root@pam:");
+  format_manifest_init(&m, "vm", "100", 1700000000);
+  format_manifest_add_file(&m, "drive-scsi0.img.fidx", FORMAT_CRYPT_MODE_NONE, 1 << 30, csum);
+  format_manifest_add_file(&m, "qemu-server.conf.blob", FORMAT_CRYPT_MODE_SIGN_ONLY, 412, csum);
+  format_manifest_set_verify_state(&m, "ok", "UPID:node:0000:0000:0000:verify::root@pam:");
   struct core_buf b;
-  core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
-  store_manifest_to_json(&m, 1, &b);
+  core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
+  format_manifest_to_json(&m, 1, &b);
   seed("fuzz_manifest", "pretty", 0x04, b.base, b.len);
   core_buf_reset(&b);
-  store_manifest_to_json(&m, 0, &b);
+  format_manifest_to_json(&m, 0, &b);
   seed("fuzz_manifest", "compact", 0x00, b.base, b.len);
   core_buf_free(&b);
   uint8_t *blob;
   size_t len;
-  if (store_manifest_encode_blob(&m, NULL, &blob, &len) < 0)
+  if (format_manifest_encode_blob(&m, NULL, &blob, &len) < 0)
     die("manifest blob");
   seed("fuzz_manifest", "blob", 0x01, blob, len);
   core_free(blob);
-  store_manifest_free(&m);
+  format_manifest_free(&m);
   static const char unknown[] =
       "{\"backup-type\":\"host\",\"backup-id\":\"h\",\"backup-time\":0,\"files\":[],"
       "\"unprotected\":{\"notes\":\"n\",\"x\":[{}]},\"signature\":null,\"extra\":1}";

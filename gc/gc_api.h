@@ -31,7 +31,7 @@
 #include "core/core_pool.h"
 #include "core/core_task.h"
 #include "http/http.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_prune.h"
 #include "store/store_registry.h"
 
@@ -140,7 +140,7 @@ void gc_start_gc(struct gc_ctx *ctx, const char *store, const char *authid, gc_s
                  void *arg);
 
 struct gc_prune_opts {
-  char ns[STORE_NAME_NS_MAX_LEN + 1]; /* "" = root */
+  char ns[FORMAT_NAME_NS_MAX_LEN + 1]; /* "" = root */
   int max_depth;                      /* -1: all levels below ns */
   struct store_prune_keep keep;
   int dry_run;
@@ -152,10 +152,10 @@ void gc_start_prune(struct gc_ctx *ctx, const char *store, const char *authid,
                     const struct gc_prune_opts *opts, gc_start_cb cb, void *arg);
 
 struct gc_verify_opts {
-  char ns[STORE_NAME_NS_MAX_LEN + 1]; /* "" = root */
+  char ns[FORMAT_NAME_NS_MAX_LEN + 1]; /* "" = root */
   int max_depth;                      /* -1: all levels below ns */
   char type[8];                       /* "" = every group */
-  char id[STORE_NAME_ID_MAX + 1];     /* "" = every id (needs type) */
+  char id[FORMAT_NAME_ID_MAX + 1];     /* "" = every id (needs type) */
   int64_t time;                       /* -1 = every snapshot of the group */
   int ignore_verified;                /* skip snapshots whose last verify was ok */
   int64_t outdated_after_days;        /* with ignore_verified: re-verify older; 0 = never */

@@ -57,9 +57,9 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_s3.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 #include "store/store_path.h"
 
 #include <errno.h>
@@ -248,7 +248,7 @@ static int insert_zero_chunk(struct gc_run *run)
 {
   uint8_t *zeros = core_calloc(1, ZERO_CHUNK_SIZE), *blob = NULL;
   size_t blen = 0;
-  int rc = store_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, STORE_BLOB_COMPRESS, NULL,
+  int rc = format_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, FORMAT_BLOB_COMPRESS, NULL,
                                    &blob, &blen);
   core_free(zeros);
   if (rc >= 0) {
@@ -362,7 +362,7 @@ static void run_walk(struct gc_job *job)
 
 /* Opens and maps an index file. 0, 1 if it vanished, or an error (msg set). */
 static int map_index(struct gc_job *job, const char *path, void **map, size_t *len,
-                     struct store_index *idx)
+                     struct format_index *idx)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
@@ -379,7 +379,7 @@ static int map_index(struct gc_job *job, const char *path, void **map, size_t *l
     snprintf(job->msg, sizeof(job->msg), "cannot stat index %s: %s", path, strerror(errno));
     goto out;
   }
-  if (st.st_size < STORE_INDEX_HDR_LEN) {
+  if (st.st_size < FORMAT_INDEX_HDR_LEN) {
     rc = CORE_EFORMAT;
     snprintf(job->msg, sizeof(job->msg),
              "index %s is corrupt (%lld bytes, shorter than its header); refusing to "
@@ -394,7 +394,7 @@ static int map_index(struct gc_job *job, const char *path, void **map, size_t *l
     snprintf(job->msg, sizeof(job->msg), "cannot map index %s: %s", path, strerror(errno));
     goto out;
   }
-  rc = store_index_parse(*map, *len, STORE_INDEX_SKIP_CSUM, idx);
+  rc = format_index_parse(*map, *len, FORMAT_INDEX_SKIP_CSUM, idx);
   if (rc < 0) {
     snprintf(job->msg, sizeof(job->msg),
              "index %s is corrupt (%s); refusing to sweep on an incomplete mark", path,
@@ -413,7 +413,7 @@ static int mark_file(struct gc_job *job, const char *path)
   struct gc_run *run = job->run;
   void *map = NULL;
   size_t len = 0;
-  struct store_index idx;
+  struct format_index idx;
   int rc = map_index(job, path, &map, &len, &idx);
   if (rc != 0)
     return rc;
@@ -425,7 +425,7 @@ static int mark_file(struct gc_job *job, const char *path)
       snprintf(job->msg, sizeof(job->msg), "aborted");
       break;
     }
-    const uint8_t *d = store_index_digest(&idx, e);
+    const uint8_t *d = format_index_digest(&idx, e);
     if (gc_cache_test_and_add(&run->cache, d))
       continue;
     /* A touch writes the inode (and the journal); a stat only reads it. The

@@ -19,7 +19,7 @@
 #include "store/store_api.h"
 #include "store/store_s3.h"
 #include "store/store_lock.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -146,9 +146,9 @@ struct prune_req {
   /* in */
   char *base;
   char lockdir[STORE_PATH_MAX];
-  char ns[STORE_NAME_NS_MAX_LEN + 1];
+  char ns[FORMAT_NAME_NS_MAX_LEN + 1];
   char type[8];
-  char id[STORE_NAME_ID_MAX + 1];
+  char id[FORMAT_NAME_ID_MAX + 1];
   struct store_prune_keep keep;
   int dry_run;
   /* out */
@@ -228,15 +228,15 @@ static void h_prune(struct http_request *req, void *arg)
   const char *id = http_req_param(req, "backup-id");
   if (ns == NULL)
     ns = "";
-  if (store_name_ns(ns) < 0) {
+  if (format_name_ns(ns) < 0) {
     http_respond_error(req, 400, "parameter ns: invalid namespace");
     return;
   }
-  if (store_name_backup_type(type) < 0) {
+  if (format_name_backup_type(type) < 0) {
     http_respond_error(req, 400, "parameter backup-type: must be vm, ct or host");
     return;
   }
-  if (store_name_backup_id(id) < 0) {
+  if (format_name_backup_id(id) < 0) {
     http_respond_error(req, 400, "parameter backup-id: invalid backup id");
     return;
   }
@@ -392,13 +392,13 @@ static void prune_next(struct prune_run *r)
 
 static void log_group(struct prune_run *r, const struct group_ref *g)
 {
-  char when[STORE_NAME_TIME_LEN + 1];
+  char when[FORMAT_NAME_TIME_LEN + 1];
   const char *nsp = g->ns[0] ? g->ns : NULL;
   core_task_log(r->task, "Pruning group %s%s%s/%s", nsp ? nsp : "", nsp ? ":" : "", g->type,
                 g->id);
   for (size_t i = 0; i < r->res.n; i++) {
     const struct prune_entry *e = &r->res.e[i];
-    if (store_name_time_format(e->time, when) < 0)
+    if (format_name_time_format(e->time, when) < 0)
       snprintf(when, sizeof(when), "%" PRId64, e->time);
     const char *reason = store_prune_reason_name(e->reason);
     if (e->mark != STORE_PRUNE_REMOVE) {

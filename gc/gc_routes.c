@@ -13,7 +13,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "store/store_api.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -144,7 +144,7 @@ static int param_ns(struct http_request *req, char *out, size_t len)
   const char *ns = http_req_param(req, "ns");
   if (ns == NULL)
     ns = "";
-  if (store_name_ns(ns) < 0 || strlen(ns) >= len) {
+  if (format_name_ns(ns) < 0 || strlen(ns) >= len) {
     http_respond_error(req, 400, "parameter ns: invalid namespace");
     return CORE_EINVAL;
   }
@@ -159,7 +159,7 @@ static void h_prune_datastore(struct http_request *req, void *arg)
   int64_t depth;
   memset(&o, 0, sizeof(o));
   if (param_ns(req, o.ns, sizeof(o.ns)) < 0 ||
-      http_req_param_int(req, "max-depth", 0, STORE_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
+      http_req_param_int(req, "max-depth", 0, FORMAT_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
       http_req_param_bool(req, "dry-run", 0, &o.dry_run) < 0 || gc__parse_keep(req, &o.keep) < 0)
     return;
   o.max_depth = (int)depth;
@@ -179,20 +179,20 @@ static void h_verify(struct http_request *req, void *arg)
   memset(&o, 0, sizeof(o));
   o.time = -1;
   if (param_ns(req, o.ns, sizeof(o.ns)) < 0 ||
-      http_req_param_int(req, "max-depth", 0, STORE_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
+      http_req_param_int(req, "max-depth", 0, FORMAT_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
       http_req_param_int(req, "outdated-after", 0, 365000, 0, &days) < 0 ||
-      http_req_param_int(req, "backup-time", 0, STORE_NAME_TIME_MAX, -1, &o.time) < 0 ||
+      http_req_param_int(req, "backup-time", 0, FORMAT_NAME_TIME_MAX, -1, &o.time) < 0 ||
       http_req_param_bool(req, "ignore-verified", 1, &o.ignore_verified) < 0)
     return;
   o.max_depth = (int)depth;
   o.outdated_after_days = days;
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
-  if (type && store_name_backup_type(type) < 0) {
+  if (type && format_name_backup_type(type) < 0) {
     http_respond_error(req, 400, "parameter backup-type: must be vm, ct or host");
     return;
   }
-  if (id && (type == NULL || store_name_backup_id(id) < 0)) {
+  if (id && (type == NULL || format_name_backup_id(id) < 0)) {
     http_respond_error(req, 400, "parameter backup-id: invalid, or given without backup-type");
     return;
   }

@@ -13,9 +13,9 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_s3.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 #include "store/store_path.h"
 
 #include <errno.h>
@@ -177,7 +177,7 @@ static void run_begin(struct run *r)
     return;
   uint8_t *zeros = core_calloc(1, ZERO_CHUNK_SIZE);
   core_hex_decode(zero_chunk_hex, 32, r->zdigest);
-  rc = store_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, STORE_BLOB_COMPRESS, NULL,
+  rc = format_blob_encode_alloc(NULL, zeros, ZERO_CHUNK_SIZE, FORMAT_BLOB_COMPRESS, NULL,
                                &r->zblob, &r->zlen);
   core_free(zeros);
   if (rc < 0) {
@@ -237,7 +237,7 @@ static void run_walk(struct run *r)
 }
 
 static int map_index(struct run *r, const char *path, void **map, size_t *len,
-                     struct store_index *idx)
+                     struct format_index *idx)
 {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
@@ -254,7 +254,7 @@ static int map_index(struct run *r, const char *path, void **map, size_t *len,
     snprintf(r->msg, sizeof(r->msg), "cannot stat index %s: %s", path, strerror(errno));
     goto out;
   }
-  if (st.st_size < STORE_INDEX_HDR_LEN) {
+  if (st.st_size < FORMAT_INDEX_HDR_LEN) {
     rc = CORE_EFORMAT;
     snprintf(r->msg, sizeof(r->msg), "index %s is corrupt; refusing to sweep on an "
              "incomplete mark", path);
@@ -268,7 +268,7 @@ static int map_index(struct run *r, const char *path, void **map, size_t *len,
     snprintf(r->msg, sizeof(r->msg), "cannot map index %s: %s", path, strerror(errno));
     goto out;
   }
-  rc = store_index_parse(*map, *len, STORE_INDEX_SKIP_CSUM, idx);
+  rc = format_index_parse(*map, *len, FORMAT_INDEX_SKIP_CSUM, idx);
   if (rc < 0) {
     snprintf(r->msg, sizeof(r->msg), "index %s is corrupt (%s); refusing to sweep on an "
              "incomplete mark", path, core_strerror(rc));
@@ -310,7 +310,7 @@ static void run_mark(struct run *r)
     const char *path = r->list.paths[r->cur_file];
     void *map = NULL;
     size_t len = 0;
-    struct store_index idx;
+    struct format_index idx;
     int rc = map_index(r, path, &map, &len, &idx);
     if (rc < 0) {
       r->rc = rc;
@@ -333,7 +333,7 @@ static void run_mark(struct run *r)
         snprintf(r->msg, sizeof(r->msg), "aborted");
         break;
       }
-      const uint8_t *d = store_index_digest(&idx, e);
+      const uint8_t *d = format_index_digest(&idx, e);
       if (gc_cache_test_and_add(&r->cache, d))
         continue;
       r->touched++;

@@ -33,7 +33,7 @@
 #include "store/store_s3.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 
 #include <dirent.h>

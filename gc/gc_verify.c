@@ -31,12 +31,12 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "store/store_s3.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 #include "store/store_lock.h"
-#include "store/store_manifest.h"
-#include "store/store_name.h"
+#include "format/format_manifest.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -72,8 +72,8 @@ struct snap_ref {
 
 struct vfile {
   char *name;                    /* owned archive name */
-  int kind;                      /* enum store_archive_kind */
-  enum store_crypt_mode mode;
+  int kind;                      /* enum format_archive_kind */
+  enum format_crypt_mode mode;
   uint64_t size;
   uint8_t csum[32];
 };
@@ -89,7 +89,7 @@ struct verify_run {
   enum vstep step;
   /* job-owned */
   struct store_chunkstore *cs;
-  struct store_blob_ctx bctx;
+  struct format_blob_ctx bctx;
   struct core_buf buf;           /* chunk / blob reads */
   struct store_s3_fetcher *fetcher; /* S3 datastores: chunks not in the cache */
   struct snap_ref *snaps;
@@ -114,8 +114,8 @@ struct verify_run {
 
 static void snap_name(const struct snap_ref *s, char *out, size_t len)
 {
-  char t[STORE_NAME_TIME_LEN + 1];
-  if (store_name_time_format(s->time, t) < 0)
+  char t[FORMAT_NAME_TIME_LEN + 1];
+  if (format_name_time_format(s->time, t) < 0)
     snprintf(t, sizeof(t), "%" PRId64, s->time);
   snprintf(out, len, "%s%s%s/%s/%s", s->ns, s->ns[0] ? ":" : "", s->type, s->id, t);
 }
@@ -272,23 +272,23 @@ static int snap_path(struct verify_run *r, const char *file, char *out, size_t c
 /* Reads and decodes the snapshot's manifest into `m`, which the caller frees
  * whatever this returns: a manifest that is gone (a prune removed the
  * snapshot after the listing) leaves `m` empty, not uninitialised. */
-static int load_manifest(struct verify_run *r, struct store_manifest *m)
+static int load_manifest(struct verify_run *r, struct format_manifest *m)
 {
   char path[STORE_PATH_MAX];
   memset(m, 0, sizeof(*m));
-  int rc = snap_path(r, STORE_MANIFEST_NAME, path, sizeof(path));
+  int rc = snap_path(r, FORMAT_MANIFEST_NAME, path, sizeof(path));
   if (rc < 0)
     return rc;
-  rc = read_file(path, &r->buf, STORE_MANIFEST_MAX_LEN + STORE_BLOB_ENC_HDR_LEN);
+  rc = read_file(path, &r->buf, FORMAT_MANIFEST_MAX_LEN + FORMAT_BLOB_ENC_HDR_LEN);
   if (rc < 0)
     return rc;
-  return store_manifest_decode_blob(&r->bctx, r->buf.base, r->buf.len, m);
+  return format_manifest_decode_blob(&r->bctx, r->buf.base, r->buf.len, m);
 }
 
 /* Did the last verify succeed recently enough to skip this one? */
-static int recently_verified(struct verify_run *r, const struct store_manifest *m)
+static int recently_verified(struct verify_run *r, const struct format_manifest *m)
 {
-  char *vs = store_manifest_unprotected_get(m, "verify_state");
+  char *vs = format_manifest_unprotected_get(m, "verify_state");
   if (vs == NULL)
     return 0;
   yajl_val v;
@@ -326,32 +326,32 @@ static void run_snap_begin(struct verify_run *r)
              rc == CORE_ELOCKED ? "in use" : core_strerror(rc));
     return;
   }
-  struct store_manifest m;
+  struct format_manifest m;
   rc = load_manifest(r, &m);
   if (rc == CORE_ENOTFOUND) {
     r->skip = 1;
     snprintf(r->note, sizeof(r->note), "snapshot vanished");
-    store_manifest_free(&m);
+    format_manifest_free(&m);
     store_lock_release(&r->guard);
     return;
   }
   if (rc < 0) {
     r->errors++;
-    core_task_log(r->task, "  manifest %s: %s", STORE_MANIFEST_NAME, core_strerror(rc));
-    store_manifest_free(&m);
+    core_task_log(r->task, "  manifest %s: %s", FORMAT_MANIFEST_NAME, core_strerror(rc));
+    format_manifest_free(&m);
     return;
   }
   if (r->opts.ignore_verified && recently_verified(r, &m)) {
     r->skip = 1;
     snprintf(r->note, sizeof(r->note), "already verified");
-    store_manifest_free(&m);
+    format_manifest_free(&m);
     store_lock_release(&r->guard);
     return;
   }
   r->files = core_calloc(m.nfiles ? m.nfiles : 1, sizeof(*r->files));
   for (size_t i = 0; i < m.nfiles; i++) {
     struct vfile *f = &r->files[r->n_files];
-    int kind = store_name_archive(m.files[i].filename);
+    int kind = format_name_archive(m.files[i].filename);
     if (kind < 0) {
       r->errors++;
       core_task_log(r->task, "  manifest lists an invalid file name");
@@ -364,12 +364,12 @@ static void run_snap_begin(struct verify_run *r)
     memcpy(f->csum, m.files[i].csum, 32);
     r->n_files++;
   }
-  store_manifest_free(&m);
+  format_manifest_free(&m);
 }
 
 static void verify_blob(struct verify_run *r, const struct vfile *f, const char *path)
 {
-  int rc = read_file(path, &r->buf, STORE_BLOB_MAX_SIZE + STORE_BLOB_ENC_HDR_LEN);
+  int rc = read_file(path, &r->buf, FORMAT_BLOB_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN);
   if (rc < 0) {
     r->errors++;
     core_task_log(r->task, "  %s: %s", f->name,
@@ -385,7 +385,7 @@ static void verify_blob(struct verify_run *r, const struct vfile *f, const char 
   } else if (memcmp(sum, f->csum, 32) != 0) {
     r->errors++;
     core_task_log(r->task, "  %s: checksum differs from the manifest", f->name);
-  } else if ((rc = store_blob_verify_crc(r->buf.base, r->buf.len)) < 0) {
+  } else if ((rc = format_blob_verify_crc(r->buf.base, r->buf.len)) < 0) {
     r->errors++;
     core_task_log(r->task, "  %s: %s", f->name, core_strerror(rc));
   }
@@ -409,7 +409,7 @@ static int verify_fetch(struct verify_run *r, const uint8_t d[32])
 
 /* Checks one chunk. 0 good, <0 bad (logged). */
 static int verify_chunk(struct verify_run *r, const uint8_t d[32], uint64_t size,
-                        enum store_crypt_mode mode)
+                        enum format_crypt_mode mode)
 {
   char hex[65];
   if (gc_digest_set_has(&r->verified, d))
@@ -443,12 +443,12 @@ static int verify_chunk(struct verify_run *r, const uint8_t d[32], uint64_t size
   }
   if (rc >= 0) {
     r->bytes += r->buf.len;
-    rc = store_blob_verify_crc(r->buf.base, r->buf.len);
+    rc = format_blob_verify_crc(r->buf.base, r->buf.len);
     if (rc == 0) {
-      int kind = store_blob_verify_chunk(&r->bctx, r->buf.base, r->buf.len, d, size);
+      int kind = format_blob_verify_chunk(&r->bctx, r->buf.base, r->buf.len, d, size);
       rc = kind < 0 ? kind : 0;
-      if (rc == 0 && mode == STORE_CRYPT_MODE_ENCRYPT &&
-          !store_blob_kind_encrypted((enum store_blob_kind)kind))
+      if (rc == 0 && mode == FORMAT_CRYPT_MODE_ENCRYPT &&
+          !format_blob_kind_encrypted((enum format_blob_kind)kind))
         rc = CORE_EFORMAT; /* an unencrypted chunk in an encrypted archive */
     }
   }
@@ -487,7 +487,7 @@ static void run_file(struct verify_run *r)
     r->cur_file++;
     return;
   }
-  if (f->kind == STORE_ARCHIVE_BLOB) {
+  if (f->kind == FORMAT_ARCHIVE_BLOB) {
     core_task_log(r->task, "  check %s", f->name);
     verify_blob(r, f, path);
     r->cur_file++;
@@ -496,17 +496,17 @@ static void run_file(struct verify_run *r)
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
   void *map = MAP_FAILED;
-  struct store_index idx;
+  struct format_index idx;
   if (fd < 0 || fstat(fd, &st) < 0) {
     rc = errno == ENOENT ? CORE_ENOTFOUND : -errno;
-  } else if (st.st_size < STORE_INDEX_HDR_LEN) {
+  } else if (st.st_size < FORMAT_INDEX_HDR_LEN) {
     rc = CORE_EFORMAT;
   } else if ((map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
     rc = -errno;
   } else {
     /* The checksum is compared against the manifest once, at the start. */
-    rc = store_index_parse(map, (size_t)st.st_size,
-                           r->cur_entry ? STORE_INDEX_SKIP_CSUM : 0, &idx);
+    rc = format_index_parse(map, (size_t)st.st_size,
+                           r->cur_entry ? FORMAT_INDEX_SKIP_CSUM : 0, &idx);
   }
   if (fd >= 0)
     close(fd);
@@ -535,8 +535,8 @@ static void run_file(struct verify_run *r)
   unsigned n = 0;
   for (; e < idx.count && n < CHUNK_BUDGET && r->bytes - bytes0 < BYTES_BUDGET; e++, n++) {
     uint64_t start, end;
-    store_index_chunk_range(&idx, e, &start, &end);
-    if (verify_chunk(r, store_index_digest(&idx, e), end - start, f->mode) < 0)
+    format_index_chunk_range(&idx, e, &start, &end);
+    if (verify_chunk(r, format_index_digest(&idx, e), end - start, f->mode) < 0)
       r->errors++;
   }
   if (e >= idx.count) {
@@ -560,7 +560,7 @@ static int write_manifest(const char *path, const uint8_t *data, size_t len)
   memcpy(dir, path, (size_t)(slash - path));
   dir[slash - path] = '\0';
   /* A dot name: listings and GC ignore it; the manifest lock serializes it. */
-  if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp_verify", dir, STORE_MANIFEST_NAME) >=
+  if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp_verify", dir, FORMAT_MANIFEST_NAME) >=
       (int)sizeof(tmp))
     return CORE_ETOOBIG;
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -586,22 +586,22 @@ static void run_snap_end(struct verify_run *r)
   const struct snap_ref *s = &r->snaps[r->cur];
   const char *state = r->errors ? "failed" : "ok";
   struct store_lock_guard mg = STORE_LOCK_GUARD_INIT;
-  struct store_manifest m;
+  struct format_manifest m;
   char path[STORE_PATH_MAX];
   uint8_t *blob = NULL;
   size_t blen = 0;
   int have_m = 0;
   int rc = store_lock_manifest(r->lockdir, s->ns, s->type, s->id, s->time, &mg);
   if (rc == 0)
-    rc = snap_path(r, STORE_MANIFEST_NAME, path, sizeof(path));
+    rc = snap_path(r, FORMAT_MANIFEST_NAME, path, sizeof(path));
   if (rc >= 0) {
     rc = load_manifest(r, &m);
     have_m = 1;
   }
   if (rc >= 0)
-    rc = store_manifest_set_verify_state(&m, state, r->task->upid);
+    rc = format_manifest_set_verify_state(&m, state, r->task->upid);
   if (rc >= 0)
-    rc = store_manifest_encode_blob(&m, &r->bctx, &blob, &blen);
+    rc = format_manifest_encode_blob(&m, &r->bctx, &blob, &blen);
   if (rc >= 0)
     rc = write_manifest(path, blob, blen);
   if (rc < 0)
@@ -609,7 +609,7 @@ static void run_snap_end(struct verify_run *r)
                    core_strerror(rc));
   core_free(blob);
   if (have_m)
-    store_manifest_free(&m);
+    format_manifest_free(&m);
   store_lock_release(&mg);
   store_lock_release(&r->guard);
   files_free(r);
@@ -646,7 +646,7 @@ static void run_free(struct verify_run *r)
   files_free(r);
   gc_digest_set_free(&r->verified);
   gc_digest_set_free(&r->corrupt);
-  store_blob_ctx_free(&r->bctx);
+  format_blob_ctx_free(&r->bctx);
   core_buf_free(&r->buf);
   if (r->fetcher)
     store_s3_fetcher_close(r->fetcher);
@@ -786,7 +786,7 @@ static void verify_ready(struct gc_start *s, struct store_datastore *ds)
 {
   struct gc_ctx *ctx = s->ctx;
   const struct gc_verify_opts *o = s->opts;
-  char wid[STORE_NAME_STORE_MAX + STORE_NAME_NS_MAX_LEN + STORE_NAME_ID_MAX + 64];
+  char wid[FORMAT_NAME_STORE_MAX + FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 64];
   worker_id(s->store, o, wid, sizeof(wid));
   struct core_task *task = core_task_start(ctx->tasks, GC_TASK_VERIFY, wid, s->authid, s->store);
   if (task == NULL) {
@@ -801,7 +801,7 @@ static void verify_ready(struct gc_start *s, struct store_datastore *ds)
   r->base = core_strdup(ds->path);
   r->opts = *o;
   store_lock_dir(r->lockdir, sizeof(r->lockdir), ctx->run_dir, s->store);
-  store_blob_ctx_init(&r->bctx);
+  format_blob_ctx_init(&r->bctx);
   core_buf_init(&r->buf, STORE_CHUNK_MAX_ENCODED);
   gc_digest_set_init(&r->verified, VERIFIED_MAX);
   gc_digest_set_init(&r->corrupt, VERIFIED_MAX);

@@ -2,7 +2,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 
 #include <dirent.h>
@@ -193,7 +193,7 @@ struct level_desc {
 
 static enum level subdir_ns(const struct ent *e, int *depth)
 {
-  if (store_name_backup_type(e->name) == 0) {
+  if (format_name_backup_type(e->name) == 0) {
     *depth = 0;
     return LVL_TYPE;
   }
@@ -205,7 +205,7 @@ static enum level subdir_ns(const struct ent *e, int *depth)
 
 static enum level subdir_ns_dir(const struct ent *e, int *depth)
 {
-  if (*depth < STORE_NAME_NS_MAX_DEPTH && store_name_ns_component(e->name) == 0) {
+  if (*depth < FORMAT_NAME_NS_MAX_DEPTH && format_name_ns_component(e->name) == 0) {
     ++*depth;
     return LVL_NS;
   }
@@ -216,7 +216,7 @@ static enum level subdir_ns_dir(const struct ent *e, int *depth)
 static enum level subdir_type(const struct ent *e, int *depth)
 {
   *depth = 0;
-  return store_name_backup_id(e->name) == 0 ? LVL_GROUP : LVL_STRANGE;
+  return format_name_backup_id(e->name) == 0 ? LVL_GROUP : LVL_STRANGE;
 }
 
 static enum level subdir_group(const struct ent *e, int *depth)
@@ -260,7 +260,7 @@ static void enter_group(struct walk *w, const char *path, struct ent *e, size_t 
   w->group = add_group(w->out, path);
   for (size_t i = 0; i < n; i++) {
     int64_t t;
-    if (e[i].type == ENT_DIR && store_name_time_parse(e[i].name, &t) == 0)
+    if (e[i].type == ENT_DIR && format_name_time_parse(e[i].name, &t) == 0)
       e[i].time = t;
     else
       e[i].time = -1;

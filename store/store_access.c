@@ -9,7 +9,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_task.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_snapshot.h"
 
 #include <errno.h>
@@ -561,7 +561,7 @@ static int build_path(struct http_request *req, const struct http_perm *perm, ch
     return 0;
   }
   const char *store = http_req_param(req, "store");
-  if (store == NULL || store_name_datastore(store) < 0) {
+  if (store == NULL || format_name_datastore(store) < 0) {
     http_respond_error(req, 400, "invalid or missing datastore name");
     return -1;
   }
@@ -571,7 +571,7 @@ static int build_path(struct http_request *req, const struct http_perm *perm, ch
     ns = http_req_param(req, "ns");
   else if (perm->on == ACCESS_ON_NS_PARAM_PARENT)
     ns = http_req_param(req, "parent");
-  if (ns && ns[0] && store_name_ns(ns) < 0) {
+  if (ns && ns[0] && format_name_ns(ns) < 0) {
     http_respond_error(req, 400, "invalid namespace");
     return -1;
   }
@@ -751,8 +751,8 @@ static void ask_owner(struct store_access *a, struct http_request *req,
 {
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
-  if (type == NULL || id == NULL || store_name_backup_type(type) < 0 ||
-      store_name_backup_id(id) < 0) {
+  if (type == NULL || id == NULL || format_name_backup_type(type) < 0 ||
+      format_name_backup_id(id) < 0) {
     /* Without a group there is nothing to own. */
     respond_denied(req, perm, path);
     return;

@@ -13,7 +13,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_session.h"
 
 #include <errno.h>
@@ -26,7 +26,7 @@
 
 int store_api_check_store(struct http_request *req, const char *name)
 {
-  if (name == NULL || store_name_datastore(name) < 0) {
+  if (name == NULL || format_name_datastore(name) < 0) {
     http_respond_error(req, 400, "invalid or missing datastore name");
     return -1;
   }

@@ -16,7 +16,7 @@
 #include "core/core_utf8.h"
 #include "http/http_cfgedit.h"
 #include "store/store_dsconfig.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -96,7 +96,7 @@ static void get_ready(void *arg, int err)
 static void h_get(struct http_request *req, void *ctx)
 {
   struct store_api *api = ctx;
-  if (store_name_datastore(http_req_param(req, "name")) < 0) {
+  if (format_name_datastore(http_req_param(req, "name")) < 0) {
     http_respond_error(req, 400, "invalid datastore name");
     return;
   }
@@ -110,7 +110,7 @@ static void h_get(struct http_request *req, void *ctx)
 static int ds_check_name(const char *name, char *err, size_t errlen)
 {
   char q[80];
-  if (store_name_datastore(name) < 0) {
+  if (format_name_datastore(name) < 0) {
     snprintf(err, errlen, "invalid datastore name '%s'", core_utf8_quote(name, q, sizeof(q)));
     return CORE_ENAME;
   }

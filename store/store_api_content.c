@@ -18,7 +18,7 @@
 #include "core/core_parse.h"
 #include "store/store_s3.h"
 #include "store/store_lock.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -472,23 +472,23 @@ static void start(struct http_request *req, struct store_api *api, enum content_
     if (depth) {
       char *end;
       long d = strtol(depth, &end, 10);
-      if (*depth == '\0' || *end || d < 0 || d > STORE_NAME_NS_MAX_DEPTH)
+      if (*depth == '\0' || *end || d < 0 || d > FORMAT_NAME_NS_MAX_DEPTH)
         msg = "max-depth must be 0..7";
       c->max_depth = (int)d;
     }
   } else if (op == OP_NS_CREATE) {
     const char *parent = http_req_param(req, "parent");
     const char *name = http_req_param(req, "name");
-    if (name == NULL || store_name_ns_component(name) < 0)
+    if (name == NULL || format_name_ns_component(name) < 0)
       msg = "invalid or missing namespace name";
-    else if (parent && parent[0] && store_name_ns(parent) < 0)
+    else if (parent && parent[0] && format_name_ns(parent) < 0)
       msg = "invalid parent namespace";
     else
       c->ns = parent && parent[0] ? core_asprintf("%s/%s", parent, name) : core_strdup(name);
-    if (c->ns && store_name_ns(c->ns) < 0)
+    if (c->ns && format_name_ns(c->ns) < 0)
       msg = "namespace too deep or too long";
   }
-  if (msg == NULL && ns && store_name_ns(ns) < 0)
+  if (msg == NULL && ns && format_name_ns(ns) < 0)
     msg = "invalid namespace";
   if (c->ns == NULL)
     c->ns = core_strdup(ns ? ns : "");
@@ -501,9 +501,9 @@ static void start(struct http_request *req, struct store_api *api, enum content_
   if (op == OP_CHANGE_OWNER && (new_owner == NULL || !access_authid_valid(new_owner)))
     msg = "invalid or missing new-owner (user@realm or user@realm!token)";
   int need_time = op == OP_SNAP_DELETE || op == OP_PROT_GET || op == OP_PROT_SET;
-  if (msg == NULL && (type || need_group) && (type == NULL || store_name_backup_type(type) < 0))
+  if (msg == NULL && (type || need_group) && (type == NULL || format_name_backup_type(type) < 0))
     msg = "backup-type must be vm, ct or host";
-  if (msg == NULL && (id || need_group) && (id == NULL || store_name_backup_id(id) < 0))
+  if (msg == NULL && (id || need_group) && (id == NULL || format_name_backup_id(id) < 0))
     msg = "invalid or missing backup-id";
   if (msg == NULL && need_time) {
     char *end;

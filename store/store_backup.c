@@ -29,10 +29,10 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_lock.h"
-#include "store/store_manifest.h"
-#include "store/store_name.h"
+#include "format/format_manifest.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -54,10 +54,10 @@ int store__backup_has_file(const struct store_backup *b, const char *name)
 void store__backup_writer_free(struct writer *w)
 {
   if (w->kind == WRITER_DYNAMIC)
-    store_didx_writer_free(&w->didx);
+    format_didx_writer_free(&w->didx);
   core_free(w->name);
   core_free(w->slots);
-  store_fidx_writer_free(&w->fidx);
+  format_fidx_writer_free(&w->fidx);
   memset(w, 0, sizeof(*w));
 }
 
@@ -394,7 +394,7 @@ static int finish_build(struct finish_job *f, uint8_t **blob, size_t *blob_len)
   struct store_session *s = f->s;
   uint8_t *raw = NULL;
   size_t raw_len = 0;
-  struct store_manifest m;
+  struct format_manifest m;
   char stats[256];
   int rc = core_file_read(f->upload_path, 16u * 1024 * 1024, &raw, &raw_len);
   if (rc < 0) {
@@ -403,7 +403,7 @@ static int finish_build(struct finish_job *f, uint8_t **blob, size_t *blob_len)
   }
   /* The decoder may have allocated parts even when it fails: free always. */
   memset(&m, 0, sizeof(m));
-  rc = store_manifest_decode_blob(NULL, raw, raw_len, &m);
+  rc = format_manifest_decode_blob(NULL, raw, raw_len, &m);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "invalid manifest: %s", core_strerror(rc));
     goto out;
@@ -429,13 +429,13 @@ static int finish_build(struct finish_job *f, uint8_t **blob, size_t *blob_len)
            "{\"count\":%" PRIu64 ",\"size\":%" PRIu64 ",\"compressed_size\":%" PRIu64
            ",\"duplicates\":%" PRIu64 "}",
            f->stats[0], f->stats[1], f->stats[2], f->stats[3]);
-  rc = store_manifest_unprotected_set(&m, "chunk_upload_stats", stats, strlen(stats));
+  rc = format_manifest_unprotected_set(&m, "chunk_upload_stats", stats, strlen(stats));
   if (rc == 0)
-    rc = store_manifest_encode_blob(&m, NULL, blob, blob_len);
+    rc = format_manifest_encode_blob(&m, NULL, blob, blob_len);
   if (rc < 0)
     snprintf(f->err, sizeof(f->err), "cannot update the manifest: %s", core_strerror(rc));
 out:
-  store_manifest_free(&m);
+  format_manifest_free(&m);
   core_free(raw);
   return rc;
 }

@@ -5,7 +5,7 @@
 #define STORE_BACKUP_H
 
 #include "store/store_chunk.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 #include "store/store_session.h"
 
 #include <stdint.h>
@@ -44,7 +44,7 @@ struct writer {
   int closing;
   char *name;               /* owned archive name */
   /* dynamic */
-  struct store_didx_writer didx;
+  struct format_didx_writer didx;
   /* fixed: digests by position (hash table), size fixed at close */
   struct fixed_slot *slots; /* owned, nslots entries (a power of two) */
   uint64_t nslots, used;    /* table size, distinct positions set */
@@ -52,7 +52,7 @@ struct writer {
   uint64_t limit;           /* image bytes: the size given at open, or FIXED_MAX_SIZE */
   int size_given;           /* the close must name `limit` as its size */
   uint64_t last_len;        /* size of the chunk at position count-1 */
-  struct store_fidx_writer fidx; /* the file image while it is being written */
+  struct format_fidx_writer fidx; /* the file image while it is being written */
 };
 
 struct store_backup {

@@ -22,8 +22,8 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
-#include "store/store_blob.h"
-#include "store/store_name.h"
+#include "format/format_blob.h"
+#include "format/format_name.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -61,7 +61,7 @@ static void open_writer(struct http_request *req, void *ctx, enum writer_kind ki
   const char *name = http_req_param(req, "archive-name");
   const char *ext = kind == WRITER_FIXED ? ".fidx" : ".didx";
   size_t nlen = name ? strlen(name) : 0;
-  if (name == NULL || store_name_archive(name) < 0 || nlen < 6 ||
+  if (name == NULL || format_name_archive(name) < 0 || nlen < 6 ||
       strcmp(name + nlen - 5, ext) != 0) {
     http_respond_error(req, 400, "archive-name must be a valid *%s file name", ext);
     goto out;
@@ -95,7 +95,7 @@ static void open_writer(struct http_request *req, void *ctx, enum writer_kind ki
       goto out;
     }
   } else {
-    store_didx_writer_init(&w->didx, (int64_t)time(NULL), 0);
+    format_didx_writer_init(&w->didx, (int64_t)time(NULL), 0);
   }
   w->kind = kind;
   w->name = core_strdup(name);
@@ -231,7 +231,7 @@ static void append_index(struct http_request *req, void *ctx, enum writer_kind k
                            "(expected %" PRIu64 ")", i, off, w->didx.end);
         goto out;
       }
-      rc = store_didx_writer_append(&w->didx, off + len, digest);
+      rc = format_didx_writer_append(&w->didx, off + len, digest);
     } else {
       if (off % FIXED_CHUNK_SIZE != 0 || len > FIXED_CHUNK_SIZE || len == 0) {
         http_respond_error(req, 400, "entry %zu: offset %" PRIu64 " is not aligned to the "
@@ -288,7 +288,7 @@ struct chunk_job {
 static void chunk_run(struct core_job *j)
 {
   struct chunk_job *c = (struct chunk_job *)j;
-  int rc = store_blob_accept_chunk(NULL, c->data, c->len, c->digest, c->size);
+  int rc = format_blob_accept_chunk(NULL, c->data, c->len, c->digest, c->size);
   struct store_chunk_insert_result res;
   if (rc >= 0)
     rc = store_chunk_insert(c->cs, c->digest, c->data, c->len, &res);
@@ -420,13 +420,13 @@ static void file_run(struct core_job *j)
 {
   struct file_job *f = (struct file_job *)j;
   if (f->is_blob) {
-    f->rc = store_blob_verify_crc(f->data, f->len);
+    f->rc = format_blob_verify_crc(f->data, f->len);
     if (f->rc == 0)
       f->rc = core_file_replace(f->path, f->data, f->len, 0644, 1);
     return;
   }
   struct core_slice parts[2] = {{f->data, f->len}, {f->data2, f->len2}};
-  f->rc = store_index_write_file(f->path, parts, f->len2 ? 2 : 1, f->do_fsync);
+  f->rc = format_index_write_file(f->path, parts, f->len2 ? 2 : 1, f->do_fsync);
 }
 
 static void file_finish(struct file_job *f, int rc, const char *msg)
@@ -439,7 +439,7 @@ static void file_finish(struct file_job *f, int rc, const char *msg)
                        msg ? msg : core_strerror(rc));
     if (f->wid) {
       b->writers[f->wid].closing = 0;
-      store_fidx_writer_free(&b->writers[f->wid].fidx);
+      format_fidx_writer_free(&b->writers[f->wid].fidx);
     }
   } else if (b->nfiles == MAX_FILES) {
     http_respond_error(f->req, 400, "too many files in one snapshot");
@@ -536,9 +536,9 @@ static void close_writer(struct http_request *req, void *ctx, enum writer_kind k
       http_respond_error(req, 400, "index checksum mismatch");
       goto fail;
     }
-    store_didx_writer_finish(&w->didx, mine, &my_count, &my_size);
+    format_didx_writer_finish(&w->didx, mine, &my_count, &my_size);
     size_t len;
-    const uint8_t *img = store_didx_writer_image(&w->didx, &len);
+    const uint8_t *img = format_didx_writer_image(&w->didx, &len);
     w->closing = 1;
     submit_file(s, req, (int)(w - b->writers), w->name, img, len, NULL, 0, 0);
     return;
@@ -556,28 +556,28 @@ static void close_writer(struct http_request *req, void *ctx, enum writer_kind k
                        " and size %" PRIu64, count, size);
     goto fail;
   }
-  struct store_fidx_writer *fw = &w->fidx;
-  int rc = store_fidx_writer_init(fw, size, FIXED_CHUNK_SIZE, (int64_t)time(NULL));
+  struct format_fidx_writer *fw = &w->fidx;
+  int rc = format_fidx_writer_init(fw, size, FIXED_CHUNK_SIZE, (int64_t)time(NULL));
   for (uint64_t i = 0; rc == 0 && i < want; i++) {
     const uint8_t *digest = fixed_get(w, i); /* set: `used` says so */
-    rc = digest ? store_fidx_writer_set(fw, i, digest) : CORE_EINVAL;
+    rc = digest ? format_fidx_writer_set(fw, i, digest) : CORE_EINVAL;
   }
   if (rc == 0)
-    rc = store_fidx_writer_finish(fw, mine, &my_count, &my_size);
+    rc = format_fidx_writer_finish(fw, mine, &my_count, &my_size);
   if (rc == 0 && memcmp(mine, csum, 32) != 0) {
-    store_fidx_writer_free(fw);
+    format_fidx_writer_free(fw);
     http_respond_error(req, 400, "index checksum mismatch");
     goto fail;
   }
   if (rc < 0) {
-    store_fidx_writer_free(fw);
+    format_fidx_writer_free(fw);
     http_respond_errno(req, rc, "cannot build the fixed index");
     goto fail;
   }
   /* The image stays in the writer until the file is written (a failed
    * write leaves the writer open, positions and all, for a retry). */
   size_t len;
-  const uint8_t *img = store_fidx_writer_image(fw, &len);
+  const uint8_t *img = format_fidx_writer_image(fw, &len);
   w->closing = 1;
   submit_file(s, req, (int)(w - b->writers), w->name, img, len, NULL, 0, 0);
   return;
@@ -605,7 +605,7 @@ static void h_blob(struct http_request *req, void *ctx)
   struct core_slice body = http_req_body(req);
   uint64_t esize;
   size_t nlen = name ? strlen(name) : 0;
-  if (name == NULL || store_name_archive(name) < 0 || nlen < 6 ||
+  if (name == NULL || format_name_archive(name) < 0 || nlen < 6 ||
       strcmp(name + nlen - 5, ".blob") != 0) {
     http_respond_error(req, 400, "file-name must be a valid *.blob file name");
     goto fail;
@@ -634,7 +634,7 @@ static void h_previous(struct http_request *req, void *ctx)
     return;
   struct store_backup *b = store__backup(s);
   const char *name = http_req_param(req, "archive-name");
-  if (name == NULL || store_name_archive(name) < 0) {
+  if (name == NULL || format_name_archive(name) < 0) {
     http_respond_error(req, 400, "invalid archive-name");
     store_session_leave(s);
     return;

@@ -6,14 +6,14 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_digestset.h"
 #include "store/store_dspath.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 #include "store/store_lock.h"
-#include "store/store_manifest.h"
-#include "store/store_name.h"
+#include "format/format_manifest.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -37,7 +37,7 @@ struct check {
   const struct store_check_opts *o;
   struct store_check_stats *st;
   struct store_digestset seen;    /* chunks already checked */
-  struct store_blob_ctx bctx;
+  struct format_blob_ctx bctx;
   char label[STORE_PATH_MAX];     /* the snapshot being checked, for messages */
 };
 
@@ -202,19 +202,19 @@ static void check_chunk_dir(struct check *c)
 
 /* Reads and hashes one chunk: 0 or the reason it does not match its name. */
 static int verify_chunk(struct check *c, const char *path, const uint8_t digest[32],
-                        uint64_t size, enum store_crypt_mode mode)
+                        uint64_t size, enum format_crypt_mode mode)
 {
   uint8_t *data = NULL;
   size_t len = 0;
   int rc = core_file_read(path, STORE_CHUNK_MAX_ENCODED, &data, &len);
   if (rc < 0)
     return rc;
-  rc = store_blob_verify_crc(data, len);
+  rc = format_blob_verify_crc(data, len);
   if (rc == 0) {
-    int kind = store_blob_verify_chunk(&c->bctx, data, len, digest, size);
+    int kind = format_blob_verify_chunk(&c->bctx, data, len, digest, size);
     rc = kind < 0 ? kind : 0;
-    if (rc == 0 && mode == STORE_CRYPT_MODE_ENCRYPT &&
-        !store_blob_kind_encrypted((enum store_blob_kind)kind))
+    if (rc == 0 && mode == FORMAT_CRYPT_MODE_ENCRYPT &&
+        !format_blob_kind_encrypted((enum format_blob_kind)kind))
       rc = CORE_EFORMAT; /* an unencrypted chunk in an encrypted archive */
   }
   core_free(data);
@@ -222,7 +222,7 @@ static int verify_chunk(struct check *c, const char *path, const uint8_t digest[
 }
 
 static void check_chunk(struct check *c, const char *archive, const uint8_t digest[32],
-                        uint64_t size, enum store_crypt_mode mode)
+                        uint64_t size, enum format_crypt_mode mode)
 {
   if (store_digestset_get(&c->seen, digest, NULL))
     return;
@@ -262,12 +262,12 @@ static void check_chunk(struct check *c, const char *archive, const uint8_t dige
 /* ---- snapshots ----------------------------------------------------------- */
 
 static void check_blob_file(struct check *c, const char *path,
-                            const struct store_manifest_file *f)
+                            const struct format_manifest_file *f)
 {
   uint8_t *data = NULL;
   size_t len = 0;
   uint8_t sum[CORE_SHA256_LEN];
-  int rc = core_file_read(path, STORE_BLOB_MAX_SIZE + 4096, &data, &len);
+  int rc = core_file_read(path, FORMAT_BLOB_MAX_SIZE + 4096, &data, &len);
   if (rc < 0) {
     say(c, 1, "%s %s: %s", c->label, f->filename, errstr(rc));
     return;
@@ -278,27 +278,27 @@ static void check_blob_file(struct check *c, const char *path,
         len, f->size);
   else if (memcmp(sum, f->csum, sizeof(sum)) != 0)
     say(c, 1, "%s %s: checksum differs from the manifest", c->label, f->filename);
-  else if ((rc = store_blob_verify_crc(data, len)) < 0)
+  else if ((rc = format_blob_verify_crc(data, len)) < 0)
     say(c, 1, "%s %s: %s", c->label, f->filename, core_strerror(rc));
   core_free(data);
 }
 
 static void check_index_file(struct check *c, const char *path,
-                             const struct store_manifest_file *f)
+                             const struct format_manifest_file *f)
 {
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   struct stat sb;
   void *map = MAP_FAILED;
-  struct store_index idx;
+  struct format_index idx;
   int rc;
   if (fd < 0 || fstat(fd, &sb) < 0)
     rc = errno == ENOENT ? CORE_ENOTFOUND : -errno;
-  else if (!S_ISREG(sb.st_mode) || sb.st_size < STORE_INDEX_HDR_LEN)
+  else if (!S_ISREG(sb.st_mode) || sb.st_size < FORMAT_INDEX_HDR_LEN)
     rc = CORE_EFORMAT;
   else if ((map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
     rc = -errno;
   else
-    rc = store_index_parse(map, (size_t)sb.st_size, 0, &idx);
+    rc = format_index_parse(map, (size_t)sb.st_size, 0, &idx);
   if (fd >= 0)
     close(fd);
   if (rc < 0) {
@@ -316,23 +316,23 @@ static void check_index_file(struct check *c, const char *path,
   }
   for (uint64_t i = 0; i < idx.count; i++) {
     uint64_t start, end;
-    store_index_chunk_range(&idx, i, &start, &end);
-    check_chunk(c, f->filename, store_index_digest(&idx, i), end - start, f->crypt_mode);
+    format_index_chunk_range(&idx, i, &start, &end);
+    check_chunk(c, f->filename, format_index_digest(&idx, i), end - start, f->crypt_mode);
   }
 out:
   if (map != MAP_FAILED)
     munmap(map, (size_t)sb.st_size);
 }
 
-static int read_manifest(struct check *c, const char *path, struct store_manifest *m)
+static int read_manifest(struct check *c, const char *path, struct format_manifest *m)
 {
   uint8_t *data = NULL;
   size_t len = 0;
-  int rc = core_file_read(path, STORE_MANIFEST_MAX_LEN + 4096, &data, &len);
+  int rc = core_file_read(path, FORMAT_MANIFEST_MAX_LEN + 4096, &data, &len);
   if (rc == 0)
-    rc = store_manifest_decode_blob(&c->bctx, data, len, m);
+    rc = format_manifest_decode_blob(&c->bctx, data, len, m);
   else
-    store_manifest_init(m, "host", "x", 0); /* so the caller frees one shape */
+    format_manifest_init(m, "host", "x", 0); /* so the caller frees one shape */
   core_free(data);
   return rc;
 }
@@ -341,18 +341,18 @@ static void check_finished(struct check *c, const char *ns, const char *type, co
                            int64_t time)
 {
   char dir[STORE_PATH_MAX], path[STORE_PATH_MAX];
-  struct store_manifest m;
+  struct format_manifest m;
   if (store_path_snapshot(dir, sizeof(dir), c->o->base, ns, type, id, time) < 0)
     return;
   if (access(dir, F_OK) < 0)
     return; /* deleted (a prune) since the listing */
   if (store_path_file(path, sizeof(path), c->o->base, ns, type, id, time,
-                      STORE_MANIFEST_NAME) < 0)
+                      FORMAT_MANIFEST_NAME) < 0)
     return;
   int rc = read_manifest(c, path, &m);
   if (rc < 0) {
     if (access(dir, F_OK) == 0)
-      say(c, 1, "%s: manifest %s: %s", c->label, STORE_MANIFEST_NAME, errstr(rc));
+      say(c, 1, "%s: manifest %s: %s", c->label, FORMAT_MANIFEST_NAME, errstr(rc));
     goto out;
   }
   c->st->snapshots++;
@@ -363,26 +363,26 @@ static void check_finished(struct check *c, const char *ns, const char *type, co
     goto out;
   }
   for (size_t i = 0; i < m.nfiles; i++) {
-    const struct store_manifest_file *f = &m.files[i];
+    const struct format_manifest_file *f = &m.files[i];
     c->st->archives++;
     if (store_path_file(path, sizeof(path), c->o->base, ns, type, id, time, f->filename) < 0) {
       say(c, 1, "%s: the manifest lists an invalid file name", c->label);
       continue;
     }
-    if (store_name_archive(f->filename) == STORE_ARCHIVE_BLOB)
+    if (format_name_archive(f->filename) == FORMAT_ARCHIVE_BLOB)
       check_blob_file(c, path, f);
     else
       check_index_file(c, path, f);
   }
 out:
-  store_manifest_free(&m);
+  format_manifest_free(&m);
 }
 
 static void check_snapshot(struct check *c, const char *ns, const char *type, const char *id,
                            const struct store_snapshot_info *s)
 {
-  char when[STORE_NAME_TIME_LEN + 1];
-  store_name_time_format(s->time, when);
+  char when[FORMAT_NAME_TIME_LEN + 1];
+  format_name_time_format(s->time, when);
   snprintf(c->label, sizeof(c->label), "snapshot %s%s%s/%s/%s", ns, ns[0] ? "/" : "", type, id,
            when);
   if (!s->finished) {
@@ -461,14 +461,14 @@ int store_check(const struct store_check_opts *o, struct store_check_stats *st)
   if (rc < 0)
     return rc;
   store_digestset_init(&c.seen, 64u * 1024 * 1024);
-  store_blob_ctx_init(&c.bctx);
+  format_blob_ctx_init(&c.bctx);
   check_run_dir(&c);
   check_chunk_dir(&c);
   check_content(&c);
   if (o->flags & STORE_CHECK_S3_CACHE)
     say(&c, 0, "S3 datastore: only the local cache was checked; chunks that are not "
                "cached and the bucket's objects were not (run a verify task for those)");
-  store_blob_ctx_free(&c.bctx);
+  format_blob_ctx_free(&c.bctx);
   store_digestset_free(&c.seen);
   return 0;
 }

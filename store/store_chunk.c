@@ -5,7 +5,7 @@
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_log.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_path.h"
 
 #include <assert.h>
@@ -54,17 +54,17 @@ const char *store_sync_level_name(enum store_sync_level level)
 /* ---- DataBlob magic ---------------------------------------------------- */
 
 /* Only two properties of a blob matter for the duplicate rules; decoding
- * proper is store_blob's job. */
+ * proper is format_blob's job. */
 #define BLOB_COMPRESSED 1
 #define BLOB_ENCRYPTED 2
 
 static int blob_flags(const void *data, size_t len)
 {
-  int kind = store_blob_magic_kind(data, len);
+  int kind = format_blob_magic_kind(data, len);
   if (kind < 0)
     return kind;
-  return (store_blob_kind_compressed(kind) ? BLOB_COMPRESSED : 0) |
-         (store_blob_kind_encrypted(kind) ? BLOB_ENCRYPTED : 0);
+  return (format_blob_kind_compressed(kind) ? BLOB_COMPRESSED : 0) |
+         (format_blob_kind_encrypted(kind) ? BLOB_ENCRYPTED : 0);
 }
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -261,7 +261,7 @@ enum insert_action { ACT_WRITE, ACT_KEEP };
 /* Reads the blob header of an existing chunk file and returns its flags. */
 static int file_blob_flags(int dirfd, const char *rel)
 {
-  uint8_t hdr[STORE_BLOB_ENC_HDR_LEN];
+  uint8_t hdr[FORMAT_BLOB_ENC_HDR_LEN];
   int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return -errno;

@@ -176,7 +176,7 @@ struct store_chunk_alloc {
 /* Reads a whole chunk file into `out` (reset first). Returns the size, or
  * CORE_ENOTFOUND, CORE_ETOOBIG (file larger than STORE_CHUNK_MAX_ENCODED or
  * than out->max), UV_ENOMEM, or a negative errno. The bytes are NOT verified:
- * decode with store_blob before trusting them. */
+ * decode with format_blob before trusting them. */
 int store_chunk_read_into(struct store_chunkstore *cs, const uint8_t digest[32],
                           const struct store_chunk_alloc *alloc, struct core_buf *out);
 /* The same; an empty `out` gets its memory the usual way. */

@@ -9,7 +9,7 @@
 #include "store/store_s3.h"
 #include "store/store_chunk.h"
 #include "store/store_dspath.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_registry.h"
 
@@ -314,7 +314,7 @@ static int run_edit(struct edit_arg *a)
 int store_dsconfig_create(struct store_dsconfig_req *q)
 {
   q->err[0] = '\0';
-  if (store_name_datastore(q->name) < 0) {
+  if (format_name_datastore(q->name) < 0) {
     snprintf(q->err, sizeof(q->err), "invalid datastore name");
     return CORE_ENAME;
   }

@@ -20,7 +20,7 @@
 #define HASH_KEEP 80   /* characters kept from each end of a hashed name */
 /* Room for an escaped "type/id/time" plus suffix: every id byte may become
  * "\xNN" (4 bytes). */
-#define ESC_MAX (8 + 4 * STORE_NAME_ID_MAX + 4 * STORE_NAME_TIME_LEN + 32)
+#define ESC_MAX (8 + 4 * FORMAT_NAME_ID_MAX + 4 * FORMAT_NAME_TIME_LEN + 32)
 
 /* ---- names ------------------------------------------------------------- */
 
@@ -69,7 +69,7 @@ static void fit_name(const char *name, size_t len, char out[NAME_LIMIT + 1])
  * "ns" + ":comp" per component. */
 static void ns_dir_name(const char *ns, int depth, char out[NAME_LIMIT + 1])
 {
-  char tmp[8 + STORE_NAME_NS_MAX_LEN];
+  char tmp[8 + FORMAT_NAME_NS_MAX_LEN];
   size_t n = 0;
   memcpy(tmp, "ns", 2);
   n = 2;
@@ -90,13 +90,13 @@ static void ns_dir_name(const char *ns, int depth, char out[NAME_LIMIT + 1])
 static int object_name(const char *type, const char *id, int64_t time, int manifest,
                        char out[NAME_LIMIT + 1])
 {
-  char rel[8 + STORE_NAME_ID_MAX + STORE_NAME_TIME_LEN + 8];
+  char rel[8 + FORMAT_NAME_ID_MAX + FORMAT_NAME_TIME_LEN + 8];
   char esc[ESC_MAX + sizeof(MANIFEST_SUFFIX)];
-  if (store_name_backup_type(type) < 0 || store_name_backup_id(id) < 0)
+  if (format_name_backup_type(type) < 0 || format_name_backup_id(id) < 0)
     return CORE_ENAME;
   if (time >= 0) {
-    char ts[STORE_NAME_TIME_LEN + 1];
-    if (store_name_time_format(time, ts) < 0)
+    char ts[FORMAT_NAME_TIME_LEN + 1];
+    if (format_name_time_format(time, ts) < 0)
       return CORE_ENAME;
     snprintf(rel, sizeof(rel), "%s/%s/%s", type, id, ts);
   } else {
@@ -123,7 +123,7 @@ static int join(char *out, size_t cap, const char *lockdir, const char *dir, con
 
 int store_lock_dir(char *out, size_t cap, const char *run_dir, const char *store)
 {
-  if (store_name_datastore(store) < 0)
+  if (format_name_datastore(store) < 0)
     return CORE_ENAME;
   int n = snprintf(out, cap, "%s/locks/%s", run_dir, store);
   if (n < 0 || (size_t)n >= cap) {
@@ -138,7 +138,7 @@ int store_lock_file_path(char *out, size_t cap, const char *lockdir, const char 
                          const char *type, const char *id, int64_t time, int manifest)
 {
   char dir[NAME_LIMIT + 1], file[NAME_LIMIT + 1];
-  int depth = store_name_ns_depth(ns);
+  int depth = format_name_ns_depth(ns);
   if (depth < 0)
     return depth;
   ns_dir_name(ns, depth, dir);
@@ -234,7 +234,7 @@ int store_lock_namespace(const char *lockdir, const char *ns, enum store_lock_mo
                          struct store_lock_guard *g)
 {
   g->n = 0;
-  int depth = store_name_ns_depth(ns);
+  int depth = format_name_ns_depth(ns);
   if (depth < 0)
     return depth;
   int rc = lock_chain(lockdir, ns, depth, mode, g);
@@ -249,7 +249,7 @@ static int lock_object(const char *lockdir, const char *ns, const char *type, co
 {
   char dir[NAME_LIMIT + 1], file[NAME_LIMIT + 1], path[STORE_PATH_MAX];
   g->n = 0;
-  int depth = store_name_ns_depth(ns);
+  int depth = format_name_ns_depth(ns);
   if (depth < 0)
     return depth;
   int rc = object_name(type, id, time, manifest, file);

@@ -49,7 +49,7 @@
 #ifndef STORE_LOCK_H
 #define STORE_LOCK_H
 
-#include "store/store_name.h"
+#include "format/format_name.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -60,7 +60,7 @@ enum store_lock_mode {
 };
 
 /* root + up to 7 namespace levels + the object */
-#define STORE_LOCK_MAX_FDS (STORE_NAME_NS_MAX_DEPTH + 2)
+#define STORE_LOCK_MAX_FDS (FORMAT_NAME_NS_MAX_DEPTH + 2)
 
 /* Holds every fd of one acquisition. Initialise with STORE_LOCK_GUARD_INIT
  * (or let a lock function fill it); on failure a lock function leaves it

@@ -2,7 +2,7 @@
 
 #include "core/core_digest.h"
 #include "core/core_error.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 
 #include <string.h>
 
@@ -86,7 +86,7 @@ static void ns_components(struct pbuf *p, const char *ns)
 int store_path_ns(char *out, size_t cap, const char *base, const char *ns)
 {
   struct pbuf p;
-  if (store_name_ns(ns))
+  if (format_name_ns(ns))
     return CORE_ENAME;
   start(&p, out, cap, base);
   ns_components(&p, ns);
@@ -98,7 +98,7 @@ int store_path_ns(char *out, size_t cap, const char *base, const char *ns)
 static int group(struct pbuf *p, char *out, size_t cap, const char *base, const char *ns,
                  const char *type, const char *id)
 {
-  if (store_name_ns(ns) || store_name_backup_type(type) || store_name_backup_id(id))
+  if (format_name_ns(ns) || format_name_backup_type(type) || format_name_backup_id(id))
     return CORE_ENAME;
   start(p, out, cap, base);
   ns_components(p, ns);
@@ -118,13 +118,13 @@ int store_path_group(char *out, size_t cap, const char *base, const char *ns,
 static int snapshot(struct pbuf *p, char *out, size_t cap, const char *base, const char *ns,
                     const char *type, const char *id, int64_t time)
 {
-  char ts[STORE_NAME_TIME_LEN + 1];
-  if (store_name_time_format(time, ts))
+  char ts[FORMAT_NAME_TIME_LEN + 1];
+  if (format_name_time_format(time, ts))
     return CORE_ENAME;
   int rc = group(p, out, cap, base, ns, type, id);
   if (rc)
     return rc;
-  comp(p, ts, STORE_NAME_TIME_LEN);
+  comp(p, ts, FORMAT_NAME_TIME_LEN);
   return 0;
 }
 
@@ -140,7 +140,7 @@ int store_path_file(char *out, size_t cap, const char *base, const char *ns, con
                     const char *id, int64_t time, const char *file)
 {
   struct pbuf p;
-  if (file == NULL || (store_name_archive(file) < 0 && strcmp(file, STORE_PROTECTED_FILE) != 0 &&
+  if (file == NULL || (format_name_archive(file) < 0 && strcmp(file, STORE_PROTECTED_FILE) != 0 &&
                        strcmp(file, STORE_NOTES_FILE) != 0))
     return CORE_ENAME;
   int rc = snapshot(&p, out, cap, base, ns, type, id, time);

@@ -7,7 +7,7 @@
  *   archive file         -> <snapshot>/<name>
  *   chunk                -> <base>/.chunks/<first 4 hex>/<64 hex>
  *
- * Every function validates the names it is given with store_name (so a path
+ * Every function validates the names it is given with format_name (so a path
  * can never be built from an unchecked, possibly hostile name) and writes into
  * a caller buffer of `cap` bytes. They return the length written (without the
  * NUL), CORE_ENAME for an invalid name, or CORE_ETOOBIG if the path does not
@@ -41,7 +41,7 @@ int store_path_group(char *out, size_t cap, const char *base, const char *ns,
                      const char *type, const char *id);
 int store_path_snapshot(char *out, size_t cap, const char *base, const char *ns,
                         const char *type, const char *id, int64_t time);
-/* `file` must pass store_name_archive() or be ".protected" or "notes". */
+/* `file` must pass format_name_archive() or be ".protected" or "notes". */
 int store_path_file(char *out, size_t cap, const char *base, const char *ns, const char *type,
                     const char *id, int64_t time, const char *file);
 /* <base>/.chunks/<prefix>/<hex>, or with base == NULL ".chunks/<prefix>/<hex>". */

@@ -19,7 +19,7 @@
 #include "core/core_log.h"
 #include "store/store_s3.h"
 #include "store/store_chunk.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -132,7 +132,7 @@ static void h_download(struct http_request *req, void *ctx)
   if (s == NULL)
     return;
   const char *name = http_req_param(req, "file-name");
-  if (name == NULL || store_name_archive(name) < 0) {
+  if (name == NULL || format_name_archive(name) < 0) {
     http_respond_error(req, 400, "invalid file-name");
     store_session_leave(s);
     return;

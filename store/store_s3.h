@@ -211,7 +211,7 @@ void store_s3_stats(const struct store_backend *be, struct s3_stats *out);
 typedef void (*store_s3_chunk_cb)(void *arg, int err, int duplicate, const char *msg);
 
 /* The backup path of a chunk: verifies it (CRC rewritten, SHA-256 and size
- * as store_blob_verify_chunk), then: cache file or marker present -> touch,
+ * as format_blob_verify_chunk), then: cache file or marker present -> touch,
  * duplicate; else PUT with If-None-Match: * (412 = duplicate) and only then
  * the cache insert (a 0-byte marker with `no_cache`). `data` is borrowed
  * until `cb` (and its CRC field rewritten). Errors name the cause in `msg`. */

@@ -29,7 +29,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "s3/s3_hash.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
 #include "store/store_path.h"
 #include "store/store_registry.h"
@@ -182,7 +182,7 @@ static void up_run(struct core_job *j)
   switch (u->step) {
   case UP_CHECK:
     if (!u->verified) {
-      rc = store_blob_accept_chunk(NULL, u->data, u->len, u->digest, u->size);
+      rc = format_blob_accept_chunk(NULL, u->data, u->len, u->digest, u->size);
       if (rc < 0) {
         u->rc = rc;
         return;
@@ -410,7 +410,7 @@ static void rd_run(struct core_job *j)
     struct core_buf b;
     core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
     rc = store_chunk_read_into(r->cs, r->digest, &r->alloc, &b);
-    if (rc > 0 && store_blob_verify_crc(b.base, b.len) == 0) {
+    if (rc > 0 && format_blob_verify_crc(b.base, b.len) == 0) {
       r->data = (uint8_t *)b.base;
       r->len = b.len;
       r->cap = b.cap;
@@ -431,7 +431,7 @@ static void rd_run(struct core_job *j)
     return;
   }
   /* RD_STORE: bytes from the bucket. */
-  r->rc = store_blob_verify_crc(r->data, r->len);
+  r->rc = format_blob_verify_crc(r->data, r->len);
   if (r->rc == 0 && r->claimed) {
     int rc = cache_insert(r->ds, r->cs, r->digest, r->data, r->len, NULL);
     if (rc < 0) {

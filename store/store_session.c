@@ -5,7 +5,7 @@
 #include "core/core_error.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +18,15 @@ int store_session_params(struct http_request *req, struct store_session *s)
   const char *id = http_req_param(req, "backup-id");
   const char *time_s = http_req_param(req, "backup-time");
   int64_t t;
-  if (ns && store_name_ns(ns) < 0) {
+  if (ns && format_name_ns(ns) < 0) {
     http_respond_error(req, 400, "invalid namespace");
     return -1;
   }
-  if (type == NULL || store_name_backup_type(type) < 0) {
+  if (type == NULL || format_name_backup_type(type) < 0) {
     http_respond_error(req, 400, "backup-type must be vm, ct or host");
     return -1;
   }
-  if (id == NULL || store_name_backup_id(id) < 0) {
+  if (id == NULL || format_name_backup_id(id) < 0) {
     http_respond_error(req, 400, "invalid or missing backup-id");
     return -1;
   }
@@ -76,7 +76,7 @@ int store_session_open(struct store_sessions *t, struct http_request *req,
                        core_job_run_fn run, core_job_done_fn done)
 {
   const char *store = http_req_param(req, "store");
-  if (store == NULL || store_name_datastore(store) < 0) {
+  if (store == NULL || format_name_datastore(store) < 0) {
     http_respond_error(req, 400, "invalid or missing parameter 'store'");
     core_free(o);
     return -1;

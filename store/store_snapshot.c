@@ -3,7 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 
 #include <dirent.h>
@@ -118,7 +118,7 @@ static int list_subdirs(int dirfd, int (*valid)(const char *), struct strv *out)
 static int valid_time_name(const char *s)
 {
   int64_t t;
-  return store_name_time_parse(s, &t);
+  return format_name_time_parse(s, &t);
 }
 
 /* Removes `name` below `parentfd` and everything inside it, never following
@@ -174,11 +174,11 @@ static int ns_walk(const char *base, const char *ns, int levels, struct strv *ou
   if (nsfd < 0)
     return nsfd;
   struct strv children = {0};
-  rc = list_subdirs(nsfd, store_name_ns_component, &children);
+  rc = list_subdirs(nsfd, format_name_ns_component, &children);
   close(nsfd);
   for (size_t i = 0; rc == 0 && i < children.n; i++) {
     char *child = ns[0] ? core_asprintf("%s/%s", ns, children.v[i]) : core_strdup(children.v[i]);
-    if (store_name_ns(child) == 0) /* skips what would pass the total length */
+    if (format_name_ns(child) == 0) /* skips what would pass the total length */
       rc = ns_walk(base, child, levels - 1, out);
     core_free(child);
   }
@@ -192,10 +192,10 @@ int store_ns_list(const char *base, const char *parent, int max_depth,
   struct strv v = {0};
   out->items = NULL;
   out->n = 0;
-  int depth = store_name_ns_depth(parent);
+  int depth = format_name_ns_depth(parent);
   if (depth < 0)
     return depth;
-  int room = STORE_NAME_NS_MAX_DEPTH - depth;
+  int room = FORMAT_NAME_NS_MAX_DEPTH - depth;
   int levels = max_depth < 0 || max_depth > room ? room : max_depth;
   int rc = store_ns_exists(base, parent);
   if (rc <= 0)
@@ -233,7 +233,7 @@ int store_ns_exists(const char *base, const char *ns)
 int store_ns_create(const char *base, const char *ns)
 {
   char path[STORE_PATH_MAX];
-  int rc, depth = store_name_ns_depth(ns);
+  int rc, depth = format_name_ns_depth(ns);
   if (depth < 0)
     return depth;
   if (depth == 0)
@@ -307,7 +307,7 @@ static int remove_ns_dir(const char *base, const char *ns, unsigned flags)
 int store_ns_delete(const char *base, const char *ns, unsigned flags)
 {
   struct store_ns_list all;
-  int rc, depth = store_name_ns_depth(ns);
+  int rc, depth = format_name_ns_depth(ns);
   if (depth < 0)
     return depth;
   if (depth == 0)
@@ -358,7 +358,7 @@ static int read_owner_at(int groupfd, char **owner)
     return CORE_EFORMAT;
   if (len > 0 && buf[len - 1] == '\n')
     buf[--len] = '\0';
-  if (store_name_authid(buf) < 0)
+  if (format_name_authid(buf) < 0)
     return CORE_EFORMAT;
   *owner = core_strdup(buf);
   return 0;
@@ -374,7 +374,7 @@ static int write_owner_tmp(const char *dir, const char *authid, char *tmp)
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0)
     return -errno;
-  char line[STORE_NAME_AUTHID_MAX + 2];
+  char line[FORMAT_NAME_AUTHID_MAX + 2];
   int n = snprintf(line, sizeof(line), "%s\n", authid);
   int rc = fchmod(fd, FILE_MODE) < 0 ? -errno : core_file_write_all(fd, line, (size_t)n);
   if (close(fd) < 0 && rc == 0)
@@ -390,7 +390,7 @@ int store_group_create(const char *base, const char *ns, const char *type, const
   char path[STORE_PATH_MAX], tmp[STORE_PATH_MAX], file[STORE_PATH_MAX];
   int rc;
   *owner = NULL;
-  if (store_name_authid(authid) < 0)
+  if (format_name_authid(authid) < 0)
     return CORE_ENAME;
   if ((rc = store_path_group(path, sizeof(path), base, ns, type, id)) < 0)
     return rc;
@@ -452,7 +452,7 @@ int store_group_set_owner(const char *base, const char *ns, const char *type, co
   char path[STORE_PATH_MAX], tmp[STORE_PATH_MAX], file[STORE_PATH_MAX];
   struct stat st;
   int rc;
-  if (store_name_authid(authid) < 0)
+  if (format_name_authid(authid) < 0)
     return CORE_ENAME;
   if ((rc = store_path_group(path, sizeof(path), base, ns, type, id)) < 0)
     return rc;
@@ -515,10 +515,10 @@ static int snapshot_info_at(int groupfd, const char *name, int64_t time,
     struct stat st;
     if (strcmp(de->d_name, STORE_PROTECTED_FILE) == 0) {
       info->is_protected = 1;
-    } else if (store_name_archive(de->d_name) > 0 &&
+    } else if (format_name_archive(de->d_name) > 0 &&
                fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                S_ISREG(st.st_mode)) {
-      if (strcmp(de->d_name, STORE_MANIFEST_NAME) == 0)
+      if (strcmp(de->d_name, FORMAT_MANIFEST_NAME) == 0)
         info->finished = 1;
       if (info->n_files == cap) {
         cap = cap ? cap * 2 : 8;
@@ -563,7 +563,7 @@ int store_snapshot_list(const char *base, const char *ns, const char *type, cons
     out->items = core_calloc(names.n, sizeof(*out->items));
   for (size_t i = 0; rc == 0 && i < names.n; i++) {
     int64_t t;
-    store_name_time_parse(names.v[i], &t);
+    format_name_time_parse(names.v[i], &t);
     rc = snapshot_info_at(gfd, names.v[i], t, &out->items[out->n]);
     if (rc == CORE_ENOTFOUND) { /* deleted while we listed */
       rc = 0;
@@ -595,9 +595,9 @@ void store_snapshot_list_free(struct store_snapshot_list *list)
 int store_snapshot_info(const char *base, const char *ns, const char *type, const char *id,
                         int64_t time, struct store_snapshot_info *out)
 {
-  char ts[STORE_NAME_TIME_LEN + 1];
+  char ts[FORMAT_NAME_TIME_LEN + 1];
   memset(out, 0, sizeof(*out));
-  if (store_name_time_format(time, ts) < 0)
+  if (format_name_time_format(time, ts) < 0)
     return CORE_ENAME;
   int gfd = open_group(base, ns, type, id);
   if (gfd < 0)
@@ -610,8 +610,8 @@ int store_snapshot_info(const char *base, const char *ns, const char *type, cons
 int store_snapshot_create(const char *base, const char *ns, const char *type, const char *id,
                           int64_t time)
 {
-  char ts[STORE_NAME_TIME_LEN + 1];
-  if (store_name_time_format(time, ts) < 0)
+  char ts[FORMAT_NAME_TIME_LEN + 1];
+  if (format_name_time_format(time, ts) < 0)
     return CORE_ENAME;
   int gfd = open_group(base, ns, type, id);
   if (gfd < 0)
@@ -626,7 +626,7 @@ int store_snapshot_create(const char *base, const char *ns, const char *type, co
 /* Deletes snapshot `ts` below `gfd` unless it is protected. */
 static int delete_snapshot_at(int gfd, const char *ts)
 {
-  char rel[STORE_NAME_TIME_LEN + 1 + 32];
+  char rel[FORMAT_NAME_TIME_LEN + 1 + 32];
   struct stat st;
   if (fstatat(gfd, ts, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
     return CORE_ENOTFOUND;
@@ -635,7 +635,7 @@ static int delete_snapshot_at(int gfd, const char *ts)
     return CORE_EPROTECTED;
   /* Manifest first: from here on the snapshot reads as unfinished, so a
    * crash halfway never leaves a "finished" snapshot with missing files. */
-  snprintf(rel, sizeof(rel), "%s/%s", ts, STORE_MANIFEST_NAME);
+  snprintf(rel, sizeof(rel), "%s/%s", ts, FORMAT_MANIFEST_NAME);
   if (unlinkat(gfd, rel, 0) < 0 && errno != ENOENT)
     return -errno;
   return remove_tree_at(gfd, ts);
@@ -644,8 +644,8 @@ static int delete_snapshot_at(int gfd, const char *ts)
 int store_snapshot_delete(const char *base, const char *ns, const char *type, const char *id,
                           int64_t time)
 {
-  char ts[STORE_NAME_TIME_LEN + 1];
-  if (store_name_time_format(time, ts) < 0)
+  char ts[FORMAT_NAME_TIME_LEN + 1];
+  if (format_name_time_format(time, ts) < 0)
     return CORE_ENAME;
   int gfd = open_group(base, ns, type, id);
   if (gfd < 0)
@@ -658,9 +658,9 @@ int store_snapshot_delete(const char *base, const char *ns, const char *type, co
 int store_snapshot_set_protected(const char *base, const char *ns, const char *type,
                                  const char *id, int64_t time, int on)
 {
-  char ts[STORE_NAME_TIME_LEN + 1], rel[STORE_NAME_TIME_LEN + 1 + 32];
+  char ts[FORMAT_NAME_TIME_LEN + 1], rel[FORMAT_NAME_TIME_LEN + 1 + 32];
   struct stat st;
-  if (store_name_time_format(time, ts) < 0)
+  if (format_name_time_format(time, ts) < 0)
     return CORE_ENAME;
   int gfd = open_group(base, ns, type, id);
   if (gfd < 0)
@@ -696,10 +696,10 @@ static int group_summary(int gfd, struct store_group_info *g)
   g->last_backup = -1;
   /* Names sort like times (fixed width), so walk from the newest. */
   for (size_t i = names.n; rc == 0 && i-- > 0;) {
-    char rel[STORE_NAME_TIME_LEN + 1 + 32];
-    snprintf(rel, sizeof(rel), "%s/%s", names.v[i], STORE_MANIFEST_NAME);
+    char rel[FORMAT_NAME_TIME_LEN + 1 + 32];
+    snprintf(rel, sizeof(rel), "%s/%s", names.v[i], FORMAT_MANIFEST_NAME);
     if (exists_at(gfd, rel)) {
-      store_name_time_parse(names.v[i], &g->last_backup);
+      format_name_time_parse(names.v[i], &g->last_backup);
       break;
     }
   }
@@ -735,7 +735,7 @@ int store_group_list(const char *base, const char *ns, struct store_group_list *
       break;
     }
     struct strv ids = {0};
-    rc = list_subdirs(tfd, store_name_backup_id, &ids);
+    rc = list_subdirs(tfd, format_name_backup_id, &ids);
     for (size_t i = 0; rc == 0 && i < ids.n; i++) {
       int gfd = open_dir_at(tfd, ids.v[i]);
       if (gfd == CORE_ENOTFOUND)

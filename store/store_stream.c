@@ -14,7 +14,7 @@
 #include "core/core_error.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +31,7 @@ struct download {
   char *path;                     /* owned */
   int fd;                         /* pool-owned while a job runs */
   int is_index;
-  struct store_index_stream idx;  /* pool-owned while a job runs */
+  struct format_index_stream idx;  /* pool-owned while a job runs */
   uint64_t size, off;
   /* out of each piece job */
   int rc;
@@ -56,7 +56,7 @@ static void found_entry(void *arg, const uint8_t digest[32], uint64_t size)
 static void download_free(struct download *d)
 {
   if (d->is_index)
-    store_index_stream_free(&d->idx);
+    format_index_stream_free(&d->idx);
   core_free(d->found);
   core_free(d->path);
   core_free(d);
@@ -111,9 +111,9 @@ static void piece_run(struct core_job *j)
   d->len = got;
   d->rc = 0;
   if (d->is_index) {
-    d->rc = store_index_stream_feed(&d->idx, d->data, got, found_entry, d);
+    d->rc = format_index_stream_feed(&d->idx, d->data, got, found_entry, d);
     if (d->rc == 0 && d->off + got == d->size)
-      d->rc = store_index_stream_finish(&d->idx);
+      d->rc = format_index_stream_finish(&d->idx);
     if (d->rc < 0)
       goto fail;
   }
@@ -206,9 +206,9 @@ void store_session_send_file(struct store_session *s, struct http_request *req, 
   d->s = s;
   d->fd = -1;
   d->path = path;
-  d->is_index = store_index_kind_from_name(path) > 0;
+  d->is_index = format_index_kind_from_name(path) > 0;
   if (d->is_index)
-    store_index_stream_init(&d->idx);
+    format_index_stream_init(&d->idx);
   int rc = core_job_submit(s->table->loop, &d->job, open_file_run, open_file_done);
   if (rc < 0) {
     d->rc = rc;

@@ -19,10 +19,10 @@
 #include "core/core_task.h"
 #include "gc/gc_api.h"
 #include "gc/gc_status.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
-#include "store/store_index.h"
-#include "store/store_manifest.h"
+#include "format/format_index.h"
+#include "format/format_manifest.h"
 #include "store/store_path.h"
 #include "store/store_registry.h"
 #include "store/store_snapshot.h"
@@ -127,7 +127,7 @@ FX_FN void fx_chunk(struct fx *fx, uint32_t seed, size_t size, uint8_t digest[32
   size_t blen;
   fx_data(seed, size, data);
   core_sha256(data, size, digest);
-  ASSERT(store_blob_encode_alloc(NULL, data, size, STORE_BLOB_COMPRESS, NULL, &blob, &blen) >= 0);
+  ASSERT(format_blob_encode_alloc(NULL, data, size, FORMAT_BLOB_COMPRESS, NULL, &blob, &blen) >= 0);
   struct store_chunk_insert_result res;
   ASSERT_OK(store_chunk_insert(fx->cs, digest, blob, blen, &res));
   core_free(blob);
@@ -242,30 +242,30 @@ FX_FN void fx_snapshot_digests(struct fx *fx, const char *ns, const char *type, 
   ASSERT(store_group_create(fx->base, ns, type, id, "root@pam", &owner) >= 0);
   core_free(owner);
   ASSERT_OK(store_snapshot_create(fx->base, ns, type, id, time));
-  struct store_didx_writer w;
-  store_didx_writer_init(&w, time, 0);
+  struct format_didx_writer w;
+  format_didx_writer_init(&w, time, 0);
   for (size_t i = 0; i < n; i++)
-    ASSERT_OK(store_didx_writer_append(&w, (i + 1) * size, digests[i]));
+    ASSERT_OK(format_didx_writer_append(&w, (i + 1) * size, digests[i]));
   uint8_t csum[32];
   uint64_t count, total;
-  ASSERT_OK(store_didx_writer_finish(&w, csum, &count, &total));
+  ASSERT_OK(format_didx_writer_finish(&w, csum, &count, &total));
   size_t ilen;
-  const uint8_t *img = store_didx_writer_image(&w, &ilen);
+  const uint8_t *img = format_didx_writer_image(&w, &ilen);
   char path[STORE_PATH_MAX];
   ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, "data.pxar.didx") > 0);
   struct core_slice part = {(const char *)img, ilen};
-  ASSERT_OK(store_index_write_file(path, &part, 1, 0));
-  struct store_manifest m;
-  store_manifest_init(&m, type, id, time);
-  ASSERT_OK(store_manifest_add_file(&m, "data.pxar.didx", STORE_CRYPT_MODE_NONE, total, csum));
-  store_didx_writer_free(&w);
+  ASSERT_OK(format_index_write_file(path, &part, 1, 0));
+  struct format_manifest m;
+  format_manifest_init(&m, type, id, time);
+  ASSERT_OK(format_manifest_add_file(&m, "data.pxar.didx", FORMAT_CRYPT_MODE_NONE, total, csum));
+  format_didx_writer_free(&w);
   uint8_t *blob;
   size_t blen;
-  ASSERT_OK(store_manifest_encode_blob(&m, NULL, &blob, &blen));
-  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, STORE_MANIFEST_NAME) > 0);
+  ASSERT_OK(format_manifest_encode_blob(&m, NULL, &blob, &blen));
+  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, FORMAT_MANIFEST_NAME) > 0);
   fx_write_file(path, blob, blen);
   core_free(blob);
-  store_manifest_free(&m);
+  format_manifest_free(&m);
 }
 
 FX_FN void fx_snapshot(struct fx *fx, const char *ns, const char *type, const char *id,
@@ -275,61 +275,61 @@ FX_FN void fx_snapshot(struct fx *fx, const char *ns, const char *type, const ch
   ASSERT(store_group_create(fx->base, ns, type, id, "root@pam", &owner) >= 0);
   core_free(owner);
   ASSERT_OK(store_snapshot_create(fx->base, ns, type, id, time));
-  struct store_didx_writer w;
-  store_didx_writer_init(&w, time, 0);
+  struct format_didx_writer w;
+  format_didx_writer_init(&w, time, 0);
   uint64_t end = 0;
   for (size_t i = 0; i < n; i++) {
     uint8_t d[32];
     fx_chunk(fx, refs[i].seed, refs[i].size, d);
     end += refs[i].size;
-    ASSERT_OK(store_didx_writer_append(&w, end, d));
+    ASSERT_OK(format_didx_writer_append(&w, end, d));
   }
   uint8_t csum[32];
   uint64_t count, size;
-  ASSERT_OK(store_didx_writer_finish(&w, csum, &count, &size));
+  ASSERT_OK(format_didx_writer_finish(&w, csum, &count, &size));
   size_t ilen;
-  const uint8_t *img = store_didx_writer_image(&w, &ilen);
+  const uint8_t *img = format_didx_writer_image(&w, &ilen);
   char path[STORE_PATH_MAX];
   ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, "data.pxar.didx") > 0);
   struct core_slice part = {(const char *)img, ilen};
-  ASSERT_OK(store_index_write_file(path, &part, 1, 0));
+  ASSERT_OK(format_index_write_file(path, &part, 1, 0));
 
-  struct store_manifest m;
-  store_manifest_init(&m, type, id, time);
-  ASSERT_OK(store_manifest_add_file(&m, "data.pxar.didx", STORE_CRYPT_MODE_NONE, size, csum));
-  store_didx_writer_free(&w);
+  struct format_manifest m;
+  format_manifest_init(&m, type, id, time);
+  ASSERT_OK(format_manifest_add_file(&m, "data.pxar.didx", FORMAT_CRYPT_MODE_NONE, size, csum));
+  format_didx_writer_free(&w);
 
   const char log[] = "backup log text\n";
   uint8_t *blob;
   size_t blen;
-  ASSERT(store_blob_encode_alloc(NULL, log, sizeof(log) - 1, STORE_BLOB_COMPRESS, NULL, &blob,
+  ASSERT(format_blob_encode_alloc(NULL, log, sizeof(log) - 1, FORMAT_BLOB_COMPRESS, NULL, &blob,
                                  &blen) >= 0);
   uint8_t bsum[32];
   core_sha256(blob, blen, bsum);
   ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, "client.log.blob") > 0);
   fx_write_file(path, blob, blen);
   core_free(blob);
-  ASSERT_OK(store_manifest_add_file(&m, "client.log.blob", STORE_CRYPT_MODE_NONE, blen, bsum));
+  ASSERT_OK(format_manifest_add_file(&m, "client.log.blob", FORMAT_CRYPT_MODE_NONE, blen, bsum));
 
-  ASSERT_OK(store_manifest_encode_blob(&m, NULL, &blob, &blen));
-  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, STORE_MANIFEST_NAME) > 0);
+  ASSERT_OK(format_manifest_encode_blob(&m, NULL, &blob, &blen));
+  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, FORMAT_MANIFEST_NAME) > 0);
   fx_write_file(path, blob, blen);
   core_free(blob);
-  store_manifest_free(&m);
+  format_manifest_free(&m);
 }
 
 /* Reads a snapshot's manifest (its unprotected verify_state, ...). */
 FX_FN void fx_manifest(struct fx *fx, const char *ns, const char *type, const char *id,
-                        int64_t time, struct store_manifest *m)
+                        int64_t time, struct format_manifest *m)
 {
   char path[STORE_PATH_MAX];
-  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, STORE_MANIFEST_NAME) > 0);
+  ASSERT(store_path_file(path, sizeof(path), fx->base, ns, type, id, time, FORMAT_MANIFEST_NAME) > 0);
   FILE *f = fopen(path, "rb");
   ASSERT(f != NULL);
   static uint8_t buf[1 << 20];
   size_t len = fread(buf, 1, sizeof(buf), f);
   fclose(f);
-  ASSERT_OK(store_manifest_decode_blob(NULL, buf, len, m));
+  ASSERT_OK(format_manifest_decode_blob(NULL, buf, len, m));
 }
 
 /* ---- running tasks ---- */

@@ -151,7 +151,7 @@ static void upload_chunk(struct bs *b, const char *sid, const char *kind, int wi
   size_t blen;
   fx_data(seed, size, data);
   core_sha256(data, size, digest);
-  ASSERT(store_blob_encode_alloc(NULL, data, size, STORE_BLOB_COMPRESS, NULL, &blob, &blen) >= 0);
+  ASSERT(format_blob_encode_alloc(NULL, data, size, FORMAT_BLOB_COMPRESS, NULL, &blob, &blen) >= 0);
   char hex[65];
   core_hex_encode(digest, 32, hex);
   const char *body = call(b, 200, "POST", blob, blen,
@@ -188,13 +188,13 @@ static void close_writer(struct bs *b, int status, const char *sid, const char *
 static void didx_csum(const uint8_t (*digests)[32], const uint64_t *ends, size_t n,
                       uint8_t csum[32])
 {
-  struct store_didx_writer w;
+  struct format_didx_writer w;
   uint64_t count, size;
-  store_didx_writer_init(&w, 0, 0);
+  format_didx_writer_init(&w, 0, 0);
   for (size_t i = 0; i < n; i++)
-    ASSERT_OK(store_didx_writer_append(&w, ends[i], digests[i]));
-  ASSERT_OK(store_didx_writer_finish(&w, csum, &count, &size));
-  store_didx_writer_free(&w);
+    ASSERT_OK(format_didx_writer_append(&w, ends[i], digests[i]));
+  ASSERT_OK(format_didx_writer_finish(&w, csum, &count, &size));
+  format_didx_writer_free(&w);
 }
 
 /* A file the manifest lists. */
@@ -207,18 +207,18 @@ struct mfile {
 static void upload_manifest(struct bs *b, const char *sid, int64_t time,
                             const struct mfile *files, size_t n)
 {
-  struct store_manifest m;
+  struct format_manifest m;
   uint8_t *blob;
   size_t blen;
-  store_manifest_init(&m, "host", "h1", time);
+  format_manifest_init(&m, "host", "h1", time);
   for (size_t i = 0; i < n; i++)
-    ASSERT_OK(store_manifest_add_file(&m, files[i].name, STORE_CRYPT_MODE_NONE,
+    ASSERT_OK(format_manifest_add_file(&m, files[i].name, FORMAT_CRYPT_MODE_NONE,
                                       files[i].size, files[i].csum));
-  ASSERT_OK(store_manifest_encode_blob(&m, NULL, &blob, &blen));
+  ASSERT_OK(format_manifest_encode_blob(&m, NULL, &blob, &blen));
   call(b, 200, "POST", blob, blen, "/api2/json/backup/%s/blob?file-name=%s&encoded-size=%zu",
-       sid, STORE_MANIFEST_NAME, blen);
+       sid, FORMAT_MANIFEST_NAME, blen);
   core_free(blob);
-  store_manifest_free(&m);
+  format_manifest_free(&m);
 }
 
 static void snapshot_path(struct bs *b, const char *id, int64_t time, const char *file,
@@ -294,12 +294,12 @@ UNIT_TEST(backup_finished)
 
   struct mfile files[2] = {{"data.pxar.didx", ends[1], {0}}, {"disk.img.fidx", 1000, {0}}};
   didx_csum((const uint8_t(*)[32])d, ends, 2, files[0].csum);
-  struct store_fidx_writer fx_w;
+  struct format_fidx_writer fx_w;
   uint64_t count, size;
-  ASSERT_OK(store_fidx_writer_init(&fx_w, 1000, FIXED_CHUNK_SIZE, 0));
-  ASSERT_OK(store_fidx_writer_set(&fx_w, 0, f));
-  ASSERT_OK(store_fidx_writer_finish(&fx_w, files[1].csum, &count, &size));
-  store_fidx_writer_free(&fx_w);
+  ASSERT_OK(format_fidx_writer_init(&fx_w, 1000, FIXED_CHUNK_SIZE, 0));
+  ASSERT_OK(format_fidx_writer_set(&fx_w, 0, f));
+  ASSERT_OK(format_fidx_writer_finish(&fx_w, files[1].csum, &count, &size));
+  format_fidx_writer_free(&fx_w);
 
   close_writer(&b, 200, sid, "dynamic", dw, 2, ends[1], files[0].csum);
   close_writer(&b, 200, sid, "fixed", fw, 1, 1000, files[1].csum);
@@ -308,7 +308,7 @@ UNIT_TEST(backup_finished)
   upload_manifest(&b, sid, T1, files, 2);
 
   char path[STORE_PATH_MAX];
-  snapshot_path(&b, "h1", T1, STORE_MANIFEST_NAME, path, sizeof(path));
+  snapshot_path(&b, "h1", T1, FORMAT_MANIFEST_NAME, path, sizeof(path));
   ASSERT(!exists(path)); /* unfinished until finish */
   char upload[STORE_PATH_MAX];
   snapshot_path(&b, "h1", T1, NULL, upload, sizeof(upload) - 64);
@@ -376,7 +376,7 @@ UNIT_TEST(writer_refusals)
   uint8_t *blob;
   size_t blen;
   uint8_t data[100] = {0};
-  ASSERT(store_blob_encode_alloc(NULL, data, sizeof(data), 0, NULL, &blob, &blen) >= 0);
+  ASSERT(format_blob_encode_alloc(NULL, data, sizeof(data), 0, NULL, &blob, &blen) >= 0);
   char hex[65];
   core_sha256(data, sizeof(data), d);
   core_hex_encode(d, 32, hex);
@@ -446,7 +446,7 @@ UNIT_TEST(abort_removes_everything)
   append(&b, 200, sid, "dynamic", w, d, 0);
   uint8_t *blob;
   size_t blen;
-  ASSERT(store_blob_encode_alloc(NULL, "log\n", 4, 0, NULL, &blob, &blen) >= 0);
+  ASSERT(format_blob_encode_alloc(NULL, "log\n", 4, 0, NULL, &blob, &blen) >= 0);
   call(&b, 200, "POST", blob, blen,
        "/api2/json/backup/%s/blob?file-name=client.log.blob&encoded-size=%zu", sid, blen);
   core_free(blob);

@@ -3,7 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 
 /* accept_chunk must leave exactly what verify_chunk + set_crc leave. */
 UNIT_TEST(accept_equals_verify_then_set_crc)
@@ -14,25 +14,25 @@ UNIT_TEST(accept_equals_verify_then_set_crc)
     plain[i] = (uint8_t)(i * 2654435761u >> 13);
   uint8_t digest[32];
   core_sha256(plain, n, digest);
-  for (int flags = 0; flags <= STORE_BLOB_COMPRESS; flags += STORE_BLOB_COMPRESS) {
+  for (int flags = 0; flags <= FORMAT_BLOB_COMPRESS; flags += FORMAT_BLOB_COMPRESS) {
     uint8_t *a, *b;
     size_t alen, blen;
-    ASSERT(store_blob_encode_alloc(NULL, plain, n, flags, NULL, &a, &alen) >= 0);
-    ASSERT(store_blob_encode_alloc(NULL, plain, n, flags, NULL, &b, &blen) >= 0);
+    ASSERT(format_blob_encode_alloc(NULL, plain, n, flags, NULL, &a, &alen) >= 0);
+    ASSERT(format_blob_encode_alloc(NULL, plain, n, flags, NULL, &b, &blen) >= 0);
     a[8] ^= 0xff; /* a client's wrong CRC is rewritten, as PBS does */
     b[8] ^= 0xff;
-    int ka = store_blob_accept_chunk(NULL, a, alen, digest, n);
-    int kb = store_blob_verify_chunk(NULL, b, blen, digest, n);
+    int ka = format_blob_accept_chunk(NULL, a, alen, digest, n);
+    int kb = format_blob_verify_chunk(NULL, b, blen, digest, n);
     ASSERT(ka >= 0 && ka == kb);
-    ASSERT_OK(store_blob_set_crc(b, blen));
+    ASSERT_OK(format_blob_set_crc(b, blen));
     ASSERT_EQ(alen, blen);
     ASSERT_MEM_EQ(a, b, alen);
-    ASSERT_OK(store_blob_verify_crc(a, alen));
+    ASSERT_OK(format_blob_verify_crc(a, alen));
     uint8_t wrong[32];
     memcpy(wrong, digest, 32);
     wrong[31] ^= 1;
-    ASSERT_EQ(store_blob_accept_chunk(NULL, a, alen, wrong, n), CORE_EDIGEST);
-    ASSERT(store_blob_accept_chunk(NULL, a, alen, digest, n - 1) < 0);
+    ASSERT_EQ(format_blob_accept_chunk(NULL, a, alen, wrong, n), CORE_EDIGEST);
+    ASSERT(format_blob_accept_chunk(NULL, a, alen, digest, n - 1) < 0);
     core_free(a);
     core_free(b);
   }

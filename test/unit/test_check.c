@@ -198,7 +198,7 @@ UNIT_TEST(check_index_changed)
   two_snapshots(&fx, d);
   /* A half-written index in place of the finished one. */
   snap_file(&fx, T1, "data.pxar.didx", p, sizeof(p));
-  ASSERT_EQ(truncate(p, STORE_INDEX_HDR_LEN + 40), 0);
+  ASSERT_EQ(truncate(p, FORMAT_INDEX_HDR_LEN + 40), 0);
   expect_problem(&fx, 0, "data.pxar.didx");
   fx_close(&fx);
 }
@@ -210,7 +210,7 @@ UNIT_TEST(check_bad_manifest)
   char p[700];
   fx_init(&fx, "");
   two_snapshots(&fx, d);
-  snap_file(&fx, T1, STORE_MANIFEST_NAME, p, sizeof(p));
+  snap_file(&fx, T1, FORMAT_MANIFEST_NAME, p, sizeof(p));
   fx_write_file(p, "garbage", 7);
   expect_problem(&fx, 0, "manifest");
   fx_close(&fx);
@@ -223,8 +223,8 @@ UNIT_TEST(check_manifest_of_another_snapshot)
   char p[700], q[700];
   fx_init(&fx, "");
   two_snapshots(&fx, d);
-  snap_file(&fx, T1, STORE_MANIFEST_NAME, p, sizeof(p));
-  snap_file(&fx, T2, STORE_MANIFEST_NAME, q, sizeof(q));
+  snap_file(&fx, T1, FORMAT_MANIFEST_NAME, p, sizeof(p));
+  snap_file(&fx, T2, FORMAT_MANIFEST_NAME, q, sizeof(q));
   ASSERT_EQ(rename(p, q), 0); /* T1's manifest now says T2 is T1; T1 is unfinished */
   struct findings f;
   struct store_check_stats st = run_check(&fx, 0, &f);
@@ -244,7 +244,7 @@ UNIT_TEST(check_manifest_empty)
   /* Listed as finished (the file exists), but empty: what a crash leaves on
    * a file system without ordered data writes if the manifest was not
    * synced. */
-  snap_file(&fx, T2, STORE_MANIFEST_NAME, p, sizeof(p));
+  snap_file(&fx, T2, FORMAT_MANIFEST_NAME, p, sizeof(p));
   ASSERT_EQ(truncate(p, 0), 0);
   expect_problem(&fx, 0, "manifest");
   fx_close(&fx);
@@ -257,7 +257,7 @@ UNIT_TEST(check_unfinished_snapshot_is_a_note)
   char p[700];
   fx_init(&fx, "");
   two_snapshots(&fx, d);
-  snap_file(&fx, T2, STORE_MANIFEST_NAME, p, sizeof(p));
+  snap_file(&fx, T2, FORMAT_MANIFEST_NAME, p, sizeof(p));
   ASSERT_EQ(unlink(p), 0);
   struct findings f;
   struct store_check_stats st = run_check(&fx, STORE_CHECK_VERIFY_CHUNKS, &f);

@@ -73,7 +73,7 @@ static void upload(struct fx *fx, uint32_t seed, size_t size, uint8_t d[32])
   size_t blen;
   fx_data(seed, size, data);
   core_sha256(data, size, d);
-  store_blob_encode_alloc(NULL, data, size, STORE_BLOB_COMPRESS, NULL, &blob, &blen);
+  format_blob_encode_alloc(NULL, data, size, FORMAT_BLOB_COMPRESS, NULL, &blob, &blen);
   struct store_chunk_insert_result res;
   store_chunk_insert(fx->cs, d, blob, blen, &res);
   core_free(blob);
@@ -91,10 +91,10 @@ static void one_backup(struct worker *w, int64_t btime)
   struct store_lock_guard prev_lock = STORE_LOCK_GUARD_INIT, snap_lock = STORE_LOCK_GUARD_INIT;
   uint8_t *prev_img = NULL;
   size_t prev_len = 0;
-  struct store_index prev;
+  struct format_index prev;
   int have_prev = 0;
-  struct store_didx_writer dw;
-  store_didx_writer_init(&dw, btime, 0);
+  struct format_didx_writer dw;
+  format_didx_writer_init(&dw, btime, 0);
 
   FAIL_IF(store_chunkstore_writer_begin(fx->cs, (int64_t)time(NULL), &token) < 0, "writer");
   writer = 1;
@@ -114,7 +114,7 @@ static void one_backup(struct worker *w, int64_t btime)
     store_path_file(p, sizeof(p), fx->base, "", "host", id, sl.items[i].time, "data.pxar.didx");
     /* The pruner may have won between the listing and the lock. */
     if (read_whole(p, &prev_img, &prev_len) == 0 &&
-        store_index_parse(prev_img, prev_len, 0, &prev) == 0)
+        format_index_parse(prev_img, prev_len, 0, &prev) == 0)
       have_prev = 1;
     else
       store_lock_release(&prev_lock);
@@ -133,9 +133,9 @@ static void one_backup(struct worker *w, int64_t btime)
       if (rnd(w) % 10 < 3)
         continue;
       uint64_t a, b;
-      store_index_chunk_range(&prev, i, &a, &b);
+      format_index_chunk_range(&prev, i, &a, &b);
       end += b - a;
-      FAIL_IF(store_didx_writer_append(&dw, end, store_index_digest(&prev, i)) < 0, "append");
+      FAIL_IF(format_didx_writer_append(&dw, end, format_index_digest(&prev, i)) < 0, "append");
     }
   }
   /* new chunks, and chunks that other groups may have (dedup) */
@@ -144,31 +144,31 @@ static void one_backup(struct worker *w, int64_t btime)
     size_t size = 64 + seed % 512;
     upload(fx, seed, size, d);
     end += size;
-    FAIL_IF(store_didx_writer_append(&dw, end, d) < 0, "append");
+    FAIL_IF(format_didx_writer_append(&dw, end, d) < 0, "append");
   }
   uint8_t csum[32];
   uint64_t count, size;
-  FAIL_IF(store_didx_writer_finish(&dw, csum, &count, &size) < 0, "finish");
+  FAIL_IF(format_didx_writer_finish(&dw, csum, &count, &size) < 0, "finish");
   size_t ilen;
-  const uint8_t *img = store_didx_writer_image(&dw, &ilen);
+  const uint8_t *img = format_didx_writer_image(&dw, &ilen);
   char p[STORE_PATH_MAX];
   store_path_file(p, sizeof(p), fx->base, "", "host", id, btime, "data.pxar.didx");
   struct core_slice part = {(const char *)img, ilen};
-  FAIL_IF(store_index_write_file(p, &part, 1, 0) < 0, "index");
-  struct store_manifest m;
-  store_manifest_init(&m, "host", id, btime);
-  store_manifest_add_file(&m, "data.pxar.didx", STORE_CRYPT_MODE_NONE, size, csum);
+  FAIL_IF(format_index_write_file(p, &part, 1, 0) < 0, "index");
+  struct format_manifest m;
+  format_manifest_init(&m, "host", id, btime);
+  format_manifest_add_file(&m, "data.pxar.didx", FORMAT_CRYPT_MODE_NONE, size, csum);
   uint8_t *blob;
   size_t blen;
-  int rc = store_manifest_encode_blob(&m, NULL, &blob, &blen);
-  store_manifest_free(&m);
+  int rc = format_manifest_encode_blob(&m, NULL, &blob, &blen);
+  format_manifest_free(&m);
   FAIL_IF(rc < 0, "manifest");
-  store_path_file(p, sizeof(p), fx->base, "", "host", id, btime, STORE_MANIFEST_NAME);
+  store_path_file(p, sizeof(p), fx->base, "", "host", id, btime, FORMAT_MANIFEST_NAME);
   fx_write_file(p, blob, blen);
   core_free(blob);
   atomic_fetch_add(&s->backups, 1);
 out:
-  store_didx_writer_free(&dw);
+  format_didx_writer_free(&dw);
   core_free(prev_img);
   store_lock_release(&snap_lock);
   store_lock_release(&prev_lock);

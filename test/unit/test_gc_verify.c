@@ -9,10 +9,10 @@
 
 static char *verify_state(struct fx *fx, const char *type, const char *id, int64_t t)
 {
-  struct store_manifest m;
+  struct format_manifest m;
   fx_manifest(fx, "", type, id, t, &m);
-  char *v = store_manifest_unprotected_get(&m, "verify_state");
-  store_manifest_free(&m);
+  char *v = format_manifest_unprotected_get(&m, "verify_state");
+  format_manifest_free(&m);
   return v;
 }
 
@@ -28,7 +28,7 @@ static void rewrite_chunk(struct fx *fx, const uint8_t d[32], int keep_crc_valid
   ASSERT(n > 20);
   buf[n - 3] ^= 0x01;
   if (keep_crc_valid)
-    ASSERT_OK(store_blob_set_crc(buf, n));
+    ASSERT_OK(format_blob_set_crc(buf, n));
   fx_write_file(p, buf, n);
 }
 
@@ -195,8 +195,8 @@ UNIT_TEST(verify_unreadable_manifest)
   fx_snapshot(&fx, "", "vm", "1", T0, a, 1);
   fx_snapshot(&fx, "", "vm", "2", T0, a, 1);
   char p[STORE_PATH_MAX];
-  ASSERT(store_path_file(p, sizeof(p), fx.base, "", "vm", "1", T0, STORE_MANIFEST_NAME) > 0);
-  ASSERT_EQ(truncate(p, STORE_MANIFEST_MAX_LEN + 1024 * 1024), 0);
+  ASSERT(store_path_file(p, sizeof(p), fx.base, "", "vm", "1", T0, FORMAT_MANIFEST_NAME) > 0);
+  ASSERT_EQ(truncate(p, FORMAT_MANIFEST_MAX_LEN + 1024 * 1024), 0);
   struct gc_verify_opts o;
   fx_verify_opts(&o);
   for (int i = 0; i < 2; i++) {

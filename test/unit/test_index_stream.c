@@ -2,7 +2,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
-#include "store/store_index.h"
+#include "format/format_index.h"
 
 #include <stdio.h>
 
@@ -36,24 +36,24 @@ UNIT_TEST(stream_matches_parse)
 {
   size_t len;
   uint8_t *buf = load_vector(&len);
-  struct store_index idx;
-  ASSERT_OK(store_index_parse(buf, len, 0, &idx));
+  struct format_index idx;
+  ASSERT_OK(format_index_parse(buf, len, 0, &idx));
   static const size_t pieces[] = {1, 7, 39, 40, 41, 4096, 4097, 100000};
   for (size_t p = 0; p < sizeof(pieces) / sizeof(pieces[0]); p++) {
-    struct store_index_stream st;
+    struct format_index_stream st;
     struct collected c = {0};
-    store_index_stream_init(&st);
+    format_index_stream_init(&st);
     for (size_t off = 0; off < len; off += pieces[p]) {
       size_t n = len - off < pieces[p] ? len - off : pieces[p];
-      ASSERT_OK(store_index_stream_feed(&st, buf + off, n, collect, &c));
+      ASSERT_OK(format_index_stream_feed(&st, buf + off, n, collect, &c));
     }
-    ASSERT_OK(store_index_stream_finish(&st));
-    store_index_stream_free(&st);
+    ASSERT_OK(format_index_stream_finish(&st));
+    format_index_stream_free(&st);
     ASSERT_EQ(c.n, idx.count);
     for (uint64_t i = 0; i < idx.count; i++) {
       uint64_t start, end;
-      store_index_chunk_range(&idx, i, &start, &end);
-      ASSERT_MEM_EQ(c.digests[i], store_index_digest(&idx, i), 32);
+      format_index_chunk_range(&idx, i, &start, &end);
+      ASSERT_MEM_EQ(c.digests[i], format_index_digest(&idx, i), 32);
       ASSERT_EQ(c.sizes[i], end - start);
     }
   }
@@ -64,27 +64,27 @@ UNIT_TEST(stream_detects_corruption)
 {
   size_t len;
   uint8_t *buf = load_vector(&len);
-  struct store_index_stream st;
+  struct format_index_stream st;
   struct collected c = {0};
 
   buf[len - 1] ^= 1; /* a flipped digest bit: only the checksum can tell */
-  store_index_stream_init(&st);
-  ASSERT_OK(store_index_stream_feed(&st, buf, len, collect, &c));
-  ASSERT_EQ(store_index_stream_finish(&st), CORE_ECSUM);
-  store_index_stream_free(&st);
+  format_index_stream_init(&st);
+  ASSERT_OK(format_index_stream_feed(&st, buf, len, collect, &c));
+  ASSERT_EQ(format_index_stream_finish(&st), CORE_ECSUM);
+  format_index_stream_free(&st);
   buf[len - 1] ^= 1;
 
   c.n = 0;
-  store_index_stream_init(&st);
-  ASSERT_OK(store_index_stream_feed(&st, buf, len - 3, collect, &c));
-  ASSERT_EQ(store_index_stream_finish(&st), CORE_EFORMAT); /* truncated entry */
-  store_index_stream_free(&st);
+  format_index_stream_init(&st);
+  ASSERT_OK(format_index_stream_feed(&st, buf, len - 3, collect, &c));
+  ASSERT_EQ(format_index_stream_finish(&st), CORE_EFORMAT); /* truncated entry */
+  format_index_stream_free(&st);
 
   c.n = 0;
   buf[0] ^= 0xff; /* wrong magic */
-  store_index_stream_init(&st);
-  ASSERT_EQ(store_index_stream_feed(&st, buf, len, collect, &c), CORE_EFORMAT);
-  store_index_stream_free(&st);
+  format_index_stream_init(&st);
+  ASSERT_EQ(format_index_stream_feed(&st, buf, len, collect, &c), CORE_EFORMAT);
+  format_index_stream_free(&st);
   core_free(buf);
 }
 

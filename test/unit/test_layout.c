@@ -3,7 +3,7 @@
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "store/store_lock.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 #include "store/store_path.h"
 #include "store/store_snapshot.h"
 
@@ -27,47 +27,47 @@ static char *repeat(char c, size_t n)
 
 UNIT_TEST(names_datastore)
 {
-  ASSERT_OK(store_name_datastore("abc"));
-  ASSERT_OK(store_name_datastore("store_1"));
-  ASSERT_OK(store_name_datastore("_a.b-c"));
+  ASSERT_OK(format_name_datastore("abc"));
+  ASSERT_OK(format_name_datastore("store_1"));
+  ASSERT_OK(format_name_datastore("_a.b-c"));
   char *s32 = repeat('a', 32), *s33 = repeat('a', 33);
-  ASSERT_OK(store_name_datastore(s32));
-  ASSERT_EQ(store_name_datastore(s33), CORE_ENAME);
+  ASSERT_OK(format_name_datastore(s32));
+  ASSERT_EQ(format_name_datastore(s33), CORE_ENAME);
   const char *bad[] = {"ab", "", "-abc", ".abc", "a/bc", "a..b", "ab\x01" "c", "ab c",
                        "abc\x7f", "\xc3\xa4" "bc", "abc\n"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (store_name_datastore(bad[i]) != CORE_ENAME)
+    if (format_name_datastore(bad[i]) != CORE_ENAME)
       unit_fail(__FILE__, __LINE__, "accepted datastore name #%zu", i);
-  ASSERT_EQ(store_name_datastore(NULL), CORE_ENAME);
+  ASSERT_EQ(format_name_datastore(NULL), CORE_ENAME);
   free(s32);
   free(s33);
 }
 
 UNIT_TEST(names_namespace)
 {
-  ASSERT_EQ(store_name_ns_depth(""), 0);
-  ASSERT_EQ(store_name_ns_depth("a"), 1);
-  ASSERT_EQ(store_name_ns_depth("a/b-c/d.e"), 3);
-  ASSERT_EQ(store_name_ns_depth("a/b/c/d/e/f/g"), 7);
-  ASSERT_EQ(store_name_ns("a/b/c/d/e/f/g/h"), CORE_ENAME); /* depth 8 */
+  ASSERT_EQ(format_name_ns_depth(""), 0);
+  ASSERT_EQ(format_name_ns_depth("a"), 1);
+  ASSERT_EQ(format_name_ns_depth("a/b-c/d.e"), 3);
+  ASSERT_EQ(format_name_ns_depth("a/b/c/d/e/f/g"), 7);
+  ASSERT_EQ(format_name_ns("a/b/c/d/e/f/g/h"), CORE_ENAME); /* depth 8 */
   const char *bad[] = {"a//b", "/a", "a/", "/", "..", "a/../b", "a/..", ".", "a/./b",
                        "a/.hidden", "a/b\tc", "a\nb", "a/b c", "a\\b", "a/-x"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (store_name_ns(bad[i]) != CORE_ENAME)
+    if (format_name_ns(bad[i]) != CORE_ENAME)
       unit_fail(__FILE__, __LINE__, "accepted namespace \"%s\"", bad[i]);
   /* Total length: 256 is the limit. */
   char *c = repeat('x', 127);
   char *ok = core_asprintf("%s/%s/a", c, c);    /* 127+1+127+1+1 = 257 */
-  ASSERT_EQ(store_name_ns(ok), CORE_ENAME);
+  ASSERT_EQ(format_name_ns(ok), CORE_ENAME);
   char *fits = core_asprintf("%s/%s", c, c);    /* 255 */
-  ASSERT_OK(store_name_ns(fits));
+  ASSERT_OK(format_name_ns(fits));
   char *huge = repeat('a', 100000);
-  ASSERT_EQ(store_name_ns(huge), CORE_ENAME);
-  ASSERT_EQ(store_name_ns_component(huge), CORE_ENAME);
-  ASSERT_OK(store_name_ns_component("abc"));
-  ASSERT_EQ(store_name_ns_component("a/b"), CORE_ENAME);
-  ASSERT_EQ(store_name_ns_component(""), CORE_ENAME);
-  ASSERT_EQ(store_name_ns(NULL), CORE_ENAME);
+  ASSERT_EQ(format_name_ns(huge), CORE_ENAME);
+  ASSERT_EQ(format_name_ns_component(huge), CORE_ENAME);
+  ASSERT_OK(format_name_ns_component("abc"));
+  ASSERT_EQ(format_name_ns_component("a/b"), CORE_ENAME);
+  ASSERT_EQ(format_name_ns_component(""), CORE_ENAME);
+  ASSERT_EQ(format_name_ns(NULL), CORE_ENAME);
   free(c);
   free(huge);
   core_free(ok);
@@ -76,21 +76,21 @@ UNIT_TEST(names_namespace)
 
 UNIT_TEST(names_type_id)
 {
-  ASSERT_OK(store_name_backup_type("vm"));
-  ASSERT_OK(store_name_backup_type("ct"));
-  ASSERT_OK(store_name_backup_type("host"));
-  ASSERT_EQ(store_name_backup_type("VM"), CORE_ENAME);
-  ASSERT_EQ(store_name_backup_type("vmx"), CORE_ENAME);
-  ASSERT_EQ(store_name_backup_type(""), CORE_ENAME);
-  ASSERT_OK(store_name_backup_id("100"));
-  ASSERT_OK(store_name_backup_id("my-host.example_1"));
+  ASSERT_OK(format_name_backup_type("vm"));
+  ASSERT_OK(format_name_backup_type("ct"));
+  ASSERT_OK(format_name_backup_type("host"));
+  ASSERT_EQ(format_name_backup_type("VM"), CORE_ENAME);
+  ASSERT_EQ(format_name_backup_type("vmx"), CORE_ENAME);
+  ASSERT_EQ(format_name_backup_type(""), CORE_ENAME);
+  ASSERT_OK(format_name_backup_id("100"));
+  ASSERT_OK(format_name_backup_id("my-host.example_1"));
   char *i128 = repeat('i', 128), *i129 = repeat('i', 129);
-  ASSERT_OK(store_name_backup_id(i128));
-  ASSERT_EQ(store_name_backup_id(i129), CORE_ENAME);
+  ASSERT_OK(format_name_backup_id(i128));
+  ASSERT_EQ(format_name_backup_id(i129), CORE_ENAME);
   const char *bad[] = {"", "..", ".", "a..b", "a/b", ".x", "-x", "a\tb", "a b", "a\x1b[0m",
                        "a:b", "a\\b", "a*"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (store_name_backup_id(bad[i]) != CORE_ENAME)
+    if (format_name_backup_id(bad[i]) != CORE_ENAME)
       unit_fail(__FILE__, __LINE__, "accepted id \"%s\"", bad[i]);
   free(i128);
   free(i129);
@@ -98,23 +98,23 @@ UNIT_TEST(names_type_id)
 
 UNIT_TEST(names_archive)
 {
-  ASSERT_EQ(store_name_archive("root.pxar.didx"), STORE_ARCHIVE_DIDX);
-  ASSERT_EQ(store_name_archive("drive-scsi0.img.fidx"), STORE_ARCHIVE_FIDX);
-  ASSERT_EQ(store_name_archive("index.json.blob"), STORE_ARCHIVE_BLOB);
-  ASSERT_EQ(store_name_archive("catalog.pcat1.didx"), STORE_ARCHIVE_DIDX);
-  ASSERT_EQ(store_name_archive("a.blob"), STORE_ARCHIVE_BLOB);
+  ASSERT_EQ(format_name_archive("root.pxar.didx"), FORMAT_ARCHIVE_DIDX);
+  ASSERT_EQ(format_name_archive("drive-scsi0.img.fidx"), FORMAT_ARCHIVE_FIDX);
+  ASSERT_EQ(format_name_archive("index.json.blob"), FORMAT_ARCHIVE_BLOB);
+  ASSERT_EQ(format_name_archive("catalog.pcat1.didx"), FORMAT_ARCHIVE_DIDX);
+  ASSERT_EQ(format_name_archive("a.blob"), FORMAT_ARCHIVE_BLOB);
   const char *bad[] = {".fidx", ".x.blob", "a.txt", "a/b.blob", "../x.blob", "x.blob\n",
                        "fidx", "", "x.fidx ", "x..fidx", "x.FIDX", "a\x01.blob", "x.blob/"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (store_name_archive(bad[i]) != CORE_ENAME)
+    if (format_name_archive(bad[i]) != CORE_ENAME)
       unit_fail(__FILE__, __LINE__, "accepted archive \"%s\"", bad[i]);
   char *a = repeat('a', 123);
   char *n128 = core_asprintf("%s.blob", a); /* 128 */
   char *n129 = core_asprintf("%s.fidx", a);
   n129 = core_realloc(n129, 200);
   unit_append(n129, 200, "x.fidx"); /* 134 */
-  ASSERT_EQ(store_name_archive(n128), STORE_ARCHIVE_BLOB);
-  ASSERT_EQ(store_name_archive(n129), CORE_ENAME);
+  ASSERT_EQ(format_name_archive(n128), FORMAT_ARCHIVE_BLOB);
+  ASSERT_EQ(format_name_archive(n129), CORE_ENAME);
   free(a);
   core_free(n128);
   core_free(n129);
@@ -122,36 +122,36 @@ UNIT_TEST(names_archive)
 
 UNIT_TEST(names_authid)
 {
-  ASSERT_OK(store_name_authid("root@pam"));
-  ASSERT_OK(store_name_authid("backup@pbs!token1"));
-  ASSERT_OK(store_name_authid("first.last@example-realm"));
+  ASSERT_OK(format_name_authid("root@pam"));
+  ASSERT_OK(format_name_authid("backup@pbs!token1"));
+  ASSERT_OK(format_name_authid("first.last@example-realm"));
   const char *bad[] = {"root", "@pam", "root@", "ro ot@pam", "root@pam!", "a:b@pam",
                        "root@pam\n", "root@pa/m", "root@pam!to ken", "r@", "root@p!a!b"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (store_name_authid(bad[i]) != CORE_ENAME)
+    if (format_name_authid(bad[i]) != CORE_ENAME)
       unit_fail(__FILE__, __LINE__, "accepted authid \"%s\"", bad[i]);
 }
 
 UNIT_TEST(names_time)
 {
-  char ts[STORE_NAME_TIME_LEN + 1];
+  char ts[FORMAT_NAME_TIME_LEN + 1];
   int64_t t;
-  ASSERT_OK(store_name_time_format(0, ts));
+  ASSERT_OK(format_name_time_format(0, ts));
   ASSERT_STR_EQ(ts, "1970-01-01T00:00:00Z");
-  ASSERT_OK(store_name_time_format(1715091951, ts));
+  ASSERT_OK(format_name_time_format(1715091951, ts));
   ASSERT_STR_EQ(ts, "2024-05-07T14:25:51Z");
-  ASSERT_OK(store_name_time_parse("2024-05-07T14:25:51Z", &t));
+  ASSERT_OK(format_name_time_parse("2024-05-07T14:25:51Z", &t));
   ASSERT_EQ(t, 1715091951);
-  ASSERT_OK(store_name_time_parse("2024-02-29T12:00:00Z", &t));
+  ASSERT_OK(format_name_time_parse("2024-02-29T12:00:00Z", &t));
   ASSERT_EQ(t, 1709208000);
-  ASSERT_OK(store_name_time_parse("2000-03-01T00:00:00Z", &t));
+  ASSERT_OK(format_name_time_parse("2000-03-01T00:00:00Z", &t));
   ASSERT_EQ(t, 951868800);
-  ASSERT_OK(store_name_time_parse("9999-12-31T23:59:59Z", &t));
-  ASSERT_EQ(t, STORE_NAME_TIME_MAX);
-  ASSERT_OK(store_name_time_format(STORE_NAME_TIME_MAX, ts));
+  ASSERT_OK(format_name_time_parse("9999-12-31T23:59:59Z", &t));
+  ASSERT_EQ(t, FORMAT_NAME_TIME_MAX);
+  ASSERT_OK(format_name_time_format(FORMAT_NAME_TIME_MAX, ts));
   ASSERT_STR_EQ(ts, "9999-12-31T23:59:59Z");
-  ASSERT_EQ(store_name_time_format(-1, ts), CORE_ENAME);
-  ASSERT_EQ(store_name_time_format(STORE_NAME_TIME_MAX + 1, ts), CORE_ENAME);
+  ASSERT_EQ(format_name_time_format(-1, ts), CORE_ENAME);
+  ASSERT_EQ(format_name_time_format(FORMAT_NAME_TIME_MAX + 1, ts), CORE_ENAME);
 
   const char *bad[] = {"2023-02-29T12:00:00Z", "1900-02-29T00:00:00Z", "2024-13-01T00:00:00Z",
                        "2024-00-10T00:00:00Z", "2024-01-00T00:00:00Z", "2024-04-31T00:00:00Z",
@@ -161,9 +161,9 @@ UNIT_TEST(names_time)
                        "1969-12-31T23:59:59Z", "2024-01-01T00:00:00", "", "+024-01-01T00:00:00Z",
                        "2024-01-01T0a:00:00Z", "2024/01/01T00:00:00Z"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-    if (store_name_time_parse(bad[i], &t) != CORE_ENAME)
+    if (format_name_time_parse(bad[i], &t) != CORE_ENAME)
       unit_fail(__FILE__, __LINE__, "accepted time \"%s\"", bad[i]);
-  ASSERT_EQ(store_name_time_parse(NULL, &t), CORE_ENAME);
+  ASSERT_EQ(format_name_time_parse(NULL, &t), CORE_ENAME);
 
   /* Against libc's gmtime over a spread of values, both directions. */
   uint64_t x = 88172645463325252ull;
@@ -171,15 +171,15 @@ UNIT_TEST(names_time)
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    int64_t e = (int64_t)(x % (uint64_t)(STORE_NAME_TIME_MAX + 1));
+    int64_t e = (int64_t)(x % (uint64_t)(FORMAT_NAME_TIME_MAX + 1));
     time_t tt = (time_t)e;
     struct tm tm;
     char want[64];
     gmtime_r(&tt, &tm);
     strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    ASSERT_OK(store_name_time_format(e, ts));
+    ASSERT_OK(format_name_time_format(e, ts));
     ASSERT_STR_EQ(ts, want);
-    ASSERT_OK(store_name_time_parse(ts, &t));
+    ASSERT_OK(format_name_time_parse(ts, &t));
     ASSERT_EQ(t, e);
   }
 }

@@ -6,7 +6,7 @@
 #include "core/core_error.h"
 #include "store/store_registry.h"
 #include "store/store_s3.h"
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 #include "store/store_chunk.h"
 #include "core/core_digest.h"
 
@@ -215,7 +215,7 @@ UNIT_TEST(evict_never_creates)
   size_t blen;
   memset(payload, 'x', sizeof(payload));
   core_sha256(payload, sizeof(payload), d);
-  ASSERT_EQ(store_blob_encode_alloc(NULL, payload, sizeof(payload), 0, NULL, &blob, &blen), 0);
+  ASSERT_EQ(format_blob_encode_alloc(NULL, payload, sizeof(payload), 0, NULL, &blob, &blen), 0);
   struct store_chunk_insert_result res;
   ASSERT_EQ(store_chunk_insert(cs, d, blob, blen, &res), 0);
   uint8_t ds_[2][32];

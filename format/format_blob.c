@@ -1,9 +1,9 @@
-#include "store/store_blob.h"
+#include "format/format_blob.h"
 
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
-#include "store/store_crypt.h"
+#include "format/format_crypt.h"
 
 #include <openssl/evp.h>
 #include <string.h>
@@ -11,7 +11,7 @@
 #include <zstd.h>
 
 /* First 8 bytes of SHA-256 over "Proxmox Backup <kind> blob v1.0"; indexed
- * by enum store_blob_kind. */
+ * by enum format_blob_kind. */
 static const uint8_t blob_magic[4][8] = {
   {0x42, 0xab, 0x38, 0x07, 0xbe, 0x83, 0x70, 0xa1}, /* uncompressed */
   {0x31, 0xb9, 0x58, 0x42, 0x6f, 0xb6, 0xa3, 0x7f}, /* zstd compressed */
@@ -32,12 +32,12 @@ static const uint8_t blob_magic[4][8] = {
  * hostile frame make the decoder allocate 128 MiB or more. */
 #define ZSTD_WINDOW_LOG_MAX 24
 
-void store_blob_ctx_init(struct store_blob_ctx *ctx)
+void format_blob_ctx_init(struct format_blob_ctx *ctx)
 {
   memset(ctx, 0, sizeof(*ctx));
 }
 
-void store_blob_ctx_free(struct store_blob_ctx *ctx)
+void format_blob_ctx_free(struct format_blob_ctx *ctx)
 {
   ZSTD_freeCCtx(ctx->cctx);
   ZSTD_freeDCtx(ctx->dctx);
@@ -48,7 +48,7 @@ void store_blob_ctx_free(struct store_blob_ctx *ctx)
 
 /* Returns the context's compressor, creating it on first use. With a NULL
  * ctx the caller gets a temporary one and must free it. */
-static ZSTD_CCtx *get_cctx(struct store_blob_ctx *ctx)
+static ZSTD_CCtx *get_cctx(struct format_blob_ctx *ctx)
 {
   if (ctx == NULL)
     return ZSTD_createCCtx();
@@ -67,7 +67,7 @@ static ZSTD_DCtx *new_dctx(void)
   return d;
 }
 
-static ZSTD_DCtx *get_dctx(struct store_blob_ctx *ctx)
+static ZSTD_DCtx *get_dctx(struct format_blob_ctx *ctx)
 {
   if (ctx == NULL)
     return new_dctx();
@@ -78,22 +78,22 @@ static ZSTD_DCtx *get_dctx(struct store_blob_ctx *ctx)
   return ctx->dctx;
 }
 
-static void *get_cipher(struct store_blob_ctx *ctx)
+static void *get_cipher(struct format_blob_ctx *ctx)
 {
   if (ctx == NULL)
-    return NULL; /* store_crypt makes a temporary one */
+    return NULL; /* format_crypt makes a temporary one */
   if (ctx->cipher == NULL)
     ctx->cipher = EVP_CIPHER_CTX_new();
   return ctx->cipher;
 }
 
-static void put_cctx(struct store_blob_ctx *ctx, ZSTD_CCtx *c)
+static void put_cctx(struct format_blob_ctx *ctx, ZSTD_CCtx *c)
 {
   if (ctx == NULL)
     ZSTD_freeCCtx(c);
 }
 
-static void put_dctx(struct store_blob_ctx *ctx, ZSTD_DCtx *d)
+static void put_dctx(struct format_blob_ctx *ctx, ZSTD_DCtx *d)
 {
   if (ctx == NULL)
     ZSTD_freeDCtx(d);
@@ -117,35 +117,35 @@ static uint32_t payload_crc(const uint8_t *p, size_t len)
   return core_crc32(0, p, len);
 }
 
-int store_blob_magic_kind(const void *data, size_t len)
+int format_blob_magic_kind(const void *data, size_t len)
 {
   if (len < 8)
     return CORE_EFORMAT;
   for (int k = 0; k < 4; k++) {
     if (memcmp(data, blob_magic[k], 8) == 0)
-      return len >= store_blob_hdr_len((enum store_blob_kind)k) ? k : CORE_EFORMAT;
+      return len >= format_blob_hdr_len((enum format_blob_kind)k) ? k : CORE_EFORMAT;
   }
   return CORE_EFORMAT;
 }
 
-int store_blob_encode(struct store_blob_ctx *ctx, const void *data, size_t len, int flags,
-                      const struct store_crypt *crypt, void *out, size_t out_cap,
+int format_blob_encode(struct format_blob_ctx *ctx, const void *data, size_t len, int flags,
+                      const struct format_crypt *crypt, void *out, size_t out_cap,
                       size_t *out_len)
 {
   uint8_t *hdr = out;
-  size_t hlen = crypt ? STORE_BLOB_ENC_HDR_LEN : STORE_BLOB_HDR_LEN;
+  size_t hlen = crypt ? FORMAT_BLOB_ENC_HDR_LEN : FORMAT_BLOB_HDR_LEN;
   uint8_t *payload = hdr + hlen;
   size_t plen = len;
   int compressed = 0;
-  enum store_blob_kind kind;
+  enum format_blob_kind kind;
   int rc;
 
-  if (len > STORE_BLOB_MAX_SIZE)
+  if (len > FORMAT_BLOB_MAX_SIZE)
     return CORE_ETOOBIG;
   if (out_cap < hlen + len)
     return CORE_EINVAL;
 
-  if (flags & STORE_BLOB_COMPRESS) {
+  if (flags & FORMAT_BLOB_COMPRESS) {
     ZSTD_CCtx *c = get_cctx(ctx);
     if (c == NULL)
       return UV_ENOMEM;
@@ -160,21 +160,21 @@ int store_blob_encode(struct store_blob_ctx *ctx, const void *data, size_t len, 
   }
 
   if (crypt) {
-    uint8_t iv[STORE_CRYPT_IV_LEN];
+    uint8_t iv[FORMAT_CRYPT_IV_LEN];
     rc = core_random(iv, sizeof(iv));
     if (rc < 0)
       return rc;
     /* Compressed data already sits in the payload: encrypt it in place. */
-    rc = store_crypt_gcm_encrypt(crypt->enc_key, iv, compressed ? payload : data, plen,
+    rc = format_crypt_gcm_encrypt(crypt->enc_key, iv, compressed ? payload : data, plen,
                                  payload, hdr + TAG_OFF, get_cipher(ctx));
     if (rc < 0)
       return rc;
     memcpy(hdr + IV_OFF, iv, sizeof(iv));
-    kind = compressed ? STORE_BLOB_ZSTD_ENCRYPTED : STORE_BLOB_ENCRYPTED;
+    kind = compressed ? FORMAT_BLOB_ZSTD_ENCRYPTED : FORMAT_BLOB_ENCRYPTED;
   } else {
     if (!compressed && len > 0)
       memcpy(payload, data, len);
-    kind = compressed ? STORE_BLOB_ZSTD : STORE_BLOB_PLAIN;
+    kind = compressed ? FORMAT_BLOB_ZSTD : FORMAT_BLOB_PLAIN;
   }
 
   memcpy(hdr, blob_magic[kind], 8);
@@ -183,21 +183,21 @@ int store_blob_encode(struct store_blob_ctx *ctx, const void *data, size_t len, 
   return (int)kind;
 }
 
-int store_blob_encode_alloc(struct store_blob_ctx *ctx, const void *data, size_t len,
-                            int flags, const struct store_crypt *crypt, uint8_t **out,
+int format_blob_encode_alloc(struct format_blob_ctx *ctx, const void *data, size_t len,
+                            int flags, const struct format_crypt *crypt, uint8_t **out,
                             size_t *out_len)
 {
   size_t cap;
   uint8_t *buf;
   int rc;
 
-  if (len > STORE_BLOB_MAX_SIZE)
+  if (len > FORMAT_BLOB_MAX_SIZE)
     return CORE_ETOOBIG;
-  cap = store_blob_encode_bound(len);
+  cap = format_blob_encode_bound(len);
   buf = core_try_malloc(cap);
   if (buf == NULL)
     return UV_ENOMEM;
-  rc = store_blob_encode(ctx, data, len, flags, crypt, buf, cap, out_len);
+  rc = format_blob_encode(ctx, data, len, flags, crypt, buf, cap, out_len);
   if (rc < 0) {
     core_free(buf);
     return rc;
@@ -206,29 +206,29 @@ int store_blob_encode_alloc(struct store_blob_ctx *ctx, const void *data, size_t
   return rc;
 }
 
-int store_blob_verify_crc(const void *blob, size_t len)
+int format_blob_verify_crc(const void *blob, size_t len)
 {
   const uint8_t *b = blob;
-  int kind = store_blob_magic_kind(blob, len);
+  int kind = format_blob_magic_kind(blob, len);
   size_t hlen;
 
   if (kind < 0)
     return kind;
-  hlen = store_blob_hdr_len((enum store_blob_kind)kind);
+  hlen = format_blob_hdr_len((enum format_blob_kind)kind);
   if (payload_crc(b + hlen, len - hlen) != load_le32(b + CRC_OFF))
     return CORE_ECRC;
   return 0;
 }
 
-int store_blob_set_crc(void *blob, size_t len)
+int format_blob_set_crc(void *blob, size_t len)
 {
   uint8_t *b = blob;
-  int kind = store_blob_magic_kind(blob, len);
+  int kind = format_blob_magic_kind(blob, len);
   size_t hlen;
 
   if (kind < 0)
     return kind;
-  hlen = store_blob_hdr_len((enum store_blob_kind)kind);
+  hlen = format_blob_hdr_len((enum format_blob_kind)kind);
   store_le32(b + CRC_OFF, payload_crc(b + hlen, len - hlen));
   return 0;
 }
@@ -238,7 +238,7 @@ int store_blob_set_crc(void *blob, size_t len)
  * allocation and a one-shot decode; zstd itself rejects a frame whose data
  * disagrees with its stated size. Otherwise a streaming decode into a buffer
  * that doubles up to max_out + 1, so a bomb stops one byte past the limit. */
-static int inflate_alloc(struct store_blob_ctx *ctx, const uint8_t *src, size_t len,
+static int inflate_alloc(struct format_blob_ctx *ctx, const uint8_t *src, size_t len,
                          size_t max_out, uint8_t **out, size_t *out_len)
 {
   unsigned long long hint = ZSTD_getFrameContentSize(src, len);
@@ -330,36 +330,36 @@ out:
  * encrypted blob, and a payload within max_out (the encoder keeps compressed
  * data only if it is not larger than the plaintext, so no valid payload
  * exceeds it). */
-static int decode_begin(const void *blob, size_t len, const struct store_crypt *crypt,
+static int decode_begin(const void *blob, size_t len, const struct format_crypt *crypt,
                         size_t max_out, int *kind, size_t *hlen)
 {
-  int k = store_blob_magic_kind(blob, len), rc;
+  int k = format_blob_magic_kind(blob, len), rc;
   if (k < 0)
     return k;
-  if ((rc = store_blob_verify_crc(blob, len)) < 0)
+  if ((rc = format_blob_verify_crc(blob, len)) < 0)
     return rc;
-  if (store_blob_kind_encrypted((enum store_blob_kind)k) && crypt == NULL)
+  if (format_blob_kind_encrypted((enum format_blob_kind)k) && crypt == NULL)
     return CORE_ECRYPTO;
-  *hlen = store_blob_hdr_len((enum store_blob_kind)k);
+  *hlen = format_blob_hdr_len((enum format_blob_kind)k);
   if (len - *hlen > max_out)
     return CORE_ETOOBIG;
   *kind = k;
   return 0;
 }
 
-static int check_digest(int kind, const struct store_crypt *crypt, const uint8_t *plain,
+static int check_digest(int kind, const struct format_crypt *crypt, const uint8_t *plain,
                         size_t len, const uint8_t *expect)
 {
   uint8_t d[32];
   if (expect == NULL)
     return 0;
-  store_crypt_chunk_digest(store_blob_kind_encrypted((enum store_blob_kind)kind) ? crypt : NULL,
+  format_crypt_chunk_digest(format_blob_kind_encrypted((enum format_blob_kind)kind) ? crypt : NULL,
                            plain, len, d);
   return memcmp(d, expect, 32) == 0 ? 0 : CORE_EDIGEST;
 }
 
-int store_blob_decode(struct store_blob_ctx *ctx, const void *blob, size_t len,
-                      const struct store_crypt *crypt, size_t max_out,
+int format_blob_decode(struct format_blob_ctx *ctx, const void *blob, size_t len,
+                      const struct format_crypt *crypt, size_t max_out,
                       const uint8_t *expect_digest, uint8_t **out, size_t *out_len)
 {
   const uint8_t *b = blob;
@@ -374,33 +374,33 @@ int store_blob_decode(struct store_blob_ctx *ctx, const void *blob, size_t len,
   plen = len - hlen;
 
   switch (kind) {
-  case STORE_BLOB_PLAIN:
+  case FORMAT_BLOB_PLAIN:
     plain = core_try_malloc(plen ? plen : 1);
     if (plain == NULL)
       return UV_ENOMEM;
     memcpy(plain, payload, plen);
     plain_len = plen;
     break;
-  case STORE_BLOB_ZSTD:
+  case FORMAT_BLOB_ZSTD:
     rc = inflate_alloc(ctx, payload, plen, max_out, &plain, &plain_len);
     if (rc < 0)
       return rc;
     break;
-  case STORE_BLOB_ENCRYPTED:
+  case FORMAT_BLOB_ENCRYPTED:
     plain = core_try_malloc(plen ? plen : 1);
     if (plain == NULL)
       return UV_ENOMEM;
-    rc = store_crypt_gcm_decrypt(crypt->enc_key, b + IV_OFF, payload, plen, plain,
+    rc = format_crypt_gcm_decrypt(crypt->enc_key, b + IV_OFF, payload, plen, plain,
                                  b + TAG_OFF, get_cipher(ctx));
     if (rc < 0)
       goto fail;
     plain_len = plen;
     break;
-  case STORE_BLOB_ZSTD_ENCRYPTED:
+  case FORMAT_BLOB_ZSTD_ENCRYPTED:
     tmp = core_try_malloc(plen ? plen : 1);
     if (tmp == NULL)
       return UV_ENOMEM;
-    rc = store_crypt_gcm_decrypt(crypt->enc_key, b + IV_OFF, payload, plen, tmp,
+    rc = format_crypt_gcm_decrypt(crypt->enc_key, b + IV_OFF, payload, plen, tmp,
                                  b + TAG_OFF, get_cipher(ctx));
     if (rc == 0)
       rc = inflate_alloc(ctx, tmp, plen, max_out, &plain, &plain_len);
@@ -422,7 +422,7 @@ fail:
 
 /* Inflates into the caller's dst: CORE_ETOOBIG when the plaintext passes
  * max_out or does not fit in cap. */
-static int inflate_into(struct store_blob_ctx *ctx, const uint8_t *src, size_t len,
+static int inflate_into(struct format_blob_ctx *ctx, const uint8_t *src, size_t len,
                         size_t max_out, uint8_t *dst, size_t cap, size_t *out_len)
 {
   ZSTD_DCtx *d = get_dctx(ctx);
@@ -456,8 +456,8 @@ out:
   return rc;
 }
 
-int store_blob_decode_inplace(struct store_blob_ctx *ctx, uint8_t *blob, size_t len,
-                              const struct store_crypt *crypt, size_t max_out,
+int format_blob_decode_inplace(struct format_blob_ctx *ctx, uint8_t *blob, size_t len,
+                              const struct format_crypt *crypt, size_t max_out,
                               const uint8_t *expect_digest, uint8_t *dst, size_t dst_cap,
                               uint8_t **out, size_t *out_len)
 {
@@ -469,14 +469,14 @@ int store_blob_decode_inplace(struct store_blob_ctx *ctx, uint8_t *blob, size_t 
     return rc;
   payload = blob + hlen;
   plen = len - hlen;
-  if (store_blob_kind_compressed((enum store_blob_kind)kind) && dst == NULL)
+  if (format_blob_kind_compressed((enum format_blob_kind)kind) && dst == NULL)
     return CORE_EINVAL;
   /* GCM decrypts in place (same buffer in and out) */
-  if (store_blob_kind_encrypted((enum store_blob_kind)kind) &&
-      (rc = store_crypt_gcm_decrypt(crypt->enc_key, blob + IV_OFF, payload, plen, payload,
+  if (format_blob_kind_encrypted((enum format_blob_kind)kind) &&
+      (rc = format_crypt_gcm_decrypt(crypt->enc_key, blob + IV_OFF, payload, plen, payload,
                                     blob + TAG_OFF, get_cipher(ctx))) < 0)
     return rc;
-  if (store_blob_kind_compressed((enum store_blob_kind)kind)) {
+  if (format_blob_kind_compressed((enum format_blob_kind)kind)) {
     if ((rc = inflate_into(ctx, payload, plen, max_out, dst, dst_cap, &plain_len)) < 0)
       return rc;
     plain = dst;
@@ -494,7 +494,7 @@ int store_blob_decode_inplace(struct store_blob_ctx *ctx, uint8_t *blob, size_t 
 /* Decompresses into a small scratch buffer and hashes as it goes, so the
  * server verifies a 4 MiB chunk without a 4 MiB allocation. Output past
  * `size` stops the decode at once. */
-static int inflate_hash(struct store_blob_ctx *ctx, const uint8_t *src, size_t len,
+static int inflate_hash(struct format_blob_ctx *ctx, const uint8_t *src, size_t len,
                         uint64_t size, uint8_t digest[32])
 {
   ZSTD_DCtx *d = get_dctx(ctx);
@@ -539,7 +539,7 @@ out:
   return rc;
 }
 
-int store_blob_verify_chunk(struct store_blob_ctx *ctx, const void *blob, size_t len,
+int format_blob_verify_chunk(struct format_blob_ctx *ctx, const void *blob, size_t len,
                             const uint8_t digest[32], uint64_t size)
 {
   const uint8_t *b = blob;
@@ -547,34 +547,34 @@ int store_blob_verify_chunk(struct store_blob_ctx *ctx, const void *blob, size_t
   int kind, rc;
   size_t hlen, plen;
 
-  if (size > STORE_CHUNK_MAX_SIZE)
+  if (size > FORMAT_CHUNK_MAX_SIZE)
     return CORE_ETOOBIG;
   if (size == 0)
     return CORE_EFORMAT;
   /* No bound on len of its own: the payload may not exceed `size` (below),
    * so a longer body is a blob that disagrees with its size (CORE_EFORMAT),
    * whatever slack the caller's body limit leaves. */
-  kind = store_blob_magic_kind(blob, len);
+  kind = format_blob_magic_kind(blob, len);
   if (kind < 0)
     return kind;
-  hlen = store_blob_hdr_len((enum store_blob_kind)kind);
+  hlen = format_blob_hdr_len((enum format_blob_kind)kind);
   plen = len - hlen;
-  /* No valid payload is larger than its plaintext (see store_blob_decode). */
+  /* No valid payload is larger than its plaintext (see format_blob_decode). */
   if (plen > size)
     return CORE_EFORMAT;
 
   switch (kind) {
-  case STORE_BLOB_PLAIN:
+  case FORMAT_BLOB_PLAIN:
     if (plen != size)
       return CORE_EFORMAT;
     core_sha256(b + hlen, plen, d);
     break;
-  case STORE_BLOB_ZSTD:
+  case FORMAT_BLOB_ZSTD:
     rc = inflate_hash(ctx, b + hlen, plen, size, d);
     if (rc < 0)
       return rc;
     break;
-  case STORE_BLOB_ENCRYPTED:
+  case FORMAT_BLOB_ENCRYPTED:
     return plen == size ? kind : CORE_EFORMAT;
   default:
     return kind;
@@ -582,22 +582,22 @@ int store_blob_verify_chunk(struct store_blob_ctx *ctx, const void *blob, size_t
   return memcmp(d, digest, 32) == 0 ? kind : CORE_EDIGEST;
 }
 
-int store_blob_accept_chunk(struct store_blob_ctx *ctx, void *blob, size_t len,
+int format_blob_accept_chunk(struct format_blob_ctx *ctx, void *blob, size_t len,
                             const uint8_t digest[32], uint64_t size)
 {
   uint8_t *b = blob;
-  int kind = store_blob_magic_kind(blob, len);
-  if (kind != STORE_BLOB_PLAIN || len - STORE_BLOB_HDR_LEN != size ||
-      size > STORE_CHUNK_MAX_SIZE) {
-    int rc = store_blob_verify_chunk(ctx, blob, len, digest, size);
+  int kind = format_blob_magic_kind(blob, len);
+  if (kind != FORMAT_BLOB_PLAIN || len - FORMAT_BLOB_HDR_LEN != size ||
+      size > FORMAT_CHUNK_MAX_SIZE) {
+    int rc = format_blob_verify_chunk(ctx, blob, len, digest, size);
     if (rc < 0)
       return rc;
-    store_blob_set_crc(blob, len);
+    format_blob_set_crc(blob, len);
     return rc;
   }
   /* Plain chunks: hash and CRC in one pass over cache-sized blocks, so the
    * 4 MiB payload crosses the memory bus once instead of twice. */
-  const uint8_t *p = b + STORE_BLOB_HDR_LEN;
+  const uint8_t *p = b + FORMAT_BLOB_HDR_LEN;
   size_t left = (size_t)size;
   struct core_sha256 h;
   uint32_t crc = 0;

@@ -1,11 +1,11 @@
-#include "store/store_manifest.h"
+#include "format/format_manifest.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "core/core_json.h"
-#include "store/store_blob.h"
-#include "store/store_crypt.h"
-#include "store/store_name.h"
+#include "format/format_blob.h"
+#include "format/format_crypt.h"
+#include "format/format_name.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,31 +18,31 @@
 
 /* ---- Names ---- */
 
-int store_manifest_validate_filename(const char *name)
+int format_manifest_validate_filename(const char *name)
 {
-  return store_name_archive(name) > 0 ? 0 : CORE_ENAME;
+  return format_name_archive(name) > 0 ? 0 : CORE_ENAME;
 }
 
-const char *store_crypt_mode_name(enum store_crypt_mode mode)
+const char *format_crypt_mode_name(enum format_crypt_mode mode)
 {
   switch (mode) {
-  case STORE_CRYPT_MODE_ENCRYPT:
+  case FORMAT_CRYPT_MODE_ENCRYPT:
     return "encrypt";
-  case STORE_CRYPT_MODE_SIGN_ONLY:
+  case FORMAT_CRYPT_MODE_SIGN_ONLY:
     return "sign-only";
   default:
     return "none";
   }
 }
 
-int store_crypt_mode_parse(const char *s)
+int format_crypt_mode_parse(const char *s)
 {
   if (strcmp(s, "none") == 0)
-    return STORE_CRYPT_MODE_NONE;
+    return FORMAT_CRYPT_MODE_NONE;
   if (strcmp(s, "encrypt") == 0)
-    return STORE_CRYPT_MODE_ENCRYPT;
+    return FORMAT_CRYPT_MODE_ENCRYPT;
   if (strcmp(s, "sign-only") == 0)
-    return STORE_CRYPT_MODE_SIGN_ONLY;
+    return FORMAT_CRYPT_MODE_SIGN_ONLY;
   return CORE_EFORMAT;
 }
 
@@ -194,7 +194,7 @@ static yajl_val parse_trusted(const char *text)
 
 /* ---- Manifest ---- */
 
-void store_manifest_init(struct store_manifest *m, const char *backup_type,
+void format_manifest_init(struct format_manifest *m, const char *backup_type,
                          const char *backup_id, int64_t backup_time)
 {
   memset(m, 0, sizeof(*m));
@@ -204,7 +204,7 @@ void store_manifest_init(struct store_manifest *m, const char *backup_type,
   m->unprotected = core_strdup("{}");
 }
 
-void store_manifest_free(struct store_manifest *m)
+void format_manifest_free(struct format_manifest *m)
 {
   for (size_t i = 0; i < m->nfiles; i++)
     core_free(m->files[i].filename);
@@ -216,7 +216,7 @@ void store_manifest_free(struct store_manifest *m)
   memset(m, 0, sizeof(*m));
 }
 
-const struct store_manifest_file *store_manifest_find_file(const struct store_manifest *m,
+const struct format_manifest_file *format_manifest_find_file(const struct format_manifest *m,
                                                            const char *filename)
 {
   for (size_t i = 0; i < m->nfiles; i++) {
@@ -226,20 +226,20 @@ const struct store_manifest_file *store_manifest_find_file(const struct store_ma
   return NULL;
 }
 
-int store_manifest_add_file(struct store_manifest *m, const char *filename,
-                            enum store_crypt_mode mode, uint64_t size,
+int format_manifest_add_file(struct format_manifest *m, const char *filename,
+                            enum format_crypt_mode mode, uint64_t size,
                             const uint8_t csum[CORE_SHA256_LEN])
 {
-  struct store_manifest_file *f;
+  struct format_manifest_file *f;
 
-  if (store_manifest_validate_filename(filename) < 0)
+  if (format_manifest_validate_filename(filename) < 0)
     return CORE_ENAME;
-  if (store_manifest_find_file(m, filename))
+  if (format_manifest_find_file(m, filename))
     return CORE_EEXISTS;
   if (m->nfiles == m->files_cap) {
     /* The count comes from client JSON: allowed to fail, not to abort. */
     size_t ncap = m->files_cap ? m->files_cap * 2 : 8;
-    struct store_manifest_file *nf = core_try_malloc(ncap * sizeof(*nf));
+    struct format_manifest_file *nf = core_try_malloc(ncap * sizeof(*nf));
     if (nf == NULL)
       return UV_ENOMEM;
     if (m->nfiles)
@@ -256,14 +256,14 @@ int store_manifest_add_file(struct store_manifest *m, const char *filename,
   return 0;
 }
 
-static int parse_file(struct store_manifest *m, yajl_val f)
+static int parse_file(struct format_manifest *m, yajl_val f)
 {
   const char *name = core_json_get_str(f, "filename");
   const char *csum_hex = core_json_get_str(f, "csum");
   yajl_val mode_v = core_json_get(f, "crypt-mode");
   int64_t size;
   uint8_t csum[CORE_SHA256_LEN];
-  int mode = STORE_CRYPT_MODE_NONE; /* absent in manifests before PBS 0.8 */
+  int mode = FORMAT_CRYPT_MODE_NONE; /* absent in manifests before PBS 0.8 */
 
   if (name == NULL || csum_hex == NULL || core_json_get_int(f, "size", &size) < 0 || size < 0)
     return CORE_EFORMAT;
@@ -272,14 +272,14 @@ static int parse_file(struct store_manifest *m, yajl_val f)
   if (mode_v) {
     if (!YAJL_IS_STRING(mode_v))
       return CORE_EFORMAT;
-    mode = store_crypt_mode_parse(mode_v->u.string);
+    mode = format_crypt_mode_parse(mode_v->u.string);
     if (mode < 0)
       return mode;
   }
-  return store_manifest_add_file(m, name, (enum store_crypt_mode)mode, (uint64_t)size, csum);
+  return format_manifest_add_file(m, name, (enum format_crypt_mode)mode, (uint64_t)size, csum);
 }
 
-int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
+int format_manifest_parse(const char *json, size_t len, struct format_manifest *m)
 {
   yajl_val root = NULL, files, unprot, sig;
   const char *type, *id;
@@ -289,7 +289,7 @@ int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
 
   memset(m, 0, sizeof(*m));
   m->unprotected = core_strdup("{}");
-  if (len > STORE_MANIFEST_MAX_LEN)
+  if (len > FORMAT_MANIFEST_MAX_LEN)
     return CORE_ETOOBIG;
   if (!depth_ok(json, len))
     return CORE_EPARSE;
@@ -301,8 +301,8 @@ int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
   type = core_json_get_str(root, "backup-type");
   id = core_json_get_str(root, "backup-id");
   files = core_json_get(root, "files");
-  if (!YAJL_IS_OBJECT(root) || type == NULL || id == NULL || store_name_backup_type(type) < 0 ||
-      store_name_backup_id(id) < 0 || core_json_get_int(root, "backup-time", &time) < 0 ||
+  if (!YAJL_IS_OBJECT(root) || type == NULL || id == NULL || format_name_backup_type(type) < 0 ||
+      format_name_backup_id(id) < 0 || core_json_get_int(root, "backup-time", &time) < 0 ||
       files == NULL || !YAJL_IS_ARRAY(files))
     goto out;
   m->backup_type = core_strdup(type);
@@ -326,7 +326,7 @@ int store_manifest_parse(const char *json, size_t len, struct store_manifest *m)
   if (unprot && !YAJL_IS_NULL(unprot)) {
     if (!YAJL_IS_OBJECT(unprot))
       goto out;
-    core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
+    core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
     rc = emit_compact(&b, unprot);
     if (rc < 0) {
       core_buf_free(&b);
@@ -352,7 +352,7 @@ out:
   return rc;
 }
 
-int store_manifest_to_json(const struct store_manifest *m, int pretty, struct core_buf *out)
+int format_manifest_to_json(const struct format_manifest *m, int pretty, struct core_buf *out)
 {
   struct core_json j;
   yajl_val unprot = parse_trusted(m->unprotected);
@@ -368,12 +368,12 @@ int store_manifest_to_json(const struct store_manifest *m, int pretty, struct co
   core_json_key(&j, "files");
   core_json_arr_open(&j);
   for (size_t i = 0; i < m->nfiles; i++) {
-    const struct store_manifest_file *f = &m->files[i];
+    const struct format_manifest_file *f = &m->files[i];
     char hex[CORE_SHA256_HEX_LEN + 1];
     core_hex_encode(f->csum, sizeof(f->csum), hex);
     core_json_obj_open(&j);
     core_json_kv_str(&j, "filename", f->filename);
-    core_json_kv_str(&j, "crypt-mode", store_crypt_mode_name(f->crypt_mode));
+    core_json_kv_str(&j, "crypt-mode", format_crypt_mode_name(f->crypt_mode));
     core_json_kv_uint(&j, "size", f->size);
     core_json_kv_str(&j, "csum", hex);
     core_json_obj_close(&j);
@@ -390,7 +390,7 @@ int store_manifest_to_json(const struct store_manifest *m, int pretty, struct co
   return rc;
 }
 
-int store_manifest_canonical(const struct store_manifest *m, struct core_buf *out)
+int format_manifest_canonical(const struct format_manifest *m, struct core_buf *out)
 {
   char num[32];
   int rc;
@@ -408,11 +408,11 @@ int store_manifest_canonical(const struct store_manifest *m, struct core_buf *ou
   if (rc == 0)
     rc = core_buf_append_str(out, ",\"files\":[");
   for (size_t i = 0; rc == 0 && i < m->nfiles; i++) {
-    const struct store_manifest_file *f = &m->files[i];
+    const struct format_manifest_file *f = &m->files[i];
     char hex[CORE_SHA256_HEX_LEN + 1];
     core_hex_encode(f->csum, sizeof(f->csum), hex);
     rc = core_buf_printf(out, "%s{\"crypt-mode\":\"%s\",\"csum\":\"%s\",\"filename\":",
-                         i ? "," : "", store_crypt_mode_name(f->crypt_mode), hex);
+                         i ? "," : "", format_crypt_mode_name(f->crypt_mode), hex);
     if (rc == 0)
       rc = put_cstr(out, f->filename);
     if (rc == 0)
@@ -423,53 +423,53 @@ int store_manifest_canonical(const struct store_manifest *m, struct core_buf *ou
   return rc;
 }
 
-static int signature_of(const struct store_manifest *m, const struct store_crypt *crypt,
+static int signature_of(const struct format_manifest *m, const struct format_crypt *crypt,
                         char hex[CORE_SHA256_HEX_LEN + 1])
 {
   struct core_buf b;
   uint8_t tag[CORE_SHA256_LEN];
   int rc;
 
-  core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
-  rc = store_manifest_canonical(m, &b);
+  core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
+  rc = format_manifest_canonical(m, &b);
   if (rc == 0) {
-    store_crypt_auth_tag(crypt, b.base, b.len, tag);
+    format_crypt_auth_tag(crypt, b.base, b.len, tag);
     core_hex_encode(tag, sizeof(tag), hex);
   }
   core_buf_free(&b);
   return rc;
 }
 
-int store_manifest_sign(struct store_manifest *m, const struct store_crypt *crypt)
+int format_manifest_sign(struct format_manifest *m, const struct format_crypt *crypt)
 {
   char hex[CORE_SHA256_HEX_LEN + 1];
-  char fp[STORE_CRYPT_FP_STR_LEN];
-  char quoted[STORE_CRYPT_FP_STR_LEN + 2];
+  char fp[FORMAT_CRYPT_FP_STR_LEN];
+  char quoted[FORMAT_CRYPT_FP_STR_LEN + 2];
   int rc = signature_of(m, crypt, hex);
 
   if (rc < 0)
     return rc;
   core_free(m->signature);
   m->signature = core_strdup(hex);
-  store_crypt_fingerprint_str(crypt->fingerprint, fp);
+  format_crypt_fingerprint_str(crypt->fingerprint, fp);
   snprintf(quoted, sizeof(quoted), "\"%s\"", fp);
-  return store_manifest_unprotected_set(m, "key-fingerprint", quoted, strlen(quoted));
+  return format_manifest_unprotected_set(m, "key-fingerprint", quoted, strlen(quoted));
 }
 
-int store_manifest_verify(const struct store_manifest *m, const struct store_crypt *crypt)
+int format_manifest_verify(const struct format_manifest *m, const struct format_crypt *crypt)
 {
-  char *fp_json = store_manifest_unprotected_get(m, "key-fingerprint");
+  char *fp_json = format_manifest_unprotected_get(m, "key-fingerprint");
   char hex[CORE_SHA256_HEX_LEN + 1];
   int rc = 0;
 
   if (fp_json && strcmp(fp_json, "null") != 0) {
-    char want[STORE_CRYPT_FP_STR_LEN + 2];
+    char want[FORMAT_CRYPT_FP_STR_LEN + 2];
     if (crypt == NULL) {
       rc = CORE_ECRYPTO; /* made with a key we do not have */
       goto out;
     }
-    char fp[STORE_CRYPT_FP_STR_LEN];
-    store_crypt_fingerprint_str(crypt->fingerprint, fp);
+    char fp[FORMAT_CRYPT_FP_STR_LEN];
+    format_crypt_fingerprint_str(crypt->fingerprint, fp);
     snprintf(want, sizeof(want), "\"%s\"", fp);
     if (strcmp(fp_json, want) != 0) {
       rc = CORE_ECRYPTO;
@@ -486,7 +486,7 @@ out:
   return rc;
 }
 
-int store_manifest_unprotected_set(struct store_manifest *m, const char *key,
+int format_manifest_unprotected_set(struct format_manifest *m, const char *key,
                                    const char *value, size_t len)
 {
   yajl_val obj = parse_trusted(m->unprotected), val = NULL;
@@ -499,7 +499,7 @@ int store_manifest_unprotected_set(struct store_manifest *m, const char *key,
       return CORE_EPARSE;
     }
   }
-  core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
+  core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
   rc = core_buf_append(&b, "{", 1);
   for (size_t i = 0; rc == 0 && i < obj->u.object.len; i++) {
     int match = strcmp(obj->u.object.keys[i], key) == 0;
@@ -541,7 +541,7 @@ int store_manifest_unprotected_set(struct store_manifest *m, const char *key,
   return rc;
 }
 
-char *store_manifest_unprotected_get(const struct store_manifest *m, const char *key)
+char *format_manifest_unprotected_get(const struct format_manifest *m, const char *key)
 {
   yajl_val obj = parse_trusted(m->unprotected);
   yajl_val v = core_json_get(obj, key);
@@ -549,7 +549,7 @@ char *store_manifest_unprotected_get(const struct store_manifest *m, const char 
 
   if (v) {
     struct core_buf b;
-    core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
+    core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
     if (emit_compact(&b, v) == 0)
       text = core_buf_steal(&b, NULL);
     core_buf_free(&b);
@@ -558,13 +558,13 @@ char *store_manifest_unprotected_get(const struct store_manifest *m, const char 
   return text;
 }
 
-int store_manifest_set_verify_state(struct store_manifest *m, const char *state,
+int format_manifest_set_verify_state(struct format_manifest *m, const char *state,
                                     const char *upid)
 {
   struct core_buf b;
   int rc;
 
-  core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
+  core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
   rc = core_buf_append_str(&b, "{\"state\":");
   if (rc == 0)
     rc = put_cstr(&b, state);
@@ -575,38 +575,38 @@ int store_manifest_set_verify_state(struct store_manifest *m, const char *state,
   if (rc == 0)
     rc = core_buf_append_str(&b, "}");
   if (rc == 0)
-    rc = store_manifest_unprotected_set(m, "verify_state", b.base, b.len);
+    rc = format_manifest_unprotected_set(m, "verify_state", b.base, b.len);
   core_buf_free(&b);
   return rc;
 }
 
-int store_manifest_encode_blob(const struct store_manifest *m, struct store_blob_ctx *ctx,
+int format_manifest_encode_blob(const struct format_manifest *m, struct format_blob_ctx *ctx,
                                uint8_t **out, size_t *out_len)
 {
   struct core_buf b;
   int rc;
 
-  core_buf_init(&b, STORE_MANIFEST_MAX_LEN);
-  rc = store_manifest_to_json(m, 1, &b);
+  core_buf_init(&b, FORMAT_MANIFEST_MAX_LEN);
+  rc = format_manifest_to_json(m, 1, &b);
   if (rc == 0)
-    rc = store_blob_encode_alloc(ctx, b.base, b.len, STORE_BLOB_COMPRESS, NULL, out, out_len);
+    rc = format_blob_encode_alloc(ctx, b.base, b.len, FORMAT_BLOB_COMPRESS, NULL, out, out_len);
   core_buf_free(&b);
   return rc < 0 ? rc : 0;
 }
 
-int store_manifest_decode_blob(struct store_blob_ctx *ctx, const void *blob, size_t len,
-                               struct store_manifest *m)
+int format_manifest_decode_blob(struct format_blob_ctx *ctx, const void *blob, size_t len,
+                               struct format_manifest *m)
 {
   uint8_t *json = NULL;
   size_t n = 0;
-  int rc = store_blob_decode(ctx, blob, len, NULL, STORE_MANIFEST_MAX_LEN, NULL, &json, &n);
+  int rc = format_blob_decode(ctx, blob, len, NULL, FORMAT_MANIFEST_MAX_LEN, NULL, &json, &n);
 
   if (rc < 0) {
     memset(m, 0, sizeof(*m));
     m->unprotected = core_strdup("{}");
     return rc;
   }
-  rc = store_manifest_parse((const char *)json, n, m);
+  rc = format_manifest_parse((const char *)json, n, m);
   core_free(json);
   return rc;
 }

@@ -1,4 +1,4 @@
-/* store_manifest.h: the snapshot manifest, index.json.blob.
+/* format_manifest.h: the snapshot manifest, index.json.blob.
  *
  * DESIGN
  * The manifest is PBS's JSON, kebab-case:
@@ -24,45 +24,45 @@
  * pretty-printed JSON.
  *
  * THREADING: synchronous CPU/memory work, no file I/O; manifests are small
- * but parsing is still client input of up to STORE_MANIFEST_MAX_LEN bytes and
- * blob encoding compresses, so run it in a pool job. A struct store_manifest
+ * but parsing is still client input of up to FORMAT_MANIFEST_MAX_LEN bytes and
+ * blob encoding compresses, so run it in a pool job. A struct format_manifest
  * belongs to one thread at a time.
  */
-#ifndef STORE_MANIFEST_H
-#define STORE_MANIFEST_H
+#ifndef FORMAT_MANIFEST_H
+#define FORMAT_MANIFEST_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/core_buf.h"
 #include "core/core_digest.h"
-#include "store/store_name.h"
+#include "format/format_name.h"
 
-struct store_crypt;
-struct store_blob_ctx;
+struct format_crypt;
+struct format_blob_ctx;
 
-/* Largest manifest JSON accepted or produced. (STORE_MANIFEST_NAME, the
- * file name, is in store_name.h.) */
-#define STORE_MANIFEST_MAX_LEN (16u * 1024 * 1024)
+/* Largest manifest JSON accepted or produced. (FORMAT_MANIFEST_NAME, the
+ * file name, is in format_name.h.) */
+#define FORMAT_MANIFEST_MAX_LEN (16u * 1024 * 1024)
 
-enum store_crypt_mode {
-  STORE_CRYPT_MODE_NONE = 0,
-  STORE_CRYPT_MODE_ENCRYPT = 1,
-  STORE_CRYPT_MODE_SIGN_ONLY = 2,
+enum format_crypt_mode {
+  FORMAT_CRYPT_MODE_NONE = 0,
+  FORMAT_CRYPT_MODE_ENCRYPT = 1,
+  FORMAT_CRYPT_MODE_SIGN_ONLY = 2,
 };
 
-struct store_manifest_file {
+struct format_manifest_file {
   char *filename;                  /* owned, validated */
-  enum store_crypt_mode crypt_mode;
+  enum format_crypt_mode crypt_mode;
   uint64_t size;
   uint8_t csum[CORE_SHA256_LEN];
 };
 
-struct store_manifest {
+struct format_manifest {
   char *backup_type;                 /* owned: "vm", "ct" or "host" */
   char *backup_id;                   /* owned */
   int64_t backup_time;               /* epoch seconds */
-  struct store_manifest_file *files; /* owned array of nfiles */
+  struct format_manifest_file *files; /* owned array of nfiles */
   size_t nfiles;
   size_t files_cap;
   char *unprotected;                 /* owned: compact JSON object text, never NULL */
@@ -71,71 +71,71 @@ struct store_manifest {
 
 /* A new, empty manifest (no files, unprotected {}, unsigned). Strings are
  * copied. */
-void store_manifest_init(struct store_manifest *m, const char *backup_type,
+void format_manifest_init(struct format_manifest *m, const char *backup_type,
                          const char *backup_id, int64_t backup_time);
-void store_manifest_free(struct store_manifest *m);
+void format_manifest_free(struct format_manifest *m);
 
 /* 0 if `name` may appear in a manifest, else CORE_ENAME: the archive-name
- * rule of store_name_archive (a SAFE_ID of at most 128 bytes ending in .fidx,
+ * rule of format_name_archive (a SAFE_ID of at most 128 bytes ending in .fidx,
  * .didx or .blob; so no '/', no leading '.', no control characters). */
-int store_manifest_validate_filename(const char *name);
+int format_manifest_validate_filename(const char *name);
 
 /* crypt-mode strings <-> enum. The parser returns CORE_EFORMAT for others. */
-const char *store_crypt_mode_name(enum store_crypt_mode mode);
-int store_crypt_mode_parse(const char *s);
+const char *format_crypt_mode_name(enum format_crypt_mode mode);
+int format_crypt_mode_parse(const char *s);
 
 /* Adds a file entry. 0, CORE_ENAME (bad name), CORE_EEXISTS (already
  * listed) or UV_ENOMEM. */
-int store_manifest_add_file(struct store_manifest *m, const char *filename,
-                            enum store_crypt_mode mode, uint64_t size,
+int format_manifest_add_file(struct format_manifest *m, const char *filename,
+                            enum format_crypt_mode mode, uint64_t size,
                             const uint8_t csum[CORE_SHA256_LEN]);
 /* The entry for `filename`, or NULL. Valid until the manifest changes. */
-const struct store_manifest_file *store_manifest_find_file(const struct store_manifest *m,
+const struct format_manifest_file *format_manifest_find_file(const struct format_manifest *m,
                                                            const char *filename);
 
 /* Parses manifest JSON into `m` (which this initialises; free it even on
- * failure). Returns 0, CORE_ETOOBIG (over STORE_MANIFEST_MAX_LEN), CORE_EPARSE
+ * failure). Returns 0, CORE_ETOOBIG (over FORMAT_MANIFEST_MAX_LEN), CORE_EPARSE
  * (not JSON, or nested deeper than 64 levels), CORE_EFORMAT (missing or
- * mistyped field, backup-type/id failing store_name.h, bad csum or
+ * mistyped field, backup-type/id failing format_name.h, bad csum or
  * signature hex), CORE_ENAME (bad or duplicate file name) or UV_ENOMEM. */
-int store_manifest_parse(const char *json, size_t len, struct store_manifest *m);
+int format_manifest_parse(const char *json, size_t len, struct format_manifest *m);
 
 /* Appends the manifest JSON to `out`, pretty-printed (as PBS writes it) or
  * compact. 0, CORE_ETOOBIG or UV_ENOMEM (from `out`). */
-int store_manifest_to_json(const struct store_manifest *m, int pretty, struct core_buf *out);
+int format_manifest_to_json(const struct format_manifest *m, int pretty, struct core_buf *out);
 
 /* Appends the canonical JSON of the signed part to `out`. */
-int store_manifest_canonical(const struct store_manifest *m, struct core_buf *out);
+int format_manifest_canonical(const struct format_manifest *m, struct core_buf *out);
 
 /* Signs with `crypt`: sets `signature` and unprotected "key-fingerprint".
  * 0 or an error from the buffer. */
-int store_manifest_sign(struct store_manifest *m, const struct store_crypt *crypt);
+int format_manifest_sign(struct format_manifest *m, const struct format_crypt *crypt);
 /* Checks key and signature the way a restoring client does:
  * - a manifest that names a key-fingerprint needs `crypt`, and its
  *   fingerprint must match (CORE_ECRYPTO otherwise);
  * - a signed manifest's signature must match (CORE_ECRYPTO);
  * - an unsigned manifest without a fingerprint passes with or without key. */
-int store_manifest_verify(const struct store_manifest *m, const struct store_crypt *crypt);
+int format_manifest_verify(const struct format_manifest *m, const struct format_crypt *crypt);
 
 /* Sets unprotected[key] to the JSON value `value` (`len` bytes; re-encoded
  * compact), or removes the key when value is NULL, keeping every other key
  * and its order. 0, CORE_EPARSE (value is not JSON) or CORE_ETOOBIG. */
-int store_manifest_unprotected_set(struct store_manifest *m, const char *key,
+int format_manifest_unprotected_set(struct format_manifest *m, const char *key,
                                    const char *value, size_t len);
 /* unprotected[key] as compact JSON text (free with core_free), or NULL when
  * absent. */
-char *store_manifest_unprotected_get(const struct store_manifest *m, const char *key);
+char *format_manifest_unprotected_get(const struct format_manifest *m, const char *key);
 /* Shorthand for unprotected.verify_state = {"state": state, "upid": upid}. */
-int store_manifest_set_verify_state(struct store_manifest *m, const char *state,
+int format_manifest_set_verify_state(struct format_manifest *m, const char *state,
                                     const char *upid);
 
 /* Encodes the pretty JSON as a zstd-compressed, unencrypted blob (new
- * buffer, free with core_free). Errors as store_blob_encode_alloc. */
-int store_manifest_encode_blob(const struct store_manifest *m, struct store_blob_ctx *ctx,
+ * buffer, free with core_free). Errors as format_blob_encode_alloc. */
+int format_manifest_encode_blob(const struct format_manifest *m, struct format_blob_ctx *ctx,
                                uint8_t **out, size_t *out_len);
 /* Decodes index.json.blob bytes (CRC checked; an encrypted blob is
  * CORE_ECRYPTO) and parses them into `m`. Errors from both steps. */
-int store_manifest_decode_blob(struct store_blob_ctx *ctx, const void *blob, size_t len,
-                               struct store_manifest *m);
+int format_manifest_decode_blob(struct format_blob_ctx *ctx, const void *blob, size_t len,
+                               struct format_manifest *m);
 
 #endif

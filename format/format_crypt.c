@@ -1,4 +1,4 @@
-#include "store/store_crypt.h"
+#include "format/format_crypt.h"
 
 #include "core/core_digest.h"
 #include "core/core_error.h"
@@ -16,28 +16,28 @@
 /* Memory cap for scrypt: PBS allows 1025 MiB, enough for N=2^20, r=8. */
 #define SCRYPT_MAXMEM (1025ull * 1024 * 1024)
 
-int store_crypt_init(struct store_crypt *c, const uint8_t key[STORE_CRYPT_KEY_LEN])
+int format_crypt_init(struct format_crypt *c, const uint8_t key[FORMAT_CRYPT_KEY_LEN])
 {
   uint8_t fp_input[CORE_SHA256_LEN];
 
-  memcpy(c->enc_key, key, STORE_CRYPT_KEY_LEN);
-  if (PKCS5_PBKDF2_HMAC((const char *)key, STORE_CRYPT_KEY_LEN,
+  memcpy(c->enc_key, key, FORMAT_CRYPT_KEY_LEN);
+  if (PKCS5_PBKDF2_HMAC((const char *)key, FORMAT_CRYPT_KEY_LEN,
                         (const unsigned char *)ID_KEY_SALT, sizeof(ID_KEY_SALT) - 1,
-                        ID_KEY_ROUNDS, EVP_sha256(), STORE_CRYPT_KEY_LEN, c->id_key) != 1) {
-    store_crypt_clear(c);
+                        ID_KEY_ROUNDS, EVP_sha256(), FORMAT_CRYPT_KEY_LEN, c->id_key) != 1) {
+    format_crypt_clear(c);
     return CORE_ECRYPTO;
   }
   core_sha256(FP_STRING, sizeof(FP_STRING) - 1, fp_input);
-  store_crypt_chunk_digest(c, fp_input, sizeof(fp_input), c->fingerprint);
+  format_crypt_chunk_digest(c, fp_input, sizeof(fp_input), c->fingerprint);
   return 0;
 }
 
-void store_crypt_clear(struct store_crypt *c)
+void format_crypt_clear(struct format_crypt *c)
 {
   OPENSSL_cleanse(c, sizeof(*c));
 }
 
-void store_crypt_chunk_digest(const struct store_crypt *c, const void *data, size_t len,
+void format_crypt_chunk_digest(const struct format_crypt *c, const void *data, size_t len,
                               uint8_t out[32])
 {
   struct core_sha256 h;
@@ -54,13 +54,13 @@ void store_crypt_chunk_digest(const struct store_crypt *c, const void *data, siz
   core_sha256_final(&h, out);
 }
 
-void store_crypt_auth_tag(const struct store_crypt *c, const void *data, size_t len,
+void format_crypt_auth_tag(const struct format_crypt *c, const void *data, size_t len,
                           uint8_t out[32])
 {
   core_hmac_sha256(c->id_key, sizeof(c->id_key), data, len, out);
 }
 
-void store_crypt_fingerprint_str(const uint8_t fp[32], char out[STORE_CRYPT_FP_STR_LEN])
+void format_crypt_fingerprint_str(const uint8_t fp[32], char out[FORMAT_CRYPT_FP_STR_LEN])
 {
   static const char hex[] = "0123456789abcdef";
   for (int i = 0; i < 32; i++) {
@@ -70,9 +70,9 @@ void store_crypt_fingerprint_str(const uint8_t fp[32], char out[STORE_CRYPT_FP_S
   }
 }
 
-int store_crypt_fingerprint_parse(const char *s, uint8_t fp[32])
+int format_crypt_fingerprint_parse(const char *s, uint8_t fp[32])
 {
-  if (strlen(s) != STORE_CRYPT_FP_STR_LEN - 1)
+  if (strlen(s) != FORMAT_CRYPT_FP_STR_LEN - 1)
     return CORE_EPARSE;
   for (int i = 0; i < 32; i++) {
     if (i < 31 && s[3 * i + 2] != ':')
@@ -118,7 +118,7 @@ static int gcm_run(int enc, const uint8_t key[32], const uint8_t iv[16], const v
   /* Set the cipher first, then the 16-byte IV length, then key and IV. */
   if (!EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc))
     goto out;
-  if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, STORE_CRYPT_IV_LEN, NULL))
+  if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, FORMAT_CRYPT_IV_LEN, NULL))
     goto out;
   if (!EVP_CipherInit_ex(ctx, NULL, NULL, key, iv, enc))
     goto out;
@@ -127,10 +127,10 @@ static int gcm_run(int enc, const uint8_t key[32], const uint8_t iv[16], const v
   if (enc) {
     if (!EVP_EncryptFinal_ex(ctx, final, &n))
       goto out;
-    if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, STORE_CRYPT_TAG_LEN, tag))
+    if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, FORMAT_CRYPT_TAG_LEN, tag))
       goto out;
   } else {
-    if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, STORE_CRYPT_TAG_LEN, tag))
+    if (!EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, FORMAT_CRYPT_TAG_LEN, tag))
       goto out;
     if (EVP_DecryptFinal_ex(ctx, final, &n) != 1)
       goto out;
@@ -142,13 +142,13 @@ out:
   return rc;
 }
 
-int store_crypt_gcm_encrypt(const uint8_t key[32], const uint8_t iv[16], const void *in,
+int format_crypt_gcm_encrypt(const uint8_t key[32], const uint8_t iv[16], const void *in,
                             size_t len, void *out, uint8_t tag[16], void *cipher_ctx)
 {
   return gcm_run(1, key, iv, in, len, out, tag, cipher_ctx);
 }
 
-int store_crypt_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const void *in,
+int format_crypt_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const void *in,
                             size_t len, void *out, const uint8_t tag[16], void *cipher_ctx)
 {
   uint8_t t[16];
@@ -156,7 +156,7 @@ int store_crypt_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const v
   return gcm_run(0, key, iv, in, len, out, t, cipher_ctx);
 }
 
-int store_crypt_scrypt(const void *pass, size_t pass_len, const void *salt, size_t salt_len,
+int format_crypt_scrypt(const void *pass, size_t pass_len, const void *salt, size_t salt_len,
                        uint64_t n, uint64_t r, uint64_t p, uint8_t out[32])
 {
   if (n < 2 || (n & (n - 1)) != 0 || r == 0 || p == 0)
@@ -170,7 +170,7 @@ int store_crypt_scrypt(const void *pass, size_t pass_len, const void *salt, size
   return 0;
 }
 
-int store_crypt_pbkdf2(const void *pass, size_t pass_len, const void *salt, size_t salt_len,
+int format_crypt_pbkdf2(const void *pass, size_t pass_len, const void *salt, size_t salt_len,
                        uint64_t iter, uint8_t out[32])
 {
   if (iter == 0 || iter > INT_MAX || pass_len > INT_MAX || salt_len > INT_MAX)

@@ -1,4 +1,4 @@
-#include "store/store_keyfile.h"
+#include "format/format_keyfile.h"
 
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #define SALT_LEN 32
-#define WRAPPED_LEN (STORE_CRYPT_IV_LEN + STORE_CRYPT_TAG_LEN + STORE_CRYPT_KEY_LEN)
+#define WRAPPED_LEN (FORMAT_CRYPT_IV_LEN + FORMAT_CRYPT_TAG_LEN + FORMAT_CRYPT_KEY_LEN)
 
 /* ---- base64 (standard alphabet, padded: serde's bytes_as_base64) ---- */
 
@@ -99,45 +99,45 @@ static int parse_time(const char *s, int64_t *out)
 
 /* ---- Encode ---- */
 
-int store_keyfile_encode(const uint8_t key[STORE_CRYPT_KEY_LEN], enum store_kdf kdf,
+int format_keyfile_encode(const uint8_t key[FORMAT_CRYPT_KEY_LEN], enum format_kdf kdf,
                          const char *pass, size_t pass_len, uint64_t scrypt_n, int64_t now,
                          struct core_buf *out)
 {
-  struct store_crypt c;
+  struct format_crypt c;
   struct core_json j;
   uint8_t salt[SALT_LEN], derived[32], wrapped[WRAPPED_LEN];
   char b64[4 * ((sizeof(wrapped) + 2) / 3) + 1];
-  char fp[STORE_CRYPT_FP_STR_LEN], when[32];
+  char fp[FORMAT_CRYPT_FP_STR_LEN], when[32];
   const char *text;
   size_t n;
   int rc;
 
   if (scrypt_n == 0)
-    scrypt_n = STORE_KEYFILE_SCRYPT_N;
-  if (kdf != STORE_KDF_NONE && kdf != STORE_KDF_SCRYPT)
+    scrypt_n = FORMAT_KEYFILE_SCRYPT_N;
+  if (kdf != FORMAT_KDF_NONE && kdf != FORMAT_KDF_SCRYPT)
     return CORE_EINVAL;
-  if (kdf == STORE_KDF_SCRYPT && (pass == NULL || pass_len < STORE_KEYFILE_MIN_PASS))
+  if (kdf == FORMAT_KDF_SCRYPT && (pass == NULL || pass_len < FORMAT_KEYFILE_MIN_PASS))
     return CORE_EINVAL;
-  rc = store_crypt_init(&c, key);
+  rc = format_crypt_init(&c, key);
   if (rc < 0)
     return rc;
 
   core_json_init(&j, 1);
   core_json_obj_open(&j);
   core_json_key(&j, "kdf");
-  if (kdf == STORE_KDF_NONE) {
+  if (kdf == FORMAT_KDF_NONE) {
     core_json_null(&j);
-    b64_encode(key, STORE_CRYPT_KEY_LEN, b64);
+    b64_encode(key, FORMAT_CRYPT_KEY_LEN, b64);
   } else {
     rc = core_random(salt, sizeof(salt));
     if (rc == 0)
-      rc = store_crypt_scrypt(pass, pass_len, salt, sizeof(salt), scrypt_n, 8, 1, derived);
+      rc = format_crypt_scrypt(pass, pass_len, salt, sizeof(salt), scrypt_n, 8, 1, derived);
     if (rc == 0)
-      rc = core_random(wrapped, STORE_CRYPT_IV_LEN);
+      rc = core_random(wrapped, FORMAT_CRYPT_IV_LEN);
     if (rc == 0)
-      rc = store_crypt_gcm_encrypt(derived, wrapped, key, STORE_CRYPT_KEY_LEN,
-                                   wrapped + STORE_CRYPT_IV_LEN + STORE_CRYPT_TAG_LEN,
-                                   wrapped + STORE_CRYPT_IV_LEN, NULL);
+      rc = format_crypt_gcm_encrypt(derived, wrapped, key, FORMAT_CRYPT_KEY_LEN,
+                                   wrapped + FORMAT_CRYPT_IV_LEN + FORMAT_CRYPT_TAG_LEN,
+                                   wrapped + FORMAT_CRYPT_IV_LEN, NULL);
     if (rc < 0)
       goto out;
     core_json_obj_open(&j);
@@ -156,7 +156,7 @@ int store_keyfile_encode(const uint8_t key[STORE_CRYPT_KEY_LEN], enum store_kdf 
   core_json_kv_str(&j, "created", when);
   core_json_kv_str(&j, "modified", when);
   core_json_kv_str(&j, "data", b64);
-  store_crypt_fingerprint_str(c.fingerprint, fp);
+  format_crypt_fingerprint_str(c.fingerprint, fp);
   core_json_kv_str(&j, "fingerprint", fp);
   core_json_obj_close(&j);
   text = core_json_text(&j, &n);
@@ -170,7 +170,7 @@ out:
   core_json_free(&j);
   OPENSSL_cleanse(derived, sizeof(derived));
   OPENSSL_cleanse(b64, sizeof(b64));
-  store_crypt_clear(&c);
+  format_crypt_clear(&c);
   return rc;
 }
 
@@ -185,23 +185,23 @@ static int get_u64(yajl_val obj, const char *key, uint64_t *out)
   return 0;
 }
 
-static int parse_kdf(yajl_val kdf, struct store_keyfile *kf)
+static int parse_kdf(yajl_val kdf, struct format_keyfile *kf)
 {
   yajl_val params;
   const char *salt;
   int n;
 
   if (kdf == NULL || YAJL_IS_NULL(kdf)) {
-    kf->kdf = STORE_KDF_NONE;
+    kf->kdf = FORMAT_KDF_NONE;
     return 0;
   }
   if ((params = core_json_get(kdf, "Scrypt")) != NULL) {
-    kf->kdf = STORE_KDF_SCRYPT;
+    kf->kdf = FORMAT_KDF_SCRYPT;
     if (get_u64(params, "n", &kf->n) < 0 || get_u64(params, "r", &kf->r) < 0 ||
         get_u64(params, "p", &kf->p) < 0)
       return CORE_EFORMAT;
   } else if ((params = core_json_get(kdf, "PBKDF2")) != NULL) {
-    kf->kdf = STORE_KDF_PBKDF2;
+    kf->kdf = FORMAT_KDF_PBKDF2;
     if (get_u64(params, "iter", &kf->iter) < 0)
       return CORE_EFORMAT;
   } else {
@@ -214,14 +214,14 @@ static int parse_kdf(yajl_val kdf, struct store_keyfile *kf)
   return 0;
 }
 
-int store_keyfile_parse(const char *json, size_t len, struct store_keyfile *kf)
+int format_keyfile_parse(const char *json, size_t len, struct format_keyfile *kf)
 {
   yajl_val root = NULL;
   const char *s;
   int rc, n;
 
   memset(kf, 0, sizeof(*kf));
-  if (len > STORE_KEYFILE_MAX_LEN)
+  if (len > FORMAT_KEYFILE_MAX_LEN)
     return CORE_ETOOBIG;
   rc = core_json_parse(json, len, &root, NULL, 0);
   if (rc < 0)
@@ -238,7 +238,7 @@ int store_keyfile_parse(const char *json, size_t len, struct store_keyfile *kf)
   if ((s = core_json_get_str(root, "modified")) == NULL || parse_time(s, &kf->modified) < 0)
     goto out;
   if ((s = core_json_get_str(root, "fingerprint")) != NULL) {
-    if (store_crypt_fingerprint_parse(s, kf->fingerprint) < 0)
+    if (format_crypt_fingerprint_parse(s, kf->fingerprint) < 0)
       goto out;
     kf->has_fingerprint = 1;
   }
@@ -254,43 +254,43 @@ out:
   return rc;
 }
 
-int store_keyfile_unlock(const struct store_keyfile *kf, const char *pass, size_t pass_len,
-                         uint8_t key[STORE_CRYPT_KEY_LEN])
+int format_keyfile_unlock(const struct format_keyfile *kf, const char *pass, size_t pass_len,
+                         uint8_t key[FORMAT_CRYPT_KEY_LEN])
 {
-  struct store_crypt c;
+  struct format_crypt c;
   uint8_t derived[32];
   int rc;
 
-  if (kf->kdf == STORE_KDF_NONE) {
-    if (kf->data_len != STORE_CRYPT_KEY_LEN)
+  if (kf->kdf == FORMAT_KDF_NONE) {
+    if (kf->data_len != FORMAT_CRYPT_KEY_LEN)
       return CORE_EFORMAT;
-    memcpy(key, kf->data, STORE_CRYPT_KEY_LEN);
+    memcpy(key, kf->data, FORMAT_CRYPT_KEY_LEN);
   } else {
-    if (pass == NULL || pass_len < STORE_KEYFILE_MIN_PASS)
+    if (pass == NULL || pass_len < FORMAT_KEYFILE_MIN_PASS)
       return CORE_EINVAL;
     if (kf->data_len != WRAPPED_LEN)
       return CORE_EFORMAT;
-    if (kf->kdf == STORE_KDF_SCRYPT)
-      rc = store_crypt_scrypt(pass, pass_len, kf->salt, kf->salt_len, kf->n, kf->r, kf->p,
+    if (kf->kdf == FORMAT_KDF_SCRYPT)
+      rc = format_crypt_scrypt(pass, pass_len, kf->salt, kf->salt_len, kf->n, kf->r, kf->p,
                               derived);
     else
-      rc = store_crypt_pbkdf2(pass, pass_len, kf->salt, kf->salt_len, kf->iter, derived);
+      rc = format_crypt_pbkdf2(pass, pass_len, kf->salt, kf->salt_len, kf->iter, derived);
     if (rc == 0)
-      rc = store_crypt_gcm_decrypt(derived, kf->data, kf->data + 32, STORE_CRYPT_KEY_LEN, key,
-                                   kf->data + STORE_CRYPT_IV_LEN, NULL);
+      rc = format_crypt_gcm_decrypt(derived, kf->data, kf->data + 32, FORMAT_CRYPT_KEY_LEN, key,
+                                   kf->data + FORMAT_CRYPT_IV_LEN, NULL);
     OPENSSL_cleanse(derived, sizeof(derived));
     if (rc < 0) {
-      OPENSSL_cleanse(key, STORE_CRYPT_KEY_LEN);
+      OPENSSL_cleanse(key, FORMAT_CRYPT_KEY_LEN);
       return rc == CORE_EINVAL ? CORE_EFORMAT : rc; /* bad kdf parameters in the file */
     }
   }
   if (kf->has_fingerprint) {
-    rc = store_crypt_init(&c, key);
+    rc = format_crypt_init(&c, key);
     if (rc == 0 && !core_ct_equal(c.fingerprint, kf->fingerprint, 32))
       rc = CORE_ECRYPTO;
-    store_crypt_clear(&c);
+    format_crypt_clear(&c);
     if (rc < 0) {
-      OPENSSL_cleanse(key, STORE_CRYPT_KEY_LEN);
+      OPENSSL_cleanse(key, FORMAT_CRYPT_KEY_LEN);
       return rc;
     }
   }
@@ -299,15 +299,15 @@ int store_keyfile_unlock(const struct store_keyfile *kf, const char *pass, size_
 
 /* ---- Files ---- */
 
-int store_keyfile_write(const char *path, const uint8_t key[STORE_CRYPT_KEY_LEN],
-                        enum store_kdf kdf, const char *pass, size_t pass_len,
+int format_keyfile_write(const char *path, const uint8_t key[FORMAT_CRYPT_KEY_LEN],
+                        enum format_kdf kdf, const char *pass, size_t pass_len,
                         uint64_t scrypt_n, int replace)
 {
   struct core_buf b;
   int fd, rc;
 
-  core_buf_init(&b, STORE_KEYFILE_MAX_LEN);
-  rc = store_keyfile_encode(key, kdf, pass, pass_len, scrypt_n, (int64_t)time(NULL), &b);
+  core_buf_init(&b, FORMAT_KEYFILE_MAX_LEN);
+  rc = format_keyfile_encode(key, kdf, pass, pass_len, scrypt_n, (int64_t)time(NULL), &b);
   if (rc < 0)
     goto out;
   if (replace) {
@@ -333,9 +333,9 @@ out:
   return rc;
 }
 
-int store_keyfile_read(const char *path, struct store_keyfile *kf)
+int format_keyfile_read(const char *path, struct format_keyfile *kf)
 {
-  size_t cap = STORE_KEYFILE_MAX_LEN + 1, len = 0;
+  size_t cap = FORMAT_KEYFILE_MAX_LEN + 1, len = 0;
   char *buf;
   int fd, rc = 0;
 
@@ -358,7 +358,7 @@ int store_keyfile_read(const char *path, struct store_keyfile *kf)
   }
   close(fd);
   if (rc == 0)
-    rc = len > STORE_KEYFILE_MAX_LEN ? CORE_ETOOBIG : store_keyfile_parse(buf, len, kf);
+    rc = len > FORMAT_KEYFILE_MAX_LEN ? CORE_ETOOBIG : format_keyfile_parse(buf, len, kf);
   OPENSSL_cleanse(buf, len);
   core_free(buf);
   return rc;

@@ -1,4 +1,4 @@
-#include "store/store_index.h"
+#include "format/format_index.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -68,19 +68,19 @@ static void fill_header(uint8_t *hdr, const uint8_t magic[8], int64_t ctime,
   memcpy(hdr + OFF_CSUM, csum, CORE_SHA256_LEN);
 }
 
-int store_index_kind_from_name(const char *name)
+int format_index_kind_from_name(const char *name)
 {
   size_t n = strlen(name);
   if (n > 5 && strcmp(name + n - 5, ".fidx") == 0)
-    return STORE_INDEX_FIXED;
+    return FORMAT_INDEX_FIXED;
   if (n > 5 && strcmp(name + n - 5, ".didx") == 0)
-    return STORE_INDEX_DYNAMIC;
+    return FORMAT_INDEX_DYNAMIC;
   return CORE_ENAME;
 }
 
-void store_index_compute_csum(const struct store_index *idx, uint8_t out[CORE_SHA256_LEN])
+void format_index_compute_csum(const struct format_index *idx, uint8_t out[CORE_SHA256_LEN])
 {
-  size_t esize = idx->kind == STORE_INDEX_FIXED ? STORE_FIDX_ENTRY_LEN : STORE_DIDX_ENTRY_LEN;
+  size_t esize = idx->kind == FORMAT_INDEX_FIXED ? FORMAT_FIDX_ENTRY_LEN : FORMAT_DIDX_ENTRY_LEN;
   /* For both kinds the csum covers the entry area exactly: for fidx that is
    * the concatenated digests, for didx the raw (end, digest) records. */
   core_sha256(idx->entries, (size_t)idx->count * esize, out);
@@ -88,49 +88,49 @@ void store_index_compute_csum(const struct store_index *idx, uint8_t out[CORE_SH
 
 /* Reads the 4096-byte header into `idx` (kind, uuid, ctime, csum; fidx: size,
  * chunk_size and the entry count they imply). 0 or CORE_EFORMAT. */
-static int parse_header(const uint8_t *b, struct store_index *idx)
+static int parse_header(const uint8_t *b, struct format_index *idx)
 {
   memcpy(idx->uuid, b + OFF_UUID, 16);
   idx->ctime = (int64_t)load_le64(b + OFF_CTIME);
   memcpy(idx->csum, b + OFF_CSUM, CORE_SHA256_LEN);
   if (memcmp(b, fidx_magic, 8) == 0) {
-    idx->kind = STORE_INDEX_FIXED;
+    idx->kind = FORMAT_INDEX_FIXED;
     idx->size = load_le64(b + OFF_SIZE);
     idx->chunk_size = load_le64(b + OFF_CHUNK_SIZE);
-    if (!is_pow2(idx->chunk_size) || idx->chunk_size > STORE_FIDX_MAX_CHUNK_SIZE)
+    if (!is_pow2(idx->chunk_size) || idx->chunk_size > FORMAT_FIDX_MAX_CHUNK_SIZE)
       return CORE_EFORMAT;
     idx->count = fidx_count(idx->size, idx->chunk_size);
     return 0;
   }
   if (memcmp(b, didx_magic, 8) == 0) {
-    idx->kind = STORE_INDEX_DYNAMIC;
+    idx->kind = FORMAT_INDEX_DYNAMIC;
     return 0;
   }
   return CORE_EFORMAT;
 }
 
-int store_index_parse(const void *buf, size_t len, int flags, struct store_index *idx)
+int format_index_parse(const void *buf, size_t len, int flags, struct format_index *idx)
 {
   const uint8_t *b = buf;
   uint64_t avail;
 
   memset(idx, 0, sizeof(*idx));
-  if (len < STORE_INDEX_HDR_LEN || parse_header(b, idx) < 0)
+  if (len < FORMAT_INDEX_HDR_LEN || parse_header(b, idx) < 0)
     return CORE_EFORMAT;
-  avail = len - STORE_INDEX_HDR_LEN;
-  idx->entries = b + STORE_INDEX_HDR_LEN;
+  avail = len - FORMAT_INDEX_HDR_LEN;
+  idx->entries = b + FORMAT_INDEX_HDR_LEN;
 
-  if (idx->kind == STORE_INDEX_FIXED) {
+  if (idx->kind == FORMAT_INDEX_FIXED) {
     /* Compare counts, not byte sizes: count * 32 could overflow. */
-    if (avail % STORE_FIDX_ENTRY_LEN != 0 || avail / STORE_FIDX_ENTRY_LEN != idx->count)
+    if (avail % FORMAT_FIDX_ENTRY_LEN != 0 || avail / FORMAT_FIDX_ENTRY_LEN != idx->count)
       return CORE_EFORMAT;
   } else {
     uint64_t prev = 0;
-    if (avail % STORE_DIDX_ENTRY_LEN != 0)
+    if (avail % FORMAT_DIDX_ENTRY_LEN != 0)
       return CORE_EFORMAT;
-    idx->count = avail / STORE_DIDX_ENTRY_LEN;
+    idx->count = avail / FORMAT_DIDX_ENTRY_LEN;
     for (uint64_t i = 0; i < idx->count; i++) {
-      uint64_t end = load_le64(idx->entries + i * STORE_DIDX_ENTRY_LEN);
+      uint64_t end = load_le64(idx->entries + i * FORMAT_DIDX_ENTRY_LEN);
       if (end < prev)
         return CORE_EFORMAT;
       prev = end;
@@ -138,9 +138,9 @@ int store_index_parse(const void *buf, size_t len, int flags, struct store_index
     idx->size = prev;
   }
 
-  if (!(flags & STORE_INDEX_SKIP_CSUM)) {
+  if (!(flags & FORMAT_INDEX_SKIP_CSUM)) {
     uint8_t csum[CORE_SHA256_LEN];
-    store_index_compute_csum(idx, csum);
+    format_index_compute_csum(idx, csum);
     if (memcmp(csum, idx->csum, CORE_SHA256_LEN) != 0)
       return CORE_ECSUM;
   }
@@ -149,12 +149,12 @@ int store_index_parse(const void *buf, size_t len, int flags, struct store_index
 
 /* ---- Streaming reader ---- */
 
-void store_index_stream_init(struct store_index_stream *st)
+void format_index_stream_init(struct format_index_stream *st)
 {
   memset(st, 0, sizeof(*st));
 }
 
-void store_index_stream_free(struct store_index_stream *st)
+void format_index_stream_free(struct format_index_stream *st)
 {
   if (st->sha.ctx) {
     uint8_t unused[CORE_SHA256_LEN];
@@ -163,17 +163,17 @@ void store_index_stream_free(struct store_index_stream *st)
 }
 
 /* One complete entry: checks it, hashes it, hands out digest and size. */
-static int stream_entry(struct store_index_stream *st, const uint8_t *e,
-                        store_index_entry_fn fn, void *arg)
+static int stream_entry(struct format_index_stream *st, const uint8_t *e,
+                        format_index_entry_fn fn, void *arg)
 {
-  const struct store_index *h = &st->hdr;
+  const struct format_index *h = &st->hdr;
   uint64_t size;
-  if (h->kind == STORE_INDEX_FIXED) {
+  if (h->kind == FORMAT_INDEX_FIXED) {
     if (st->n >= h->count)
       return CORE_EFORMAT;
     uint64_t start = st->n * h->chunk_size;
     size = h->size - start < h->chunk_size ? h->size - start : h->chunk_size;
-    core_sha256_update(&st->sha, e, STORE_FIDX_ENTRY_LEN);
+    core_sha256_update(&st->sha, e, FORMAT_FIDX_ENTRY_LEN);
     fn(arg, e, size);
   } else {
     uint64_t end = load_le64(e);
@@ -181,32 +181,32 @@ static int stream_entry(struct store_index_stream *st, const uint8_t *e,
       return CORE_EFORMAT;
     size = end - st->end;
     st->end = end;
-    core_sha256_update(&st->sha, e, STORE_DIDX_ENTRY_LEN);
+    core_sha256_update(&st->sha, e, FORMAT_DIDX_ENTRY_LEN);
     fn(arg, e + 8, size);
   }
   st->n++;
   return 0;
 }
 
-int store_index_stream_feed(struct store_index_stream *st, const void *data, size_t len,
-                            store_index_entry_fn fn, void *arg)
+int format_index_stream_feed(struct format_index_stream *st, const void *data, size_t len,
+                            format_index_entry_fn fn, void *arg)
 {
   const uint8_t *p = data, *end = p + len;
-  if (st->head_len < STORE_INDEX_HDR_LEN) {
-    size_t take = STORE_INDEX_HDR_LEN - st->head_len;
+  if (st->head_len < FORMAT_INDEX_HDR_LEN) {
+    size_t take = FORMAT_INDEX_HDR_LEN - st->head_len;
     if (take > len)
       take = len;
     memcpy(st->head + st->head_len, p, take);
     st->head_len += take;
     p += take;
-    if (st->head_len < STORE_INDEX_HDR_LEN)
+    if (st->head_len < FORMAT_INDEX_HDR_LEN)
       return 0;
     if (parse_header(st->head, &st->hdr) < 0)
       return CORE_EFORMAT;
     core_sha256_init(&st->sha);
   }
-  size_t esize = st->hdr.kind == STORE_INDEX_FIXED ? STORE_FIDX_ENTRY_LEN
-                                                   : STORE_DIDX_ENTRY_LEN;
+  size_t esize = st->hdr.kind == FORMAT_INDEX_FIXED ? FORMAT_FIDX_ENTRY_LEN
+                                                   : FORMAT_DIDX_ENTRY_LEN;
   if (st->carry_len) {
     size_t take = esize - st->carry_len;
     if (take > (size_t)(end - p))
@@ -231,58 +231,58 @@ int store_index_stream_feed(struct store_index_stream *st, const void *data, siz
   return 0;
 }
 
-int store_index_stream_finish(struct store_index_stream *st)
+int format_index_stream_finish(struct format_index_stream *st)
 {
-  if (st->head_len < STORE_INDEX_HDR_LEN || st->carry_len ||
-      (st->hdr.kind == STORE_INDEX_FIXED && st->n != st->hdr.count))
+  if (st->head_len < FORMAT_INDEX_HDR_LEN || st->carry_len ||
+      (st->hdr.kind == FORMAT_INDEX_FIXED && st->n != st->hdr.count))
     return CORE_EFORMAT;
   uint8_t csum[CORE_SHA256_LEN];
   core_sha256_final(&st->sha, csum);
   return memcmp(csum, st->hdr.csum, CORE_SHA256_LEN) == 0 ? 0 : CORE_ECSUM;
 }
 
-const uint8_t *store_index_digest(const struct store_index *idx, uint64_t i)
+const uint8_t *format_index_digest(const struct format_index *idx, uint64_t i)
 {
-  if (idx->kind == STORE_INDEX_FIXED)
-    return idx->entries + i * STORE_FIDX_ENTRY_LEN;
-  return idx->entries + i * STORE_DIDX_ENTRY_LEN + 8;
+  if (idx->kind == FORMAT_INDEX_FIXED)
+    return idx->entries + i * FORMAT_FIDX_ENTRY_LEN;
+  return idx->entries + i * FORMAT_DIDX_ENTRY_LEN + 8;
 }
 
-void store_index_chunk_range(const struct store_index *idx, uint64_t i, uint64_t *start,
+void format_index_chunk_range(const struct format_index *idx, uint64_t i, uint64_t *start,
                              uint64_t *end)
 {
-  if (idx->kind == STORE_INDEX_FIXED) {
+  if (idx->kind == FORMAT_INDEX_FIXED) {
     *start = i * idx->chunk_size;
     *end = *start + idx->chunk_size;
     if (*end > idx->size)
       *end = idx->size;
     return;
   }
-  *start = i == 0 ? 0 : load_le64(idx->entries + (i - 1) * STORE_DIDX_ENTRY_LEN);
-  *end = load_le64(idx->entries + i * STORE_DIDX_ENTRY_LEN);
+  *start = i == 0 ? 0 : load_le64(idx->entries + (i - 1) * FORMAT_DIDX_ENTRY_LEN);
+  *end = load_le64(idx->entries + i * FORMAT_DIDX_ENTRY_LEN);
 }
 
 /* ---- Fixed index writer ---- */
 
-int store_fidx_writer_init(struct store_fidx_writer *w, uint64_t size, uint64_t chunk_size,
+int format_fidx_writer_init(struct format_fidx_writer *w, uint64_t size, uint64_t chunk_size,
                            int64_t ctime)
 {
   uint64_t count;
 
   memset(w, 0, sizeof(*w));
-  if (!is_pow2(chunk_size) || chunk_size > STORE_FIDX_MAX_CHUNK_SIZE)
+  if (!is_pow2(chunk_size) || chunk_size > FORMAT_FIDX_MAX_CHUNK_SIZE)
     return CORE_EINVAL;
   count = fidx_count(size, chunk_size);
-  if (count > (SIZE_MAX - STORE_INDEX_HDR_LEN) / STORE_FIDX_ENTRY_LEN / 2)
+  if (count > (SIZE_MAX - FORMAT_INDEX_HDR_LEN) / FORMAT_FIDX_ENTRY_LEN / 2)
     return CORE_ETOOBIG;
   /* Zeroed: the header's reserved area must be zero on disk. */
-  w->image = core_try_malloc(STORE_INDEX_HDR_LEN + (size_t)count * STORE_FIDX_ENTRY_LEN);
+  w->image = core_try_malloc(FORMAT_INDEX_HDR_LEN + (size_t)count * FORMAT_FIDX_ENTRY_LEN);
   w->set = core_try_malloc((size_t)(count / 8 + 1));
   if (w->image == NULL || w->set == NULL) {
-    store_fidx_writer_free(w);
+    format_fidx_writer_free(w);
     return UV_ENOMEM;
   }
-  memset(w->image, 0, STORE_INDEX_HDR_LEN + (size_t)count * STORE_FIDX_ENTRY_LEN);
+  memset(w->image, 0, FORMAT_INDEX_HDR_LEN + (size_t)count * FORMAT_FIDX_ENTRY_LEN);
   memset(w->set, 0, (size_t)(count / 8 + 1));
   w->count = count;
   w->size = size;
@@ -291,22 +291,22 @@ int store_fidx_writer_init(struct store_fidx_writer *w, uint64_t size, uint64_t 
   return 0;
 }
 
-void store_fidx_writer_free(struct store_fidx_writer *w)
+void format_fidx_writer_free(struct format_fidx_writer *w)
 {
   core_free(w->image);
   core_free(w->set);
   memset(w, 0, sizeof(*w));
 }
 
-int store_fidx_writer_set(struct store_fidx_writer *w, uint64_t pos,
+int format_fidx_writer_set(struct format_fidx_writer *w, uint64_t pos,
                           const uint8_t digest[CORE_SHA256_LEN])
 {
   uint8_t bit;
 
   if (pos >= w->count)
     return CORE_EINVAL;
-  memcpy(w->image + STORE_INDEX_HDR_LEN + pos * STORE_FIDX_ENTRY_LEN, digest,
-         STORE_FIDX_ENTRY_LEN);
+  memcpy(w->image + FORMAT_INDEX_HDR_LEN + pos * FORMAT_FIDX_ENTRY_LEN, digest,
+         FORMAT_FIDX_ENTRY_LEN);
   bit = (uint8_t)(1u << (pos % 8));
   if (!(w->set[pos / 8] & bit)) {
     w->set[pos / 8] |= bit;
@@ -315,15 +315,15 @@ int store_fidx_writer_set(struct store_fidx_writer *w, uint64_t pos,
   return 0;
 }
 
-int store_fidx_writer_append(struct store_fidx_writer *w, const uint8_t digest[CORE_SHA256_LEN])
+int format_fidx_writer_append(struct format_fidx_writer *w, const uint8_t digest[CORE_SHA256_LEN])
 {
-  int rc = store_fidx_writer_set(w, w->next, digest);
+  int rc = format_fidx_writer_set(w, w->next, digest);
   if (rc == 0)
     w->next++;
   return rc;
 }
 
-int store_fidx_writer_add_chunk(struct store_fidx_writer *w, uint64_t offset, uint64_t len,
+int format_fidx_writer_add_chunk(struct format_fidx_writer *w, uint64_t offset, uint64_t len,
                                 const uint8_t digest[CORE_SHA256_LEN])
 {
   uint64_t pos;
@@ -336,17 +336,17 @@ int store_fidx_writer_add_chunk(struct store_fidx_writer *w, uint64_t offset, ui
     return CORE_EINVAL;
   if (len > w->size - offset)
     return CORE_EINVAL;
-  return store_fidx_writer_set(w, pos, digest);
+  return format_fidx_writer_set(w, pos, digest);
 }
 
-int store_fidx_writer_finish(struct store_fidx_writer *w, uint8_t csum[CORE_SHA256_LEN],
+int format_fidx_writer_finish(struct format_fidx_writer *w, uint8_t csum[CORE_SHA256_LEN],
                              uint64_t *count, uint64_t *size)
 {
   uint8_t sum[CORE_SHA256_LEN];
 
   if (w->filled != w->count)
     return CORE_EINVAL;
-  core_sha256(w->image + STORE_INDEX_HDR_LEN, (size_t)w->count * STORE_FIDX_ENTRY_LEN, sum);
+  core_sha256(w->image + FORMAT_INDEX_HDR_LEN, (size_t)w->count * FORMAT_FIDX_ENTRY_LEN, sum);
   fill_header(w->image, fidx_magic, w->ctime, sum);
   store_le64(w->image + OFF_SIZE, w->size);
   store_le64(w->image + OFF_CHUNK_SIZE, w->chunk_size);
@@ -359,26 +359,26 @@ int store_fidx_writer_finish(struct store_fidx_writer *w, uint8_t csum[CORE_SHA2
   return 0;
 }
 
-const uint8_t *store_fidx_writer_image(const struct store_fidx_writer *w, size_t *len)
+const uint8_t *format_fidx_writer_image(const struct format_fidx_writer *w, size_t *len)
 {
-  *len = STORE_INDEX_HDR_LEN + (size_t)w->count * STORE_FIDX_ENTRY_LEN;
+  *len = FORMAT_INDEX_HDR_LEN + (size_t)w->count * FORMAT_FIDX_ENTRY_LEN;
   return w->image;
 }
 
 /* ---- Dynamic index writer ---- */
 
-void store_didx_writer_init(struct store_didx_writer *w, int64_t ctime, size_t max_entries)
+void format_didx_writer_init(struct format_didx_writer *w, int64_t ctime, size_t max_entries)
 {
   memset(w, 0, sizeof(*w));
   w->max_entries = max_entries;
   w->ctime = ctime;
-  w->cap = STORE_INDEX_HDR_LEN + 64 * STORE_DIDX_ENTRY_LEN;
+  w->cap = FORMAT_INDEX_HDR_LEN + 64 * FORMAT_DIDX_ENTRY_LEN;
   w->buf = core_calloc(1, w->cap);
-  w->len = STORE_INDEX_HDR_LEN;
+  w->len = FORMAT_INDEX_HDR_LEN;
   core_sha256_init(&w->csum);
 }
 
-void store_didx_writer_free(struct store_didx_writer *w)
+void format_didx_writer_free(struct format_didx_writer *w)
 {
   if (w->csum.ctx) {
     uint8_t discard[CORE_SHA256_LEN];
@@ -388,7 +388,7 @@ void store_didx_writer_free(struct store_didx_writer *w)
   memset(w, 0, sizeof(*w));
 }
 
-int store_didx_writer_append(struct store_didx_writer *w, uint64_t end,
+int format_didx_writer_append(struct format_didx_writer *w, uint64_t end,
                              const uint8_t digest[CORE_SHA256_LEN])
 {
   uint8_t *e;
@@ -397,7 +397,7 @@ int store_didx_writer_append(struct store_didx_writer *w, uint64_t end,
     return CORE_EINVAL;
   if (w->max_entries && w->count >= w->max_entries)
     return CORE_ETOOBIG;
-  if (w->len + STORE_DIDX_ENTRY_LEN > w->cap) {
+  if (w->len + FORMAT_DIDX_ENTRY_LEN > w->cap) {
     size_t ncap = w->cap * 2;
     uint8_t *nbuf = core_try_malloc(ncap);
     if (nbuf == NULL)
@@ -410,26 +410,26 @@ int store_didx_writer_append(struct store_didx_writer *w, uint64_t end,
   e = w->buf + w->len;
   store_le64(e, end);
   memcpy(e + 8, digest, CORE_SHA256_LEN);
-  core_sha256_update(&w->csum, e, STORE_DIDX_ENTRY_LEN);
-  w->len += STORE_DIDX_ENTRY_LEN;
+  core_sha256_update(&w->csum, e, FORMAT_DIDX_ENTRY_LEN);
+  w->len += FORMAT_DIDX_ENTRY_LEN;
   w->count++;
   w->end = end;
   return 0;
 }
 
-void store_didx_writer_take_pending(struct store_didx_writer *w, const uint8_t **data,
+void format_didx_writer_take_pending(struct format_didx_writer *w, const uint8_t **data,
                                     size_t *len, uint64_t *file_offset)
 {
-  *data = w->buf + STORE_INDEX_HDR_LEN;
-  *len = w->len - STORE_INDEX_HDR_LEN;
-  *file_offset = STORE_INDEX_HDR_LEN + w->taken;
+  *data = w->buf + FORMAT_INDEX_HDR_LEN;
+  *len = w->len - FORMAT_INDEX_HDR_LEN;
+  *file_offset = FORMAT_INDEX_HDR_LEN + w->taken;
   w->taken += *len;
   /* Rewind: the next append overwrites what the caller now holds, which is
    * why the pointer is valid only until then. */
-  w->len = STORE_INDEX_HDR_LEN;
+  w->len = FORMAT_INDEX_HDR_LEN;
 }
 
-int store_didx_writer_finish(struct store_didx_writer *w, uint8_t csum[CORE_SHA256_LEN],
+int format_didx_writer_finish(struct format_didx_writer *w, uint8_t csum[CORE_SHA256_LEN],
                              uint64_t *count, uint64_t *size)
 {
   uint8_t sum[CORE_SHA256_LEN];
@@ -437,7 +437,7 @@ int store_didx_writer_finish(struct store_didx_writer *w, uint8_t csum[CORE_SHA2
   if (w->finished)
     return CORE_EINVAL;
   core_sha256_final(&w->csum, sum);
-  memset(w->buf, 0, STORE_INDEX_HDR_LEN);
+  memset(w->buf, 0, FORMAT_INDEX_HDR_LEN);
   fill_header(w->buf, didx_magic, w->ctime, sum);
   w->finished = 1;
   if (csum)
@@ -449,12 +449,12 @@ int store_didx_writer_finish(struct store_didx_writer *w, uint8_t csum[CORE_SHA2
   return 0;
 }
 
-const uint8_t *store_didx_writer_header(const struct store_didx_writer *w)
+const uint8_t *format_didx_writer_header(const struct format_didx_writer *w)
 {
   return w->buf;
 }
 
-const uint8_t *store_didx_writer_image(const struct store_didx_writer *w, size_t *len)
+const uint8_t *format_didx_writer_image(const struct format_didx_writer *w, size_t *len)
 {
   if (!w->finished || w->taken != 0)
     return NULL;
@@ -464,10 +464,10 @@ const uint8_t *store_didx_writer_image(const struct store_didx_writer *w, size_t
 
 /* ---- Files ---- */
 
-int store_index_tmp_path(const char *path, char *out, size_t out_len)
+int format_index_tmp_path(const char *path, char *out, size_t out_len)
 {
   size_t n = strlen(path);
-  int kind = store_index_kind_from_name(path);
+  int kind = format_index_kind_from_name(path);
 
   if (kind < 0)
     return kind;
@@ -475,18 +475,18 @@ int store_index_tmp_path(const char *path, char *out, size_t out_len)
   if (n + 5 > out_len)
     return CORE_ETOOBIG;
   memcpy(out, path, n - 4);
-  memcpy(out + n - 4, kind == STORE_INDEX_FIXED ? "tmp_fidx" : "tmp_didx", 9);
+  memcpy(out + n - 4, kind == FORMAT_INDEX_FIXED ? "tmp_fidx" : "tmp_didx", 9);
   return 0;
 }
 
-int store_index_write_file(const char *path, const struct core_slice *parts, size_t nparts,
+int format_index_write_file(const char *path, const struct core_slice *parts, size_t nparts,
                            int do_fsync)
 {
   size_t tlen = strlen(path) + 8;
   char *tmp = core_malloc(tlen);
   int fd = -1, rc;
 
-  rc = store_index_tmp_path(path, tmp, tlen);
+  rc = format_index_tmp_path(path, tmp, tlen);
   if (rc < 0)
     goto out;
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -1,4 +1,4 @@
-#include "store/store_name.h"
+#include "format/format_name.h"
 
 #include "core/core_error.h"
 
@@ -44,26 +44,26 @@ static int bounded_len(const char *s, size_t min, size_t max, size_t *len)
   return 0;
 }
 
-int store_name_datastore(const char *s)
+int format_name_datastore(const char *s)
 {
   size_t n;
-  if (bounded_len(s, STORE_NAME_STORE_MIN, STORE_NAME_STORE_MAX, &n))
+  if (bounded_len(s, FORMAT_NAME_STORE_MIN, FORMAT_NAME_STORE_MAX, &n))
     return CORE_ENAME;
   return safe_id_n(s, n);
 }
 
-int store_name_ns_component(const char *s)
+int format_name_ns_component(const char *s)
 {
   size_t n;
-  if (bounded_len(s, 1, STORE_NAME_NS_COMPONENT_MAX, &n))
+  if (bounded_len(s, 1, FORMAT_NAME_NS_COMPONENT_MAX, &n))
     return CORE_ENAME;
   return safe_id_n(s, n);
 }
 
-int store_name_ns_depth(const char *s)
+int format_name_ns_depth(const char *s)
 {
   size_t n;
-  if (bounded_len(s, 0, STORE_NAME_NS_MAX_LEN, &n))
+  if (bounded_len(s, 0, FORMAT_NAME_NS_MAX_LEN, &n))
     return CORE_ENAME;
   if (n == 0)
     return 0;
@@ -73,24 +73,24 @@ int store_name_ns_depth(const char *s)
     if (i < n && s[i] != '/')
       continue;
     size_t clen = i - start;
-    if (clen == 0 || clen > STORE_NAME_NS_COMPONENT_MAX)
+    if (clen == 0 || clen > FORMAT_NAME_NS_COMPONENT_MAX)
       return CORE_ENAME; /* empty component: leading, trailing or double '/' */
     if (safe_id_n(s + start, clen))
       return CORE_ENAME;
-    if (++depth > STORE_NAME_NS_MAX_DEPTH)
+    if (++depth > FORMAT_NAME_NS_MAX_DEPTH)
       return CORE_ENAME;
     start = i + 1;
   }
   return depth;
 }
 
-int store_name_ns(const char *s)
+int format_name_ns(const char *s)
 {
-  int d = store_name_ns_depth(s);
+  int d = format_name_ns_depth(s);
   return d < 0 ? d : 0;
 }
 
-int store_name_backup_type(const char *s)
+int format_name_backup_type(const char *s)
 {
   if (s == NULL)
     return CORE_ENAME;
@@ -99,10 +99,10 @@ int store_name_backup_type(const char *s)
   return CORE_ENAME;
 }
 
-int store_name_backup_id(const char *s)
+int format_name_backup_id(const char *s)
 {
   size_t n;
-  if (bounded_len(s, 1, STORE_NAME_ID_MAX, &n))
+  if (bounded_len(s, 1, FORMAT_NAME_ID_MAX, &n))
     return CORE_ENAME;
   return safe_id_n(s, n);
 }
@@ -113,28 +113,28 @@ static int ends_with(const char *s, size_t n, const char *suffix)
   return n > m && memcmp(s + n - m, suffix, m) == 0;
 }
 
-int store_name_archive(const char *s)
+int format_name_archive(const char *s)
 {
   size_t n;
-  if (bounded_len(s, 1, STORE_NAME_ARCHIVE_MAX, &n))
+  if (bounded_len(s, 1, FORMAT_NAME_ARCHIVE_MAX, &n))
     return CORE_ENAME;
   if (safe_id_n(s, n))
     return CORE_ENAME;
   /* ends_with() demands at least one byte before the suffix; together with
    * the SAFE_ID rule the name can neither be nor start with ".". */
   if (ends_with(s, n, ".fidx"))
-    return STORE_ARCHIVE_FIDX;
+    return FORMAT_ARCHIVE_FIDX;
   if (ends_with(s, n, ".didx"))
-    return STORE_ARCHIVE_DIDX;
+    return FORMAT_ARCHIVE_DIDX;
   if (ends_with(s, n, ".blob"))
-    return STORE_ARCHIVE_BLOB;
+    return FORMAT_ARCHIVE_BLOB;
   return CORE_ENAME;
 }
 
-int store_name_authid(const char *s)
+int format_name_authid(const char *s)
 {
   size_t n;
-  if (bounded_len(s, 3, STORE_NAME_AUTHID_MAX, &n))
+  if (bounded_len(s, 3, FORMAT_NAME_AUTHID_MAX, &n))
     return CORE_ENAME;
   const char *at = NULL;
   for (size_t i = 0; i < n; i++) {
@@ -206,10 +206,10 @@ static int digits(const char *s, int n, unsigned *out)
   return 0;
 }
 
-int store_name_time_parse(const char *s, int64_t *epoch)
+int format_name_time_parse(const char *s, int64_t *epoch)
 {
   size_t n;
-  if (bounded_len(s, STORE_NAME_TIME_LEN, STORE_NAME_TIME_LEN, &n))
+  if (bounded_len(s, FORMAT_NAME_TIME_LEN, FORMAT_NAME_TIME_LEN, &n))
     return CORE_ENAME;
   if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
       s[19] != 'Z')
@@ -225,9 +225,9 @@ int store_name_time_parse(const char *s, int64_t *epoch)
   return 0;
 }
 
-int store_name_time_format(int64_t epoch, char out[STORE_NAME_TIME_LEN + 1])
+int format_name_time_format(int64_t epoch, char out[FORMAT_NAME_TIME_LEN + 1])
 {
-  if (epoch < 0 || epoch > STORE_NAME_TIME_MAX)
+  if (epoch < 0 || epoch > FORMAT_NAME_TIME_MAX)
     return CORE_ENAME;
   int64_t days = epoch / 86400;
   int64_t secs = epoch % 86400;
