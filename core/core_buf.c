@@ -42,7 +42,7 @@ int core_buf_reserve(struct core_buf *b, size_t len)
     cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   if (cap > b->max + 1)
     cap = b->max + 1;
-  char *p = realloc(b->base, cap);
+  char *p = core_try_realloc(b->base, cap);
   if (p == NULL)
     return UV_ENOMEM;
   b->base = p;

@@ -434,12 +434,16 @@ int format_didx_writer_finish(struct format_didx_writer *w, uint8_t csum[CORE_SH
 {
   uint8_t sum[CORE_SHA256_LEN];
 
-  if (w->finished)
-    return CORE_EINVAL;
-  core_sha256_final(&w->csum, sum);
-  memset(w->buf, 0, FORMAT_INDEX_HDR_LEN);
-  fill_header(w->buf, didx_magic, w->ctime, sum);
-  w->finished = 1;
+  if (w->finished) {
+    /* Again (a close whose file could not be written, retried): the
+     * running checksum is spent, the header holds it. */
+    memcpy(sum, w->buf + OFF_CSUM, sizeof(sum));
+  } else {
+    core_sha256_final(&w->csum, sum);
+    memset(w->buf, 0, FORMAT_INDEX_HDR_LEN);
+    fill_header(w->buf, didx_magic, w->ctime, sum);
+    w->finished = 1;
+  }
   if (csum)
     memcpy(csum, sum, sizeof(sum));
   if (count)

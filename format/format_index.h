@@ -180,8 +180,8 @@ int format_didx_writer_append(struct format_didx_writer *w, uint64_t end,
 void format_didx_writer_take_pending(struct format_didx_writer *w, const uint8_t **data,
                                     size_t *len, uint64_t *file_offset);
 /* Fills in the header (fresh random uuid) and returns csum, count and size
- * (content bytes); out pointers may be NULL. Returns 0, or CORE_EINVAL if
- * the writer was already finished. */
+ * (content bytes); out pointers may be NULL. Returns 0. Once finished, a
+ * writer takes no more entries; finishing again returns the same values. */
 int format_didx_writer_finish(struct format_didx_writer *w, uint8_t csum[CORE_SHA256_LEN],
                              uint64_t *count, uint64_t *size);
 /* The 4096-byte header, valid after finish. */

@@ -1,6 +1,8 @@
 /* http_bodypool.c: recycled memory for large request bodies (see the header). */
 #include "http/http_bodypool.h"
 
+#include "core/core_alloc.h"
+
 #include <stdlib.h>
 
 #define PAGE 4096u
@@ -75,7 +77,7 @@ void *http_bodypool_get(struct http_bodypool *p, size_t len, size_t *cap)
   if (buf != NULL)
     return buf;
   *cap = k < HTTP_BODYPOOL_CLASSES ? (k + 1) * HTTP_BODYPOOL_CLASS : len;
-  if (posix_memalign(&buf, PAGE, *cap) != 0)
+  if (core_try_memalign(&buf, PAGE, *cap) < 0)
     return NULL;
   return buf;
 }

@@ -358,6 +358,16 @@ static void reject(struct http_request *req, int status, const char *msg)
   }
 }
 
+/* A head or body buffer that could not grow: over its limit (`status`,
+ * `msg`), or out of memory, which is no fault of the request's (503). */
+static void reject_grow(struct http_request *req, int rc, int status, const char *msg)
+{
+  if (rc == UV_ENOMEM)
+    reject(req, 503, "out of memory for the request");
+  else
+    reject(req, status, msg);
+}
+
 static int on_message_begin(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
@@ -370,8 +380,9 @@ static int on_message_begin(llhttp_t *p)
 static int on_url(llhttp_t *p, const char *at, size_t len)
 {
   struct http_request *req = parser_conn(p)->req;
-  if (core_buf_append(&req->head, at, len) < 0) {
-    reject(req, 431, "request line too long");
+  int rc = core_buf_append(&req->head, at, len);
+  if (rc < 0) {
+    reject_grow(req, rc, 431, "request line too long");
     return -1;
   }
   req->url_len = (uint32_t)req->head.len;
@@ -384,6 +395,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 {
   struct http_conn *c = parser_conn(p);
   struct http_request *req = c->req;
+  int rc;
   if (req->state == HTTP_REQ_BODY) {
     /* A field in a chunked body's trailer. Nothing here uses trailers, and
      * one named like a header could pass for it after the checks ran. */
@@ -396,7 +408,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
       reject(req, 431, "too many header fields");
       return -1;
     }
-    if (core_buf_append(&req->head, "", 1) < 0)
+    if ((rc = core_buf_append(&req->head, "", 1)) < 0)
       goto too_big;
     struct http_header *h = &req->headers[req->nheaders++];
     h->name_off = (uint32_t)req->head.len;
@@ -404,33 +416,34 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     h->value_off = h->value_len = 0;
     req->last_was_value = 0;
   }
-  if (core_buf_append(&req->head, at, len) < 0)
+  if ((rc = core_buf_append(&req->head, at, len)) < 0)
     goto too_big;
   req->headers[req->nheaders - 1].name_len += (uint32_t)len;
   return 0;
 too_big:
-  reject(req, 431, "request header fields too large");
+  reject_grow(req, rc, 431, "request header fields too large");
   return -1;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
 {
   struct http_request *req = parser_conn(p)->req;
+  int rc;
   if (req->nheaders == 0)
     return -1;
   struct http_header *h = &req->headers[req->nheaders - 1];
   if (!req->last_was_value) {
-    if (core_buf_append(&req->head, "", 1) < 0)
+    if ((rc = core_buf_append(&req->head, "", 1)) < 0)
       goto too_big;
     h->value_off = (uint32_t)req->head.len;
     req->last_was_value = 1;
   }
-  if (core_buf_append(&req->head, at, len) < 0)
+  if ((rc = core_buf_append(&req->head, at, len)) < 0)
     goto too_big;
   h->value_len += (uint32_t)len;
   return 0;
 too_big:
-  reject(req, 431, "request header fields too large");
+  reject_grow(req, rc, 431, "request header fields too large");
   return -1;
 }
 
@@ -630,8 +643,9 @@ static int on_headers_complete(llhttp_t *p)
 {
   struct http_conn *c = parser_conn(p);
   struct http_request *req = c->req;
-  if (core_buf_append(&req->head, "", 1) < 0) {
-    reject(req, 431, "request header fields too large");
+  int rc = core_buf_append(&req->head, "", 1);
+  if (rc < 0) {
+    reject_grow(req, rc, 431, "request header fields too large");
     return -1;
   }
   if (check_framing(c) < 0) {
@@ -668,8 +682,9 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     req->body.base[req->body.len] = '\0';
     return 0;
   }
-  if (core_buf_append(&req->body, at, len) < 0) {
-    reject(req, 413, "request body too large");
+  int rc = core_buf_append(&req->body, at, len);
+  if (rc < 0) {
+    reject_grow(req, rc, 413, "request body too large");
     c->flags |= HTTP_CONN_CLOSE_AFTER;
     return -1;
   }

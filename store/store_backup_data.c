@@ -528,10 +528,16 @@ static void close_writer(struct http_request *req, void *ctx, enum writer_kind k
       goto fail;
     }
     /* Finishing is one-shot: compare a copy of the running checksum first, so
-     * a refused close leaves the writer open for a corrected retry. */
-    struct core_sha256 probe;
-    core_sha256_clone(&w->didx.csum, &probe);
-    core_sha256_final(&probe, mine);
+     * a refused close leaves the writer open for a corrected retry. A close
+     * whose file could not be written (a full disk) finished the writer:
+     * its retry compares with the checksum that finish recorded. */
+    if (w->didx.finished) {
+      format_didx_writer_finish(&w->didx, mine, NULL, NULL);
+    } else {
+      struct core_sha256 probe;
+      core_sha256_clone(&w->didx.csum, &probe);
+      core_sha256_final(&probe, mine);
+    }
     if (memcmp(mine, csum, 32) != 0) {
       http_respond_error(req, 400, "index checksum mismatch");
       goto fail;

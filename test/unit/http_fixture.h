@@ -33,6 +33,22 @@
 #define HFX_DEADLINE_MS 10000
 #define HFX_BUF (1024 * 1024)
 
+/* An auth hook for tests: any "PBSAPIToken=<authid>:<secret>" is <authid>. */
+HFX_FN int hfx_token_auth(void *ctx, struct http_request *req, char *authid, size_t len)
+{
+  static const char prefix[] = "PBSAPIToken=";
+  const char *authorization = http_req_header(req, "authorization");
+  (void)ctx;
+  if (authorization == NULL || strncmp(authorization, prefix, sizeof(prefix) - 1) != 0)
+    return HTTP_AUTH_FAIL;
+  const char *id = authorization + sizeof(prefix) - 1;
+  const char *colon = strchr(id, ':');
+  if (colon == NULL || (size_t)(colon - id) >= len)
+    return HTTP_AUTH_FAIL;
+  snprintf(authid, len, "%.*s", (int)(colon - id), id);
+  return HTTP_AUTH_OK;
+}
+
 struct hfx_client {
   uv_loop_t *loop;
   int fd;         /* our end; -1 once closed */

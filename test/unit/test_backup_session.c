@@ -39,21 +39,6 @@ struct bs {
   char body[4096];              /* the last response's body */
 };
 
-/* Any "PBSAPIToken=<authid>:<secret>" is taken as <authid>. */
-static int token_auth(void *ctx, struct http_request *req, char *authid, size_t len)
-{
-  static const char prefix[] = "PBSAPIToken=";
-  const char *authorization = http_req_header(req, "authorization");
-  if (authorization == NULL || strncmp(authorization, prefix, sizeof(prefix) - 1) != 0)
-    return HTTP_AUTH_FAIL;
-  const char *id = authorization + sizeof(prefix) - 1;
-  const char *colon = strchr(id, ':');
-  if (colon == NULL || (size_t)(colon - id) >= len)
-    return HTTP_AUTH_FAIL;
-  snprintf(authid, len, "%.*s", (int)(colon - id), id);
-  return HTTP_AUTH_OK;
-}
-
 static void bs_start(struct bs *b)
 {
   memset(b, 0, sizeof(*b));
@@ -66,7 +51,7 @@ static void bs_start(struct bs *b)
   b->api.sessions = &b->sessions;
   store_sessions_init(&b->sessions, &b->api);
   b->srv = http_server_new(&b->fx.loop, NULL);
-  http_server_set_auth(b->srv, token_auth, NULL);
+  http_server_set_auth(b->srv, hfx_token_auth, NULL);
   store__backup_register(b->srv, &b->sessions);
   hfx_connect(&b->cl, &b->fx.loop, b->srv);
   b->token = ROOT_TOKEN;
