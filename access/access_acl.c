@@ -10,6 +10,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,10 +150,25 @@ const struct access_node *access_acl_find(const struct access_acl *acl, const ch
   return node_for((struct access_acl *)acl, path, 0);
 }
 
+/* PBS's group entries ("@name") are kept, never matched: Cairn has no groups.
+ * A group name follows the user-name rules: 1 to 64 bytes of UTF-8 without
+ * blanks, control characters or the separators of an acl.cfg line. */
+static int group_valid(const char *s)
+{
+  size_t len = strlen(s);
+  if (len < 1 || len > 64 || !core_utf8_valid(s, len))
+    return 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c <= 0x20 || c == 0x7f || strchr(":/@!,\"\\", c) != NULL)
+      return 0;
+  }
+  return 1;
+}
+
 static int subject_valid(const char *s)
 {
-  /* PBS's group entries ("@name") are kept, never matched: Cairn has no groups. */
-  return s[0] == '@' ? s[1] != '\0' : access_authid_valid(s);
+  return s[0] == '@' ? group_valid(s + 1) : access_authid_valid(s);
 }
 
 int access_acl_set(struct access_acl *acl, const char *path, const char *authid, int role,

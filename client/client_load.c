@@ -182,6 +182,7 @@ struct actor {
   uv_thread_t thread;
 };
 
+__attribute__((format(printf, 2, 3)))
 static void load_error(struct load *L, const char *fmt, ...)
 {
   char msg[512];
