@@ -28,11 +28,6 @@ static double now_s(void)
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void client_fmt_bytes(uint64_t n, char *out, size_t outlen)
-{
-  core_fmt_bytes(n, out, outlen);
-}
-
 static void draw(struct client_progress *p)
 {
   char done[32], fresh[32], reused[32], eta[32] = "";

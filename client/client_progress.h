@@ -26,8 +26,4 @@ void client_progress_set_total(struct client_progress *p, uint64_t total);
 void client_progress_add(struct client_progress *p, uint64_t done, uint64_t fresh,
                          uint64_t reused);
 
-/* core_fmt_bytes under its older name, which cmd/cairn.c still calls; new
- * code calls core_fmt_bytes. */
-void client_fmt_bytes(uint64_t n, char *out, size_t outlen);
-
 #endif

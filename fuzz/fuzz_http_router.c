@@ -49,13 +49,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
   (void)argc;
   (void)argv;
-  http_router_init(&router);
+  http__router_init(&router);
   for (size_t i = 0; i < NPATTERNS; i++) {
     /* Each pattern under two methods, so 405 and HEAD-as-GET happen. */
     struct http_route r = {methods[i % 4], patterns[i], NULL, NULL, 0, 0};
-    http_router_add(&router, &r);
+    http__router_add(&router, &r);
     r.method = methods[(i + 1) % 4];
-    http_router_add(&router, &r);
+    http__router_add(&router, &r);
   }
   return 0;
 }
@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   check_decode(path, len);
 
   struct http_match match;
-  http_router_match(&router, m, path, len, &match);
+  http__router_match(&router, m, path, len, &match);
   FUZZ_ASSERT(match.status == 0 || match.status == 404 || match.status == 405);
   if (match.status == 0) {
     const struct http_route_entry *e = match.entry;
@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Matching allocates nothing; decoding either succeeds for every
      * parameter (non-empty, UTF-8, no NUL) or refuses the request. */
     FUZZ_ASSERT(match.decoded == NULL);
-    int ok = http_match_decode(&match) == 0;
+    int ok = http__match_decode(&match) == 0;
     int nparams = 0;
     for (int i = 0; i < e->nseg; i++) {
       const char *s;
@@ -144,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   } else {
     FUZZ_ASSERT(match.nparams == 0);
   }
-  http_match_free(&match);
+  http__match_free(&match);
   free(path);
   return 0;
 }

@@ -27,7 +27,7 @@ struct http_router {
 
 /* Result of matching: the route, or why none. Matching allocates nothing:
  * a path parameter is first only a span of the request path, and gets its
- * decoded value from http_match_decode() once the request is known to be
+ * decoded value from http__match_decode() once the request is known to be
  * served (after authentication), so a refused request costs no memory that
  * grows with its path. */
 struct http_match {
@@ -43,18 +43,18 @@ struct http_match {
   char *decoded;         /* owned: every decoded value, NUL-terminated, back to back */
 };
 
-void http_router_init(struct http_router *r);
-void http_router_free(struct http_router *r);
-void http_router_add(struct http_router *r, const struct http_route *route);
+void http__router_init(struct http_router *r);
+void http__router_free(struct http_router *r);
+void http__router_add(struct http_router *r, const struct http_route *route);
 /* Matches a path (without query). Parameters are spans of `path`, which must
  * outlive the match. Allocates nothing. */
-void http_router_match(const struct http_router *r, enum http_method m, const char *path,
+void http__router_match(const struct http_router *r, enum http_method m, const char *path,
                        size_t len, struct http_match *out);
 /* Percent-decodes the matched parameters (one allocation, at most the path's
  * length). Returns 0, or CORE_EPARSE for a bad escape or a decoded NUL (which
  * would let "a%00b" pass name checks as "a"). */
-int http_match_decode(struct http_match *m);
-void http_match_free(struct http_match *m);
+int http__match_decode(struct http_match *m);
+void http__match_free(struct http_match *m);
 
 /* The line discipline of a header section (http_headscan.c). */
 enum http_headscan_state {
@@ -204,10 +204,12 @@ void http__req_free(struct http_request *req);
 int http__req_parse_params(struct http_request *req);
 
 /* http_server.c */
-void http__body_release(struct http_server *s, size_t bytes);
+/* Gives `bytes` of request-body budget back (limits.body_budget) and wakes
+ * connections waiting for it. */
+void http__budget_release(struct http_server *s, size_t bytes);
 /* Frees an owned response body, or hands it back to the body pool when
  * `pool_cap` (its capacity there) is not 0. */
-void http__release_body(struct http_server *s, void *body, size_t pool_cap);
+void http__body_free(struct http_server *s, void *body, size_t pool_cap);
 /* Sends and takes ownership of `head` and `body`; a body with a non-zero
  * `body_pool_cap` goes back to the server's body pool, others are freed. */
 void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *body,

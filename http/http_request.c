@@ -38,14 +38,14 @@ void http__req_free(struct http_request *req)
   if (req == NULL)
     return;
   if (req->body_charged)
-    http__body_release(req->server, req->body_charged);
+    http__budget_release(req->server, req->body_charged);
   core_buf_free(&req->head);
   if (req->body_pooled) {
     http_bodypool_put(&req->server->bodies, req->body.base, req->body.cap);
     req->body.base = NULL;
   }
   core_buf_free(&req->body);
-  http_match_free(&req->match);
+  http__match_free(&req->match);
   for (int i = 0; i < req->nparams; i++) {
     core_free(req->params[i].name);
     core_free(req->params[i].value);
@@ -375,14 +375,14 @@ static void respond(struct http_request *req, int status, const char *ctype, voi
       req->state != HTTP_REQ_BODY) {
     core_error("http: second response for one request (status %d) ignored", status);
     if (owned)
-      http__release_body(req->server, body, pool_cap);
+      http__body_free(req->server, body, pool_cap);
     return;
   }
   req->state = HTTP_REQ_SENDING;
   struct http_conn *c = req->conn;
   if (c == NULL) {
     if (owned)
-      http__release_body(req->server, body, pool_cap);
+      http__body_free(req->server, body, pool_cap);
     http__req_free(req);
     return;
   }
@@ -390,7 +390,7 @@ static void respond(struct http_request *req, int status, const char *ctype, voi
   char *head = build_head(req, status, ctype, len, &head_len);
   if (req->method == HTTP_METHOD_HEAD) {
     if (owned)
-      http__release_body(req->server, body, pool_cap);
+      http__body_free(req->server, body, pool_cap);
     body = NULL;
     len = 0;
     owned = 0;

@@ -7,7 +7,7 @@
  *
  * Matching allocates nothing: parameters are recorded as spans of the path
  * and decoded only for the route that is served, after authentication
- * (http_match_decode). A path is client-chosen, and every route is tried
+ * (http__match_decode). A path is client-chosen, and every route is tried
  * against it, so anything allocated per candidate would be multiplied by the
  * number of routes for every request, answered or not.
  */
@@ -19,12 +19,12 @@
 
 #include <string.h>
 
-void http_router_init(struct http_router *r)
+void http__router_init(struct http_router *r)
 {
   memset(r, 0, sizeof(*r));
 }
 
-void http_router_free(struct http_router *r)
+void http__router_free(struct http_router *r)
 {
   for (size_t i = 0; i < r->n; i++) {
     for (int j = 0; j < r->entries[i].nseg; j++) {
@@ -38,7 +38,7 @@ void http_router_free(struct http_router *r)
   memset(r, 0, sizeof(*r));
 }
 
-void http_router_add(struct http_router *r, const struct http_route *route)
+void http__router_add(struct http_router *r, const struct http_route *route)
 {
   if (r->n == r->cap) {
     r->cap = r->cap ? r->cap * 2 : 32;
@@ -106,7 +106,7 @@ static int match_entry(const struct http_route_entry *e, const char *path, size_
   return 1;
 }
 
-void http_router_match(const struct http_router *r, enum http_method m, const char *path,
+void http__router_match(const struct http_router *r, enum http_method m, const char *path,
                        size_t len, struct http_match *out)
 {
   memset(out, 0, sizeof(*out));
@@ -131,7 +131,7 @@ void http_router_match(const struct http_router *r, enum http_method m, const ch
   }
 }
 
-int http_match_decode(struct http_match *m)
+int http__match_decode(struct http_match *m)
 {
   if (m->nparams == 0 || m->decoded != NULL)
     return 0;
@@ -152,7 +152,7 @@ int http_match_decode(struct http_match *m)
   return 0;
 }
 
-void http_match_free(struct http_match *m)
+void http__match_free(struct http_match *m)
 {
   core_free(m->decoded);
   m->decoded = NULL;

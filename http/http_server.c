@@ -43,7 +43,7 @@ struct write_req {
   int last;       /* the final piece of a response */
 };
 
-void http__release_body(struct http_server *s, void *body, size_t pool_cap)
+void http__body_free(struct http_server *s, void *body, size_t pool_cap)
 {
   if (body != NULL && pool_cap > 0)
     http_bodypool_put(&s->bodies, body, pool_cap);
@@ -159,7 +159,7 @@ static void on_write(uv_write_t *w, int status)
   struct write_req *wr = (struct write_req *)w;
   struct http_conn *c = wr->conn;
   core_free(wr->bufs[0]);
-  http__release_body(c->server, wr->bufs[1], wr->cap1);
+  http__body_free(c->server, wr->bufs[1], wr->cap1);
   int last = wr->last;
   core_free(wr);
   c->writes--;
@@ -194,7 +194,7 @@ static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *ow
     /* The callback will not run: undo and drop the connection. */
     c->writes--;
     core_free(own0);
-    http__release_body(c->server, own1, cap1);
+    http__body_free(c->server, own1, cap1);
     core_free(wr);
     http__conn_close(c);
   }
@@ -223,7 +223,7 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
 {
   if (c->flags & HTTP_CONN_CLOSING) {
     core_free(head);
-    http__release_body(c->server, body, body_pool_cap);
+    http__body_free(c->server, body, body_pool_cap);
     return;
   }
   if (c->tls) {
@@ -242,7 +242,7 @@ void http__conn_send(struct http_conn *c, void *head, size_t head_len, void *bod
         rc = http_tls_write(c->tls, body, body_len);
     }
     core_free(head);
-    http__release_body(c->server, body, body_pool_cap);
+    http__body_free(c->server, body, body_pool_cap);
     if (rc < 0) {
       http__conn_close(c);
       return;
@@ -322,7 +322,7 @@ static void on_budget_wake(uv_timer_t *t)
   }
 }
 
-void http__body_release(struct http_server *s, size_t bytes)
+void http__budget_release(struct http_server *s, size_t bytes)
 {
   s->body_bytes -= bytes;
   if (s->budget_head && !uv_is_active((uv_handle_t *)&s->budget_wake))
@@ -603,7 +603,7 @@ static void route_request(struct http_conn *c)
    * before the first name, or the one appended above when there is none. */
   req->path = url;
   req->query = q ? q + 1 : "";
-  http_router_match(&s->router, req->method, req->path, plen, &req->match);
+  http__router_match(&s->router, req->method, req->path, plen, &req->match);
   if (req->match.status == 404) {
     reject(req, 404, "no such path");
     return;
@@ -630,7 +630,7 @@ static void route_request(struct http_conn *c)
       return;
     }
   }
-  if (http_match_decode(&req->match) < 0) {
+  if (http__match_decode(&req->match) < 0) {
     reject(req, 400, "invalid characters in a path parameter");
     return;
   }
@@ -1154,7 +1154,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   s->pool_trim.data = s;
   uv_timer_start(&s->pool_trim, on_pool_trim, HTTP_POOL_TRIM_MS, HTTP_POOL_TRIM_MS);
   uv_unref((uv_handle_t *)&s->pool_trim);
-  http_router_init(&s->router);
+  http__router_init(&s->router);
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
   s->settings.on_url = on_url;
@@ -1172,7 +1172,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
 void http_server_add_routes(struct http_server *s, const struct http_route *routes, size_t n)
 {
   for (size_t i = 0; i < n; i++)
-    http_router_add(&s->router, &routes[i]);
+    http__router_add(&s->router, &routes[i]);
 }
 
 void http_server_set_access(struct http_server *s, http_access_fn fn, void *ctx)
@@ -1333,7 +1333,7 @@ void http_server_free(struct http_server *s)
   close_listeners(s);
   for (struct http_conn *c = s->conns; c; c = c->next)
     http__conn_close(c);
-  http_router_free(&s->router);
+  http__router_free(&s->router);
   /* The grace timer is embedded: the server is freed once it has closed. */
   uv_close((uv_handle_t *)&s->budget_wake, NULL);
   uv_close((uv_handle_t *)&s->pool_trim, NULL);

@@ -122,21 +122,6 @@ UNIT_TEST(snapshot_names)
       unit_fail(__FILE__, __LINE__, "accepted \"%s\"", bad[i]);
 }
 
-UNIT_TEST(byte_formatting)
-{
-  char s[32];
-  client_fmt_bytes(0, s, sizeof(s));
-  ASSERT_STR_EQ(s, "0 B");
-  client_fmt_bytes(1023, s, sizeof(s));
-  ASSERT_STR_EQ(s, "1023 B");
-  client_fmt_bytes(1536, s, sizeof(s));
-  ASSERT_STR_EQ(s, "1.50 KiB");
-  client_fmt_bytes((uint64_t)200 << 20, s, sizeof(s));
-  ASSERT_STR_EQ(s, "200 MiB");
-  client_fmt_bytes((uint64_t)25 << 30, s, sizeof(s));
-  ASSERT_STR_EQ(s, "25.0 GiB");
-}
-
 UNIT_TEST(unreachable_server_fails_cleanly)
 {
   struct client_repo r;
@@ -170,5 +155,5 @@ UNIT_TEST(unreachable_server_fails_cleanly)
 }
 
 UNIT_MAIN(UNIT_CASE(repo_strings), UNIT_CASE(query_encoding), UNIT_CASE(backup_specs),
-          UNIT_CASE(snapshot_names), UNIT_CASE(byte_formatting),
+          UNIT_CASE(snapshot_names),
           UNIT_CASE(unreachable_server_fails_cleanly))

@@ -31,9 +31,9 @@ static const struct http_route routes[] = {
 
 static void router_setup(struct http_router *r)
 {
-  http_router_init(r);
+  http__router_init(r);
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-    http_router_add(r, &routes[i]);
+    http__router_add(r, &routes[i]);
 }
 
 /* Matches and checks the status; under ASan also that nothing was allocated. */
@@ -41,7 +41,7 @@ static void match(const struct http_router *r, enum http_method m, const char *p
                   struct http_match *out, int want_status)
 {
   size_t before = ALLOCATED();
-  http_router_match(r, m, path, strlen(path), out);
+  http__router_match(r, m, path, strlen(path), out);
   ASSERT_EQ(before, ALLOCATED());
   ASSERT_EQ(want_status, out->status);
 }
@@ -54,8 +54,8 @@ UNIT_TEST(router_matches_literal_and_parameters)
   match(&r, HTTP_METHOD_GET, "/api2/json/admin/datastore", &m, 0);
   ASSERT(m.entry->route.ctx == &ctx_list);
   ASSERT_EQ(0, m.nparams);
-  ASSERT_OK(http_match_decode(&m));
-  http_match_free(&m);
+  ASSERT_OK(http__match_decode(&m));
+  http__match_free(&m);
 
   /* Repeated and trailing slashes are one separator. */
   match(&r, HTTP_METHOD_POST, "//api2/json/admin/datastore/st%2D1/gc/", &m, 0);
@@ -64,23 +64,23 @@ UNIT_TEST(router_matches_literal_and_parameters)
   ASSERT_STR_EQ("store", m.params[0].name);
   ASSERT(m.params[0].value == NULL); /* spans only, until decoded */
   ASSERT_EQ(6, m.params[0].raw_len);
-  ASSERT_OK(http_match_decode(&m));
+  ASSERT_OK(http__match_decode(&m));
   ASSERT_STR_EQ("st-1", m.params[0].value);
-  http_match_free(&m);
+  http__match_free(&m);
 
   match(&r, HTTP_METHOD_GET, "/api2/json/admin/datastore/s/snapshots/vm/100%2B1", &m, 0);
   ASSERT_EQ(3, m.nparams);
-  ASSERT_OK(http_match_decode(&m));
+  ASSERT_OK(http__match_decode(&m));
   ASSERT_STR_EQ("s", m.params[0].value);
   ASSERT_STR_EQ("vm", m.params[1].value);
   ASSERT_STR_EQ("100+1", m.params[2].value);
-  http_match_free(&m);
+  http__match_free(&m);
 
   /* HEAD is served by the GET route. */
   match(&r, HTTP_METHOD_HEAD, "/api2/json/admin/datastore/s/status", &m, 0);
   ASSERT(m.entry->route.ctx == &ctx_status);
-  http_match_free(&m);
-  http_router_free(&r);
+  http__match_free(&m);
+  http__router_free(&r);
 }
 
 UNIT_TEST(router_no_match_and_wrong_method)
@@ -90,19 +90,19 @@ UNIT_TEST(router_no_match_and_wrong_method)
   struct http_match m;
   match(&r, HTTP_METHOD_GET, "/api2/json/admin/datastore/s", &m, 404);
   ASSERT(m.entry == NULL);
-  http_match_free(&m);
+  http__match_free(&m);
   match(&r, HTTP_METHOD_GET, "/api2/json/admin/datastore/s/status/more", &m, 404);
-  http_match_free(&m);
+  http__match_free(&m);
   match(&r, HTTP_METHOD_GET, "/", &m, 404);
-  http_match_free(&m);
+  http__match_free(&m);
   match(&r, HTTP_METHOD_GET, "", &m, 404);
-  http_match_free(&m);
+  http__match_free(&m);
   /* The path exists for another method: 405, nothing matched. */
   match(&r, HTTP_METHOD_DELETE, "/api2/json/admin/datastore/s/gc", &m, 405);
   ASSERT(m.entry == NULL);
   ASSERT_EQ(0, m.nparams);
-  http_match_free(&m);
-  http_router_free(&r);
+  http__match_free(&m);
+  http__router_free(&r);
 }
 
 UNIT_TEST(router_bad_parameter_refused_at_decoding)
@@ -122,10 +122,10 @@ UNIT_TEST(router_bad_parameter_refused_at_decoding)
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     /* Still the route (the client may learn 401 first), but no value. */
     match(&r, HTTP_METHOD_GET, bad[i], &m, 0);
-    ASSERT_EQ(CORE_EPARSE, http_match_decode(&m));
-    http_match_free(&m);
+    ASSERT_EQ(CORE_EPARSE, http__match_decode(&m));
+    http__match_free(&m);
   }
-  http_router_free(&r);
+  http__router_free(&r);
 }
 
 /* Issue #12: every candidate route decoded the long segment into memory that
@@ -143,15 +143,15 @@ UNIT_TEST(router_long_paths_allocate_nothing)
   struct http_match m;
   for (int i = 0; i < 100; i++) {
     match(&r, HTTP_METHOD_GET, path, &m, 404);
-    http_match_free(&m);
+    http__match_free(&m);
   }
   unit_append(path, n + 64, "/status");
   match(&r, HTTP_METHOD_GET, path, &m, 0);
-  ASSERT_OK(http_match_decode(&m));
+  ASSERT_OK(http__match_decode(&m));
   ASSERT_EQ(n, strlen(m.params[0].value));
-  http_match_free(&m);
+  http__match_free(&m);
   free(path);
-  http_router_free(&r);
+  http__router_free(&r);
 }
 
 UNIT_MAIN(UNIT_CASE(router_matches_literal_and_parameters),
