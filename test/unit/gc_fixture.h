@@ -24,7 +24,9 @@
 #include "format/format_index.h"
 #include "format/format_manifest.h"
 #include "store/store_path.h"
+#include "store/store_api.h"
 #include "store/store_registry.h"
+#include "store/store_session.h"
 #include "store/store_snapshot.h"
 
 #include <dirent.h>
@@ -93,6 +95,19 @@ FX_FN void fx_init(struct fx *fx, const char *tuning)
   while (fx->ds == NULL)
     uv_run(&fx->loop, UV_RUN_ONCE);
   ASSERT_OK(store_datastore_chunks(fx->ds, &fx->cs));
+}
+
+/* The API context of an in-process server over the fixture's datastore, with
+ * its session table (tests that drive the real handlers over http_fixture.h). */
+FX_FN void fx_api_init(struct fx *fx, struct store_api *api, struct store_sessions *sessions)
+{
+  api->loop = &fx->loop;
+  api->reg = &fx->reg;
+  api->shmem = &fx->shmem;
+  api->config_dir = fx->cfg;
+  api->run_dir = fx->run;
+  api->sessions = sessions;
+  store_sessions_init(sessions, api);
 }
 
 FX_FN void fx_close(struct fx *fx)

@@ -48,13 +48,7 @@ static void af_start(struct af *a)
 {
   memset(a, 0, sizeof(*a));
   fx_init(&a->fx, "");
-  a->api.loop = &a->fx.loop;
-  a->api.reg = &a->fx.reg;
-  a->api.shmem = &a->fx.shmem;
-  a->api.config_dir = a->fx.cfg;
-  a->api.run_dir = a->fx.run;
-  a->api.sessions = &a->sessions;
-  store_sessions_init(&a->sessions, &a->api);
+  fx_api_init(&a->fx, &a->api, &a->sessions);
   a->srv = http_server_new(&a->fx.loop, NULL);
   /* No idle body buffers: each request allocates its own, so every request
    * passes the same allocation sites and the count holds from one to the

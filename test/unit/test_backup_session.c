@@ -43,13 +43,7 @@ static void bs_start(struct bs *b)
 {
   memset(b, 0, sizeof(*b));
   fx_init(&b->fx, "");
-  b->api.loop = &b->fx.loop;
-  b->api.reg = &b->fx.reg;
-  b->api.shmem = &b->fx.shmem;
-  b->api.config_dir = b->fx.cfg;
-  b->api.run_dir = b->fx.run;
-  b->api.sessions = &b->sessions;
-  store_sessions_init(&b->sessions, &b->api);
+  fx_api_init(&b->fx, &b->api, &b->sessions);
   b->srv = http_server_new(&b->fx.loop, NULL);
   http_server_set_auth(b->srv, hfx_token_auth, NULL);
   store__backup_register(b->srv, &b->sessions);
