@@ -20,9 +20,7 @@ API = "/api2/json"
 
 
 def setUpModule():
-    for name in ("cairnd", "cairn-admin"):
-        if not os.access(ch.binary(name), os.X_OK):
-            raise unittest.SkipTest("%s not built yet" % ch.binary(name))
+    ch.require_programs("cairnd", "cairn-admin")
 
 
 def strict_json(raw):

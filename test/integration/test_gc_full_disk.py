@@ -54,9 +54,7 @@ NOSPC = "no space left on device"
 
 
 def setUpModule():
-    for name in ("cairnd", "cairn-admin"):
-        if not os.access(ch.binary(name), os.X_OK):
-            raise unittest.SkipTest("%s not built yet" % ch.binary(name))
+    ch.require_programs("cairnd", "cairn-admin")
 
 
 def chunks(seed, n):

@@ -24,8 +24,7 @@ API = "/api2/json"
 
 
 def setUpModule():
-    if not os.access(ch.binary("cairnd"), os.X_OK):
-        raise unittest.SkipTest("%s not built yet" % ch.binary("cairnd"))
+    ch.require_programs("cairnd")
 
 
 class HostileCase(unittest.TestCase):
