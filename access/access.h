@@ -133,7 +133,7 @@ enum access_if {
 #define ACCESS_NEEDS(privs, on) {(privs), 0, (on), 0}
 #define ACCESS_NEEDS_OR(privs, owner_privs, on, flags) {(privs), (owner_privs), (on), (flags)}
 #define ACCESS_AUTHENTICATED {0, 0, ACCESS_ON_NONE, ACCESS_IF_AUTHENTICATED}
-/* What a route that declares nothing gets (all zero): Sys.Modify on "/". */
+/* The rule of a route that declares none (all zero): Sys.Modify on "/". */
 #define ACCESS_UNDECLARED {ACCESS_PRIV_SYS_MODIFY, 0, ACCESS_ON_ROOT, 0}
 
 /* ---- identities --------------------------------------------------------- */

@@ -676,7 +676,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 {
   struct http_conn *c = parser_conn(p);
   struct http_request *req = c->req;
-  if (at == req->body.base + req->body.len && len < req->body.cap - req->body.len) {
+  if (req->body.base != NULL && at == req->body.base + req->body.len &&
+      len < req->body.cap - req->body.len) {
     /* Read in place by on_alloc: just take the bytes. */
     req->body.len += len;
     req->body.base[req->body.len] = '\0';

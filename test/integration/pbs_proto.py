@@ -29,6 +29,7 @@ import hashlib
 import http.client
 import json as jsonlib
 import os
+import random
 import re
 import ssl
 import struct
@@ -200,6 +201,12 @@ class Chunk:
     def __repr__(self):
         return "<Chunk %s… %d bytes, %d encoded>" % (self.digest[:12], self.size,
                                                        len(self.blob))
+
+
+def random_chunks(seed, n, size):
+    """n incompressible chunks of `size` bytes, the same for the same seed."""
+    rnd = random.Random(seed)
+    return [Chunk(rnd.randbytes(size)) for _ in range(n)]
 
 
 def split(data, size):

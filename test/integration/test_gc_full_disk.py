@@ -30,7 +30,6 @@ from ctest; exits non-zero on failure.
 import errno
 import json
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -58,9 +57,7 @@ def setUpModule():
 
 
 def chunks(seed, n):
-    """n incompressible chunks of 256 KiB."""
-    rnd = random.Random(seed)
-    return [pp.Chunk(rnd.randbytes(CHUNK)) for _ in range(n)]
+    return pp.random_chunks(seed, n, CHUNK)
 
 
 def age_all(ds, seconds):

@@ -51,9 +51,7 @@ def setUpModule():
 
 
 def chunks(seed, n):
-    """n incompressible chunks of 64 KiB."""
-    rnd = random.Random(seed)
-    return [pp.Chunk(rnd.randbytes(CHUNK)) for _ in range(n)]
+    return pp.random_chunks(seed, n, CHUNK)
 
 
 def files_under(root):
