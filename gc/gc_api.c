@@ -170,4 +170,5 @@ void gc_api_register(struct http_server *s, struct gc_ctx *ctx)
 {
   gc__routes_register(s, ctx);
   gc__tasks_register(s, ctx);
+  gc__move_register(s, ctx);
 }

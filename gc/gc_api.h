@@ -114,6 +114,7 @@ void gc_ctx_close(struct gc_ctx *ctx);
  *   POST     /api2/json/admin/datastore/{store}/prune
  *   POST     /api2/json/admin/datastore/{store}/prune-datastore
  *   POST     /api2/json/admin/datastore/{store}/verify
+ *   POST     /api2/json/admin/datastore/{store}/move-group, move-namespace
  *   GET      /api2/json/nodes/localhost/tasks
  *   GET      /api2/json/nodes/localhost/tasks/{upid}[/status|/log]
  *   DELETE   /api2/json/nodes/localhost/tasks/{upid}
@@ -200,6 +201,7 @@ void gc__run_end(struct gc_ctx *ctx);
 void gc__routes_register(struct http_server *s, struct gc_ctx *ctx);
 void gc__tasks_register(struct http_server *s, struct gc_ctx *ctx);
 void gc__prune_register(struct http_server *s, struct gc_ctx *ctx);
+void gc__move_register(struct http_server *s, struct gc_ctx *ctx); /* gc_move.c */
 /* The keep-* options of a prune request (booleans and integers go through
  * http_req_param_bool/_int). Returns 0, or responds 400 and returns <0. */
 int gc__parse_keep(struct http_request *req, struct store_prune_keep *keep);

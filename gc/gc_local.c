@@ -20,6 +20,9 @@
  *             have been the base of a newer one that finished after the
  *             listing and references the same chunks without having
  *             uploaded them (PBS retries such a group too)
+ *   REPLAY    take the move journal's lock, mark every group a move put
+ *             somewhere since the last GC, empty the journal (store_move.h:
+ *             why this closes the race between a move and the mark phase)
  *   SWEEP     remove chunks older than the cutoff; `parallel` sweepers, each
  *             with its own iterator over a disjoint range of prefix
  *             directories, 16 Ki files per job
@@ -61,6 +64,8 @@
 #include "store/store_chunk.h"
 #include "format/format_index.h"
 #include "store/store_path.h"
+#include "store/store_move.h"
+#include "core/core_testpoint.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -95,6 +100,7 @@ enum gc_step {
   GC_SAFETY,
   GC_WALK,
   GC_MARK,
+  GC_REPLAY,
   GC_SWEEP,
   GC_FINISH,
   GC_END,
@@ -113,6 +119,7 @@ struct gc_counts {
   uint64_t disk_bytes, disk_chunks, removed_bytes, removed_chunks;
   uint64_t pending_bytes, pending_chunks, removed_bad, still_bad;
   uint64_t swept, dir_errors;
+  uint64_t replayed;
 };
 
 struct gc_sweeper {
@@ -358,6 +365,7 @@ static void run_walk(struct gc_job *job)
                            sizeof(job->msg));
   if (rc < 0)
     job->rc = rc;
+  core_testpoint("gc-listed");
 }
 
 /* Opens and maps an index file. 0, 1 if it vanished, or an error (msg set). */
@@ -517,6 +525,31 @@ static void run_mark(struct gc_job *job)
   job->c.items_done++;
 }
 
+/* The groups moves put somewhere since the last GC (store_move.h). The
+ * journal's lock is held while they are marked, so no move renames meanwhile;
+ * the journal is emptied only after a complete mark. */
+static void run_replay(struct gc_job *job)
+{
+  struct gc_run *run = job->run;
+  int fd = -1;
+  char **dirs = NULL;
+  size_t n = 0;
+  int rc = store_move_journal_take(run->base, &fd, &dirs, &n);
+  if (rc < 0) {
+    job->rc = rc;
+    snprintf(job->msg, sizeof(job->msg), "cannot read the move journal: %s", core_strerror(rc));
+    return;
+  }
+  for (size_t i = 0; i < n && job->rc == 0; i++) {
+    mark_group(job, dirs[i]);
+    job->c.replayed++;
+  }
+  store_move_journal_done(fd, job->rc == 0);
+  for (size_t i = 0; i < n; i++)
+    core_free(dirs[i]);
+  core_free(dirs);
+}
+
 static void count_kept(struct gc_run *run, struct gc_counts *c, int bad, int64_t atime,
                        uint64_t size, const uint8_t digest[32])
 {
@@ -640,6 +673,7 @@ static void job_run(struct core_job *j)
   case GC_SAFETY: run_safety(job); break;
   case GC_WALK: run_walk(job); break;
   case GC_MARK: run_mark(job); break;
+  case GC_REPLAY: run_replay(job); break;
   case GC_SWEEP: run_sweep(job); break;
   case GC_FINISH:
   case GC_END: run_finish(job); break;
@@ -672,6 +706,7 @@ static void add_counts(struct gc_counts *t, const struct gc_counts *c)
   t->recent += c->recent;
   t->items_done += c->items_done;
   t->relists += c->relists;
+  t->replayed += c->replayed;
   t->disk_bytes += c->disk_bytes;
   t->disk_chunks += c->disk_chunks;
   t->removed_bytes += c->removed_bytes;
@@ -990,7 +1025,14 @@ static void advance(struct gc_run *run)
                    (run->n_strays + MARK_FILES_PER_ITEM - 1) / MARK_FILES_PER_ITEM;
     mark_dispatch(run);
     return;
-  case GC_MARK: {
+  case GC_MARK:
+    run->step = GC_REPLAY;
+    submit(run, GC_REPLAY, NULL, 0);
+    return;
+  case GC_REPLAY: {
+    if (run->total.replayed)
+      core_task_log(run->task, "marked %" PRIu64 " groups again that moves put elsewhere "
+                    "since the last GC", run->total.replayed);
     if (run->total.relists)
       core_task_log(run->task, "listed %" PRIu64 " groups again: snapshots were pruned while "
                     "they were marked", run->total.relists);

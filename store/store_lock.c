@@ -282,6 +282,29 @@ int store_lock_snapshot(const char *lockdir, const char *ns, const char *type, c
   return lock_object(lockdir, ns, type, id, time, 0, mode, g);
 }
 
+int store_lock_snapshot_in_group(const char *lockdir, const char *ns, const char *type,
+                                 const char *id, int64_t time, enum store_lock_mode mode,
+                                 struct store_lock_guard *g)
+{
+  char dir[NAME_LIMIT + 1], file[NAME_LIMIT + 1], path[STORE_PATH_MAX];
+  g->n = 0;
+  if (time < 0)
+    return CORE_ENAME;
+  int depth = format_name_ns_depth(ns);
+  if (depth < 0)
+    return depth;
+  int rc = object_name(type, id, time, 0, file);
+  if (rc < 0)
+    return rc;
+  ns_dir_name(ns, depth, dir);
+  if ((rc = join(path, sizeof(path), lockdir, dir, file)) < 0)
+    return rc;
+  rc = acquire(g, path, mode);
+  if (rc < 0)
+    store_lock_release(g);
+  return rc;
+}
+
 int store_lock_manifest(const char *lockdir, const char *ns, const char *type, const char *id,
                         int64_t time, struct store_lock_guard *g)
 {

@@ -95,6 +95,14 @@ int store_lock_snapshot(const char *lockdir, const char *ns, const char *type, c
 int store_lock_manifest(const char *lockdir, const char *ns, const char *type, const char *id,
                         int64_t time, struct store_lock_guard *g);
 
+/* A snapshot's own lock file only, without the namespace chain: for a caller
+ * that already holds the snapshot's group lock (hence the chain, shared) and
+ * needs many snapshots at once (moves), one fd per snapshot instead of up to
+ * nine. Same results as store_lock_snapshot. */
+int store_lock_snapshot_in_group(const char *lockdir, const char *ns, const char *type,
+                                 const char *id, int64_t time, enum store_lock_mode mode,
+                                 struct store_lock_guard *g);
+
 /* Releases in reverse acquisition order and empties the guard. */
 void store_lock_release(struct store_lock_guard *g);
 

@@ -1,0 +1,129 @@
+/* store_move.h: moving backup groups and namespaces inside a local datastore.
+ *
+ * DESIGN
+ * A group move renames directories; nothing is copied. Without a target
+ * group, the whole group directory is renamed in one step (renameat2 with
+ * RENAME_NOREPLACE), so the group is at every moment whole in exactly one
+ * place. Merging into an existing group renames its snapshots one by one and
+ * then removes what is left of the source group (owner, notes); a crash in
+ * the middle leaves every snapshot in exactly one place and the group split,
+ * and running the same move again completes it: snapshots move oldest
+ * first, so what remains in the source is still strictly newer than
+ * everything in the target and the merge rule still holds.
+ *
+ * Locks (store_lock.h, all non-blocking; CORE_ELOCKED means nothing changed
+ * and the caller retries later):
+ *   1. the source group exclusively (which holds its namespace chain shared):
+ *      no backup, owner change or delete of the group meanwhile;
+ *   2. the target group exclusively (likewise on the target side);
+ *   3. every snapshot of the source group exclusively, taken in batches but
+ *      all held until the renames are done (one fd each: their chain is
+ *      already held by 1.): no reader, verify, prune or protection change
+ *      of any of them meanwhile;
+ *   4. the move journal (below), exclusively, around the renames.
+ * A namespace move holds the source namespace exclusively instead of 1. and
+ * 3. (STORE_MOVE_SRC_HELD): nothing below it can be locked meanwhile.
+ *
+ * GC (the race of PBS bug #6195): GC's mark phase lists group directories and
+ * then marks them one by one; a snapshot renamed from a group not yet marked
+ * into one already marked (or into a new group the listing did not see)
+ * would be marked in neither place and its chunks swept. So every move first
+ * appends the target group's directory (relative to the base) to
+ * <base>/.move-journal and fsyncs it, then renames, all while holding an
+ * exclusive flock on the journal. At the end of its mark phase GC takes the
+ * same flock (store_move_journal_take), marks every group listed there, and
+ * empties the journal. Why that suffices: a rename that happened before GC
+ * took the flock has its line in the journal (written before the rename,
+ * emptied only by GC itself), and the line names where the snapshot is now
+ * (a later move adds a later line; moves cannot run while GC holds the flock);
+ * a snapshot not renamed before that moment stayed in a place that existed
+ * through the whole listing and was marked there. The journal is only ever
+ * appended to between GCs (one short line per moved group), and GC empties it.
+ *
+ * THREADS: synchronous file-system code for pool jobs and cairn-admin.
+ */
+#ifndef STORE_MOVE_H
+#define STORE_MOVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_MOVE_JOURNAL ".move-journal" /* below <base> */
+
+/* The caller holds the source namespace (or an ancestor) exclusively: the
+ * source group and its snapshots are not locked again. */
+#define STORE_MOVE_SRC_HELD 1u
+
+struct store_move_result {
+  size_t snapshots;  /* snapshots moved */
+  int merged;        /* the target group existed */
+  char msg[512];     /* why it failed, or notes about what was done */
+};
+
+/* Checks a group move without locks or changes (the API's refusals):
+ * 0 if it would be allowed now; CORE_EINVAL (same namespace), CORE_ENOTFOUND
+ * (group or target namespace missing), CORE_EEXISTS (target group exists and
+ * merge is off), CORE_EINVAL also for a refused merge (owner differs, or a
+ * target snapshot is not older than the oldest source snapshot). The reason
+ * is in res->msg. */
+int store_move_group_check(const char *base, const char *src_ns, const char *type,
+                           const char *id, const char *dst_ns, int merge,
+                           struct store_move_result *res);
+
+/* One attempt to move group type/id from src_ns to dst_ns (an existing
+ * namespace). Returns 0, CORE_ELOCKED (busy, nothing changed; res->msg says
+ * what), the errors of store_move_group_check (re-checked under the locks),
+ * or a negative errno of a failed rename (the move stopped there; every
+ * snapshot is in exactly one place). */
+int store_move_group(const char *base, const char *lockdir, const char *src_ns,
+                     const char *type, const char *id, const char *dst_ns, int merge,
+                     unsigned flags, struct store_move_result *res);
+
+/* ---- namespaces -------------------------------------------------------- */
+
+struct store_move_group_ref {
+  char *src_ns, *dst_ns; /* owned */
+  char type[8];
+  char *id;              /* owned */
+};
+
+struct store_move_ns_plan {
+  char **src, **dst;     /* owned namespaces, parents first */
+  size_t n;
+  struct store_move_group_ref *groups; /* owned */
+  size_t n_groups;
+};
+
+/* Checks a namespace move (the API's refusals) and, if `plan` is not NULL,
+ * lists what it moves: `src` and the namespaces below it up to `max_depth`
+ * levels (-1: all), each mapped to the same relative place below `dst`, and
+ * the groups in them. 0, or CORE_EINVAL (root as source, source equals
+ * target, target inside the source subtree or an ancestor of it, depth over
+ * the limit), CORE_ENOTFOUND (source or the target's parent missing), with
+ * the reason in msg. */
+int store_move_ns_check(const char *base, const char *src, const char *dst, int max_depth,
+                        struct store_move_ns_plan *plan, char *msg, size_t msglen);
+void store_move_ns_plan_free(struct store_move_ns_plan *plan);
+
+/* Creates the plan's target namespaces, parents first (existing ones are
+ * fine). 0 or an error with the namespace in msg. */
+int store_move_ns_create_targets(const char *base, const struct store_move_ns_plan *plan,
+                                 char *msg, size_t msglen);
+
+/* Removes the plan's source namespaces that are empty now, deepest first,
+ * keeping any that still hold a group, a namespace or a foreign file.
+ * Returns the number kept (>= 0) or an error. The caller holds the source
+ * namespace exclusively. */
+int store_move_ns_remove_sources(const char *base, const struct store_move_ns_plan *plan);
+
+/* ---- the journal (GC) ---------------------------------------------------- */
+
+/* GC, at the end of its mark phase: takes the journal's flock (waiting: a
+ * move holds it for a few renames), reads the group directories in it
+ * (absolute paths, deduplicated) into *dirs / *n (core_free each and the
+ * array), and leaves the lock held in *fd for store_move_journal_done, which
+ * empties the journal and releases it. Returns 0 or an error (*fd = -1). */
+int store_move_journal_take(const char *base, int *fd, char ***dirs, size_t *n);
+void store_move_journal_done(int fd, int clear);
+
+#endif
