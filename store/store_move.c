@@ -486,6 +486,28 @@ void store_move_ns_plan_free(struct store_move_ns_plan *plan)
   memset(plan, 0, sizeof(*plan));
 }
 
+/* 0 if the parent of namespace `dst` exists, else CORE_ENOTFOUND (msg). */
+static int parent_exists(const char *base, const char *dst, char *msg, size_t msglen)
+{
+  char path[STORE_PATH_MAX];
+  int rc;
+  char parent[FORMAT_NAME_NS_MAX_LEN + 1];
+  snprintf(parent, sizeof(parent), "%s", dst);
+  char *slash = strrchr(parent, '/');
+  if (slash)
+    *slash = '\0';
+  else
+    parent[0] = '\0';
+  if ((rc = store_path_ns(path, sizeof(path), base, parent)) < 0)
+    return rc;
+  if ((rc = dir_exists(path)) <= 0) {
+    snprintf(msg, msglen, "the parent '%s' of the target namespace does not exist",
+             ns_show(parent));
+    return rc < 0 ? rc : CORE_ENOTFOUND;
+  }
+  return 0;
+}
+
 int store_move_ns_check(const char *base, const char *src, const char *dst, int max_depth,
                         struct store_move_ns_plan *plan, char *msg, size_t msglen)
 {
@@ -516,20 +538,6 @@ int store_move_ns_check(const char *base, const char *src, const char *dst, int 
     return rc;
   if ((rc = dir_exists(path)) <= 0) {
     snprintf(msg, msglen, "namespace '%s' does not exist", src);
-    return rc < 0 ? rc : CORE_ENOTFOUND;
-  }
-  char parent[FORMAT_NAME_NS_MAX_LEN + 1];
-  snprintf(parent, sizeof(parent), "%s", dst);
-  char *slash = strrchr(parent, '/');
-  if (slash)
-    *slash = '\0';
-  else
-    parent[0] = '\0';
-  if ((rc = store_path_ns(path, sizeof(path), base, parent)) < 0)
-    return rc;
-  if ((rc = dir_exists(path)) <= 0) {
-    snprintf(msg, msglen, "the parent '%s' of the target namespace does not exist",
-             ns_show(parent));
     return rc < 0 ? rc : CORE_ENOTFOUND;
   }
   if ((rc = store_ns_list(base, src, max_depth, &list)) < 0) {
@@ -575,6 +583,8 @@ int store_move_ns_check(const char *base, const char *src, const char *dst, int 
   }
   /* A subtree deeper than max-depth stays behind: its depth does not count. */
   store_ns_list_free(&list);
+  if (rc == 0)
+    rc = parent_exists(base, dst, msg, msglen);
   if (rc < 0 && plan)
     store_move_ns_plan_free(plan);
   return rc;
