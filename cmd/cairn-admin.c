@@ -15,6 +15,7 @@
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 #include "store/store_lock.h"
+#include "store/store_move.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -45,7 +46,13 @@ static void usage(FILE *f)
           "                               (PBS's layout; Cairn creates them on first use)\n"
           "  datastore check NAME [--verify-chunks]\n"
           "                               read-only consistency check (also while cairnd\n"
-          "                               runs); exit 0 clean, 1 problems, 2 cannot check\n");
+          "                               runs); exit 0 clean, 1 problems, 2 cannot check\n"
+          "  group move STORE TYPE/ID --target-ns NS [--ns NS] [--merge-group BOOL]\n"
+          "  namespace move STORE NS --target-ns NS [--max-depth N] [--delete-source BOOL]\n"
+          "                 [--merge-groups BOOL]\n"
+          "                               move a group or a namespace tree (local\n"
+          "                               datastores; the same locks as a running cairnd:\n"
+          "                               exit 1 if something is busy or was not moved)\n");
   s3_admin_usage(f);
   access_admin_usage(f);
   fprintf(f,
@@ -264,6 +271,130 @@ static int ds_change(struct admin *a, const char *cmd, int argc, char **argv)
   return 0;
 }
 
+static void move_report(void *arg, int failed, const char *line)
+{
+  (void)arg;
+  fprintf(failed ? stderr : stdout, "%s%s\n", failed ? "cairn-admin: " : "", line);
+}
+
+/* `group move` / `namespace move`: exit 0 done, 1 refused, busy or partly
+ * failed, 2 usage. */
+static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
+{
+  const char *target = NULL, *ns = "", *merge = "true", *del = "true", *depth = NULL;
+  if (argc < 3 || strcmp(argv[0], "move") != 0) {
+    usage(stderr);
+    return 2;
+  }
+  const char *store = argv[1], *what = argv[2];
+  for (int i = 3; i < argc; i++) {
+    if (i + 1 >= argc) {
+      usage(stderr);
+      return 2;
+    }
+    const char *k = argv[i], *v = argv[++i];
+    if (!strcmp(k, "--target-ns"))
+      target = v;
+    else if (!strcmp(k, "--ns") && !ns_move)
+      ns = v;
+    else if ((!strcmp(k, "--merge-group") && !ns_move) || (!strcmp(k, "--merge-groups") && ns_move))
+      merge = v;
+    else if (!strcmp(k, "--delete-source") && ns_move)
+      del = v;
+    else if (!strcmp(k, "--max-depth") && ns_move)
+      depth = v;
+    else {
+      usage(stderr);
+      return 2;
+    }
+  }
+  int merge_b, del_b, max_depth = -1;
+  char type[16] = "";
+  const char *id = NULL;
+  if (target == NULL || core_parse_bool(merge, &merge_b) < 0 || core_parse_bool(del, &del_b) < 0 ||
+      format_name_ns(target) < 0 || format_name_ns(ns) < 0) {
+    fprintf(stderr, "cairn-admin: needs --target-ns NS; namespaces and booleans must be valid\n");
+    return 2;
+  }
+  if (depth) {
+    char *end;
+    long d = strtol(depth, &end, 10);
+    if (*depth == '\0' || *end || d < 0 || d > FORMAT_NAME_NS_MAX_DEPTH) {
+      fprintf(stderr, "cairn-admin: --max-depth takes 0..%d\n", FORMAT_NAME_NS_MAX_DEPTH);
+      return 2;
+    }
+    max_depth = (int)d;
+  }
+  if (!ns_move) {
+    const char *slash = strchr(what, '/');
+    if (slash == NULL || (size_t)(slash - what) >= sizeof(type)) {
+      fprintf(stderr, "cairn-admin: the group is TYPE/ID\n");
+      return 2;
+    }
+    memcpy(type, what, (size_t)(slash - what));
+    type[slash - what] = '\0';
+    id = slash + 1;
+    if (format_name_backup_type(type) < 0 || format_name_backup_id(id) < 0) {
+      fprintf(stderr, "cairn-admin: invalid group '%s'\n", what);
+      return 2;
+    }
+  }
+  char *path = core_asprintf("%s/datastore.cfg", a->config_dir);
+  struct core_config cfg;
+  char err[CORE_CONFIG_ERR_LEN] = "", lockdir[1024], msg[1024] = "";
+  int status = 1;
+  core_config_init(&cfg);
+  int rc = core_config_load(path, &cfg, NULL, err, sizeof(err));
+  const struct core_config_section *sec =
+      rc == 0 ? core_config_find(&cfg, "datastore", store) : NULL;
+  const char *base = sec ? core_config_get(sec, "path") : NULL;
+  const char *maint = sec ? core_config_get(sec, "maintenance-mode") : NULL;
+  if (base == NULL) {
+    fprintf(stderr, "cairn-admin: no datastore '%s' %s\n", store, err);
+    goto out;
+  }
+  if (core_config_get(sec, "backend") != NULL) {
+    fprintf(stderr, "cairn-admin: moves are not supported on S3 datastores yet\n");
+    goto out;
+  }
+  if (maint && strncmp(maint, "type=", 5) == 0)
+    maint += 5;
+  if (maint && (!strncmp(maint, "read-only", 9) || !strncmp(maint, "offline", 7) ||
+                !strncmp(maint, "delete", 6))) {
+    fprintf(stderr, "cairn-admin: datastore '%s' is in maintenance mode '%s'\n", store, maint);
+    goto out;
+  }
+  if (store_lock_dir(lockdir, sizeof(lockdir), a->run_dir, store) < 0) {
+    fprintf(stderr, "cairn-admin: invalid datastore name '%s'\n", store);
+    goto out;
+  }
+  if (ns_move) {
+    rc = store_move_ns_run(base, lockdir, what, target, max_depth, del_b, merge_b, move_report,
+                           NULL, msg, sizeof(msg));
+    if (rc < 0)
+      fprintf(stderr, "cairn-admin: %s\n", msg[0] ? msg : core_strerror(rc));
+    else if (rc > 0)
+      fprintf(stderr, "cairn-admin: %d group(s) not moved\n", rc);
+    status = rc == 0 ? 0 : 1;
+  } else {
+    struct store_move_result res;
+    rc = store_move_group(base, lockdir, ns, type, id, target, merge_b, 0, &res);
+    if (rc < 0) {
+      fprintf(stderr, "cairn-admin: %s\n", res.msg[0] ? res.msg : core_strerror(rc));
+    } else {
+      printf("moved group %s from '%s' to '%s' (%zu snapshots%s)\n", what, ns[0] ? ns : "/",
+             target[0] ? target : "/", res.snapshots, res.merged ? ", merged" : "");
+      if (res.msg[0])
+        printf("%s\n", res.msg);
+      status = 0;
+    }
+  }
+out:
+  core_config_free(&cfg);
+  core_free(path);
+  return status;
+}
+
 int main(int argc, char **argv)
 {
   struct admin a;
@@ -289,6 +420,8 @@ int main(int argc, char **argv)
       return 2;
     }
   }
+  if (argc - i >= 2 && (!strcmp(argv[i], "group") || !strcmp(argv[i], "namespace")))
+    return mv_main(&a, !strcmp(argv[i], "namespace"), argc - i - 1, argv + i + 1);
   int is_s3 = argc - i >= 2 && !strcmp(argv[i], "s3"); /* s3_admin.h */
   int is_access = argc - i >= 2 && (!strcmp(argv[i], "user") || !strcmp(argv[i], "token") ||
                                     !strcmp(argv[i], "acl")); /* access.h */

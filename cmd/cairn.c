@@ -58,6 +58,10 @@ int main(int argc, char **argv)
     rc = cmd_prune(&o);
   else if (strcmp(cmd, "status") == 0)
     rc = cmd_status(&o);
+  else if (strcmp(cmd, "group") == 0)
+    rc = cmd_move(&o, 0);
+  else if (strcmp(cmd, "namespace") == 0)
+    rc = cmd_move(&o, 1);
   else if (strcmp(cmd, "key") == 0)
     rc = cmd_key(&o);
   else if (strcmp(cmd, "benchmark") == 0)

@@ -35,6 +35,11 @@ struct opts {
   unsigned mem_mib;
   double seconds;         /* benchmark */
   int64_t backup_time;
+  const char *target_ns;     /* moves */
+  const char *merge_group;   /* "true"/"false", passed through */
+  const char *merge_groups;
+  const char *delete_source;
+  const char *max_depth;
   unsigned keep[6];       /* last hourly daily weekly monthly yearly */
   char *pos[64];          /* positional arguments */
   size_t npos;
@@ -72,5 +77,6 @@ int cmd_prune(struct opts *o);
 int cmd_status(struct opts *o);
 int cmd_key(struct opts *o);
 int cmd_benchmark(struct opts *o);
+int cmd_move(struct opts *o, int ns_move); /* cairn_move.c */
 
 #endif

@@ -21,6 +21,8 @@ const char *usage_main =
     "  forget SNAPSHOT                              delete a snapshot\n"
     "  prune GROUP --keep-...                       delete old snapshots of a group\n"
     "  status                                       datastore usage\n"
+    "  group move TYPE/ID --target-ns NS            move a backup group to another namespace\n"
+    "  namespace move NS --target-ns NS             move a namespace (tree)\n"
     "  key create [PATH] [--kdf scrypt|none]        create an encryption key file\n"
     "  benchmark                                    measure hashing, compression, crypto, upload\n"
     "\n"
@@ -86,6 +88,21 @@ void print_help(const char *cmd)
   } else if (strcmp(cmd, "status") == 0) {
     printf("usage: cairn status [OPTIONS]\n\nShows the datastore's size, use and free "
            "space.\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "group") == 0) {
+    printf("usage: cairn group move TYPE/ID --target-ns NS [--ns NS] [--merge-group BOOL]\n\n"
+           "Moves the group from --ns (default: the root) into the existing namespace\n"
+           "--target-ns. With --merge-group true (the default) an existing group there is\n"
+           "merged into if it has the same owner and only older snapshots. Follows the\n"
+           "server's task log; exits non-zero if the move failed.\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "namespace") == 0) {
+    printf("usage: cairn namespace move NS --target-ns NS [--max-depth N]\n"
+           "       [--delete-source BOOL] [--merge-groups BOOL]\n\n"
+           "Moves namespace NS (and the namespaces below it, up to --max-depth levels) so\n"
+           "that it becomes --target-ns, like mv; the target's parent must exist. Emptied\n"
+           "source namespaces are removed unless --delete-source false. Follows the\n"
+           "server's task log; exits non-zero if any group was not moved.\n\n%s",
            conn_help);
   } else if (strcmp(cmd, "key") == 0) {
     printf("usage: cairn key create [PATH] [--kdf scrypt|none]\n\n"
@@ -203,6 +220,16 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
       o->output = val;
     else if (strcmp(name, "ca-file") == 0)
       o->ca_file = val;
+    else if (strcmp(name, "target-ns") == 0)
+      o->target_ns = val;
+    else if (strcmp(name, "merge-group") == 0)
+      o->merge_group = val;
+    else if (strcmp(name, "merge-groups") == 0)
+      o->merge_groups = val;
+    else if (strcmp(name, "delete-source") == 0)
+      o->delete_source = val;
+    else if (strcmp(name, "max-depth") == 0)
+      o->max_depth = val;
     else if (strcmp(name, "workers") == 0) {
       if (parse_uint(val, &o->workers) < 0 || o->workers == 0 || o->workers > 64) {
         fprintf(stderr, "cairn: --workers takes 1..64\n");

@@ -641,3 +641,70 @@ int store_move_ns_remove_sources(const char *base, const struct store_move_ns_pl
   }
   return kept;
 }
+
+int store_move_ns_run(const char *base, const char *lockdir, const char *src, const char *dst,
+                      int max_depth, int delete_source, int merge, store_move_report_fn report,
+                      void *arg, char *msg, size_t msglen)
+{
+  struct store_lock_guard g = STORE_LOCK_GUARD_INIT;
+  struct store_move_ns_plan plan = {0};
+  struct store_move_result res;
+  char line[1024];
+  int *state = NULL;
+  int failed = 0;
+  int rc = store_move_ns_check(base, src, dst, max_depth, NULL, msg, msglen);
+  if (rc < 0)
+    return rc;
+  rc = store_lock_namespace(lockdir, src, STORE_LOCK_EXCLUSIVE, &g);
+  if (rc < 0) {
+    snprintf(msg, msglen, "namespace '%s' is %s", src,
+             rc == CORE_ELOCKED ? "busy (something below it holds a lock)" : core_strerror(rc));
+    return rc;
+  }
+  if ((rc = store_move_ns_check(base, src, dst, max_depth, &plan, msg, msglen)) < 0 ||
+      (rc = store_move_ns_create_targets(base, &plan, msg, msglen)) < 0)
+    goto out;
+  state = core_calloc(plan.n_groups ? plan.n_groups : 1, sizeof(int));
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < plan.n_groups; i++) {
+      const struct store_move_group_ref *gr = &plan.groups[i];
+      if (state[i] != (pass ? CORE_ELOCKED : 0))
+        continue;
+      int r = store_move_group(base, lockdir, gr->src_ns, gr->type, gr->id, gr->dst_ns, merge,
+                               STORE_MOVE_SRC_HELD, &res);
+      if (r == 0) {
+        state[i] = 1;
+        snprintf(line, sizeof(line), "moved group %s/%s from '%s' to '%s' (%zu snapshots%s)",
+                 gr->type, gr->id, ns_show(gr->src_ns), ns_show(gr->dst_ns), res.snapshots,
+                 res.merged ? ", merged" : "");
+        report(arg, 0, line);
+        continue;
+      }
+      state[i] = r;
+      if (r == CORE_ELOCKED && pass == 0)
+        continue;
+      failed++;
+      snprintf(line, sizeof(line), "group %s/%s in '%s' not moved: %s", gr->type, gr->id,
+               ns_show(gr->src_ns), res.msg[0] ? res.msg : core_strerror(r));
+      report(arg, 1, line);
+    }
+  }
+  if (delete_source) {
+    int kept = store_move_ns_remove_sources(base, &plan);
+    if (kept < 0) {
+      snprintf(line, sizeof(line), "cannot remove the emptied source namespaces: %s",
+               core_strerror(kept));
+      report(arg, 1, line);
+    } else if (kept > 0) {
+      snprintf(line, sizeof(line), "kept %d source namespace(s) that still hold something",
+               kept);
+      report(arg, 0, line);
+    }
+  }
+  rc = failed;
+out:
+  core_free(state);
+  store_move_ns_plan_free(&plan);
+  store_lock_release(&g);
+  return rc;
+}

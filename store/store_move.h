@@ -116,6 +116,17 @@ int store_move_ns_create_targets(const char *base, const struct store_move_ns_pl
  * namespace exclusively. */
 int store_move_ns_remove_sources(const char *base, const struct store_move_ns_plan *plan);
 
+/* The whole namespace move in one call, for cairn-admin (offline, or beside a
+ * running server: same locks). Locks `src` exclusively (CORE_ELOCKED at once
+ * if busy), creates the targets, moves group by group, retries the busy ones
+ * once, removes the emptied sources if `delete_source`. `report` gets one
+ * line per event (failed != 0 for a group not moved). Returns 0, the number
+ * of groups not moved (> 0), or an error before anything moved (msg). */
+typedef void (*store_move_report_fn)(void *arg, int failed, const char *line);
+int store_move_ns_run(const char *base, const char *lockdir, const char *src, const char *dst,
+                      int max_depth, int delete_source, int merge, store_move_report_fn report,
+                      void *arg, char *msg, size_t msglen);
+
 /* ---- the journal (GC) ---------------------------------------------------- */
 
 /* GC, at the end of its mark phase: takes the journal's flock (waiting: a

@@ -22,6 +22,7 @@ ctest; exits non-zero on failure.
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -490,6 +491,69 @@ class RaceTest(Case):
         self.run_task("move-namespace", {"ns": "ka", "target-ns": "kb"})
         self.assertEqual(d["ka"], self.restore("kt", T0, ns="kb"))
         self.assertEqual(d["ka/b"], self.restore("kt", T0, ns="kb/b"))
+        self.check_clean()
+
+
+class ClientTest(Case):
+    """`cairn group|namespace move` (follows the task log, exit status) and
+    the same verbs of cairn-admin beside the running server (same locks)."""
+
+    def cairn(self, *args):
+        e = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")
+             or k == "CAIRN_BIN_DIR"}
+        authid, secret = self.srv.token.rsplit(":", 1)
+        e["CAIRN_REPOSITORY"] = "%s@%s:%d:%s" % (authid, self.srv.host, self.srv.port, STORE)
+        e["CAIRN_SECRET"] = secret
+        return subprocess.run([ch.binary("cairn")] + list(args) + ["--plain-http"],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              env=e, timeout=120)
+
+    def test_cairn_client_moves(self):
+        self.ns_create("c1")
+        data = self.backup("cl", T0)
+        p = self.cairn("group", "move", "host/cl", "--target-ns", "c1")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn("moved group host/cl", p.stdout)
+        self.assertIn("TASK OK", p.stdout)
+        self.assertEqual(data, self.restore("cl", T0, ns="c1"))
+        # Refused at once: exit non-zero with the server's message.
+        p = self.cairn("group", "move", "host/cl", "--target-ns", "nope", "--ns", "c1")
+        self.assertNotEqual(0, p.returncode)
+        self.assertIn("does not exist", p.stderr)
+        # A task that fails (a reader holds the snapshot): non-zero.
+        r = self.open_session(pp.ReaderSession(self.srv, STORE, "host", "cl", T0, ns="c1"))
+        p = self.cairn("group", "move", "host/cl", "--ns", "c1", "--target-ns", "")
+        r.close()
+        self.assertNotEqual(0, p.returncode, p.stdout)
+        self.assertIn("in use", p.stderr)
+        p = self.cairn("namespace", "move", "c1", "--target-ns", "c2", "--max-depth", "0")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertEqual(data, self.restore("cl", T0, ns="c2"))
+        self.assertFalse(os.path.exists(ns_dir(self.ds, "c1")))
+        p = self.cairn("group", "move", "host/cl")
+        self.assertEqual(2, p.returncode)
+
+    def test_cairn_admin_moves(self):
+        self.ns_create("a1")
+        data = self.backup("ad", T0, ns="a1")
+        r = self.open_session(pp.ReaderSession(self.srv, STORE, "host", "ad", T0, ns="a1"))
+        p = self.srv.admin("group", "move", STORE, "host/ad", "--ns", "a1", "--target-ns", "")
+        self.assertEqual(1, p.returncode, p.stdout + p.stderr)
+        self.assertIn("in use", p.stderr)
+        p = self.srv.admin("namespace", "move", STORE, "a1", "--target-ns", "a2")
+        self.assertEqual(1, p.returncode, p.stdout + p.stderr)
+        self.assertIn("busy", p.stderr)
+        r.close()
+        p = self.srv.admin("group", "move", STORE, "host/ad", "--ns", "a1", "--target-ns", "")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertEqual(data, self.restore("ad", T0))
+        p = self.srv.admin("group", "move", STORE, "host/ad", "--target-ns", "a1")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        p = self.srv.admin("namespace", "move", STORE, "a1", "--target-ns", "a2")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn("moved group host/ad", p.stdout)
+        self.assertEqual(data, self.restore("ad", T0, ns="a2"))
+        self.assertFalse(os.path.exists(ns_dir(self.ds, "a1")))
         self.check_clean()
 
 
