@@ -378,7 +378,7 @@ static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
     status = rc == 0 ? 0 : 1;
   } else {
     struct store_move_result res;
-    rc = store_move_group(base, lockdir, ns, type, id, target, merge_b, 0, &res);
+    rc = store_move_group(base, lockdir, ns, type, id, target, merge_b, 0, NULL, &res);
     if (rc < 0) {
       fprintf(stderr, "cairn-admin: %s\n", res.msg[0] ? res.msg : core_strerror(rc));
     } else {

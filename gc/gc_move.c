@@ -33,6 +33,7 @@
 #include "store/store_lock.h"
 #include "store/store_move.h"
 #include "store/store_path.h"
+#include "store/store_s3.h"
 #include "store/store_snapshot.h"
 
 #include <inttypes.h>
@@ -148,10 +149,23 @@ static void job_check(struct move_run *r)
                               sizeof(r->msg));
 }
 
+/* S3 datastores: a private blocking client for the job (store_move_s3.c). */
+static int s3_open(struct move_run *r, struct store_s3_fetcher **f, char *msg, size_t len)
+{
+  *f = NULL;
+  if (!store_datastore_is_s3(r->ds))
+    return 0;
+  return store_s3_fetcher_open(r->ds, f, msg, len);
+}
+
 static void job_group(struct move_run *r)
 {
-  r->rc = store_move_group(r->base, r->lockdir, r->o.ns, r->o.type, r->o.id, r->o.target,
-                           r->o.merge, 0, &r->res);
+  struct store_s3_fetcher *f;
+  r->rc = s3_open(r, &f, r->res.msg, sizeof(r->res.msg));
+  if (r->rc == 0)
+    r->rc = store_move_group(r->base, r->lockdir, r->o.ns, r->o.type, r->o.id, r->o.target,
+                             r->o.merge, 0, f, &r->res);
+  store_s3_fetcher_close(f);
 }
 
 static void job_ns_lock(struct move_run *r)
@@ -173,20 +187,34 @@ static void job_ns_lock(struct move_run *r)
                               sizeof(r->msg));
   if (r->rc == 0)
     r->rc = store_move_ns_create_targets(r->base, &r->plan, r->msg, sizeof(r->msg));
+  struct store_s3_fetcher *f = NULL;
+  if (r->rc == 0 && (r->rc = s3_open(r, &f, r->msg, sizeof(r->msg))) == 0 && f)
+    r->rc = store_move_s3_ns_markers(f, &r->plan, r->base, 0, r->msg, sizeof(r->msg));
+  store_s3_fetcher_close(f);
 }
 
 static void job_ns_group(struct move_run *r)
 {
   const struct store_move_group_ref *g = &r->plan.groups[r->cur];
-  r->rc = store_move_group(r->base, r->lockdir, g->src_ns, g->type, g->id, g->dst_ns,
-                           r->o.merge, STORE_MOVE_SRC_HELD, &r->res);
+  struct store_s3_fetcher *f;
+  r->rc = s3_open(r, &f, r->res.msg, sizeof(r->res.msg));
+  if (r->rc == 0)
+    r->rc = store_move_group(r->base, r->lockdir, g->src_ns, g->type, g->id, g->dst_ns,
+                             r->o.merge, STORE_MOVE_SRC_HELD, f, &r->res);
+  store_s3_fetcher_close(f);
 }
 
 static void job_ns_finish(struct move_run *r)
 {
   r->rc = 0;
-  if (r->o.delete_source)
-    r->rc = store_move_ns_remove_sources(r->base, &r->plan);
+  if (!r->o.delete_source)
+    return;
+  r->rc = store_move_ns_remove_sources(r->base, &r->plan);
+  struct store_s3_fetcher *f = NULL;
+  if (r->rc >= 0 && s3_open(r, &f, r->msg, sizeof(r->msg)) == 0 && f &&
+      store_move_s3_ns_markers(f, &r->plan, r->base, 1, r->msg, sizeof(r->msg)) < 0)
+    r->rc = CORE_ES3;
+  store_s3_fetcher_close(f);
 }
 
 static void job_run(struct core_job *j)
@@ -242,7 +270,7 @@ static void ns_finish_done(struct move_run *r)
 {
   if (r->rc < 0)
     core_task_warn(r->task, "cannot remove the emptied source namespaces: %s",
-                   core_strerror(r->rc));
+                   r->msg[0] ? r->msg : core_strerror(r->rc));
   else if (r->o.delete_source && r->rc > 0)
     core_task_log(r->task, "kept %d source namespace(s) that still hold something", r->rc);
   else if (r->o.delete_source)
@@ -422,11 +450,6 @@ static void move_ready(struct gc_start *s, struct store_datastore *ds)
   uv_timer_init(s->ctx->loop, &r->timer);
   r->timer.data = r;
   gc__run_begin(s->ctx);
-  if (store_datastore_is_s3(ds)) {
-    run_end(r, CORE_EINVAL, "moving groups and namespaces is not supported on S3 datastores "
-            "yet");
-    return;
-  }
   move_submit(r, STEP_CHECK);
 }
 

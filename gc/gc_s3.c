@@ -5,6 +5,8 @@
 #include "gc/gc_space.h"
 #include "gc/gc_status.h"
 #include "gc/gc_walk.h"
+#include "store/store_move.h"
+#include "core/core_testpoint.h"
 
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
@@ -49,6 +51,7 @@ enum step {
   S_SAFETY,    /* pool */
   S_WALK,      /* pool */
   S_MARK,      /* pool */
+  S_REPLAY,    /* pool: the groups moves put elsewhere meanwhile (store_move.h) */
   S_DECIDE,    /* pool: one listed page (phase 2 overlaps lists, jobs and deletes) */
   S_SWEEP,     /* pool */
   S_FINISH,    /* pool */
@@ -78,6 +81,7 @@ struct run {
   char *base;                   /* owned */
   char *prefix;                 /* owned: "<store>/.chunks/" */
   int64_t cutoff_s, grace_s;
+  size_t replayed_groups;       /* S_REPLAY: groups named in the move journal */
   int safety;
   enum step step;
   uint64_t t_start, t_mark, t_list, t_sweep;
@@ -234,6 +238,7 @@ static void run_walk(struct run *r)
                            sizeof(r->msg));
   if (rc < 0)
     r->rc = rc;
+  core_testpoint("gc-listed");
 }
 
 static int map_index(struct run *r, const char *path, void **map, size_t *len,
@@ -368,6 +373,45 @@ static void run_mark(struct run *r)
       r->cur_entry = e;
     }
   }
+}
+
+/* Marks every group named in the move journal while holding its lock, then
+ * empties it (see store_move.h for why this closes the race between a move
+ * and the mark phase). */
+static void run_replay(struct run *r)
+{
+  int fd = -1;
+  char **dirs = NULL;
+  size_t n = 0;
+  int rc = store_move_journal_take(r->base, &fd, &dirs, &n);
+  if (rc < 0) {
+    r->rc = rc;
+    snprintf(r->msg, sizeof(r->msg), "cannot read the move journal: %s", core_strerror(rc));
+    return;
+  }
+  struct gc_index_list moved, saved = r->list;
+  memset(&moved, 0, sizeof(moved));
+  size_t saved_file = r->cur_file;
+  if (n > 0)
+    rc = gc_walk_groups(dirs, n, &moved, &r->task->abort_requested, r->msg, sizeof(r->msg));
+  if (rc < 0) {
+    r->rc = rc;
+  } else if (moved.n > 0) {
+    r->list = moved;
+    r->cur_file = 0;
+    r->cur_entry = 0;
+    while (r->rc == 0 && r->cur_file < r->list.n)
+      run_mark(r);
+    moved = r->list;
+    r->list = saved;
+    r->cur_file = saved_file;
+  }
+  r->replayed_groups = n;
+  store_move_journal_done(fd, r->rc == 0);
+  gc_index_list_free(&moved);
+  for (size_t i = 0; i < n; i++)
+    core_free(dirs[i]);
+  core_free(dirs);
 }
 
 static void count_kept(struct run *r, int bad, int64_t atime, uint64_t size)
@@ -586,6 +630,7 @@ static void job_run(struct core_job *j)
   }
   case S_WALK: run_walk(r); break;
   case S_MARK: run_mark(r); break;
+  case S_REPLAY: run_replay(r); break;
   case S_DECIDE: run_decide(r); break;
   case S_SWEEP: run_sweep(r); break;
   case S_FINISH:
@@ -1031,6 +1076,12 @@ static void advance(struct run *r)
       submit(r, S_MARK);
       return;
     }
+    submit(r, S_REPLAY);
+    return;
+  case S_REPLAY:
+    if (r->replayed_groups)
+      core_task_log(r->task, "marked %zu groups again that moves put elsewhere since the last "
+                    "GC", r->replayed_groups);
     core_task_log(r->task, "marked %" PRIu64 " chunks (%" PRIu64 " cache hits), %" PRIu64
                   " not in the local cache", r->touched, r->cache.hits, r->using_made);
     core_task_log(r->task, "Start GC phase2 (sweep unused chunks in the bucket)");

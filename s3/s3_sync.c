@@ -146,3 +146,11 @@ int s3_sync_delete(struct s3_sync *s, const char *const *keys, size_t n, size_t 
   memset(res, 0, sizeof(*res));
   return run(s, &w, s3_delete_objects(s->cl, keys, n, on_done, &w));
 }
+
+int s3_sync_copy(struct s3_sync *s, const char *src_key, const char *dst_key,
+                 struct s3_sync_result *res)
+{
+  struct wait w = {0, res, NULL, NULL, NULL, NULL};
+  memset(res, 0, sizeof(*res));
+  return run(s, &w, s3_copy_object(s->cl, src_key, dst_key, on_done, &w));
+}

@@ -65,6 +65,9 @@ int s3_sync_list(struct s3_sync *s, const char *prefix, const char *token,
 int s3_sync_delete(struct s3_sync *s, const char *const *keys, size_t n, size_t *failed,
                    struct s3_sync_result *res);
 
+/* Server-side CopyObject inside the bucket (moves). */
+int s3_sync_copy(struct s3_sync *s, const char *src_key, const char *dst_key,
+                 struct s3_sync_result *res);
 /* All return res->status (0 or a negative code). */
 
 #endif

@@ -349,8 +349,11 @@ static int remove_group_dir(const char *path)
 
 int store_move_group(const char *base, const char *lockdir, const char *src_ns,
                      const char *type, const char *id, const char *dst_ns, int merge,
-                     unsigned flags, struct store_move_result *res)
+                     unsigned flags, struct store_s3_fetcher *s3,
+                     struct store_move_result *res)
 {
+  struct store_move_keys old_keys = {0};
+  char srel[STORE_PATH_MAX];
   struct store_lock_guard sg = STORE_LOCK_GUARD_INIT, tg = STORE_LOCK_GUARD_INIT;
   struct snap_locks locks = {0};
   struct store_snapshot_list sl = {0};
@@ -408,6 +411,17 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
       (rc = store_path_group(dp, sizeof(dp), base, dst_ns, type, id)) < 0 ||
       (rc = store_path_group(rel, sizeof(rel), NULL, dst_ns, type, id)) < 0)
     goto out;
+  if (s3) {
+    char notes[STORE_PATH_MAX + 8];
+    struct stat st;
+    snprintf(notes, sizeof(notes), "%s/%s", dp, STORE_NOTES_FILE);
+    int copy_notes = !merging || stat(notes, &st) < 0;
+    if ((rc = store_path_group(srel, sizeof(srel), NULL, src_ns, type, id)) < 0 ||
+        (rc = store_move_s3_copy(s3, srel, rel, merging, copy_notes, &old_keys, res->msg,
+                                 sizeof(res->msg))) < 0)
+      goto out;
+    core_testpoint("move-s3-copied");
+  }
   if ((rc = journal_append(base, rel, &jfd, res)) < 0)
     goto out;
   core_testpoint("move-journaled");
@@ -452,7 +466,13 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
   core_file_fsync_parent(sp);
   core_file_fsync_parent(dp);
   rc = 0;
+  if (s3) {
+    char why[400];
+    if (store_move_s3_delete(s3, &old_keys, why, sizeof(why)) < 0)
+      snprintf(res->msg, sizeof(res->msg), "moved, but old keys stay in the bucket: %s", why);
+  }
 out:
+  store_move_keys_free(&old_keys);
   journal_release(jfd);
   snap_locks_release(&locks);
   store_snapshot_list_free(&sl);
@@ -671,7 +691,7 @@ int store_move_ns_run(const char *base, const char *lockdir, const char *src, co
       if (state[i] != (pass ? CORE_ELOCKED : 0))
         continue;
       int r = store_move_group(base, lockdir, gr->src_ns, gr->type, gr->id, gr->dst_ns, merge,
-                               STORE_MOVE_SRC_HELD, &res);
+                               STORE_MOVE_SRC_HELD, NULL, &res);
       if (r == 0) {
         state[i] = 1;
         snprintf(line, sizeof(line), "moved group %s/%s from '%s' to '%s' (%zu snapshots%s)",

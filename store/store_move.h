@@ -71,13 +71,19 @@ int store_move_group_check(const char *base, const char *src_ns, const char *typ
                            struct store_move_result *res);
 
 /* One attempt to move group type/id from src_ns to dst_ns (an existing
- * namespace). Returns 0, CORE_ELOCKED (busy, nothing changed; res->msg says
+ * namespace). On an S3 datastore `s3` is a fetcher of it (store_s3.h; NULL
+ * for a local datastore): under the locks, the group's `.cnt/` objects are
+ * copied to the new keys first (a failure there changes nothing), then the
+ * local directories are renamed, then the old keys deleted (a failure there
+ * is reported in res->msg and leaves orphaned old keys, the move stands). Returns 0, CORE_ELOCKED (busy, nothing changed; res->msg says
  * what), the errors of store_move_group_check (re-checked under the locks),
  * or a negative errno of a failed rename (the move stopped there; every
  * snapshot is in exactly one place). */
+struct store_s3_fetcher;
 int store_move_group(const char *base, const char *lockdir, const char *src_ns,
                      const char *type, const char *id, const char *dst_ns, int merge,
-                     unsigned flags, struct store_move_result *res);
+                     unsigned flags, struct store_s3_fetcher *s3,
+                     struct store_move_result *res);
 
 /* ---- namespaces -------------------------------------------------------- */
 
@@ -126,6 +132,28 @@ typedef void (*store_move_report_fn)(void *arg, int failed, const char *line);
 int store_move_ns_run(const char *base, const char *lockdir, const char *src, const char *dst,
                       int max_depth, int delete_source, int merge, store_move_report_fn report,
                       void *arg, char *msg, size_t msglen);
+
+/* ---- S3 (store_move_s3.c; pool) ------------------------------------------ */
+
+struct store_move_keys {
+  char **v; /* owned keys */
+  size_t n, cap;
+};
+void store_move_keys_free(struct store_move_keys *k);
+/* Lists every key below <store>/.cnt/<src_rel>/ into src_keys and copies
+ * them to <store>/.cnt/<dst_rel>/..., manifests last; when `merging`, the
+ * source group's owner (and its notes unless `copy_notes`) are not copied.
+ * On failure the copies made are deleted again (best effort). */
+int store_move_s3_copy(struct store_s3_fetcher *f, const char *src_rel, const char *dst_rel,
+                       int merging, int copy_notes, struct store_move_keys *src_keys,
+                       char *msg, size_t msglen);
+/* DeleteObjects of `keys` in batches of 1000, manifests first. */
+int store_move_s3_delete(struct store_s3_fetcher *f, const struct store_move_keys *keys,
+                         char *msg, size_t msglen);
+/* Writes the `.namespace` markers of the plan's targets, or (remove) deletes
+ * those of the plan's sources that no longer exist locally. */
+int store_move_s3_ns_markers(struct store_s3_fetcher *f, const struct store_move_ns_plan *plan,
+                             const char *base, int remove, char *msg, size_t msglen);
 
 /* ---- the journal (GC) ---------------------------------------------------- */
 

@@ -289,5 +289,9 @@ int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **
  * Returns 0, CORE_ENOTFOUND, or an S3/transport error. Pool. */
 int store_s3_fetch(struct store_s3_fetcher *f, const uint8_t digest[32], struct core_buf *out);
 void store_s3_fetcher_close(struct store_s3_fetcher *f);
+/* The fetcher's blocking client and "<store>" key prefix, for other pool
+ * work on the bucket (moves, store_move.c). */
+struct s3_sync *store_s3_fetcher_sync(struct store_s3_fetcher *f);
+const char *store_s3_fetcher_prefix(const struct store_s3_fetcher *f);
 
 #endif

@@ -130,3 +130,13 @@ void store_s3_fetcher_close(struct store_s3_fetcher *f)
   s3_endpoint_free(&f->ep);
   core_free(f);
 }
+
+struct s3_sync *store_s3_fetcher_sync(struct store_s3_fetcher *f)
+{
+  return &f->s;
+}
+
+const char *store_s3_fetcher_prefix(const struct store_s3_fetcher *f)
+{
+  return f->prefix;
+}
