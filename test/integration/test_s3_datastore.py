@@ -16,6 +16,8 @@ module, and cairnd servers from the harness. Covers:
     disabled (test hook) GC deletes the object and the backup "succeeds"
     over a missing chunk; with them, the object is kept;
   - GC: request counts equal the minimum for the listing size;
+  - moves (issue #15): group and namespace moves copy the .cnt/ objects to
+    the new keys and delete the old ones; GC, verify and an S3 refresh agree;
   - GC with the local cache on a full tmpfs: the atime check falls back to a
     cached chunk, GC deletes the garbage and writes .gc-status;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
@@ -576,6 +578,67 @@ class Datastore(S3Case):
                              self.restore("s3full", "h2", 1700000060))
         finally:
             fd.umount(mnt)  # lazily: the server keeps the datastore open
+
+
+class Moves(S3Case):
+    """Issue #15 on an S3 datastore: a group move and a namespace move copy
+    the .cnt/ objects to the new keys and delete the old ones; restores,
+    verify, GC and an S3 refresh onto an empty directory agree afterwards."""
+
+    def move(self, store, what, params):
+        r = self.srv.post("%s/admin/datastore/%s/%s" % (API, store, what), params=params)
+        upid = self.assertOk(r, what)
+        st = self.wait_task(upid)
+        self.assertEqual("OK", st.get("exitstatus"), self.task_log(upid))
+        return self.task_log(upid)
+
+    def test_moves_in_the_bucket(self):
+        srv = self.srv
+        self.assertOk(self.make_store("s3mv"), "create")
+        c1, c2 = self.chunks(21, 3), self.chunks(22, 3)
+        self.backup("s3mv", "m1", 1700000000, c1)
+        self.backup("s3mv", "m1", 1700000100, c2)
+        self.assertOk(srv.post(API + "/admin/datastore/s3mv/namespace",
+                               params={"name": "team"}))
+        self.move("s3mv", "move-group", {"backup-type": "host", "backup-id": "m1",
+                                         "target-ns": "team"})
+        self.assertEqual({}, list_keys("s3mv/.cnt/host/m1/"))
+        new = list_keys("s3mv/.cnt/ns/team/host/m1/")
+        for t in ("2023-11-14T22:13:20Z", "2023-11-14T22:15:00Z"):
+            self.assertIn("s3mv/.cnt/ns/team/host/m1/%s/index.json.blob" % t, new)
+            self.assertIn("s3mv/.cnt/ns/team/host/m1/%s/root.pxar.didx" % t, new)
+        self.assertIn("s3mv/.cnt/ns/team/host/m1/owner", new)
+        r = self.open_session(pp.ReaderSession(srv, "s3mv", "host", "m1", 1700000100,
+                                               ns="team"))
+        _, data = r.restore_index("root.pxar.didx")
+        r.close()
+        self.assertEqual(b"".join(c.data for c in c2), data)
+        # The namespace moves: its marker and its groups' keys follow.
+        self.move("s3mv", "move-namespace", {"ns": "team", "target-ns": "crew"})
+        self.assertEqual({}, list_keys("s3mv/.cnt/ns/team/"))
+        self.assertIn("s3mv/.cnt/ns/crew/.namespace", list_keys("s3mv/.cnt/ns/crew/"))
+        self.assertIn("s3mv/.cnt/ns/crew/host/m1/2023-11-14T22:13:20Z/index.json.blob",
+                      list_keys("s3mv/.cnt/ns/crew/host/m1/"))
+        self.gc("s3mv")
+        upid = self.start_task("s3mv", "verify")
+        st = self.wait_task(upid)
+        self.assertEqual("OK", st.get("exitstatus"), self.task_log(upid))
+        # A refresh onto an empty directory finds the group in its new place only.
+        self.assertOk(srv.delete(API + "/config/datastore/s3mv"), "remove config")
+        fresh = os.path.join(srv.data_dir, "s3mv-new")
+        self.assertOk(self.make_store("s3mv", path=fresh, extra={"overwrite-in-use": "1"}))
+        upid = self.start_task("s3mv", "s3-refresh", method="PUT")
+        st = self.wait_task(upid)
+        self.assertEqual("OK", st.get("exitstatus"), self.task_log(upid))
+        self.assertEqual([], self.assertOk(srv.get(API + "/admin/datastore/s3mv/snapshots")))
+        snaps = self.assertOk(srv.get(API + "/admin/datastore/s3mv/snapshots",
+                                      params={"ns": "crew"}))
+        self.assertEqual([1700000000, 1700000100], sorted(s["backup-time"] for s in snaps))
+        r = self.open_session(pp.ReaderSession(srv, "s3mv", "host", "m1", 1700000000,
+                                               ns="crew"))
+        _, data = r.restore_index("root.pxar.didx")
+        r.close()
+        self.assertEqual(b"".join(c.data for c in c1), data)
 
 
 class CacheRestart(S3Case):
