@@ -40,6 +40,13 @@
  * through the whole listing and was marked there. The journal is only ever
  * appended to between GCs (one short line per moved group), and GC empties it.
  *
+ * S3 datastores (store_move_s3.c): under the same locks, the group's `.cnt/`
+ * objects are first copied to the new keys (manifests last), then the cache
+ * directories renamed as above, then the old keys deleted (manifests first).
+ * The bucket holds a finished snapshot's metadata at every moment; a crash
+ * leaves at worst an extra copy at the new keys or orphaned old keys
+ * (docs/datastore-layout.md, section 8).
+ *
  * THREADS: synchronous file-system code for pool jobs and cairn-admin.
  */
 #ifndef STORE_MOVE_H
