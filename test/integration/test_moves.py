@@ -358,6 +358,45 @@ class MoveTest(Case):
         self.assertEqual(data["tc/b/c"], self.restore("t", T0, ns="tz/b/c"))
 
 
+class PrivilegeTest(Case):
+    """move-group: Datastore.Modify, or Datastore.Prune and ownership, on the
+    source; Datastore.Modify, or Datastore.Backup and ownership, on the
+    target. move-namespace: Datastore.Modify on both parents."""
+
+    def test_privileges(self):
+        srv = self.srv
+        for ns in ("pa", "pb", "pc"):
+            self.ns_create(ns)
+        self.assertOk(srv.post(API + "/access/users", params={"userid": "mover@pbs"}))
+        d = self.assertOk(srv.post(API + "/access/users/mover@pbs/token/t"))
+        token = "mover@pbs!t:%s" % d["value"]
+        for path, role in (("/datastore/%s/pa" % STORE, "DatastorePowerUser"),
+                           ("/datastore/%s/pb" % STORE, "DatastoreBackup")):
+            for who in ("mover@pbs", "mover@pbs!t"):  # a token never exceeds its user
+                self.assertOk(srv.put(API + "/access/acl", params={
+                    "path": path, "auth-id": who, "role": role, "propagate": "1"}))
+        api = pp.Endpoint(srv.host, srv.port, token)
+        b = self.open_session(pp.BackupSession(api, STORE, "host", "own", T0, ns="pa"))
+        b.upload_dynamic("root.pxar.didx", [pp.Chunk(rbytes(3, 5000))])
+        b.upload_manifest()
+        b.finish()
+        self.backup("foreign", T0, ns="pa")  # owned by root
+
+        def move(bid, target):
+            return api.request("POST", "%s/admin/datastore/%s/move-group" % (API, STORE),
+                               params={"ns": "pa", "backup-type": "host", "backup-id": bid,
+                                       "target-ns": target})
+        self.assertError(move("foreign", "pb"), 403, mentions="permission")
+        self.assertError(move("own", "pc"), 403, mentions="permission")
+        self.assertEqual([("host", "own", T0)], self.snapshots("pa", "own"))
+        upid = self.assertOk(move("own", "pb"))
+        self.assertEqual("OK", self.wait(upid)["exitstatus"], self.log_text(upid))
+        self.assertEqual([("host", "own", T0)], self.snapshots("pb", "own"))
+        r = api.request("POST", "%s/admin/datastore/%s/move-namespace" % (API, STORE),
+                        params={"ns": "pa", "target-ns": "pz"})
+        self.assertError(r, 403, mentions="permission")
+
+
 class RaceTest(Case):
 
     def test_backup_running_in_source_group(self):
