@@ -237,7 +237,23 @@ static void job_run(struct core_job *j)
 static void on_retry(uv_timer_t *t)
 {
   struct move_run *r = t->data;
+  if (core_task_aborted(r->task)) {
+    run_end(r, CORE_EABORTED, "aborted");
+    return;
+  }
   move_submit(r, r->step);
+}
+
+/* An abort while waiting for a retry ends the task at once; a job in flight
+ * notices the flag when it is done. */
+static void on_abort(struct core_task *t, void *arg)
+{
+  struct move_run *r = arg;
+  (void)t;
+  if (uv_is_active((uv_handle_t *)&r->timer)) {
+    uv_timer_stop(&r->timer);
+    run_end(r, CORE_EABORTED, "aborted");
+  }
 }
 
 /* A busy lock: try again later, or give up after RETRIES attempts. */
@@ -356,6 +372,8 @@ static void start_task(struct move_run *r)
     core_task_log(r->task, "moving group %s/%s from namespace '%s' to '%s' on datastore '%s' "
                   "(merge-group %s)", o->type, o->id, show(o->ns), show(o->target), r->store,
                   o->merge ? "true" : "false");
+  r->task->on_abort = on_abort;
+  r->task->on_abort_arg = r;
   r->cb(r->cb_arg, 0, NULL, r->task);
   r->attempt = 0;
   move_submit(r, o->ns_move ? STEP_NS_LOCK : STEP_GROUP);
@@ -377,6 +395,10 @@ static void job_done(struct core_job *j, int status)
     start_task(r);
     return;
   case STEP_GROUP:
+    if (r->rc == CORE_ELOCKED && core_task_aborted(r->task)) {
+      run_end(r, CORE_EABORTED, "aborted");
+      return;
+    }
     if (r->rc == CORE_ELOCKED && retry_later(r, r->res.msg))
       return;
     if (r->rc < 0) {
@@ -387,6 +409,10 @@ static void job_done(struct core_job *j, int status)
     run_end(r, 0, NULL);
     return;
   case STEP_NS_LOCK:
+    if (r->rc == CORE_ELOCKED && core_task_aborted(r->task)) {
+      run_end(r, CORE_EABORTED, "aborted");
+      return;
+    }
     if (r->rc == CORE_ELOCKED && retry_later(r, r->msg))
       return;
     if (r->rc < 0) {

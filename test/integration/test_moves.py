@@ -409,6 +409,11 @@ class RaceTest(Case):
         self.assertIn("ERROR", st["exitstatus"])
         self.assertIn("busy", st["exitstatus"])
         self.assertIn("retrying", self.log_text(upid))
+        # An abort while it waits for the next attempt ends it at once.
+        upid = self.start("move-group", {"backup-type": "host", "backup-id": "br",
+                                         "target-ns": "b1"})
+        self.assertOk(self.srv.delete("%s/%s" % (TASKS, quote(upid))))
+        self.assertIn("abort", self.wait(upid)["exitstatus"])
         b.upload_manifest()
         b.finish()
         self.assertEqual(chunks[0].data, self.restore("br", T0 + 60))
