@@ -162,6 +162,11 @@ static void job_group(struct move_run *r)
 {
   struct store_s3_fetcher *f;
   r->rc = s3_open(r, &f, r->res.msg, sizeof(r->res.msg));
+  if (r->rc == 0 && f) {
+    /* Leftovers of interrupted moves first (store_move.h). */
+    char why[256];
+    store_move_s3_reconcile(f, r->base, r->lockdir, why, sizeof(why));
+  }
   if (r->rc == 0)
     r->rc = store_move_group(r->base, r->lockdir, r->o.ns, r->o.type, r->o.id, r->o.target,
                              r->o.merge, 0, f, &r->res);

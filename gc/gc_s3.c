@@ -177,6 +177,11 @@ static void run_begin(struct run *r)
     return;
   }
   r->begun = 1;
+  /* Keys left by interrupted moves (store_move.h); a failure only waits for
+   * the next run. */
+  char why[256];
+  if (store_move_s3_reconcile_ds(r->ds, r->ctx->run_dir, why, sizeof(why)) < 0)
+    core_task_warn(r->task, "leftovers of interrupted moves not cleaned up: %s", why);
   if (!r->safety)
     return;
   uint8_t *zeros = core_calloc(1, ZERO_CHUNK_SIZE);

@@ -31,6 +31,7 @@
 #include "core/core_log.h"
 #include "store/store_api.h"
 #include "store/store_s3.h"
+#include "store/store_move.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
 #include "format/format_name.h"
@@ -228,7 +229,12 @@ static void run_step(struct core_job *j)
     if (r->final_rc < 0)
       snprintf(r->msg, sizeof(r->msg), "cannot clear maintenance mode: %s", q.err);
     break;
-  case R_PREPARE:
+  case R_PREPARE: {
+    /* Leftovers of interrupted moves go first, while the local tree still
+     * says where each snapshot is (store_move.h). */
+    char why[256];
+    if (store_move_s3_reconcile_ds(r->ds, r->ctx->run_dir, why, sizeof(why)) < 0)
+      core_task_warn(r->task, "leftovers of interrupted moves not cleaned up: %s", why);
     r->rc = remove_tree(r->base, TMP_DIR);
     if (r->rc == 0)
       r->rc = remove_tree(r->base, OLD_DIR);
@@ -237,6 +243,7 @@ static void run_step(struct core_job *j)
     if (r->rc < 0)
       snprintf(r->msg, sizeof(r->msg), "cannot prepare %.300s: %s", tmp, core_strerror(r->rc));
     break;
+  }
   case R_SWAP: {
     static const char *const trees[] = {"vm", "ct", "host", "ns"};
     char old[STORE_PATH_MAX], from[STORE_PATH_MAX + 64], to[STORE_PATH_MAX + 64];

@@ -416,10 +416,15 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
     struct stat st;
     snprintf(notes, sizeof(notes), "%s/%s", dp, STORE_NOTES_FILE);
     int copy_notes = !merging || stat(notes, &st) < 0;
-    if ((rc = store_path_group(srel, sizeof(srel), NULL, src_ns, type, id)) < 0 ||
-        (rc = store_move_s3_copy(s3, srel, rel, merging, copy_notes, &old_keys, res->msg,
-                                 sizeof(res->msg))) < 0)
+    if ((rc = store_path_group(srel, sizeof(srel), NULL, src_ns, type, id)) < 0)
       goto out;
+    if ((rc = store_move_s3_pending_add(base, src_ns, type, id, dst_ns)) < 0) {
+      snprintf(res->msg, sizeof(res->msg), "cannot record the move: %s", core_strerror(rc));
+      goto out;
+    }
+    if ((rc = store_move_s3_copy(s3, srel, rel, merging, copy_notes, &old_keys, res->msg,
+                                 sizeof(res->msg))) < 0)
+      goto out; /* the entry stays: a failed clean-up of the copies is redone later */
     core_testpoint("move-s3-copied");
   }
   if ((rc = journal_append(base, rel, &jfd, res)) < 0)
@@ -469,7 +474,10 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
   if (s3) {
     char why[400];
     if (store_move_s3_delete(s3, &old_keys, why, sizeof(why)) < 0)
-      snprintf(res->msg, sizeof(res->msg), "moved, but old keys stay in the bucket: %s", why);
+      snprintf(res->msg, sizeof(res->msg), "moved, but old keys stay in the bucket until "
+               "the next move, GC or refresh: %s", why);
+    else
+      store_move_s3_pending_remove(base, src_ns, type, id, dst_ns);
   }
 out:
   store_move_keys_free(&old_keys);

@@ -162,6 +162,27 @@ int store_move_s3_delete(struct store_s3_fetcher *f, const struct store_move_key
 int store_move_s3_ns_markers(struct store_s3_fetcher *f, const struct store_move_ns_plan *plan,
                              const char *base, int remove, char *msg, size_t msglen);
 
+/* Interrupted S3 moves. Before its copies, a group move appends
+ * "src_ns TAB type TAB id TAB dst_ns" to <base>/.move-s3-pending (fsynced),
+ * and removes the line once the old keys are deleted. Reconciling an entry
+ * takes both group locks (skipping it if busy) and deletes, on each side,
+ * the keys of every snapshot (and the group's own files) that the local cache
+ * holds on the other side only: after a crash before the rename that is the
+ * copy at the new keys, after it the old keys. With neither side present
+ * locally nothing is deleted. Runs at the start of every S3 group move, of
+ * S3 GC and of s3-refresh. Returns the entries left (>= 0) or an error. */
+int store_move_s3_pending_add(const char *base, const char *src_ns, const char *type,
+                              const char *id, const char *dst_ns);
+int store_move_s3_pending_remove(const char *base, const char *src_ns, const char *type,
+                                 const char *id, const char *dst_ns);
+int store_move_s3_reconcile(struct store_s3_fetcher *f, const char *base, const char *lockdir,
+                            char *msg, size_t msglen);
+/* The same for an S3 datastore, with its own client (none if no pending
+ * file exists). */
+struct store_datastore;
+int store_move_s3_reconcile_ds(struct store_datastore *ds, const char *run_dir, char *msg,
+                               size_t msglen);
+
 /* ---- the journal (GC) ---------------------------------------------------- */
 
 /* GC, at the end of its mark phase: takes the journal's flock (waiting: a

@@ -11,10 +11,19 @@
 #include "core/core_alloc.h"
 #include "core/core_error.h"
 #include "s3/s3_sync.h"
+#include "core/core_buf.h"
+#include "core/core_file.h"
+#include "format/format_name.h"
+#include "store/store_lock.h"
 #include "store/store_path.h"
+#include "store/store_registry.h"
 #include "store/store_s3.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -195,4 +204,230 @@ int store_move_s3_ns_markers(struct store_s3_fetcher *f, const struct store_move
     }
   }
   return 0;
+}
+
+/* ---- leftovers of interrupted moves ---------------------------------------- */
+
+#define PENDING_FILE ".move-s3-pending"
+#define PENDING_MAX (16u * 1024 * 1024)
+
+static int pending_open(const char *base, int *fd)
+{
+  char path[STORE_PATH_MAX];
+  if (snprintf(path, sizeof(path), "%s/%s", base, PENDING_FILE) >= (int)sizeof(path))
+    return CORE_ETOOBIG;
+  *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (*fd < 0)
+    return -errno;
+  int r;
+  do
+    r = flock(*fd, LOCK_EX); /* held for a read or a short rewrite only */
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int rc = -errno;
+    close(*fd);
+    return rc;
+  }
+  return 0;
+}
+
+static void pending_close(int fd)
+{
+  flock(fd, LOCK_UN);
+  close(fd);
+}
+
+static int pending_read(int fd, char **text)
+{
+  struct stat st;
+  *text = NULL;
+  if (fstat(fd, &st) < 0)
+    return -errno;
+  if ((uint64_t)st.st_size > PENDING_MAX)
+    return CORE_ETOOBIG;
+  *text = core_malloc((size_t)st.st_size + 1);
+  ssize_t got = pread(fd, *text, (size_t)st.st_size, 0);
+  if (got < 0) {
+    core_free(*text);
+    *text = NULL;
+    return -errno;
+  }
+  (*text)[got] = '\0';
+  return 0;
+}
+
+static int pending_line(char *out, size_t cap, const char *src_ns, const char *type,
+                        const char *id, const char *dst_ns)
+{
+  int n = snprintf(out, cap, "%s\t%s\t%s\t%s\n", src_ns, type, id, dst_ns);
+  return n < 0 || n >= (int)cap ? CORE_ETOOBIG : n;
+}
+
+int store_move_s3_pending_add(const char *base, const char *src_ns, const char *type,
+                              const char *id, const char *dst_ns)
+{
+  char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32];
+  int fd, n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
+  if (n < 0)
+    return n;
+  int rc = pending_open(base, &fd);
+  if (rc < 0)
+    return rc;
+  if (lseek(fd, 0, SEEK_END) < 0 || (rc = core_file_write_all(fd, line, (size_t)n)) < 0 ||
+      fsync(fd) < 0)
+    rc = rc < 0 ? rc : -errno;
+  pending_close(fd);
+  return rc;
+}
+
+int store_move_s3_pending_remove(const char *base, const char *src_ns, const char *type,
+                                 const char *id, const char *dst_ns)
+{
+  char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32], *text = NULL;
+  int fd, n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
+  if (n < 0)
+    return n;
+  int rc = pending_open(base, &fd);
+  if (rc < 0)
+    return rc;
+  if ((rc = pending_read(fd, &text)) == 0) {
+    /* Drops every copy of the line; rewritten in place under the lock. */
+    struct core_buf keep;
+    core_buf_init(&keep, 4096);
+    for (char *p = text; *p;) {
+      char *nl = strchr(p, '\n');
+      size_t len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+      if (!(len == (size_t)n && memcmp(p, line, len) == 0))
+        core_buf_append(&keep, p, len);
+      p += len;
+    }
+    if (ftruncate(fd, 0) < 0 ||
+        (keep.len && (rc = (int)pwrite(fd, keep.base, keep.len, 0)) != (int)keep.len) ||
+        fsync(fd) < 0)
+      rc = rc < 0 ? rc : -EIO;
+    else
+      rc = 0;
+    core_buf_free(&keep);
+  }
+  core_free(text);
+  pending_close(fd);
+  return rc;
+}
+
+static int exists(const char *path)
+{
+  struct stat st;
+  return lstat(path, &st) == 0;
+}
+
+/* For a key below one side's group prefix: the local path of the same file
+ * on this side and on the other side, and of the snapshot directory (or the
+ * group directory, for the group's own files) on both sides. */
+static int orphaned(const char *base, const char *this_rel, const char *other_rel,
+                    const char *tail)
+{
+  char here[STORE_PATH_MAX], there[STORE_PATH_MAX];
+  const char *slash = strchr(tail, '/');
+  size_t unit = slash ? (size_t)(slash - tail) : 0; /* snapshot dir name, or group file */
+  if (unit) {
+    if (snprintf(here, sizeof(here), "%s/%s/%.*s", base, this_rel, (int)unit, tail) >=
+            (int)sizeof(here) ||
+        snprintf(there, sizeof(there), "%s/%s/%.*s", base, other_rel, (int)unit, tail) >=
+            (int)sizeof(there))
+      return 0;
+  } else {
+    if (snprintf(here, sizeof(here), "%s/%s", base, this_rel) >= (int)sizeof(here) ||
+        snprintf(there, sizeof(there), "%s/%s", base, other_rel) >= (int)sizeof(there))
+      return 0;
+  }
+  /* Only when the other side holds it locally and this side does not: with
+   * neither (a wiped cache), nothing is deleted. */
+  return !exists(here) && exists(there);
+}
+
+/* One interrupted move, under both group locks: deletes the keys on either
+ * side whose snapshot (or group) the local cache has on the other side only. */
+static int reconcile_one(struct store_s3_fetcher *f, const char *base, const char *src_rel,
+                         const char *dst_rel, char *msg, size_t msglen)
+{
+  struct s3_sync *s = store_s3_fetcher_sync(f);
+  const char *store = store_s3_fetcher_prefix(f);
+  int rc = 0;
+  for (int side = 0; side < 2 && rc == 0; side++) {
+    const char *this_rel = side ? dst_rel : src_rel, *other_rel = side ? src_rel : dst_rel;
+    char prefix[S3_KEY_MAX + 1];
+    int n = snprintf(prefix, sizeof(prefix), "%s/.cnt/%s/", store, this_rel);
+    if (n < 0 || n >= (int)sizeof(prefix))
+      return CORE_ETOOBIG;
+    struct store_move_keys all = {0}, doomed = {0};
+    rc = list_all(s, prefix, &all, msg, msglen);
+    for (size_t i = 0; rc == 0 && i < all.n; i++)
+      if (orphaned(base, this_rel, other_rel, all.v[i] + n))
+        keys_push(&doomed, all.v[i]);
+    if (rc == 0 && doomed.n)
+      rc = delete_keys(s, doomed.v, doomed.n, msg, msglen);
+    store_move_keys_free(&all);
+    store_move_keys_free(&doomed);
+  }
+  return rc;
+}
+
+int store_move_s3_reconcile(struct store_s3_fetcher *f, const char *base, const char *lockdir,
+                            char *msg, size_t msglen)
+{
+  int fd, left = 0;
+  char *text = NULL;
+  int rc = pending_open(base, &fd);
+  if (rc < 0)
+    return rc;
+  rc = pending_read(fd, &text);
+  pending_close(fd); /* entries are removed one by one below */
+  if (rc < 0)
+    return rc;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *f1 = line, *f2 = strchr(f1, '\t'), *f3 = f2 ? strchr(f2 + 1, '\t') : NULL;
+    char *f4 = f3 ? strchr(f3 + 1, '\t') : NULL;
+    if (!f4)
+      continue;
+    *f2++ = '\0';
+    *f3++ = '\0';
+    *f4++ = '\0';
+    char srel[STORE_PATH_MAX], drel[STORE_PATH_MAX];
+    if (store_path_group(srel, sizeof(srel), NULL, f1, f2, f3) < 0 ||
+        store_path_group(drel, sizeof(drel), NULL, f4, f2, f3) < 0)
+      continue; /* not a line of ours: never acted upon */
+    struct store_lock_guard a = STORE_LOCK_GUARD_INIT, b = STORE_LOCK_GUARD_INIT;
+    int r = store_lock_group(lockdir, f1, f2, f3, STORE_LOCK_EXCLUSIVE, &a);
+    if (r == 0)
+      r = store_lock_group(lockdir, f4, f2, f3, STORE_LOCK_EXCLUSIVE, &b);
+    if (r == 0)
+      r = reconcile_one(f, base, strip_dot(srel), strip_dot(drel), msg, msglen);
+    if (r == 0)
+      r = store_move_s3_pending_remove(base, f1, f2, f3, f4);
+    store_lock_release(&b);
+    store_lock_release(&a);
+    if (r < 0)
+      left++; /* busy or failed: the next move, GC or refresh tries again */
+  }
+  core_free(text);
+  return left;
+}
+
+int store_move_s3_reconcile_ds(struct store_datastore *ds, const char *run_dir, char *msg,
+                               size_t msglen)
+{
+  char lockdir[STORE_PATH_MAX], pending[STORE_PATH_MAX];
+  struct store_s3_fetcher *f = NULL;
+  if (snprintf(pending, sizeof(pending), "%s/%s", ds->path, PENDING_FILE) >=
+          (int)sizeof(pending) ||
+      !exists(pending))
+    return 0; /* no move ever ran here: no client needed */
+  int rc = store_lock_dir(lockdir, sizeof(lockdir), run_dir, ds->name);
+  if (rc >= 0)
+    rc = store_s3_fetcher_open(ds, &f, msg, msglen);
+  if (rc >= 0)
+    rc = store_move_s3_reconcile(f, ds->path, lockdir, msg, msglen);
+  store_s3_fetcher_close(f);
+  return rc;
 }

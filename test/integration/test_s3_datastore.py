@@ -18,6 +18,8 @@ module, and cairnd servers from the harness. Covers:
   - GC: request counts equal the minimum for the listing size;
   - moves (issue #15): group and namespace moves copy the .cnt/ objects to
     the new keys and delete the old ones; GC, verify and an S3 refresh agree;
+    kill -9 after the copies and after the rename leaves leftovers that the
+    next GC or move removes;
   - GC with the local cache on a full tmpfs: the atime check falls back to a
     cached chunk, GC deletes the garbage and writes .gc-status;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
@@ -639,6 +641,89 @@ class Moves(S3Case):
         _, data = r.restore_index("root.pxar.didx")
         r.close()
         self.assertEqual(b"".join(c.data for c in c1), data)
+
+
+class MovesCrash(S3Case):
+    """kill -9 of cairnd in the middle of an S3 move (test pause points,
+    core_testpoint.h): after the copies (before the local rename) and after
+    the rename (before the old keys are deleted). The leftovers are cleaned
+    up by the next GC or move, and a refresh finds every snapshot in exactly
+    one place."""
+
+    POINTS = ("move-s3-copied", "move-renamed")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pause_dir = tempfile.mkdtemp(prefix="cairn-pause-")
+        cls.addClassCleanup(shutil.rmtree, cls.pause_dir, True)
+        for p in cls.POINTS:
+            open(os.path.join(cls.pause_dir, p + ".go"), "w").close()
+        cls.env = {"CAIRN_TEST_PAUSE_POINTS": ",".join(cls.POINTS),
+                   "CAIRN_TEST_PAUSE_DIR": cls.pause_dir}
+        super().setUpClass()
+
+    def kill_at(self, point, params):
+        os.unlink(os.path.join(self.pause_dir, point + ".go"))
+        r = self.srv.post(API + "/admin/datastore/s3k/move-group", params=params)
+        self.assertOk(r, "move-group")
+        parked = os.path.join(self.pause_dir, point + ".parked")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(parked):
+            self.assertLess(time.monotonic(), deadline, "nothing parked at " + point)
+            time.sleep(0.01)
+        self.srv.kill9()
+        os.unlink(parked)
+        open(os.path.join(self.pause_dir, point + ".go"), "w").close()
+        self.srv.restart()
+
+    def snaps(self, ns):
+        r = self.srv.get(API + "/admin/datastore/s3k/snapshots", params={"ns": ns} if ns else None)
+        return sorted((x["backup-id"], x["backup-time"]) for x in self.assertOk(r))
+
+    def test_kill_mid_move_and_clean_up(self):
+        srv = self.srv
+        self.assertOk(self.make_store("s3k"), "create")
+        c1, c2 = self.chunks(31, 2), self.chunks(32, 2)
+        self.backup("s3k", "k1", 1700000000, c1)
+        self.backup("s3k", "k2", 1700000000, c2)
+        self.assertOk(srv.post(API + "/admin/datastore/s3k/namespace", params={"name": "kt"}))
+        old1, new1 = "s3k/.cnt/host/k1/", "s3k/.cnt/ns/kt/host/k1/"
+        old2, new2 = "s3k/.cnt/host/k2/", "s3k/.cnt/ns/kt/host/k2/"
+        # 1. Killed after the copies: a complete copy at the new keys, the
+        # group still in its old place; GC removes the copy.
+        self.kill_at("move-s3-copied", {"backup-type": "host", "backup-id": "k1",
+                                        "target-ns": "kt"})
+        self.assertIn(new1 + "2023-11-14T22:13:20Z/index.json.blob", list_keys(new1))
+        self.assertEqual([("k1", 1700000000), ("k2", 1700000000)], self.snaps(""))
+        self.gc("s3k")
+        self.assertEqual({}, list_keys(new1))
+        self.assertIn(old1 + "2023-11-14T22:13:20Z/index.json.blob", list_keys(old1))
+        self.assertEqual(b"".join(c.data for c in c1), self.restore("s3k", "k1", 1700000000))
+        # 2. Killed after the rename: the old keys stay; the next move (of
+        # another group) removes them.
+        self.kill_at("move-renamed", {"backup-type": "host", "backup-id": "k2",
+                                      "target-ns": "kt"})
+        self.assertEqual([("k2", 1700000000)], self.snaps("kt"))
+        self.assertIn(old2 + "2023-11-14T22:13:20Z/index.json.blob", list_keys(old2))
+        r = srv.post(API + "/admin/datastore/s3k/move-group",
+                     params={"backup-type": "host", "backup-id": "k1", "target-ns": "kt"})
+        st = self.wait_task(self.assertOk(r))
+        self.assertEqual("OK", st.get("exitstatus"))
+        self.assertEqual({}, list_keys(old2))
+        self.assertEqual({}, list_keys(old1))
+        self.assertIn(new2 + "2023-11-14T22:13:20Z/index.json.blob", list_keys(new2))
+        # 3. A refresh onto an empty directory: each snapshot once, in kt.
+        self.assertOk(srv.delete(API + "/config/datastore/s3k"), "remove config")
+        fresh = os.path.join(srv.data_dir, "s3k-new")
+        self.assertOk(self.make_store("s3k", path=fresh, extra={"overwrite-in-use": "1"}))
+        upid = self.start_task("s3k", "s3-refresh", method="PUT")
+        self.assertEqual("OK", self.wait_task(upid).get("exitstatus"), self.task_log(upid))
+        self.assertEqual([], self.snaps(""))
+        self.assertEqual([("k1", 1700000000), ("k2", 1700000000)], self.snaps("kt"))
+        r = self.open_session(pp.ReaderSession(srv, "s3k", "host", "k2", 1700000000, ns="kt"))
+        _, data = r.restore_index("root.pxar.didx")
+        r.close()
+        self.assertEqual(b"".join(c.data for c in c2), data)
 
 
 class CacheRestart(S3Case):
