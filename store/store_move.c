@@ -200,13 +200,23 @@ static void journal_release(int fd)
 
 int store_move_journal_take(const char *base, int *fd, char ***dirs, size_t *n)
 {
+  char path[STORE_PATH_MAX];
   *dirs = NULL;
   *n = 0;
-  int rc = journal_open(base, fd);
-  if (rc < 0) {
+  *fd = -1;
+  if (snprintf(path, sizeof(path), "%s/%s", base, STORE_MOVE_JOURNAL) >= (int)sizeof(path))
+    return CORE_ETOOBIG;
+  /* Not created here (GC runs on full disks too): without the file no move
+   * has renamed anything yet (a move creates it before its first rename, and
+   * nobody deletes it), so a rename can only come after this moment, when
+   * marking is complete, and moves a snapshot that was marked in its old
+   * place. */
+  *fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (*fd < 0) {
     *fd = -1;
-    return rc;
+    return errno == ENOENT ? 0 : -errno;
   }
+  int rc;
   int r;
   do
     r = flock(*fd, LOCK_EX); /* a gc worker: waits at most for one move's renames */
