@@ -65,6 +65,7 @@
 #include "format/format_index.h"
 #include "store/store_path.h"
 #include "store/store_move.h"
+#include "store/store_lock.h"
 #include "core/core_testpoint.h"
 
 #include <errno.h>
@@ -174,6 +175,7 @@ struct gc_run {
   struct zstat z1, z2;
   int safety_retried;
   int64_t phase1_start, oldest_writer, min_atime;
+  int mark_fd;                  /* gc-marking lock, WALK .. REPLAY (store_move.h), or -1 */
   int has_writer;
   struct gc_index_list list;
   struct gc_status status;      /* FINISH: what .gc-status gets */
@@ -354,6 +356,16 @@ static void run_safety(struct gc_job *job)
 static void run_walk(struct gc_job *job)
 {
   struct gc_run *run = job->run;
+  char lockdir[STORE_PATH_MAX];
+  int lrc = store_lock_dir(lockdir, sizeof(lockdir), run->ctx->run_dir, run->store);
+  if (lrc >= 0)
+    lrc = store_move_gc_mark_begin(lockdir, &run->mark_fd);
+  if (lrc < 0) {
+    job->rc = lrc;
+    snprintf(job->msg, sizeof(job->msg), "cannot take the gc-marking lock: %s",
+             core_strerror(lrc));
+    return;
+  }
   run->phase1_start = (int64_t)time(NULL);
   int64_t w = 0;
   run->has_writer = store_chunkstore_oldest_writer(run->cs, &w);
@@ -545,6 +557,8 @@ static void run_replay(struct gc_job *job)
     job->c.replayed++;
   }
   store_move_journal_done(fd, job->rc == 0);
+  store_move_gc_mark_end(run->mark_fd);
+  run->mark_fd = -1;
   for (size_t i = 0; i < n; i++)
     core_free(dirs[i]);
   core_free(dirs);
@@ -687,6 +701,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
   struct gc_run *run = h->data;
   struct gc_ctx *ctx = run->ctx;
+  store_move_gc_mark_end(run->mark_fd); /* a run that failed before its replay */
   gc_index_list_free(&run->list);
   core_free(run->strays);
   gc_cache_free(&run->cache);
@@ -1129,6 +1144,7 @@ static void gc_ready(struct gc_start *s, struct store_datastore *ds)
   run->ds = ds;
   run->store = core_strdup(s->store);
   run->base = core_strdup(ds->path);
+  run->mark_fd = -1;
   run->cutoff_s = ctx->cutoff_override_s >= 0 ? ctx->cutoff_override_s
                   : ds->gc_atime_cutoff_s >= 0 ? ds->gc_atime_cutoff_s : 86700;
   run->grace_s = ctx->writer_grace_s;

@@ -6,6 +6,7 @@
 #include "gc/gc_status.h"
 #include "gc/gc_walk.h"
 #include "store/store_move.h"
+#include "store/store_lock.h"
 #include "core/core_testpoint.h"
 
 #include "core/core_alloc.h"
@@ -82,6 +83,7 @@ struct run {
   char *prefix;                 /* owned: "<store>/.chunks/" */
   int64_t cutoff_s, grace_s;
   size_t replayed_groups;       /* S_REPLAY: groups named in the move journal */
+  int mark_fd;                  /* gc-marking lock, S_WALK .. S_REPLAY, or -1 */
   int safety;
   enum step step;
   uint64_t t_start, t_mark, t_list, t_sweep;
@@ -232,6 +234,16 @@ static void run_zstat(struct run *r)
 
 static void run_walk(struct run *r)
 {
+  char lockdir[STORE_PATH_MAX];
+  int lrc = store_lock_dir(lockdir, sizeof(lockdir), r->ctx->run_dir, r->ds->name);
+  if (lrc >= 0)
+    lrc = store_move_gc_mark_begin(lockdir, &r->mark_fd);
+  if (lrc < 0) {
+    r->rc = lrc;
+    snprintf(r->msg, sizeof(r->msg), "cannot take the gc-marking lock: %s",
+             core_strerror(lrc));
+    return;
+  }
   r->phase1_start = (int64_t)time(NULL);
   int64_t w = 0;
   r->has_writer = store_chunkstore_oldest_writer(r->cs, &w);
@@ -413,6 +425,8 @@ static void run_replay(struct run *r)
   }
   r->replayed_groups = n;
   store_move_journal_done(fd, r->rc == 0);
+  store_move_gc_mark_end(r->mark_fd);
+  r->mark_fd = -1;
   gc_index_list_free(&moved);
   for (size_t i = 0; i < n; i++)
     core_free(dirs[i]);
@@ -663,6 +677,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
   struct run *r = h->data;
   struct gc_ctx *ctx = r->ctx;
+  store_move_gc_mark_end(r->mark_fd); /* a run that failed before its replay */
   release_batch(r, r->nbatch);
   core_free(r->batch);
   core_free(r->keys);
@@ -1128,6 +1143,7 @@ void gc_s3_run(struct gc_ctx *ctx, struct gc_store_state *state, struct core_tas
   r->ds = ds;
   r->be = ds->backend;
   r->base = core_strdup(ds->path);
+  r->mark_fd = -1;
   r->prefix = core_asprintf("%s/.chunks/", ds->name);
   r->cutoff_s = ctx->cutoff_override_s >= 0 ? ctx->cutoff_override_s
                 : ds->gc_atime_cutoff_s > 0 ? ds->gc_atime_cutoff_s : 86700;

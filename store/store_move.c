@@ -152,8 +152,73 @@ static int journal_open(const char *base, int *fd)
   return *fd < 0 ? -errno : 0;
 }
 
-/* Takes the journal lock without waiting and appends `rel` (fsynced). */
-static int journal_append(const char *base, const char *rel, int *fd,
+#define GC_MARK_LOCK "gc-marking"
+
+static int gc_mark_path(char *out, size_t cap, const char *lockdir)
+{
+  int n = snprintf(out, cap, "%s/%s", lockdir, GC_MARK_LOCK);
+  return n < 0 || n >= (int)cap ? CORE_ETOOBIG : 0;
+}
+
+int store_move_gc_mark_begin(const char *lockdir, int *fd)
+{
+  char path[STORE_PATH_MAX];
+  *fd = -1;
+  int rc = gc_mark_path(path, sizeof(path), lockdir);
+  if (rc < 0)
+    return rc;
+  core_mkdir_p(lockdir, 0750);
+  int f = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0660);
+  if (f < 0) {
+    /* It does not exist and cannot be made (a full run directory): no move
+     * can open it either (they never create it), so none clears the
+     * journal; GC goes on without it. */
+    if (errno == ENOENT || errno == ENOSPC || errno == EDQUOT || errno == EROFS)
+      return 0;
+    return -errno;
+  }
+  int r;
+  do
+    r = flock(f, LOCK_SH); /* only moves take it, exclusively and never waiting */
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    rc = -errno;
+    close(f);
+    return rc;
+  }
+  *fd = f;
+  return 0;
+}
+
+void store_move_gc_mark_end(int fd)
+{
+  if (fd >= 0) {
+    flock(fd, LOCK_UN);
+    close(fd);
+  }
+}
+
+/* 1 if no GC is marking right now (see store_move_gc_mark_begin). */
+static int no_gc_marking(const char *lockdir)
+{
+  char path[STORE_PATH_MAX];
+  if (lockdir == NULL || gc_mark_path(path, sizeof(path), lockdir) < 0)
+    return 0;
+  /* Never created here: only GC creates it, so a GC that could not create
+   * it (a full run directory) is never mistaken for no GC. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return 0;
+  int ok = flock(fd, LOCK_EX | LOCK_NB) == 0;
+  if (ok)
+    flock(fd, LOCK_UN);
+  close(fd);
+  return ok;
+}
+
+/* Takes the journal lock without waiting and appends `rel` (fsynced); when
+ * no GC is marking, the lines of earlier moves go first. */
+static int journal_append(const char *base, const char *lockdir, const char *rel, int *fd,
                           struct store_move_result *res)
 {
   int rc = journal_open(base, fd);
@@ -169,6 +234,11 @@ static int journal_append(const char *base, const char *rel, int *fd,
     rc = errno == EWOULDBLOCK ? CORE_ELOCKED : -errno;
     snprintf(res->msg, sizeof(res->msg), "the move journal is busy (garbage collection is "
              "reading it)");
+    goto fail;
+  }
+  if (no_gc_marking(lockdir) && ftruncate(*fd, 0) < 0) {
+    rc = -errno;
+    snprintf(res->msg, sizeof(res->msg), "cannot clear the move journal: %s", strerror(errno));
     goto fail;
   }
   char line[STORE_PATH_MAX + 2];
@@ -437,7 +507,7 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
       goto out; /* the entry stays: a failed clean-up of the copies is redone later */
     core_testpoint("move-s3-copied");
   }
-  if ((rc = journal_append(base, rel, &jfd, res)) < 0)
+  if ((rc = journal_append(base, lockdir, rel, &jfd, res)) < 0)
     goto out;
   core_testpoint("move-journaled");
   if (!merging) {

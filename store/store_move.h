@@ -193,4 +193,18 @@ int store_move_s3_reconcile_ds(struct store_datastore *ds, const char *run_dir, 
 int store_move_journal_take(const char *base, int *fd, char ***dirs, size_t *n);
 void store_move_journal_done(int fd, int clear);
 
+/* GC holds <lockdir>/gc-marking shared from before its listing until the
+ * journal is replayed; a move that, holding the journal's lock, can take it
+ * exclusively (never waiting) knows no GC is marking and empties the journal
+ * before appending its own line: earlier lines only matter to a mark phase
+ * that was running when their rename happened, and a GC that starts now lists
+ * the tree as it is. So the journal is cleared when no GC runs and holds at
+ * most the lines of the moves made during one GC (before the first GC, which
+ * creates the lock file, moves only append). Returns 0 with *fd to pass to
+ * store_move_gc_mark_end (-1 when the file does not exist and cannot be
+ * created: then no move can see it either), or an error: GC must then not
+ * mark (a move could clear lines it needs). */
+int store_move_gc_mark_begin(const char *lockdir, int *fd);
+void store_move_gc_mark_end(int fd);
+
 #endif

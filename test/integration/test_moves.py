@@ -213,8 +213,14 @@ class MoveTest(Case):
         self.assertEqual(d2, self.restore("gm", T0 + 60, ns="g1"))
         self.verify_ok("g1")
         # And back again, to the root.
+        self.run_task("gc", None)  # empties the journal, makes its gc-marking lock
+        self.move_group("gm", "", ns="g1")
+        self.move_group("gm", "g1")
         self.move_group("gm", "", ns="g1")
         self.assertEqual(d2, self.restore("gm", T0 + 60))
+        # No GC was marking: each move emptied the journal before its line.
+        with open(os.path.join(self.ds, ".move-journal")) as f:
+            self.assertEqual("host/gm\n", f.read())
         self.check_clean()
 
     def test_merge_accepted_and_refused(self):
@@ -443,6 +449,11 @@ class RaceTest(Case):
         gc = self.start("gc", None)
         self.wait_parked("gc-listed")
         self.move_group("gcm", "", ns="gz")
+        self.ns_create("gy")
+        self.backup("gcn", T0, ns="gy")
+        self.move_group("gcn", "", ns="gy")  # GC is marking: the journal keeps both
+        with open(os.path.join(self.ds, ".move-journal")) as f:
+            self.assertEqual(["host/gcm", "host/gcn"], f.read().split()[-2:])
         self.release("gc-listed")
         st = self.wait(gc)
         self.assertEqual("OK", st["exitstatus"], self.log_text(gc))
