@@ -441,6 +441,10 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
   int jfd = -1;
   int rc;
   memset(res, 0, sizeof(*res));
+  if (strcmp(src_ns, dst_ns) == 0) { /* before the locks: both would be the same */
+    snprintf(res->msg, sizeof(res->msg), "source and target namespace are the same");
+    return CORE_EINVAL;
+  }
   if (!(flags & STORE_MOVE_SRC_HELD)) {
     rc = store_lock_group(lockdir, src_ns, type, id, STORE_LOCK_EXCLUSIVE, &sg);
     if (rc < 0) {
