@@ -15,6 +15,7 @@
  *   gc_sched.c   gc-schedule / prune-schedule timer
  *   gc_routes.c  REST handlers for gc, prune, prune-datastore, verify
  *   gc_tasks.c   REST handlers for /api2/json/nodes/localhost/tasks
+ *   gc_move.c    move-group and move-namespace (tasks; the moves are store_move.h)
  *
  * Wiring in cairnd (after store_registry_init, before listening):
  *   gc_ctx_init(&gc, loop, &reg, run_dir);  gc_api_register(http, &gc);

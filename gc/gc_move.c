@@ -149,7 +149,7 @@ static void job_check(struct move_run *r)
                               sizeof(r->msg));
 }
 
-/* S3 datastores: a private blocking client for the job (store_move_s3.c). */
+/* S3 datastores: a private blocking client for the job (store_s3_move.c). */
 static int s3_open(struct move_run *r, struct store_s3_fetcher **f, char *msg, size_t len)
 {
   *f = NULL;

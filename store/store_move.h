@@ -40,7 +40,7 @@
  * through the whole listing and was marked there. The journal is only ever
  * appended to between GCs (one short line per moved group), and GC empties it.
  *
- * S3 datastores (store_move_s3.c): under the same locks, the group's `.cnt/`
+ * S3 datastores (store_s3_move.c): under the same locks, the group's `.cnt/`
  * objects are first copied to the new keys (manifests last), then the cache
  * directories renamed as above, then the old keys deleted (manifests first).
  * The bucket holds a finished snapshot's metadata at every moment; a crash
@@ -140,7 +140,7 @@ int store_move_ns_run(const char *base, const char *lockdir, const char *src, co
                       int max_depth, int delete_source, int merge, store_move_report_fn report,
                       void *arg, char *msg, size_t msglen);
 
-/* ---- S3 (store_move_s3.c; pool) ------------------------------------------ */
+/* ---- S3 (store_s3_move.c; pool) ------------------------------------------ */
 
 struct store_move_keys {
   char **v; /* owned keys */

@@ -1,4 +1,4 @@
-/* store_move_s3.c: the bucket's half of a move on an S3 datastore (see
+/* store_s3_move.c: the bucket's half of a move on an S3 datastore (see
  * store_move.h): CopyObject of the group's `.cnt/` objects to the new keys
  * (manifests last, so the new place holds a finished snapshot only once all
  * its files are there), and after the local rename DeleteObjects of the old
