@@ -356,7 +356,7 @@ static void start_task(struct move_run *r)
   if (o->ns_move)
     snprintf(wid, sizeof(wid), "%s:%s", r->store, o->ns);
   else
-    snprintf(wid, sizeof(wid), "%s:%s%s%s/%s", r->store, o->ns, o->ns[0] ? "/" : "", o->type,
+    snprintf(wid, sizeof(wid), "%s:%s%s%s/%s", r->store, o->ns, o->ns[0] ? ":" : "", o->type,
              o->id);
   r->task = core_task_start(r->ctx->tasks, o->ns_move ? GC_TASK_MOVE_NS : GC_TASK_MOVE_GROUP,
                             wid, r->authid, r->store);
