@@ -615,6 +615,22 @@ class Moves(S3Case):
         _, data = r.restore_index("root.pxar.didx")
         r.close()
         self.assertEqual(b"".join(c.data for c in c2), data)
+        # A merge: the target's owner stays, the source's keys go.
+        self.backup("s3mv", "m1", 1700000200, self.chunks(23, 2))
+        self.move("s3mv", "move-group", {"backup-type": "host", "backup-id": "m1",
+                                         "target-ns": "team"})
+        self.assertEqual({}, list_keys("s3mv/.cnt/host/m1/"))
+        self.assertIn("s3mv/.cnt/ns/team/host/m1/2023-11-14T22:16:40Z/index.json.blob",
+                      list_keys("s3mv/.cnt/ns/team/host/m1/"))
+        # A refused merge (not newer than the target's newest) changes nothing.
+        self.backup("s3mv", "m1", 1700000050, self.chunks(24, 1))
+        r = srv.post(API + "/admin/datastore/s3mv/move-group",
+                     params={"backup-type": "host", "backup-id": "m1", "target-ns": "team"})
+        self.assertError(r, 400, mentions="older")
+        self.assertIn("s3mv/.cnt/host/m1/2023-11-14T22:14:10Z/index.json.blob",
+                      list_keys("s3mv/.cnt/host/m1/"))
+        self.assertOk(srv.delete(API + "/admin/datastore/s3mv/groups",
+                                 params={"backup-type": "host", "backup-id": "m1"}))
         # The namespace moves: its marker and its groups' keys follow.
         self.move("s3mv", "move-namespace", {"ns": "team", "target-ns": "crew"})
         self.assertEqual({}, list_keys("s3mv/.cnt/ns/team/"))
@@ -635,7 +651,8 @@ class Moves(S3Case):
         self.assertEqual([], self.assertOk(srv.get(API + "/admin/datastore/s3mv/snapshots")))
         snaps = self.assertOk(srv.get(API + "/admin/datastore/s3mv/snapshots",
                                       params={"ns": "crew"}))
-        self.assertEqual([1700000000, 1700000100], sorted(s["backup-time"] for s in snaps))
+        self.assertEqual([1700000000, 1700000100, 1700000200],
+                         sorted(s["backup-time"] for s in snaps))
         r = self.open_session(pp.ReaderSession(srv, "s3mv", "host", "m1", 1700000000,
                                                ns="crew"))
         _, data = r.restore_index("root.pxar.didx")
