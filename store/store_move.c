@@ -22,7 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LOCK_BATCH 64 /* snapshot locks taken between abort-free checks */
+#define LOCK_BATCH 64 /* snapshot locks per batch (a test pause point between batches) */
 #define JOURNAL_MAX (64u * 1024 * 1024)
 
 static int dir_exists(const char *path)
