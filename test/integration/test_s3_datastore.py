@@ -667,7 +667,7 @@ class MovesCrash(S3Case):
     up by the next GC or move, and a refresh finds every snapshot in exactly
     one place."""
 
-    POINTS = ("move-s3-copied", "move-renamed")
+    POINTS = ("move-s3-copied", "move-renamed", "gc-listed")
 
     @classmethod
     def setUpClass(cls):
@@ -692,6 +692,44 @@ class MovesCrash(S3Case):
         os.unlink(parked)
         open(os.path.join(self.pause_dir, point + ".go"), "w").close()
         self.srv.restart()
+
+    def test_gc_between_listing_and_marking(self):
+        """S3 GC parked after its listing while a group moves into a place
+        the listing never saw: the move journal's replay keeps its chunks in
+        the bucket (restored with the cache wiped), and so does a second GC."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3g"), "create")
+        ds = srv.datastore_path("s3g")
+        self.assertOk(srv.post(API + "/admin/datastore/s3g/namespace", params={"name": "gz"}))
+        c = self.chunks(41, 3)
+        b = self.open_session(pp.BackupSession(srv, "s3g", "host", "g1", 1700000000, ns="gz"))
+        b.upload_dynamic("root.pxar.didx", c)
+        b.upload_manifest()
+        b.finish()
+        age_cache(ds, 2 * 86400)
+        go = os.path.join(self.pause_dir, "gc-listed.go")
+        os.unlink(go)
+        upid = self.start_task("s3g", "gc")
+        parked = os.path.join(self.pause_dir, "gc-listed.parked")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(parked):
+            self.assertLess(time.monotonic(), deadline, "GC did not park")
+            time.sleep(0.01)
+        r = srv.post(API + "/admin/datastore/s3g/move-group",
+                     params={"ns": "gz", "backup-type": "host", "backup-id": "g1",
+                             "target-ns": ""})
+        self.assertEqual("OK", self.wait_task(self.assertOk(r)).get("exitstatus"))
+        open(go, "w").close()
+        st = self.wait_task(upid)
+        log = self.task_log(upid)
+        self.assertEqual("OK", st.get("exitstatus"), log)
+        self.assertIn("moves put elsewhere", log)
+        wipe_cache(ds)
+        self.assertEqual(b"".join(x.data for x in c), self.restore("s3g", "g1", 1700000000))
+        age_cache(ds, 2 * 86400)
+        self.gc("s3g")
+        wipe_cache(ds)
+        self.assertEqual(b"".join(x.data for x in c), self.restore("s3g", "g1", 1700000000))
 
     def snaps(self, ns):
         r = self.srv.get(API + "/admin/datastore/s3k/snapshots", params={"ns": ns} if ns else None)
