@@ -411,6 +411,15 @@ static int merge_notes(const char *src_group, const char *dst_group,
   return rc;
 }
 
+static void fsync_dir(const char *path)
+{
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
 /* What is left of a merged source group: owner, notes, leftovers. */
 static int remove_group_dir(const char *path)
 {
@@ -551,9 +560,19 @@ int store_move_group(const char *base, const char *lockdir, const char *src_ns,
     }
   }
   core_testpoint("move-renamed");
-  /* Durable before the locks go: both parents changed. */
+  /* Durable before the locks go: the directories whose entries changed (the
+   * type directories; when merging also both group directories; the target
+   * namespace if its type directory is new). */
   core_file_fsync_parent(sp);
   core_file_fsync_parent(dp);
+  if (merging) {
+    fsync_dir(dp);
+  } else {
+    char tdir[STORE_PATH_MAX];
+    snprintf(tdir, sizeof(tdir), "%s", dp);
+    *strrchr(tdir, '/') = '\0';
+    core_file_fsync_parent(tdir);
+  }
   rc = 0;
   if (s3) {
     char why[400];
