@@ -124,8 +124,10 @@ def main():
         moves = [0]
         move_err = []
 
+        where = {"src": "mvA", "dst": "mvB"}  # where the moved namespace is now
+
         def mover():
-            src, dst = "mvA", "mvB"
+            src, dst = where["src"], where["dst"]
             while not stop.is_set():
                 r = srv.post("%s/admin/datastore/%s/move-namespace" % (API, STORE),
                              params={"ns": src, "target-ns": dst})
@@ -144,6 +146,7 @@ def main():
                     return
                 moves[0] += 1
                 src, dst = dst, src
+                where["src"], where["dst"] = src, dst
 
         lua = os.path.join(tempfile.mkdtemp(prefix="cairn-bench-locks-"), "s.lua")
         with open(lua, "w") as f:
