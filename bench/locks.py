@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--runs", type=int, default=200, help="1-chunk backups per depth")
     ap.add_argument("--block", type=int, default=10, help="runs per block before switching")
     ap.add_argument("--groups", type=int, default=3000, help="groups in the moved namespace")
-    ap.add_argument("--slices", type=int, default=4, help="status slices per condition")
+    ap.add_argument("--slices", type=int, default=6, help="status slices per condition")
     ap.add_argument("--slice-s", type=float, default=2.0)
     a = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(a.bin)
@@ -163,18 +163,27 @@ def main():
             return float(m.group(1))
 
         wrk_rate(1)  # warm-up: connections, caches
-        idle, busy = [], []
-        for s in range(a.slices):
-            idle.append(wrk_rate(a.slice_s))
+
+        def busy_slice():
             stop.clear()
             th = threading.Thread(target=mover, daemon=True)
             th.start()
             time.sleep(0.2)  # the move is under way (its lock and first groups)
-            busy.append(wrk_rate(a.slice_s))
+            rate = wrk_rate(a.slice_s)
             stop.set()
             th.join(timeout=300)
             if move_err:
                 raise RuntimeError("move failed: %s" % move_err)
+            return rate
+
+        idle, busy = [], []
+        for s in range(a.slices):  # the order alternates, so drifts in load hit both
+            if s % 2:
+                busy.append(busy_slice())
+                idle.append(wrk_rate(a.slice_s))
+            else:
+                idle.append(wrk_rate(a.slice_s))
+                busy.append(busy_slice())
         idle_rate = statistics.mean(idle)
         busy_rate = statistics.mean(busy)
         status_ratio = busy_rate / idle_rate
@@ -192,6 +201,8 @@ def main():
               "moves of %d groups ran; load average %.1f)" % (len(totals[0]), a.slices,
                                                               a.slice_s, moves[0], a.groups,
                                                               load))
+        print("status slices idle: %s" % " ".join("%.0f" % x for x in idle))
+        print("status slices move: %s" % " ".join("%.0f" % x for x in busy))
         print("depth7_vs_depth0=%.3f open_depth7_vs_depth0=%.3f status_during_move_ratio=%.3f "
               "backup_ms_depth0=%.3f backup_ms_depth7=%.3f status_rps_idle=%.0f "
               "status_rps_move=%.0f moves=%d load=%.1f"
