@@ -16,7 +16,7 @@ path (issue #15; the fear of PBS's reviewers in patch 5).
 Prints a table and ends with one line of key=value pairs. Uses the test
 harness of test/integration for the server and the backup protocol.
 
-    /usr/bin/python3 bench/locks.py --bin build/bin [--runs 200] [--slices 4]
+    /usr/bin/python3 bench/locks.py --bin build/bin [--runs 200] [--slices 6]
 """
 
 import argparse
