@@ -698,24 +698,24 @@ class MovesCrash(S3Case):
         the listing never saw: the move journal's replay keeps its chunks in
         the bucket (restored with the cache wiped), and so does a second GC."""
         srv = self.srv
-        self.assertOk(self.make_store("s3g"), "create")
-        ds = srv.datastore_path("s3g")
-        self.assertOk(srv.post(API + "/admin/datastore/s3g/namespace", params={"name": "gz"}))
+        self.assertOk(self.make_store("s3mg"), "create")
+        ds = srv.datastore_path("s3mg")
+        self.assertOk(srv.post(API + "/admin/datastore/s3mg/namespace", params={"name": "gz"}))
         c = self.chunks(41, 3)
-        b = self.open_session(pp.BackupSession(srv, "s3g", "host", "g1", 1700000000, ns="gz"))
+        b = self.open_session(pp.BackupSession(srv, "s3mg", "host", "g1", 1700000000, ns="gz"))
         b.upload_dynamic("root.pxar.didx", c)
         b.upload_manifest()
         b.finish()
         age_cache(ds, 2 * 86400)
         go = os.path.join(self.pause_dir, "gc-listed.go")
         os.unlink(go)
-        upid = self.start_task("s3g", "gc")
+        upid = self.start_task("s3mg", "gc")
         parked = os.path.join(self.pause_dir, "gc-listed.parked")
         deadline = time.monotonic() + 60
         while not os.path.exists(parked):
             self.assertLess(time.monotonic(), deadline, "GC did not park")
             time.sleep(0.01)
-        r = srv.post(API + "/admin/datastore/s3g/move-group",
+        r = srv.post(API + "/admin/datastore/s3mg/move-group",
                      params={"ns": "gz", "backup-type": "host", "backup-id": "g1",
                              "target-ns": ""})
         self.assertEqual("OK", self.wait_task(self.assertOk(r)).get("exitstatus"))
@@ -725,11 +725,11 @@ class MovesCrash(S3Case):
         self.assertEqual("OK", st.get("exitstatus"), log)
         self.assertIn("moves put elsewhere", log)
         wipe_cache(ds)
-        self.assertEqual(b"".join(x.data for x in c), self.restore("s3g", "g1", 1700000000))
+        self.assertEqual(b"".join(x.data for x in c), self.restore("s3mg", "g1", 1700000000))
         age_cache(ds, 2 * 86400)
-        self.gc("s3g")
+        self.gc("s3mg")
         wipe_cache(ds)
-        self.assertEqual(b"".join(x.data for x in c), self.restore("s3g", "g1", 1700000000))
+        self.assertEqual(b"".join(x.data for x in c), self.restore("s3mg", "g1", 1700000000))
 
     def snaps(self, ns):
         r = self.srv.get(API + "/admin/datastore/s3k/snapshots", params={"ns": ns} if ns else None)
