@@ -54,6 +54,9 @@ static void hist_load(struct store_metrics *m, struct store_metrics_ds *d)
   uint8_t *text = NULL;
   size_t len = 0;
   if (core_file_read(path, STORE_USAGE_SAMPLES * 64, &text, &len) == 0) {
+    char *copy = core_strndup((const char *)text, len); /* NUL-terminated */
+    core_free(text);
+    text = (uint8_t *)copy;
     char *save = NULL;
     for (char *line = strtok_r((char *)text, "\n", &save); line;
          line = strtok_r(NULL, "\n", &save)) {
@@ -163,8 +166,7 @@ static void usage_item_run(struct usage_item *it)
       if (core_json_get_int(v, "index-data-bytes", &index_bytes) == 0 &&
           core_json_get_int(v, "disk-bytes", &disk_bytes) == 0 && disk_bytes > 0)
         it->dedup = (double)index_bytes / (double)disk_bytes;
-      it->gc_status = (char *)text;
-      text = NULL;
+      it->gc_status = core_strndup((const char *)text, len); /* NUL-terminated */
     }
     if (v)
       yajl_tree_free(v);
