@@ -208,7 +208,9 @@ static void usage_done(struct core_job *j, int status)
         it->gc_status = NULL;
       }
       int64_t last = d->nhist ? d->hist[d->nhist - 1].t : 0;
-      if (it->total > 0 && !m->closing &&
+      /* Only the timer's samples go into the history: a request's does not
+       * change what is on disk. */
+      if (it->total > 0 && !m->closing && u->req == NULL &&
           (d->nhist == 0 || (uint64_t)(u->now - last) * 1000 >= m->sample_ms)) {
         hist_add(d, u->now, it->used, it->total);
         hist_save(m, d);
@@ -355,8 +357,15 @@ static void history_json(struct store_metrics *m, const struct store_metrics_ds 
   int64_t delta = (int64_t)(m->sample_ms / 1000);
   if (delta <= 0)
     delta = 1;
-  if (d->nhist == 0)
+  if (d->nhist == 0) { /* no sample kept yet (a new datastore) */
+    int64_t now = (int64_t)time(NULL);
+    core_json_kv_int(j, "history-start", now - now % delta);
+    core_json_kv_int(j, "history-delta", delta);
+    core_json_key(j, "history");
+    core_json_arr_open(j);
+    core_json_arr_close(j);
     return;
+  }
   int64_t start = d->hist[0].t - d->hist[0].t % delta;
   int64_t slots = (d->hist[d->nhist - 1].t - start) / delta + 1;
   if (slots > STORE_USAGE_SAMPLES) {
