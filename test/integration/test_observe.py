@@ -216,6 +216,33 @@ class Metrics(ObserveCase):
         self.assertEqual(401, srv.request("GET", API + "/status/metrics", token=False).status)
 
 
+class TLSCounters(ObserveCase):
+    def test_handshakes_and_failures_counted(self):
+        mport = ch.free_port()
+        srv = ch.Cairn(tls=True, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        self.addCleanup(srv.close)
+        self.assertEqual(200, srv.request("GET", API + "/version").status)
+        # Not TLS at all: the handshake fails.
+        with socket.create_connection((srv.host, srv.port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 10
+        while True:
+            m = parse_metrics(http_get(mport, "/metrics")[2])
+            done = find(m, "cairn_tls_handshakes_total")[0]
+            failed = find(m, "cairn_tls_handshake_failures_total")[0]
+            if (done >= 1 and failed >= 1) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertTrue(done >= 1, done)
+        self.assertTrue(failed >= 1, failed)
+        self.assertTrue(find(m, "cairn_http_received_bytes_total")[0] > 0)
+        self.assertTrue(find(m, "cairn_http_sent_bytes_total")[0] > 0)
+
+
 class UsageHistory(ObserveCase):
     def test_estimated_full_date_from_kept_samples(self):
         srv = ch.Cairn(tls=False, start=False)
@@ -405,7 +432,9 @@ class Systemd(ObserveCase):
         srv = ActivatedCairn(tls=False, env={"NOTIFY_SOCKET": path})
         self.addCleanup(srv.close)
         self.messages_until(s, "READY=1")
-        self.assertTrue(any("passed socket 3" in l for l in srv.log_lines), srv.log_text())
+        # (The wrapper listens before exec: the harness saw the port open early.)
+        self.assertIsNotNone(srv.wait_log("listening on passed socket 3", timeout=15),
+                             srv.log_text())
         r = srv.request("GET", API + "/ping", token=False)
         self.assertEqual(200, r.status, r)
         r = srv.request("GET", API + "/version")
