@@ -9,6 +9,7 @@ NOTIFY_SOCKET, and socket activation through LISTEN_FDS.
 Runs standalone and from ctest; exits non-zero on failure.
 """
 
+import http.server
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.parse
@@ -241,6 +243,130 @@ class TLSCounters(ObserveCase):
         self.assertTrue(failed >= 1, failed)
         self.assertTrue(find(m, "cairn_http_received_bytes_total")[0] > 0)
         self.assertTrue(find(m, "cairn_http_sent_bytes_total")[0] > 0)
+
+
+class FakeS3(threading.Thread):
+    """A minimal path-style S3 server (objects in memory, no signature check):
+    enough for a datastore's bucket check, chunk PUTs with If-None-Match and
+    the snapshot mirror. stop() makes the endpoint unreachable."""
+
+    def __init__(self, bucket):
+        super().__init__(daemon=True)
+        objects = self.objects = {}
+        alive = self.alive = [True]
+        prefix = "/" + bucket
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, body=b"", headers=None):
+                if not alive[0]:  # stopped: kept-alive connections die too
+                    self.close_connection = True
+                    return
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def key(self):
+                path = urllib.parse.urlsplit(self.path).path
+                if path != prefix and not path.startswith(prefix + "/"):
+                    return None
+                return urllib.parse.unquote(path[len(prefix) + 1:])
+
+            def do_HEAD(self):
+                k = self.key()
+                if k is None:
+                    return self.reply(404)
+                if k == "":
+                    return self.reply(200)
+                if k not in objects or not alive[0]:
+                    return self.reply(404)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(objects[k])))
+                self.send_header("ETag", '"x"')
+                self.end_headers()
+
+            def do_GET(self):
+                k = self.key()
+                if not k or k not in objects:
+                    return self.reply(404, b"<Error><Code>NoSuchKey</Code></Error>",
+                                      {"Content-Type": "application/xml"})
+                self.reply(200, objects[k], {"ETag": '"x"'})
+
+            def do_PUT(self):
+                k = self.key()
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not k:
+                    return self.reply(400)
+                if self.headers.get("If-None-Match") == "*" and k in objects:
+                    return self.reply(412, b"<Error><Code>PreconditionFailed</Code></Error>",
+                                      {"Content-Type": "application/xml"})
+                objects[k] = body
+                self.reply(200, b"", {"ETag": '"x"'})
+
+            def do_DELETE(self):
+                objects.pop(self.key() or "", None)
+                self.reply(204)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+
+    def run(self):
+        self.httpd.serve_forever(0.05)
+
+    def stop(self):
+        self.alive[0] = False
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class S3Datastore(ObserveCase):
+    def test_s3_metrics_and_readiness(self):
+        s3 = FakeS3("obs-bucket")
+        s3.start()
+        stopped = []
+
+        def stop():
+            if not stopped:
+                stopped.append(1)
+                s3.stop()
+        self.addCleanup(stop)
+        mport = ch.free_port()
+        srv = ch.Cairn(tls=False, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        self.addCleanup(srv.close)
+        self.ok(srv.post(API + "/config/s3", params={
+            "id": "fake", "endpoint": "127.0.0.1", "port": str(s3.port), "region": "us-east-1",
+            "access-key": "AK", "secret-key": "SK", "path-style": "true",
+            "use-tls": "false"}), "endpoint")
+        self.ok(srv.post(API + "/config/datastore", params={
+            "name": "s3store", "path": srv.datastore_path("s3store"),
+            "backend": "type=s3,client=fake,bucket=obs-bucket"}), "s3 datastore")
+        self.backup(srv, "s3store", "vm1", int(time.time()) - 100)
+        self.assertTrue(any(k.startswith("s3store/.chunks/") for k in s3.objects))
+        r = srv.request("GET", API + "/readyz", token=False)
+        self.assertEqual(200, r.status, r)
+        m = parse_metrics(http_get(mport, "/metrics")[2])
+        puts = find(m, "cairn_s3_requests_total", store="s3store", op="put", result="ok")
+        self.assertTrue(puts and puts[0] >= 3, puts)  # 3 chunks, then the snapshot mirror
+        self.assertTrue(find(m, "cairn_s3_requests_total", store="s3store", op="head_bucket",
+                             result="ok")[0] >= 1)
+        self.assertTrue(find(m, "cairn_s3_sent_bytes_total", store="s3store")[0] > 0)
+        self.assertEqual([0.0], find(m, "cairn_s3_retries_total", store="s3store"))
+        usage = self.ok(srv.get(API + "/status/datastore-usage"))
+        self.assertEqual(["s3"], [u["backend-type"] for u in usage if u["store"] == "s3store"])
+        # The bucket goes away: not ready, naming the datastore.
+        stop()
+        r = srv.request("GET", API + "/readyz", token=False, timeout=120)
+        self.assertEqual(503, r.status, r)
+        self.assertEqual(["s3store"], [f["store"] for f in r.data["data"]["failing"]])
+        self.assertIn("S3", r.data["data"]["failing"][0]["error"])
 
 
 class UsageHistory(ObserveCase):
