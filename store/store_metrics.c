@@ -181,7 +181,7 @@ void store__metrics_sync_stores(struct store_metrics *m)
   for (size_t i = 0; core_map_next(&m->stores, &i, &k, &v);) {
     struct store_metrics_ds *d = v;
     struct store_datastore *ds = core_map_get(&m->reg->instances, k);
-    if ((ds == NULL || ds->removed) && !d->scanning && !d->busy) {
+    if ((ds == NULL || ds->removed) && !d->scanning) {
       core_map_del(&m->stores, k);
       ds_free(d);
     }

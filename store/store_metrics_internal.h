@@ -17,7 +17,6 @@ struct store_metrics_ds {
   int scanning;              /* a scan job is in flight */
   int rescan;                /* scan again when it lands */
   int scanned;               /* a first scan ended */
-  int busy;                  /* unused: jobs look entries up by name when they land */
   /* usage, from the last sample */
   int sampled;
   uint64_t total, used, avail;
@@ -31,5 +30,7 @@ struct store_metrics_ds {
 struct store_metrics_ds *store__metrics_ds(struct store_metrics *m, const char *store);
 void store__metrics_sync_stores(struct store_metrics *m);
 void store__usage_stop(struct store_metrics *m);
+/* GET readyz (store_ready.c). */
+void store__metrics_h_ready(struct http_request *req, void *ctx);
 
 #endif
