@@ -478,10 +478,6 @@ int main(int argc, char **argv)
     core_info("listening on %s (%s)", d.opt.listen[i], d.tls ? "https" : "http");
   }
 
-  /* Backups a crash interrupted left unfinished snapshots: remove them in
-   * the background while the server already serves. */
-  store_recover_start(&d.reg, d.opt.run_dir);
-
   if (d.opt.metrics_listen && !d.opt.no_metrics) {
     rc = cairnd_observe_listen(&d.obs, d.opt.metrics_listen, &d.opt.limits);
     if (rc < 0) {
@@ -491,6 +487,11 @@ int main(int argc, char **argv)
     }
     core_info("metrics on http://%s/metrics", d.opt.metrics_listen);
   }
+
+  /* Backups a crash interrupted left unfinished snapshots: remove them in
+   * the background while the server already serves. */
+  store_recover_start(&d.reg, d.opt.run_dir);
+
   cairnd_observe_start(&d.obs);
 
   uv_signal_init(d.loop, &d.sigint);
