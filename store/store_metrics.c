@@ -20,6 +20,7 @@
 #include <string.h>
 
 #define LAST_BACKUP "cairn_last_backup_timestamp_seconds"
+#define GROUPS_TEXT_MAX ((size_t)1 << 30)
 
 /* A group's cached line: "cairn_last_backup_timestamp_seconds{...} <ts>\n". */
 struct sm_group {
@@ -59,6 +60,7 @@ struct store_metrics_ds *store__metrics_ds(struct store_metrics *m, const char *
     d = core_new(struct store_metrics_ds);
     d->name = core_strdup(store);
     core_map_init(&d->groups);
+    core_buf_init(&d->text, GROUPS_TEXT_MAX);
     core_map_put(&m->stores, store, d);
   }
   return d;
@@ -67,6 +69,7 @@ struct store_metrics_ds *store__metrics_ds(struct store_metrics *m, const char *
 static void ds_free(struct store_metrics_ds *d)
 {
   groups_free(&d->groups);
+  core_buf_free(&d->text);
   core_free(d->hist);
   core_free(d->gc_status);
   core_free(d->name);
@@ -122,6 +125,7 @@ static void scan_done(struct core_job *j, int status)
   if (d && status == 0 && s->rc == 0) {
     groups_free(&d->groups);
     d->groups = s->groups; /* moved */
+    d->text_dirty = 1;
     core_map_init(&s->groups);
     core_debug("metrics: %s: %zu backup groups", s->store, s->n);
   } else if (d && (status < 0 || s->rc < 0)) {
@@ -202,8 +206,10 @@ void store_metrics_backup_finished(struct store_metrics *m, const char *store, c
   if (old && old->ts >= time)
     return;
   struct sm_group *e = group_line(store, ns ? ns : "", type, id, time);
-  if (e)
+  if (e) {
     core_free(core_map_put(&d->groups, key, e));
+    d->text_dirty = 1;
+  }
 }
 
 void store_metrics_store_changed(struct store_metrics *m, const char *store)
@@ -427,27 +433,40 @@ static int collect_s3(struct store_metrics *m, struct core_buf *out)
   return rc;
 }
 
+/* Rebuilds a datastore's concatenated lines after a change: a scrape then
+ * copies one block per datastore, and the per-line work is paid once per
+ * change, not once per scrape. */
+static int groups_text(struct store_metrics_ds *d)
+{
+  if (!d->text_dirty)
+    return 0;
+  size_t need = 0;
+  const char *k;
+  void *v;
+  for (size_t g = 0; core_map_next(&d->groups, &g, &k, &v);)
+    need += ((const struct sm_group *)v)->len;
+  core_buf_reset(&d->text);
+  int rc = need ? core_buf_reserve(&d->text, need) : 0;
+  for (size_t g = 0; rc == 0 && core_map_next(&d->groups, &g, &k, &v);) {
+    const struct sm_group *e = v;
+    rc = core_buf_append(&d->text, e->line, e->len);
+  }
+  if (rc == 0)
+    d->text_dirty = 0;
+  return rc;
+}
+
 static int collect_groups(struct store_metrics *m, struct core_buf *out)
 {
   int rc = family(out, LAST_BACKUP, "gauge",
                   "Time of the newest finished snapshot of each backup group.");
-  size_t need = 0;
-  const char *k, *gk;
-  void *v, *gv;
-  for (size_t i = 0; core_map_next(&m->stores, &i, &k, &v);) {
-    const struct store_metrics_ds *d = v;
-    for (size_t g = 0; core_map_next(&d->groups, &g, &gk, &gv);)
-      need += ((const struct sm_group *)gv)->len;
-  }
-  /* One reservation, then plain copies: the lines are ready. */
-  if (rc == 0)
-    rc = core_buf_reserve(out, need);
+  const char *k;
+  void *v;
   for (size_t i = 0; rc == 0 && core_map_next(&m->stores, &i, &k, &v);) {
-    const struct store_metrics_ds *d = v;
-    for (size_t g = 0; rc == 0 && core_map_next(&d->groups, &g, &gk, &gv);) {
-      const struct sm_group *e = gv;
-      rc = core_buf_append(out, e->line, e->len);
-    }
+    struct store_metrics_ds *d = v;
+    rc = groups_text(d);
+    if (rc == 0 && d->text.len)
+      rc = core_buf_append(out, d->text.base, d->text.len);
   }
   return rc;
 }

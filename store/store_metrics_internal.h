@@ -2,6 +2,7 @@
 #ifndef STORE_METRICS_INTERNAL_H
 #define STORE_METRICS_INTERNAL_H
 
+#include "core/core_buf.h"
 #include "store/store_metrics.h"
 
 struct store_usage_sample {
@@ -17,6 +18,8 @@ struct store_metrics_ds {
   int scanning;              /* a scan job is in flight */
   int rescan;                /* scan again when it lands */
   int scanned;               /* a first scan ended */
+  struct core_buf text;      /* every group's line, concatenated: what a scrape copies */
+  int text_dirty;            /* `groups` changed since `text` was built */
   /* usage, from the last sample */
   int sampled;
   uint64_t total, used, avail;
