@@ -218,6 +218,33 @@ class Metrics(ObserveCase):
         self.assertEqual(401, srv.request("GET", API + "/status/metrics", token=False).status)
 
 
+class TaskHistory(ObserveCase):
+    def test_last_gc_success_survives_restart(self):
+        mport = ch.free_port()
+        srv = ch.Cairn(tls=False, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        self.addCleanup(srv.close)
+        self.make_store(srv, "tstore")
+        upid = self.ok(srv.post(API + "/admin/datastore/tstore/gc"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            st = self.ok(srv.get(API + "/nodes/localhost/tasks/%s/status"
+                                 % urllib.parse.quote(upid, safe="")))
+            if st.get("status") == "stopped":
+                break
+            time.sleep(0.1)
+        m = parse_metrics(http_get(mport, "/metrics")[2])
+        before = find(m, "cairn_task_last_success_timestamp_seconds",
+                      type="garbage_collection", store="tstore")
+        self.assertEqual(1, len(before), m)
+        srv.restart()
+        m = parse_metrics(http_get(mport, "/metrics")[2])
+        self.assertEqual(before, find(m, "cairn_task_last_success_timestamp_seconds",
+                                      type="garbage_collection", store="tstore"))
+        # Run counters start again from zero.
+        self.assertEqual([0.0, 0.0, 0.0],
+                         find(m, "cairn_task_runs_total", type="garbage_collection"))
+
+
 class TLSCounters(ObserveCase):
     def test_handshakes_and_failures_counted(self):
         mport = ch.free_port()
