@@ -58,6 +58,16 @@ def http_get(port, path, timeout=10):
         return r.status, r.headers, r.read().decode()
 
 
+def metrics_cairn(mport, tls=False):
+    """A cairnd with --metrics-listen on `mport`, returned once that listener
+    is open too (it opens just after the main one the harness waits for)."""
+    srv = ch.Cairn(tls=tls, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+    if srv.wait_log("metrics on http", timeout=15) is None:
+        srv.close()
+        raise RuntimeError("the metrics listener did not open:\n" + srv.log_text())
+    return srv
+
+
 class ObserveCase(unittest.TestCase):
     def ok(self, r, what=""):
         self.assertTrue(200 <= r.status < 300, "%s: %r" % (what, r))
@@ -83,7 +93,7 @@ class Metrics(ObserveCase):
     @classmethod
     def setUpClass(cls):
         cls.mport = ch.free_port()
-        cls.srv = ch.Cairn(tls=False, args=("--metrics-listen", "127.0.0.1:%d" % cls.mport))
+        cls.srv = metrics_cairn(cls.mport)
         cls.addClassCleanup(ch.finish_server, cls.srv)
 
     def scrape(self):
@@ -221,7 +231,7 @@ class Metrics(ObserveCase):
 class TaskHistory(ObserveCase):
     def test_last_gc_success_survives_restart(self):
         mport = ch.free_port()
-        srv = ch.Cairn(tls=False, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        srv = metrics_cairn(mport)
         self.addCleanup(srv.close)
         self.make_store(srv, "tstore")
         upid = self.ok(srv.post(API + "/admin/datastore/tstore/gc"))
@@ -236,7 +246,10 @@ class TaskHistory(ObserveCase):
         before = find(m, "cairn_task_last_success_timestamp_seconds",
                       type="garbage_collection", store="tstore")
         self.assertEqual(1, len(before), m)
+        mark = srv.log_mark()
         srv.restart()
+        # The metrics listener opens just after the main one the harness waits for.
+        self.assertIsNotNone(srv.wait_log("metrics on http", timeout=15, since=mark))
         m = parse_metrics(http_get(mport, "/metrics")[2])
         self.assertEqual(before, find(m, "cairn_task_last_success_timestamp_seconds",
                                       type="garbage_collection", store="tstore"))
@@ -248,7 +261,7 @@ class TaskHistory(ObserveCase):
 class TLSCounters(ObserveCase):
     def test_handshakes_and_failures_counted(self):
         mport = ch.free_port()
-        srv = ch.Cairn(tls=True, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        srv = metrics_cairn(mport, tls=True)
         self.addCleanup(srv.close)
         self.assertEqual(200, srv.request("GET", API + "/version").status)
         # Not TLS at all: the handshake fails.
@@ -366,7 +379,7 @@ class S3Datastore(ObserveCase):
                 s3.stop()
         self.addCleanup(stop)
         mport = ch.free_port()
-        srv = ch.Cairn(tls=False, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        srv = metrics_cairn(mport)
         self.addCleanup(srv.close)
         self.ok(srv.post(API + "/config/s3", params={
             "id": "fake", "endpoint": "127.0.0.1", "port": str(s3.port), "region": "us-east-1",
@@ -462,7 +475,7 @@ class Prometheus(ObserveCase):
         self.assertIsNotNone(prom, "prometheus (Debian package) is not installed: "
                              "scripts/deps.sh test installs it")
         mport = ch.free_port()
-        srv = ch.Cairn(tls=False, args=("--metrics-listen", "127.0.0.1:%d" % mport))
+        srv = metrics_cairn(mport)
         self.addCleanup(srv.close)
         self.make_store(srv, "promstore")
         t = int(time.time()) - 300
