@@ -27,7 +27,7 @@ struct store_metrics_ds {
   double dedup;              /* from .gc-status, 0 unknown */
   char *gc_status;           /* owned JSON text of .gc-status, or NULL */
   struct store_usage_sample *hist; /* owned, oldest first, at most STORE_USAGE_SAMPLES */
-  size_t nhist;
+  size_t nhist, hist_cap;
 };
 
 struct store_metrics_ds *store__metrics_ds(struct store_metrics *m, const char *store);

@@ -35,8 +35,15 @@
 
 static void hist_add(struct store_metrics_ds *d, int64_t t, uint64_t used, uint64_t total)
 {
-  if (d->hist == NULL)
-    d->hist = core_calloc(STORE_USAGE_SAMPLES, sizeof(*d->hist));
+  /* Grown as samples come (a thousand datastores must not cost 34 KiB each
+   * from the first sample on). */
+  if (d->nhist == d->hist_cap && d->hist_cap < STORE_USAGE_SAMPLES) {
+    size_t cap = d->hist_cap ? d->hist_cap * 4 : 8;
+    if (cap > STORE_USAGE_SAMPLES)
+      cap = STORE_USAGE_SAMPLES;
+    d->hist = core_realloc(d->hist, cap * sizeof(*d->hist));
+    d->hist_cap = cap;
+  }
   if (d->nhist == STORE_USAGE_SAMPLES) {
     memmove(d->hist, d->hist + 1, (STORE_USAGE_SAMPLES - 1) * sizeof(*d->hist));
     d->nhist--;
