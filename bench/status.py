@@ -11,6 +11,8 @@ then a sustained 10-second run over the same stores. Plain HTTP and TLS, for
           ACL has DatastoreAudit on /datastore plus an entry on a namespace 7
           levels deep in every store, so each check walks a populated tree;
           issue #14's target is acl/cairn >= 0.95,
+  nometrics  cairnd --no-metrics: no counters, no /metrics (issue #16's target:
+          cairn/nometrics >= 0.97, printed as metrics_vs_off),
   nginx   Debian's nginx, one worker, serving a static file of the same size as
           cairnd's status answer at the same URLs.
 The load generator is wrk (one thread, 16 connections) with a Lua script that
@@ -201,13 +203,15 @@ class Bench:
         with open(self.lua, "w") as f:
             f.write(LUA.replace("@PATH@", API_STATUS % STORE_FMT))
 
-    def start_cairnd(self, tls, reread, token=None):
+    def start_cairnd(self, tls, reread, token=None, no_metrics=False):
         port = free_port()
         extra = ["--listen", "127.0.0.1:%d" % port]
         if not tls:
             extra.append("--no-tls")
         if reread:
             extra.append("--debug-reread-config")
+        if no_metrics:
+            extra.append("--no-metrics")
         errlog = open(os.path.join(self.root, "cairnd-%d.log" % port), "w+")
         proc = subprocess.Popen(self.cairnd(extra), stdin=subprocess.DEVNULL,
                                 stdout=errlog, stderr=subprocess.STDOUT,
@@ -219,7 +223,8 @@ class Bench:
             raise RuntimeError("cairnd did not start:\n" + errlog.read()[-3000:])
         if self.pin:
             pin(proc.pid, 0)
-        name = "reread" if reread else "acl" if token else "cairn"
+        name = ("reread" if reread else "acl" if token else "nometrics" if no_metrics
+                else "cairn")
         return Server(name, proc, port, tls, proc.pid, token)
 
     def client_conn(self, port, tls):
@@ -476,6 +481,8 @@ class Bench:
                         servers.append(self.start_cairnd(tls, reread))
                 if acl_token:
                     servers.append(self.start_cairnd(tls, False, acl_token))
+                if "nometrics" in self.a.targets:
+                    servers.append(self.start_cairnd(tls, False, no_metrics=True))
                 pairs = [(srv, self.fixed_run(srv)) for srv in servers]
                 self.sustained_slices(pairs)
                 rows += [row for _, row in pairs]
@@ -543,13 +550,13 @@ def report(rows, bench):
         print("TLS: %s %s" % (bench.cipher[1], bench.cipher[0]))
     print("machine: %d CPUs, load average %.2f at start, %.2f at end (other work "
           "shares these CPUs)" % (os.cpu_count() or 0, bench.load0, os.getloadavg()[0]))
-    hdr = ("%-7s %-5s %9s %12s %10s %10s %13s %7s %8s %8s %7s"
+    hdr = ("%-9s %-5s %9s %12s %10s %10s %13s %7s %8s %8s %7s"
            % ("target", "proto", "total s", "throughput", "cold r1/s", "warm r/s",
               "sustained r/s", "errors", "srv cpu", "wrk cpu", "RSS MiB"))
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        print("%-7s %-5s %9s %12s %10s %10s %13s %7d %8s %8s %7s" % (
+        print("%-9s %-5s %9s %12s %10s %10s %13s %7d %8s %8s %7s" % (
             r["target"], r["transport"], fmt(r["total_s"], "%.3f"),
             fmt(r["throughput"], "%.0f"), fmt(r["cold_rps"], "%.0f"),
             fmt(r["warm_rps"], "%.0f"), fmt(r["sustained_rps"], "%.0f"), r["errors"],
@@ -580,6 +587,10 @@ def report(rows, bench):
         ("acl_tls_rps", get("acl", "tls")),
         ("acl_vs_root_http", ratio(get("acl", "http"), get("cairn", "http"))),
         ("acl_vs_root_tls", ratio(get("acl", "tls"), get("cairn", "tls"))),
+        ("nometrics_http_rps", get("nometrics", "http")),
+        ("nometrics_tls_rps", get("nometrics", "tls")),
+        ("metrics_vs_off", ratio(get("cairn", "http"), get("nometrics", "http"))),
+        ("metrics_vs_off_tls", ratio(get("cairn", "tls"), get("nometrics", "tls"))),
         ("cairn_http_total_s", get("cairn", "http", "total_s")),
         ("cairn_http_cold_rps", get("cairn", "http", "cold_rps")),
         ("reread_http_total_s", get("reread", "http", "total_s")),
@@ -588,7 +599,7 @@ def report(rows, bench):
     ]
     print()
     print("targets (not asserted): cairn/nginx >= 0.50 over HTTP, >= 0.40 over TLS; "
-          "fastpath/reread >= 20; acl/root >= 0.95; RSS <= 32 MiB")
+          "fastpath/reread >= 20; acl/root >= 0.95; metrics_vs_off >= 0.97; RSS <= 32 MiB")
     print(" ".join("%s=%s" % (k, "na" if v is None else
                               ("%.0f" % v if k.endswith("_rps") else "%.2f" % v))
                    for k, v in kv))
@@ -608,7 +619,7 @@ def main():
                    help="the sustained run is cut in this many slices, interleaved "
                    "across targets (1: one run per target)")
     p.add_argument("--fixed-timeout", type=int, default=300)
-    p.add_argument("--targets", default="nginx,cairn,reread,acl")
+    p.add_argument("--targets", default="nginx,cairn,reread,acl,nometrics")
     p.add_argument("--transports", default="http,tls")
     p.add_argument("--wrk", default=shutil.which("wrk") or "/usr/bin/wrk")
     p.add_argument("--nginx", default="/usr/sbin/nginx")

@@ -9,6 +9,7 @@
  */
 #include "core/core_alloc.h"
 #include "access/access.h"
+#include "cmd/cairnd_observe.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_job.h"
@@ -48,6 +49,8 @@ struct options {
   int nlisten;
   int no_tls;
   int debug_reread;
+  const char *metrics_listen; /* --metrics-listen: /metrics without authentication */
+  int no_metrics;
   uint64_t session_timeout_ms;
   unsigned auth_fail_limit;   /* failed authentications per address per minute */
   enum core_log_level log_level;
@@ -68,6 +71,7 @@ struct cairnd {
   struct gc_ctx gc;
   struct s3_api s3_api;
   struct http_server *http;
+  struct cairnd_observe obs; /* metrics, readiness, status, systemd */
   uv_signal_t sigint, sigterm, sighup;
   int stopping;
   int reloading;             /* a SIGHUP reload job is in flight */
@@ -91,6 +95,9 @@ static void usage(FILE *f)
           "  --session-timeout-ms N  idle backup/reader sessions are aborted (default 900000)\n"
           "  --auth-fail-limit N     failed logins and token checks per client address per\n"
           "                          minute before it gets 429 (default 5; 0: no limit)\n"
+          "  --metrics-listen H:P    serve /metrics without authentication there, plain\n"
+          "                          HTTP (CAIRN_METRICS_LISTEN; docs/metrics.md)\n"
+          "  --no-metrics            count nothing and serve no /metrics (CAIRN_METRICS=0)\n"
           "  --debug-reread-config   re-read datastore.cfg on every lookup (benchmarks only)\n"
           "  --help                  this text\n");
 }
@@ -110,6 +117,10 @@ static int parse_options(int argc, char **argv, struct options *o)
   o->no_tls = env_true("CAIRN_NO_TLS");
   o->log_level = CORE_LOG_INFO;
   o->auth_fail_limit = STORE_ACCESS_MAX_FAILS;
+  o->metrics_listen = getenv("CAIRN_METRICS_LISTEN");
+  if (o->metrics_listen && !*o->metrics_listen)
+    o->metrics_listen = NULL;
+  o->no_metrics = getenv("CAIRN_METRICS") && !strcmp(getenv("CAIRN_METRICS"), "0");
   if (getenv("CAIRN_LOG_LEVEL") &&
       core_log_parse_level(getenv("CAIRN_LOG_LEVEL"), &o->log_level) < 0) {
     fprintf(stderr, "cairnd: invalid CAIRN_LOG_LEVEL\n");
@@ -123,7 +134,7 @@ static int parse_options(int argc, char **argv, struct options *o)
       o->listen[o->nlisten++] = t;
   }
   enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
-         O_SESSION, O_FAILS, O_HELP };
+         O_SESSION, O_FAILS, O_HELP, O_MLISTEN, O_NOMETRICS };
   static const struct option longopts[] = {
     {"config-dir", required_argument, NULL, O_CONFIG},
     {"run-dir", required_argument, NULL, O_RUN},
@@ -137,6 +148,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     {"session-timeout-ms", required_argument, NULL, O_SESSION},
     {"auth-fail-limit", required_argument, NULL, O_FAILS},
     {"help", no_argument, NULL, O_HELP},
+    {"metrics-listen", required_argument, NULL, O_MLISTEN},
+    {"no-metrics", no_argument, NULL, O_NOMETRICS},
     {NULL, 0, NULL, 0},
   };
   int cli_listen = 0, c;
@@ -188,6 +201,8 @@ static int parse_options(int argc, char **argv, struct options *o)
       o->auth_fail_limit = (unsigned)v;
       break;
     case O_REREAD: o->debug_reread = 1; break;
+    case O_MLISTEN: o->metrics_listen = optarg; break;
+    case O_NOMETRICS: o->no_metrics = 1; break;
     case O_HELP: usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
@@ -234,6 +249,8 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     return;
   }
   d->stopping = 1;
+  cairnd_systemd_stopping();
+  cairnd_observe_shutdown(&d->obs);
   core_info("%s: no longer accepting connections; finishing requests in flight",
             signum == SIGINT ? "SIGINT" : "SIGTERM");
   http_server_shutdown(d->http, on_shutdown_done, d);
@@ -408,8 +425,16 @@ int main(int argc, char **argv)
     goto fail_pool;
   }
   d.gc.access = &d.access;
+  cairnd_observe_init(&d.obs, d.loop, &d.reg, d.opt.config_dir, !d.opt.no_metrics);
+  d.obs.store.sessions = &d.sessions;
+  d.obs.store.access = &d.access;
+  d.obs.tls = &d.tls;
+  d.obs.pools[0] = &d.pool;
+  d.obs.pools[1] = &d.gc.workers;
 
   d.http = http_server_new(d.loop, &d.opt.limits);
+  if (d.opt.no_metrics)
+    http_server_metrics_off(d.http);
   http_server_set_auth(d.http, store_access_auth, &d.access);
   http_server_set_access(d.http, store_access_check, &d.access);
   static const struct http_route base_routes[] = {
@@ -427,8 +452,24 @@ int main(int argc, char **argv)
   d.s3_api.audit_ctx = &d.access;
   s3_api_register(d.http, &d.s3_api);
   gc_s3_register(d.http, &d.gc);
+  cairnd_observe_routes(&d.obs, d.http);
+  cairnd_observe_add(&d.obs, http_server_metrics_collect, d.http);
+  cairnd_observe_add(&d.obs, core_pool_metrics_collect, d.obs.pools);
+  cairnd_observe_add(&d.obs, core_tasks_metrics_collect, d.gc.tasks);
+  cairnd_observe_add(&d.obs, gc_metrics_collect, &d.gc);
+  cairnd_observe_add(&d.obs, store_metrics_collect, &d.obs.store);
 
-  for (int i = 0; i < d.opt.nlisten; i++) {
+  /* systemd socket activation: serve the sockets given instead of --listen. */
+  int nfds = cairnd_systemd_listen_fds();
+  for (int i = 0; i < nfds; i++) {
+    rc = http_server_listen_fd(d.http, 3 + i, d.tls);
+    if (rc < 0) {
+      core_error("cannot serve the passed socket %d: %s", 3 + i, core_strerror(rc));
+      goto teardown;
+    }
+    core_info("listening on passed socket %d (%s)", 3 + i, d.tls ? "https" : "http");
+  }
+  for (int i = 0; i < d.opt.nlisten && nfds == 0; i++) {
     rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
     if (rc < 0) {
       core_error("cannot listen on %s: %s", d.opt.listen[i], core_strerror(rc));
@@ -437,9 +478,21 @@ int main(int argc, char **argv)
     core_info("listening on %s (%s)", d.opt.listen[i], d.tls ? "https" : "http");
   }
 
+  if (d.opt.metrics_listen && !d.opt.no_metrics) {
+    rc = cairnd_observe_listen(&d.obs, d.opt.metrics_listen, &d.opt.limits);
+    if (rc < 0) {
+      core_error("cannot listen on %s for metrics: %s", d.opt.metrics_listen,
+                 core_strerror(rc));
+      goto teardown;
+    }
+    core_info("metrics on http://%s/metrics", d.opt.metrics_listen);
+  }
+
   /* Backups a crash interrupted left unfinished snapshots: remove them in
    * the background while the server already serves. */
   store_recover_start(&d.reg, d.opt.run_dir);
+
+  cairnd_observe_start(&d.obs);
 
   uv_signal_init(d.loop, &d.sigint);
   uv_signal_init(d.loop, &d.sigterm);
@@ -448,6 +501,7 @@ int main(int argc, char **argv)
   uv_signal_start(&d.sigint, on_stop_signal, SIGINT);
   uv_signal_start(&d.sigterm, on_stop_signal, SIGTERM);
   uv_signal_start(&d.sighup, on_sighup, SIGHUP);
+  cairnd_systemd_ready(&d.obs, nfds ? "serving passed sockets" : "listening");
 
   uv_run(d.loop, UV_RUN_DEFAULT);
   status = 0;
@@ -459,6 +513,7 @@ int main(int argc, char **argv)
    * clean exit. */
 teardown:
   store_sessions_close(&d.sessions);
+  cairnd_observe_close(&d.obs);
   gc_ctx_close(&d.gc);
   http_server_free(d.http);
   store_access_close(&d.access);

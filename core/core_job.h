@@ -48,6 +48,7 @@ struct core_job {
   struct core_job *next;   /* private: core_pool's lists */
   core_job_run_fn run;     /* pool thread */
   core_job_done_fn done;   /* loop thread */
+  uint64_t queued_ns;      /* private: core_pool's submit time (uv_hrtime) */
 };
 
 /* Queues `job`. Returns 0, or a negative error from uv_queue_work (then

@@ -4,6 +4,7 @@
 #include "core/core_log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -41,8 +42,15 @@ static void *worker_main(void *arg)
     if (p->todo == NULL)
       p->todo_tail = &p->todo;
     pthread_mutex_unlock(&p->mutex);
+    uint64_t t0 = uv_hrtime();
+    core_gauge_add(&p->queued, -1);
+    core_gauge_add(&p->running, 1);
+    core_hist_observe_ns(&p->wait, t0 - job->queued_ns);
 
     job->run(job);
+
+    core_hist_observe_ns(&p->run, uv_hrtime() - t0);
+    core_gauge_add(&p->running, -1);
 
     pthread_mutex_lock(&p->mutex);
     int wake = p->done == NULL; /* else the loop has a wake-up coming */
@@ -98,6 +106,9 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   p->idle_io = o->idle_io;
   p->todo_tail = &p->todo;
   p->done_tail = &p->done;
+  snprintf(p->name, sizeof(p->name), "%s", o->name ? o->name : "pool");
+  core_hist_init(&p->wait, core_hist_latency_bounds, core_hist_latency_nbounds);
+  core_hist_init(&p->run, core_hist_latency_bounds, core_hist_latency_nbounds);
   p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (p->efd < 0)
     return -errno;
@@ -133,6 +144,8 @@ void core_pool_submit(struct core_pool *p, struct core_job *job, core_job_run_fn
   job->run = run;
   job->done = done;
   job->next = NULL;
+  job->queued_ns = uv_hrtime();
+  core_gauge_add(&p->queued, 1);
   if (p->pending++ == 0)
     uv_ref((uv_handle_t *)&p->poll);
   pthread_mutex_lock(&p->mutex);
@@ -169,4 +182,37 @@ void core_pool_stop(struct core_pool *p)
   pthread_mutex_destroy(&p->mutex);
   pthread_cond_destroy(&p->cond);
   p->started = 0;
+}
+
+int core_pool_metrics_collect(void *ctx, struct core_buf *out)
+{
+  struct core_pool *const *pools = ctx;
+  static const struct {
+    const char *name, *type, *help;
+  } fam[] = {
+    {"cairn_pool_queue_depth", "gauge", "Jobs waiting for a worker thread."},
+    {"cairn_pool_jobs_running", "gauge", "Jobs running on a worker thread."},
+    {"cairn_pool_threads", "gauge", "Worker threads."},
+    {"cairn_pool_job_wait_seconds", "histogram",
+     "Time from a job's submission until a thread starts it."},
+    {"cairn_pool_job_run_seconds", "histogram", "Time a job runs on a worker thread."},
+  };
+  int rc = 0;
+  for (int f = 0; f < 5 && rc == 0; f++) {
+    rc = core_metrics_family(out, fam[f].name, fam[f].type, fam[f].help);
+    for (int i = 0; pools[i] && rc == 0; i++) {
+      const struct core_pool *p = pools[i];
+      char l[64];
+      if (core_metrics_labels(l, sizeof(l), "pool", p->name, NULL) < 0)
+        continue;
+      switch (f) {
+      case 0: rc = core_metrics_i64(out, fam[f].name, l, core_gauge_get(&p->queued)); break;
+      case 1: rc = core_metrics_i64(out, fam[f].name, l, core_gauge_get(&p->running)); break;
+      case 2: rc = core_metrics_i64(out, fam[f].name, l, p->n); break;
+      case 3: rc = core_metrics_hist(out, fam[f].name, l, &p->wait); break;
+      default: rc = core_metrics_hist(out, fam[f].name, l, &p->run); break;
+      }
+    }
+  }
+  return rc;
 }

@@ -27,6 +27,7 @@
 #define CORE_POOL_H
 
 #include "core/core_job.h"
+#include "core/core_metrics.h"
 
 #include <pthread.h>
 #include <uv.h>
@@ -57,7 +58,13 @@ struct core_pool {
   int idle_io;
   unsigned pending;               /* loop: submitted, `done` not yet called */
   int started;
+  char name[16];                  /* opts.name, for the metrics label */
   int closed;                     /* the poll handle is closed */
+  /* Metrics: any thread (atomics). */
+  struct core_gauge queued;       /* jobs waiting for a thread */
+  struct core_gauge running;      /* jobs on a thread now */
+  struct core_hist wait;          /* submit to start on a thread */
+  struct core_hist run;           /* time on a thread */
 };
 
 /* Starts the threads (errors setting priorities are ignored). Returns 0 or a
@@ -69,5 +76,9 @@ void core_pool_submit(struct core_pool *p, struct core_job *job, core_job_run_fn
 /* Runs the loop until every submitted job's `done` has run, stops the threads
  * and closes the handle. Blocking: shutdown only. */
 void core_pool_stop(struct core_pool *p);
+/* A core_metrics collector (ctx: a NULL-terminated array of pools; loop
+ * thread): queue depth, jobs running, threads, and histograms of the queue
+ * wait and run time, as cairn_pool_* with a pool="<name>" label. */
+int core_pool_metrics_collect(void *ctx, struct core_buf *out);
 
 #endif

@@ -51,6 +51,7 @@ struct core_tasks {
   size_t n_doomed, cap_doomed;
   int jobs;                  /* jobs of this registry in flight */
   int timer_closed;
+  struct core_map stats;     /* "type\tstore" -> run statistics (core_task_stats.c) */
 };
 
 struct core_task_read {
@@ -755,6 +756,7 @@ void core_task_finish(struct core_task *t, int err, const char *msg)
   if (err == 0)
     t->progress = 1;
   r->n_stopped++;
+  core__task_stats_record(&r->stats, t, 1);
   task_kick(t);
   reg_save(r);
   reg_maybe_evict(r);
@@ -882,6 +884,9 @@ int core_tasks_init(struct core_tasks **out, uv_loop_t *loop, const char *run_di
     return rc;
   }
   load_index(r);
+  core_map_init(&r->stats);
+  for (size_t i = 0; i < r->n; i++)
+    core__task_stats_record(&r->stats, r->tasks[i], 0);
   uv_timer_init(loop, &r->flush_timer);
   r->flush_timer.data = r;
   uv_unref((uv_handle_t *)&r->flush_timer);
@@ -937,9 +942,16 @@ void core_tasks_close(struct core_tasks *r)
   for (size_t i = 0; i < r->n; i++)
     task_free(r->tasks[i]);
   core_free(r->tasks);
+  core__task_stats_free(&r->stats);
   core_map_free(&r->by_upid);
   core_free(r->dir);
   core_free(r->log_dir);
   core_free(r->index_path);
   core_free(r);
+}
+
+int core_tasks_metrics_collect(void *ctx, struct core_buf *out)
+{
+  struct core_tasks *r = ctx;
+  return core__task_stats_render(&r->stats, out);
 }

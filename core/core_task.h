@@ -174,6 +174,14 @@ struct core_task *core_tasks_find(struct core_tasks *r, const char *upid);
  * The set must not change during an iteration (no start/finish in between;
  * that holds inside one loop callback). Loop thread. */
 struct core_task *core_tasks_at(struct core_tasks *r, size_t i);
+/* A core_metrics collector (ctx: the registry; loop thread): runs per task
+ * type, datastore and result, durations, and the time of the last success
+ * (cairn_task_*). */
+int core_tasks_metrics_collect(void *ctx, struct core_buf *out);
+/* core_task_stats.c, for core_task.c only. */
+void core__task_stats_record(struct core_map *stats, const struct core_task *t, int live);
+void core__task_stats_free(struct core_map *stats);
+int core__task_stats_render(const struct core_map *stats, struct core_buf *out);
 size_t core_tasks_count(const struct core_tasks *r);
 
 /* Reading a log: lines [start, start + limit) (0-based; limit 0 = up to

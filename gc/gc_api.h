@@ -63,6 +63,8 @@ struct gc_store_state {
   int64_t gc_last;           /* epoch second of the last scheduled GC, 0 unknown */
   int64_t prune_last;        /* likewise for prune-schedule */
   int seen;                  /* mark for dropping removed datastores */
+  /* Metrics: what the GCs since start removed (gc_metrics_collect). */
+  uint64_t removed_bytes, removed_chunks;
 };
 
 struct gc_ctx {
@@ -121,6 +123,12 @@ void gc_ctx_close(struct gc_ctx *ctx);
  *   DELETE   /api2/json/nodes/localhost/tasks/{upid}
  * `ctx` must outlive the server. */
 void gc_api_register(struct http_server *s, struct gc_ctx *ctx);
+
+/* A core_metrics collector (ctx: the gc_ctx; loop thread): bytes and chunks
+ * removed by GC per datastore, and GC/prune tasks running. Run counts,
+ * durations and last successes are the task registry's (core_task.h). */
+struct core_buf;
+int gc_metrics_collect(void *ctx, struct core_buf *out);
 
 /* Validates a gc-schedule / prune-schedule value (PBS calendar events).
  * Returns 0, or CORE_ECONFIG with a one-line reason in err. Pure: any thread.

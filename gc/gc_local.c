@@ -766,6 +766,8 @@ static void run_end(struct gc_run *run, int err, const char *msg)
                   (double)(run->t_sweep - run->t_mark) / 1e9,
                   (double)(now - run->t_sweep) / 1e9, (double)(now - run->t_start) / 1e9);
     gc__status_remember(run->state, run->status_unsaved ? &run->status : NULL);
+    run->state->removed_bytes += s->removed_bytes;
+    run->state->removed_chunks += s->removed_chunks;
   }
   if (run->state->gc == run->task)
     run->state->gc = NULL;

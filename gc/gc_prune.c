@@ -11,6 +11,7 @@
 #include "gc/gc_api.h"
 #include "access/access.h"
 #include "store/store_access.h"
+#include "store/store_metrics.h"
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
@@ -129,10 +130,15 @@ static void entry_json(struct core_json *j, const char *type, const char *id,
 static void forget_removed(struct store_datastore *ds, const char *ns, const char *type,
                            const char *id, const struct prune_result *res)
 {
+  int any = 0;
   for (size_t i = 0; i < res->n; i++) {
-    if (res->e[i].removed)
+    if (res->e[i].removed) {
       store_s3_forget_snapshot(ds, ns, type, id, res->e[i].time);
+      any = 1;
+    }
   }
+  if (any) /* the group's newest snapshot may be gone: the last-backup cache rescans */
+    store_metrics_store_changed(ds->reg->metrics, ds->name);
 }
 
 /* ---- POST .../prune: one group ----------------------------------------- */

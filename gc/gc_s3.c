@@ -745,6 +745,8 @@ static void run_end(struct run *r, int err, const char *msg)
   if (err == 0) {
     log_summary(r);
     gc__status_remember(r->state, r->status_unsaved ? &r->st : NULL);
+    r->state->removed_bytes += r->st.removed_bytes;
+    r->state->removed_chunks += r->st.removed_chunks;
   }
   if (r->state->gc == r->task)
     r->state->gc = NULL;

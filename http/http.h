@@ -225,6 +225,10 @@ int http_server_listen(struct http_server *s, const char *addr, struct http_tls 
  * (closed with the connection), or a negative error (UV_ECANCELED while
  * shutting down, or uv_tcp_open's) and `fd` stays the caller's. */
 int http_server_adopt(struct http_server *s, int fd);
+/* Serves connections on an already bound and listening TCP socket `fd`
+ * (systemd socket activation), with a TLS context unless NULL. The server
+ * owns `fd` from then on, also on failure. Returns 0 or a negative error. */
+int http_server_listen_fd(struct http_server *s, int fd, struct http_tls *tls);
 /* Replaces the TLS context of every TLS listener (certificate reload): new
  * connections use `tls`, open ones keep the context they started with. */
 void http_server_set_tls(struct http_server *s, struct http_tls *tls);
@@ -234,6 +238,14 @@ void http_server_shutdown(struct http_server *s, void (*done)(void *ctx), void *
 void http_server_free(struct http_server *s);
 /* Number of open connections (for tests and metrics). */
 unsigned http_server_connections(const struct http_server *s);
+/* Metrics (http_metrics.c): a core_metrics collector (ctx: the server)
+ * writing cairn_http_* and cairn_tls_* families: responses by route pattern,
+ * method and status code, bytes in and out, connections. Counting is on by
+ * default; http_server_metrics_off() stops it (before serving) for
+ * benchmarks of its cost. */
+struct core_buf;
+int http_server_metrics_collect(void *ctx, struct core_buf *out);
+void http_server_metrics_off(struct http_server *s);
 
 /* Percent-decodes `len` bytes of `in` into `out` (at least len+1 bytes), '+' as a
  * space when `plus` is set. Returns the decoded length or CORE_EPARSE. */

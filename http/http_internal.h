@@ -5,6 +5,7 @@
 #include "http/http_bodypool.h"
 #include "http/http.h"
 #include "http/http_tls.h"
+#include "core/core_metrics.h"
 
 #include <llhttp.h>
 
@@ -12,12 +13,16 @@
 #define HTTP_MAX_PARAMS 64
 #define HTTP_MAX_PATH_PARAMS 8
 #define HTTP_READ_BUF (64 * 1024)
+/* Response counters per status code 100..599 (http_metrics.c). */
+#define HTTP_STATUS_MIN 100
+#define HTTP_STATUS_SLOTS 500
 
 struct http_route_entry {
   struct http_route route;
   int nseg;              /* segments in the pattern */
   char **seg;            /* owned: each literal segment, or NULL for a parameter */
   char **name;           /* owned: the parameter's name, or NULL for a literal */
+  struct core_counter *responses; /* owned: [HTTP_STATUS_SLOTS], by status code */
 };
 
 struct http_router {
@@ -142,6 +147,7 @@ enum http_conn_flags {
   HTTP_CONN_EOF = 1 << 4,       /* peer finished sending */
   HTTP_CONN_BUDGET = 1 << 5,    /* paused until the body budget has room */
   HTTP_CONN_TRAILER = 1 << 6,   /* parser paused at the last chunk: trailer next */
+  HTTP_CONN_TLS_UP = 1 << 7,    /* TLS handshake done (counted once) */
 };
 
 struct http_conn {
@@ -196,7 +202,23 @@ struct http_server {
   void (*shutdown_done)(void *ctx);
   void *shutdown_ctx;
   llhttp_settings_t settings;
+  struct http_stats *stats;       /* owned; NULL: metrics off (no counting) */
 };
+
+/* Counters of one server (http_metrics.c). Loop thread writes, atomics so
+ * a scrape may read them from anywhere. */
+struct http_stats {
+  struct core_counter rx_bytes;       /* read from sockets (TLS included) */
+  struct core_counter tx_bytes;       /* written to sockets */
+  struct core_counter accepted;       /* connections served */
+  struct core_counter refused;        /* connections refused (limit, fds) */
+  struct core_counter tls_handshakes; /* completed */
+  struct core_counter tls_failures;   /* failed before completing */
+  struct core_counter unmatched[HTTP_STATUS_SLOTS]; /* no route (404, 405, early errors) */
+};
+
+/* Counts a response's status for its route (or as unmatched). */
+void http__count_response(struct http_request *req, int status);
 
 /* http_request.c */
 struct http_request *http__req_new(struct http_conn *c);

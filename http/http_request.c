@@ -379,6 +379,7 @@ static void respond(struct http_request *req, int status, const char *ctype, voi
     return;
   }
   req->state = HTTP_REQ_SENDING;
+  http__count_response(req, status);
   struct http_conn *c = req->conn;
   if (c == NULL) {
     if (owned)
@@ -507,6 +508,7 @@ void http_respond_stream(struct http_request *req, int status, const char *conte
     return;
   }
   req->state = HTTP_REQ_SENDING;
+  http__count_response(req, status);
   struct http_conn *c = req->conn;
   req->pull = pull;
   req->pull_ctx = ctx;

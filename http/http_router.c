@@ -33,6 +33,7 @@ void http__router_free(struct http_router *r)
     }
     core_free(r->entries[i].seg);
     core_free(r->entries[i].name);
+    core_free(r->entries[i].responses);
   }
   core_free(r->entries);
   memset(r, 0, sizeof(*r));
@@ -47,6 +48,7 @@ void http__router_add(struct http_router *r, const struct http_route *route)
   struct http_route_entry *e = &r->entries[r->n++];
   memset(e, 0, sizeof(*e));
   e->route = *route;
+  e->responses = core_calloc(HTTP_STATUS_SLOTS, sizeof(*e->responses));
   const char *p = route->pattern;
   while (*p == '/')
     p++;

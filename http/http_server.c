@@ -189,6 +189,12 @@ static void write_bufs(struct http_conn *c, uv_buf_t *bufs, unsigned n, void *ow
   wr->cap1 = cap1;
   wr->last = last;
   c->writes++;
+  if (c->server->stats) {
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+      total += bufs[i].len;
+    core_counter_add(&c->server->stats->tx_bytes, total);
+  }
   int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, bufs, n, on_write);
   if (rc < 0) {
     /* The callback will not run: undo and drop the connection. */
@@ -844,10 +850,27 @@ static void conn_process(struct http_conn *c, const char *data, size_t len)
   }
 }
 
+/* A handshake is counted when it completes or fails, once per connection. */
+static void count_tls(struct http_conn *c, ssize_t n)
+{
+  struct http_stats *st = c->server->stats;
+  if (http_tls_cipher(c->tls)[0] != '\0') {
+    c->flags |= HTTP_CONN_TLS_UP;
+    if (st)
+      core_counter_add(&st->tls_handshakes, 1);
+  } else if (n < 0) {
+    c->flags |= HTTP_CONN_TLS_UP; /* decided: not counted again */
+    if (st && n != UV_EOF)
+      core_counter_add(&st->tls_failures, 1);
+  }
+}
+
 static void conn_drain_tls(struct http_conn *c)
 {
   while (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_CLOSING))) {
     ssize_t n = http_tls_read(c->tls, plain_buf, sizeof(plain_buf));
+    if (!(c->flags & HTTP_CONN_TLS_UP))
+      count_tls(c, n);
     if (n > 0) {
       conn_process(c, plain_buf, (size_t)n);
       continue;
@@ -895,6 +918,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     http__conn_close(c);
     return;
   }
+  if (c->server->stats)
+    core_counter_add(&c->server->stats->rx_bytes, (uint64_t)nread);
   if (c->tls) {
     if (http_tls_feed(c->tls, buf->base, (size_t)nread) < 0) {
       http__conn_close(c);
@@ -947,6 +972,8 @@ static void refusing(struct http_server *s, const char *why, unsigned open)
   s->refusing = 1;
   s->refused++;
   s->refused_at = uv_now(s->loop);
+  if (s->stats)
+    core_counter_add(&s->stats->refused, 1);
 }
 
 static void accepting_again(struct http_server *s)
@@ -1030,6 +1057,8 @@ static void conn_start(struct http_conn *c, struct http_tls *tls)
   uv_tcp_nodelay(&c->tcp, 1); /* fails harmlessly on a non-TCP stream */
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
   http__headscan_start(&c->scan, 0);
+  if (s->stats)
+    core_counter_add(&s->stats->accepted, 1);
   if (tls) {
     c->tls = http_tls_session_new(tls, NULL);
     if (c->tls)
@@ -1146,6 +1175,7 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
     s->limits.body_budget = 64u * 1024 * 1024;
   s->max_conns = conn_limit(s->limits.max_connections);
   s->reserve_fd = -1;
+  s->stats = core_new(struct http_stats);
   (void)reserve_open(s);
   s->budget_tail = &s->budget_head;
   http_bodypool_init(&s->bodies, s->limits.body_budget);
@@ -1253,6 +1283,33 @@ int http_server_listen(struct http_server *s, const char *addr, struct http_tls 
   return 0;
 }
 
+int http_server_listen_fd(struct http_server *s, int fd, struct http_tls *tls)
+{
+  struct http_listener *l = core_new(struct http_listener);
+  l->server = s;
+  uv_tcp_init(s->loop, &l->tcp);
+  l->tcp.data = l;
+  int rc = uv_tcp_open(&l->tcp, fd);
+  if (rc < 0) {
+    close(fd);
+  } else {
+    /* An inherited socket is already listening: listen() again only sets
+     * the backlog. */
+    rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+  }
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)core_free);
+    return rc;
+  }
+  if (tls) {
+    http_tls_ref(tls);
+    l->tls = tls;
+  }
+  l->next = s->listeners;
+  s->listeners = l;
+  return 0;
+}
+
 void http_server_set_tls(struct http_server *s, struct http_tls *tls)
 {
   for (struct http_listener *l = s->listeners; l; l = l->next) {
@@ -1315,6 +1372,7 @@ static void server_destroy(struct http_server *s)
   if (s->reserve_fd >= 0)
     close(s->reserve_fd);
   http_bodypool_free(&s->bodies);
+  core_free(s->stats);
   core_free(s);
 }
 

@@ -208,6 +208,12 @@ static void finish(struct s3_op *op, int status)
     cl->stats.failed_transport++;
   if (op->res.already_exists)
     cl->stats.already_exists++;
+  int result = status == 0 ? (op->res.already_exists ? 2 : 0)
+               : status == CORE_ENOTFOUND                   ? 1
+               : status == CORE_ES3 || status == CORE_EPARSE ? 3
+                                                            : 4;
+  if ((int)op->kind < S3_STATS_OPS)
+    cl->stats.by_op[op->kind][result]++;
   if (op->resp.base && op->kind == OP_GET && op->on_body == NULL && status == 0) {
     op->res.body.base = op->resp.base;
     op->res.body.len = op->resp.len;
@@ -334,6 +340,7 @@ static int on_http_body(struct http_client_req *req, const char *data, size_t le
 {
   struct s3_op *op = arg;
   (void)req;
+  op->cl->stats.bytes_received += len;
   if (op->streaming) {
     op->delivered = 1;
     return op->on_body(data, len, op->arg);
@@ -350,6 +357,7 @@ static void attempt(struct s3_op *op)
   }
   op->attempts++;
   cl->stats.attempts++;
+  cl->stats.bytes_sent += op->body_len;
   if (op->attempts > 1)
     cl->stats.retries++;
   core_buf_reset(&op->resp);
@@ -657,6 +665,23 @@ again:
   http_client_free(cl->http, on_http_closed, cl);
   cl->n_ops--;
   maybe_free_client(cl);
+}
+
+const char *s3_stats_op_name(int op)
+{
+  static const char *const names[S3_STATS_OPS] = {
+    [OP_PUT] = "put",   [OP_GET] = "get",   [OP_HEAD] = "head", [OP_DELETE] = "delete",
+    [OP_DELETE_MULTI] = "delete_objects",   [OP_LIST] = "list", [OP_COPY] = "copy",
+    [OP_HEAD_BUCKET] = "head_bucket",
+  };
+  return op >= 0 && op < S3_STATS_OPS ? names[op] : "other";
+}
+
+const char *s3_stats_result_name(int result)
+{
+  static const char *const names[S3_STATS_RESULTS] = {"ok", "not_found", "exists", "s3_error",
+                                                      "transport_error"};
+  return result >= 0 && result < S3_STATS_RESULTS ? names[result] : "other";
 }
 
 void s3_client_get_stats(const struct s3_client *cl, struct s3_stats *out)

@@ -91,7 +91,19 @@ struct s3_stats {
   uint64_t gave_up;           /* ended because max_attempts ran out */
   uint64_t not_found;         /* ended with CORE_ENOTFOUND */
   uint64_t already_exists;    /* conditional PUT found the key */
+  /* Outcomes per operation (metrics): [op][result], names below. */
+#define S3_STATS_OPS 8
+#define S3_STATS_RESULTS 5
+  uint64_t by_op[S3_STATS_OPS][S3_STATS_RESULTS];
+  uint64_t bytes_sent;        /* request bodies, every attempt */
+  uint64_t bytes_received;    /* response bodies */
 };
+
+/* "put", "get", "head", "delete", "delete_objects", "list", "copy",
+ * "head_bucket"; and "ok", "not_found", "exists", "s3_error",
+ * "transport_error". */
+const char *s3_stats_op_name(int op);
+const char *s3_stats_result_name(int result);
 
 struct s3_result {
   int status;                 /* 0 or a negative code (see DESIGN) */

@@ -4,11 +4,11 @@
 set -eu
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev node-llhttp libmbedtls-dev libcrypt-dev \
-libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev"
+libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev libsystemd-dev"
 # clang builds the fuzz targets; libclang-rt-14-dev holds libFuzzer and the
 # sanitizer runtimes (only recommended by clang), llvm-14 the symbolizer.
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light \
-clang libclang-rt-14-dev llvm-14"
+clang libclang-rt-14-dev llvm-14 prometheus"
 BENCH_PKGS="nginx-light wrk restic rclone"
 
 want="$BUILD_PKGS"

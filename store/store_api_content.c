@@ -8,6 +8,7 @@
  */
 #include "store/store_api.h"
 #include "store/store_access.h"
+#include "store/store_metrics.h"
 #include "access/access.h"
 
 #include "core/core_alloc.h"
@@ -345,6 +346,8 @@ static void content_finish(struct content_job *c, int rc)
 {
   if (rc == 0 && is_write(c->op))
     audit(c);
+  if (rc == 0 && (c->op == OP_NS_DELETE || c->op == OP_GROUP_DELETE || c->op == OP_SNAP_DELETE))
+    store_metrics_store_changed(c->ds->reg->metrics, c->ds->name); /* last-backup cache */
   if (rc < 0) {
     int code = http_status_for(rc);
     if (rc == -ENOTEMPTY)

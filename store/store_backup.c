@@ -31,6 +31,7 @@
 #include "core/core_parse.h"
 #include "format/format_blob.h"
 #include "store/store_lock.h"
+#include "store/store_metrics.h"
 #include "format/format_manifest.h"
 #include "format/format_name.h"
 #include "store/store_path.h"
@@ -522,6 +523,9 @@ static void finish_reply(struct finish_job *f, int rc)
   } else {
     core_info("backup %s finished (%" PRIu64 " chunks uploaded, %" PRIu64 " duplicates)",
               s->id, f->stats[0], f->stats[3]);
+    core_counter_add(&s->ds->stats.snapshots, 1);
+    store_metrics_backup_finished(s->ds->reg->metrics, s->ds->name, s->ns, s->type,
+                                  s->backup_id, s->time);
     store__backup(s)->finish_req = f->req;
     store_session_end(s, finish_drained);
     store_session_leave(s);

@@ -318,6 +318,14 @@ static void chunk_done(struct core_job *j, int status)
     b->up_size += c->size;
     b->up_compressed += c->len;
     b->up_duplicates += c->duplicate;
+    struct store_ds_stats *st = &s->ds->stats;
+    core_counter_add(c->duplicate ? &st->chunks_present : &st->chunks_new, 1);
+    core_counter_add(&st->bytes_received, c->len);
+    core_counter_add(&st->raw_received, c->size);
+    if (!c->duplicate) {
+      core_counter_add(&st->bytes_stored, c->len);
+      core_counter_add(&st->raw_stored, c->size);
+    }
     char body[80];
     int n = snprintf(body, sizeof(body), "\"%s\"", hex);
     http_respond_data(c->req, body, (size_t)n);

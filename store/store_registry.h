@@ -28,6 +28,7 @@
 
 #include "core/core_config.h"
 #include "core/core_map.h"
+#include "core/core_metrics.h"
 #include "core/core_shmem.h"
 #include "store/store_chunk.h"
 
@@ -51,6 +52,20 @@ enum store_maint {
 };
 
 struct store_registry;
+struct store_metrics;
+
+/* Per-datastore counters for the metrics scrape (store_metrics.h): any
+ * thread, relaxed atomics. They live as long as the instance (a reload that
+ * keeps the path keeps them). */
+struct store_ds_stats {
+  struct core_counter chunks_new;       /* chunk uploads that stored a new chunk */
+  struct core_counter chunks_present;   /* chunk uploads of chunks already stored */
+  struct core_counter bytes_received;   /* encoded chunk bytes uploaded */
+  struct core_counter bytes_stored;     /* encoded bytes of the new chunks */
+  struct core_counter raw_received;     /* plain (decoded) size of uploaded chunks */
+  struct core_counter raw_stored;       /* plain size of the new chunks */
+  struct core_counter snapshots;        /* backups finished */
+};
 
 struct store_datastore {
   char *name;                  /* owned, immutable */
@@ -81,6 +96,7 @@ struct store_datastore {
    * created and kept by the registry, loop thread; pool jobs of the
    * datastore's operations may use its thread-safe parts. */
   struct store_backend *backend;
+  struct store_ds_stats stats;  /* metrics */
 };
 
 typedef void (*store_ready_cb)(void *arg, int err);
@@ -118,6 +134,8 @@ struct store_registry {
   uv_timer_t ttl;
   int checking;                        /* a digest check job is in flight */
   int closing;
+  struct store_metrics *metrics;       /* borrowed or NULL: the last-backup cache and
+                                          usage samples (store_metrics.h) */
 };
 
 /* Loads datastore.cfg (blocking: startup only), starts the watch and the TTL
