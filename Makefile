@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load crash-loop clean
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load crash-loop image clean
 
 all: build
 
@@ -99,6 +99,12 @@ LOAD_ARGS ?=
 # Needs nothing beyond the build: cairn is its own load generator.
 bench-load: build
 	@/usr/bin/python3 bench/load.py --bin $(BUILD)/bin $(LOAD_ARGS)
+
+# The OCI image (Containerfile) as localhost/cairn:latest; docs/deployment.md.
+IMAGE ?= localhost/cairn:latest
+image:
+	@sh scripts/deps.sh image
+	@sh scripts/image.sh $(IMAGE)
 
 bench: bench-status bench-ingest bench-backup bench-gc
 
