@@ -13,7 +13,7 @@ BENCH_PKGS="nginx-light wrk restic rclone"
 # `make image` and the image tests: podman with runc (Debian's podman 4.3 has
 # no crun here), mmdebstrap for the local base image, systemd-analyze for the
 # unit files (docs/deployment.md).
-CONTAINER_PKGS="podman runc mmdebstrap uidmap slirp4netns systemd"
+CONTAINER_PKGS="podman runc catatonit mmdebstrap uidmap slirp4netns systemd"
 
 want="$BUILD_PKGS"
 case "${1:-build}" in

@@ -5,7 +5,8 @@
 # shared libraries they load (their ldd closure, with the sonames as links
 # as Debian has them) and those packages' copyright files, the CA bundle
 # (for S3 endpoints), and passwd/group files naming the non-root `cairn`
-# user. No shell, no package manager: a smaller image with less to patch.
+# user, and dash as /bin/sh. No package manager and no other tools: a small
+# image with little to patch.
 #
 # usage: image-rootfs.sh BINDIR ROOT UID
 set -eu
@@ -25,8 +26,14 @@ cp -a /usr/lib64 "$root/usr/"
 for p in $progs; do
   install -m 0755 -s "$bin/$p" "$root/usr/bin/$p"
 done
+# /bin/sh (dash, 130 KB): health checks given as a shell command need it
+# (podman kube play turns every probe into one), and so does `exec ... sh`.
+cp /usr/bin/dash "$root/usr/bin/dash"
+ln -s dash "$root/usr/bin/sh"
+mkdir -p "$root/usr/share/doc/dash"
+cp /usr/share/doc/dash/copyright "$root/usr/share/doc/dash/"
 
-libs=$(for p in $progs; do ldd "$bin/$p"; done |
+libs=$( (for p in $progs; do ldd "$bin/$p"; done; ldd /usr/bin/dash) |
        awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
 for l in $libs; do
   real=$(readlink -f "$l")
