@@ -10,6 +10,7 @@
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_log.h"
+#include "s3/s3_config.h"
 #include "store/store_dsconfig.h"
 
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #define SECRET_FILE_MAX 4096
+#define MAX_PROPS 16
 
 static int env_true(const char *name)
 {
@@ -26,9 +28,9 @@ static int env_true(const char *name)
   return v && (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"));
 }
 
-/* The secret in a token file: its first line, either the bare secret or
- * "root@pam!root:SECRET" as root.token holds it. */
-static char *read_secret(const char *path, int *rc)
+/* The first line of a secret file; with `token`, "root@pam!root:SECRET"
+ * (as root.token holds it) gives SECRET. */
+static char *read_secret(const char *path, int token, int *rc)
 {
   uint8_t *data = NULL;
   size_t len = 0;
@@ -42,7 +44,7 @@ static char *read_secret(const char *path, int *rc)
   core_free(data);
   text[strcspn(text, "\r\n")] = '\0';
   const char *s = text;
-  if (!strncmp(s, ACCESS_ROOT_TOKEN ":", strlen(ACCESS_ROOT_TOKEN) + 1))
+  if (token && !strncmp(s, ACCESS_ROOT_TOKEN ":", strlen(ACCESS_ROOT_TOKEN) + 1))
     s += strlen(ACCESS_ROOT_TOKEN) + 1;
   char *secret = core_strdup(s);
   explicit_bzero(text, len);
@@ -82,7 +84,7 @@ int cairnd_firststart_token(const char *config_dir, struct core_shmem *shmem)
   if (path == NULL || *path == '\0')
     return 0;
   int rc;
-  char *secret = read_secret(path, &rc);
+  char *secret = read_secret(path, 1, &rc);
   if (secret == NULL) {
     core_error("CAIRN_ROOT_TOKEN_FILE %s: %s", path, core_strerror(rc));
     return rc;
@@ -120,6 +122,107 @@ out:
   return rc;
 }
 
+/* Splits "KEY=VALUE,KEY=VALUE" (in place) into kv[]; a piece without '='
+ * continues the previous value (a list such as provider-quirks). */
+static int split_props(char *text, struct core_kv *kv, size_t max, size_t *n)
+{
+  char *save = NULL;
+  for (char *t = strtok_r(text, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(t, '=');
+    if (eq == NULL && *n > 0) {
+      t[-1] = ','; /* undo the cut: the value runs on */
+      continue;
+    }
+    if (eq == NULL || eq == t || *n == max)
+      return CORE_ECONFIG;
+    *eq = '\0';
+    kv[*n].key = t;
+    kv[(*n)++].value = eq + 1;
+  }
+  return 0;
+}
+
+/* CAIRN_S3_ENDPOINT=ID:KEY=VALUE,... with the keys from
+ * CAIRN_S3_ACCESS_KEY_FILE and CAIRN_S3_SECRET_KEY_FILE: created when
+ * missing, else updated, so a changed Secret or manifest applies at the
+ * next start (the environment owns this endpoint). */
+static int s3_endpoint(const char *config_dir, struct core_shmem *shmem)
+{
+  const char *spec = getenv("CAIRN_S3_ENDPOINT");
+  if (spec == NULL || *spec == '\0')
+    return 0;
+  const char *akf = getenv("CAIRN_S3_ACCESS_KEY_FILE");
+  const char *skf = getenv("CAIRN_S3_SECRET_KEY_FILE");
+  const char *colon = strchr(spec, ':');
+  if (colon == NULL || colon == spec || akf == NULL || skf == NULL) {
+    core_error("CAIRN_S3_ENDPOINT must be ID:endpoint=HOST[,KEY=VALUE]..., with "
+               "CAIRN_S3_ACCESS_KEY_FILE and CAIRN_S3_SECRET_KEY_FILE set");
+    return CORE_ECONFIG;
+  }
+  char *id = core_strndup(spec, (size_t)(colon - spec));
+  char *props = core_strdup(colon + 1);
+  char *access = NULL, *secret = NULL;
+  struct core_kv kv[MAX_PROPS + 2];
+  size_t n = 0;
+  struct s3_config_req q;
+  memset(&q, 0, sizeof(q));
+  int rc = split_props(props, kv, MAX_PROPS, &n);
+  if (rc < 0) {
+    core_error("CAIRN_S3_ENDPOINT: properties must be KEY=VALUE,KEY=VALUE (at most %d)",
+               MAX_PROPS);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!strcmp(kv[i].key, "access-key") || !strcmp(kv[i].key, "secret-key")) {
+      core_error("CAIRN_S3_ENDPOINT: the keys come from CAIRN_S3_*_KEY_FILE only");
+      rc = CORE_ECONFIG;
+      goto out;
+    }
+  }
+  const char *bad = akf;
+  access = read_secret(akf, 0, &rc);
+  if (access) {
+    bad = skf;
+    secret = read_secret(skf, 0, &rc);
+  }
+  if (access == NULL || secret == NULL) {
+    core_error("CAIRN_S3_ENDPOINT: %s: %s", bad, core_strerror(rc));
+    goto out;
+  }
+  kv[n].key = "access-key";
+  kv[n++].value = access;
+  kv[n].key = "secret-key";
+  kv[n++].value = secret;
+  q.config_dir = config_dir;
+  q.shmem = shmem;
+  q.id = id;
+  q.set = kv;
+  q.nset = n;
+  rc = s3_config_create(&q);
+  int created = rc == 0;
+  if (rc == CORE_EEXISTS) {
+    memset(q.err, 0, sizeof(q.err));
+    rc = s3_config_update(&q);
+  }
+  if (rc < 0)
+    core_error("CAIRN_S3_ENDPOINT: endpoint '%s': %s", id,
+               q.err[0] ? q.err : core_strerror(rc));
+  else
+    core_info("S3 endpoint '%s' %s (CAIRN_S3_ENDPOINT)", id, created ? "created" : "updated");
+out:
+  if (secret) {
+    explicit_bzero(secret, strlen(secret));
+    core_free(secret);
+  }
+  if (access) {
+    explicit_bzero(access, strlen(access));
+    core_free(access);
+  }
+  core_free(props);
+  core_free(id);
+  return rc;
+}
+
 static int default_datastore(const char *config_dir, const char *run_dir,
                              struct core_shmem *shmem)
 {
@@ -145,15 +248,17 @@ static int default_datastore(const char *config_dir, const char *run_dir,
   }
   if (core_config_find(&cfg, "datastore", name) != NULL)
     goto out; /* there: whatever its path now is, the administrator's choice wins */
-  struct core_kv kv = {"path", path};
+  /* CAIRN_DEFAULT_DATASTORE_BACKEND: e.g. type=s3,client=ID,bucket=NAME */
+  const char *backend = getenv("CAIRN_DEFAULT_DATASTORE_BACKEND");
+  struct core_kv kv[2] = {{"path", path}, {"backend", backend}};
   struct store_dsconfig_req q;
   memset(&q, 0, sizeof(q));
   q.config_dir = config_dir;
   q.run_dir = run_dir;
   q.shmem = shmem;
   q.name = name;
-  q.set = &kv;
-  q.nset = 1;
+  q.set = kv;
+  q.nset = backend && *backend ? 2 : 1;
   struct stat st;
   q.reuse = stat(chunks, &st) == 0 && S_ISDIR(st.st_mode);
   /* The parent may be a fresh volume's mount point or not exist yet. */
@@ -203,7 +308,9 @@ static int print_root_token(const char *config_dir)
 int cairnd_firststart_finish(const char *config_dir, const char *run_dir,
                              struct core_shmem *shmem)
 {
-  int rc = default_datastore(config_dir, run_dir, shmem);
+  int rc = s3_endpoint(config_dir, shmem);
+  if (rc == 0)
+    rc = default_datastore(config_dir, run_dir, shmem);
   if (rc == 0)
     rc = print_root_token(config_dir);
   return rc;

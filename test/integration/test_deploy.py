@@ -176,6 +176,77 @@ class FirstStart(unittest.TestCase):
         self.assertIn("root API token: " + srv.token, srv.log_text(mark))
 
 
+class S3FromEnvironment(unittest.TestCase):
+    """CAIRN_S3_ENDPOINT and its key files (deploy/kubernetes/cairn-s3.yaml).
+    No S3 server: the endpoint is unreachable on purpose, which the default
+    datastore's creation then reports."""
+
+    def setUp(self):
+        self.keys = tempfile.mkdtemp(prefix="cairn-s3keys-")
+        self.addCleanup(shutil.rmtree, self.keys, True)
+        self.ak = os.path.join(self.keys, "access")
+        self.sk = os.path.join(self.keys, "secret")
+        write(self.ak, "AKIDFROMSECRET01\n")
+        write(self.sk, "s3-secret-from-the-secret\n")
+        self.env = {"CAIRN_S3_ENDPOINT": "objects:endpoint=127.0.0.1,port=9,use-tls=false,"
+                    "path-style=true,provider-quirks=skip-if-none-match-header,"
+                    "delete-objects-via-delete-object",
+                    "CAIRN_S3_ACCESS_KEY_FILE": self.ak, "CAIRN_S3_SECRET_KEY_FILE": self.sk}
+
+    def read(self, srv, name):
+        with open(os.path.join(srv.config_dir, name)) as f:
+            return f.read()
+
+    def test_endpoint_created_then_updated(self):
+        srv = ch.Cairn(env=self.env)
+        self.addCleanup(srv.close)
+        self.assertIn("S3 endpoint 'objects' created", srv.log_text())
+        cfg = self.read(srv, "s3.cfg")
+        self.assertIn("access-key AKIDFROMSECRET01", cfg)
+        self.assertIn("provider-quirks skip-if-none-match-header,delete-objects-via-delete-object",
+                      cfg)
+        self.assertNotIn("s3-secret-from-the-secret", cfg)
+        self.assertIn("secret-key s3-secret-from-the-secret", self.read(srv, "s3-secrets.cfg"))
+        status, _, data = srv.get(API + "/config/s3/objects")
+        self.assertEqual(200, status, data)
+        self.assertEqual("127.0.0.1", data["data"]["endpoint"])
+        # Rotated keys apply at the next start.
+        write(self.sk, "rotated-s3-secret\n")
+        mark = srv.log_mark()
+        srv.restart()
+        self.assertIn("S3 endpoint 'objects' updated", srv.log_text(mark))
+        self.assertIn("secret-key rotated-s3-secret", self.read(srv, "s3-secrets.cfg"))
+        for secret in ("s3-secret-from-the-secret", "rotated-s3-secret"):
+            self.assertNotIn(secret, srv.log_text())
+
+    def test_default_datastore_on_the_endpoint(self):
+        srv = ch.Cairn(start=False, env=dict(self.env, **{
+            "CAIRN_DEFAULT_DATASTORE_BACKEND": "type=s3,client=objects,bucket=backups"}))
+        self.addCleanup(srv.close)
+        srv.extra_env["CAIRN_DEFAULT_DATASTORE"] = "s3store:" + srv.datastore_path("s3store")
+        p = subprocess.run(srv.command(), env=srv.environment(), capture_output=True,
+                           text=True, timeout=60, stdin=subprocess.DEVNULL)
+        self.assertNotEqual(0, p.returncode)
+        self.assertIn("bucket 'backups' on S3 endpoint 'objects'", p.stderr)
+        self.assertNotIn("s3-secret-from-the-secret", p.stdout + p.stderr)
+
+    def test_bad_settings_fail_the_start(self):
+        cases = [
+            {"CAIRN_S3_ENDPOINT": "objects:endpoint=127.0.0.1", "CAIRN_S3_ACCESS_KEY_FILE": self.ak},
+            dict(self.env, CAIRN_S3_ENDPOINT="objects:endpoint=127.0.0.1,secret-key=inline"),
+            dict(self.env, CAIRN_S3_ENDPOINT="objects:endpoint=127.0.0.1,no-such-key=1"),
+            dict(self.env, CAIRN_S3_SECRET_KEY_FILE="/nonexistent/secret"),
+        ]
+        for env in cases:
+            srv = ch.Cairn(start=False, env=env)
+            self.addCleanup(srv.close)
+            p = subprocess.run(srv.command(), env=srv.environment(), capture_output=True,
+                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+            self.assertNotEqual(0, p.returncode, env)
+            self.assertIn("CAIRN_S3_ENDPOINT", p.stderr, env)
+            self.assertNotIn("inline", p.stderr)
+
+
 class HealthAndShutdown(unittest.TestCase):
     def health(self, srv, tls=True):
         cmd = [ch.binary("cairnd"), "--health-check", "--config-dir", srv.config_dir,
