@@ -237,11 +237,18 @@ class PodmanRun(ImageCase):
         self.assertLessEqual(size, 120 * 1000 * 1000)
 
 
-class KubePlay(ImageCase):
+class KubeCase(ImageCase):
+    """A manifest of deploy/kubernetes/ under `podman kube play`."""
+    manifest = MANIFEST
+
+    def edit(self, text):
+        """The manifest as this test plays it."""
+        return text
+
     def setUp(self):
         super().setUp()
         self.deployment = self.prefix
-        with open(MANIFEST) as f:
+        with open(self.manifest) as f:
             text = f.read()
         # Names of this test only; the secret is this test's.
         text = re.sub(r"\bcairn-(data|config|secrets|run|tmp)\b",
@@ -250,6 +257,7 @@ class KubePlay(ImageCase):
         text = re.sub(r"(?m)^(  root-token: ).*$",
                       lambda m: m.group(1) + base64.b64encode(self.secret.encode()).decode(),
                       text)
+        text = self.edit(text)
         self.assertIn(self.prefix + "-data", text)
         self.yaml = os.path.join(self.tmp, "cairn.yaml")
         with open(self.yaml, "w") as f:
@@ -292,15 +300,22 @@ class KubePlay(ImageCase):
         self.assert_stopped_cleanly(self.container)
         podman("kube", "down", self.workload, timeout=60)
 
+    def mounted_secret(self, key):
+        """A Secret key's file as the container sees it. Kubernetes decodes
+        `data`; podman 4.3's kube play mounts it still base64-encoded
+        (docs/deployment.md), so either form may be there."""
+        p = podman("exec", self.container, "sh", "-c",
+                   'read -r s < /run/secrets/cairn/%s; echo "$s"' % key, check=False)
+        return p.stdout.strip()
+
+
+
+class KubePlay(KubeCase):
     def test_kube_play_backup_sigterm_restart(self):
         ip, fpr = self.play(self.yaml)
         logs = self.logs(self.container)
         self.assertIn("secret taken from /run/secrets/cairn/root-token", logs)
-        # Kubernetes decodes a Secret's `data`; podman 4.3's kube play mounts
-        # it still base64-encoded (docs/deployment.md), and the token then
-        # has that text as its secret. Either way the mounted file is it.
-        mounted = podman("exec", self.container, "sh", "-c",
-                         'read -r s < /run/secrets/cairn/root-token; echo "$s"').stdout.strip()
+        mounted = self.mounted_secret("root-token")
         encoded = base64.b64encode(self.secret.encode()).decode()
         self.assertIn(mounted, (self.secret, encoded))
         self.client_secret = mounted
@@ -312,6 +327,52 @@ class KubePlay(ImageCase):
         self.assertEqual(fpr, fpr2)  # the config claim kept the TLS key
         self.check_restore(ip, 8007, fpr2, snapshot, "after-restart")
         self.stop_with_sigterm()
+
+
+class KubePlayS3(KubeCase):
+    """deploy/kubernetes/cairn-s3.yaml: the S3 keys go from the Secret into
+    the endpoint cairnd configures. Nothing answers at the endpoint (the
+    pod's own loopback), so the default datastore's bucket check fails and
+    says so, which shows the datastore is created on that endpoint."""
+    manifest = os.path.join(REPO, "deploy", "kubernetes", "cairn-s3.yaml")
+    access_key = "AKIDFROMKUBESECRET"
+    secret_key = "s3-secret-key-from-the-kube-secret"
+
+    def edit(self, text):
+        b64 = lambda t: base64.b64encode(t.encode()).decode()  # noqa: E731
+        text = re.sub(r"(?m)^(  s3-access-key: ).*$", r"\g<1>" + b64(self.access_key), text)
+        text = re.sub(r"(?m)^(  s3-secret-key: ).*$", r"\g<1>" + b64(self.secret_key), text)
+        endpoint = "objects:endpoint=127.0.0.1,port=9,use-tls=false,path-style=true"
+        text, n = re.subn(r'(?m)^(\s*value: )"objects:endpoint=[^"]*"$',
+                          lambda m: '%s"%s"' % (m.group(1), endpoint), text)
+        self.assertEqual(1, n)
+        return text
+
+    def test_s3_keys_from_the_secret(self):
+        podman("kube", "play", self.yaml, timeout=120)
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        want = "bucket 'cairn-backups' on S3 endpoint 'objects'"
+        while want not in self.logs(self.container):
+            if time.monotonic() > deadline:
+                self.fail("no bucket check failure logged:\n" + self.logs(self.container))
+            time.sleep(0.5)
+        logs = self.logs(self.container)
+        self.assertIn("S3 endpoint 'objects' created (CAIRN_S3_ENDPOINT)", logs)
+        config = podman("volume", "inspect", "--format", "{{.Mountpoint}}",
+                        self.prefix + "-config").stdout.strip()
+        with open(os.path.join(config, "s3.cfg")) as f:
+            s3cfg = f.read()
+        with open(os.path.join(config, "s3-secrets.cfg")) as f:
+            secrets = f.read()
+        b64 = lambda t: base64.b64encode(t.encode()).decode()  # noqa: E731
+        self.assertTrue(re.search(r"access-key (%s|%s)\n" % (self.access_key,
+                                                             b64(self.access_key)), s3cfg),
+                        s3cfg)
+        self.assertTrue(re.search(r"secret-key (%s|%s)\n" % (self.secret_key,
+                                                             b64(self.secret_key)), secrets))
+        self.assertNotIn("secret-key", s3cfg)
+        for secret in (self.secret_key, b64(self.secret_key)):
+            self.assertNotIn(secret, logs)
 
 
 if __name__ == "__main__":
