@@ -231,10 +231,18 @@ class PodmanRun(ImageCase):
         podman("stop", "-t", STOP_TIMEOUT, name2, timeout=STOP_TIMEOUT + 30)
         self.assert_stopped_cleanly(name2)
 
-    def test_image_size(self):
+    def test_image_size_and_config(self):
         size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
         print("\nimage %s: %.1f MB" % (IMAGE, size / 1e6), file=sys.stderr)
         self.assertLessEqual(size, 120 * 1000 * 1000)
+        config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}",
+                                   IMAGE).stdout)
+        # The docker format keeps HEALTHCHECK (the OCI format drops it).
+        health = json.loads(podman("image", "inspect", "--format",
+                                   "{{json .Config.Healthcheck}}", IMAGE).stdout)
+        self.assertEqual(["CMD", "/usr/bin/cairnd", "--health-check"], health["Test"])
+        self.assertEqual(["/usr/bin/cairnd"], config["Entrypoint"])
+        self.assertEqual({"/etc/cairn", "/var/lib/cairn"}, set(config["Volumes"]))
 
 
 class KubeCase(ImageCase):
