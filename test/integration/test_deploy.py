@@ -152,6 +152,18 @@ class FirstStart(unittest.TestCase):
         self.assertEqual(200, srv.get(API + "/access/permissions",
                                       token="root@pam!root:" + new).status)
 
+    def test_root_token_file_as_kubernetes_mounts_it(self):
+        # A Secret volume: the key is a link to ..data/KEY, ..data a link to
+        # the current timestamped directory (which a rotation swaps).
+        d = tempfile.mkdtemp(prefix="cairn-secretvol-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.mkdir(os.path.join(d, "..2026_12_07_11_00_00.1"))
+        write(os.path.join(d, "..2026_12_07_11_00_00.1", "root-token"), SECRET, 0o440)
+        os.symlink("..2026_12_07_11_00_00.1", os.path.join(d, "..data"))
+        os.symlink("..data/root-token", os.path.join(d, "root-token"))
+        srv = self.server({"CAIRN_ROOT_TOKEN_FILE": os.path.join(d, "root-token")})
+        self.assertEqual("root@pam!root:" + SECRET, srv.token)
+
     def test_root_token_file_problems_fail_the_start(self):
         cases = {"missing": None, "short": "tooshort", "colon": "has:colon-in-the-secret"}
         for what, secret in cases.items():
