@@ -43,7 +43,11 @@ for l in $libs; do
   name=$(basename "$l")
   [ "$name" = "$(basename "$real")" ] || [ -e "$root$dir/$name" ] ||
     ln -s "$(basename "$real")" "$root$dir/$name"
-  pkg=$(dpkg -S "$real" 2>/dev/null | head -n 1 | cut -d: -f1) || pkg=""
+  # dpkg may know the file under /lib or /usr/lib (merged /usr): ask for both.
+  pkg=""
+  for f in "$l" "$real" "${real#/usr}"; do
+    pkg=$(dpkg -S "$f" 2>/dev/null | head -n 1 | cut -d: -f1) && [ -n "$pkg" ] && break
+  done
   if [ -n "$pkg" ] && [ -f "/usr/share/doc/$pkg/copyright" ]; then
     mkdir -p "$root/usr/share/doc/$pkg"
     cp "/usr/share/doc/$pkg/copyright" "$root/usr/share/doc/$pkg/"
