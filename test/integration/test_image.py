@@ -321,6 +321,9 @@ class KubeCase(ImageCase):
 class KubePlay(KubeCase):
     def test_kube_play_backup_sigterm_restart(self):
         ip, fpr = self.play(self.yaml)
+        # readOnlyRootFilesystem holds: the server writes only to its volumes.
+        self.assertEqual("true", podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}",
+                                        self.container).stdout.strip())
         logs = self.logs(self.container)
         self.assertIn("secret taken from /run/secrets/cairn/root-token", logs)
         mounted = self.mounted_secret("root-token")
