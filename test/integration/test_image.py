@@ -23,6 +23,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,27 @@ def podman(*args, check=True, timeout=120, input=None):
         raise AssertionError("podman %s exited %d:\n%s%s" % (" ".join(map(str, args)),
                                                             p.returncode, p.stdout, p.stderr))
     return p
+
+
+def free_ports(n):
+    """The first of n consecutive free loopback ports."""
+    for _ in range(50):
+        base = ch.free_port()
+        if base + n > 65535:
+            continue
+        socks = []
+        try:
+            for i in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            pass
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no %d consecutive free ports" % n)
 
 
 def make_tree(root, seed):
@@ -361,12 +383,17 @@ class KubePlayS3(KubeCase):
     @classmethod
     def setUpClass(cls):
         cls.rgw_dir = tempfile.mkdtemp(prefix="cairn-image-rgw-", dir=_TMP)
-        port = ch.free_port()
-        up = subprocess.run([os.path.join(REPO, "test", "s3", "rgw-up.sh"),
-                             os.path.join(cls.rgw_dir, "rgw"), str(port)],
-                            env=dict(os.environ, S3_ACCESS_KEY=cls.access_key,
-                                     S3_SECRET_KEY=cls.secret_key),
-                            capture_output=True, text=True, timeout=300)
+        # RGW takes PORT, PORT+1 and PORT+2; other tests pick ports too, so
+        # a start that lost one of them to another process tries again.
+        for attempt in range(3):
+            cls.rgw_work = os.path.join(cls.rgw_dir, "rgw%d" % attempt)
+            up = subprocess.run([os.path.join(REPO, "test", "s3", "rgw-up.sh"), cls.rgw_work,
+                                 str(free_ports(3))],
+                                env=dict(os.environ, S3_ACCESS_KEY=cls.access_key,
+                                         S3_SECRET_KEY=cls.secret_key),
+                                capture_output=True, text=True, timeout=300)
+            if up.returncode == 0 or "Address already in use" not in up.stderr:
+                break
         if up.returncode != 0:
             raise AssertionError("Ceph RGW did not start:\n" + up.stderr[-4000:])
         cls.rgw = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
@@ -374,8 +401,9 @@ class KubePlayS3(KubeCase):
 
     @classmethod
     def tearDownClass(cls):
-        subprocess.run([os.path.join(REPO, "test", "s3", "rgw-down.sh"),
-                        os.path.join(cls.rgw_dir, "rgw")], capture_output=True, timeout=120)
+        for name in os.listdir(cls.rgw_dir):
+            subprocess.run([os.path.join(REPO, "test", "s3", "rgw-down.sh"),
+                            os.path.join(cls.rgw_dir, name)], capture_output=True, timeout=120)
 
     @classmethod
     def s3(cls):
