@@ -24,6 +24,7 @@ import random
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -244,7 +245,7 @@ class PodmanRun(ImageCase):
                                              name).stdout.strip())
         snapshot = self.backup_and_restore("127.0.0.1", port, fpr)
         self.assert_secret_not_logged(name)
-        podman("stop", "-t", STOP_TIMEOUT, name, timeout=STOP_TIMEOUT + 30)
+        self.stop_during_request(name, port, fpr)
         self.assert_stopped_cleanly(name)
         # A new container on the same volumes: same certificate, same data.
         podman("rm", name)
@@ -252,8 +253,51 @@ class PodmanRun(ImageCase):
         self.assertEqual(fpr, fpr2)
         self.assertNotIn("created at", self.logs(name2))  # the datastore was kept
         self.check_restore("127.0.0.1", port2, fpr2, snapshot, "after-restart")
+        # What the request in flight during the stop did was kept.
+        self.assertIn("drained", self.cairn_admin(name2, "datastore", "list"))
         podman("stop", "-t", STOP_TIMEOUT, name2, timeout=STOP_TIMEOUT + 30)
         self.assert_stopped_cleanly(name2)
+
+    def cairn_admin(self, container, *args):
+        return podman("exec", container, "/usr/bin/cairn-admin", *args).stdout
+
+    def stop_during_request(self, container, port, fpr):
+        """`podman stop` (SIGTERM to cairnd, PID 1 in the container) while a
+        request is in flight: the request still gets its answer, then the
+        server exits."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE  # pinned below instead
+        sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30))
+        try:
+            self.assertEqual(ch.normalize_fingerprint(fpr),
+                             ch.cert_fingerprint(sock.getpeercert(binary_form=True)))
+            body = json.dumps({"name": "drained", "path": "/var/lib/cairn/drained"}).encode()
+            sock.sendall(("POST /api2/json/config/datastore HTTP/1.1\r\nHost: cairn\r\n"
+                          "Authorization: PBSAPIToken=root@pam!root:%s\r\n"
+                          "Content-Type: application/json\r\nContent-Length: %d\r\n"
+                          "Expect: 100-continue\r\n\r\n"
+                          % (self.client_secret, len(body))).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                piece = sock.recv(4096)
+                self.assertTrue(piece, "closed before 100 Continue")
+                head += piece
+            self.assertTrue(head.startswith(b"HTTP/1.1 100"), head)
+            stopper = subprocess.Popen(["podman", "stop", "-t", str(STOP_TIMEOUT), container],
+                                       env=_ENV, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + STOP_TIMEOUT
+                while "SIGTERM: no longer accepting" not in self.logs(container):
+                    self.assertLess(time.monotonic(), deadline, "no SIGTERM logged")
+                    time.sleep(0.2)
+                status, _, answer, _, _ = ch.exchange_one(sock, body, 30)
+                self.assertEqual(200, status, answer)
+            finally:
+                self.assertEqual(0, stopper.wait(STOP_TIMEOUT + 30))
+        finally:
+            sock.close()
 
     def test_image_size_and_config(self):
         size = int(podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout)
