@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as ch  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-UNITS = os.path.join(REPO, "deploy", "systemd")
+UNITS = os.path.join(REPO, "deploy")
 API = "/api2/json"
 SECRET = "0123456789abcdef-first-start"
 
