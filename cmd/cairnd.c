@@ -342,6 +342,8 @@ int main(int argc, char **argv)
   if (d.opt.health_check)
     return cairnd_health_check(d.opt.config_dir, d.opt.listen[0], d.opt.no_tls);
   core_log_set_level(d.opt.log_level);
+  if (env_true("CAIRN_LOG_STDOUT"))
+    core_log_to_stdout();
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
   /* Chunk buffers (up to 16 MiB) are allocated and freed by the loop and the

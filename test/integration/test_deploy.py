@@ -259,6 +259,23 @@ class S3FromEnvironment(unittest.TestCase):
             self.assertNotIn("inline", p.stderr)
 
 
+class LogStream(unittest.TestCase):
+    def run_failing_start(self, env):
+        # A start that fails at once (a bad first-start setting) still logs.
+        srv = ch.Cairn(start=False, env=dict(env, CAIRN_DEFAULT_DATASTORE="bad"))
+        self.addCleanup(srv.close)
+        return subprocess.run(srv.command(), env=srv.environment(), capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+    def test_stderr_by_default_stdout_when_asked(self):
+        p = self.run_failing_start({})
+        self.assertIn("error CAIRN_DEFAULT_DATASTORE", p.stderr)
+        self.assertEqual("", p.stdout)
+        p = self.run_failing_start({"CAIRN_LOG_STDOUT": "1"})
+        self.assertIn("error CAIRN_DEFAULT_DATASTORE", p.stdout)
+        self.assertNotIn("CAIRN_DEFAULT_DATASTORE", p.stderr)
+
+
 class HealthAndShutdown(unittest.TestCase):
     def health(self, srv, tls=True):
         cmd = [ch.binary("cairnd"), "--health-check", "--config-dir", srv.config_dir,

@@ -243,6 +243,8 @@ class PodmanRun(ImageCase):
         name, port, fpr = self.run_container("a")
         self.assertEqual("8007:8007", podman("inspect", "--format", "{{.Config.User}}",
                                              name).stdout.strip())
+        # The log is on stdout (CAIRN_LOG_STDOUT in the image).
+        self.assertIn("listening on 0.0.0.0:8007 (https)", podman("logs", name).stdout)
         snapshot = self.backup_and_restore("127.0.0.1", port, fpr)
         self.assert_secret_not_logged(name)
         self.stop_during_request(name, port, fpr)
