@@ -312,6 +312,7 @@ class PodmanRun(ImageCase):
                                    "{{json .Config.Healthcheck}}", IMAGE).stdout)
         self.assertEqual(["CMD", "/usr/bin/cairnd", "--health-check"], health["Test"])
         self.assertEqual(["/usr/bin/cairnd"], config["Entrypoint"])
+        self.assertEqual(["--shutdown-grace-ms", "8000"], config["Cmd"])
         self.assertEqual({"/etc/cairn", "/var/lib/cairn"}, set(config["Volumes"]))
 
 
