@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load bench-locks crash-loop clean bench-metrics
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load bench-locks crash-loop clean bench-metrics image
 
 all: build
 
@@ -107,6 +107,11 @@ bench-load: build
 # A /metrics scrape with 10,000 backup groups: server time and loop stall.
 bench-metrics: build
 	@/usr/bin/python3 bench/metrics.py --bin $(BUILD)/bin
+# The OCI image (Containerfile) as localhost/cairn:latest; docs/deployment.md.
+IMAGE ?= localhost/cairn:latest
+image:
+	@sh scripts/deps.sh image
+	@sh scripts/image.sh $(IMAGE)
 
 bench: bench-status bench-ingest bench-backup bench-gc
 

@@ -266,6 +266,9 @@ int access_token_verify(const char *stored, const char *secret, int allow_crypt)
 /* A fresh secret (a UUID-shaped 128-bit random string, as PBS hands out) and
  * its stored form; both to free with core_free. Returns 0 or an error. */
 int access_token_new(char **secret, char **stored);
+/* The stored form of a given secret (a fresh salt; free with core_free).
+ * Returns 0 or an error. */
+int access_token_hash(const char *secret, char **stored);
 
 /* A yescrypt ("$y$") hash of `password` (free with core_free). Slow. */
 int access_password_hash(const char *password, char **hash);
@@ -325,6 +328,12 @@ int access_user_update(struct access_edit *e, const char *userid, const struct c
 /* Removes the user, its tokens (user.cfg and token.shadow), its password and
  * its ACL entries. */
 int access_user_remove(struct access_edit *e, const char *userid);
+/* Gives `tokenid` the secret `secret` (creating the token when missing), for
+ * a deployment that pre-seeds it from a mounted file (cairnd's
+ * CAIRN_ROOT_TOKEN_FILE). The secret must be 16 to 256 printable ASCII
+ * characters without spaces or ':'. CORE_ENAME, CORE_EINVAL, CORE_ENOTFOUND
+ * (no such user). */
+int access_token_set_secret(struct access_edit *e, const char *tokenid, const char *secret);
 /* Creates a token (or with `regenerate` gives an existing one a new secret);
  * the secret goes to *secret (core_free) and is shown once. */
 int access_token_create(struct access_edit *e, const char *tokenid, const struct core_kv *set,

@@ -358,6 +358,42 @@ int access_token_create(struct access_edit *e, const char *tokenid, const struct
   return rc;
 }
 
+int access_token_set_secret(struct access_edit *e, const char *tokenid, const char *secret)
+{
+  if (!access_tokenid_valid(tokenid)) {
+    snprintf(e->err, sizeof(e->err), "invalid token id '%s'", tokenid);
+    return CORE_ENAME;
+  }
+  size_t n = strlen(secret);
+  int ok = n >= 16 && n <= 256;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = secret[i] > ' ' && secret[i] < 0x7f && secret[i] != ':';
+  if (!ok) {
+    snprintf(e->err, sizeof(e->err),
+             "a token secret is 16 to 256 printable ASCII characters without spaces or ':'");
+    return CORE_EINVAL;
+  }
+  struct user_files u;
+  int rc = uf_open(&u, e);
+  if (rc == 0 && !token_user_exists(&u, tokenid)) {
+    snprintf(e->err, sizeof(e->err), "no such user for token '%s'", tokenid);
+    rc = CORE_ENOTFOUND;
+  }
+  struct core_config_section *sec = NULL;
+  if (rc == 0 && core_config_find(&u.cfg, "token", tokenid) == NULL) {
+    rc = core_config_add(&u.cfg, "token", tokenid, &sec);
+    u.cfg_dirty = 1;
+  }
+  char *stored = NULL;
+  if (rc == 0)
+    rc = access_token_hash(secret, &stored);
+  if (rc == 0) {
+    core_free(core_map_put(&u.tokens, tokenid, stored));
+    u.tokens_dirty = 1;
+  }
+  return uf_close(&u, rc);
+}
+
 int access_token_update(struct access_edit *e, const char *tokenid, const struct core_kv *set,
                         size_t nset, const char *const *del, size_t ndel)
 {

@@ -91,6 +91,19 @@ int access_token_new(char **secret, char **stored)
   return 0;
 }
 
+int access_token_hash(const char *secret, char **stored)
+{
+  uint8_t salt_raw[SALT_BYTES];
+  char salt[2 * SALT_BYTES + 1], hash[65];
+  int rc = core_random(salt_raw, sizeof(salt_raw));
+  if (rc)
+    return rc;
+  core_hex_encode(salt_raw, sizeof(salt_raw), salt);
+  token_hash(salt, secret, hash);
+  *stored = core_asprintf("sha256$%s$%s", salt, hash);
+  return 0;
+}
+
 /* ---- passwords ---- */
 
 int access_password_hash(const char *password, char **hash)

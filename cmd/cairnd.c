@@ -10,6 +10,8 @@
 #include "core/core_alloc.h"
 #include "access/access.h"
 #include "cmd/cairnd_observe.h"
+#include "cmd/cairnd_firststart.h"
+#include "cmd/cairnd_health.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_job.h"
@@ -51,6 +53,7 @@ struct options {
   int debug_reread;
   const char *metrics_listen; /* --metrics-listen: /metrics without authentication */
   int no_metrics;
+  int health_check;          /* --health-check: be the client, see cairnd_health.h */
   uint64_t session_timeout_ms;
   unsigned auth_fail_limit;   /* failed authentications per address per minute */
   enum core_log_level log_level;
@@ -93,12 +96,16 @@ static void usage(FILE *f)
           "  --idle-timeout-ms N     keep-alive idle time (default 60000)\n"
           "  --max-connections N     open connections at most (default 16384)\n"
           "  --session-timeout-ms N  idle backup/reader sessions are aborted (default 900000)\n"
+          "  --shutdown-grace-ms N   SIGTERM: time requests in flight get (default 10000;\n"
+          "                          keep it below the orchestrator's stop timeout)\n"
           "  --auth-fail-limit N     failed logins and token checks per client address per\n"
           "                          minute before it gets 429 (default 5; 0: no limit)\n"
           "  --metrics-listen H:P    serve /metrics without authentication there, plain\n"
           "                          HTTP (CAIRN_METRICS_LISTEN; docs/metrics.md)\n"
           "  --no-metrics            count nothing and serve no /metrics (CAIRN_METRICS=0)\n"
           "  --debug-reread-config   re-read datastore.cfg on every lookup (benchmarks only)\n"
+          "  --health-check          ping the server these options describe; exit 0 if\n"
+          "                          it answers (the image's HEALTHCHECK)\n"
           "  --help                  this text\n");
 }
 
@@ -134,7 +141,7 @@ static int parse_options(int argc, char **argv, struct options *o)
       o->listen[o->nlisten++] = t;
   }
   enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
-         O_SESSION, O_FAILS, O_HELP, O_MLISTEN, O_NOMETRICS };
+         O_SESSION, O_FAILS, O_HEALTH, O_GRACE, O_HELP, O_MLISTEN, O_NOMETRICS };
   static const struct option longopts[] = {
     {"config-dir", required_argument, NULL, O_CONFIG},
     {"run-dir", required_argument, NULL, O_RUN},
@@ -147,6 +154,8 @@ static int parse_options(int argc, char **argv, struct options *o)
     {"debug-reread-config", no_argument, NULL, O_REREAD},
     {"session-timeout-ms", required_argument, NULL, O_SESSION},
     {"auth-fail-limit", required_argument, NULL, O_FAILS},
+    {"health-check", no_argument, NULL, O_HEALTH},
+    {"shutdown-grace-ms", required_argument, NULL, O_GRACE},
     {"help", no_argument, NULL, O_HELP},
     {"metrics-listen", required_argument, NULL, O_MLISTEN},
     {"no-metrics", no_argument, NULL, O_NOMETRICS},
@@ -180,6 +189,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     case O_IDLE:
     case O_MAXC:
     case O_SESSION:
+    case O_GRACE:
       if (core_parse_u64(optarg, &v) < 0 || v == 0) {
         fprintf(stderr, "cairnd: %s needs a positive number\n", argv[optind - 1]);
         return -1;
@@ -190,6 +200,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         o->limits.idle_timeout_ms = v;
       else if (c == O_SESSION)
         o->session_timeout_ms = v;
+      else if (c == O_GRACE)
+        o->limits.shutdown_grace_ms = v;
       else
         o->limits.max_connections = (unsigned)v;
       break;
@@ -203,6 +215,7 @@ static int parse_options(int argc, char **argv, struct options *o)
     case O_REREAD: o->debug_reread = 1; break;
     case O_MLISTEN: o->metrics_listen = optarg; break;
     case O_NOMETRICS: o->no_metrics = 1; break;
+    case O_HEALTH: o->health_check = 1; break;
     case O_HELP: usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
@@ -343,7 +356,11 @@ int main(int argc, char **argv)
   memset(&d, 0, sizeof(d));
   if (parse_options(argc, argv, &d.opt) < 0)
     return 2;
+  if (d.opt.health_check)
+    return cairnd_health_check(d.opt.config_dir, d.opt.listen[0], d.opt.no_tls);
   core_log_set_level(d.opt.log_level);
+  if (env_true("CAIRN_LOG_STDOUT"))
+    core_log_to_stdout();
   signal(SIGPIPE, SIG_IGN);
   raise_nofile();
   /* Chunk buffers (up to 16 MiB) are allocated and freed by the loop and the
@@ -369,12 +386,16 @@ int main(int argc, char **argv)
                core_strerror(rc));
     return 1;
   }
-  rc = access_ensure_root(d.opt.config_dir, &d.shmem);
+  rc = cairnd_firststart_token(d.opt.config_dir, &d.shmem);
+  if (rc == 0)
+    rc = access_ensure_root(d.opt.config_dir, &d.shmem);
   if (rc < 0) {
     core_error("cannot set up the root API token: %s", core_strerror(rc));
     goto fail_auth;
   }
   core_info("root API token: %s/root.token", d.opt.config_dir);
+  if (cairnd_firststart_finish(d.opt.config_dir, d.opt.run_dir, &d.shmem) < 0)
+    goto fail_auth;
   if (!d.opt.no_tls) {
     if (load_tls(&d, &d.tls) < 0)
       goto fail_auth;

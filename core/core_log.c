@@ -10,6 +10,7 @@
 #include <time.h>
 
 static _Atomic int log_level = CORE_LOG_INFO;
+static _Atomic int log_stdout;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -21,6 +22,12 @@ void core_log_set_level(enum core_log_level level)
 enum core_log_level core_log_get_level(void)
 {
   return (enum core_log_level)atomic_load(&log_level);
+}
+
+void core_log_to_stdout(void)
+{
+  setvbuf(stdout, NULL, _IOLBF, 0); /* a pipe would otherwise hold lines back */
+  atomic_store(&log_stdout, 1);
 }
 
 int core_log_parse_level(const char *s, enum core_log_level *out)
@@ -49,6 +56,6 @@ void core_log(enum core_log_level level, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  fprintf(stderr, "%s.%03dZ %-5s %s\n", ts, (int)(tv.tv_usec / 1000),
-          level_names[level], msg);
+  fprintf(atomic_load(&log_stdout) ? stdout : stderr, "%s.%03dZ %-5s %s\n", ts,
+          (int)(tv.tv_usec / 1000), level_names[level], msg);
 }

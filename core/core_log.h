@@ -1,7 +1,8 @@
-/* core_log.h: leveled logging to stderr with timestamps.
+/* core_log.h: leveled logging to stderr (or stdout) with timestamps.
  *
- * The level is process-wide state set once at startup (like syslog's mask);
- * writing a line is thread-safe because each line is one fprintf call.
+ * The level and the stream are process-wide state set once at startup (like
+ * syslog's mask); writing a line is thread-safe because each line is one
+ * fprintf call.
  */
 #ifndef CORE_LOG_H
 #define CORE_LOG_H
@@ -15,6 +16,10 @@ enum core_log_level {
 
 void core_log_set_level(enum core_log_level level);
 enum core_log_level core_log_get_level(void);
+/* Log lines go to stdout (line-buffered) instead of stderr: what container
+ * runtimes that treat the two differently expect. Call before any thread
+ * logs. */
+void core_log_to_stdout(void);
 /* Parses "error", "warn", "info", "debug"; returns 0 or CORE_EINVAL. */
 int core_log_parse_level(const char *s, enum core_log_level *out);
 void core_log(enum core_log_level level, const char *fmt, ...)

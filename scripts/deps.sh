@@ -10,13 +10,18 @@ libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light \
 clang libclang-rt-14-dev llvm-14 prometheus"
 BENCH_PKGS="nginx-light wrk restic rclone"
+# `make image` and the image tests: podman with runc (Debian's podman 4.3 has
+# no crun here), mmdebstrap for the local base image, systemd-analyze for the
+# unit files (docs/deployment.md).
+CONTAINER_PKGS="podman runc catatonit mmdebstrap uidmap slirp4netns systemd"
 
 want="$BUILD_PKGS"
 case "${1:-build}" in
   build) ;;
-  test)  want="$want $TEST_PKGS" ;;
+  test)  want="$want $TEST_PKGS $CONTAINER_PKGS" ;;
   bench) want="$want $TEST_PKGS $BENCH_PKGS" ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  image) want="$CONTAINER_PKGS" ;;
+  *) echo "usage: $0 [build|test|bench|image]" >&2; exit 2 ;;
 esac
 
 missing=""

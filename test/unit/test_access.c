@@ -381,6 +381,43 @@ UNIT_TEST(edits_users_tokens_acl)
   core_free(run);
 }
 
+/* A deployment's pre-seeded secret (cairnd's CAIRN_ROOT_TOKEN_FILE): set,
+ * replaced, and refused when it is no usable secret. */
+UNIT_TEST(token_set_secret)
+{
+  struct access_edit e;
+  memset(&e, 0, sizeof(e));
+  e.config_dir = unit_tmpdir();
+  const char *first = "0123456789abcdef", *second = "fedcba9876543210-rotated";
+  ASSERT_OK(access_token_set_secret(&e, "root@pam!root", first));
+  struct access_info *info;
+  char err[256];
+  ASSERT_OK(access_info_load(e.config_dir, NULL, &info, err, sizeof(err)));
+  ASSERT_EQ(access_token_verify(core_map_get(&info->tokens, "root@pam!root"), first, 0), 1);
+  ASSERT(core_config_find(&info->users, "token", "root@pam!root") != NULL);
+  access_info_unref(info);
+  ASSERT_OK(access_token_set_secret(&e, "root@pam!root", second));
+  ASSERT_OK(access_info_load(e.config_dir, NULL, &info, err, sizeof(err)));
+  const char *stored = core_map_get(&info->tokens, "root@pam!root");
+  ASSERT_EQ(access_token_verify(stored, first, 0), 0);
+  ASSERT_EQ(access_token_verify(stored, second, 0), 1);
+  access_info_unref(info);
+
+  char long_secret[258];
+  memset(long_secret, 'a', 257);
+  long_secret[257] = '\0';
+  const char *bad[] = {"", "too-short-15chr", "has a space in it", "has:a-colon-in-it",
+                       "tab\tinside-the-secret", long_secret};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+    ASSERT_EQ(access_token_set_secret(&e, "root@pam!root", bad[i]), CORE_EINVAL);
+  ASSERT_EQ(access_token_set_secret(&e, "ghost@pbs!t", first), CORE_ENOTFOUND);
+  ASSERT_EQ(access_token_set_secret(&e, "no-realm", first), CORE_ENAME);
+  /* Refused secrets left the stored one alone. */
+  ASSERT_OK(access_info_load(e.config_dir, NULL, &info, err, sizeof(err)));
+  ASSERT_EQ(access_token_verify(core_map_get(&info->tokens, "root@pam!root"), second, 0), 1);
+  access_info_unref(info);
+}
+
 /* A user.cfg as PBS writes it survives an edit byte for byte, but for the
  * changed line. */
 UNIT_TEST(user_cfg_round_trip)
@@ -419,4 +456,5 @@ UNIT_MAIN(UNIT_CASE(roles_as_pbs), UNIT_CASE(user_cfg_round_trip), UNIT_CASE(ids
           UNIT_CASE(acl_parse_errors), UNIT_CASE(resolution_propagation_and_replacement),
           UNIT_CASE(resolution_no_access_wins), UNIT_CASE(token_intersects_user),
           UNIT_CASE(token_secrets), UNIT_CASE(passwords_yescrypt_and_old_prefixes),
-          UNIT_CASE(tickets), UNIT_CASE(csrf_tokens), UNIT_CASE(edits_users_tokens_acl))
+          UNIT_CASE(tickets), UNIT_CASE(csrf_tokens), UNIT_CASE(edits_users_tokens_acl),
+          UNIT_CASE(token_set_secret))
