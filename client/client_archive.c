@@ -522,7 +522,8 @@ int client_archive_create2(const char *path, client_archive_write_fn write, void
   }
   if (rc == 0 && (rc = create_flush(&c.cc)) < 0)
     set_err(err, errlen, "output aborted: %s", core_strerror(rc));
-  core_free(c.cc.buf);
+  if (rc < 0 && c.cc.cb_err == 0)
+    c.cc.cb_err = rc; /* what the writer's free still writes goes nowhere */
 
   if (c.links)
     archive_entry_linkresolver_free(c.links);
@@ -530,6 +531,7 @@ int client_archive_create2(const char *path, client_archive_write_fn write, void
     archive_write_free(c.w);
   if (c.disk)
     archive_read_free(c.disk);
+  core_free(c.cc.buf);
   core_free(c.root);
   core_free(c.single);
   core_free(c.info_path);

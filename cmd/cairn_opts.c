@@ -122,6 +122,10 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
 {
   for (int i = first; i < argc; i++) {
     char *a = argv[i], *val = NULL, name[64];
+    if (strcmp(a, "-l") == 0) {
+      o->long_format = 1;
+      continue;
+    }
     if (strcmp(a, "--") == 0) {
       for (i++; i < argc && o->npos < 64; i++)
         o->pos[o->npos++] = argv[i];
@@ -173,6 +177,14 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
       o->dry_run = 1;
       continue;
     }
+    if (strcmp(name, "long") == 0) {
+      o->long_format = 1;
+      continue;
+    }
+    if (strcmp(name, "no-exclude-files") == 0) {
+      o->no_exclude_files = 1;
+      continue;
+    }
     /* options with a value */
     if (val == NULL) {
       if (i + 1 >= argc) {
@@ -203,6 +215,24 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
       o->output = val;
     else if (strcmp(name, "ca-file") == 0)
       o->ca_file = val;
+    else if (strcmp(name, "exclude") == 0 || strcmp(name, "include") == 0) {
+      int inc = name[0] == 'i';
+      size_t *n = inc ? &o->ninclude : &o->nexclude;
+      if (*n == 64) {
+        fprintf(stderr, "cairn: at most 64 --%s patterns\n", name);
+        return -1;
+      }
+      (inc ? o->include : o->exclude)[(*n)++] = val;
+    } else if (strcmp(name, "change-detection-mode") == 0) {
+      if (strcmp(val, "data") != 0 && strcmp(val, "metadata") != 0) {
+        fprintf(stderr, "cairn: --change-detection-mode takes data or metadata\n");
+        return -1;
+      }
+      o->change_mode = val;
+    } else if (strcmp(name, "archive") == 0)
+      o->archive = val;
+    else if (strcmp(name, "group") == 0)
+      o->group = val;
     else if (strcmp(name, "workers") == 0) {
       if (parse_uint(val, &o->workers) < 0 || o->workers == 0 || o->workers > 64) {
         fprintf(stderr, "cairn: --workers takes 1..64\n");
