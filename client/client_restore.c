@@ -621,6 +621,7 @@ int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t
 
 struct range {
   uint64_t a, b; /* stream bytes [a, b) */
+  uint64_t pad;  /* then this many zeros: a file's padding, not fetched */
 };
 
 struct selection {
@@ -631,14 +632,20 @@ struct selection {
   uint64_t nplan;
 };
 
-static void sel_add(struct selection *sel, uint64_t a, uint64_t b)
+/* An entry's bytes: its headers and data from the stream, its padding (the
+ * zeros up to the next 512-byte block, which pax puts after the data and the
+ * chunk boundary after a large file's data leaves in the next chunk) made
+ * here rather than fetched. */
+static void sel_add(struct selection *sel, const struct format_catalog_entry *e)
 {
+  uint64_t data_end = e->data_off + e->data_len;
   if (sel->n == sel->cap) {
     sel->cap = sel->cap ? sel->cap * 2 : 256;
     sel->r = core_realloc(sel->r, sel->cap * sizeof(*sel->r));
   }
-  sel->r[sel->n].a = a;
-  sel->r[sel->n].b = b;
+  sel->r[sel->n].a = e->hdr_off;
+  sel->r[sel->n].b = data_end;
+  sel->r[sel->n].pad = e->end_off - data_end;
   sel->n++;
   sel->entries++;
 }
@@ -666,7 +673,7 @@ static void sel_add_once(struct selection *sel, struct core_map *seen,
   if (core_map_get(seen, e->path) != NULL)
     return;
   core_map_put(seen, e->path, (void *)1);
-  sel_add(sel, e->hdr_off, e->end_off);
+  sel_add(sel, e);
 }
 
 /* Adds the entry `path` (a parent directory or a hard link's first name)
@@ -712,8 +719,8 @@ static int select_entries(const struct client_restore_opts *o, const struct form
   while ((rc = format_catalog_next(it, &e)) > 0) {
     if (!selected(o, &e) || (e.type == FORMAT_CATALOG_DIR && single))
       continue;
-    if (e.end_off > idx->size) {
-      snprintf(err, errlen, "catalog entry \"%s\" lies beyond the archive's end", e.path);
+    if (e.end_off > idx->size || e.end_off - e.data_off - e.data_len >= 512) {
+      snprintf(err, errlen, "catalog entry \"%s\" has impossible stream offsets", e.path);
       rc = CORE_EFORMAT;
       goto out;
     }
@@ -755,7 +762,7 @@ static int select_entries(const struct client_restore_opts *o, const struct form
   /* stream order; entries never overlap in a true catalog */
   qsort(sel->r, sel->n, sizeof(*sel->r), cmp_range);
   for (size_t i = 1; i < sel->n; i++)
-    if (sel->r[i].a < sel->r[i - 1].b) {
+    if (sel->r[i].a < sel->r[i - 1].b + sel->r[i - 1].pad) {
       snprintf(err, errlen, "the catalog's entries overlap in the stream");
       rc = CORE_EFORMAT;
       goto out;
@@ -798,6 +805,7 @@ struct range_reader {
   const struct selection *sel;
   size_t r;          /* current range */
   uint64_t pos;      /* stream offset handed out so far, within the range */
+  int padded;        /* the current range's padding went out */
   uint64_t k;        /* chunks taken from the fetch */
   const uint8_t *chunk;
   uint64_t cs, ce;   /* the current chunk's stream range */
@@ -819,6 +827,12 @@ static ssize_t range_next(void *arg, const void **data)
     const struct range *g = &rr->sel->r[rr->r];
     uint64_t a = rr->pos > g->a ? rr->pos : g->a;
     if (a >= g->b) {
+      if (!rr->padded && g->pad > 0) {
+        rr->padded = 1;
+        *data = zeros; /* pad < 512, checked when selecting */
+        return (ssize_t)g->pad;
+      }
+      rr->padded = 0;
       rr->r++;
       continue;
     }
@@ -915,7 +929,7 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
     stats->entries = sel.entries;
     uint64_t total = 0;
     for (size_t i = 0; i < sel.n; i++)
-      total += sel.r[i].b - sel.r[i].a;
+      total += sel.r[i].b - sel.r[i].a + sel.r[i].pad;
     client_progress_set_total(o->progress, total);
   } else {
     client_progress_set_total(o->progress, idx.size);
@@ -960,7 +974,7 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
       if (partial) {
         stats->bytes = 0;
         for (size_t i = 0; i < sel.n; i++)
-          stats->bytes += sel.r[i].b - sel.r[i].a;
+          stats->bytes += sel.r[i].b - sel.r[i].a + sel.r[i].pad;
       }
     }
   }
