@@ -295,7 +295,7 @@ class CatalogCase(unittest.TestCase):
         with open(p, "rb") as f:
             data = bytearray(f.read())
         data[12345] ^= 0xff
-        os.remove(p)
+        # written while the old file still exists, so its inode cannot be reused
         write(p + ".tmp", bytes(data), st.st_mtime_ns)
         os.rename(p + ".tmp", p)
         self.assertNotEqual(st.st_ino, os.stat(p).st_ino)
