@@ -352,6 +352,58 @@ class CatalogCase(unittest.TestCase):
             "find", snap, "*.conf", "--output-format", "json").stdout)}
         self.assertIn("docs/deep/er/c.conf", found)
 
+    # ---- server side ----
+
+    def test_server_files_catalog_notes(self):
+        import base64
+        src = self.fresh_tree("api", 6)
+        snap = self.backup(src, "api")["snapshot"]
+        t, i, when = snap.split("/")
+        # the snapshot time as epoch seconds, from the listing
+        lst = json.loads(self.cairn("snapshots", "host/api", "--output-format", "json").stdout)
+        epoch = max(x["backup-time"] for x in lst)
+        q = {"backup-type": t, "backup-id": i, "backup-time": str(epoch)}
+        D = "/api2/json/admin/datastore/%s/" % STORE
+        st, _, files = self.srv.get(D + "files", params=q)
+        self.assertEqual(200, st, files)
+        names = {f["filename"]: f for f in files["data"]}
+        self.assertIn("root.didx", names)
+        self.assertIn("root.catalog.blob", names)
+        self.assertEqual("none", names["root.didx"]["crypt-mode"])
+
+        def catalog(path):
+            return self.srv.get(D + "catalog", params=dict(q, **{
+                "archive-name": "root.didx",
+                "filepath": base64.b64encode(path.encode()).decode()}))
+        st, _, root = catalog("/")
+        self.assertEqual(200, st, root)
+        by = {e["text"]: e for e in root["data"]}
+        self.assertEqual("d", by["docs"]["type"])
+        self.assertFalse(by["docs"]["leaf"])
+        self.assertEqual("l", by["sym"]["type"])
+        self.assertEqual(24 * MiB, by["sparse.img"]["size"])
+        self.assertEqual("/docs", base64.b64decode(by["docs"]["filepath"]).decode())
+        st, _, docs = catalog("/docs")
+        self.assertIn("b.conf", {e["text"] for e in docs["data"]})
+        self.assertEqual(404, catalog("/nope").status)
+        self.assertEqual(400, catalog("/../etc").status)
+        st, _, bad = self.srv.get(D + "catalog", params=dict(q, **{
+            "archive-name": "root.didx", "filepath": "%%%"}))
+        self.assertEqual(400, st)
+
+        self.assertEqual("", self.srv.get(D + "notes", params=q).data["data"])
+        self.assertEqual(200, self.srv.put(D + "notes", params=dict(q, notes="last Tuesday ✓")).status)
+        self.assertEqual("last Tuesday ✓", self.srv.get(D + "notes", params=q).data["data"])
+        # the snapshot still restores (the manifest was rewritten)
+        self.cairn("restore", snap, "root", "-", "--include", "docs/b.conf")
+        g = {"backup-type": t, "backup-id": i}
+        self.assertEqual("", self.srv.get(D + "group-notes", params=g).data["data"])
+        self.assertEqual(200, self.srv.put(D + "group-notes", params=dict(g, notes="group")).status)
+        self.assertEqual("group", self.srv.get(D + "group-notes", params=g).data["data"])
+        self.assertEqual(400, self.srv.put(D + "notes", params=q).status)
+        self.assertEqual(404, self.srv.get(D + "group-notes", params=dict(g, **{
+            "backup-id": "none"})).status)
+
     # ---- hostile catalogs ----
 
     def test_damaged_catalog_refused(self):
