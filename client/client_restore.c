@@ -1029,3 +1029,169 @@ static int restore_blob(struct reader *r, const char *file,
   *bytes = plen;
   return rc;
 }
+
+/* ---- Random access ---- */
+
+struct cached_chunk {
+  uint64_t index; /* position in the index */
+  uint8_t *data;  /* owned plaintext, NULL when the slot is free */
+  size_t len;
+  uint64_t used;  /* LRU clock */
+};
+
+struct client_archive_reader {
+  struct client_snapshot *s;
+  struct client_resp iresp; /* the index file; idx points into it */
+  struct format_index idx;
+  char file[FORMAT_NAME_ARCHIVE_MAX + 16];
+  struct cached_chunk *cache;
+  unsigned ncache;
+  uint64_t clock;
+  uv_mutex_t mu;
+};
+
+int client_archive_reader_open(struct client_snapshot *s, const char *name, unsigned cache_chunks,
+                               struct client_archive_reader **out, char *err, size_t errlen)
+{
+  const struct format_manifest_file *mf = find_archive(s, name);
+  struct client_archive_reader *r;
+  int rc;
+  *out = NULL;
+  if (mf == NULL || format_index_kind_from_name(mf->filename) != FORMAT_INDEX_DYNAMIC) {
+    snprintf(err, errlen, "the snapshot has no directory archive \"%s\"", name);
+    return CORE_ENOTFOUND;
+  }
+  if (mf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT && s->o->crypt == NULL) {
+    snprintf(err, errlen, "%s is encrypted: a key is needed (--keyfile)", mf->filename);
+    return CORE_ECRYPTO;
+  }
+  r = core_calloc(1, sizeof(*r));
+  r->s = s;
+  snprintf(r->file, sizeof(r->file), "%s", mf->filename);
+  if ((rc = reader_download(&s->r, r->file, &r->iresp, err, errlen)) < 0)
+    goto fail;
+  if ((rc = format_index_parse(r->iresp.body, r->iresp.len, 0, &r->idx)) < 0) {
+    snprintf(err, errlen, "%s: index is damaged: %s", r->file, core_strerror(rc));
+    goto fail;
+  }
+  if (memcmp(r->idx.csum, mf->csum, 32) != 0 || r->idx.size != mf->size) {
+    snprintf(err, errlen, "%s: index checksum or size differs from the manifest", r->file);
+    rc = CORE_ECSUM;
+    goto fail;
+  }
+  for (uint64_t i = 0; i < r->idx.count; i++) {
+    uint64_t n = chunk_len(&r->idx, i);
+    if (n == 0 || n > FORMAT_CHUNK_MAX_SIZE) {
+      snprintf(err, errlen, "%s: chunk %llu has an impossible size", r->file,
+               (unsigned long long)i);
+      rc = CORE_EFORMAT;
+      goto fail;
+    }
+  }
+  r->ncache = cache_chunks ? cache_chunks : 8;
+  r->cache = core_calloc(r->ncache, sizeof(*r->cache));
+  uv_mutex_init(&r->mu);
+  *out = r;
+  return 0;
+fail:
+  client_resp_free(&r->iresp);
+  core_free(r);
+  return rc;
+}
+
+void client_archive_reader_free(struct client_archive_reader *r)
+{
+  if (r == NULL)
+    return;
+  for (unsigned i = 0; i < r->ncache; i++)
+    core_free(r->cache[i].data);
+  core_free(r->cache);
+  client_resp_free(&r->iresp);
+  uv_mutex_destroy(&r->mu);
+  core_free(r);
+}
+
+uint64_t client_archive_reader_size(const struct client_archive_reader *r)
+{
+  return r->idx.size;
+}
+
+/* Chunk `i`, from the cache or fetched and verified. Caller holds mu. */
+static struct cached_chunk *reader_chunk(struct client_archive_reader *r, uint64_t i)
+{
+  struct cached_chunk *victim = &r->cache[0];
+  struct client_resp resp;
+  struct format_blob_ctx bctx;
+  char hex[65], target[400];
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  int rc;
+
+  for (unsigned k = 0; k < r->ncache; k++) {
+    if (r->cache[k].data && r->cache[k].index == i) {
+      r->cache[k].used = ++r->clock;
+      return &r->cache[k];
+    }
+    if (r->cache[k].data == NULL || (victim->data && r->cache[k].used < victim->used))
+      victim = &r->cache[k];
+  }
+  core_hex_encode(format_index_digest(&r->idx, i), 32, hex);
+  snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", r->s->r.sid, hex);
+  rc = client_api_call(r->s->o->api, "GET", target, NULL, 0, NULL,
+                       FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN, &resp);
+  if (rc < 0)
+    return NULL;
+  if (resp.status != 200) {
+    client_resp_free(&resp);
+    return NULL;
+  }
+  format_blob_ctx_init(&bctx);
+  rc = format_blob_decode(&bctx, resp.body, resp.len, r->s->o->crypt, FORMAT_CHUNK_MAX_SIZE,
+                          format_index_digest(&r->idx, i), &plain, &plen);
+  format_blob_ctx_free(&bctx);
+  client_resp_free(&resp);
+  if (rc < 0 || plen != chunk_len(&r->idx, i)) {
+    core_free(plain);
+    return NULL;
+  }
+  core_free(victim->data);
+  victim->data = plain;
+  victim->len = plen;
+  victim->index = i;
+  victim->used = ++r->clock;
+  return victim;
+}
+
+ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,
+                                   size_t len)
+{
+  size_t done = 0;
+  uv_mutex_lock(&r->mu);
+  while (done < len && off < r->idx.size) {
+    uint64_t lo = 0, hi = r->idx.count, cs, ce;
+    while (lo < hi) { /* the first chunk ending after off */
+      uint64_t mid = lo + (hi - lo) / 2;
+      format_index_chunk_range(&r->idx, mid, &cs, &ce);
+      if (ce > off)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    if (lo == r->idx.count)
+      break;
+    format_index_chunk_range(&r->idx, lo, &cs, &ce);
+    struct cached_chunk *c = reader_chunk(r, lo);
+    if (c == NULL) {
+      uv_mutex_unlock(&r->mu);
+      return -EIO;
+    }
+    size_t k = (size_t)(ce - off);
+    if (k > len - done)
+      k = len - done;
+    memcpy((uint8_t *)buf + done, c->data + (off - cs), k);
+    done += k;
+    off += k;
+  }
+  uv_mutex_unlock(&r->mu);
+  return (ssize_t)done;
+}

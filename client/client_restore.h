@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct client_api;
 struct format_crypt;
@@ -80,6 +81,23 @@ const struct format_manifest *client_snapshot_manifest(const struct client_snaps
  * it has no catalog) or another error, with a message. */
 int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t **buf,
                             struct format_catalog *cat, char *err, size_t errlen);
+
+/* Random access to a dynamic archive's stream (`cairn mount`): chunks are
+ * fetched on demand through the snapshot's reader session, each verified,
+ * and the last few kept (at most `cache_chunks`, so at most 16 MiB each). */
+struct client_archive_reader;
+
+/* Downloads archive `name`'s index (checked against the manifest). Returns 0
+ * or an error with a message. The reader borrows `s`. */
+int client_archive_reader_open(struct client_snapshot *s, const char *name, unsigned cache_chunks,
+                               struct client_archive_reader **out, char *err, size_t errlen);
+void client_archive_reader_free(struct client_archive_reader *r);
+/* The stream's size. */
+uint64_t client_archive_reader_size(const struct client_archive_reader *r);
+/* Copies up to `len` bytes of the stream at `off` into `buf`. Returns the
+ * count (0 at the end) or an error. Thread-safe (one lock). */
+ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,
+                                   size_t len);
 
 /* "TYPE/ID/TIME" with TIME as RFC 3339 (2024-01-02T03:04:05Z) or epoch
  * seconds. `type` and `id` are set to new strings (core_free). Returns 0 or

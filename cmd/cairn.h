@@ -84,5 +84,6 @@ int cmd_benchmark(struct opts *o);
 int cmd_ls(struct opts *o);
 int cmd_find(struct opts *o);
 int cmd_diff(struct opts *o);
+int cmd_mount(struct opts *o);
 
 #endif

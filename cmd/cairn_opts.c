@@ -19,6 +19,7 @@ const char *usage_main =
     "  ls SNAPSHOT ARCHIVE [PATH]                   list a directory of an archive\n"
     "  find SNAPSHOT PATTERN                        find files in a snapshot (or --group)\n"
     "  diff SNAPSHOT1 SNAPSHOT2 ARCHIVE             added, removed and changed files\n"
+    "  mount SNAPSHOT ARCHIVE MOUNTPOINT            a directory archive as a read-only FUSE mount\n"
     "  snapshots [GROUP]                            list snapshots\n"
     "  groups                                       list backup groups\n"
     "  forget SNAPSHOT                              delete a snapshot\n"
@@ -99,6 +100,13 @@ void print_help(const char *cmd)
            "Prints the entries matching PATTERN (gitignore-like: \"*.conf\" at any depth,\n"
            "\"etc/*.conf\" from the root) in every directory archive of the snapshot, or of\n"
            "every snapshot of the group.\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "mount") == 0) {
+    printf("usage: cairn mount SNAPSHOT ARCHIVE MOUNTPOINT [OPTIONS]\n\n"
+           "Mounts a directory archive read-only (FUSE) in the foreground: the tree comes\n"
+           "from the catalog, file data from chunks fetched on demand (verified, the last 8\n"
+           "kept). Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT` unmounts.\n\n"
+           "  --keyfile FILE   key for encrypted snapshots (CAIRN_KEYFILE)\n\n%s",
            conn_help);
   } else if (strcmp(cmd, "diff") == 0) {
     printf("usage: cairn diff SNAPSHOT1 SNAPSHOT2 ARCHIVE [-l] [OPTIONS]\n\n"

@@ -404,6 +404,64 @@ class CatalogCase(unittest.TestCase):
         self.assertEqual(404, self.srv.get(D + "group-notes", params=dict(g, **{
             "backup-id": "none"})).status)
 
+    # ---- mount ----
+
+    def test_mount(self):
+        if not os.path.exists("/dev/fuse"):
+            ch.skip_for_machine(self, "fuse", "cairn mount needs /dev/fuse")
+        import signal
+        import time
+        src = self.fresh_tree("mnt", 7)
+        snap = self.backup(src, "mnt")["snapshot"]
+        for how in ("sigterm", "fusermount"):
+            mnt = os.path.join(self.tmp, "mnt-" + how)
+            os.mkdir(mnt)
+            p = subprocess.Popen([ch.binary("cairn"), "mount", snap, "root", mnt],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=self.env())
+            try:
+                # the mount appears asynchronously: poll for it (or the process ending)
+                deadline = time.monotonic() + 30
+                while not os.path.ismount(mnt) and p.poll() is None and \
+                        time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if p.poll() is not None:
+                    self.fail("cairn mount exited %d: %s" % (p.returncode,
+                                                             p.stderr.read().decode()))
+                self.assertTrue(os.path.ismount(mnt))
+                # ls, cat (every file, sparse and hard-linked ones too), find
+                want, got = listing(src), listing(mnt)
+                self.assertEqual(sorted(want), sorted(got))
+                for k in want:
+                    w, g = dict(want[k]), dict(got[k])
+                    w.pop("xattrs", None)  # not served by the mount
+                    g.pop("xattrs", None)
+                    self.assertEqual(w, g, k)
+                found = subprocess.run(["find", mnt, "-name", "*.conf"], capture_output=True,
+                                       check=True).stdout.decode().split()
+                self.assertEqual(2, len(found))
+                copy = os.path.join(self.tmp, "copied-" + how)
+                subprocess.run(["cp", os.path.join(mnt, "big", "r01.bin"), copy], check=True)
+                with open(copy, "rb") as a, open(os.path.join(src, "big", "r01.bin"), "rb") as b:
+                    self.assertEqual(a.read(), b.read())
+                with self.assertRaises(OSError):
+                    open(os.path.join(mnt, "docs", "a.txt"), "r+b")
+            finally:
+                if how == "sigterm":
+                    p.send_signal(signal.SIGTERM)
+                else:
+                    subprocess.run(["fusermount3", "-u", mnt])
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    subprocess.run(["fusermount3", "-uz", mnt])
+                    p.wait()
+                p.stdout.close()
+                p.stderr.close()
+            self.assertEqual(0, p.returncode, how)
+            self.assertFalse(os.path.ismount(mnt))
+
     # ---- hostile catalogs ----
 
     def test_damaged_catalog_refused(self):
