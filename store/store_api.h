@@ -35,6 +35,7 @@ void store__api_config_register(struct http_server *s, struct store_api *api);
 void store__api_admin_register(struct http_server *s, struct store_api *api);
 void store__api_content_register(struct http_server *s, struct store_api *api);
 void store__api_files_register(struct http_server *s, struct store_api *api);
+void store__api_download_register(struct http_server *s, struct store_api *api);
 void store__api_access_register(struct http_server *s, struct store_api *api);
 
 #endif

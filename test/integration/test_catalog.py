@@ -391,6 +391,32 @@ class CatalogCase(unittest.TestCase):
             "archive-name": "root.didx", "filepath": "%%%"}))
         self.assertEqual(400, st)
 
+        # file-download: one file's bytes, a directory as tar
+        def download(path, archive="root.didx"):
+            return self.srv.get(D + "file-download", params=dict(q, **{
+                "archive-name": archive,
+                "filepath": base64.b64encode(path.encode()).decode()}))
+        r = download("/big/r03.bin")
+        self.assertEqual(200, r.status)
+        with open(os.path.join(src, "big", "r03.bin"), "rb") as f:
+            self.assertEqual(f.read(), r.raw)
+        r = download("/hard.txt")
+        self.assertEqual(b"alpha\n" * 1000, r.raw)
+        r = download("/docs")
+        self.assertEqual(200, r.status)
+        self.assertEqual("application/x-tar", r.headers.get("Content-Type"))
+        out = os.path.join(self.tmp, "dl-untar")
+        os.mkdir(out)
+        subprocess.run(["tar", "xf", "-", "-C", out], input=r.raw, check=True)
+        self.assertEqual(b"key = value\n",
+                         open(os.path.join(out, "docs", "b.conf"), "rb").read())
+        self.assertEqual(b"nested\n",
+                         open(os.path.join(out, "docs", "deep", "er", "c.conf"), "rb").read())
+        self.assertFalse(os.path.exists(os.path.join(out, "big")))
+        self.assertEqual(404, download("/missing").status)
+        self.assertEqual(400, download("/sparse.img").status)
+        self.assertEqual(400, download("/../x").status)
+
         self.assertEqual("", self.srv.get(D + "notes", params=q).data["data"])
         self.assertEqual(200, self.srv.put(D + "notes", params=dict(q, notes="last Tuesday ✓")).status)
         self.assertEqual("last Tuesday ✓", self.srv.get(D + "notes", params=q).data["data"])
