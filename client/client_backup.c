@@ -578,7 +578,7 @@ static int on_entry(void *arg, enum client_archive_phase phase,
   int rc;
   switch (phase) {
   case CLIENT_ARCHIVE_DATA:
-    if (e->size < CLIENT_REUSE_MIN)
+    if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
       return 0;
     if ((rc = cut(p, f->err, f->errlen)) < 0)
       return rc;
@@ -589,7 +589,7 @@ static int on_entry(void *arg, enum client_archive_phase phase,
                e->path);
       return CORE_EPROTO;
     }
-    if (e->size < CLIENT_REUSE_MIN)
+    if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
       return 0;
     return cut(p, f->err, f->errlen);
   case CLIENT_ARCHIVE_DONE:

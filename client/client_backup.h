@@ -76,6 +76,9 @@ struct client_backup_opts {
   enum client_change_mode change_mode;
   const struct client_pattern_set *exclude; /* --exclude patterns, or NULL */
   int no_exclude_files;                     /* ignore .cairnexclude files */
+  /* Pure content-defined chunking: no cuts around large files (and so no
+   * metadata-mode reuse); for measuring what the cuts cost. */
+  int no_file_boundaries;
 };
 
 struct client_backup_spec {

@@ -45,6 +45,7 @@ struct opts {
   const char *group;       /* find --group */
   int long_format;         /* ls -l / --long */
   int no_exclude_files;    /* --no-exclude-files */
+  int no_file_boundaries;  /* --no-file-boundaries */
   char *pos[64];          /* positional arguments */
   size_t npos;
 };

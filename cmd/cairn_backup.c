@@ -119,6 +119,7 @@ int cmd_backup(struct opts *o)
     client_pattern_add(&excl, o->exclude[i], NULL);
   bo.exclude = &excl;
   bo.no_exclude_files = o->no_exclude_files;
+  bo.no_file_boundaries = o->no_file_boundaries;
   catch_signals();
   if (want_progress(o))
     client_progress_set_total(bo.progress, estimate_total(specs, o->npos));

@@ -68,6 +68,9 @@ void print_help(const char *cmd)
            "                             metadata (the default when the last snapshot has a\n"
            "                             catalog): files whose size, mtime, ctime and inode are\n"
            "                             unchanged are not read; data: read everything\n"
+           "  --no-file-boundaries       pure content-defined chunks: files of 1 MiB and more\n"
+           "                             do not start and end on a chunk boundary (no reuse by\n"
+           "                             metadata; see docs/chunking.md)\n"
            "  --progress / --no-progress progress line (default: on a terminal)\n\n"
            "Mount points below PATH are not crossed (one file system).\n\n%s",
            conn_help);
@@ -227,6 +230,10 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
     }
     if (strcmp(name, "no-exclude-files") == 0) {
       o->no_exclude_files = 1;
+      continue;
+    }
+    if (strcmp(name, "no-file-boundaries") == 0) {
+      o->no_file_boundaries = 1;
       continue;
     }
     /* options with a value */
