@@ -16,8 +16,15 @@ Runs standalone (`python3 test_catalog.py`, CAIRN_BIN_DIR=build/bin) and from
 ctest.
 """
 
+import ctypes
+import ctypes.util
+import hashlib
+import io
 import json
 import os
+import struct
+import tarfile
+import zlib
 import random
 import re
 import shutil
@@ -94,6 +101,94 @@ def listing(root):
                     pass
             out[rel] = e
     return out
+
+
+# ---- blobs and catalogs, for forging hostile ones (docs/on-disk-format.md) ----
+
+BLOB_PLAIN = bytes([0x42, 0xab, 0x38, 0x07, 0xbe, 0x83, 0x70, 0xa1])
+BLOB_ZSTD = bytes([0x31, 0xb9, 0x58, 0x42, 0x6f, 0xb6, 0xa3, 0x7f])
+
+
+def blob_decode(b):
+    payload = b[12:]
+    if b[:8] == BLOB_PLAIN:
+        return payload
+    assert b[:8] == BLOB_ZSTD, "an unencrypted blob"
+    lib = ctypes.CDLL(ctypes.util.find_library("zstd") or "libzstd.so.1")
+    lib.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+    lib.ZSTD_decompress.restype = ctypes.c_size_t
+    n = lib.ZSTD_getFrameContentSize(payload, ctypes.c_size_t(len(payload)))
+    out = ctypes.create_string_buffer(n)
+    r = lib.ZSTD_decompress(out, ctypes.c_size_t(n), payload, ctypes.c_size_t(len(payload)))
+    return out.raw[:r]
+
+
+def blob_plain(data):
+    return BLOB_PLAIN + struct.pack("<I", zlib.crc32(data)) + data
+
+
+def _uvar(b, i):
+    v = shift = 0
+    while True:
+        x = b[i]
+        i += 1
+        v |= (x & 0x7f) << shift
+        shift += 7
+        if not x & 0x80:
+            return v, i
+
+
+def _put(v):
+    out = bytearray()
+    while True:
+        x = v & 0x7f
+        v >>= 7
+        out.append(x | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+FIELDS = ("flags", "mode", "uid", "gid", "size", "mtime", "mtime_ns", "ctime", "ctime_ns",
+          "ino", "dev", "rdev", "hdr", "dh", "dlen", "pad")
+
+
+def catalog_decode(c):
+    n, rlen = struct.unpack("<QQ", c[16:32])
+    i, prev, out = 40, b"", []
+    for _ in range(n):
+        shared, i = _uvar(c, i)
+        slen, i = _uvar(c, i)
+        path = prev[:shared] + c[i:i + slen]
+        i += slen
+        e = {"path": path, "type": c[i]}
+        i += 1
+        for f in FIELDS:
+            e[f], i = _uvar(c, i)
+        llen, i = _uvar(c, i)
+        e["link"] = c[i:i + llen]
+        i += llen
+        out.append(e)
+        prev = path
+    return out
+
+
+def catalog_encode(entries):
+    key = lambda e: (e["path"] != b".", e["path"])  # noqa: E731
+    entries = sorted(entries, key=key)
+    recs, restarts, prev = bytearray(), [], b""
+    for k, e in enumerate(entries):
+        if k % 64 == 0:
+            restarts.append(len(recs))
+            prev = b""
+        shared = 0
+        while shared < min(len(prev), len(e["path"])) and prev[shared] == e["path"][shared]:
+            shared += 1
+        recs += _put(shared) + _put(len(e["path"]) - shared) + e["path"][shared:]
+        recs += bytes([e["type"]]) + b"".join(_put(e[f]) for f in FIELDS)
+        recs += _put(len(e["link"])) + e["link"]
+        prev = e["path"]
+    hdr = b"CAIRNCT1" + struct.pack("<IIQQQ", 1, 64, len(entries), len(recs), len(restarts))
+    return hdr + bytes(recs) + b"".join(struct.pack("<Q", r) for r in restarts)
 
 
 SUMMARY_RE = re.compile(r"(\d+) entries selected, (\d+) of (\d+) chunks fetched")
@@ -489,6 +584,81 @@ class CatalogCase(unittest.TestCase):
             self.assertFalse(os.path.ismount(mnt))
 
     # ---- hostile catalogs ----
+
+    def forge_catalog(self, snap, change):
+        """Rewrites the snapshot's catalog with change(entries) and the manifest
+        (unsigned) to match, as an attacker with the datastore could."""
+        when = snap.split("/")[2]
+        d = os.path.join(self.srv.datastore_path(STORE), "host", snap.split("/")[1], when)
+        with open(os.path.join(d, "root.catalog.blob"), "rb") as f:
+            entries = catalog_decode(blob_decode(f.read()))
+        change({e["path"]: e for e in entries})
+        blob = blob_plain(catalog_encode(entries))
+        with open(os.path.join(d, "root.catalog.blob"), "wb") as f:
+            f.write(blob)
+        with open(os.path.join(d, "index.json.blob"), "rb") as f:
+            m = json.loads(blob_decode(f.read()))
+        for fe in m["files"]:
+            if fe["filename"] == "root.catalog.blob":
+                fe["size"] = len(blob)
+                fe["csum"] = hashlib.sha256(blob).hexdigest()
+        with open(os.path.join(d, "index.json.blob"), "wb") as f:
+            f.write(blob_plain(json.dumps(m).encode()))
+
+    def test_lying_catalog_refused(self):
+        # a backed-up file whose data is a tar entry named ../escaped.txt
+        src = self.fresh_tree("lying", 8)
+        t = io.BytesIO()
+        with tarfile.open(fileobj=t, mode="w", format=tarfile.PAX_FORMAT) as tf:
+            data = b"escaped!\n"
+            ti = tarfile.TarInfo("../escaped.txt")
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        write(os.path.join(src, "docs", "evil.tar"), t.getvalue()[:1024])
+        snap = self.backup(src, "lying")["snapshot"]
+        outside = os.path.join(self.tmp, "escaped.txt")
+
+        def point_at_evil(es):
+            evil, victim = es[b"docs/evil.tar"], es[b"docs/b.conf"]
+            start = evil["hdr"] + evil["dh"]  # the tar entry inside evil.tar's data
+            victim["hdr"], victim["dh"], victim["dlen"], victim["pad"] = start, 512, 9, 503
+            victim["size"] = 9
+        self.forge_catalog(snap, point_at_evil)
+        target = os.path.join(self.tmp, "lying-target")
+        p = self.cairn("restore", snap, "root", target, "--include", "docs/b.conf", check=False)
+        self.assertNotEqual(0, p.returncode, p.stdout)
+        self.assertIn(b"unsafe", p.stderr)
+        self.assertFalse(os.path.exists(outside))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "escaped.txt")))
+
+        # offsets beyond the archive, and overlapping entries: refused before any write
+        def beyond(es):
+            es[b"docs/b.conf"]["hdr"] = 1 << 40
+        self.forge_catalog(snap, beyond)
+        p = self.cairn("restore", snap, "root", target + "2", "--include", "docs/b.conf",
+                       check=False)
+        self.assertNotEqual(0, p.returncode)
+        self.assertIn(b"impossible stream offsets", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(target + "2", "docs")))
+
+        def overlap(es):
+            es[b"docs/b.conf"]["hdr"] = es[b"docs/a.txt"]["hdr"] if b"docs/a.txt" in es \
+                else es[b"hard.txt"]["hdr"]
+        self.forge_catalog(snap, overlap)
+        p = self.cairn("restore", snap, "root", target + "3", "--include", "docs", check=False)
+        self.assertNotEqual(0, p.returncode)
+        self.assertFalse(os.path.exists(os.path.join(target + "3", "docs", "b.conf")))
+
+        # a ".." path in the catalog: the catalog is refused as damaged
+        def dotdot(es):
+            es[b"docs/b.conf"]["path"] = b"../b.conf"
+        self.forge_catalog(snap, dotdot)
+        for args in (("ls", snap, "root"), ("restore", snap, "root", target + "4", "--include",
+                                            "*")):
+            p = self.cairn(*args, check=False)
+            self.assertNotEqual(0, p.returncode)
+            self.assertIn(b"damaged", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "b.conf")))
 
     def test_damaged_catalog_refused(self):
         src = self.fresh_tree("hostile", 5)
