@@ -13,6 +13,15 @@ timed from process start to exit:
   restic  Debian's restic 0.14 backing up to Debian's `rclone serve restic` on
           loopback (plain HTTP), same five steps.
 
+Metadata mode (issue #19): cairn's unchanged and 1%-changed backups above are
+metadata-mode ones (the default once a snapshot with a catalog exists); the
+data-mode unchanged backup (`--change-detection-mode data`) is timed too, a
+10 MiB file is restored alone (`restore --include ... -`: time and chunks
+fetched), and, unless --series-rounds 0, three series of ten 1%-change
+snapshots on a fresh copy of the dataset, each in its own datastore, give the
+stored size of metadata mode, data mode and pure content-defined chunking
+(`--no-file-boundaries`, what the chunk boundaries around files cost).
+
 The second restore shows what the first one paid for state left by earlier
 steps: cairnd writes chunks with O_DIRECT, so the first restore reads them
 from the disk while it writes, where rclone left restic's packs in the page
@@ -45,6 +54,7 @@ import cairn_harness as ch  # noqa: E402
 
 STORE = "bench"
 MiB = 1 << 20
+TEN_MIB = os.path.join("random", "ten-mib.bin")
 WORDS = (b"backup chunk index store the of snapshot datastore verify garbage collection "
          b"namespace error ok size digest sha256 request response client server upload "
          b"restore 0x1f2e 42 1337 /var/lib/data INFO WARN debug\n").split(b" ")
@@ -91,6 +101,9 @@ def make_dataset(root, size, seed=1):
         shutil.copyfile(p, os.path.join(root, "dups", "d%04d.bin" % i))
         dup_total -= n
         i += 1
+    # the single-file restore's target
+    with open(os.path.join(root, TEN_MIB), "wb") as f:
+        f.write(rnd.randbytes(10 * MiB))
 
 
 def change_one_percent(root, size, seed=2):
@@ -214,7 +227,49 @@ def bench_cairn(args, tmp, data, size, enc, srv):
         res[step] = dt
         rss = max(rss, r)
     res["stored_after_first"] = du(srv.datastore_path(STORE))
+    if not enc:
+        # data mode reads everything again; then one file alone
+        dt, _ = run_rss([cairn, "backup", spec, "--backup-id", bid, "--no-progress",
+                         "--change-detection-mode", "data"], env)
+        res["unchanged_data"] = dt
+        _, out = run([cairn, "snapshots", "host/%s" % bid, "--output-format", "json"], env)
+        import json
+        t = max(s["backup-time"] for s in json.loads(out))
+        t0 = time.monotonic()
+        p = subprocess.run([cairn, "restore", "host/%s/%d" % (bid, t), "root", "-", "--include",
+                            TEN_MIB, "--no-progress"], env=env, capture_output=True, check=True)
+        res["single_s"] = time.monotonic() - t0
+        with open(os.path.join(data, TEN_MIB), "rb") as f:
+            res["single_ok"] = f.read() == p.stdout
+        import re
+        m = re.search(rb"(\d+) of (\d+) chunks fetched", p.stderr)
+        res["single_chunks"] = int(m.group(1)) if m else -1
     return res, rss, env, extra, bid
+
+
+def bench_series(args, tmp, srv, name, extra):
+    """First backup of a fresh dataset, then ten (--series-rounds) 1% changes,
+    each backed up; returns (stored bytes, seconds of the ten backups)."""
+    cairn = os.path.join(os.path.abspath(args.bin), "cairn")
+    store = "series%s" % name
+    srv.admin("datastore", "create", store, srv.datastore_path(store), check=True)
+    authid, secret = srv.token.rsplit(":", 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+    env.update({"CAIRN_REPOSITORY": "%s@127.0.0.1:%d:%s" % (authid, srv.port, store),
+                "CAIRN_SECRET": secret, "CAIRN_PLAIN_HTTP": "1"})
+    data = os.path.join(tmp, "series-data")
+    shutil.rmtree(data, ignore_errors=True)
+    make_dataset(data, int(args.size_gib * (1 << 30)))
+    size = tree_bytes(data)
+    cmd = [cairn, "backup", "root.didx:%s" % data, "--backup-id", "s", "--no-progress"] + extra
+    run(cmd, env)
+    total = 0.0
+    for k in range(args.series_rounds):
+        change_one_percent(data, size, seed=100 + k)
+        dt, _ = run(cmd, env)
+        total += dt
+    shutil.rmtree(data, ignore_errors=True)
+    return du(srv.datastore_path(store)), total
 
 
 def cairn_change_and_restore(args, tmp, data, env, extra, bid, srv):
@@ -299,6 +354,8 @@ def main():
     ap.add_argument("--size-gib", type=float, default=2.0)
     ap.add_argument("--tmp", default=None, help="work directory (default: a new temp dir)")
     ap.add_argument("--skip-restic", action="store_true")
+    ap.add_argument("--series-rounds", type=int, default=10,
+                    help="1%%-change snapshots per stored-size series (0: no series)")
     args = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
     for tool in ("restic", "rclone"):
@@ -308,6 +365,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cairn-bench-backup-", dir=args.tmp)
     size = int(args.size_gib * (1 << 30))
     rows = {}
+    series = {}
     server_rss = None
     try:
         data_a = os.path.join(tmp, "data")
@@ -331,11 +389,17 @@ def main():
             rows["cairn"] = (plain, max(rss_p, r1))
             rows["cairn-enc"] = (enc, max(rss_e, r2))
             server_rss = srv.rss_kib()
+            if args.series_rounds > 0:
+                shutil.rmtree(data_a, ignore_errors=True)
+                for name, extra_args in (("meta", []),
+                                         ("data", ["--change-detection-mode", "data"]),
+                                         ("nocut", ["--no-file-boundaries"])):
+                    series[name] = bench_series(args, tmp, srv, name, extra_args)
         finally:
             srv.close()
         # restic on a fresh copy of the original dataset
         if not args.skip_restic:
-            shutil.rmtree(data_a)
+            shutil.rmtree(data_a, ignore_errors=True)
             make_dataset(data_a, int(args.size_gib * (1 << 30)))
             r, rss_r, env_r, rclone, _ = bench_restic(tmp, data_a)
             try:
@@ -387,10 +451,39 @@ def main():
                   kv["enc_first_speedup"], kv["restore_speedup"], kv["enc_restore_speedup"],
                   kv["restore_again_speedup"], kv["enc_restore_again_speedup"],
                   max(kv["cairn_rss_mib"], kv["cairn_enc_rss_mib"], key=float)))
+    if "cairn" in rows:
+        r = rows["cairn"][0]
+        kv["cairn_meta_unchanged_s"] = "%.2f" % r["unchanged"]
+        kv["cairn_data_unchanged_s"] = "%.2f" % r["unchanged_data"]
+        kv["cairn_meta_change_s"] = "%.2f" % r["change"]
+        kv["single_file_restore_s"] = "%.3f" % r["single_s"]
+        kv["single_file_chunks"] = str(r["single_chunks"])
+        print()
+        print("metadata mode: unchanged %.2f s (data mode %.2f s%s), 1%% change %.2f s%s; "
+              "10 MiB file alone: %.3f s, %d chunks (targets: <= 5 chunks, < 0.2 s)%s" % (
+                  r["unchanged"], r["unchanged_data"],
+                  ", restic %.2f s" % rows["restic"][0]["unchanged"] if "restic" in rows else "",
+                  r["change"],
+                  " (restic %.2f s)" % rows["restic"][0]["change"] if "restic" in rows else "",
+                  r["single_s"], r["single_chunks"], "" if r["single_ok"] else " WRONG BYTES"))
+    if series:
+        for name, (stored, secs) in series.items():
+            kv["series_%s_stored_mib" % name] = "%.0f" % (stored / MiB)
+            kv["series_%s_backups_s" % name] = "%.1f" % secs
+        if "meta" in series and "data" in series:
+            kv["series_meta_vs_data"] = "%.3f" % (series["meta"][0] / series["data"][0])
+        if "data" in series and "nocut" in series:
+            kv["series_cut_cost"] = "%.3f" % (series["data"][0] / series["nocut"][0])
+        print("first + %d snapshots of 1%% change: stored %s" % (
+            args.series_rounds, ", ".join("%s %.0f MiB (%.1f s of backups)"
+                                          % (n, st / MiB, sec)
+                                          for n, (st, sec) in series.items())))
     if server_rss:
         kv["cairnd_rss_mib"] = "%.0f" % (server_rss / 1024)
     print(" ".join("%s=%s" % kv_ for kv_ in kv.items()))
     bad = [n for n, (r, _) in rows.items() if not r.get("restore_ok")]
+    if "cairn" in rows and not rows["cairn"][0].get("single_ok"):
+        bad.append("cairn single-file")
     if bad:
         sys.exit("bench/backup: restore mismatch for %s" % ", ".join(bad))
 

@@ -2,11 +2,13 @@
 #include "client/client_archive.h"
 
 #include "client/client_dwrite.h"
+#include "client/client_pattern.h"
 #include "core/core_alloc.h"
 #include "core/core_buf.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_log.h"
+#include "format/format_catalog.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -57,21 +59,54 @@ static const char *archive_msg(struct archive *a)
 
 /* ---- Writing ---- */
 
+/* libarchive's writer runs unblocked and the bytes are gathered here into
+ * blocks of CLIENT_ARCHIVE_BLOCK, so the stream offset of every entry is
+ * known (`off`) and the block can be handed on early (create_flush) where the
+ * entry callback needs the consumer to have seen everything before it. */
 struct create_ctx {
   client_archive_write_fn write;
   void *arg;
-  int cb_err; /* the callback's error, which libarchive cannot carry */
+  int cb_err;   /* the callback's error, which libarchive cannot carry */
+  uint64_t off; /* stream bytes accepted so far */
+  uint8_t *buf; /* owned: CLIENT_ARCHIVE_BLOCK bytes */
+  size_t used;
 };
+
+static int create_flush(struct create_ctx *cc)
+{
+  int rc;
+  if (cc->cb_err)
+    return cc->cb_err;
+  if (cc->used == 0)
+    return 0;
+  rc = cc->write(cc->arg, cc->buf, cc->used);
+  cc->used = 0;
+  if (rc < 0)
+    cc->cb_err = rc;
+  return rc < 0 ? rc : 0;
+}
 
 static la_ssize_t create_write_cb(struct archive *a, void *data, const void *buf, size_t len)
 {
   struct create_ctx *cc = data;
-  int rc = cc->write(cc->arg, buf, len);
-  if (rc < 0) {
-    cc->cb_err = rc;
-    archive_set_error(a, EIO, "output aborted: %s", core_strerror(rc));
+  const uint8_t *p = buf;
+  size_t left = len;
+  while (left > 0 && cc->cb_err == 0) {
+    size_t k = CLIENT_ARCHIVE_BLOCK - cc->used;
+    if (k > left)
+      k = left;
+    memcpy(cc->buf + cc->used, p, k);
+    cc->used += k;
+    p += k;
+    left -= k;
+    if (cc->used == CLIENT_ARCHIVE_BLOCK)
+      create_flush(cc);
+  }
+  if (cc->cb_err) {
+    archive_set_error(a, EIO, "output aborted: %s", core_strerror(cc->cb_err));
     return -1;
   }
+  cc->off += len;
   return (la_ssize_t)len;
 }
 
@@ -136,8 +171,12 @@ static int copy_file_data(struct archive *disk, struct archive *w, struct archiv
     }
     if (off > progress && write_zeros(w, off - progress) < 0)
       goto wfail;
-    if (sz > 0 && archive_write_data(w, buf, sz) < 0)
-      goto wfail;
+    for (size_t done = 0; done < sz;) {
+      size_t k = sz - done > CLIENT_ARCHIVE_BLOCK ? CLIENT_ARCHIVE_BLOCK : sz - done;
+      if (archive_write_data(w, (const char *)buf + done, k) < 0)
+        goto wfail;
+      done += k;
+    }
     progress = off + (la_int64_t)sz;
     *bytes += sz;
   }
@@ -157,6 +196,10 @@ struct creator {
   char *root;                              /* owned: the path, without trailing '/' */
   size_t root_len;
   char *single; /* owned: the entry's name for a single-file archive, else NULL */
+  const struct client_archive_create_opts *opts;
+  struct client_pattern_set files; /* patterns of the .cairnexclude files met */
+  struct format_catalog_entry info; /* the entry being written, for opts->entry */
+  char *info_path, *info_link;      /* owned: its strings */
   char *err;
   size_t errlen;
 };
@@ -182,7 +225,8 @@ static int creator_open(struct creator *c)
   archive_read_disk_set_symlink_hybrid(c->disk);
   archive_read_disk_set_behavior(c->disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
   if (archive_write_set_format_pax(c->w) != ARCHIVE_OK ||
-      archive_write_set_bytes_per_block(c->w, CLIENT_ARCHIVE_BLOCK) != ARCHIVE_OK ||
+      /* unblocked: the callback's byte count is the stream offset */
+      archive_write_set_bytes_per_block(c->w, 0) != ARCHIVE_OK ||
       archive_write_set_bytes_in_last_block(c->w, 1) != ARCHIVE_OK ||
       archive_write_open(c->w, &c->cc, NULL, create_write_cb, NULL) != ARCHIVE_OK) {
     set_err(c->err, c->errlen, "pax writer: %s", archive_msg(c->w));
@@ -255,22 +299,52 @@ static void entry_drop_volatile_times(struct archive_entry *e)
  * link to one written earlier (the resolver zeroed its size), has none. */
 static int create_regular(struct creator *c, struct archive_entry *e)
 {
+  int rc, reuse = 0;
   if (archive_entry_size(e) <= 0)
     return 0;
   c->st.files++;
-  int rc = copy_file_data(c->disk, c->w, e, &c->st.file_bytes, c->err, c->errlen);
-  if (rc < 0 && c->cc.cb_err)
-    rc = c->cc.cb_err;
-  return rc;
+  c->info.data_off = c->cc.off;
+  if (c->opts->entry && (rc = create_flush(&c->cc)) < 0)
+    return rc;
+  if (c->opts->entry && !(c->info.flags & FORMAT_CATALOG_SPARSE)) {
+    reuse = c->opts->entry(c->opts->entry_arg, CLIENT_ARCHIVE_DATA, &c->info);
+    if (reuse < 0)
+      return reuse;
+  }
+  if (reuse) {
+    /* the callback stands in for the data: zeros keep libarchive's count */
+    static const char zeros[65536];
+    int64_t n = archive_entry_size(e);
+    while (n > 0) {
+      size_t k = n > (int64_t)sizeof(zeros) ? sizeof(zeros) : (size_t)n;
+      if (archive_write_data(c->w, zeros, k) < 0)
+        return writer_fail(c, e);
+      n -= (int64_t)k;
+    }
+    rc = 0;
+  } else {
+    rc = copy_file_data(c->disk, c->w, e, &c->st.file_bytes, c->err, c->errlen);
+    if (rc < 0 && c->cc.cb_err)
+      rc = c->cc.cb_err;
+    if (rc < 0)
+      return rc;
+  }
+  c->info.data_len = c->cc.off - c->info.data_off;
+  if (c->opts->entry && (rc = create_flush(&c->cc)) == 0)
+    rc = c->opts->entry(c->opts->entry_arg, CLIENT_ARCHIVE_DATA_END, &c->info);
+  return rc < 0 ? rc : 0;
 }
 
 /* Writes one entry: its header, then what its type adds. */
 static int create_write(struct creator *c, struct archive_entry *e)
 {
+  c->info.hdr_off = c->cc.off;
   if (archive_write_header(c->w, e) < ARCHIVE_WARN)
     return writer_fail(c, e);
   c->st.entries++;
-  if (archive_entry_filetype(e) == AE_IFREG) {
+  c->info.data_off = c->cc.off;
+  c->info.data_len = 0;
+  if (archive_entry_filetype(e) == AE_IFREG && archive_entry_hardlink(e) == NULL) {
     int rc = create_regular(c, e);
     if (rc < 0)
       return rc;
@@ -279,7 +353,99 @@ static int create_write(struct creator *c, struct archive_entry *e)
    * are their header alone. */
   if (archive_write_finish_entry(c->w) < ARCHIVE_WARN)
     return writer_fail(c, e);
+  c->info.end_off = c->cc.off;
+  if (c->opts->entry)
+    return c->opts->entry(c->opts->entry_arg, CLIENT_ARCHIVE_DONE, &c->info);
   return 0;
+}
+
+static uint8_t catalog_type(struct archive_entry *e)
+{
+  if (archive_entry_hardlink(e) != NULL)
+    return FORMAT_CATALOG_HARDLINK;
+  switch (archive_entry_filetype(e)) {
+  case AE_IFREG: return FORMAT_CATALOG_FILE;
+  case AE_IFDIR: return FORMAT_CATALOG_DIR;
+  case AE_IFLNK: return FORMAT_CATALOG_SYMLINK;
+  case AE_IFCHR: return FORMAT_CATALOG_CHR;
+  case AE_IFBLK: return FORMAT_CATALOG_BLK;
+  case AE_IFIFO: return FORMAT_CATALOG_FIFO;
+  case AE_IFSOCK: return FORMAT_CATALOG_SOCK;
+  default: return FORMAT_CATALOG_FILE;
+  }
+}
+
+/* What the entry callback is told, taken before the volatile times go. */
+static void info_capture(struct creator *c, struct archive_entry *e)
+{
+  struct format_catalog_entry *i = &c->info;
+  memset(i, 0, sizeof(*i));
+  core_free(c->info_path);
+  c->info_path = core_strdup(archive_entry_pathname(e));
+  i->path = c->info_path;
+  i->path_len = strlen(c->info_path);
+  i->mode = archive_entry_mode(e);
+  i->uid = (uint32_t)archive_entry_uid(e);
+  i->gid = (uint32_t)archive_entry_gid(e);
+  i->size = archive_entry_size(e) > 0 ? (uint64_t)archive_entry_size(e) : 0;
+  i->mtime = archive_entry_mtime(e);
+  i->mtime_ns = (uint32_t)archive_entry_mtime_nsec(e);
+  i->ctime = archive_entry_ctime(e);
+  i->ctime_ns = (uint32_t)archive_entry_ctime_nsec(e);
+  i->ino = (uint64_t)archive_entry_ino64(e);
+  i->dev = (uint64_t)archive_entry_dev(e);
+  i->rdev = (uint64_t)archive_entry_rdev(e);
+  i->link = "";
+}
+
+/* After linkify: the entry's kind and link target as written. */
+static void info_finish(struct creator *c, struct archive_entry *e)
+{
+  struct format_catalog_entry *i = &c->info;
+  const char *l = archive_entry_hardlink(e);
+  i->type = catalog_type(e);
+  if (l == NULL && i->type == FORMAT_CATALOG_SYMLINK)
+    l = archive_entry_symlink(e);
+  core_free(c->info_link);
+  c->info_link = core_strdup(l ? l : "");
+  i->link = c->info_link;
+  i->link_len = strlen(c->info_link);
+  if (i->type != FORMAT_CATALOG_FILE)
+    i->size = 0;
+  if (i->type == FORMAT_CATALOG_FILE && archive_entry_sparse_count(e) > 0)
+    i->flags |= FORMAT_CATALOG_SPARSE;
+}
+
+/* 1 when the entry is to be left out (--exclude, .cairnexclude). */
+static int excluded(struct creator *c, const char *name, int is_dir)
+{
+  if (c->single || strcmp(name, ".") == 0)
+    return 0;
+  if (c->opts->exclude && client_pattern_match(c->opts->exclude, name, is_dir))
+    return 1;
+  return client_pattern_match(&c->files, name, is_dir);
+}
+
+/* A directory's .cairnexclude: its patterns apply below it. */
+static void load_exclude_file(struct creator *c, struct archive_entry *e)
+{
+  char *p = core_asprintf("%s/.cairnexclude", archive_entry_sourcepath(e));
+  uint8_t *text = NULL;
+  size_t len = 0;
+  struct stat sb;
+  if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
+    int rc = core_file_read(p, (size_t)1 << 20, &text, &len);
+    if (rc < 0) {
+      core_warn("%s: %s", p, core_strerror(rc));
+      c->st.warnings++;
+    } else if (client_pattern_add_lines(&c->files, (const char *)text, len,
+                                        archive_entry_pathname(e)) < 0) {
+      core_warn("%s: a pattern is too long", p);
+      c->st.warnings++;
+    }
+  }
+  core_free(text);
+  core_free(p);
 }
 
 /* Adds the entry the walk just returned; takes `e`. */
@@ -288,18 +454,25 @@ static int create_entry(struct creator *c, struct archive_entry *e)
   struct archive_entry *spare = NULL;
   int rc;
 
-  /* A directory: the walk goes into it next (a no-op for anything else). */
-  archive_read_disk_descend(c->disk);
   rc = entry_name(c, e);
   if (rc < 0)
     goto out;
+  if (excluded(c, archive_entry_pathname(e), archive_entry_filetype(e) == AE_IFDIR))
+    goto out; /* and, for a directory, all it holds: no descend */
+  /* A directory: the walk goes into it next (a no-op for anything else). */
+  archive_read_disk_descend(c->disk);
+  if (archive_entry_filetype(e) == AE_IFDIR && !c->opts->no_exclude_files)
+    load_exclude_file(c, e);
+  info_capture(c, e);
   entry_drop_volatile_times(e);
   /* Hard links: the first name of a file is written with its data, every
    * later one as a link to it. The pax strategy never defers an entry, so
    * `e` comes back at once and nothing is left in `spare`. */
   archive_entry_linkify(c->links, &e, &spare);
-  if (e != NULL)
+  if (e != NULL) {
+    info_finish(c, e);
     rc = create_write(c, e);
+  }
 out:
   if (spare)
     archive_entry_free(spare);
@@ -311,7 +484,16 @@ out:
 int client_archive_create(const char *path, client_archive_write_fn write, void *arg,
                           struct client_archive_stats *stats, char *err, size_t errlen)
 {
-  struct creator c = {.cc = {write, arg, 0}, .err = err, .errlen = errlen};
+  return client_archive_create2(path, write, arg, NULL, stats, err, errlen);
+}
+
+int client_archive_create2(const char *path, client_archive_write_fn write, void *arg,
+                           const struct client_archive_create_opts *opts,
+                           struct client_archive_stats *stats, char *err, size_t errlen)
+{
+  static const struct client_archive_create_opts none = {0};
+  struct creator c = {.cc = {write, arg, 0, 0, NULL, 0}, .opts = opts ? opts : &none,
+                      .err = err, .errlen = errlen};
   struct archive_entry *e;
   struct stat sb;
   int rc;
@@ -330,6 +512,7 @@ int client_archive_create(const char *path, client_archive_write_fn write, void 
     c.single = core_strdup(slash ? slash + 1 : c.root);
   }
 
+  c.cc.buf = core_malloc(CLIENT_ARCHIVE_BLOCK);
   rc = creator_open(&c);
   while (rc == 0 && (rc = creator_next(&c, &e)) > 0)
     rc = create_entry(&c, e);
@@ -337,6 +520,10 @@ int client_archive_create(const char *path, client_archive_write_fn write, void 
     set_err(err, errlen, "pax writer: %s", archive_msg(c.w));
     rc = c.cc.cb_err ? c.cc.cb_err : archive_code(c.w);
   }
+  if (rc == 0 && (rc = create_flush(&c.cc)) < 0)
+    set_err(err, errlen, "output aborted: %s", core_strerror(rc));
+  if (rc < 0 && c.cc.cb_err == 0)
+    c.cc.cb_err = rc; /* what the writer's free still writes goes nowhere */
 
   if (c.links)
     archive_entry_linkresolver_free(c.links);
@@ -344,8 +531,12 @@ int client_archive_create(const char *path, client_archive_write_fn write, void 
     archive_write_free(c.w);
   if (c.disk)
     archive_read_free(c.disk);
+  core_free(c.cc.buf);
   core_free(c.root);
   core_free(c.single);
+  core_free(c.info_path);
+  core_free(c.info_link);
+  client_pattern_set_free(&c.files);
   if (stats)
     *stats = c.st;
   return rc;

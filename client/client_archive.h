@@ -47,7 +47,7 @@ struct client_archive_stats {
   uint64_t warnings;   /* entries with a non-fatal problem (logged) */
 };
 
-/* The block size of create's callback calls (the last one may be shorter). */
+/* The largest piece of file data create hands on in one callback call. */
 #define CLIENT_ARCHIVE_BLOCK (256 * 1024)
 
 /* Writes `path` (a directory, or anything else as a single entry) as a pax
@@ -57,6 +57,47 @@ struct client_archive_stats {
  * from libarchive (with the message in `err`). */
 int client_archive_create(const char *path, client_archive_write_fn write, void *arg,
                           struct client_archive_stats *stats, char *err, size_t errlen);
+
+struct format_catalog_entry;
+struct client_pattern_set;
+
+/* Phases of client_archive_create2's entry callback. */
+enum client_archive_phase {
+  /* A regular file with data, after its headers (e->hdr_off and data_off
+   * set), before its data. Return 1 to not read the file: the stream then
+   * gets e->size zero bytes in its place (one or more write calls), which the
+   * write callback is expected to replace by what it already has (the
+   * metadata-mode backup reuses the previous snapshot's chunks). Only
+   * offered for files that are not sparse. */
+  CLIENT_ARCHIVE_DATA = 1,
+  /* After a regular file's data (before its padding): data_len set. */
+  CLIENT_ARCHIVE_DATA_END = 2,
+  /* Every entry, once written: all offsets set. */
+  CLIENT_ARCHIVE_DONE = 3,
+};
+
+/* Returns 0 (or 1 at CLIENT_ARCHIVE_DATA, see above) or a negative code
+ * that aborts the walk. `e` and its strings are valid during the call. */
+typedef int (*client_archive_entry_fn)(void *arg, enum client_archive_phase phase,
+                                       const struct format_catalog_entry *e);
+
+struct client_archive_create_opts {
+  client_archive_entry_fn entry; /* NULL: none */
+  void *entry_arg;
+  /* Entries matching are left out, a directory with all it holds
+   * (client_pattern.h; matched against the stream names). NULL: none. */
+  const struct client_pattern_set *exclude;
+  int no_exclude_files; /* ignore .cairnexclude files */
+};
+
+/* client_archive_create with options. A directory holding a regular file
+ * named .cairnexclude has its lines added as patterns scoped to it (the file
+ * itself is backed up) unless `no_exclude_files`. The write callback gets the
+ * stream unblocked: each call's bytes follow the last, and the stream offsets
+ * the entry callback reports count the bytes handed to it. */
+int client_archive_create2(const char *path, client_archive_write_fn write, void *arg,
+                           const struct client_archive_create_opts *opts,
+                           struct client_archive_stats *stats, char *err, size_t errlen);
 
 /* Extract flags. */
 #define CLIENT_EXTRACT_OWNER 1 /* restore owners (meaningful as root) */

@@ -10,7 +10,9 @@
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_json.h"
+#include "core/core_log.h"
 #include "format/format_blob.h"
+#include "format/format_catalog.h"
 #include "format/format_crypt.h"
 #include "format/format_index.h"
 #include "format/format_manifest.h"
@@ -152,6 +154,19 @@ struct pipe {
   unsigned batch_n;
   struct format_didx_writer didx;
   struct format_fidx_writer fidx;
+  struct format_catalog_writer cat; /* the archive's catalog, while walking */
+  uint64_t skip; /* stream bytes still to drop: a reused file's stand-in zeros */
+
+  /* metadata mode: the previous snapshot's index and catalog of the archive */
+  struct client_resp prev_resp; /* the index file */
+  struct format_index prev_idx;
+  int have_prev_idx;
+  uint8_t *prev_cat_buf; /* owned: the catalog's plaintext */
+  struct format_catalog prev_cat;
+  int have_prev_cat;
+  struct format_catalog_iter *prev_it; /* owned */
+  int metadata; /* reuse unchanged files in this archive */
+  uint64_t reused_files, reused_bytes, catalog_entries;
 
   /* totals (under mu) */
   uint64_t chunks, new_chunks, new_bytes, uploaded;
@@ -444,11 +459,150 @@ static int submit(struct pipe *p, uint8_t *data, size_t len, size_t resident, ch
   return append_ready(p, 0, err, errlen);
 }
 
+/* Puts a chunk of the previous snapshot into the index as it is: known
+ * to the server, nothing to hash or upload. */
+static int submit_known(struct pipe *p, const uint8_t digest[32], size_t len, char *err,
+                        size_t errlen)
+{
+  uv_mutex_lock(&p->mu);
+  if (p->err) {
+    int rc = p->err;
+    snprintf(err, errlen, "%s", p->errmsg);
+    uv_mutex_unlock(&p->mu);
+    return rc;
+  }
+  if (p->next_seq - p->next_append == p->ring_cap) {
+    uint64_t ncap = p->ring_cap * 2;
+    struct slot *n = core_calloc(ncap, sizeof(*n));
+    for (uint64_t s = p->next_append; s < p->next_seq; s++)
+      n[s & (ncap - 1)] = p->ring[s & (p->ring_cap - 1)];
+    core_free(p->ring);
+    p->ring = n;
+    p->ring_cap = ncap;
+  }
+  {
+    struct slot *s = &p->ring[p->next_seq & (p->ring_cap - 1)];
+    memset(s, 0, sizeof(*s));
+    memcpy(s->digest, digest, 32);
+    s->start = p->stream_off;
+    s->len = (uint32_t)len;
+    s->done = 1;
+  }
+  p->next_seq++;
+  p->stream_off += len;
+  uv_mutex_unlock(&p->mu);
+  client_progress_add(p->o->progress, len, 0, len);
+  return append_ready(p, 0, err, errlen);
+}
+
 struct feed_ctx {
   struct pipe *p;
   char *err;
   size_t errlen;
 };
+
+/* Ends the current chunk here, whatever the content says. */
+static int cut(struct pipe *p, char *err, size_t errlen)
+{
+  int rc = 0;
+  if (p->cur_len > 0) {
+    rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
+    p->cur = NULL;
+    p->cur_len = 0;
+  }
+  client_chunker_reset(&p->chunker);
+  return rc;
+}
+
+/* The index of the chunk of `idx` ending at `off`, or -1. */
+static int64_t chunk_ending_at(const struct format_index *idx, uint64_t off)
+{
+  uint64_t lo = 0, hi = idx->count;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2, s, e;
+    format_index_chunk_range(idx, mid, &s, &e);
+    if (e == off)
+      return (int64_t)mid;
+    if (e < off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return -1;
+}
+
+/* Metadata mode: if `e` is unchanged since the previous snapshot and its data
+ * was a whole run of chunks there, puts those chunks into the index and
+ * returns 1 (the file is then not read); 0 to read it. */
+static int try_reuse(struct pipe *p, const struct format_catalog_entry *e, char *err,
+                     size_t errlen)
+{
+  struct format_catalog_entry old;
+  int64_t first, last;
+  if (!p->metadata || format_catalog_lookup(&p->prev_cat, p->prev_it, e->path, &old) != 1)
+    return 0;
+  if (old.type != FORMAT_CATALOG_FILE || (old.flags & FORMAT_CATALOG_SPARSE) ||
+      old.size != e->size || old.data_len != e->size || old.mtime != e->mtime ||
+      old.mtime_ns != e->mtime_ns || old.ctime != e->ctime || old.ctime_ns != e->ctime_ns ||
+      old.ino != e->ino)
+    return 0;
+  if (old.data_off == 0)
+    first = 0;
+  else if ((first = chunk_ending_at(&p->prev_idx, old.data_off)) < 0)
+    return 0;
+  else
+    first++;
+  if ((last = chunk_ending_at(&p->prev_idx, old.data_off + old.data_len)) < first)
+    return 0;
+  for (int64_t i = first; i <= last; i++) {
+    uint64_t s, end;
+    format_index_chunk_range(&p->prev_idx, (uint64_t)i, &s, &end);
+    int rc = submit_known(p, format_index_digest(&p->prev_idx, (uint64_t)i), (size_t)(end - s),
+                          err, errlen);
+    if (rc < 0)
+      return rc;
+  }
+  p->skip = e->size;
+  p->reused_files++;
+  p->reused_bytes += e->size;
+  return 1;
+}
+
+/* The walk's entry callback: chunk boundaries around large files' data,
+ * reuse of unchanged files, and the catalog. */
+static int on_entry(void *arg, enum client_archive_phase phase,
+                    const struct format_catalog_entry *e)
+{
+  struct feed_ctx *f = arg;
+  struct pipe *p = f->p;
+  int rc;
+  switch (phase) {
+  case CLIENT_ARCHIVE_DATA:
+    if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
+      return 0;
+    if ((rc = cut(p, f->err, f->errlen)) < 0)
+      return rc;
+    return try_reuse(p, e, f->err, f->errlen);
+  case CLIENT_ARCHIVE_DATA_END:
+    if (p->skip != 0) {
+      snprintf(f->err, f->errlen, "%s: %s: stream out of step with reused chunks", p->archive,
+               e->path);
+      return CORE_EPROTO;
+    }
+    if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
+      return 0;
+    return cut(p, f->err, f->errlen);
+  case CLIENT_ARCHIVE_DONE:
+    rc = format_catalog_writer_add(&p->cat, e);
+    if (rc < 0) {
+      snprintf(f->err, f->errlen, "%s: %s: catalog: %s", p->archive, e->path, core_strerror(rc));
+      return rc;
+    }
+    p->catalog_entries++;
+    return 0;
+  }
+  return 0;
+}
 
 /* The pax stream's bytes go through the chunker into chunk buffers. */
 static int feed(void *arg, const void *data, size_t len)
@@ -459,6 +613,12 @@ static int feed(void *arg, const void *data, size_t len)
   if (p->o->cancel && *p->o->cancel) {
     snprintf(f->err, f->errlen, "%s: interrupted", p->archive);
     return CORE_EABORTED;
+  }
+  if (p->skip > 0) {
+    size_t k = p->skip < len ? (size_t)p->skip : len;
+    p->skip -= k;
+    d += k;
+    len -= k;
   }
   while (len > 0) {
     size_t k = client_chunker_scan(&p->chunker, d, len);
@@ -496,10 +656,13 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
 {
   struct feed_ctx f = {p, err, errlen};
   struct client_archive_stats st;
+  struct client_archive_create_opts co = {on_entry, &f, p->o->exclude,
+                                          p->o->no_exclude_files};
   int rc;
 
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
-  rc = client_archive_create(path, feed, &f, &st, err, errlen);
+  p->skip = 0;
+  rc = client_archive_create2(path, feed, &f, &co, &st, err, errlen);
   if (rc == 0 && p->cur_len > 0) {
     rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
     p->cur = NULL;
@@ -556,6 +719,15 @@ static int parse_wid(yajl_val data, char *out, size_t outlen)
   return CORE_EPROTO;
 }
 
+struct archive_result {
+  uint64_t size;
+  uint8_t csum[32];
+  int has_catalog;
+  char cat_name[FORMAT_NAME_ARCHIVE_MAX + 16];
+  uint64_t cat_size; /* the blob's */
+  uint8_t cat_csum[32];
+};
+
 /* Registers the previous snapshot's index of this archive as known. A
  * missing previous snapshot or archive is not an error. */
 static int load_previous(struct pipe *p, char *err, size_t errlen)
@@ -588,16 +760,122 @@ static int load_previous(struct pipe *p, char *err, size_t errlen)
     known_claim(&p->known, format_index_digest(&idx, i), K_KNOWN, &slot);
   }
   uv_mutex_unlock(&p->mu);
+  if (idx.kind == FORMAT_INDEX_DYNAMIC) {
+    /* kept for metadata mode: the chunks of unchanged files */
+    p->prev_resp = resp;
+    p->prev_idx = idx;
+    p->have_prev_idx = 1;
+    memset(&resp, 0, sizeof(resp));
+  }
 out:
   client_resp_free(&resp);
   core_buf_free(&target);
   return rc;
 }
 
-struct archive_result {
-  uint64_t size;
-  uint8_t csum[32];
-};
+/* The previous snapshot's catalog of the archive, for metadata mode. Any
+ * problem (none there, another key, damaged) only means reading every file. */
+static void load_previous_catalog(struct pipe *p)
+{
+  struct core_buf target;
+  struct client_resp resp = {0};
+  struct format_blob_ctx bctx;
+  char name[FORMAT_NAME_ARCHIVE_MAX + 16];
+  size_t len = 0;
+  int kind;
+
+  if (format_catalog_name(p->archive, name, sizeof(name)) < 0)
+    return;
+  core_buf_init(&target, 1024);
+  core_buf_printf(&target, "/api2/json/backup/%s/previous", p->sid);
+  client_query_add(&target, "archive-name", name);
+  if (client_api_call(p->o->api, "GET", target.base, NULL, 0, NULL, FORMAT_BLOB_MAX_SIZE + 4096,
+                      &resp) < 0 ||
+      resp.status != 200)
+    goto out;
+  /* the same protection as this backup's: never reuse plain digests in an
+   * encrypted archive or the other way round */
+  kind = format_blob_magic_kind(resp.body, resp.len);
+  if (kind < 0 || format_blob_kind_encrypted((enum format_blob_kind)kind) != (p->o->crypt != NULL))
+    goto out;
+  format_blob_ctx_init(&bctx);
+  if (format_blob_decode(&bctx, resp.body, resp.len, p->o->crypt, FORMAT_BLOB_MAX_SIZE, NULL,
+                         &p->prev_cat_buf, &len) == 0 &&
+      format_catalog_open(&p->prev_cat, p->prev_cat_buf, len) == 0) {
+    p->have_prev_cat = 1;
+    p->prev_it = core_new(struct format_catalog_iter);
+    format_catalog_iter_init(p->prev_it, &p->prev_cat);
+  } else {
+    core_warn("%s: the previous catalog cannot be read: every file is read", p->archive);
+  }
+  format_blob_ctx_free(&bctx);
+out:
+  client_resp_free(&resp);
+  core_buf_free(&target);
+}
+
+static void drop_previous(struct pipe *p)
+{
+  client_resp_free(&p->prev_resp);
+  memset(&p->prev_resp, 0, sizeof(p->prev_resp));
+  core_free(p->prev_cat_buf);
+  core_free(p->prev_it);
+  p->prev_cat_buf = NULL;
+  p->prev_it = NULL;
+  p->have_prev_idx = p->have_prev_cat = p->metadata = 0;
+}
+
+/* Encodes the archive's catalog as NAME.catalog.blob and uploads it. */
+static int upload_catalog(struct pipe *p, struct archive_result *res, char *err, size_t errlen)
+{
+  struct core_buf cat, target;
+  struct format_blob_ctx bctx;
+  uint8_t *blob = NULL;
+  size_t blen = 0;
+  yajl_val tree = NULL, data;
+  int rc;
+
+  if ((rc = format_catalog_name(p->archive, res->cat_name, sizeof(res->cat_name))) < 0)
+    return 0; /* not a directory archive name: no catalog */
+  core_buf_init(&cat, FORMAT_BLOB_MAX_SIZE);
+  core_buf_init(&target, 1024);
+  format_blob_ctx_init(&bctx);
+  rc = format_catalog_writer_finish(&p->cat, &cat);
+  if (rc == CORE_ETOOBIG) {
+    core_warn("%s: the catalog is over %u MiB: not written", p->archive,
+              FORMAT_BLOB_MAX_SIZE >> 20);
+    rc = 0;
+    goto out;
+  }
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: catalog: %s", p->archive, core_strerror(rc));
+    goto out;
+  }
+  if ((rc = format_blob_encode_alloc(&bctx, cat.base, cat.len, FORMAT_BLOB_COMPRESS, p->o->crypt,
+                                     &blob, &blen)) < 0) {
+    snprintf(err, errlen, "%s: catalog: %s", p->archive, core_strerror(rc));
+    goto out;
+  }
+  core_buf_printf(&target, "/api2/json/backup/%s/blob", p->sid);
+  client_query_add(&target, "file-name", res->cat_name);
+  client_query_add_u64(&target, "encoded-size", blen);
+  rc = client_api_json(p->o->api, "POST", target.base, blob, blen, NULL, &tree, &data, err,
+                       errlen);
+  if (rc == 0) {
+    res->has_catalog = 1;
+    res->cat_size = blen;
+    core_sha256(blob, blen, res->cat_csum);
+  }
+out:
+  if (tree)
+    yajl_tree_free(tree);
+  core_free(blob);
+  format_blob_ctx_free(&bctx);
+  core_buf_free(&target);
+  core_buf_free(&cat);
+  return rc;
+}
+
 
 static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
                           struct archive_result *res, char *err, size_t errlen)
@@ -631,6 +909,7 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
     }
   } else {
     format_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
+    format_catalog_writer_init(&p->cat);
   }
 
   core_buf_printf(&target, "/api2/json/backup/%s/%s_index", p->sid,
@@ -647,6 +926,10 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
   }
   if ((rc = load_previous(p, err, errlen)) < 0)
     goto out;
+  if (!p->fixed && p->have_prev_idx && p->o->change_mode != CLIENT_CHANGE_DATA) {
+    load_previous_catalog(p);
+    p->metadata = p->have_prev_cat;
+  }
 
   rc = p->fixed ? produce_fixed(p, fd, size, err, errlen)
                 : produce_dynamic(p, spec->path, err, errlen);
@@ -688,14 +971,19 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
     rc = client_api_json(p->o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err,
                          errlen);
   }
+  if (rc == 0 && !p->fixed)
+    rc = upload_catalog(p, res, err, errlen);
 
 out:
   if (tree)
     yajl_tree_free(tree);
-  if (p->fixed)
+  drop_previous(p);
+  if (p->fixed) {
     format_fidx_writer_free(&p->fidx);
-  else
+  } else {
     format_didx_writer_free(&p->didx);
+    format_catalog_writer_free(&p->cat);
+  }
   memset(&p->fidx, 0, sizeof(p->fidx));
   memset(&p->didx, 0, sizeof(p->didx));
   core_buf_free(&target);
@@ -784,10 +1072,15 @@ static int upload_manifest(struct pipe *p, const struct client_backup_spec *spec
   format_manifest_init(&m, o->backup_type, o->backup_id, backup_time);
   format_blob_ctx_init(&bctx);
   core_buf_init(&target, 1024);
-  for (size_t i = 0; i < n && rc == 0; i++)
+  for (size_t i = 0; i < n && rc == 0; i++) {
     rc = format_manifest_add_file(&m, specs[i].archive,
                                  o->crypt ? FORMAT_CRYPT_MODE_ENCRYPT : FORMAT_CRYPT_MODE_NONE,
                                  res[i].size, res[i].csum);
+    if (rc == 0 && res[i].has_catalog)
+      rc = format_manifest_add_file(&m, res[i].cat_name,
+                                   o->crypt ? FORMAT_CRYPT_MODE_ENCRYPT : FORMAT_CRYPT_MODE_NONE,
+                                   res[i].cat_size, res[i].cat_csum);
+  }
   if (rc < 0) {
     snprintf(err, errlen, "manifest: %s", core_strerror(rc));
     goto out;
@@ -898,6 +1191,9 @@ int client_backup_run(const struct client_backup_opts *o, const struct client_ba
   stats->new_chunks = p.new_chunks;
   stats->new_bytes = p.new_bytes;
   stats->uploaded_bytes = p.uploaded;
+  stats->reused_files = p.reused_files;
+  stats->reused_bytes = p.reused_bytes;
+  stats->catalog_entries = p.catalog_entries;
 
   if (rc == 0)
     rc = upload_manifest(&p, specs, n, res, backup_time, err, errlen);

@@ -22,6 +22,16 @@
  * the same session are known too (a chunk is uploaded once per session even
  * when two workers meet it at once).
  *
+ * Catalogs: every directory archive NAME.didx gets NAME.catalog.blob
+ * (format_catalog.h), built from the walk's entry callback and uploaded
+ * after the index. Files of at least CLIENT_REUSE_MIN bytes start and end on
+ * a chunk boundary (the chunker is cut before and after their data), so an
+ * unchanged file is the same run of chunks in every snapshot. In metadata
+ * mode the previous snapshot's catalog and index are downloaded; a file
+ * whose path, size, mtime, ctime and inode match its previous entry is not
+ * read: the previous chunks holding its data go into the index as they are
+ * (the server knows them from the `previous` download).
+ *
  * At the end the manifest (signed when encrypting) is uploaded as
  * index.json.blob and the session is finished; on any error the session is
  * deleted, so the server removes the unfinished snapshot.
@@ -36,6 +46,19 @@
 struct client_api;
 struct format_crypt;
 struct client_progress;
+struct client_pattern_set;
+
+/* How a directory archive finds what changed since the group's last
+ * snapshot (docs/chunking.md). */
+enum client_change_mode {
+  CLIENT_CHANGE_AUTO = 0,     /* metadata when the last snapshot has a catalog */
+  CLIENT_CHANGE_DATA = 1,     /* read every file */
+  CLIENT_CHANGE_METADATA = 2, /* skip files whose size, mtime, ctime and inode are unchanged */
+};
+
+/* Files at least this large start and end on a chunk boundary, so their
+ * chunks can be reused by a metadata-mode backup without reading them. */
+#define CLIENT_REUSE_MIN ((uint64_t)1 << 20)
 
 struct client_backup_opts {
   struct client_api *api;
@@ -50,6 +73,12 @@ struct client_backup_opts {
   /* Set (by a signal handler) to stop: the backup ends with CORE_EABORTED
    * and the session is deleted. May be NULL. */
   const volatile sig_atomic_t *cancel;
+  enum client_change_mode change_mode;
+  const struct client_pattern_set *exclude; /* --exclude patterns, or NULL */
+  int no_exclude_files;                     /* ignore .cairnexclude files */
+  /* Pure content-defined chunking: no cuts around large files (and so no
+   * metadata-mode reuse); for measuring what the cuts cost. */
+  int no_file_boundaries;
 };
 
 struct client_backup_spec {
@@ -64,6 +93,9 @@ struct client_backup_stats {
   uint64_t new_bytes;      /* plaintext bytes of uploaded chunks */
   uint64_t uploaded_bytes; /* encoded bytes sent */
   int64_t backup_time;     /* the snapshot's time */
+  uint64_t reused_files;   /* files not read: their chunks came from the last snapshot */
+  uint64_t reused_bytes;   /* their bytes */
+  uint64_t catalog_entries; /* entries in the catalogs written */
 };
 
 /* Validates "NAME.didx:PATH" / "NAME.img.fidx:PATH" and splits it (pointers

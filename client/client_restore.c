@@ -4,14 +4,17 @@
 #include "client/client_api.h"
 #include "client/client_archive.h"
 #include "client/client_dwrite.h"
+#include "client/client_pattern.h"
 #include "client/client_progress.h"
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_json.h"
+#include "core/core_map.h"
 #include "http/http_bodypool.h"
 #include "format/format_blob.h"
+#include "format/format_catalog.h"
 #include "format/format_crypt.h"
 #include "format/format_index.h"
 #include "format/format_manifest.h"
@@ -149,6 +152,8 @@ struct fetch {
   const struct client_restore_opts *o;
   struct reader *r;
   const struct format_index *idx;
+  const uint64_t *plan; /* the chunks to fetch, in order; NULL: all of them */
+  uint64_t n;           /* chunks to fetch */
   const char *archive;
   struct http_bodypool pool; /* responses and inflated chunks */
   uv_mutex_t mu;
@@ -174,6 +179,17 @@ static uint64_t chunk_len(const struct format_index *idx, uint64_t i)
   return e - s;
 }
 
+/* The index position of the k-th chunk fetched. */
+static uint64_t plan_at(const struct fetch *f, uint64_t k)
+{
+  return f->plan ? f->plan[k] : k;
+}
+
+static uint64_t plan_len(const struct fetch *f, uint64_t k)
+{
+  return chunk_len(f->idx, plan_at(f, k));
+}
+
 static void fetch_fail(struct fetch *f, int code, const char *msg)
 {
   if (f->err == 0) {
@@ -196,6 +212,7 @@ static int fetch_chunk(struct fetch *f, struct format_blob_ctx *bctx, uint64_t i
   size_t spare_cap = 0, plen = 0;
   int rc, kind;
 
+  i = plan_at(f, i);
   core_hex_encode(format_index_digest(f->idx, i), 32, hex);
   snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", f->r->sid, hex);
   rc = client_api_get_pooled(f->o->api, target, FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN,
@@ -267,19 +284,20 @@ static void fetch_worker(void *arg)
 
     uv_mutex_lock(&f->mu);
     for (;;) {
-      if (f->stop || f->err || f->next_fetch == f->idx->count) {
+      if (f->stop || f->err || f->next_fetch == f->n) {
         uv_mutex_unlock(&f->mu);
         goto out;
       }
-      len = chunk_len(f->idx, f->next_fetch);
+      len = plan_len(f, f->next_fetch);
       if (f->window == 0 || f->window + len <= f->budget)
         break;
       uv_cond_wait(&f->cv, &f->mu);
     }
     i = f->next_fetch++;
     f->window += len;
-    if (i > 0 && chunk_len(f->idx, i - 1) == len &&
-        memcmp(format_index_digest(f->idx, i), format_index_digest(f->idx, i - 1), 32) == 0) {
+    if (i > 0 && plan_len(f, i - 1) == len &&
+        memcmp(format_index_digest(f->idx, plan_at(f, i)),
+               format_index_digest(f->idx, plan_at(f, i - 1)), 32) == 0) {
       /* A run of one chunk (zeros in a disk image, mostly): the consumer
        * hands the previous buffer on; nothing to download or check again. */
       f->slots[i].repeat = 1;
@@ -311,19 +329,22 @@ out:
 }
 
 static int fetch_start(struct fetch *f, const struct client_restore_opts *o, struct reader *r,
-                       const struct format_index *idx, const char *archive)
+                       const struct format_index *idx, const uint64_t *plan, uint64_t n,
+                       const char *archive)
 {
   memset(f, 0, sizeof(*f));
   f->o = o;
   f->r = r;
   f->idx = idx;
+  f->plan = plan;
+  f->n = plan ? n : idx->count;
   f->archive = archive;
   f->budget = o->mem_budget ? o->mem_budget : DEFAULT_BUDGET;
-  f->slots = core_try_malloc(sizeof(*f->slots) * (idx->count ? idx->count : 1));
+  f->slots = core_try_malloc(sizeof(*f->slots) * (f->n ? f->n : 1));
   if (f->slots == NULL)
     return -ENOMEM;
   http_bodypool_init(&f->pool, IDLE_BUFFERS);
-  memset(f->slots, 0, sizeof(*f->slots) * (idx->count ? idx->count : 1));
+  memset(f->slots, 0, sizeof(*f->slots) * (f->n ? f->n : 1));
   uv_mutex_init(&f->mu);
   uv_cond_init(&f->cv);
   f->nthreads = o->workers ? o->workers : DEFAULT_WORKERS;
@@ -342,7 +363,7 @@ static void fetch_stop(struct fetch *f)
   uv_mutex_unlock(&f->mu);
   for (unsigned i = 0; i < f->nthreads; i++)
     uv_thread_join(&f->threads[i]);
-  for (uint64_t i = 0; i < f->idx->count; i++)
+  for (uint64_t i = 0; i < f->n; i++)
     if (f->slots[i].mem)
       http_bodypool_put(&f->pool, f->slots[i].mem, f->slots[i].cap);
   http_bodypool_free(&f->pool);
@@ -362,8 +383,8 @@ static ssize_t fetch_next(void *arg, const void **data)
   if (f->next_read > 0) {
     uint64_t prev = f->next_read - 1;
     if (f->slots[prev].mem) {
-      struct fslot *next = f->next_read < f->idx->count ? &f->slots[f->next_read] : NULL;
-      client_progress_add(f->o->progress, chunk_len(f->idx, prev), 0, 0);
+      struct fslot *next = f->next_read < f->n ? &f->slots[f->next_read] : NULL;
+      client_progress_add(f->o->progress, plan_len(f, prev), 0, 0);
       if (next && next->repeat) {
         next->mem = f->slots[prev].mem;
         next->cap = f->slots[prev].cap;
@@ -373,11 +394,11 @@ static ssize_t fetch_next(void *arg, const void **data)
       }
       f->slots[prev].mem = NULL;
       f->slots[prev].data = NULL;
-      f->window -= chunk_len(f->idx, prev);
+      f->window -= plan_len(f, prev);
       uv_cond_broadcast(&f->cv);
     }
   }
-  if (f->next_read == f->idx->count) {
+  if (f->next_read == f->n) {
     uv_mutex_unlock(&f->mu);
     *data = NULL;
     return 0;
@@ -390,7 +411,7 @@ static ssize_t fetch_next(void *arg, const void **data)
     n = f->err;
   } else {
     *data = f->slots[f->next_read].data;
-    n = (ssize_t)chunk_len(f->idx, f->next_read);
+    n = (ssize_t)plan_len(f, f->next_read);
     f->next_read++;
   }
   uv_mutex_unlock(&f->mu);
@@ -470,45 +491,392 @@ static int restore_blob(struct reader *r, const char *file,
                         const struct format_crypt *crypt, const char *target, uint64_t *bytes,
                         char *err, size_t errlen);
 
+/* ---- Snapshots ---- */
+
+struct client_snapshot {
+  const struct client_restore_opts *o;
+  struct reader r;
+  struct client_resp mresp;
+  struct format_manifest m;
+  int manifest_ok;
+};
+
+int client_snapshot_open(const struct client_restore_opts *o, struct client_snapshot **out,
+                         char *err, size_t errlen)
+{
+  struct client_snapshot *s = core_calloc(1, sizeof(*s));
+  struct format_blob_ctx bctx;
+  int rc;
+
+  *out = NULL;
+  s->o = o;
+  format_blob_ctx_init(&bctx);
+  if ((rc = reader_open(o, &s->r, err, errlen)) < 0)
+    goto fail;
+  if ((rc = reader_download(&s->r, FORMAT_MANIFEST_NAME, &s->mresp, err, errlen)) < 0)
+    goto fail;
+  rc = format_manifest_decode_blob(&bctx, s->mresp.body, s->mresp.len, &s->m);
+  s->manifest_ok = 1;
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", FORMAT_MANIFEST_NAME, core_strerror(rc));
+    goto fail;
+  }
+  if ((rc = format_manifest_verify(&s->m, o->crypt)) < 0) {
+    snprintf(err, errlen, o->crypt ? "the snapshot was made with another key (or its manifest "
+                                     "signature is wrong)"
+                                   : "the snapshot is encrypted: a key is needed (--keyfile)");
+    goto fail;
+  }
+  format_blob_ctx_free(&bctx);
+  *out = s;
+  return 0;
+fail:
+  format_blob_ctx_free(&bctx);
+  client_snapshot_close(s);
+  return rc;
+}
+
+void client_snapshot_close(struct client_snapshot *s)
+{
+  if (s == NULL)
+    return;
+  client_resp_free(&s->mresp);
+  if (s->manifest_ok)
+    format_manifest_free(&s->m);
+  reader_close(&s->r);
+  core_free(s);
+}
+
+const struct format_manifest *client_snapshot_manifest(const struct client_snapshot *s)
+{
+  return &s->m;
+}
+
 /* Names tried for NAME, in order. */
 static const char *const suffixes[] = {"", ".didx", ".img.fidx", ".fidx", ".blob"};
+
+static const struct format_manifest_file *find_archive(const struct client_snapshot *s,
+                                                       const char *name)
+{
+  char file[FORMAT_NAME_ARCHIVE_MAX + 16];
+  const struct format_manifest_file *mf = NULL;
+  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]) && mf == NULL; i++) {
+    snprintf(file, sizeof(file), "%s%s", name, suffixes[i]);
+    mf = format_manifest_find_file(&s->m, file);
+  }
+  return mf;
+}
+
+int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t **buf,
+                            struct format_catalog *cat, char *err, size_t errlen)
+{
+  const struct format_manifest_file *mf = find_archive(s, name), *cf;
+  char cname[FORMAT_NAME_ARCHIVE_MAX + 16];
+  struct client_resp resp;
+  struct format_blob_ctx bctx;
+  uint8_t sum[32];
+  size_t len = 0;
+  int rc;
+
+  *buf = NULL;
+  if (mf == NULL || format_catalog_name(mf->filename, cname, sizeof(cname)) < 0) {
+    snprintf(err, errlen, "the snapshot has no directory archive \"%s\"", name);
+    return CORE_ENOTFOUND;
+  }
+  if ((cf = format_manifest_find_file(&s->m, cname)) == NULL) {
+    snprintf(err, errlen, "%s has no catalog (made by an older cairn)", mf->filename);
+    return CORE_ENOTFOUND;
+  }
+  if (cf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT && s->o->crypt == NULL) {
+    snprintf(err, errlen, "%s is encrypted: a key is needed (--keyfile)", cname);
+    return CORE_ECRYPTO;
+  }
+  if ((rc = reader_download(&s->r, cname, &resp, err, errlen)) < 0)
+    return rc;
+  core_sha256(resp.body, resp.len, sum);
+  if (resp.len != cf->size || memcmp(sum, cf->csum, 32) != 0) {
+    snprintf(err, errlen, "%s: size or checksum differs from the manifest", cname);
+    client_resp_free(&resp);
+    return CORE_ECSUM;
+  }
+  format_blob_ctx_init(&bctx);
+  rc = format_blob_decode(&bctx, resp.body, resp.len, s->o->crypt, FORMAT_BLOB_MAX_SIZE, NULL,
+                          buf, &len);
+  format_blob_ctx_free(&bctx);
+  client_resp_free(&resp);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", cname, core_strerror(rc));
+    return rc;
+  }
+  if ((rc = format_catalog_open(cat, *buf, len)) < 0 || (rc = format_catalog_validate(cat)) < 0) {
+    snprintf(err, errlen, "%s is damaged: %s", cname, core_strerror(rc));
+    core_free(*buf);
+    *buf = NULL;
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- Partial restore ---- */
+
+struct range {
+  uint64_t a, b; /* stream bytes [a, b) */
+  uint64_t pad;  /* then this many zeros: a file's padding, not fetched */
+};
+
+struct selection {
+  struct range *r;
+  size_t n, cap;
+  uint64_t entries;
+  uint64_t *plan; /* chunk positions holding the ranges, ascending */
+  uint64_t nplan;
+};
+
+/* An entry's bytes: its headers and data from the stream, its padding (the
+ * zeros up to the next 512-byte block, which pax puts after the data and the
+ * chunk boundary after a large file's data leaves in the next chunk) made
+ * here rather than fetched. */
+static void sel_add(struct selection *sel, const struct format_catalog_entry *e)
+{
+  uint64_t data_end = e->data_off + e->data_len;
+  if (sel->n == sel->cap) {
+    sel->cap = sel->cap ? sel->cap * 2 : 256;
+    sel->r = core_realloc(sel->r, sel->cap * sizeof(*sel->r));
+  }
+  sel->r[sel->n].a = e->hdr_off;
+  sel->r[sel->n].b = data_end;
+  sel->r[sel->n].pad = e->end_off - data_end;
+  sel->n++;
+  sel->entries++;
+}
+
+static int cmp_range(const void *x, const void *y)
+{
+  const struct range *a = x, *b = y;
+  return a->a < b->a ? -1 : a->a > b->a;
+}
+
+static int selected(const struct client_restore_opts *o, const struct format_catalog_entry *e)
+{
+  int dir = e->type == FORMAT_CATALOG_DIR;
+  if (o->include && o->include->n > 0 && !client_pattern_match_tree(o->include, e->path, dir))
+    return 0;
+  if (o->exclude && client_pattern_match_tree(o->exclude, e->path, dir))
+    return 0;
+  return 1;
+}
+
+/* Adds an entry once: `seen` holds the paths added. */
+static void sel_add_once(struct selection *sel, struct core_map *seen,
+                         const struct format_catalog_entry *e)
+{
+  if (core_map_get(seen, e->path) != NULL)
+    return;
+  core_map_put(seen, e->path, (void *)1);
+  sel_add(sel, e);
+}
+
+/* Adds the entry `path` (a parent directory or a hard link's first name)
+ * unless it is there already. */
+static int sel_add_path(const struct format_catalog *cat, struct selection *sel,
+                        struct core_map *seen, const char *path, size_t len)
+{
+  struct format_catalog_iter *it;
+  struct format_catalog_entry e;
+  char *p = core_strndup(path, len);
+  int rc;
+  if (core_map_get(seen, p) != NULL) {
+    core_free(p);
+    return 0;
+  }
+  it = core_new(struct format_catalog_iter);
+  rc = format_catalog_lookup(cat, it, p, &e);
+  if (rc == 1) {
+    sel_add_once(sel, seen, &e);
+    rc = 0;
+  } else if (rc == 0) {
+    rc = CORE_EFORMAT; /* a parent or link target the catalog lacks */
+  }
+  core_free(p);
+  core_free(it);
+  return rc;
+}
+
+/* Picks the entries to restore and the chunks that hold them. `single`
+ * (stdout): exactly one regular file, no parents, a hard link replaced by
+ * the file it names. */
+static int select_entries(const struct client_restore_opts *o, const struct format_catalog *cat,
+                          const struct format_index *idx, int single, struct selection *sel,
+                          char *err, size_t errlen)
+{
+  struct format_catalog_iter *it = core_new(struct format_catalog_iter);
+  struct format_catalog_entry e;
+  struct core_map seen;
+  int rc;
+
+  core_map_init(&seen);
+  format_catalog_iter_init(it, cat);
+  while ((rc = format_catalog_next(it, &e)) > 0) {
+    if (!selected(o, &e) || (e.type == FORMAT_CATALOG_DIR && single))
+      continue;
+    if (e.end_off > idx->size || e.end_off - e.data_off - e.data_len >= 512) {
+      snprintf(err, errlen, "catalog entry \"%s\" has impossible stream offsets", e.path);
+      rc = CORE_EFORMAT;
+      goto out;
+    }
+    if (single && e.type == FORMAT_CATALOG_HARDLINK) {
+      if ((rc = sel_add_path(cat, sel, &seen, e.link, e.link_len)) < 0)
+        goto bad_ref;
+      continue;
+    }
+    sel_add_once(sel, &seen, &e);
+    if (single)
+      continue;
+    /* the parents (their metadata, restored as in a full restore), and the
+     * first name of a hard link (it carries the data) */
+    for (size_t i = e.path_len; i-- > 0;)
+      if (e.path[i] == '/' && (rc = sel_add_path(cat, sel, &seen, e.path, i)) < 0)
+        goto bad_ref;
+    if (e.path_len > 0 && strcmp(e.path, ".") != 0 &&
+        (rc = sel_add_path(cat, sel, &seen, ".", 1)) < 0)
+      goto bad_ref;
+    if (e.type == FORMAT_CATALOG_HARDLINK &&
+        (rc = sel_add_path(cat, sel, &seen, e.link, e.link_len)) < 0)
+      goto bad_ref;
+  }
+  if (rc < 0) {
+    snprintf(err, errlen, "the catalog is damaged");
+    goto out;
+  }
+  if (sel->n == 0) {
+    snprintf(err, errlen, "no entry of the archive matches");
+    rc = CORE_ENOTFOUND;
+    goto out;
+  }
+  if (single && sel->n != 1) {
+    snprintf(err, errlen, "%zu entries match: restoring to stdout takes exactly one file",
+             sel->n);
+    rc = CORE_EINVAL;
+    goto out;
+  }
+  /* stream order; entries never overlap in a true catalog */
+  qsort(sel->r, sel->n, sizeof(*sel->r), cmp_range);
+  for (size_t i = 1; i < sel->n; i++)
+    if (sel->r[i].a < sel->r[i - 1].b + sel->r[i - 1].pad) {
+      snprintf(err, errlen, "the catalog's entries overlap in the stream");
+      rc = CORE_EFORMAT;
+      goto out;
+    }
+  /* the chunks: binary search for each range's first chunk */
+  sel->plan = core_malloc(sizeof(*sel->plan) * (idx->count ? idx->count : 1));
+  for (size_t i = 0; i < sel->n; i++) {
+    uint64_t lo = 0, hi = idx->count;
+    while (lo < hi) { /* first chunk whose end > a */
+      uint64_t mid = lo + (hi - lo) / 2, cs, ce;
+      format_index_chunk_range(idx, mid, &cs, &ce);
+      if (ce > sel->r[i].a)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    for (uint64_t k = lo; k < idx->count; k++) {
+      uint64_t cs, ce;
+      format_index_chunk_range(idx, k, &cs, &ce);
+      if (cs >= sel->r[i].b)
+        break;
+      if (sel->nplan == 0 || sel->plan[sel->nplan - 1] < k)
+        sel->plan[sel->nplan++] = k;
+    }
+  }
+  rc = 0;
+  goto out;
+bad_ref:
+  snprintf(err, errlen, "the catalog names a parent or hard link target it does not hold");
+out:
+  core_map_free(&seen);
+  core_free(it);
+  return rc;
+}
+
+/* Hands out the selected byte ranges from the planned chunks, then the two
+ * zero blocks that end a tar stream. */
+struct range_reader {
+  struct fetch *f;
+  const struct selection *sel;
+  size_t r;          /* current range */
+  uint64_t pos;      /* stream offset handed out so far, within the range */
+  int padded;        /* the current range's padding went out */
+  uint64_t k;        /* chunks taken from the fetch */
+  const uint8_t *chunk;
+  uint64_t cs, ce;   /* the current chunk's stream range */
+  int have, trailer;
+};
+
+static ssize_t range_next(void *arg, const void **data)
+{
+  static const uint8_t zeros[1024];
+  struct range_reader *rr = arg;
+  for (;;) {
+    if (rr->r == rr->sel->n) {
+      if (rr->trailer)
+        return 0;
+      rr->trailer = 1;
+      *data = zeros;
+      return (ssize_t)sizeof(zeros);
+    }
+    const struct range *g = &rr->sel->r[rr->r];
+    uint64_t a = rr->pos > g->a ? rr->pos : g->a;
+    if (a >= g->b) {
+      if (!rr->padded && g->pad > 0) {
+        rr->padded = 1;
+        *data = zeros; /* pad < 512, checked when selecting */
+        return (ssize_t)g->pad;
+      }
+      rr->padded = 0;
+      rr->r++;
+      continue;
+    }
+    while (!rr->have || a < rr->cs || a >= rr->ce) {
+      const void *d;
+      ssize_t n = fetch_next(rr->f, &d);
+      if (n < 0)
+        return n;
+      if (n == 0 || rr->k >= rr->f->n)
+        return CORE_EFORMAT; /* cannot happen: the plan covers every range */
+      format_index_chunk_range(rr->f->idx, plan_at(rr->f, rr->k), &rr->cs, &rr->ce);
+      rr->k++;
+      rr->chunk = d;
+      rr->have = 1;
+    }
+    uint64_t end = g->b < rr->ce ? g->b : rr->ce;
+    *data = rr->chunk + (a - rr->cs);
+    rr->pos = end;
+    return (ssize_t)(end - a);
+  }
+}
+
+static int restore_blob(struct reader *r, const char *file,
+                        const struct format_crypt *crypt, const char *target, uint64_t *bytes,
+                        char *err, size_t errlen);
 
 int client_restore_run(const struct client_restore_opts *o, const char *name, const char *target,
                        struct client_restore_stats *stats, char *err, size_t errlen)
 {
-  struct reader r = {0};
-  struct client_resp mresp = {0}, iresp = {0};
-  struct format_manifest m;
-  struct format_blob_ctx bctx;
+  struct client_snapshot *snap = NULL;
+  struct client_resp iresp = {0};
   const struct format_manifest_file *mf = NULL;
   struct format_index idx;
+  struct format_catalog cat;
+  struct selection sel = {0};
+  uint8_t *catbuf = NULL;
   char file[FORMAT_NAME_ARCHIVE_MAX + 16];
-  int rc, manifest_ok = 0;
+  int rc, partial = (o->include && o->include->n > 0) || (o->exclude && o->exclude->n > 0);
+  int to_stdout = strcmp(target, "-") == 0;
 
   memset(stats, 0, sizeof(*stats));
-  memset(&m, 0, sizeof(m));
-  format_blob_ctx_init(&bctx);
-  if ((rc = reader_open(o, &r, err, errlen)) < 0)
+  if ((rc = client_snapshot_open(o, &snap, err, errlen)) < 0)
     goto out;
-  if ((rc = reader_download(&r, FORMAT_MANIFEST_NAME, &mresp, err, errlen)) < 0)
-    goto out;
-  rc = format_manifest_decode_blob(&bctx, mresp.body, mresp.len, &m);
-  manifest_ok = 1;
-  if (rc < 0) {
-    snprintf(err, errlen, "%s: %s", FORMAT_MANIFEST_NAME, core_strerror(rc));
-    goto out;
-  }
-  if ((rc = format_manifest_verify(&m, o->crypt)) < 0) {
-    snprintf(err, errlen, o->crypt ? "the snapshot was made with another key (or its manifest "
-                                     "signature is wrong)"
-                                   : "the snapshot is encrypted: a key is needed (--keyfile)");
-    goto out;
-  }
-  for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]) && mf == NULL; i++) {
-    snprintf(file, sizeof(file), "%s%s", name, suffixes[i]);
-    mf = format_manifest_find_file(&m, file);
-  }
-  if (mf == NULL) {
+  if ((mf = find_archive(snap, name)) == NULL) {
     snprintf(err, errlen, "the snapshot has no archive \"%s\"", name);
     rc = CORE_ENOTFOUND;
     goto out;
@@ -521,10 +889,16 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   }
 
   if (format_index_kind_from_name(file) < 0) {
-    rc = restore_blob(&r, file, o->crypt, target, &stats->bytes, err, errlen);
+    rc = restore_blob(&snap->r, file, o->crypt, target, &stats->bytes, err, errlen);
     goto out;
   }
-  if ((rc = reader_download(&r, file, &iresp, err, errlen)) < 0)
+  if (partial && format_index_kind_from_name(file) != FORMAT_INDEX_DYNAMIC) {
+    snprintf(err, errlen, "--include and --exclude select files of a directory archive; %s "
+             "is an image", file);
+    rc = CORE_EINVAL;
+    goto out;
+  }
+  if ((rc = reader_download(&snap->r, file, &iresp, err, errlen)) < 0)
     goto out;
   rc = format_index_parse(iresp.body, iresp.len, 0, &idx);
   if (rc < 0) {
@@ -546,22 +920,44 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
       goto out;
     }
   }
-  client_progress_set_total(o->progress, idx.size);
+  stats->total_chunks = idx.count;
+  if (partial) {
+    if ((rc = client_snapshot_catalog(snap, file, &catbuf, &cat, err, errlen)) < 0)
+      goto out;
+    if ((rc = select_entries(o, &cat, &idx, to_stdout, &sel, err, errlen)) < 0)
+      goto out;
+    stats->entries = sel.entries;
+    uint64_t total = 0;
+    for (size_t i = 0; i < sel.n; i++)
+      total += sel.r[i].b - sel.r[i].a + sel.r[i].pad;
+    client_progress_set_total(o->progress, total);
+  } else {
+    client_progress_set_total(o->progress, idx.size);
+  }
 
   {
     struct fetch f;
-    if ((rc = fetch_start(&f, o, &r, &idx, file)) < 0) {
+    struct range_reader rr = {0};
+    client_archive_read_fn readfn = fetch_next;
+    void *readarg = &f;
+    if ((rc = fetch_start(&f, o, &snap->r, &idx, partial ? sel.plan : NULL, sel.nplan, file)) < 0) {
       snprintf(err, errlen, "%s: out of memory", file);
       goto out;
     }
+    if (partial) {
+      rr.f = &f;
+      rr.sel = &sel;
+      readfn = range_next;
+      readarg = &rr;
+    }
     if (idx.kind == FORMAT_INDEX_FIXED) {
       rc = restore_image(&f, target, err, errlen);
-    } else if (strcmp(target, "-") == 0) {
-      rc = client_archive_cat(STDOUT_FILENO, fetch_next, &f, err, errlen);
+    } else if (to_stdout) {
+      rc = client_archive_cat(STDOUT_FILENO, readfn, readarg, err, errlen);
     } else {
       struct client_archive_stats ast;
-      rc = client_archive_extract(target, o->restore_owner ? CLIENT_EXTRACT_OWNER : 0,
-                                  fetch_next, &f, &ast, err, errlen);
+      rc = client_archive_extract(target, o->restore_owner ? CLIENT_EXTRACT_OWNER : 0, readfn,
+                                  readarg, &ast, err, errlen);
     }
     /* a fetch error is the cause of whatever the consumer reported */
     uv_mutex_lock(&f.mu);
@@ -573,17 +969,22 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
     stats->repeated = f.repeated;
     uv_mutex_unlock(&f.mu);
     fetch_stop(&f);
-    if (rc == 0)
+    if (rc == 0) {
       stats->bytes = idx.size;
+      if (partial) {
+        stats->bytes = 0;
+        for (size_t i = 0; i < sel.n; i++)
+          stats->bytes += sel.r[i].b - sel.r[i].a + sel.r[i].pad;
+      }
+    }
   }
 
 out:
-  client_resp_free(&mresp);
   client_resp_free(&iresp);
-  if (manifest_ok)
-    format_manifest_free(&m);
-  format_blob_ctx_free(&bctx);
-  reader_close(&r);
+  core_free(catbuf);
+  core_free(sel.r);
+  core_free(sel.plan);
+  client_snapshot_close(snap);
   return rc;
 }
 
@@ -627,4 +1028,170 @@ static int restore_blob(struct reader *r, const char *file,
   core_free(plain);
   *bytes = plen;
   return rc;
+}
+
+/* ---- Random access ---- */
+
+struct cached_chunk {
+  uint64_t index; /* position in the index */
+  uint8_t *data;  /* owned plaintext, NULL when the slot is free */
+  size_t len;
+  uint64_t used;  /* LRU clock */
+};
+
+struct client_archive_reader {
+  struct client_snapshot *s;
+  struct client_resp iresp; /* the index file; idx points into it */
+  struct format_index idx;
+  char file[FORMAT_NAME_ARCHIVE_MAX + 16];
+  struct cached_chunk *cache;
+  unsigned ncache;
+  uint64_t clock;
+  uv_mutex_t mu;
+};
+
+int client_archive_reader_open(struct client_snapshot *s, const char *name, unsigned cache_chunks,
+                               struct client_archive_reader **out, char *err, size_t errlen)
+{
+  const struct format_manifest_file *mf = find_archive(s, name);
+  struct client_archive_reader *r;
+  int rc;
+  *out = NULL;
+  if (mf == NULL || format_index_kind_from_name(mf->filename) != FORMAT_INDEX_DYNAMIC) {
+    snprintf(err, errlen, "the snapshot has no directory archive \"%s\"", name);
+    return CORE_ENOTFOUND;
+  }
+  if (mf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT && s->o->crypt == NULL) {
+    snprintf(err, errlen, "%s is encrypted: a key is needed (--keyfile)", mf->filename);
+    return CORE_ECRYPTO;
+  }
+  r = core_calloc(1, sizeof(*r));
+  r->s = s;
+  snprintf(r->file, sizeof(r->file), "%s", mf->filename);
+  if ((rc = reader_download(&s->r, r->file, &r->iresp, err, errlen)) < 0)
+    goto fail;
+  if ((rc = format_index_parse(r->iresp.body, r->iresp.len, 0, &r->idx)) < 0) {
+    snprintf(err, errlen, "%s: index is damaged: %s", r->file, core_strerror(rc));
+    goto fail;
+  }
+  if (memcmp(r->idx.csum, mf->csum, 32) != 0 || r->idx.size != mf->size) {
+    snprintf(err, errlen, "%s: index checksum or size differs from the manifest", r->file);
+    rc = CORE_ECSUM;
+    goto fail;
+  }
+  for (uint64_t i = 0; i < r->idx.count; i++) {
+    uint64_t n = chunk_len(&r->idx, i);
+    if (n == 0 || n > FORMAT_CHUNK_MAX_SIZE) {
+      snprintf(err, errlen, "%s: chunk %llu has an impossible size", r->file,
+               (unsigned long long)i);
+      rc = CORE_EFORMAT;
+      goto fail;
+    }
+  }
+  r->ncache = cache_chunks ? cache_chunks : 8;
+  r->cache = core_calloc(r->ncache, sizeof(*r->cache));
+  uv_mutex_init(&r->mu);
+  *out = r;
+  return 0;
+fail:
+  client_resp_free(&r->iresp);
+  core_free(r);
+  return rc;
+}
+
+void client_archive_reader_free(struct client_archive_reader *r)
+{
+  if (r == NULL)
+    return;
+  for (unsigned i = 0; i < r->ncache; i++)
+    core_free(r->cache[i].data);
+  core_free(r->cache);
+  client_resp_free(&r->iresp);
+  uv_mutex_destroy(&r->mu);
+  core_free(r);
+}
+
+uint64_t client_archive_reader_size(const struct client_archive_reader *r)
+{
+  return r->idx.size;
+}
+
+/* Chunk `i`, from the cache or fetched and verified. Caller holds mu. */
+static struct cached_chunk *reader_chunk(struct client_archive_reader *r, uint64_t i)
+{
+  struct cached_chunk *victim = &r->cache[0];
+  struct client_resp resp;
+  struct format_blob_ctx bctx;
+  char hex[65], target[400];
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  int rc;
+
+  for (unsigned k = 0; k < r->ncache; k++) {
+    if (r->cache[k].data && r->cache[k].index == i) {
+      r->cache[k].used = ++r->clock;
+      return &r->cache[k];
+    }
+    if (r->cache[k].data == NULL || (victim->data && r->cache[k].used < victim->used))
+      victim = &r->cache[k];
+  }
+  core_hex_encode(format_index_digest(&r->idx, i), 32, hex);
+  snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", r->s->r.sid, hex);
+  rc = client_api_call(r->s->o->api, "GET", target, NULL, 0, NULL,
+                       FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN, &resp);
+  if (rc < 0)
+    return NULL;
+  if (resp.status != 200) {
+    client_resp_free(&resp);
+    return NULL;
+  }
+  format_blob_ctx_init(&bctx);
+  rc = format_blob_decode(&bctx, resp.body, resp.len, r->s->o->crypt, FORMAT_CHUNK_MAX_SIZE,
+                          format_index_digest(&r->idx, i), &plain, &plen);
+  format_blob_ctx_free(&bctx);
+  client_resp_free(&resp);
+  if (rc < 0 || plen != chunk_len(&r->idx, i)) {
+    core_free(plain);
+    return NULL;
+  }
+  core_free(victim->data);
+  victim->data = plain;
+  victim->len = plen;
+  victim->index = i;
+  victim->used = ++r->clock;
+  return victim;
+}
+
+ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,
+                                   size_t len)
+{
+  size_t done = 0;
+  uv_mutex_lock(&r->mu);
+  while (done < len && off < r->idx.size) {
+    uint64_t lo = 0, hi = r->idx.count, cs, ce;
+    while (lo < hi) { /* the first chunk ending after off */
+      uint64_t mid = lo + (hi - lo) / 2;
+      format_index_chunk_range(&r->idx, mid, &cs, &ce);
+      if (ce > off)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    if (lo == r->idx.count)
+      break;
+    format_index_chunk_range(&r->idx, lo, &cs, &ce);
+    struct cached_chunk *c = reader_chunk(r, lo);
+    if (c == NULL) {
+      uv_mutex_unlock(&r->mu);
+      return -EIO;
+    }
+    size_t k = (size_t)(ce - off);
+    if (k > len - done)
+      k = len - done;
+    memcpy((uint8_t *)buf + done, c->data + (off - cs), k);
+    done += k;
+    off += k;
+  }
+  uv_mutex_unlock(&r->mu);
+  return (ssize_t)done;
 }

@@ -17,10 +17,14 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct client_api;
 struct format_crypt;
 struct client_progress;
+struct client_pattern_set;
+struct format_catalog;
+struct format_manifest;
 
 struct client_restore_opts {
   struct client_api *api;
@@ -34,12 +38,21 @@ struct client_restore_opts {
   int restore_owner;         /* restore file owners (root) */
   struct client_progress *progress;
   const volatile sig_atomic_t *cancel; /* set to stop (CORE_EABORTED); may be NULL */
+  /* Partial restore of a directory archive (client_pattern.h): only entries
+   * matching `include` (all when NULL) and not `exclude`, with their parent
+   * directories; the catalog says where they are, and only the chunks
+   * holding them are fetched. With TARGET "-" and a selection of one file,
+   * that file's contents go to stdout. */
+  const struct client_pattern_set *include;
+  const struct client_pattern_set *exclude;
 };
 
 struct client_restore_stats {
   uint64_t bytes;    /* content bytes restored */
   uint64_t chunks;   /* chunks restored, each verified */
   uint64_t repeated; /* of those, repeats of the chunk before: not downloaded again */
+  uint64_t total_chunks; /* chunks in the archive's index */
+  uint64_t entries;      /* partial restore: entries selected */
 };
 
 /* Restores archive `name` (exactly, or with .didx / .img.fidx / .fidx /
@@ -49,6 +62,42 @@ struct client_restore_stats {
  * message naming the file or chunk involved. */
 int client_restore_run(const struct client_restore_opts *o, const char *name, const char *target,
                        struct client_restore_stats *stats, char *err, size_t errlen);
+
+/* An open reader session on a snapshot with its verified manifest, for
+ * browsing (ls, find, diff). */
+struct client_snapshot;
+
+/* Opens the snapshot of o->backup_type/id/time. Returns 0 or an error with
+ * a message. */
+int client_snapshot_open(const struct client_restore_opts *o, struct client_snapshot **out,
+                         char *err, size_t errlen);
+void client_snapshot_close(struct client_snapshot *s);
+const struct format_manifest *client_snapshot_manifest(const struct client_snapshot *s);
+
+/* Downloads and checks the catalog of directory archive `name` (with or
+ * without .didx): the blob's size and checksum against the manifest, then
+ * decoded (with the key) and validated whole. *buf (core_free) holds the
+ * catalog `cat` points into. Returns 0, CORE_ENOTFOUND (no such archive, or
+ * it has no catalog) or another error, with a message. */
+int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t **buf,
+                            struct format_catalog *cat, char *err, size_t errlen);
+
+/* Random access to a dynamic archive's stream (`cairn mount`): chunks are
+ * fetched on demand through the snapshot's reader session, each verified,
+ * and the last few kept (at most `cache_chunks`, so at most 16 MiB each). */
+struct client_archive_reader;
+
+/* Downloads archive `name`'s index (checked against the manifest). Returns 0
+ * or an error with a message. The reader borrows `s`. */
+int client_archive_reader_open(struct client_snapshot *s, const char *name, unsigned cache_chunks,
+                               struct client_archive_reader **out, char *err, size_t errlen);
+void client_archive_reader_free(struct client_archive_reader *r);
+/* The stream's size. */
+uint64_t client_archive_reader_size(const struct client_archive_reader *r);
+/* Copies up to `len` bytes of the stream at `off` into `buf`. Returns the
+ * count (0 at the end) or an error. Thread-safe (one lock). */
+ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,
+                                   size_t len);
 
 /* "TYPE/ID/TIME" with TIME as RFC 3339 (2024-01-02T03:04:05Z) or epoch
  * seconds. `type` and `id` are set to new strings (core_free). Returns 0 or

@@ -66,6 +66,14 @@ int main(int argc, char **argv)
     rc = cmd_key(&o);
   else if (strcmp(cmd, "benchmark") == 0)
     rc = cmd_benchmark(&o);
+  else if (strcmp(cmd, "ls") == 0)
+    rc = cmd_ls(&o);
+  else if (strcmp(cmd, "find") == 0)
+    rc = cmd_find(&o);
+  else if (strcmp(cmd, "diff") == 0)
+    rc = cmd_diff(&o);
+  else if (strcmp(cmd, "mount") == 0)
+    rc = cmd_mount(&o);
   else {
     fprintf(stderr, "cairn: unknown command \"%s\"\n\n%s", cmd, usage_main);
     rc = EXIT_USAGE;

@@ -41,6 +41,16 @@ struct opts {
   const char *delete_source;
   const char *max_depth;
   unsigned keep[6];       /* last hourly daily weekly monthly yearly */
+  const char *exclude[64]; /* --exclude PATTERN (repeatable) */
+  size_t nexclude;
+  const char *include[64]; /* --include PATTERN (repeatable) */
+  size_t ninclude;
+  const char *change_mode; /* --change-detection-mode */
+  const char *archive;     /* find --archive */
+  const char *group;       /* find --group */
+  int long_format;         /* ls -l / --long */
+  int no_exclude_files;    /* --no-exclude-files */
+  int no_file_boundaries;  /* --no-file-boundaries */
   char *pos[64];          /* positional arguments */
   size_t npos;
 };
@@ -78,5 +88,9 @@ int cmd_status(struct opts *o);
 int cmd_key(struct opts *o);
 int cmd_benchmark(struct opts *o);
 int cmd_move(struct opts *o, int ns_move); /* cairn_move.c */
+int cmd_ls(struct opts *o);
+int cmd_find(struct opts *o);
+int cmd_diff(struct opts *o);
+int cmd_mount(struct opts *o);
 
 #endif

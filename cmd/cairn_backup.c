@@ -4,6 +4,7 @@
 #include "client/client_api.h"
 #include "client/client_archive.h"
 #include "client/client_backup.h"
+#include "client/client_pattern.h"
 #include "client/client_progress.h"
 #include "core/core_fmt.h"
 #include "format/format_crypt.h"
@@ -62,6 +63,7 @@ int cmd_backup(struct opts *o)
   struct client_backup_stats st;
   struct format_crypt crypt;
   struct client_api *api = NULL;
+  struct client_pattern_set excl;
   char err[1024], host[256], when[FORMAT_NAME_TIME_LEN + 1];
   char total[32], fresh[32], sent[32];
   int have_key, rc;
@@ -109,6 +111,15 @@ int cmd_backup(struct opts *o)
   bo.mem_budget = (size_t)(o->mem_mib ? o->mem_mib : 96) << 20;
   bo.progress = client_progress_new("backup", want_progress(o));
   bo.cancel = &interrupted;
+  bo.change_mode = o->change_mode == NULL                ? CLIENT_CHANGE_AUTO
+                   : strcmp(o->change_mode, "data") == 0 ? CLIENT_CHANGE_DATA
+                                                         : CLIENT_CHANGE_METADATA;
+  client_pattern_set_init(&excl);
+  for (size_t i = 0; i < o->nexclude; i++)
+    client_pattern_add(&excl, o->exclude[i], NULL);
+  bo.exclude = &excl;
+  bo.no_exclude_files = o->no_exclude_files;
+  bo.no_file_boundaries = o->no_file_boundaries;
   catch_signals();
   if (want_progress(o))
     client_progress_set_total(bo.progress, estimate_total(specs, o->npos));
@@ -118,6 +129,7 @@ int cmd_backup(struct opts *o)
   dt = mono_s() - t0;
   client_progress_free(bo.progress);
   client_api_free(api);
+  client_pattern_set_free(&excl);
   if (have_key)
     format_crypt_clear(&crypt);
   if (rc < 0) {
@@ -130,10 +142,13 @@ int cmd_backup(struct opts *o)
   core_fmt_bytes(st.uploaded_bytes, sent, sizeof(sent));
   if (o->output && strcmp(o->output, "json") == 0) {
     printf("{\"snapshot\":\"%s/%s/%s\",\"bytes\":%llu,\"chunks\":%llu,\"new-chunks\":%llu,"
-           "\"new-bytes\":%llu,\"uploaded-bytes\":%llu,\"seconds\":%.3f}\n",
+           "\"new-bytes\":%llu,\"uploaded-bytes\":%llu,\"reused-files\":%llu,"
+           "\"reused-bytes\":%llu,\"catalog-entries\":%llu,\"seconds\":%.3f}\n",
            bo.backup_type, bo.backup_id, when, (unsigned long long)st.bytes,
            (unsigned long long)st.chunks, (unsigned long long)st.new_chunks,
-           (unsigned long long)st.new_bytes, (unsigned long long)st.uploaded_bytes, dt);
+           (unsigned long long)st.new_bytes, (unsigned long long)st.uploaded_bytes,
+           (unsigned long long)st.reused_files, (unsigned long long)st.reused_bytes,
+           (unsigned long long)st.catalog_entries, dt);
   } else {
     char ratio[32];
     if (st.new_bytes)
@@ -145,6 +160,12 @@ int cmd_backup(struct opts *o)
            bo.backup_type, bo.backup_id, when, total, dt,
            dt > 0 ? (double)st.bytes / dt / 1e6 : 0.0, fresh, (unsigned long long)st.new_chunks,
            (unsigned long long)st.chunks, sent, ratio);
+    if (st.reused_files > 0) {
+      char reused[32];
+      core_fmt_bytes(st.reused_bytes, reused, sizeof(reused));
+      printf("metadata mode: %llu unchanged files (%s) not read\n",
+             (unsigned long long)st.reused_files, reused);
+    }
   }
   return 0;
 }

@@ -16,6 +16,10 @@ const char *usage_main =
     "Commands:\n"
     "  backup NAME.didx:PATH|NAME.img.fidx:PATH...  back up into a new snapshot\n"
     "  restore SNAPSHOT NAME TARGET                 restore an archive (TARGET - is stdout)\n"
+    "  ls SNAPSHOT ARCHIVE [PATH]                   list a directory of an archive\n"
+    "  find SNAPSHOT PATTERN                        find files in a snapshot (or --group)\n"
+    "  diff SNAPSHOT1 SNAPSHOT2 ARCHIVE             added, removed and changed files\n"
+    "  mount SNAPSHOT ARCHIVE MOUNTPOINT            a directory archive as a read-only FUSE mount\n"
     "  snapshots [GROUP]                            list snapshots\n"
     "  groups                                       list backup groups\n"
     "  forget SNAPSHOT                              delete a snapshot\n"
@@ -57,7 +61,20 @@ void print_help(const char *cmd)
            "                             passphrase from CAIRN_ENCRYPTION_PASSWORD or the terminal\n"
            "  --workers N                hashing/upload threads (default 4)\n"
            "  --mem MiB                  chunk data in flight (default 96)\n"
-           "  --progress / --no-progress progress line (default: on a terminal)\n\n%s",
+           "  --exclude PATTERN          leave out matching paths (repeatable; gitignore-like:\n"
+           "                             \"*.o\" at any depth, \"/build\" or \"a/b\" from the root,\n"
+           "                             \"cache/\" directories only, \"!keep\" re-includes)\n"
+           "  --no-exclude-files         ignore .cairnexclude files (honoured by default: their\n"
+           "                             patterns apply below the directory holding them)\n"
+           "  --change-detection-mode metadata|data\n"
+           "                             metadata (the default when the last snapshot has a\n"
+           "                             catalog): files whose size, mtime, ctime and inode are\n"
+           "                             unchanged are not read; data: read everything\n"
+           "  --no-file-boundaries       pure content-defined chunks: files of 1 MiB and more\n"
+           "                             do not start and end on a chunk boundary (no reuse by\n"
+           "                             metadata; see docs/chunking.md)\n"
+           "  --progress / --no-progress progress line (default: on a terminal)\n\n"
+           "Mount points below PATH are not crossed (one file system).\n\n%s",
            conn_help);
   } else if (strcmp(cmd, "restore") == 0) {
     printf("usage: cairn restore SNAPSHOT NAME TARGET [OPTIONS]\n\n"
@@ -66,10 +83,40 @@ void print_help(const char *cmd)
            "TARGET is a directory (directory archives), a file (files and images) or -\n"
            "for stdout (a file's contents, an image, or a directory archive as pax).\n"
            "Every chunk's digest and the index checksum are verified.\n\n"
+           "  --include PATTERN  restore only matching entries of a directory archive (with\n"
+           "                     their parent directories); repeatable; only the chunks\n"
+           "                     holding them are fetched. With TARGET - and one file\n"
+           "                     selected, its contents go to stdout.\n"
+           "  --exclude PATTERN  leave matching entries out (repeatable)\n"
            "  --keyfile FILE   key for encrypted snapshots (CAIRN_KEYFILE)\n"
            "  --workers N      parallel chunk fetches (default 4)\n"
            "  --mem MiB        fetched chunk data held ahead (default 96)\n"
            "  --progress / --no-progress\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "ls") == 0) {
+    printf("usage: cairn ls SNAPSHOT ARCHIVE [PATH] [-l|--long] [OPTIONS]\n\n"
+           "Lists directory PATH (default: the root) of a directory archive, or the entry\n"
+           "PATH names, from the archive's catalog. -l adds type, mode, owner, size, mtime\n"
+           "and link targets; --output-format json prints an array of entries.\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "find") == 0) {
+    printf("usage: cairn find SNAPSHOT PATTERN [--archive NAME] [-l] [OPTIONS]\n"
+           "       cairn find --group TYPE/ID PATTERN [--archive NAME] [-l] [OPTIONS]\n\n"
+           "Prints the entries matching PATTERN (gitignore-like: \"*.conf\" at any depth,\n"
+           "\"etc/*.conf\" from the root) in every directory archive of the snapshot, or of\n"
+           "every snapshot of the group.\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "mount") == 0) {
+    printf("usage: cairn mount SNAPSHOT ARCHIVE MOUNTPOINT [OPTIONS]\n\n"
+           "Mounts a directory archive read-only (FUSE) in the foreground: the tree comes\n"
+           "from the catalog, file data from chunks fetched on demand (verified, the last 8\n"
+           "kept). Ctrl-C, SIGTERM or `fusermount3 -u MOUNTPOINT` unmounts.\n\n"
+           "  --keyfile FILE   key for encrypted snapshots (CAIRN_KEYFILE)\n\n%s",
+           conn_help);
+  } else if (strcmp(cmd, "diff") == 0) {
+    printf("usage: cairn diff SNAPSHOT1 SNAPSHOT2 ARCHIVE [-l] [OPTIONS]\n\n"
+           "Compares the catalogs of ARCHIVE in two snapshots: \"+\" added, \"-\" removed,\n"
+           "\"M\" changed (type, mode, owner, size, mtime, ctime or link target).\n\n%s",
            conn_help);
   } else if (strcmp(cmd, "snapshots") == 0) {
     printf("usage: cairn snapshots [TYPE/ID] [OPTIONS]\n\nLists the snapshots of the "
@@ -139,6 +186,10 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
 {
   for (int i = first; i < argc; i++) {
     char *a = argv[i], *val = NULL, name[64];
+    if (strcmp(a, "-l") == 0) {
+      o->long_format = 1;
+      continue;
+    }
     if (strcmp(a, "--") == 0) {
       for (i++; i < argc && o->npos < 64; i++)
         o->pos[o->npos++] = argv[i];
@@ -190,6 +241,18 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
       o->dry_run = 1;
       continue;
     }
+    if (strcmp(name, "long") == 0) {
+      o->long_format = 1;
+      continue;
+    }
+    if (strcmp(name, "no-exclude-files") == 0) {
+      o->no_exclude_files = 1;
+      continue;
+    }
+    if (strcmp(name, "no-file-boundaries") == 0) {
+      o->no_file_boundaries = 1;
+      continue;
+    }
     /* options with a value */
     if (val == NULL) {
       if (i + 1 >= argc) {
@@ -230,6 +293,24 @@ int parse_args(int argc, char **argv, int first, struct opts *o)
       o->delete_source = val;
     else if (strcmp(name, "max-depth") == 0)
       o->max_depth = val;
+    else if (strcmp(name, "exclude") == 0 || strcmp(name, "include") == 0) {
+      int inc = name[0] == 'i';
+      size_t *n = inc ? &o->ninclude : &o->nexclude;
+      if (*n == 64) {
+        fprintf(stderr, "cairn: at most 64 --%s patterns\n", name);
+        return -1;
+      }
+      (inc ? o->include : o->exclude)[(*n)++] = val;
+    } else if (strcmp(name, "change-detection-mode") == 0) {
+      if (strcmp(val, "data") != 0 && strcmp(val, "metadata") != 0) {
+        fprintf(stderr, "cairn: --change-detection-mode takes data or metadata\n");
+        return -1;
+      }
+      o->change_mode = val;
+    } else if (strcmp(name, "archive") == 0)
+      o->archive = val;
+    else if (strcmp(name, "group") == 0)
+      o->group = val;
     else if (strcmp(name, "workers") == 0) {
       if (parse_uint(val, &o->workers) < 0 || o->workers == 0 || o->workers > 64) {
         fprintf(stderr, "cairn: --workers takes 1..64\n");

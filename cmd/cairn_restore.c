@@ -2,6 +2,7 @@
 #include "cmd/cairn.h"
 
 #include "client/client_api.h"
+#include "client/client_pattern.h"
 #include "client/client_progress.h"
 #include "client/client_restore.h"
 #include "core/core_alloc.h"
@@ -19,6 +20,7 @@ int cmd_restore(struct opts *o)
   struct client_restore_stats st;
   struct format_crypt crypt;
   struct client_api *api = NULL;
+  struct client_pattern_set inc, exc;
   char *type = NULL, *id = NULL, err[1024], total[32];
   int have_key, rc;
   double t0, dt;
@@ -56,10 +58,20 @@ int cmd_restore(struct opts *o)
   ro.restore_owner = geteuid() == 0;
   ro.progress = client_progress_new("restore", want_progress(o));
   ro.cancel = &interrupted;
+  client_pattern_set_init(&inc);
+  client_pattern_set_init(&exc);
+  for (size_t i = 0; i < o->ninclude; i++)
+    client_pattern_add(&inc, o->include[i], NULL);
+  for (size_t i = 0; i < o->nexclude; i++)
+    client_pattern_add(&exc, o->exclude[i], NULL);
+  ro.include = &inc;
+  ro.exclude = &exc;
   catch_signals();
   t0 = mono_s();
   rc = client_restore_run(&ro, o->pos[1], o->pos[2], &st, err, sizeof(err));
   dt = mono_s() - t0;
+  client_pattern_set_free(&inc);
+  client_pattern_set_free(&exc);
   client_progress_free(ro.progress);
   client_api_free(api);
   if (have_key)
@@ -75,6 +87,10 @@ int cmd_restore(struct opts *o)
   fprintf(out, "restored %s %s: %s in %.1f s (%.1f MB/s), %llu chunks verified", o->pos[0],
           o->pos[1], total, dt, dt > 0 ? (double)st.bytes / dt / 1e6 : 0.0,
           (unsigned long long)st.chunks);
+  if (o->ninclude || o->nexclude)
+    fprintf(out, ", %llu entries selected, %llu of %llu chunks fetched",
+            (unsigned long long)st.entries, (unsigned long long)st.chunks,
+            (unsigned long long)st.total_chunks);
   if (st.repeated > 0)
     fprintf(out, " (%llu of them repeated the chunk before: not downloaded again)",
             (unsigned long long)st.repeated);

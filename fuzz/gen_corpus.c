@@ -13,6 +13,7 @@
 #include "core/core_digest.h"
 #include "access/access.h"
 #include "format/format_blob.h"
+#include "format/format_catalog.h"
 #include "format/format_crypt.h"
 #include "format/format_index.h"
 #include "format/format_manifest.h"
@@ -317,6 +318,60 @@ static void archive_seeds(void)
     die("rm");
 }
 
+/* Catalogs as the backup writes them (fuzz_catalog). */
+static void catalog_seeds(void)
+{
+  static const struct {
+    const char *path, *link;
+    uint8_t type;
+    uint64_t size;
+  } ents[] = {
+    {".", "", FORMAT_CATALOG_DIR, 0},          {"a", "", FORMAT_CATALOG_DIR, 0},
+    {"a/file", "", FORMAT_CATALOG_FILE, 1000}, {"a/hard", "a/file", FORMAT_CATALOG_HARDLINK, 0},
+    {"a/sym", "../b", FORMAT_CATALOG_SYMLINK, 0}, {"b\n\xff", "", FORMAT_CATALOG_FIFO, 0},
+  };
+  for (int variant = 0; variant < 2; variant++) {
+    struct format_catalog_writer w;
+    struct core_buf out;
+    uint64_t off = 0;
+    format_catalog_writer_init(&w);
+    core_buf_init(&out, 1 << 20);
+    for (int rep = 0; rep < (variant ? 40 : 1); rep++) {
+      for (size_t i = 0; i < sizeof(ents) / sizeof(ents[0]); i++) {
+        char path[64];
+        struct format_catalog_entry e = {0};
+        if (rep == 0)
+          snprintf(path, sizeof(path), "%s", ents[i].path);
+        else if (strcmp(ents[i].path, ".") == 0)
+          continue;
+        else
+          snprintf(path, sizeof(path), "d%02d/%s", rep, ents[i].path);
+        e.path = path;
+        e.path_len = strlen(path);
+        e.link = ents[i].link;
+        e.link_len = strlen(ents[i].link);
+        e.type = ents[i].type;
+        e.mode = 0644;
+        e.size = ents[i].size;
+        e.mtime = 1700000000 + (int64_t)i;
+        e.mtime_ns = 5;
+        e.hdr_off = off;
+        e.data_off = off + 512;
+        e.data_len = ents[i].size;
+        e.end_off = e.data_off + (e.data_len + 511) / 512 * 512;
+        off = e.end_off;
+        if (format_catalog_writer_add(&w, &e) < 0)
+          die("catalog add");
+      }
+    }
+    if (format_catalog_writer_finish(&w, &out) < 0)
+      die("catalog finish");
+    seed("fuzz_catalog", variant ? "catalog-blocks" : "catalog-small", -1, out.base, out.len);
+    core_buf_free(&out);
+    format_catalog_writer_free(&w);
+  }
+}
+
 int main(int argc, char **argv)
 {
   if (argc > 1)
@@ -329,5 +384,6 @@ int main(int argc, char **argv)
   index_seeds();
   manifest_seeds();
   archive_seeds();
+  catalog_seeds();
   return 0;
 }

@@ -4,7 +4,8 @@
 set -eu
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev node-llhttp libmbedtls-dev libcrypt-dev \
-libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev libsystemd-dev"
+libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev libsystemd-dev \
+libfuse3-dev fuse3"
 # clang builds the fuzz targets; libclang-rt-14-dev holds libFuzzer and the
 # sanitizer runtimes (only recommended by clang), llvm-14 the symbolizer.
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light \

@@ -34,6 +34,8 @@ void store_api_lookup_error(struct http_request *req, const char *store, int err
 void store__api_config_register(struct http_server *s, struct store_api *api);
 void store__api_admin_register(struct http_server *s, struct store_api *api);
 void store__api_content_register(struct http_server *s, struct store_api *api);
+void store__api_files_register(struct http_server *s, struct store_api *api);
+void store__api_download_register(struct http_server *s, struct store_api *api);
 void store__api_access_register(struct http_server *s, struct store_api *api);
 
 #endif

@@ -205,6 +205,8 @@ void store_api_register(struct http_server *s, struct store_api *api)
   store__api_config_register(s, api);
   store__api_admin_register(s, api);
   store__api_content_register(s, api);
+  store__api_files_register(s, api);
+  store__api_download_register(s, api);
   store__api_access_register(s, api);
   store__backup_register(s, api->sessions);
   store__reader_register(s, api->sessions);

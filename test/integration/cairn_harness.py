@@ -59,6 +59,7 @@ except (ImportError, OSError):
 # machine silently missing something shows up as a failure.
 MACHINE_SKIPS = {
     "ipv6": "the machine has no IPv6 loopback address (a container without ::1)",
+    "fuse": "the machine has no /dev/fuse (a container without the FUSE device)",
 }
 
 

@@ -1,0 +1,539 @@
+/* format_catalog.c: catalog writer and reader (see format_catalog.h). */
+#include "format/format_catalog.h"
+
+#include "core/core_alloc.h"
+#include "core/core_error.h"
+#include "format/format_name.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const uint8_t magic[8] = {'C', 'A', 'I', 'R', 'N', 'C', 'T', '1'};
+
+#define MAX_ENTRIES ((uint64_t)1 << 32)
+
+/* ---- Helpers ---- */
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static int put_var(struct core_buf *b, uint64_t v)
+{
+  uint8_t tmp[10];
+  size_t n = 0;
+  do {
+    uint8_t byte = (uint8_t)(v & 0x7f);
+    v >>= 7;
+    tmp[n++] = (uint8_t)(byte | (v ? 0x80 : 0));
+  } while (v);
+  return core_buf_append(b, tmp, n);
+}
+
+static uint64_t zigzag(int64_t v)
+{
+  return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+  return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* A cursor over untrusted bytes: every read is bounded. */
+struct rd {
+  const uint8_t *p, *end;
+  int bad;
+};
+
+static uint64_t get_var(struct rd *r)
+{
+  uint64_t v = 0;
+  for (unsigned shift = 0; shift < 64; shift += 7) {
+    if (r->p >= r->end) {
+      r->bad = 1;
+      return 0;
+    }
+    uint8_t byte = *r->p++;
+    if (shift == 63 && byte > 1) {
+      r->bad = 1;
+      return 0;
+    }
+    v |= (uint64_t)(byte & 0x7f) << shift;
+    if (!(byte & 0x80))
+      return v;
+  }
+  r->bad = 1;
+  return 0;
+}
+
+static uint32_t get_var32(struct rd *r)
+{
+  uint64_t v = get_var(r);
+  if (v > UINT32_MAX)
+    r->bad = 1;
+  return (uint32_t)v;
+}
+
+int format_catalog_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+  int aroot = alen == 1 && a[0] == '.', broot = blen == 1 && b[0] == '.';
+  if (aroot || broot)
+    return broot - aroot;
+  size_t n = alen < blen ? alen : blen;
+  int c = memcmp(a, b, n);
+  if (c != 0)
+    return c;
+  return alen < blen ? -1 : alen > blen;
+}
+
+int format_catalog_safe_path(const char *path, size_t len)
+{
+  if (len == 0 || len > FORMAT_CATALOG_PATH_MAX || memchr(path, '\0', len) != NULL)
+    return 0;
+  if (len == 1 && path[0] == '.')
+    return 1;
+  size_t i = 0;
+  while (i <= len) {
+    size_t j = i;
+    while (j < len && path[j] != '/')
+      j++;
+    size_t n = j - i;
+    if (n == 0 || (n == 1 && path[i] == '.') || (n == 2 && path[i] == '.' && path[i + 1] == '.'))
+      return 0;
+    i = j + 1;
+  }
+  return 1;
+}
+
+char format_catalog_type_char(uint8_t type)
+{
+  static const char t[] = "?-dlhcbps";
+  return type <= FORMAT_CATALOG_SOCK ? t[type] : '?';
+}
+
+const char *format_catalog_type_name(uint8_t type)
+{
+  static const char *const n[] = {"unknown", "file", "directory", "symlink", "hardlink",
+                                  "chardev", "blockdev", "fifo", "socket"};
+  return type <= FORMAT_CATALOG_SOCK ? n[type] : n[0];
+}
+
+int format_catalog_name(const char *archive, char *out, size_t outlen)
+{
+  size_t n = strlen(archive);
+  if (n <= 5 || strcmp(archive + n - 5, ".didx") != 0)
+    return CORE_ENAME;
+  int k = snprintf(out, outlen, "%.*s.catalog.blob", (int)(n - 5), archive);
+  if (k < 0 || (size_t)k >= outlen || format_name_archive(out) != FORMAT_ARCHIVE_BLOB)
+    return CORE_ENAME;
+  return 0;
+}
+
+/* ---- Writing ---- */
+
+/* The writer's private record: u32 path_len, u32 link_len, the entry struct
+ * (pointers unused), path, link. */
+struct wrec {
+  uint32_t path_len, link_len;
+  struct format_catalog_entry e;
+};
+
+void format_catalog_writer_init(struct format_catalog_writer *w)
+{
+  memset(w, 0, sizeof(*w));
+  core_buf_init(&w->recs, SIZE_MAX / 2);
+}
+
+void format_catalog_writer_free(struct format_catalog_writer *w)
+{
+  core_buf_free(&w->recs);
+  core_free(w->offs);
+  memset(w, 0, sizeof(*w));
+}
+
+int format_catalog_writer_add(struct format_catalog_writer *w, const struct format_catalog_entry *e)
+{
+  struct wrec r;
+  int rc;
+  if (!format_catalog_safe_path(e->path, e->path_len) || e->link_len > FORMAT_CATALOG_PATH_MAX ||
+      (e->link_len && memchr(e->link, '\0', e->link_len)) || w->n >= MAX_ENTRIES)
+    return CORE_ENAME;
+  if (w->n == w->cap) {
+    uint64_t ncap = w->cap ? w->cap * 2 : 1024;
+    uint64_t *n = core_try_realloc(w->offs, ncap * sizeof(*n));
+    if (n == NULL)
+      return -ENOMEM;
+    w->offs = n;
+    w->cap = ncap;
+  }
+  memset(&r, 0, sizeof(r));
+  r.path_len = (uint32_t)e->path_len;
+  r.link_len = (uint32_t)e->link_len;
+  r.e = *e;
+  r.e.path = r.e.link = NULL;
+  size_t at = w->recs.len;
+  if ((rc = core_buf_reserve(&w->recs, sizeof(r) + e->path_len + e->link_len)) < 0 ||
+      (rc = core_buf_append(&w->recs, &r, sizeof(r))) < 0 ||
+      (rc = core_buf_append(&w->recs, e->path, e->path_len)) < 0 ||
+      (rc = core_buf_append(&w->recs, e->link_len ? e->link : "", e->link_len)) < 0) {
+    w->recs.len = at;
+    return rc;
+  }
+  w->offs[w->n++] = at;
+  return 0;
+}
+
+static const char *wpath(const struct core_buf *b, uint64_t off, struct wrec *r)
+{
+  memcpy(r, b->base + off, sizeof(*r));
+  return b->base + off + sizeof(*r);
+}
+
+static int cmp_offs(const void *a, const void *b, void *arg)
+{
+  const struct core_buf *buf = arg;
+  struct wrec ra, rb;
+  const char *pa = wpath(buf, *(const uint64_t *)a, &ra);
+  const char *pb = wpath(buf, *(const uint64_t *)b, &rb);
+  return format_catalog_cmp(pa, ra.path_len, pb, rb.path_len);
+}
+
+static int encode_entry(struct core_buf *b, const struct wrec *r, const char *path,
+                        const char *prev, size_t prev_len)
+{
+  const struct format_catalog_entry *e = &r->e;
+  size_t shared = 0;
+  int rc = 0;
+  while (prev && shared < prev_len && shared < r->path_len && prev[shared] == path[shared])
+    shared++;
+  rc |= put_var(b, shared);
+  rc |= put_var(b, r->path_len - shared);
+  rc |= core_buf_append(b, path + shared, r->path_len - shared);
+  rc |= core_buf_append(b, &e->type, 1);
+  rc |= put_var(b, e->flags);
+  rc |= put_var(b, e->mode);
+  rc |= put_var(b, e->uid);
+  rc |= put_var(b, e->gid);
+  rc |= put_var(b, e->size);
+  rc |= put_var(b, zigzag(e->mtime));
+  rc |= put_var(b, e->mtime_ns);
+  rc |= put_var(b, zigzag(e->ctime));
+  rc |= put_var(b, e->ctime_ns);
+  rc |= put_var(b, e->ino);
+  rc |= put_var(b, e->dev);
+  rc |= put_var(b, e->rdev);
+  rc |= put_var(b, e->hdr_off);
+  rc |= put_var(b, e->data_off - e->hdr_off);
+  rc |= put_var(b, e->data_len);
+  rc |= put_var(b, e->end_off - e->data_off - e->data_len);
+  rc |= put_var(b, r->link_len);
+  rc |= core_buf_append(b, path + r->path_len, r->link_len);
+  return rc ? CORE_ETOOBIG : 0;
+}
+
+int format_catalog_writer_finish(struct format_catalog_writer *w, struct core_buf *out)
+{
+  uint8_t hdr[FORMAT_CATALOG_HDR_LEN];
+  uint64_t nrestart = (w->n + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
+  uint64_t *restarts = NULL;
+  size_t base;
+  int rc;
+
+  /* stream offsets must be ordered within an entry (the reader checks) */
+  for (uint64_t i = 0; i < w->n; i++) {
+    struct wrec r;
+    wpath(&w->recs, w->offs[i], &r);
+    if (r.e.data_off < r.e.hdr_off || r.e.end_off < r.e.data_off ||
+        r.e.end_off - r.e.data_off < r.e.data_len)
+      return CORE_EINVAL;
+  }
+  if (w->n > 1)
+    qsort_r(w->offs, w->n, sizeof(*w->offs), cmp_offs, &w->recs);
+  restarts = core_try_malloc((nrestart ? nrestart : 1) * sizeof(*restarts));
+  if (restarts == NULL)
+    return -ENOMEM;
+
+  memcpy(hdr, magic, 8);
+  put_le32(hdr + 8, 1);
+  put_le32(hdr + 12, FORMAT_CATALOG_RESTART);
+  put_le64(hdr + 16, w->n);
+  put_le64(hdr + 24, 0); /* records length, patched below */
+  put_le64(hdr + 32, nrestart);
+  base = out->len;
+  if ((rc = core_buf_append(out, hdr, sizeof(hdr))) < 0)
+    goto out;
+  {
+    const char *prev = NULL;
+    size_t prev_len = 0;
+    for (uint64_t i = 0; i < w->n; i++) {
+      struct wrec r;
+      const char *path = wpath(&w->recs, w->offs[i], &r);
+      if (prev && format_catalog_cmp(prev, prev_len, path, r.path_len) == 0) {
+        rc = CORE_EEXISTS;
+        goto out;
+      }
+      if (i % FORMAT_CATALOG_RESTART == 0) {
+        restarts[i / FORMAT_CATALOG_RESTART] = out->len - base - FORMAT_CATALOG_HDR_LEN;
+        prev = NULL;
+      }
+      if ((rc = encode_entry(out, &r, path, prev, prev_len)) < 0)
+        goto out;
+      prev = path;
+      prev_len = r.path_len;
+    }
+  }
+  put_le64((uint8_t *)out->base + base + 24, out->len - base - FORMAT_CATALOG_HDR_LEN);
+  for (uint64_t i = 0; i < nrestart; i++) {
+    uint8_t b8[8];
+    put_le64(b8, restarts[i]);
+    if ((rc = core_buf_append(out, b8, 8)) < 0)
+      goto out;
+  }
+out:
+  if (rc < 0)
+    out->len = base;
+  core_free(restarts);
+  return rc;
+}
+
+/* ---- Reading ---- */
+
+int format_catalog_open(struct format_catalog *c, const void *buf, size_t len)
+{
+  const uint8_t *p = buf;
+  memset(c, 0, sizeof(*c));
+  if (len < FORMAT_CATALOG_HDR_LEN || memcmp(p, magic, 8) != 0 || get_le32(p + 8) != 1)
+    return CORE_EFORMAT;
+  uint32_t interval = get_le32(p + 12);
+  uint64_t count = get_le64(p + 16), rlen = get_le64(p + 24), nr = get_le64(p + 32);
+  uint64_t avail = len - FORMAT_CATALOG_HDR_LEN;
+  if (interval == 0 || interval > 4096 || count > MAX_ENTRIES || rlen > avail ||
+      nr != (count + interval - 1) / interval || nr > (avail - rlen) / 8 ||
+      avail - rlen != nr * 8 || (count > 0 && rlen < count * 22) || (count == 0 && rlen != 0))
+    return CORE_EFORMAT;
+  c->recs = p + FORMAT_CATALOG_HDR_LEN;
+  c->recs_len = rlen;
+  c->restarts = c->recs + rlen;
+  c->nrestart = nr;
+  c->count = count;
+  c->interval = interval;
+  /* restart offsets: the first at 0, strictly increasing, inside the records */
+  for (uint64_t i = 0; i < nr; i++) {
+    uint64_t o = get_le64(c->restarts + 8 * i);
+    if ((i == 0 && o != 0) || o >= rlen || (i > 0 && o <= get_le64(c->restarts + 8 * (i - 1))))
+      return CORE_EFORMAT;
+  }
+  return 0;
+}
+
+void format_catalog_iter_init(struct format_catalog_iter *it, const struct format_catalog *c)
+{
+  it->c = c;
+  it->idx = 0;
+  it->pos = 0;
+  it->path_len = 0;
+  it->path[0] = '\0';
+  it->link[0] = '\0';
+}
+
+int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_entry *e)
+{
+  const struct format_catalog *c = it->c;
+  struct rd r;
+  char prev_last[FORMAT_CATALOG_PATH_MAX + 1];
+  size_t prev_len = it->path_len;
+  int restart;
+
+  if (it->idx >= c->count)
+    return 0;
+  restart = it->idx % c->interval == 0;
+  if (restart && get_le64(c->restarts + 8 * (it->idx / c->interval)) != it->pos)
+    return CORE_EFORMAT;
+  if (it->pos >= c->recs_len)
+    return CORE_EFORMAT;
+  r.p = c->recs + it->pos;
+  r.end = c->recs + c->recs_len;
+  r.bad = 0;
+  if (!restart)
+    memcpy(prev_last, it->path, prev_len);
+  uint64_t shared = get_var(&r), slen = get_var(&r);
+  if (r.bad || (restart && shared != 0) || shared > prev_len || slen > FORMAT_CATALOG_PATH_MAX ||
+      shared + slen > FORMAT_CATALOG_PATH_MAX || slen > (uint64_t)(r.end - r.p))
+    return CORE_EFORMAT;
+  memcpy(it->path + shared, r.p, slen);
+  r.p += slen;
+  it->path_len = (size_t)(shared + slen);
+  it->path[it->path_len] = '\0';
+  if (!format_catalog_safe_path(it->path, it->path_len))
+    return CORE_EFORMAT;
+  /* within a block, strictly increasing (the restart table orders blocks
+   * only by offset; the block boundary is checked by validate) */
+  if (!restart && format_catalog_cmp(prev_last, prev_len, it->path, it->path_len) >= 0)
+    return CORE_EFORMAT;
+  if (r.p >= r.end)
+    return CORE_EFORMAT;
+  memset(e, 0, sizeof(*e));
+  e->type = *r.p++;
+  e->flags = get_var32(&r);
+  e->mode = get_var32(&r);
+  e->uid = get_var32(&r);
+  e->gid = get_var32(&r);
+  e->size = get_var(&r);
+  e->mtime = unzigzag(get_var(&r));
+  e->mtime_ns = get_var32(&r);
+  e->ctime = unzigzag(get_var(&r));
+  e->ctime_ns = get_var32(&r);
+  e->ino = get_var(&r);
+  e->dev = get_var(&r);
+  e->rdev = get_var(&r);
+  e->hdr_off = get_var(&r);
+  uint64_t dh = get_var(&r), dl = get_var(&r), pad = get_var(&r);
+  uint64_t llen = get_var(&r);
+  if (r.bad || e->type < FORMAT_CATALOG_FILE || e->type > FORMAT_CATALOG_SOCK ||
+      e->mtime_ns >= 1000000000u || e->ctime_ns >= 1000000000u || dh > UINT64_MAX - e->hdr_off ||
+      dl > UINT64_MAX - e->hdr_off - dh || pad > UINT64_MAX - e->hdr_off - dh - dl ||
+      llen > FORMAT_CATALOG_PATH_MAX || llen > (uint64_t)(r.end - r.p) ||
+      memchr(r.p, '\0', (size_t)llen) != NULL)
+    return CORE_EFORMAT;
+  e->data_off = e->hdr_off + dh;
+  e->data_len = dl;
+  e->end_off = e->data_off + dl + pad;
+  /* a file's stored data never exceeds its size; others have none */
+  if ((e->type == FORMAT_CATALOG_FILE && dl > e->size) ||
+      (e->type != FORMAT_CATALOG_FILE && dl != 0))
+    return CORE_EFORMAT;
+  memcpy(it->link, r.p, (size_t)llen);
+  it->link[llen] = '\0';
+  r.p += llen;
+  if (e->type == FORMAT_CATALOG_HARDLINK &&
+      (!format_catalog_safe_path(it->link, (size_t)llen) || (llen == 1 && it->link[0] == '.')))
+    return CORE_EFORMAT;
+  e->path = it->path;
+  e->path_len = it->path_len;
+  e->link = it->link;
+  e->link_len = (size_t)llen;
+  it->pos = (uint64_t)(r.p - c->recs);
+  it->idx++;
+  if (it->idx == c->count && it->pos != c->recs_len)
+    return CORE_EFORMAT;
+  return 1;
+}
+
+/* Positions `it` at restart block `b`. */
+static void iter_block(struct format_catalog_iter *it, uint64_t b)
+{
+  it->idx = b * it->c->interval;
+  it->pos = get_le64(it->c->restarts + 8 * b);
+  it->path_len = 0;
+}
+
+int format_catalog_iter_seek(struct format_catalog_iter *it, const char *path, size_t len)
+{
+  const struct format_catalog *c = it->c;
+  struct format_catalog_entry e;
+  uint64_t lo = 0, hi = c->nrestart;
+  /* the last block whose first path is < `path` */
+  while (hi - lo > 1) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    iter_block(it, mid);
+    int rc = format_catalog_next(it, &e);
+    if (rc <= 0)
+      return CORE_EFORMAT;
+    if (format_catalog_cmp(e.path, e.path_len, path, len) < 0)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  format_catalog_iter_init(it, c);
+  if (c->nrestart == 0)
+    return 0;
+  iter_block(it, lo);
+  /* decode until the next entry is >= path; remember where it started */
+  for (;;) {
+    uint64_t idx = it->idx, pos = it->pos;
+    char keep[FORMAT_CATALOG_PATH_MAX + 1];
+    size_t keep_len = it->path_len;
+    memcpy(keep, it->path, keep_len);
+    int rc = format_catalog_next(it, &e);
+    if (rc < 0)
+      return rc;
+    if (rc == 0 || format_catalog_cmp(e.path, e.path_len, path, len) >= 0) {
+      it->idx = idx;
+      it->pos = pos;
+      memcpy(it->path, keep, keep_len);
+      it->path_len = keep_len;
+      it->path[keep_len] = '\0';
+      return 0;
+    }
+  }
+}
+
+int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_iter *it,
+                          const char *path, struct format_catalog_entry *e)
+{
+  size_t len = strlen(path);
+  int rc;
+  format_catalog_iter_init(it, c);
+  if ((rc = format_catalog_iter_seek(it, path, len)) < 0)
+    return rc;
+  rc = format_catalog_next(it, e);
+  if (rc <= 0)
+    return rc;
+  return format_catalog_cmp(e->path, e->path_len, path, len) == 0 ? 1 : 0;
+}
+
+int format_catalog_validate(const struct format_catalog *c)
+{
+  struct format_catalog_iter *it = core_try_malloc(sizeof(*it));
+  struct format_catalog_entry e;
+  char *prev = core_try_malloc(FORMAT_CATALOG_PATH_MAX + 1);
+  size_t prev_len = 0;
+  int rc = 0, first = 1;
+  if (it == NULL || prev == NULL) {
+    core_free(it);
+    core_free(prev);
+    return -ENOMEM;
+  }
+  format_catalog_iter_init(it, c);
+  while ((rc = format_catalog_next(it, &e)) > 0) {
+    if (!first && format_catalog_cmp(prev, prev_len, e.path, e.path_len) >= 0) {
+      rc = CORE_EFORMAT;
+      break;
+    }
+    memcpy(prev, e.path, e.path_len);
+    prev_len = e.path_len;
+    first = 0;
+  }
+  if (rc == 0 && it->idx != c->count)
+    rc = CORE_EFORMAT;
+  core_free(it);
+  core_free(prev);
+  return rc;
+}

@@ -1,0 +1,147 @@
+/* format_catalog.h: the file catalog of a directory archive (NAME.catalog.blob).
+ *
+ * DESIGN. A catalog lists every entry of one pax stream (client_archive.h)
+ * with its metadata and where its bytes lie in the stream, so a client can
+ * list, search and diff snapshots, restore single files by fetching only the
+ * chunks that hold them, and skip unchanged files in the next backup, all
+ * without reading the archive. It travels as a DataBlob next to the index
+ * (compressed, and encrypted with the archive's key) and is listed in the
+ * manifest. Layout (little-endian; docs/on-disk-format.md):
+ *
+ *   0   magic "CAIRNCT1"
+ *   8   u32 version (1)
+ *   12  u32 restart interval R (1..4096)
+ *   16  u64 entry count N
+ *   24  u64 records length L
+ *   32  u64 restart count ceil(N / R)
+ *   40  records (L bytes), then the restart table (u64 offsets into the records)
+ *
+ * Entries are sorted by path (the root "." first, then bytewise), so a
+ * subtree is one contiguous run and a directory's children can be found by
+ * binary search. Records are varint-coded and front-coded against the path
+ * before them; every R-th record starts a new block (no shared prefix) and
+ * its offset is in the restart table: a lookup binary-searches the restart
+ * table and decodes at most R records, without decoding the whole catalog.
+ *
+ * Catalogs come from the network: the reader bounds every length, checks the
+ * order, refuses unsafe paths ("..", empty or absolute components, NUL) and
+ * offsets that do not add up, and never reads outside the buffer.
+ *
+ * THREADING: pure memory work; call it from a worker (server: the pool).
+ */
+#ifndef FORMAT_CATALOG_H
+#define FORMAT_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core_buf.h"
+
+#define FORMAT_CATALOG_PATH_MAX 4096 /* bytes of a path or link target */
+#define FORMAT_CATALOG_RESTART 64    /* the writer's restart interval */
+#define FORMAT_CATALOG_HDR_LEN 40
+
+enum format_catalog_type {
+  FORMAT_CATALOG_FILE = 1,
+  FORMAT_CATALOG_DIR = 2,
+  FORMAT_CATALOG_SYMLINK = 3,
+  FORMAT_CATALOG_HARDLINK = 4, /* a later name of a file: `link` is the first one */
+  FORMAT_CATALOG_CHR = 5,
+  FORMAT_CATALOG_BLK = 6,
+  FORMAT_CATALOG_FIFO = 7,
+  FORMAT_CATALOG_SOCK = 8,
+};
+
+#define FORMAT_CATALOG_SPARSE 1 /* the stream holds only the non-hole bytes */
+
+struct format_catalog_entry {
+  const char *path; /* relative to the archive root ("." is the root); NUL-terminated */
+  size_t path_len;
+  const char *link; /* symlink target or hard link's first name, else "" */
+  size_t link_len;
+  uint8_t type;     /* enum format_catalog_type */
+  uint32_t flags;   /* FORMAT_CATALOG_SPARSE */
+  uint32_t mode;    /* st_mode (type and permission bits) */
+  uint32_t uid, gid;
+  uint64_t size;    /* logical file size (0 for all but files) */
+  int64_t mtime;
+  uint32_t mtime_ns;
+  int64_t ctime;
+  uint32_t ctime_ns;
+  uint64_t ino, dev, rdev;
+  uint64_t hdr_off;  /* stream offset of the entry's first header byte */
+  uint64_t data_off; /* stream offset of its data (after all its headers) */
+  uint64_t data_len; /* data bytes in the stream */
+  uint64_t end_off;  /* stream offset after its data and padding */
+};
+
+/* ---- Writing ---- */
+
+struct format_catalog_writer {
+  struct core_buf recs; /* entries in arrival order (private encoding) */
+  uint64_t *offs;       /* their offsets in recs */
+  uint64_t n, cap;
+};
+
+void format_catalog_writer_init(struct format_catalog_writer *w);
+void format_catalog_writer_free(struct format_catalog_writer *w);
+/* Copies one entry. Returns 0, CORE_ENAME (unsafe path or link) or -ENOMEM. */
+int format_catalog_writer_add(struct format_catalog_writer *w, const struct format_catalog_entry *e);
+/* Sorts and encodes the catalog into `out` (appended). Returns 0, CORE_EEXISTS
+ * (a path twice) or a buffer error. */
+int format_catalog_writer_finish(struct format_catalog_writer *w, struct core_buf *out);
+
+/* ---- Reading ---- */
+
+struct format_catalog {
+  const uint8_t *recs; /* borrowed from the buffer given to open */
+  uint64_t recs_len;
+  const uint8_t *restarts;
+  uint64_t nrestart;
+  uint64_t count;
+  uint32_t interval;
+};
+
+/* Checks the header and the restart table of `len` bytes at `buf` (which
+ * must outlive `c`). Returns 0 or CORE_EFORMAT. Records are checked as they
+ * are decoded; format_catalog_validate checks them all at once. */
+int format_catalog_open(struct format_catalog *c, const void *buf, size_t len);
+
+struct format_catalog_iter {
+  const struct format_catalog *c;
+  uint64_t idx;  /* index of the next entry */
+  uint64_t pos;  /* its offset in the records */
+  char path[FORMAT_CATALOG_PATH_MAX + 1];
+  size_t path_len;
+  char link[FORMAT_CATALOG_PATH_MAX + 1];
+};
+
+/* Positions `it` before the first entry. */
+void format_catalog_iter_init(struct format_catalog_iter *it, const struct format_catalog *c);
+/* Positions `it` before the first entry whose path is >= `path` in catalog
+ * order. Returns 0 or CORE_EFORMAT. */
+int format_catalog_iter_seek(struct format_catalog_iter *it, const char *path, size_t len);
+/* The next entry into *e (its strings point into `it`, valid until the next
+ * call). Returns 1, 0 at the end, or CORE_EFORMAT. */
+int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_entry *e);
+/* The entry of `path` ("." for the root) into *e via `it`. Returns 1, 0 when
+ * absent, or CORE_EFORMAT. */
+int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_iter *it,
+                          const char *path, struct format_catalog_entry *e);
+/* Decodes every entry. Returns 0 or CORE_EFORMAT. */
+int format_catalog_validate(const struct format_catalog *c);
+
+/* Catalog order: "." first, then bytewise. */
+int format_catalog_cmp(const char *a, size_t alen, const char *b, size_t blen);
+/* 1 if `path` is a safe relative path ("." or components without "", "." or
+ * ".."), else 0. */
+int format_catalog_safe_path(const char *path, size_t len);
+/* "ls -l" type letter ('-', 'd', 'l', 'h', 'c', 'b', 'p', 's'), and a name. */
+char format_catalog_type_char(uint8_t type);
+const char *format_catalog_type_name(uint8_t type);
+
+/* The catalog blob's name for a .didx archive name ("root.didx" ->
+ * "root.catalog.blob") into `out`. Returns 0 or CORE_ENAME. */
+int format_catalog_name(const char *archive, char *out, size_t outlen);
+
+#endif
