@@ -23,6 +23,7 @@
 #include "s3/s3_api.h"
 #include "store/store_access.h"
 #include "store/store_api.h"
+#include "sync/sync.h"
 #include "store/store_recover.h"
 #include "store/store_registry.h"
 #include "store/store_session.h"
@@ -66,6 +67,7 @@ struct cairnd {
   struct store_api store_api;
   struct store_sessions sessions;
   struct gc_ctx gc;
+  struct sync_ctx sync;
   struct s3_api s3_api;
   struct http_server *http;
   uv_signal_t sigint, sigterm, sighup;
@@ -427,6 +429,10 @@ int main(int argc, char **argv)
   d.s3_api.audit_ctx = &d.access;
   s3_api_register(d.http, &d.s3_api);
   gc_s3_register(d.http, &d.gc);
+  /* Remotes and sync jobs (sync.h). */
+  sync_ctx_init(&d.sync, d.loop, &d.reg, &d.access, &d.gc, &d.shmem, d.opt.config_dir,
+                d.opt.run_dir);
+  sync_api_register(d.http, &d.sync);
 
   for (int i = 0; i < d.opt.nlisten; i++) {
     rc = http_server_listen(d.http, d.opt.listen[i], d.tls);
@@ -458,6 +464,7 @@ int main(int argc, char **argv)
   /* Orderly teardown, also after a failed start, so leak checkers see a
    * clean exit. */
 teardown:
+  sync_ctx_close(&d.sync);
   store_sessions_close(&d.sessions);
   gc_ctx_close(&d.gc);
   http_server_free(d.http);
