@@ -27,9 +27,9 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 struct core_task *sync__job_last_task(struct sync_ctx *ctx, const char *id);
-int64_t sync__job_next_run(struct sync_ctx *ctx, const char *id);
 
 /* ---- reading a file ---- */
 
@@ -506,7 +506,12 @@ static void render_admin(struct cfg_read *r)
     core_json_obj_open(&j);
     section_fields(&j, sec, "id");
     struct core_task *t = sync__job_last_task(ctx, sec->name);
-    int64_t next = sync__job_next_run(ctx, sec->name);
+    int64_t next = -1;
+    struct core_calendar cal;
+    const char *sched = core_config_get(sec, "schedule");
+    if (sched && core_calendar_parse(sched, &cal, NULL, 0) == 0 &&
+        core_calendar_next(&cal, (int64_t)time(NULL), &next) < 0)
+      next = -1;
     if (next >= 0)
       core_json_kv_int(&j, "next-run", next);
     if (t) {

@@ -607,15 +607,3 @@ struct core_task *sync__job_last_task(struct sync_ctx *ctx, const char *id)
   }
 }
 
-/* The next scheduled run of a job, or -1. */
-int64_t sync__job_next_run(struct sync_ctx *ctx, const char *id);
-int64_t sync__job_next_run(struct sync_ctx *ctx, const char *id)
-{
-  struct sync_job_state *st = core_map_get(&ctx->jobs, id);
-  int64_t next;
-  if (st == NULL || !st->cal_ok)
-    return -1;
-  if (core_calendar_next(&st->cal, (int64_t)time(NULL), &next) < 0)
-    return -1;
-  return next;
-}

@@ -67,7 +67,9 @@ static int call(struct sync_source *s, const char *method, const char *target, s
                 struct client_resp *resp, char *err, size_t errlen)
 {
   int rc = 0;
-  for (int attempt = 0; attempt <= RETRIES; attempt++) {
+  /* A scan answers a user waiting for it: no retries there. */
+  int retries = s->e->task ? RETRIES : 0;
+  for (int attempt = 0; attempt <= retries; attempt++) {
     if (attempt) {
       if (s->e->task && core_task_aborted(s->e->task))
         return CORE_EABORTED;

@@ -1,0 +1,316 @@
+#!/usr/bin/python3
+"""Integration tests for issue #18: remotes, sync jobs, pull (and push)
+between two cairnd processes on loopback, TLS on, fingerprints pinned.
+
+The source server's log line "reader session ... closed: N chunks served"
+counts the chunk requests it answered; the tests sum it to prove that a
+second sync fetches no chunk and an incremental one only the new ones.
+
+Runs standalone and from ctest; exits non-zero on failure.
+"""
+
+import os
+import re
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cairn_harness as ch  # noqa: E402
+import pbs_proto as pp  # noqa: E402
+
+API = "/api2/json"
+T0 = 1700000000
+SERVED = re.compile(r"reader session \S+ closed: (\d+) chunks served")
+
+
+def setUpModule():
+    ch.require_programs("cairnd", "cairn-admin")
+
+
+def data(r, what=""):
+    assert 200 <= r.status < 300, "%s: %r" % (what, r)
+    return r.data.get("data") if isinstance(r.data, dict) else r.data
+
+
+class SyncCase(unittest.TestCase):
+    """A source and a target server; the target has the source as remote."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.src = ch.Cairn(tls=True)
+        cls.addClassCleanup(cls.src.close)
+        cls.dst = ch.Cairn(tls=True)
+        cls.addClassCleanup(cls.dst.close)
+        for srv in (cls.src, cls.dst):
+            data(srv.post(API + "/config/datastore",
+                          params={"name": "store1", "path": srv.datastore_path("store1")}))
+        tokenid, secret = cls.src.token.split(":", 1)
+        data(cls.dst.post(API + "/config/remote", params={
+            "name": "src", "host": "127.0.0.1", "port": str(cls.src.port),
+            "auth-id": tokenid, "password": secret, "fingerprint": cls.src.fingerprint}))
+        # The fence of served(): a snapshot no test pulls.
+        data(cls.src.post(API + "/admin/datastore/store1/namespace", params={"name": "zfence"}))
+        backup(cls.src, "zfence", "host", "fence", T0, [])
+
+    # -- helpers --
+
+    def endpoint(self, srv):
+        return endpoint(srv)
+
+    def backup(self, ns, btype, bid, t, chunks, blob=b"config", crypt="none", srv=None):
+        backup(srv or self.src, ns, btype, bid, t, chunks, blob, crypt)
+
+    def mkns(self, srv, name, parent=""):
+        p = {"name": name}
+        if parent:
+            p["parent"] = parent
+        r = srv.post(API + "/admin/datastore/store1/namespace", params=p)
+        self.assertIn(r.status, (200, 409, 400), r)
+
+    def wait_task(self, srv, upid, timeout=120):
+        q = urllib_quote(upid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = data(srv.get(API + "/nodes/localhost/tasks/%s/status" % q))
+            if st["status"] == "stopped":
+                return st["exitstatus"]
+            time.sleep(0.05)
+        self.fail("task %s did not end" % upid)
+
+    def task_log(self, srv, upid):
+        rows = data(srv.get(API + "/nodes/localhost/tasks/%s/log" % urllib_quote(upid),
+                            params={"limit": "0"}))
+        return "\n".join(r["t"] for r in rows)
+
+    def pull(self, expect="OK", **params):
+        p = {"store": "store1", "remote": "src", "remote-store": "store1"}
+        p.update(params)
+        upid = data(self.dst.post(API + "/pull", params=p), "pull %r" % p)
+        status = self.wait_task(self.dst, upid)
+        log = self.task_log(self.dst, upid)
+        if expect is not None:
+            self.assertEqual(expect, status, log)
+        return status, log
+
+    def served(self, since):
+        """Chunk requests the source answered in reader sessions since a mark.
+        A reader session of our own, opened and closed after the sync, is the
+        fence: its log line comes after every line of the sync's sessions."""
+        src = self.src
+        r = pp.ReaderSession(endpoint(src), "store1", "host", "fence", T0, "zfence").open()
+        r.call("DELETE", "")
+        r.close_connection()
+        self.assertIsNotNone(src.wait_log(r"reader session host/fence closed", 10, since))
+        text = src.log_text(since)
+        text = text[:text.index("reader session host/fence closed")]
+        return sum(int(m.group(1)) for m in SERVED.finditer(text))
+
+    def snapshots(self, srv, btype, bid, ns=""):
+        p = {"backup-type": btype, "backup-id": bid}
+        if ns:
+            p["ns"] = ns
+        r = srv.get(API + "/admin/datastore/store1/snapshots", params=p)
+        if r.status == 404:
+            return []
+        return sorted(s["backup-time"] for s in data(r) if not s.get("unfinished"))
+
+    def read_all(self, srv, ns, btype, bid, t):
+        """Every file and every chunk of a snapshot through a reader session."""
+        r = pp.ReaderSession(self.endpoint(srv), "store1", btype, bid, t, ns or None).open()
+        try:
+            m = r.manifest()
+            out = {}
+            for f in m["files"]:
+                if f["filename"].endswith(".didx"):
+                    _, content = r.restore_index(f["filename"])
+                    out[f["filename"]] = content
+                else:
+                    out[f["filename"]] = r.download(f["filename"])
+            return out
+        finally:
+            r.call("DELETE", "")
+            r.close_connection()
+
+
+def endpoint(srv):
+    return pp.Endpoint(srv.host, srv.port, srv.token, tls=True)
+
+
+def backup(srv, ns, btype, bid, t, chunks, blob=b"config", crypt="none"):
+    s = pp.BackupSession(endpoint(srv), "store1", btype, bid, t, ns or None).open(wait_busy=5)
+    if chunks:
+        s.upload_dynamic("root.pxar.didx", chunks)
+    e = s.upload_blob("conf.blob", blob)
+    e["crypt-mode"] = crypt
+    s.upload_manifest()
+    s.finish()
+
+
+def urllib_quote(s):
+    import urllib.parse
+    return urllib.parse.quote(s, safe="")
+
+
+class PullTree(SyncCase):
+    """Namespaces, filters, max-depth, transfer-last, second and incremental
+    syncs, remove-vanished, encrypted-only, a corrupt source chunk."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        src = cls.src
+        for name, parent in (("a", ""), ("b", "a"), ("c", "a/b")):
+            p = {"name": name}
+            if parent:
+                p["parent"] = parent
+            data(src.post(API + "/admin/datastore/store1/namespace", params=p))
+        cls.chunks = pp.random_chunks(1, 100, 4096)
+        for i in range(3):
+            backup(src, "", "host", "h1", T0 + i, cls.chunks[: 50 + i])
+            backup(src, "a", "vm", "100", T0 + i, cls.chunks[20:70])
+            backup(src, "a/b", "ct", "200", T0 + i, cls.chunks[40:60])
+            backup(src, "a/b/c", "host", "deep", T0 + i, cls.chunks[:5])
+        backup(src, "a", "vm", "skipme", T0, cls.chunks[:3])
+
+    def test_1_pull_tree_filters_depth(self):
+        mark = self.src.log_mark()
+        status, log = self.pull(**{"remote-ns": "a", "ns": "", "max-depth": "1",
+                                   "group-filter": "exclude:group:vm/skipme"})
+        # a -> root, a/b -> b; a/b/c is below max-depth
+        self.assertEqual([T0, T0 + 1, T0 + 2], self.snapshots(self.dst, "vm", "100"))
+        self.assertEqual([T0, T0 + 1, T0 + 2], self.snapshots(self.dst, "ct", "200", "b"))
+        self.assertEqual([], self.snapshots(self.dst, "vm", "skipme"))
+        self.assertEqual([], self.snapshots(self.dst, "host", "deep", "b/c"))
+        first = self.served(mark)
+        self.assertEqual(50, first, log)  # chunks 20..69, each fetched once
+        for t in (T0, T0 + 2):
+            self.assertEqual(self.read_all(self.src, "a", "vm", "100", t),
+                             self.read_all(self.dst, "", "vm", "100", t))
+
+        # Again: manifests only, no chunk.
+        mark = self.src.log_mark()
+        status, log = self.pull(**{"remote-ns": "a", "ns": "", "max-depth": "1",
+                                   "group-filter": "exclude:group:vm/skipme"})
+        self.assertIn("up to date", log)
+        self.assertEqual(0, self.served(mark), log)
+
+    def test_2_transfer_last_and_incremental(self):
+        self.mkns(self.dst, "tl")
+        mark = self.src.log_mark()
+        self.pull(**{"ns": "tl", "transfer-last": "2", "max-depth": "0",
+                     "group-filter": "type:host"})
+        self.assertEqual([T0 + 1, T0 + 2], self.snapshots(self.dst, "host", "h1", "tl"))
+        self.assertEqual(20, self.served(mark))  # chunks 0..19
+        # 1% change: one new chunk in a new snapshot of 100.
+        new = pp.random_chunks(99, 1, 4096)
+        self.backup("", "host", "h1", T0 + 10, self.chunks[:99] + new)
+        mark = self.src.log_mark()
+        status, log = self.pull(**{"ns": "tl", "transfer-last": "2", "max-depth": "0",
+                                   "group-filter": "type:host"})
+        # The target holds chunks 0..69 (test 1 and the first pull): only
+        # 70..98 and the new one are fetched.
+        self.assertEqual(29 + 1, self.served(mark), log)
+        self.assertEqual([T0 + 1, T0 + 2, T0 + 10], self.snapshots(self.dst, "host", "h1", "tl"))
+        mark = self.src.log_mark()
+        self.backup("", "host", "h1", T0 + 11, self.chunks[:99] + pp.random_chunks(98, 1, 4096))
+        self.pull(**{"ns": "tl", "max-depth": "0", "group-filter": "type:host"})
+        self.assertEqual(1, self.served(mark))
+
+    def test_3_remove_vanished_keeps_protected(self):
+        self.mkns(self.dst, "rv")
+        self.pull(**{"ns": "rv", "remote-ns": "a/b", "max-depth": "0"})
+        self.assertEqual([T0, T0 + 1, T0 + 2], self.snapshots(self.dst, "ct", "200", "rv"))
+        data(self.dst.put(API + "/admin/datastore/store1/protected", params={
+            "ns": "rv", "backup-type": "ct", "backup-id": "200", "backup-time": str(T0),
+            "protected": "1"}))
+        for t in (T0, T0 + 1):
+            data(self.src.delete(API + "/admin/datastore/store1/snapshots", params={
+                "ns": "a/b", "backup-type": "ct", "backup-id": "200", "backup-time": str(t)}))
+        status, log = self.pull(**{"ns": "rv", "remote-ns": "a/b", "max-depth": "0",
+                                   "remove-vanished": "1"})
+        self.assertEqual([T0, T0 + 2], self.snapshots(self.dst, "ct", "200", "rv"), log)
+        self.assertIn("protected", log)
+
+    def test_4_encrypted_only(self):
+        self.mkns(self.src, "enc")
+        self.mkns(self.dst, "enc")
+        self.backup("enc", "host", "e", T0, [], crypt="encrypt")
+        self.backup("enc", "host", "e", T0 + 1, [])
+        status, log = self.pull(**{"ns": "enc", "remote-ns": "enc", "encrypted-only": "1"})
+        self.assertEqual([T0], self.snapshots(self.dst, "host", "e", "enc"), log)
+
+    def test_5_corrupt_source_chunk(self):
+        self.mkns(self.src, "bad")
+        self.mkns(self.dst, "bad")
+        chunks = pp.random_chunks(7, 4, 4096)
+        self.backup("bad", "host", "x", T0, chunks)
+        path = os.path.join(self.src.datastore_path("store1"), ".chunks",
+                            chunks[2].digest[:4], chunks[2].digest)
+        with open(path, "r+b") as f:
+            f.seek(20)
+            b = f.read(1)
+            f.seek(20)
+            f.write(bytes([b[0] ^ 0xFF]))
+        status, log = self.pull(expect=None, **{"ns": "bad", "remote-ns": "bad"})
+        self.assertTrue(status.startswith("ERROR"), status)
+        self.assertIn("corrupt", log)
+        self.assertEqual([], self.snapshots(self.dst, "host", "x", "bad"))
+        snapdir = pp.snapshot_dir(self.dst.datastore_path("store1"), "host", "x", T0, "bad")
+        self.assertFalse(os.path.exists(snapdir))
+
+
+class RemoteConfig(SyncCase):
+    def test_remote_api(self):
+        dst = self.dst
+        rows = data(dst.get(API + "/config/remote"))
+        self.assertEqual(["src"], [r["name"] for r in rows])
+        self.assertNotIn("password", rows[0])
+        one = data(dst.get(API + "/config/remote/src"))
+        self.assertNotIn("password", one)
+        path = os.path.join(dst.config_dir, "remote.cfg")
+        self.assertEqual(0o600, os.stat(path).st_mode & 0o777)
+        with open(path) as f:
+            text = f.read()
+        secret = self.src.token.split(":", 1)[1]
+        self.assertNotIn(secret, text)
+        # scans see what the remote offers
+        ns = data(dst.get(API + "/config/remote/src/scan/store1/namespaces"))
+        self.assertIn({"ns": ""}, ns)
+        self.assertEqual([], data(dst.get(API + "/config/remote/src/scan/store1/groups")))
+        # a job that uses the remote keeps it
+        data(dst.post(API + "/config/sync", params={
+            "id": "job1", "store": "store1", "remote": "src", "remote-store": "store1",
+            "schedule": "daily", "group-filter": "type:vm,exclude:regex:^vm/9"}))
+        r = dst.delete(API + "/config/remote/src")
+        self.assertEqual(409, r.status, r)
+        job = data(dst.get(API + "/config/sync/job1"))
+        self.assertEqual(["type:vm", "exclude:regex:^vm/9"], job["group-filter"])
+        rows = data(dst.get(API + "/admin/sync"))
+        self.assertEqual("job1", rows[0]["id"])
+        self.assertIn("next-run", rows[0])
+        upid = data(dst.post(API + "/admin/sync/job1/run"))
+        self.assertEqual("OK", self.wait_task(dst, upid))
+        rows = data(dst.get(API + "/admin/sync"))
+        self.assertEqual(upid, rows[0]["last-run-upid"])
+        self.assertEqual("OK", rows[0]["last-run-state"])
+        self.assertEqual([], data(dst.get(API + "/config/sync",
+                                          params={"sync-direction": "push"})))
+        # bad input
+        for bad in ({"id": "j2", "store": "store1", "remote-store": "store1",
+                     "group-filter": "type:xx"},
+                    {"id": "j2", "store": "store1", "remote-store": "x", "remote": "nope"},
+                    {"id": "j2", "store": "store1", "remote-store": "store1",
+                     "worker-threads": "99"},
+                    {"id": "j2", "store": "store1", "remote-store": "store1",
+                     "schedule": "never"}):
+            r = dst.post(API + "/config/sync", params=bad)
+            self.assertEqual(400, r.status, "%r: %r" % (bad, r))
+        data(dst.delete(API + "/config/sync/job1"))
+        r = dst.post(API + "/config/remote", params={"name": "r2", "host": "h",
+                                                     "auth-id": "bad", "password": "x"})
+        self.assertEqual(400, r.status, r)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
