@@ -62,13 +62,13 @@ static void backoff(int attempt)
     ;
 }
 
-/* One request with retries. On success the caller owns resp (2xx only). */
-static int call(struct sync_source *s, const char *method, const char *target, size_t max_body,
-                struct client_resp *resp, char *err, size_t errlen)
+int sync_remote_request(struct sync_source *s, const char *method, const char *target,
+                        const void *body, size_t len, const char *ctype, int retry,
+                        size_t max_body, struct client_resp *resp, char *err, size_t errlen)
 {
   int rc = 0;
   /* A scan answers a user waiting for it: no retries there. */
-  int retries = s->e->task ? RETRIES : 0;
+  int retries = s->e->task && retry ? RETRIES : 0;
   for (int attempt = 0; attempt <= retries; attempt++) {
     if (attempt) {
       if (s->e->task && core_task_aborted(s->e->task))
@@ -76,7 +76,7 @@ static int call(struct sync_source *s, const char *method, const char *target, s
       backoff(attempt - 1);
     }
     memset(resp, 0, sizeof(*resp));
-    rc = client_api_call(s->api, method, target, NULL, 0, NULL, max_body, resp);
+    rc = client_api_call(s->api, method, target, body, len, ctype, max_body, resp);
     if (rc < 0) {
       snprintf(err, errlen, "%s %s: %s", method, target, core_strerror(rc));
       continue;
@@ -84,19 +84,27 @@ static int call(struct sync_source *s, const char *method, const char *target, s
     if (resp->status >= 200 && resp->status < 300)
       return 0;
     rc = client_api_status_error(method, target, resp, err, errlen);
-    int retry = resp->status >= 500;
+    int again = resp->status >= 500;
     client_resp_free(resp);
-    if (!retry)
+    if (!again)
       return rc < 0 ? rc : CORE_EPROTO;
   }
   return rc < 0 ? rc : CORE_EPROTO;
 }
 
-static int call_json(struct sync_source *s, const char *method, const char *target,
-                     yajl_val *tree, yajl_val *data, char *err, size_t errlen)
+static int call(struct sync_source *s, const char *method, const char *target, size_t max_body,
+                struct client_resp *resp, char *err, size_t errlen)
+{
+  return sync_remote_request(s, method, target, NULL, 0, NULL, 1, max_body, resp, err, errlen);
+}
+
+int sync_remote_json(struct sync_source *s, const char *method, const char *target,
+                     const void *body, size_t len, const char *ctype, int retry, yajl_val *tree,
+                     yajl_val *data, char *err, size_t errlen)
 {
   struct client_resp resp;
-  int rc = call(s, method, target, 4u * 1024 * 1024, &resp, err, errlen);
+  int rc = sync_remote_request(s, method, target, body, len, ctype, retry, 4u * 1024 * 1024,
+                               &resp, err, errlen);
   if (rc < 0)
     return rc;
   char perr[128];
@@ -107,12 +115,18 @@ static int call_json(struct sync_source *s, const char *method, const char *targ
     return CORE_EPROTO;
   }
   *data = core_json_get(*tree, "data");
-  if (*data == NULL) {
+  if (*data == NULL && !YAJL_IS_OBJECT(*tree)) {
     yajl_tree_free(*tree);
     snprintf(err, errlen, "%s %s: no data in the answer", method, target);
     return CORE_EPROTO;
   }
   return 0;
+}
+
+static int call_json(struct sync_source *s, const char *method, const char *target,
+                     yajl_val *tree, yajl_val *data, char *err, size_t errlen)
+{
+  return sync_remote_json(s, method, target, NULL, 0, NULL, 1, tree, data, err, errlen);
 }
 
 static void target_store(struct core_buf *b, struct sync_source *s, const char *what)

@@ -10,6 +10,7 @@
 #include "sync/sync.h"
 
 #include <stdint.h>
+#include <yajl/yajl_tree.h>
 
 struct sync_source;
 struct sync_reader;
@@ -41,5 +42,18 @@ int sync_reader_file(struct sync_reader *r, const char *name, uint8_t **data, si
 int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], uint8_t **data,
                       size_t *len, char *err, size_t errlen);
 void sync_reader_close(struct sync_reader *r);
+
+/* Remote sources only (push): one request; transport errors and 5xx are
+ * retried with back-off when `retry` is set (idempotent requests only).
+ * 0 with a 2xx response the caller frees, or an error with a message. */
+struct client_resp;
+int sync_remote_request(struct sync_source *s, const char *method, const char *target,
+                        const void *body, size_t len, const char *ctype, int retry,
+                        size_t max_body, struct client_resp *resp, char *err, size_t errlen);
+/* The same for a JSON answer: *tree to yajl_tree_free, *data its "data"
+ * (NULL for a JSON null). */
+int sync_remote_json(struct sync_source *s, const char *method, const char *target,
+                     const void *body, size_t len, const char *ctype, int retry,
+                     yajl_val *tree, yajl_val *data, char *err, size_t errlen);
 
 #endif

@@ -260,6 +260,123 @@ class PullTree(SyncCase):
         self.assertFalse(os.path.exists(snapdir))
 
 
+class PushAndMore(SyncCase):
+    """Push through a token that may only add, its 403, a local sync, a
+    rate limit, and kill -9 of the target in the middle of a pull."""
+
+    def summary(self, log, what):
+        m = re.search(r"summary: \d+ snapshots \w+, (\d+) chunks %s" % what, log)
+        self.assertIsNotNone(m, log)
+        return int(m.group(1))
+
+    def test_1_push_append_only_token(self):
+        src, dst = self.src, self.dst
+        # On the target: a user and token that may only back up into store1.
+        data(dst.post(API + "/access/users", params={"userid": "pusher@pbs"}))
+        tok = data(dst.post(API + "/access/users/pusher@pbs/token/push"))
+        for who in ("pusher@pbs", "pusher@pbs!push"):
+            data(dst.put(API + "/access/acl", params={
+                "path": "/datastore/store1", "auth-id": who, "role": "DatastoreBackup"}))
+        data(dst.post(API + "/admin/datastore/store1/namespace", params={"name": "pushed"}))
+        data(src.post(API + "/config/remote", params={
+            "name": "dst", "host": "127.0.0.1", "port": str(dst.port),
+            "auth-id": "pusher@pbs!push", "password": tok["value"],
+            "fingerprint": dst.fingerprint}))
+        data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "p"}))
+        chunks = pp.random_chunks(11, 40, 4096)
+        for i in range(3):
+            backup(src, "p", "vm", "300", T0 + i, chunks[: 30 + i])
+        backup(src, "p", "ct", "301", T0, chunks[:2])
+        params = {"store": "store1", "ns": "p", "remote": "dst", "remote-store": "store1",
+                  "remote-ns": "pushed", "group-filter": "type:vm"}
+        upid = data(src.post(API + "/push", params=params))
+        status = self.wait_task(src, upid)
+        log = self.task_log(src, upid)
+        self.assertEqual("OK", status, log)
+        self.assertEqual(32, self.summary(log, "uploaded"))
+        self.assertEqual([T0, T0 + 1, T0 + 2], self.snapshots(dst, "vm", "300", "pushed"))
+        self.assertEqual([], self.snapshots(dst, "ct", "301", "pushed"))
+        self.assertEqual(self.read_all(src, "p", "vm", "300", T0 + 2)["root.pxar.didx"],
+                         self.read_all(dst, "pushed", "vm", "300", T0 + 2)["root.pxar.didx"])
+        # Again: nothing to send. After one new chunk: one chunk.
+        upid = data(src.post(API + "/push", params=params))
+        self.assertEqual("OK", self.wait_task(src, upid))
+        self.assertEqual(0, self.summary(self.task_log(src, upid), "uploaded"))
+        backup(src, "p", "vm", "300", T0 + 3, chunks[:32] + pp.random_chunks(12, 1, 4096))
+        upid = data(src.post(API + "/push", params=params))
+        self.assertEqual("OK", self.wait_task(src, upid))
+        self.assertEqual(1, self.summary(self.task_log(src, upid), "uploaded"))
+        # Where the token may not write, the remote's 403 fails the push cleanly.
+        data(dst.post(API + "/config/datastore",
+                      params={"name": "other", "path": dst.datastore_path("other")}))
+        upid = data(src.post(API + "/push", params=dict(params, **{"remote-store": "other",
+                                                                  "remote-ns": ""})))
+        status = self.wait_task(src, upid)
+        log = self.task_log(src, upid)
+        self.assertTrue(status.startswith("ERROR"), status)
+        self.assertIn("403", log)
+        self.assertEqual([], self.snapshots_in(dst, "other", "vm", "300"))
+
+    def snapshots_in(self, srv, store, btype, bid):
+        r = srv.get(API + "/admin/datastore/%s/snapshots" % store,
+                    params={"backup-type": btype, "backup-id": bid})
+        return [] if r.status != 200 else [x["backup-time"] for x in data(r)]
+
+    def test_2_local_sync(self):
+        src = self.src
+        data(src.post(API + "/config/datastore",
+                      params={"name": "copy", "path": src.datastore_path("copy")}))
+        data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "loc"}))
+        backup(src, "loc", "host", "l1", T0, pp.random_chunks(21, 5, 4096))
+        upid = data(src.post(API + "/pull", params={
+            "store": "copy", "remote-store": "store1", "remote-ns": "loc"}))
+        status = self.wait_task(src, upid)
+        self.assertEqual("OK", status, self.task_log(src, upid))
+        self.assertEqual([T0], self.snapshots_in(src, "copy", "host", "l1"))
+
+    def test_3_rate_limit(self):
+        src, dst = self.src, self.dst
+        data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "rate"}))
+        data(dst.post(API + "/admin/datastore/store1/namespace", params={"name": "rate"}))
+        backup(src, "rate", "host", "r", T0, pp.random_chunks(31, 320, 16384))
+        rate = 1000000
+        t0 = time.monotonic()
+        status, log = self.pull(**{"ns": "rate", "remote-ns": "rate", "rate-in": "1M"})
+        elapsed = time.monotonic() - t0
+        m = re.search(r"chunks fetched \((\d+) bytes", log)
+        moved = int(m.group(1))
+        self.assertGreater(moved / rate, 5.0)
+        measured = moved / elapsed
+        self.assertLess(abs(measured - rate) / rate, 0.10,
+                        "%d bytes in %.2f s: %.0f B/s" % (moved, elapsed, measured))
+
+    def test_4_kill_target_mid_sync(self):
+        src, dst = self.src, self.dst
+        data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "kill"}))
+        data(dst.post(API + "/admin/datastore/store1/namespace", params={"name": "kill"}))
+        chunks = pp.random_chunks(41, 240, 16384)
+        for i in range(4):
+            backup(src, "kill", "vm", "k", T0 + i, chunks[: 60 * (i + 1)])
+        p = {"store": "store1", "remote": "src", "remote-store": "store1", "ns": "kill",
+             "remote-ns": "kill", "rate-in": "1M"}
+        upid = data(dst.post(API + "/pull", params=p))
+        # Wait until a snapshot has arrived, then kill -9 the target.
+        deadline = time.monotonic() + 60
+        while "synced" not in self.task_log(dst, upid):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        dst.kill9()
+        dst.restart()
+        mark = src.log_mark()
+        del p["rate-in"]
+        status, log = self.pull(**{k: v for k, v in p.items() if k != "store"})
+        self.assertEqual([T0, T0 + 1, T0 + 2, T0 + 3], self.snapshots(dst, "vm", "k", "kill"))
+        # What arrived before the kill is not fetched again.
+        self.assertLess(self.served(mark), 240)
+        upid = data(dst.post(API + "/admin/datastore/store1/verify", params={"ns": "kill"}))
+        self.assertEqual("OK", self.wait_task(dst, upid), self.task_log(dst, upid))
+
+
 class RemoteConfig(SyncCase):
     def test_remote_api(self):
         dst = self.dst
