@@ -105,6 +105,7 @@ struct sync_rate {
   double tokens;                /* may go negative: debt paid by waiting */
   int64_t last_ns;              /* monotonic time of the last refill */
   _Atomic uint64_t bytes;       /* everything that went through */
+  int64_t first_ns, last_ns_take; /* monotonic times of the first and last take */
 };
 
 void sync_rate_init(struct sync_rate *r, uint64_t rate, uint64_t burst);
@@ -114,6 +115,8 @@ void sync_rate_destroy(struct sync_rate *r);
 void sync_rate_take(struct sync_rate *r, uint64_t n);
 /* Parses "10M", "1.5MiB", "512k", "1000" (bytes/s). 0 or CORE_EINVAL. */
 int sync_rate_parse(const char *s, uint64_t *out);
+/* Seconds between the first and the last take (the transfer window). */
+double sync_rate_window(struct sync_rate *r);
 
 /* ---- config (sync_cfg.c) ------------------------------------------------ */
 

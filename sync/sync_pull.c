@@ -813,6 +813,8 @@ out:
                 " bytes with files), %" PRIu64 " chunks already present",
                 atomic_load(&e->snapshots_synced), atomic_load(&e->chunks_fetched),
                 atomic_load(&e->bytes_fetched), atomic_load(&e->chunks_known));
+  core_task_log(e->task, "transfer: %" PRIu64 " bytes in %.3f s", atomic_load(&e->rate.bytes),
+                sync_rate_window(&e->rate));
   store_ns_list_free(&rns);
   core_free(pl.groups);
   sync_source_close(pl.src);

@@ -563,6 +563,8 @@ out:
                 " bytes), %" PRIu64 " chunks already on the remote",
                 atomic_load(&e->snapshots_synced), atomic_load(&e->chunks_fetched),
                 atomic_load(&e->bytes_fetched), atomic_load(&e->chunks_known));
+  core_task_log(e->task, "transfer: %" PRIu64 " bytes in %.3f s", atomic_load(&e->rate.bytes),
+                sync_rate_window(&e->rate));
   store_ns_list_free(&lns);
   store_ns_list_free(&rns);
   sync_source_close(ps.dst);

@@ -41,10 +41,15 @@ void sync_rate_destroy(struct sync_rate *r)
 void sync_rate_take(struct sync_rate *r, uint64_t n)
 {
   atomic_fetch_add(&r->bytes, n);
-  if (r->rate == 0)
-    return;
   pthread_mutex_lock(&r->mutex);
   int64_t now = mono_ns();
+  if (r->first_ns == 0)
+    r->first_ns = now;
+  r->last_ns_take = now;
+  if (r->rate == 0) {
+    pthread_mutex_unlock(&r->mutex);
+    return;
+  }
   r->tokens += (double)(now - r->last_ns) * (double)r->rate / 1e9;
   if (r->tokens > (double)r->burst)
     r->tokens = (double)r->burst;
@@ -60,6 +65,14 @@ void sync_rate_take(struct sync_rate *r, uint64_t n)
   struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
   while (nanosleep(&ts, &ts) < 0)
     ;
+}
+
+double sync_rate_window(struct sync_rate *r)
+{
+  pthread_mutex_lock(&r->mutex);
+  double w = r->first_ns ? (double)(r->last_ns_take - r->first_ns) / 1e9 : 0;
+  pthread_mutex_unlock(&r->mutex);
+  return w;
 }
 
 int sync_rate_parse(const char *s, uint64_t *out)

@@ -343,12 +343,15 @@ class PushAndMore(SyncCase):
         t0 = time.monotonic()
         status, log = self.pull(**{"ns": "rate", "remote-ns": "rate", "rate-in": "1M"})
         elapsed = time.monotonic() - t0
-        m = re.search(r"chunks fetched \((\d+) bytes", log)
-        moved = int(m.group(1))
+        # The engine's transfer window: first to last byte taken from the wire.
+        m = re.search(r"transfer: (\d+) bytes in ([\d.]+) s", log)
+        moved, window = int(m.group(1)), float(m.group(2))
         self.assertGreater(moved / rate, 5.0)
-        measured = moved / elapsed
+        measured = moved / window
         self.assertLess(abs(measured - rate) / rate, 0.10,
-                        "%d bytes in %.2f s: %.0f B/s" % (moved, elapsed, measured))
+                        "%d bytes in %.2f s: %.0f B/s" % (moved, window, measured))
+        # And from outside: never faster than the limit (plus the burst).
+        self.assertGreaterEqual(elapsed, (moved - rate / 10) / rate)
 
     def test_4_kill_target_mid_sync(self):
         src, dst = self.src, self.dst
@@ -427,6 +430,42 @@ class RemoteConfig(SyncCase):
         r = dst.post(API + "/config/remote", params={"name": "r2", "host": "h",
                                                      "auth-id": "bad", "password": "x"})
         self.assertEqual(400, r.status, r)
+
+
+class AdminCli(SyncCase):
+    def test_cli(self):
+        src, dst = self.src, self.dst
+        out = dst.admin("remote", "list", check=True).stdout
+        self.assertIn("src", out)
+        self.assertNotIn(src.token.split(":", 1)[1], out)
+        secret_file = os.path.join(dst.root, "secret")
+        with open(secret_file, "w") as f:
+            f.write(src.token.split(":", 1)[1] + "\n")
+        dst.admin("remote", "create", "src2", "--host", "127.0.0.1", "--port", src.port,
+                  "--auth-id", src.token.split(":", 1)[0], "--password-file", secret_file,
+                  "--fingerprint", src.fingerprint, check=True)
+        self.assertEqual(2, dst.admin("remote", "create", "x", "--password", "p").returncode)
+        dst.admin("remote", "update", "src2", "--comment", "second", check=True)
+        self.assertEqual("second", data(dst.get(API + "/config/remote/src2"))["comment"])
+        backup(src, "", "vm", "cli", T0, pp.random_chunks(51, 3, 4096))
+        dst.admin("sync-job", "create", "clijob", "--store", "store1", "--remote", "src2",
+                  "--remote-store", "store1", "--group-filter", "group:vm/cli",
+                  "--max-depth", "0", check=True)
+        self.assertIn("clijob", dst.admin("sync-job", "list", check=True).stdout)
+        p = dst.admin("sync-job", "run", "clijob", "--server", "127.0.0.1:%d" % dst.port)
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn("vm/cli", p.stdout)
+        self.assertIn("TASK OK", p.stdout)
+        self.assertEqual([T0], self.snapshots(dst, "vm", "cli"))
+        p = dst.admin("pull", "--store", "store1", "--remote", "src2", "--remote-store",
+                      "store1", "--group-filter", "group:vm/cli", "--max-depth", "0",
+                      "--server", "127.0.0.1:%d" % dst.port)
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn("up to date", p.stdout)
+        self.assertEqual(1, dst.admin("remote", "remove", "src2").returncode)  # in use
+        dst.admin("sync-job", "remove", "clijob", check=True)
+        dst.admin("remote", "remove", "src2", check=True)
+        self.assertNotIn("src2", dst.admin("remote", "list", check=True).stdout)
 
 
 if __name__ == "__main__":
