@@ -597,7 +597,7 @@ static void pull_group(struct pull *pl, const struct group_item *g)
       continue;
     size_t pos = k++;
     int corrupt = 0;
-    if (p->resync_corrupt && s->time < newest)
+    if (p->resync_corrupt && s->time <= newest)
       corrupt = local_verify_failed(pl, g->lns, g->type, g->id, s->time);
     if (!corrupt && (s->time < newest || pos < skip_before))
       continue;

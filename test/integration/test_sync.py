@@ -260,6 +260,78 @@ class PullTree(SyncCase):
         self.assertFalse(os.path.exists(snapdir))
 
 
+class VerifyStates(SyncCase):
+    """verified-only and resync-corrupt, and a missed schedule."""
+
+    def verify(self, srv, ns, btype, bid, t=None):
+        p = {"backup-type": btype, "backup-id": bid, "ignore-verified": "0"}
+        if ns:
+            p["ns"] = ns
+        if t is not None:
+            p["backup-time"] = str(t)
+        upid = data(srv.post(API + "/admin/datastore/store1/verify", params=p))
+        return self.wait_task(srv, upid)
+
+    def test_1_verified_only(self):
+        self.mkns(self.src, "ver")
+        self.mkns(self.dst, "ver")
+        backup(self.src, "ver", "vm", "v", T0, pp.random_chunks(61, 3, 4096))
+        backup(self.src, "ver", "vm", "v", T0 + 1, pp.random_chunks(62, 3, 4096))
+        self.assertEqual("OK", self.verify(self.src, "ver", "vm", "v", T0))
+        status, log = self.pull(**{"ns": "ver", "remote-ns": "ver", "verified-only": "1"})
+        self.assertEqual([T0], self.snapshots(self.dst, "vm", "v", "ver"), log)
+
+    def test_2_resync_corrupt(self):
+        self.mkns(self.src, "rc")
+        self.mkns(self.dst, "rc")
+        chunks = pp.random_chunks(71, 4, 4096)
+        backup(self.src, "rc", "vm", "c", T0, chunks)
+        self.pull(**{"ns": "rc", "remote-ns": "rc"})
+        path = os.path.join(self.dst.datastore_path("store1"), ".chunks",
+                            chunks[1].digest[:4], chunks[1].digest)
+        with open(path, "r+b") as f:
+            f.seek(30)
+            b = f.read(1)
+            f.seek(30)
+            f.write(bytes([b[0] ^ 0x55]))
+        self.assertTrue(self.verify(self.dst, "rc", "vm", "c").startswith("ERROR"))
+        # Without resync-corrupt the failed snapshot stays as it is.
+        mark = self.src.log_mark()
+        status, log = self.pull(**{"ns": "rc", "remote-ns": "rc", "resync-corrupt": "1"})
+        self.assertIn("synced", log)
+        self.assertEqual(1, self.served(mark), log)
+        self.assertEqual("OK", self.verify(self.dst, "rc", "vm", "c"))
+
+    def test_3_missed_schedule_runs_once_at_start(self):
+        dst = self.dst
+        self.mkns(self.src, "sch")
+        self.mkns(dst, "sch")
+        backup(self.src, "sch", "host", "s", T0, pp.random_chunks(81, 2, 4096))
+        data(dst.post(API + "/config/sync", params={
+            "id": "hourly1", "store": "store1", "ns": "sch", "remote": "src",
+            "remote-store": "store1", "remote-ns": "sch", "schedule": "hourly"}))
+        dst.stop()
+        jobstates = os.path.join(dst.run_dir, "jobstates")
+        os.makedirs(jobstates, exist_ok=True)
+        with open(os.path.join(jobstates, "sync-hourly1"), "w") as f:
+            f.write("%d\n" % (int(time.time()) - 2 * 3600))
+        dst.start()
+        deadline = time.monotonic() + 30
+        rows = []
+        while time.monotonic() < deadline:
+            rows = data(dst.get(API + "/admin/sync"))
+            if rows and rows[0].get("last-run-state"):
+                break
+            time.sleep(0.1)
+        self.assertEqual("OK", rows[0].get("last-run-state"), rows)
+        self.assertEqual([T0], self.snapshots(dst, "host", "s", "sch"))
+        tasks = data(dst.get(API + "/nodes/localhost/tasks", params={"typefilter": "syncjob"}))
+        self.assertEqual(1, len([t for t in tasks if "hourly1" in t["upid"]]), tasks)
+        with open(os.path.join(jobstates, "sync-hourly1")) as f:
+            self.assertGreater(int(f.read()), int(time.time()) - 60)
+        data(dst.delete(API + "/config/sync/hourly1"))
+
+
 class PushAndMore(SyncCase):
     """Push through a token that may only add, its 403, a local sync, a
     rate limit, and kill -9 of the target in the middle of a pull."""
