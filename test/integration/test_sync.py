@@ -451,6 +451,29 @@ class PushAndMore(SyncCase):
         upid = data(dst.post(API + "/admin/datastore/store1/verify", params={"ns": "kill"}))
         self.assertEqual("OK", self.wait_task(dst, upid), self.task_log(dst, upid))
 
+    def test_5_sigterm_during_a_pull(self):
+        """A stopping server aborts the running sync, ends its task and exits cleanly."""
+        src, dst = self.src, self.dst
+        data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "term"}))
+        data(dst.post(API + "/admin/datastore/store1/namespace", params={"name": "term"}))
+        chunks = pp.random_chunks(42, 120, 16384)
+        for i in range(2):
+            backup(src, "term", "vm", "t", T0 + i, chunks[: 60 * (i + 1)])
+        upid = data(dst.post(API + "/pull", params={
+            "store": "store1", "remote": "src", "remote-store": "store1", "ns": "term",
+            "remote-ns": "term", "rate-in": "500K"}))
+        deadline = time.monotonic() + 60
+        while "synced" not in self.task_log(dst, upid):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.assertEqual(0, dst.stop())
+        self.assertEqual("", dst.sanitizer_reports())
+        dst.start()
+        st = data(dst.get(API + "/nodes/localhost/tasks/%s/status" % urllib_quote(upid)))
+        self.assertEqual("stopped", st["status"])
+        self.assertTrue(st["exitstatus"].startswith("ERROR"), st)
+        self.assertEqual([T0], self.snapshots(dst, "vm", "t", "term"))
+
 
 class RemoteConfig(SyncCase):
     def test_remote_api(self):
