@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load crash-loop clean
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load bench-sync crash-loop clean
 
 all: build
 
@@ -76,6 +76,10 @@ bench-ingest: build
 bench-backup: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/backup.py --bin $(BUILD)/bin
+
+bench-sync: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/sync.py --bin $(BUILD)/bin
 
 bench-gc: build
 	@sh scripts/deps.sh bench

@@ -9,7 +9,7 @@ libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal
 # sanitizer runtimes (only recommended by clang), llvm-14 the symbolizer.
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light \
 clang libclang-rt-14-dev llvm-14"
-BENCH_PKGS="nginx-light wrk restic rclone"
+BENCH_PKGS="nginx-light wrk restic rclone rsync"
 
 want="$BUILD_PKGS"
 case "${1:-build}" in
