@@ -124,6 +124,10 @@ double sync_rate_window(struct sync_rate *r);
  * message. */
 int sync_remote_check_prop(const char *key, const char *value, char *err, size_t errlen);
 int sync_job_check_prop(const char *key, const char *value, char *err, size_t errlen);
+/* A local sync within one datastore needs namespaces that do not contain
+ * each other. 0, or CORE_ECONFIG with a message. */
+int sync_local_overlap(const char *store, const char *ns, const char *src_store,
+                       const char *src_ns, char *err, size_t errlen);
 /* Remote and job ids: PBS's SAFE_ID, 3..32 characters. */
 int sync_id_valid(const char *s);
 
@@ -199,6 +203,7 @@ struct sync_run;
 /* Per configured job, loop thread. */
 struct sync_job_state {
   struct sync_run *run;         /* running, or NULL */
+  int starting;                 /* a start is between lookup and thread */
   char *expr;                   /* schedule as last seen, owned */
   struct core_calendar cal;
   int cal_ok;

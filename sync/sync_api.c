@@ -708,6 +708,19 @@ static void oneoff(struct http_request *req, struct sync_ctx *ctx, enum sync_dir
       return;
     }
   }
+  /* A one-off pull's groups belong to the caller unless it names another
+   * owner, which needs Datastore.Modify there (as in PBS). */
+  const char *authid = http_req_authid(req);
+  if (http_req_param(req, "owner") == NULL) {
+    core_free(p->owner);
+    p->owner = core_strdup(authid);
+  } else if (dir == SYNC_PULL && strcmp(p->owner, authid) != 0) {
+    access_datastore_path(path, sizeof(path), p->store, p->ns);
+    if (denied(req, ctx, ACCESS_PRIV_DATASTORE_MODIFY, path)) {
+      sync_params_free(p);
+      return;
+    }
+  }
   if (p->remove_vanished) {
     access_datastore_path(path, sizeof(path), p->store, p->ns);
     if (denied(req, ctx, ACCESS_PRIV_DATASTORE_PRUNE, path)) {

@@ -193,6 +193,25 @@ int sync_job_check_prop(const char *key, const char *value, char *err, size_t er
   return 0;
 }
 
+static int ns_within(const char *outer, const char *inner)
+{
+  size_t n = strlen(outer);
+  return n == 0 || (!strncmp(inner, outer, n) && (inner[n] == '\0' || inner[n] == '/'));
+}
+
+int sync_local_overlap(const char *store, const char *ns, const char *src_store,
+                       const char *src_ns, char *err, size_t errlen)
+{
+  if (strcmp(store, src_store) != 0)
+    return 0;
+  if (ns_within(ns, src_ns) || ns_within(src_ns, ns)) {
+    snprintf(err, errlen, "a local sync within one datastore needs two namespaces that do "
+                          "not contain each other");
+    return CORE_ECONFIG;
+  }
+  return 0;
+}
+
 /* ---- passwords: base64 as PBS stores them ---- */
 
 char *sync_password_encode(const char *secret)
@@ -327,13 +346,13 @@ static int check_section(struct sync_edit *e, const struct core_config_section *
     snprintf(e->err, sizeof(e->err), "a push job needs a remote");
     return CORE_ECONFIG;
   }
-  if (remote == NULL && !strcmp(core_config_get(sec, "store"),
-                                core_config_get(sec, "remote-store"))) {
+  if (remote == NULL) {
     const char *ns = core_config_get(sec, "ns"), *rns = core_config_get(sec, "remote-ns");
-    if (!strcmp(ns ? ns : "", rns ? rns : "")) {
-      snprintf(e->err, sizeof(e->err), "a local sync cannot sync a namespace onto itself");
-      return CORE_ECONFIG;
-    }
+    int rc = sync_local_overlap(core_config_get(sec, "store"), ns ? ns : "",
+                                core_config_get(sec, "remote-store"), rns ? rns : "", e->err,
+                                sizeof(e->err));
+    if (rc < 0)
+      return rc;
   }
   if (remote)
     return remote_exists(e, remote);

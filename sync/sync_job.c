@@ -109,9 +109,19 @@ static void *engine_main(void *arg)
   return NULL;
 }
 
+static void clear_starting(struct sync_run *r)
+{
+  if (r->p->job_id) {
+    struct sync_job_state *st = core_map_get(&r->ctx->jobs, r->p->job_id);
+    if (st)
+      st->starting = 0;
+  }
+}
+
 static void start_fail(struct sync_run *r, int err, const char *msg)
 {
   struct sync_ctx *ctx = r->ctx;
+  clear_starting(r);
   if (r->ds)
     store_release(r->ds, r->ds_op);
   if (r->src_ds)
@@ -133,6 +143,7 @@ static void start_engine(struct sync_run *r)
     start_fail(r, CORE_EINVAL, "sync with S3-backed datastores is not supported yet");
     return;
   }
+  clear_starting(r);
   const char *type = p->job_id ? SYNC_TASK_JOB : p->dir == SYNC_PUSH ? SYNC_TASK_PUSH
                                                                      : SYNC_TASK_PULL;
   char worker[512];
@@ -220,13 +231,27 @@ void sync_start(struct sync_ctx *ctx, struct sync_params *p, const char *authid,
     cb(arg, CORE_EABORTED, "server is shutting down", NULL);
     return;
   }
+  char err[256];
+  if (p->remote == NULL && p->dir == SYNC_PULL &&
+      sync_local_overlap(p->store, p->ns, p->remote_store, p->remote_ns, err, sizeof(err)) < 0) {
+    sync_params_free(p);
+    cb(arg, CORE_ECONFIG, err, NULL);
+    return;
+  }
   if (p->job_id) {
     struct sync_job_state *st = core_map_get(&ctx->jobs, p->job_id);
-    if (st && st->run) {
+    if (st == NULL) {
+      /* Not seen by the schedule timer yet: its state starts here. */
+      st = core_new(struct sync_job_state);
+      st->seen = 1;
+      core_map_put(&ctx->jobs, p->job_id, st);
+    }
+    if (st->run || st->starting) {
       sync_params_free(p);
       cb(arg, CORE_ELOCKED, "this sync job is already running", NULL);
       return;
     }
+    st->starting = 1;
   }
   struct sync_run *r = core_new(struct sync_run);
   r->ctx = ctx;

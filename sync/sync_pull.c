@@ -84,11 +84,17 @@ static void fail(struct sync_engine *e, const char *fmt, ...)
   core_task_log(e->task, "ERROR: %s", msg);
 }
 
-/* remote-ns/sub -> ns/sub. Returns 0 or CORE_ETOOBIG (too deep, too long). */
+/* remote-ns/sub -> ns/sub. Returns 0, CORE_ENAME (`ns` is not `from_root`
+ * or below it: a source listing must not lead anywhere else) or
+ * CORE_ETOOBIG (too deep, too long). */
 static int map_ns(const struct sync_params *p, const char *from_root, const char *to_root,
                   const char *ns, char *out, size_t cap)
 {
-  const char *sub = ns + strlen(from_root);
+  size_t rl = strlen(from_root);
+  (void)p;
+  if (rl && (strncmp(ns, from_root, rl) != 0 || (ns[rl] != '\0' && ns[rl] != '/')))
+    return CORE_ENAME;
+  const char *sub = ns + rl;
   if (*sub == '/')
     sub++;
   int n;
@@ -96,7 +102,6 @@ static int map_ns(const struct sync_params *p, const char *from_root, const char
     n = snprintf(out, cap, "%s/%s", to_root, sub);
   else
     n = snprintf(out, cap, "%s", to_root[0] ? to_root : sub);
-  (void)p;
   if (n < 0 || (size_t)n >= cap || (out[0] && format_name_ns(out) < 0))
     return CORE_ETOOBIG;
   return 0;
@@ -746,7 +751,13 @@ int sync__pull(struct sync_engine *e)
   pl.groups = core_calloc(cap, sizeof(*pl.groups));
   for (size_t i = 0; i < rns.n && !core_task_aborted(e->task); i++) {
     char lns[FORMAT_NAME_NS_MAX_LEN + 1];
-    if (map_ns(p, p->remote_ns, p->ns, rns.items[i], lns, sizeof(lns)) < 0) {
+    int mrc = map_ns(p, p->remote_ns, p->ns, rns.items[i], lns, sizeof(lns));
+    if (mrc == CORE_ENAME) {
+      fail(e, "the source listed namespace '%s', which is not below '%s'", rns.items[i],
+           p->remote_ns);
+      continue;
+    }
+    if (mrc < 0) {
       fail(e, "namespace '%s' is too deep to map below '%s'", rns.items[i], p->ns);
       continue;
     }

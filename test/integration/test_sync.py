@@ -260,6 +260,26 @@ class PullTree(SyncCase):
         self.assertFalse(os.path.exists(snapdir))
 
 
+class Ownership(SyncCase):
+    def test_group_owned_by_someone_else_is_skipped(self):
+        self.mkns(self.dst, "own")
+        backup(self.src, "", "host", "o1", T0, pp.random_chunks(91, 2, 4096))
+        backup(self.src, "", "host", "o2", T0, pp.random_chunks(92, 2, 4096))
+        p = {"ns": "own", "max-depth": "0", "group-filter": "group:host/o1"}
+        self.pull(owner="root@pam", **p)
+        backup(self.src, "", "host", "o1", T0 + 1, pp.random_chunks(93, 2, 4096))
+        # The caller's token does not own root@pam's group: skipped, the task fails,
+        # other groups are still synced.
+        status, log = self.pull(expect=None, **dict(p, **{"group-filter": "type:host"}))
+        self.assertTrue(status.startswith("ERROR"), status)
+        self.assertIn("owned by root@pam", log)
+        self.assertEqual([T0], self.snapshots(self.dst, "host", "o1", "own"))
+        self.assertEqual([T0], self.snapshots(self.dst, "host", "o2", "own"))
+        r = self.dst.post(API + "/pull", params={"store": "store1", "remote-store": "store1",
+                                                 "ns": "own"})
+        self.assertEqual(400, r.status, r)  # a local sync of a tree into itself
+
+
 class VerifyStates(SyncCase):
     """verified-only and resync-corrupt, and a missed schedule."""
 
@@ -410,7 +430,7 @@ class PushAndMore(SyncCase):
         src, dst = self.src, self.dst
         data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "rate"}))
         data(dst.post(API + "/admin/datastore/store1/namespace", params={"name": "rate"}))
-        backup(src, "rate", "host", "r", T0, pp.random_chunks(31, 320, 16384))
+        backup(src, "rate", "host", "r", T0, pp.random_chunks(31, 82, 65536))
         rate = 1000000
         t0 = time.monotonic()
         status, log = self.pull(**{"ns": "rate", "remote-ns": "rate", "rate-in": "1M"})
@@ -554,6 +574,7 @@ class AdminCli(SyncCase):
         self.assertEqual([T0], self.snapshots(dst, "vm", "cli"))
         p = dst.admin("pull", "--store", "store1", "--remote", "src2", "--remote-store",
                       "store1", "--group-filter", "group:vm/cli", "--max-depth", "0",
+                      "--owner", "root@pam",
                       "--server", "127.0.0.1:%d" % dst.port)
         self.assertEqual(0, p.returncode, p.stdout + p.stderr)
         self.assertIn("up to date", p.stdout)

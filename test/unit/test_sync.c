@@ -127,5 +127,16 @@ UNIT_TEST(props)
   ASSERT(sync_id_valid("job-1"));
 }
 
-UNIT_MAIN(UNIT_CASE(filters_pbs_rules), UNIT_CASE(filters_refused), UNIT_CASE(rates),
+UNIT_TEST(local_overlap)
+{
+  char err[256];
+  ASSERT_EQ(0, sync_local_overlap("a", "x", "b", "x", err, sizeof(err)));
+  ASSERT_EQ(0, sync_local_overlap("a", "x", "a", "y", err, sizeof(err)));
+  ASSERT_EQ(0, sync_local_overlap("a", "x", "a", "xy", err, sizeof(err)));
+  ASSERT(sync_local_overlap("a", "", "a", "y", err, sizeof(err)) < 0);
+  ASSERT(sync_local_overlap("a", "x/y", "a", "x", err, sizeof(err)) < 0);
+  ASSERT(sync_local_overlap("a", "x", "a", "x", err, sizeof(err)) < 0);
+}
+
+UNIT_MAIN(UNIT_CASE(local_overlap), UNIT_CASE(filters_pbs_rules), UNIT_CASE(filters_refused), UNIT_CASE(rates),
           UNIT_CASE(rate_bucket_unlimited_counts), UNIT_CASE(passwords_base64), UNIT_CASE(props))
