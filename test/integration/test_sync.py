@@ -195,20 +195,32 @@ class PullTree(SyncCase):
         self.assertIn("up to date", log)
         self.assertEqual(0, self.served(mark), log)
 
+    def test_1b_worker_threads(self):
+        self.mkns(self.dst, "par")
+        self.pull(**{"ns": "par", "remote-ns": "a", "worker-threads": "4"})
+        for ns, btype, bid in (("par", "vm", "100"), ("par", "vm", "skipme"),
+                               ("par/b", "ct", "200"), ("par/b/c", "host", "deep")):
+            src_ns = "a" + ns[3:]
+            self.assertEqual(self.snapshots(self.src, btype, bid, src_ns),
+                             self.snapshots(self.dst, btype, bid, ns), ns)
+        upid = data(self.dst.post(API + "/admin/datastore/store1/verify", params={"ns": "par"}))
+        self.assertEqual("OK", self.wait_task(self.dst, upid))
+
     def test_2_transfer_last_and_incremental(self):
         self.mkns(self.dst, "tl")
         mark = self.src.log_mark()
         self.pull(**{"ns": "tl", "transfer-last": "2", "max-depth": "0",
                      "group-filter": "type:host"})
         self.assertEqual([T0 + 1, T0 + 2], self.snapshots(self.dst, "host", "h1", "tl"))
-        self.assertEqual(20, self.served(mark))  # chunks 0..19
+        # The target holds chunks 0..4 and 20..69 (tests 1 and 1b): 5..19 come.
+        self.assertEqual(15, self.served(mark))
         # 1% change: one new chunk in a new snapshot of 100.
         new = pp.random_chunks(99, 1, 4096)
         self.backup("", "host", "h1", T0 + 10, self.chunks[:99] + new)
         mark = self.src.log_mark()
         status, log = self.pull(**{"ns": "tl", "transfer-last": "2", "max-depth": "0",
                                    "group-filter": "type:host"})
-        # The target holds chunks 0..69 (test 1 and the first pull): only
+        # The target holds chunks 0..69 (tests 1, 1b and the first pull): only
         # 70..98 and the new one are fetched.
         self.assertEqual(29 + 1, self.served(mark), log)
         self.assertEqual([T0 + 1, T0 + 2, T0 + 10], self.snapshots(self.dst, "host", "h1", "tl"))
