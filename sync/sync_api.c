@@ -305,8 +305,12 @@ static void h_remote_remove(struct http_request *req, void *ctx)
 
 /* ---- scans: what the remote offers ---- */
 
+/* A scan waits on the network: it runs on a thread of its own (as sync
+ * engines do), not on the request pool, and comes back through a uv_async. */
 struct scan {
-  struct core_job job;
+  struct core_job job;          /* only for the shared run signature */
+  uv_async_t done_async;
+  pthread_t thread;
   struct sync_ctx *ctx;
   struct http_request *req;
   char *name, *store;           /* in */
@@ -388,9 +392,18 @@ out:
   core_config_free(&remotes);
 }
 
-static void scan_done(struct core_job *j, int status)
+static void scan_closed(uv_handle_t *h)
 {
-  struct scan *s = (struct scan *)j;
+  struct scan *s = h->data;
+  core_free(s->name);
+  core_free(s->store);
+  core_free(s->ns);
+  core_free(s->json);
+  core_free(s);
+}
+
+static void scan_respond(struct scan *s, int status)
+{
   int rc = status < 0 ? status : s->rc;
   if (rc == 0)
     http_respond_data(s->req, s->json, strlen(s->json));
@@ -398,11 +411,23 @@ static void scan_done(struct core_job *j, int status)
     http_respond_error(s->req, 404, "%s", s->err);
   else
     http_respond_error(s->req, 502, "remote '%s': %s", s->name, s->err);
-  core_free(s->name);
-  core_free(s->store);
-  core_free(s->ns);
-  core_free(s->json);
-  core_free(s);
+}
+
+static void scan_async(uv_async_t *h)
+{
+  struct scan *s = h->data;
+  pthread_join(s->thread, NULL);
+  s->ctx->pending--;
+  scan_respond(s, 0);
+  uv_close((uv_handle_t *)&s->done_async, scan_closed);
+}
+
+static void *scan_main(void *arg)
+{
+  struct scan *s = arg;
+  scan_run(&s->job);
+  uv_async_send(&s->done_async);
+  return NULL;
 }
 
 static void scan_start(struct http_request *req, struct sync_ctx *ctx, int groups)
@@ -421,10 +446,15 @@ static void scan_start(struct http_request *req, struct sync_ctx *ctx, int group
   s->store = core_strdup(store);
   s->ns = core_strdup(ns ? ns : "");
   s->groups = groups;
-  if (core_job_submit(ctx->loop, &s->job, scan_run, scan_done) < 0) {
+  uv_async_init(ctx->loop, &s->done_async, scan_async);
+  s->done_async.data = s;
+  ctx->pending++;
+  if (ctx->closing || pthread_create(&s->thread, NULL, scan_main, s) != 0) {
+    ctx->pending--;
     s->rc = CORE_EINVAL;
-    snprintf(s->err, sizeof(s->err), "cannot queue the scan");
-    scan_done(&s->job, CORE_EINVAL);
+    snprintf(s->err, sizeof(s->err), "cannot start the scan");
+    scan_respond(s, CORE_EINVAL);
+    uv_close((uv_handle_t *)&s->done_async, scan_closed);
   }
 }
 
