@@ -23,10 +23,10 @@
 #include "s3/s3_api.h"
 #include "store/store_access.h"
 #include "store/store_api.h"
-#include "sync/sync.h"
 #include "store/store_recover.h"
 #include "store/store_registry.h"
 #include "store/store_session.h"
+#include "sync/sync.h"
 
 #include <errno.h>
 #include <getopt.h>
