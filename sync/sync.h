@@ -110,9 +110,15 @@ struct sync_rate {
 
 void sync_rate_init(struct sync_rate *r, uint64_t rate, uint64_t burst);
 void sync_rate_destroy(struct sync_rate *r);
-/* Takes `n` bytes from the bucket and sleeps (engine threads only) until
- * the bucket is no longer in debt. */
+/* Takes `n` bytes that just moved from the bucket and sleeps (engine
+ * threads only) until the bucket is no longer in debt. */
 void sync_rate_take(struct sync_rate *r, uint64_t n);
+/* For transfers of known (or estimated) size: reserve before sending the
+ * request, sleeping while the bucket is in debt, so the wait of one thread
+ * overlaps the transfers of the others; settle with the bytes that really
+ * moved once it is done (the difference goes back into the bucket). */
+void sync_rate_reserve(struct sync_rate *r, uint64_t n);
+void sync_rate_settle(struct sync_rate *r, uint64_t reserved, uint64_t actual);
 /* Parses "10M", "1.5MiB", "512k", "1000" (bytes/s). 0 or CORE_EINVAL. */
 int sync_rate_parse(const char *s, uint64_t *out);
 /* Seconds between the first and the last take (the transfer window). */

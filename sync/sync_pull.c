@@ -153,12 +153,16 @@ static void *fetch_main(void *arg)
     size_t len = 0;
     char err[256], hex[65];
     core_hex_encode(w->digest, 32, hex);
+    /* The plaintext size is what an incompressible chunk costs on the wire
+     * (plus a header): reserved before the request, settled after it. */
+    uint64_t reserved = w->size;
+    sync_rate_reserve(&e->rate, reserved);
     int rc = sync_reader_chunk(f->r, w->digest, &data, &len, err, sizeof(err));
+    sync_rate_settle(&e->rate, reserved, rc < 0 ? 0 : len);
     if (rc < 0) {
       fetch_fail(f, err);
       break;
     }
-    sync_rate_take(&e->rate, len);
     atomic_fetch_add(&e->bytes_fetched, len);
     rc = format_blob_verify_crc(data, len);
     if (rc == 0)

@@ -130,14 +130,15 @@ static void *upload_main(void *arg)
       snprintf(err, sizeof(err), "aborted");
     }
     if (rc >= 0) {
+      sync_rate_reserve(&e->rate, b.len);
       snprintf(target, sizeof(target),
                API "/backup/%s/%s?wid=%d&digest=%s&size=%" PRIu32 "&encoded-size=%zu",
                u->session, u->fixed ? "fixed_chunk" : "dynamic_chunk", u->wid, hex,
                u->list[i].size, b.len);
       rc = simple(u->ps, "POST", target, b.base, b.len, "application/octet-stream", 1, err,
                   sizeof(err));
+      sync_rate_settle(&e->rate, b.len, rc == 0 ? b.len : 0);
       if (rc == 0) {
-        sync_rate_take(&e->rate, b.len);
         atomic_fetch_add(&e->chunks_fetched, 1);
         atomic_fetch_add(&e->bytes_fetched, b.len);
       }

@@ -38,14 +38,18 @@ void sync_rate_destroy(struct sync_rate *r)
   pthread_mutex_destroy(&r->mutex);
 }
 
-void sync_rate_take(struct sync_rate *r, uint64_t n)
+/* Moves `debit` bytes of tokens out of the bucket (a negative debit puts
+ * them back), counts `moved` bytes as transferred, and with `wait` sleeps
+ * until the bucket is out of debt. */
+static void debit(struct sync_rate *r, int64_t debit_bytes, uint64_t moved, int wait)
 {
-  atomic_fetch_add(&r->bytes, n);
+  atomic_fetch_add(&r->bytes, moved);
   pthread_mutex_lock(&r->mutex);
   int64_t now = mono_ns();
   if (r->first_ns == 0)
     r->first_ns = now;
-  r->last_ns_take = now;
+  if (moved)
+    r->last_ns_take = now;
   if (r->rate == 0) {
     pthread_mutex_unlock(&r->mutex);
     return;
@@ -54,10 +58,10 @@ void sync_rate_take(struct sync_rate *r, uint64_t n)
   if (r->tokens > (double)r->burst)
     r->tokens = (double)r->burst;
   r->last_ns = now;
-  r->tokens -= (double)n;
+  r->tokens -= (double)debit_bytes;
   double debt = -r->tokens;
   pthread_mutex_unlock(&r->mutex);
-  if (debt <= 0)
+  if (!wait || debt <= 0)
     return;
   /* Sleep for the debt: the bucket refills meanwhile. Later takers see the
    * debt too and sleep for theirs, so threads share the rate. */
@@ -65,6 +69,21 @@ void sync_rate_take(struct sync_rate *r, uint64_t n)
   struct timespec ts = {(time_t)secs, (long)((secs - (double)(time_t)secs) * 1e9)};
   while (nanosleep(&ts, &ts) < 0)
     ;
+}
+
+void sync_rate_take(struct sync_rate *r, uint64_t n)
+{
+  debit(r, (int64_t)n, n, 1);
+}
+
+void sync_rate_reserve(struct sync_rate *r, uint64_t n)
+{
+  debit(r, (int64_t)n, 0, 1);
+}
+
+void sync_rate_settle(struct sync_rate *r, uint64_t reserved, uint64_t actual)
+{
+  debit(r, (int64_t)actual - (int64_t)reserved, actual, 0);
 }
 
 double sync_rate_window(struct sync_rate *r)

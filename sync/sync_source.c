@@ -429,9 +429,15 @@ int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], uint8_t *
   int rc = call(r->s, "GET", target, STORE_CHUNK_MAX_ENCODED, &resp, err, errlen);
   if (rc < 0)
     return rc;
-  *data = core_malloc(resp.len ? resp.len : 1);
-  memcpy(*data, resp.body, resp.len);
   *len = resp.len;
+  if (resp.pool == NULL && resp.body) {
+    /* The response's own buffer: no copy of a chunk that can be 16 MiB. */
+    *data = (uint8_t *)resp.body;
+    resp.body = NULL;
+  } else {
+    *data = core_malloc(resp.len ? resp.len : 1);
+    memcpy(*data, resp.body, resp.len);
+  }
   client_resp_free(&resp);
   return 0;
 }
