@@ -9,6 +9,7 @@ second sync fetches no chunk and an incremental one only the new ones.
 Runs standalone and from ctest; exits non-zero on failure.
 """
 
+import json
 import os
 import re
 import sys
@@ -270,6 +271,18 @@ class PullTree(SyncCase):
         self.assertEqual([], self.snapshots(self.dst, "host", "x", "bad"))
         snapdir = pp.snapshot_dir(self.dst.datastore_path("store1"), "host", "x", T0, "bad")
         self.assertFalse(os.path.exists(snapdir))
+        # A chunk with a valid CRC but other content: the SHA-256 check catches it.
+        chunks = pp.random_chunks(8, 3, 4096)
+        backup(self.src, "bad", "host", "y", T0, chunks)
+        path = os.path.join(self.src.datastore_path("store1"), ".chunks",
+                            chunks[1].digest[:4], chunks[1].digest)
+        with open(path, "wb") as f:
+            f.write(pp.blob_encode(b"not what the digest says".ljust(4096, b"!")))
+        status, log = self.pull(expect=None, **{"ns": "bad", "remote-ns": "bad",
+                                                "group-filter": "group:host/y"})
+        self.assertTrue(status.startswith("ERROR"), status)
+        self.assertIn("corrupt", log)
+        self.assertEqual([], self.snapshots(self.dst, "host", "y", "bad"))
 
 
 class Ownership(SyncCase):
@@ -594,6 +607,108 @@ class AdminCli(SyncCase):
         dst.admin("sync-job", "remove", "clijob", check=True)
         dst.admin("remote", "remove", "src2", check=True)
         self.assertNotIn("src2", dst.admin("remote", "list", check=True).stdout)
+
+
+class HostileRemote(unittest.TestCase):
+    """A "remote" that lies: namespaces outside remote-ns, names that try to
+    leave the datastore, a manifest for another snapshot, garbage JSON. The
+    pull must fail cleanly, write nothing outside its datastore, and crash
+    nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        import http.server
+        import threading
+
+        blob = pp.manifest_blob(pp.manifest("vm", "other", T0, []))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status, body, ctype="application/json"):
+                if isinstance(body, (dict, list, str)) or body is None:
+                    body = json.dumps({"data": body}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                if path.endswith("/version"):
+                    return self.answer(200, {"version": "4.0"})
+                if path.endswith("/namespace"):
+                    return self.answer(200, [{"ns": ""}, {"ns": "../up"}, {"ns": "a/../../x"},
+                                             {"ns": "ok"}, {"nope": 1}, "x"])
+                if path.endswith("/groups"):
+                    return self.answer(200, [{"backup-type": "vm", "backup-id": "../../etc"},
+                                             {"backup-type": "../x", "backup-id": "a"},
+                                             {"backup-type": "vm", "backup-id": "good"},
+                                             {"backup-type": "vm", "backup-id": "junk"}])
+                if path.endswith("/snapshots"):
+                    if "junk" in self.path:
+                        return self.answer(200, b"{not json", "application/json")
+                    return self.answer(200, [{"backup-time": T0}, {"backup-time": -5},
+                                             {"backup-time": "x"}])
+                if path.endswith("/download"):
+                    return self.answer(200, blob, "application/octet-stream")
+                return self.answer(404, None)
+
+            def do_POST(self):
+                if self.path.split("?")[0].endswith("/reader"):
+                    return self.answer(200, "0123456789abcdef0123456789abcdef")
+                return self.answer(404, None)
+
+            def do_DELETE(self):
+                return self.answer(200, None)
+
+        cls.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        cls.thread = threading.Thread(target=cls.httpd.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.addClassCleanup(cls.httpd.shutdown)
+        cls.dst = ch.Cairn(tls=True, env={"CAIRN_SYNC_PLAIN_HTTP": "1"})
+        cls.addClassCleanup(cls.dst.close)
+        data(cls.dst.post(API + "/config/datastore", params={
+            "name": "store1", "path": cls.dst.datastore_path("store1")}))
+        data(cls.dst.post(API + "/config/remote", params={
+            "name": "liar", "host": "127.0.0.1", "port": str(cls.httpd.server_address[1]),
+            "auth-id": "root@pam!root", "password": "x"}))
+
+    def test_lies_are_refused(self):
+        dst = self.dst
+        before = set(os.listdir(dst.data_dir))
+        upid = data(dst.post(API + "/pull", params={
+            "store": "store1", "remote": "liar", "remote-store": "store1"}))
+        deadline = time.monotonic() + 120
+        while True:
+            st = data(dst.get(API + "/nodes/localhost/tasks/%s/status" % urllib_quote(upid)))
+            if st["status"] == "stopped":
+                break
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        self.assertTrue(st["exitstatus"].startswith("ERROR"), st)
+        rows = data(dst.get(API + "/nodes/localhost/tasks/%s/log" % urllib_quote(upid),
+                            params={"limit": "0"}))
+        log = "\n".join(r["t"] for r in rows)
+        self.assertIn("manifest is invalid", log)  # vm/good's manifest names vm/other
+        self.assertIn("junk", log)
+        self.assertEqual(before, set(os.listdir(dst.data_dir)))
+        base = dst.datastore_path("store1")
+        for d, dirs, names in os.walk(base):
+            for n in dirs + names:
+                self.assertNotIn("..", n)
+                self.assertFalse(n.endswith(".sync-tmp"), n)
+        # Only the valid namespace and group were made; no snapshot.
+        self.assertTrue(os.path.isdir(os.path.join(base, "ns", "ok")))
+        self.assertFalse(os.path.exists(os.path.join(base, "ns", "up")))
+        r = dst.get(API + "/admin/datastore/store1/snapshots",
+                    params={"backup-type": "vm", "backup-id": "good"})
+        self.assertEqual([], data(r) if r.status == 200 else [])
+        self.assertEqual("", dst.sanitizer_reports())
 
 
 if __name__ == "__main__":
