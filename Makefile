@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load bench-locks crash-loop clean bench-metrics image
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load bench-locks crash-loop clean bench-metrics image bench-sync
 
 all: build
 
@@ -80,6 +80,9 @@ bench-backup: build
 bench-locks: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/locks.py --bin $(BUILD)/bin
+bench-sync: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/sync.py --bin $(BUILD)/bin
 
 bench-gc: build
 	@sh scripts/deps.sh bench

@@ -114,6 +114,8 @@ enum access_on {
   ACCESS_ON_NS,             /* "/datastore/{store}/{ns}" */
   ACCESS_ON_NS_PARENT,      /* the parent of {ns} (deleting a namespace) */
   ACCESS_ON_NS_PARAM_PARENT,/* "/datastore/{store}/{parent}" (creating and listing) */
+  ACCESS_ON_REMOTES,        /* "/remote" */
+  ACCESS_ON_REMOTE,         /* "/remote/{name}" (the remote's config and scans) */
 };
 
 /* Rules under which `owner_privs` (or nothing) suffice. */

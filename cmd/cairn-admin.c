@@ -16,6 +16,7 @@
 #include "store/store_dsconfig.h"
 #include "store/store_lock.h"
 #include "store/store_move.h"
+#include "sync/sync.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ static void usage(FILE *f)
           "                               exit 1 if something is busy or was not moved)\n");
   s3_admin_usage(f);
   access_admin_usage(f);
+  sync_admin_usage(f);
   fprintf(f,
           "\n"
           "KEY is a datastore property: comment, gc-schedule, prune-schedule,\n"
@@ -423,6 +425,18 @@ int main(int argc, char **argv)
   if (argc - i >= 2 && (!strcmp(argv[i], "group") || !strcmp(argv[i], "namespace")))
     return mv_main(&a, !strcmp(argv[i], "namespace"), argc - i - 1, argv + i + 1);
   int is_s3 = argc - i >= 2 && !strcmp(argv[i], "s3"); /* s3_admin.h */
+  int is_sync = argc - i >= 2 && (!strcmp(argv[i], "remote") || !strcmp(argv[i], "sync-job") ||
+                                  !strcmp(argv[i], "pull") || !strcmp(argv[i], "push"));
+  if (is_sync) { /* sync.h */
+    struct core_shmem page;
+    int have = core_mkdir_p(a.config_dir, 0700) == 0 && core_shmem_open(&page, a.run_dir) == 0;
+    int st = sync_admin_main(a.config_dir, have ? &page : NULL, argc - i, argv + i);
+    if (have)
+      core_shmem_close(&page);
+    if (st == 2)
+      usage(stderr);
+    return st;
+  }
   int is_access = argc - i >= 2 && (!strcmp(argv[i], "user") || !strcmp(argv[i], "token") ||
                                     !strcmp(argv[i], "acl")); /* access.h */
   if (argc - i < 2 || (strcmp(argv[i], "datastore") != 0 && !is_s3 && !is_access)) {

@@ -29,6 +29,7 @@
 #include "store/store_recover.h"
 #include "store/store_registry.h"
 #include "store/store_session.h"
+#include "sync/sync.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -72,6 +73,7 @@ struct cairnd {
   struct store_api store_api;
   struct store_sessions sessions;
   struct gc_ctx gc;
+  struct sync_ctx sync;
   struct s3_api s3_api;
   struct http_server *http;
   struct cairnd_observe obs; /* metrics, readiness, status, systemd */
@@ -479,6 +481,10 @@ int main(int argc, char **argv)
   cairnd_observe_add(&d.obs, core_tasks_metrics_collect, d.gc.tasks);
   cairnd_observe_add(&d.obs, gc_metrics_collect, &d.gc);
   cairnd_observe_add(&d.obs, store_metrics_collect, &d.obs.store);
+  /* Remotes and sync jobs (sync.h). */
+  sync_ctx_init(&d.sync, d.loop, &d.reg, &d.access, &d.gc, &d.shmem, d.opt.config_dir,
+                d.opt.run_dir);
+  sync_api_register(d.http, &d.sync);
 
   /* systemd socket activation: serve the sockets given instead of --listen. */
   int nfds = cairnd_systemd_listen_fds();
@@ -533,6 +539,7 @@ int main(int argc, char **argv)
   /* Orderly teardown, also after a failed start, so leak checkers see a
    * clean exit. */
 teardown:
+  sync_ctx_close(&d.sync);
   store_sessions_close(&d.sessions);
   cairnd_observe_close(&d.obs);
   gc_ctx_close(&d.gc);

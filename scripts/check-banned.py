@@ -34,7 +34,7 @@ BANNED = {
     "alloca": "unbounded stack use: use a fixed buffer or the heap",
 }
 
-FOLDERS = ("core", "format", "http", "s3", "store", "gc", "client", "cmd", "access",
+FOLDERS = ("core", "format", "http", "s3", "store", "gc", "sync", "client", "cmd", "access",
            "fuzz", "bench", "test")
 CALL = re.compile(r"(?<![\w.>])(" + "|".join(sorted(BANNED, key=len, reverse=True)) + r")\s*\(")
 # Comments, then string and character literals (with escapes).

@@ -10,7 +10,7 @@ libfuse3-dev fuse3"
 # sanitizer runtimes (only recommended by clang), llvm-14 the symbolizer.
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light \
 clang libclang-rt-14-dev llvm-14 prometheus"
-BENCH_PKGS="nginx-light wrk restic rclone"
+BENCH_PKGS="nginx-light wrk restic rclone rsync"
 # `make image` and the image tests: podman with runc (Debian's podman 4.3 has
 # no crun here), mmdebstrap for the local base image, systemd-analyze for the
 # unit files (docs/deployment.md).

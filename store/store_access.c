@@ -550,6 +550,16 @@ static int build_path(struct http_request *req, const struct http_perm *perm, ch
   case ACCESS_ON_ACL: fixed = "/access/acl"; break;
   case ACCESS_ON_USERS: fixed = "/access/users"; break;
   case ACCESS_ON_DATASTORES: fixed = "/datastore"; break;
+  case ACCESS_ON_REMOTES: fixed = "/remote"; break;
+  case ACCESS_ON_REMOTE: {
+    const char *name = http_req_param(req, "name");
+    if (name == NULL || format_name_datastore(name) < 0) {
+      http_respond_error(req, 400, "invalid or missing remote name");
+      return -1;
+    }
+    snprintf(path, len, "/remote/%s", name);
+    return 0;
+  }
   case ACCESS_ON_STORE:
   case ACCESS_ON_NS:
   case ACCESS_ON_NS_PARENT:

@@ -106,6 +106,9 @@ static void h_open(struct http_request *req, void *ctx)
 
 static void close_drained(struct store_session *s)
 {
+  /* One line per session: what a sync or restore read (tests count it). */
+  core_info("reader session %s/%s closed: %llu chunks served", s->type, s->backup_id,
+            (unsigned long long)s->chunks_served);
   /* Unlocking is a close() on a tmpfs file: no need for the pool. */
   store_session_free(s);
 }
@@ -198,6 +201,7 @@ static void chunk_done(struct core_job *j, int status)
     http_respond_error(r->req, http_status_for(rc), "cannot read chunk %s: %s", hex,
                        core_strerror(rc));
   } else {
+    r->s->chunks_served++;
     /* pooled memory, or (cap 0) an S3 fetch that did not fit it: freed */
     http_respond_pooled(r->req, 200, "application/octet-stream", r->data, r->len, r->cap);
   }

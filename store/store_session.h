@@ -56,6 +56,7 @@ struct store_session {
   char *dir;                   /* owned: absolute snapshot directory */
   struct store_digestset known;/* chunks this session may reference / read */
   int ops;                     /* requests in flight */
+  uint64_t chunks_served;      /* reader: chunk requests answered 200 (logged at close) */
   uv_timer_t idle;
   void (*on_drained)(struct store_session *s); /* run when ops reaches 0 while ENDING */
   struct store_lock_guard locks[3]; /* held until the end: group, base snapshot, snapshot */

@@ -250,6 +250,30 @@ class RouteTable(AccessCase):
             ("PUT", "/api2/json/config/s3/{id}", "/config/s3/ep1", {"region": "eu"}, "2xx"),
             ("GET", "/api2/json/admin/s3/{id}/check", "/admin/s3/ep1/check", None, "passed"),
             ("DELETE", "/api2/json/config/s3/{id}", "/config/s3/ep1", None, "2xx"),
+            ("POST", "/api2/json/config/remote", "/config/remote",
+             {"name": "rem1", "host": "127.0.0.1", "port": "9", "auth-id": "root@pam!root",
+              "password": "secret"}, "2xx"),
+            ("GET", "/api2/json/config/remote", "/config/remote", None, "2xx"),
+            ("GET", "/api2/json/config/remote/{name}", "/config/remote/rem1", None, "2xx"),
+            ("PUT", "/api2/json/config/remote/{name}", "/config/remote/rem1",
+             {"comment": "c"}, "2xx"),
+            ("GET", "/api2/json/config/remote/{name}/scan/{store}/namespaces",
+             "/config/remote/rem1/scan/st1/namespaces", None, "passed"),
+            ("GET", "/api2/json/config/remote/{name}/scan/{store}/groups",
+             "/config/remote/rem1/scan/st1/groups", None, "passed"),
+            ("POST", "/api2/json/config/sync", "/config/sync",
+             {"id": "job1", "store": "st1", "remote": "rem1", "remote-store": "st1"}, "2xx"),
+            ("GET", "/api2/json/config/sync", "/config/sync", None, "2xx"),
+            ("GET", "/api2/json/config/sync/{id}", "/config/sync/job1", None, "2xx"),
+            ("PUT", "/api2/json/config/sync/{id}", "/config/sync/job1", {"comment": "c"}, "2xx"),
+            ("GET", "/api2/json/admin/sync", "/admin/sync", None, "2xx"),
+            ("POST", "/api2/json/admin/sync/{id}/run", "/admin/sync/job1/run", None, "2xx"),
+            ("POST", "/api2/json/pull", "/pull",
+             {"store": "st1", "remote": "rem1", "remote-store": "st1"}, "2xx"),
+            ("POST", "/api2/json/push", "/push",
+             {"store": "st1", "remote": "rem1", "remote-store": "st1"}, "2xx"),
+            ("DELETE", "/api2/json/config/sync/{id}", "/config/sync/job1", None, "2xx"),
+            ("DELETE", "/api2/json/config/remote/{name}", "/config/remote/rem1", None, "2xx"),
             ("GET", "/api2/json/nodes/localhost/tasks", "/nodes/localhost/tasks", None,
              "filtered"),
             ("GET", "/api2/json/nodes/localhost/tasks/{upid}", "/nodes/localhost/tasks/" + q,
@@ -355,7 +379,7 @@ class RouteTable(AccessCase):
             msg = r.data.get("message", "")
             if "/backup/" not in path and "/reader/" not in path:
                 self.assertIn("permission check failed", msg)
-                self.assertRegex(msg, r"(Sys|Datastore|Permissions)\.\w+ .*on /", msg)
+                self.assertRegex(msg, r"(Sys|Datastore|Permissions|Remote)\.\w+ .*on /", msg)
         self.assertEqual(before, tree_state(srv.config_dir, srv.data_dir),
                          "a refused request changed something")
 

@@ -1,0 +1,59 @@
+/* sync_source.h (private to sync/): where a pull reads snapshots from. Two
+ * kinds: a remote server (its REST listings and reader sessions, through
+ * client_api) and a datastore of this server (its files, directly). Every
+ * function blocks: engine threads only. Listings fill store/'s list structs,
+ * so the engine treats both kinds alike. */
+#ifndef SYNC_SOURCE_H
+#define SYNC_SOURCE_H
+
+#include "store/store_snapshot.h"
+#include "sync/sync.h"
+
+#include <stdint.h>
+#include <yajl/yajl_tree.h>
+
+struct sync_source;
+struct sync_reader;
+
+/* Opens the source named by `e->p` (remote or e->src_ds). 0, or an error
+ * with a message in err. */
+int sync_source_open(struct sync_engine *e, struct sync_source **out, char *err, size_t errlen);
+void sync_source_close(struct sync_source *s);
+
+/* Namespaces from `ns` down `max_depth` levels (-1: all), `ns` first. */
+int sync_source_list_ns(struct sync_source *s, const char *ns, int max_depth,
+                        struct store_ns_list *out, char *err, size_t errlen);
+int sync_source_list_groups(struct sync_source *s, const char *ns, struct store_group_list *out,
+                            char *err, size_t errlen);
+/* Snapshots of a group, oldest first; `finished` and `is_protected` set,
+ * no files. */
+int sync_source_list_snapshots(struct sync_source *s, const char *ns, const char *type,
+                               const char *id, struct store_snapshot_list *out, char *err,
+                               size_t errlen);
+
+/* A reader on one finished snapshot. */
+int sync_reader_open(struct sync_source *s, const char *ns, const char *type, const char *id,
+                     int64_t time, struct sync_reader **out, char *err, size_t errlen);
+/* A whole file of the snapshot into *data (core_free). */
+int sync_reader_file(struct sync_reader *r, const char *name, uint8_t **data, size_t *len,
+                     char *err, size_t errlen);
+/* A chunk as the source stores it (unverified) into *data (core_free).
+ * Thread-safe: many fetchers use one reader. */
+int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], uint8_t **data,
+                      size_t *len, char *err, size_t errlen);
+void sync_reader_close(struct sync_reader *r);
+
+/* Remote sources only (push): one request; transport errors and 5xx are
+ * retried with back-off when `retry` is set (idempotent requests only).
+ * 0 with a 2xx response the caller frees, or an error with a message. */
+struct client_resp;
+int sync_remote_request(struct sync_source *s, const char *method, const char *target,
+                        const void *body, size_t len, const char *ctype, int retry,
+                        size_t max_body, struct client_resp *resp, char *err, size_t errlen);
+/* The same for a JSON answer: *tree to yajl_tree_free, *data its "data"
+ * (NULL for a JSON null). */
+int sync_remote_json(struct sync_source *s, const char *method, const char *target,
+                     const void *body, size_t len, const char *ctype, int retry,
+                     yajl_val *tree, yajl_val *data, char *err, size_t errlen);
+
+#endif
