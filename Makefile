@@ -100,7 +100,12 @@ LOAD_ARGS ?=
 bench-load: build
 	@/usr/bin/python3 bench/load.py --bin $(BUILD)/bin $(LOAD_ARGS)
 
-bench: bench-status bench-ingest bench-backup bench-gc
+# Every benchmark that needs no S3 server, one summary: bench/results/latest.json
+# (bench/README.md); e.g. BENCH_ARGS="--only ingest,gc". bench/compare A B diffs two.
+BENCH_ARGS ?=
+bench: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/run_all.py --bin $(BUILD)/bin $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)
