@@ -116,7 +116,12 @@ image:
 	@sh scripts/deps.sh image
 	@sh scripts/image.sh $(IMAGE)
 
-bench: bench-status bench-ingest bench-backup bench-gc
+# Every benchmark that needs no S3 server, one summary: bench/results/latest.json
+# (bench/README.md); e.g. BENCH_ARGS="--only ingest,gc". bench/compare A B diffs two.
+BENCH_ARGS ?=
+bench: build
+	@sh scripts/deps.sh bench
+	@/usr/bin/python3 bench/run_all.py --bin $(BUILD)/bin $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(FUZZ_BUILD)

@@ -91,19 +91,48 @@ def age_chunks(args):
     return n
 
 
-def build_datastore(base, n_chunks, n_snapshots, jobs):
-    """Chunk files, snapshot indexes and manifests; chunk i < n/2 is referenced."""
+def make_chunk_files(base, start, end, jobs, what="chunks"):
+    """The 65536 prefix directories and the chunk files [start, end) under base/.chunks."""
     root = os.path.join(base, ".chunks")
     for p in range(65536):
         os.makedirs(os.path.join(root, "%04x" % p), exist_ok=True)
     step = 20000
-    work = [(base, s, min(s + step, n_chunks)) for s in range(0, n_chunks, step)]
+    work = [(base, s, min(s + step, end)) for s in range(start, end, step)]
     with multiprocessing.Pool(jobs) as pool:
         done = 0
         for n in pool.imap_unordered(write_chunks, work):
             done += n
-            sys.stderr.write("\r  chunks: %d/%d" % (done, n_chunks))
+            sys.stderr.write("\r  %s: %d/%d" % (what, done, end - start))
         sys.stderr.write("\n")
+
+
+def build_floor(base, start, end, jobs):
+    """The unlink floor's files: a copy of the chunks GC will remove (same names,
+    same size, same prefix layout) in a tree of their own, and their list."""
+    make_chunk_files(base, start, end, jobs, "floor copy")
+    path = os.path.join(base, "list")
+    with open(path, "w") as f:
+        for i in range(start, end):
+            d = digest_of(i).hex()
+            f.write("%s/%s\n" % (d[:4], d))
+    return path
+
+
+def unlink_floor(bindir, base, listfile, threads):
+    """gc_floor: the listed files unlinked by `threads` threads scheduled as GC's
+    workers (SCHED_IDLE, nice 19), each over a range of prefixes as GC's
+    sweepers. Their inodes are read first (du), as before the GC."""
+    subprocess.run(["du", "-s", ".chunks"], cwd=base, capture_output=True, check=True)
+    out = subprocess.run([os.path.join(bindir, "gc_floor"), os.path.join(base, ".chunks"),
+                          str(threads), listfile, "idle"],
+                         capture_output=True, text=True, check=True).stdout
+    kv = dict(x.split("=", 1) for x in out.split())
+    return float(kv["unlink_s"]), int(kv["unlinked"])
+
+
+def build_datastore(base, n_chunks, n_snapshots, jobs):
+    """Chunk files, snapshot indexes and manifests; chunk i < n/2 is referenced."""
+    make_chunk_files(base, 0, n_chunks, jobs)
     referenced = n_chunks // 2
     groups = max(1, n_snapshots // GROUP_SNAPSHOTS)
     per_group = referenced // groups
@@ -216,10 +245,13 @@ def main():
     ap.add_argument("--snapshots", type=int, default=300)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--wrk-seconds", type=int, default=3)
+    ap.add_argument("--gc-threads", type=int, default=16,
+                    help="threads of the unlink floor: cairnd's GC workers (default 16)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary tree")
     a = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(a.bin)
-    for tool in (os.path.join(a.bin, "cairnd"), shutil.which("wrk")):
+    for tool in (os.path.join(a.bin, "cairnd"), os.path.join(a.bin, "gc_floor"),
+                 shutil.which("wrk")):
         if not tool or not os.access(tool, os.X_OK):
             sys.exit("bench/gc: %s is missing (build first; wrk is a Debian package)"
                      % (tool or "wrk"))
@@ -236,6 +268,8 @@ def main():
         open(os.path.join(base, ".lock"), "w").close()
         referenced, snaps = build_datastore(base, a.chunks, a.snapshots, a.jobs)
         aged = age_all(base, 2 * 86400, a.jobs)
+        floor_base = os.path.join(os.path.dirname(base), "unlink-floor")
+        floor_list = build_floor(floor_base, referenced, a.chunks, a.jobs)
         sys.stderr.write("  built in %.1f s (%d chunks aged)\n" % (time.monotonic() - t, aged))
         srv.start()
         r = srv.post(API + "/config/datastore",
@@ -252,7 +286,23 @@ def main():
         # find reads directories only (d_type); GC also reads every inode
         # (atimes). Warm those too, as a datastore's second GC finds them.
         subprocess.run(["du", "-s", ".chunks"], cwd=base, capture_output=True, check=True)
+        # The floor of the sweep: the same number of same-sized files, same
+        # layout, same threads and scheduling, unlinked from their list.
+        # Each starts with nothing dirty: neither pays for the other's journal.
+        os.sync()
+        floor_s, floor_n = unlink_floor(a.bin, floor_base, floor_list, a.gc_threads)
+        os.sync()
         g1 = run_gc(srv)
+        if floor_n != g1["removed"]:
+            raise RuntimeError("floor unlinked %d files, GC removed %d" % (floor_n, g1["removed"]))
+        # Once more after the GC (the files made again, untimed): GC's workers
+        # and the floor's threads run at SCHED_IDLE, so whatever else runs on
+        # the machine slows both; the mean of before and after is the floor.
+        build_floor(floor_base, referenced, a.chunks, a.jobs)
+        os.sync()
+        floor_s2, _ = unlink_floor(a.bin, floor_base, floor_list, a.gc_threads)
+        floor_runs = (floor_s, floor_s2)
+        floor_s = (floor_s + floor_s2) / 2
         rows.append(("full tree", a.chunks, find_cold if can_drop else None, find_warm,
                      None, g1))
 
@@ -307,15 +357,28 @@ def main():
         print("status requests (wrk -t1 -c16): idle %.0f r/s, during GC %.0f r/s (%.0f%%)%s"
               % (idle, busy, 100 * busy / idle,
                  "" if gc_ran_throughout else " [GC ended before the window did]"))
-        print("targets: gc <= 3x find (warm): %s; status during GC >= 80%% of idle: %s"
-              % ("met" if g1["wall"] <= 3 * find_warm else "MISSED",
+        floor = find_warm + floor_s
+        print("floor of the full-tree GC: walk (warm find) %.2f s + unlink of %d files "
+              "(%d threads, SCHED_IDLE as GC; mean of %.2f s before and %.2f s after the GC) "
+              "%.2f s = %.2f s; GC %.2f s = %.2fx the floor"
+              % (find_warm, floor_n, a.gc_threads, floor_runs[0], floor_runs[1], floor_s,
+                 floor, g1["wall"], g1["wall"] / floor))
+        print("GC with nothing to remove (warm) %.2f s = %.2fx the walk of the same tree"
+              % (g3["wall"], g3["wall"] / find_warm2))
+        print("targets: gc_vs_floor <= 1.3: %s; GC with nothing removed <= 3x the walk: %s; "
+              "status during GC >= 80%% of idle: %s"
+              % ("met" if g1["wall"] <= 1.3 * floor else "MISSED",
+                 "met" if g3["wall"] <= 3 * find_warm2 else "MISSED",
                  "met" if busy >= 0.8 * idle else "MISSED"))
         print("gc_s=%.3f find_s=%.3f ratio=%.2f removed=%d kept=%d phase1_s=%.3f phase2_s=%.3f "
               "find_cold_s=%s gc_cold_s=%s status_idle_rps=%.0f status_gc_rps=%.0f "
-              "status_ratio=%.2f" % (
+              "status_ratio=%.2f walk_s=%.3f unlink_floor_s=%.3f gc_vs_floor=%.2f "
+              "gc_nothing_s=%.3f walk_nothing_s=%.3f gc_nothing_vs_walk=%.2f" % (
                   g1["wall"], find_warm, g1["wall"] / find_warm, g1["removed"], g1["kept"],
                   g1["p1"], g1["p2"], "%.3f" % find_cold if can_drop else "na",
-                  "%.3f" % g2["wall"] if can_drop else "na", idle, busy, busy / idle))
+                  "%.3f" % g2["wall"] if can_drop else "na", idle, busy, busy / idle,
+                  find_warm, floor_s, g1["wall"] / floor, g3["wall"], find_warm2,
+                  g3["wall"] / find_warm2))
     finally:
         srv.close()
 

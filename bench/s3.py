@@ -9,6 +9,18 @@ Starts RGW (test/s3/rgw-up.sh) on free loopback ports, then for 4 MiB and
 prints objects/s, MB/s and the ratios, then one final line of key=value pairs.
 The loop-lag columns are how late a 1 ms timer on Cairn's client loop fired
 (p99), i.e. what a status request on the same loop would wait.
+
+The loop figures of issue #20 come from extra runs of 4 MiB PUT and GET at
+concurrency 8 and 32 with every thread of the S3 server (RGW, its OSD and
+monitor) at the lowest CPU priority (SCHED_IDLE, nice 19), so the figures show
+Cairn's loop rather than the scheduler choosing between two busy programs:
+`s3_loop_busy_p99_ms` / `s3_loop_busy_max_ms` are the loop's own busy time per
+iteration (the callbacks between two polls, wall clock),
+`s3_loop_busy_cpu_p99_ms` / `s3_loop_busy_cpu_max_ms` the loop thread's CPU
+time over the same spans (which other programs cannot inflate by preempting
+it), `s3_loop_lag_p99_ms` the 1 ms timer's wall-clock lag (worst of those
+runs). Targets: busy p99 <= 1 ms, busy
+max <= 5 ms, lag p99 <= 5 ms.
 """
 import argparse
 import os
@@ -60,15 +72,46 @@ def rclone(env, args):
     return time.perf_counter() - t0
 
 
+def server_pids(rgw):
+    pids = []
+    d = os.path.join(rgw, "pids")
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name)) as f:
+            pids.append(int(f.read().strip()))
+    return pids
+
+
+def deprioritize(pids, idle):
+    """Every thread of the server processes to SCHED_IDLE and nice 19 (idle),
+    or back to SCHED_OTHER and nice 0."""
+    for pid in pids:
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                if idle:
+                    os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                    os.setpriority(os.PRIO_PROCESS, tid, 19)
+                else:
+                    os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+                    os.setpriority(os.PRIO_PROCESS, tid, 0)
+            except OSError:
+                pass  # a thread that ended meanwhile
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     ap.add_argument("--quick", action="store_true", help="fewer objects")
+    ap.add_argument("--loop-only", action="store_true",
+                    help="only the loop runs with the server deprioritised (no rclone)")
     a = ap.parse_args()
     binary = os.path.join(a.bin, "s3_bench")
     if not os.path.exists(binary):
         sys.exit(f"{binary} missing: build first")
-    if shutil.which("rclone") is None:
+    if shutil.which("rclone") is None and not a.loop_only:
         sys.exit("rclone missing: scripts/deps.sh bench")
 
     work = tempfile.mkdtemp(prefix="cairn-bench-s3-")
@@ -100,6 +143,46 @@ def main():
                     RCLONE_CONFIG_RGW_SECRET_ACCESS_KEY=env["S3_SECRET_KEY"],
                     RCLONE_CONFIG_RGW_REGION=env["S3_REGION"],
                     RCLONE_CONFIG_RGW_ENDPOINT=f"http://127.0.0.1:{env['S3_PORT']}")
+
+        # The loop's own busy time with the server at the lowest priority.
+        pids = server_pids(rgw)
+        loop_rows = []
+        lcount = 16 if a.quick else 64
+        for conc in (8, 32):
+            for mode in ("put", "get"):
+                deprioritize(pids, True)
+                try:
+                    r = cairn(binary, env, mode, 4 << 20, lcount, conc, f"loop/c{conc}")
+                finally:
+                    deprioritize(pids, False)
+                loop_rows.append(dict(conc=conc, mode=mode, busy_p99=float(r["busy_p99_ms"]),
+                                      busy_max=float(r["busy_max_ms"]),
+                                      cpu_p99=float(r["busy_cpu_p99_ms"]),
+                                      cpu_max=float(r["busy_cpu_max_ms"]),
+                                      lag_p99=float(r["lag_p99_ms"]), mbps=float(r["mbps"]),
+                                      iterations=int(r["iterations"])))
+                lr = loop_rows[-1]
+                print(f"loop, server at SCHED_IDLE: 4MiB {mode.upper():3} c={conc:<2} "
+                      f"{lr['mbps']:7.1f} MB/s  busy per iteration p99 {lr['busy_p99']:.3f} ms "
+                      f"max {lr['busy_max']:.3f} ms (loop thread CPU p99 {lr['cpu_p99']:.3f} "
+                      f"max {lr['cpu_max']:.3f} ms; {lr['iterations']} iterations)  "
+                      f"lag p99 {lr['lag_p99']:.2f} ms", flush=True)
+            cairn(binary, env, "delete", 0, lcount, 32, f"loop/c{conc}")
+        loop_final = {
+            "s3_loop_busy_p99_ms": max(r["busy_p99"] for r in loop_rows),
+            "s3_loop_busy_max_ms": max(r["busy_max"] for r in loop_rows),
+            "s3_loop_lag_p99_ms": max(r["lag_p99"] for r in loop_rows),
+            "s3_loop_busy_cpu_p99_ms": max(r["cpu_p99"] for r in loop_rows),
+            "s3_loop_busy_cpu_max_ms": max(r["cpu_max"] for r in loop_rows),
+        }
+        print("targets: loop busy per iteration p99 <= 1 ms: %s, max <= 5 ms: %s; "
+              "lag p99 <= 5 ms: %s (server deprioritised)" % (
+                  "met" if loop_final["s3_loop_busy_p99_ms"] <= 1 else "MISSED",
+                  "met" if loop_final["s3_loop_busy_max_ms"] <= 5 else "MISSED",
+                  "met" if loop_final["s3_loop_lag_p99_ms"] <= 5 else "MISSED"))
+        if a.loop_only:
+            print(" ".join(f"{k}={v:.2f}" for k, v in loop_final.items()))
+            return
 
         shapes = [("4MiB", 4 << 20, 16 if a.quick else 64), ("4KiB", 4096, 200 if a.quick else 1000)]
         rows, final = [], {}
@@ -148,6 +231,7 @@ def main():
             "rclone_small_get_ops": top(small, "r_get_ops"),
             "cairn_loop_lag_p99_ms": max(r["lag"] for r in rows),
         }
+        final.update(loop_final)
         print(" ".join(f"{k}={v:.2f}" for k, v in final.items()))
     finally:
         subprocess.run([os.path.join(S3DIR, "rgw-down.sh"), rgw], capture_output=True)

@@ -18,7 +18,14 @@ bytes / time; CPU seconds of cairnd and of RGW (radosgw, OSD, monitor)
 during the backup tell where the time goes. Prints a table and a final line
 of key=value pairs including s3_backup_s,
 local_backup_s, s3_restore_s, local_restore_s, s3_cold_restore_s and
-s3_vs_local (local time / s3 time: the target is >= 0.70).
+s3_vs_local (local time / s3 time).
+
+The floor (issue #20): in each round, right after the S3 backup, `rclone copy`
+uploads the same chunk objects (same keys and bytes, fetched from the bucket
+beforehand, untimed) from a local directory into a fresh bucket on the same
+RGW; `s3_backup_vs_floor` = s3_backup_s / max(local_backup_s, rclone_copy_s),
+medians (target <= 1.15: the S3 backup costs barely more than the slower of
+its two halves, the local backup and the upload).
 """
 
 import argparse
@@ -143,6 +150,44 @@ def one_round(args, srv, store, data, tmp, pids, cold=None):
     return res
 
 
+def rclone_env(rgw, work):
+    conf = os.path.join(work, "rclone.conf")
+    open(conf, "w").close()
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # plain HTTP
+    env.update(RCLONE_CONFIG=conf, RCLONE_CONFIG_RGW_TYPE="s3",
+               RCLONE_CONFIG_RGW_PROVIDER="Ceph",
+               RCLONE_CONFIG_RGW_ACCESS_KEY_ID=rgw["S3_ACCESS_KEY"],
+               RCLONE_CONFIG_RGW_SECRET_ACCESS_KEY=rgw["S3_SECRET_KEY"],
+               RCLONE_CONFIG_RGW_REGION=rgw["S3_REGION"],
+               RCLONE_CONFIG_RGW_ENDPOINT="http://127.0.0.1:%s" % rgw["S3_PORT"])
+    return env
+
+
+def rclone_floor(args, renv, s3, store, tmp, rnd, pids):
+    """Fetches the chunk objects of `store` (untimed), then times `rclone copy`
+    of them, same keys, into a fresh bucket; empties that bucket again."""
+    src = os.path.join(tmp, "floor-objects")
+    prefix = "%s/.chunks" % store
+    flags = ["--transfers", str(args.rclone_transfers), "--checkers",
+             str(args.rclone_transfers), "-q"]
+    subprocess.run(["rclone", "copy", "rgw:%s/%s" % (BUCKET, prefix), src] + flags,
+                   env=renv, check=True, capture_output=True, timeout=1800)
+    bucket = "cairn-floor-%d" % rnd
+    s3.create_bucket(Bucket=bucket)
+    c0 = [cpu_seconds([p]) for p in pids]
+    t = time.monotonic()
+    subprocess.run(["rclone", "copy", src, "rgw:%s/%s" % (bucket, prefix),
+                    "--no-check-dest", "--no-traverse"] + flags,
+                   env=renv, check=True, capture_output=True, timeout=1800)
+    dt = time.monotonic() - t
+    cpu = [cpu_seconds([p]) - c for p, c in zip(pids, c0)]
+    n = sum(len(fs) for _, _, fs in os.walk(src))
+    subprocess.run(["rclone", "purge", "rgw:%s" % bucket, "-q"], env=renv,
+                   capture_output=True, timeout=1800)
+    shutil.rmtree(src, ignore_errors=True)
+    return dt, n, cpu
+
+
 def median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2]
@@ -156,6 +201,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved local/s3 rounds; medians are reported")
     ap.add_argument("--tmp", default=None)
+    ap.add_argument("--rclone-transfers", type=int, default=8,
+                    help="rclone copy's --transfers for the upload floor")
     args = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
     tmp = tempfile.mkdtemp(prefix="cairn-bench-s3b-", dir=args.tmp)
@@ -163,7 +210,9 @@ def main():
     rows = {"local": [], "s3": []}
     stats = {}
     try:
-        rgw = rgw_up(tmp, max(4.0, args.size_gib * 2.5))
+        # room for the backup's objects and the floor's copy of them
+        rgw = rgw_up(tmp, max(5.0, args.size_gib * 3.5))
+        renv = rclone_env(rgw, tmp)
         import boto3
         from botocore.config import Config
         s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:%s" % rgw["S3_PORT"],
@@ -206,6 +255,11 @@ def main():
                 for kind, store, cold in order:
                     print("round %d: %s ..." % (rnd + 1, kind), flush=True)
                     rows[kind].append(one_round(args, srv, store, data, tmp, pids, cold))
+                    if kind == "s3":
+                        print("round %d: rclone copy of the chunk objects ..." % (rnd + 1),
+                              flush=True)
+                        dt, n, cpu = rclone_floor(args, renv, s3, store, tmp, rnd, pids[1:])
+                        rows["s3"][-1].update(rclone=dt, rclone_objects=n, rclone_rgw_cpu=cpu)
                 # free the bucket and the disk for the next round
                 n, b = 0, 0
                 keys = []
@@ -233,6 +287,7 @@ def main():
     med = {k: {f: median([r[f] for r in v]) for f in ("backup", "restore")}
            for k, v in rows.items()}
     med["s3"]["cold"] = median([r["cold"] for r in rows["s3"]])
+    med["s3"]["rclone"] = median([r["rclone"] for r in rows["s3"]])
     cpu = {k: [median([r["backup_cpu"][i] for r in v]) for i in range(len(v[0]["backup_cpu"]))]
            for k, v in rows.items()}
     print()
@@ -262,11 +317,22 @@ def main():
                                         stats.get("object_bytes", 0) / (1 << 20),
                                         rows["local"][0]["stored"] / (1 << 20)))
     ratio = med["local"]["backup"] / med["s3"]["backup"]
-    print("s3 backup speed / local backup speed: %.2f (target >= 0.70)" % ratio)
+    print("s3 backup speed / local backup speed: %.2f" % ratio)
+    floor = max(med["local"]["backup"], med["s3"]["rclone"])
+    vs_floor = med["s3"]["backup"] / floor
+    print("floor: rclone copy of the same %d chunk objects (--transfers %d) to a fresh bucket "
+          "%s s (median %.2f s, RGW cpu %.1f s); max(local backup %.2f s, rclone %.2f s) = "
+          "%.2f s; s3 backup %.2f s = %.2fx the floor (target <= 1.15)" % (
+              rows["s3"][0]["rclone_objects"], args.rclone_transfers,
+              " ".join("%.2f" % r["rclone"] for r in rows["s3"]), med["s3"]["rclone"],
+              sum(rows["s3"][0]["rclone_rgw_cpu"]), med["local"]["backup"],
+              med["s3"]["rclone"], floor, med["s3"]["backup"], vs_floor))
     print("s3_backup_s=%.2f local_backup_s=%.2f s3_restore_s=%.2f local_restore_s=%.2f "
-          "s3_cold_restore_s=%.2f s3_vs_local=%.2f restores_ok=%d" % (
+          "s3_cold_restore_s=%.2f s3_vs_local=%.2f restores_ok=%d rclone_copy_s=%.2f "
+          "s3_backup_vs_floor=%.2f" % (
               med["s3"]["backup"], med["local"]["backup"], med["s3"]["restore"],
-              med["local"]["restore"], med["s3"]["cold"], ratio, 1 if ok else 0))
+              med["local"]["restore"], med["s3"]["cold"], ratio, 1 if ok else 0,
+              med["s3"]["rclone"], vs_floor))
     return 0 if ok else 1
 
 

@@ -23,6 +23,17 @@
  * connections writable at once timers and other requests would wait for all
  * of them. */
 #define BODY_SLICE (256u * 1024)
+/* Body bytes handed to sockets per loop iteration over all connections of a
+ * client: with 32 connections writable at once, one slice each would be 8 MiB
+ * of copying (and, on loopback, the receiver's TCP work) before the loop
+ * polls again. Connections over the budget wait for the next iteration in
+ * order (an idle handle keeps the poll from blocking meanwhile). */
+#define SEND_BUDGET (512u * 1024)
+/* Likewise for response bytes read per loop iteration: libuv reads a readable
+ * stream up to 32 times in one callback, so 32 connections with full receive
+ * buffers could keep the loop reading for many milliseconds. A connection
+ * that reads past the budget stops reading until the next iteration. */
+#define READ_BUDGET (1024u * 1024)
 
 enum conn_state { C_RESOLVE, C_CONNECT, C_HANDSHAKE, C_IDLE, C_BUSY, C_CLOSING };
 enum req_state { R_QUEUED, R_ACTIVE, R_DONE };
@@ -46,6 +57,9 @@ struct conn {
   int body_inflight;           /* a body slice is queued in libuv */
   int reading;
   int refd;
+  int send_waiting;            /* on the client's send-wait list */
+  int read_waiting;            /* stopped reading until the next iteration */
+  struct conn *swait_next;
   unsigned uses;
   char rbuf[READ_BUF_SIZE];
   char pbuf[READ_BUF_SIZE];    /* TLS plaintext */
@@ -93,6 +107,11 @@ struct http_client {
   size_t qlen;
   uv_timer_t tick;
   int tick_running;
+  uv_idle_t send_idle;         /* runs while connections wait for send budget */
+  size_t send_budget;          /* body bytes left for this loop iteration */
+  size_t read_budget;          /* response bytes left for this loop iteration */
+  unsigned n_read_waiting;
+  struct conn *swait_head, *swait_tail;
   int closing;
   unsigned open_handles;
   void (*close_cb)(void *);
@@ -359,6 +378,10 @@ static void on_conn_closed(uv_handle_t *h)
 }
 
 static int send_body_slice(struct conn *conn);
+static int send_next_slice(struct conn *conn);
+static void on_send_idle(uv_idle_t *h);
+static void swait_remove(struct http_client *c, struct conn *conn);
+static void rwait_remove(struct http_client *c, struct conn *conn);
 
 static void on_write(uv_write_t *w, int status)
 {
@@ -378,7 +401,7 @@ static void on_write(uv_write_t *w, int status)
    * never leaves a body half sent on an open connection (conn_finalize). */
   if (slice_end && conn->state == C_BUSY && conn->req &&
       conn->body_off < conn->req->r.body_len) {
-    int rc = send_body_slice(conn);
+    int rc = send_next_slice(conn);
     if (rc < 0)
       conn_close(conn, rc);
   }
@@ -439,13 +462,116 @@ static int send_body_slice(struct conn *conn)
   return rc;
 }
 
+/* The next body slice now if this iteration's budget allows, else after the
+ * connections already waiting, in a later iteration (on_send_idle). */
+static int spend_and_send(struct conn *conn)
+{
+  struct http_client *c = conn->c;
+  size_t n = conn->req->r.body_len - conn->body_off;
+  n = n > BODY_SLICE ? BODY_SLICE : n;
+  c->send_budget = n >= c->send_budget ? 0 : c->send_budget - n;
+  return send_body_slice(conn);
+}
+
+static int send_next_slice(struct conn *conn)
+{
+  struct http_client *c = conn->c;
+  if (c->swait_head == NULL && c->send_budget > 0)
+    return spend_and_send(conn);
+  if (!conn->send_waiting) {
+    conn->send_waiting = 1;
+    conn->swait_next = NULL;
+    if (c->swait_tail)
+      c->swait_tail->swait_next = conn;
+    else
+      c->swait_head = conn;
+    c->swait_tail = conn;
+    uv_idle_start(&c->send_idle, on_send_idle);
+  }
+  return 0;
+}
+
+/* Once per loop iteration while connections wait: a fresh budget, spent on
+ * the waiting connections in order. */
+static void on_send_idle(uv_idle_t *h)
+{
+  struct http_client *c = h->data;
+  c->send_budget = SEND_BUDGET;
+  c->read_budget = READ_BUDGET;
+  for (struct conn *k = c->conns; k && c->n_read_waiting > 0; k = k->next) {
+    if (!k->read_waiting)
+      continue;
+    rwait_remove(c, k);
+    /* A request paused meanwhile stays paused: its resume restarts reading. */
+    if (!(k->state == C_BUSY && k->req && k->req->paused))
+      conn_read_start(k);
+  }
+  while (c->swait_head && c->send_budget > 0) {
+    struct conn *conn = c->swait_head;
+    swait_remove(c, conn);
+    if (conn->state != C_BUSY || conn->req == NULL || conn->body_inflight ||
+        conn->body_off >= conn->req->r.body_len)
+      continue;
+    int rc = spend_and_send(conn);
+    if (rc < 0)
+      conn_close(conn, rc);
+  }
+  if (c->swait_head == NULL && c->n_read_waiting == 0)
+    uv_idle_stop(&c->send_idle);
+}
+
+/* After a read: past this iteration's read budget, the connection stops
+ * reading until on_send_idle starts it again in the next iteration. */
+static void conn_spend_read(struct conn *conn, size_t n)
+{
+  struct http_client *c = conn->c;
+  c->read_budget = n >= c->read_budget ? 0 : c->read_budget - n;
+  if (c->read_budget > 0 || !conn->reading || conn->state != C_BUSY || c->closing)
+    return;
+  uv_read_stop((uv_stream_t *)&conn->tcp);
+  conn->reading = 0;
+  conn->read_waiting = 1;
+  c->n_read_waiting++;
+  uv_idle_start(&c->send_idle, on_send_idle);
+}
+
 /* Closes a connection. Its request, if any, ends with `err`, or is sent again
  * on another connection when a reused connection died before answering. */
+static void swait_remove(struct http_client *c, struct conn *conn)
+{
+  if (!conn->send_waiting)
+    return;
+  struct conn **pp = &c->swait_head, *prev = NULL;
+  while (*pp != conn) {
+    prev = *pp;
+    pp = &(*pp)->swait_next;
+  }
+  *pp = conn->swait_next;
+  if (c->swait_tail == conn)
+    c->swait_tail = prev;
+  conn->swait_next = NULL;
+  conn->send_waiting = 0;
+  if (c->swait_head == NULL && c->n_read_waiting == 0)
+    uv_idle_stop(&c->send_idle);
+}
+
+static void rwait_remove(struct http_client *c, struct conn *conn)
+{
+  if (!conn->read_waiting)
+    return;
+  conn->read_waiting = 0;
+  c->n_read_waiting--;
+  if (c->swait_head == NULL && c->n_read_waiting == 0)
+    uv_idle_stop(&c->send_idle);
+}
+
 static void conn_close(struct conn *conn, int err)
 {
   struct http_client *c = conn->c;
   if (conn->state == C_CLOSING)
     return;
+  swait_remove(c, conn);
+  rwait_remove(c, conn);
   int was_connecting = conn->state < C_IDLE;
   conn->state = C_CLOSING;
   c->n_conns--;
@@ -604,8 +730,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     return;
   }
   if (conn->tls == NULL) {
-    conn_parse(conn, conn->rbuf, (size_t)nread);
-    conn_stop_if_paused(conn);
+    if (conn_parse(conn, conn->rbuf, (size_t)nread) == 0) {
+      conn_stop_if_paused(conn);
+      conn_spend_read(conn, (size_t)nread);
+    }
     return;
   }
 
@@ -649,6 +777,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     return;
   }
   conn_stop_if_paused(conn);
+  conn_spend_read(conn, (size_t)nread);
 }
 
 static void conn_read_start(struct conn *conn)
@@ -819,7 +948,7 @@ static void conn_start(struct conn *conn, struct http_client_req *req)
       rc = tls_flush(conn);
   }
   if (rc == 0 && conn->body_off < req->r.body_len)
-    rc = send_body_slice(conn);
+    rc = send_next_slice(conn);
   if (rc < 0) {
     conn_close(conn, rc);
     return;
@@ -937,11 +1066,16 @@ int http_client_new(uv_loop_t *loop, const struct http_client_config *cfg,
   uv_timer_init(loop, &c->tick);
   c->tick.data = c;
   uv_unref((uv_handle_t *)&c->tick);
-  c->open_handles = 1;
+  uv_idle_init(loop, &c->send_idle);
+  c->send_idle.data = c;
+  c->send_budget = SEND_BUDGET;
+  c->read_budget = READ_BUDGET;
+  c->open_handles = 2;
   *out = c;
   return 0;
 }
 
+/* The tick timer's and the send idle handle's close callback. */
 static void on_tick_closed(uv_handle_t *h)
 {
   struct http_client *c = h->data;
@@ -972,6 +1106,8 @@ void http_client_free(struct http_client *c, void (*cb)(void *arg), void *arg)
   }
   uv_timer_stop(&c->tick);
   uv_close((uv_handle_t *)&c->tick, on_tick_closed);
+  uv_idle_stop(&c->send_idle);
+  uv_close((uv_handle_t *)&c->send_idle, on_tick_closed);
   c->open_handles--;
   maybe_free_client(c);
 }
