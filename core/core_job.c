@@ -35,17 +35,32 @@ static struct core_pool *pool_of(uv_loop_t *loop)
   return NULL;
 }
 
-int core_job_submit(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
-                    core_job_done_fn done)
+static int submit(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
+                  core_job_done_fn done, int bulk)
 {
   struct core_pool *pool = pool_of(loop);
   if (pool != NULL) {
-    core_pool_submit(pool, job, run, done);
+    if (bulk)
+      core_pool_submit_bulk(pool, job, run, done);
+    else
+      core_pool_submit(pool, job, run, done);
     return 0;
   }
   job->run = run;
   job->done = done;
   return uv_queue_work(loop, &job->work, job_work, job_after);
+}
+
+int core_job_submit(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
+                    core_job_done_fn done)
+{
+  return submit(loop, job, run, done, 0);
+}
+
+int core_job_submit_bulk(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
+                         core_job_done_fn done)
+{
+  return submit(loop, job, run, done, 1);
 }
 
 int core_job_attach_pool(uv_loop_t *loop, struct core_pool *pool)

@@ -49,12 +49,18 @@ struct core_job {
   core_job_run_fn run;     /* pool thread */
   core_job_done_fn done;   /* loop thread */
   uint64_t queued_ns;      /* private: core_pool's submit time (uv_hrtime) */
+  int bulk;                /* private: in core_pool's bulk lane */
 };
 
 /* Queues `job`. Returns 0, or a negative error from uv_queue_work (then
  * neither callback runs). */
 int core_job_submit(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
                     core_job_done_fn done);
+/* The same for a job that moves megabytes (a chunk written or read): it goes
+ * to the pool's bulk lane, which never takes the last free threads from the
+ * quick jobs (core_pool.h). */
+int core_job_submit_bulk(uv_loop_t *loop, struct core_job *job, core_job_run_fn run,
+                         core_job_done_fn done);
 
 /* Sends every later core_job_submit() on `loop` to `pool` (NULL: back to
  * libuv's pool). Call on the loop's thread, before its first job and after

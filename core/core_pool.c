@@ -17,6 +17,25 @@
 #define IOPRIO_CLASS_BE 2
 #define IOPRIO_CLASS_SHIFT 13
 
+/* The next job for a free thread (under the mutex): the quick lane first, then
+ * the bulk lane while it has threads left. */
+static struct core_job *take(struct core_pool *p)
+{
+  struct core_job *job = p->todo;
+  if (job != NULL) {
+    if ((p->todo = job->next) == NULL)
+      p->todo_tail = &p->todo;
+    return job;
+  }
+  job = p->bulk;
+  if (job == NULL || p->bulk_running >= p->bulk_max)
+    return NULL;
+  if ((p->bulk = job->next) == NULL)
+    p->bulk_tail = &p->bulk;
+  p->bulk_running++;
+  return job;
+}
+
 static void *worker_main(void *arg)
 {
   struct core_pool *p = arg;
@@ -33,14 +52,12 @@ static void *worker_main(void *arg)
             (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7);
   pthread_mutex_lock(&p->mutex);
   for (;;) {
-    while (p->todo == NULL && !p->stop)
+    struct core_job *job;
+    while ((job = take(p)) == NULL && !p->stop)
       pthread_cond_wait(&p->cond, &p->mutex);
-    if (p->todo == NULL)
-      break; /* stopping, and nothing left */
-    struct core_job *job = p->todo;
-    p->todo = job->next;
-    if (p->todo == NULL)
-      p->todo_tail = &p->todo;
+    if (job == NULL)
+      break; /* stopping: core_pool_stop waited for every job first */
+    int is_bulk = job->bulk;
     pthread_mutex_unlock(&p->mutex);
     uint64_t t0 = uv_hrtime();
     core_gauge_add(&p->queued, -1);
@@ -53,6 +70,8 @@ static void *worker_main(void *arg)
     core_gauge_add(&p->running, -1);
 
     pthread_mutex_lock(&p->mutex);
+    if (is_bulk && p->bulk_running-- == p->bulk_max && p->bulk != NULL)
+      pthread_cond_signal(&p->cond); /* a waiting bulk job may start now */
     int wake = p->done == NULL; /* else the loop has a wake-up coming */
     job->next = NULL;
     *p->done_tail = job;
@@ -95,6 +114,14 @@ static void on_wake(uv_poll_t *h, int status, int events)
   }
 }
 
+/* One thread in four (at least one) stays free of bulk work; a pool of one
+ * thread runs bulk jobs too, one at a time. */
+static int bulk_share(int threads)
+{
+  int reserve = threads / 4 > 1 ? threads / 4 : 1;
+  return threads > 1 ? threads - reserve : 1;
+}
+
 int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool_opts *o)
 {
   int n = o->threads < 1 ? 1 : o->threads > CORE_POOL_MAX ? CORE_POOL_MAX : o->threads;
@@ -105,6 +132,7 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   p->idle_cpu = o->idle_cpu;
   p->idle_io = o->idle_io;
   p->todo_tail = &p->todo;
+  p->bulk_tail = &p->bulk;
   p->done_tail = &p->done;
   snprintf(p->name, sizeof(p->name), "%s", o->name ? o->name : "pool");
   core_hist_init(&p->wait, core_hist_latency_bounds, core_hist_latency_nbounds);
@@ -122,6 +150,7 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   pthread_mutex_init(&p->mutex, NULL);
   pthread_cond_init(&p->cond, NULL);
   p->started = 1;
+  p->bulk_max = bulk_share(n);
   for (int i = 0; i < n; i++) {
     rc = pthread_create(&p->threads[i], NULL, worker_main, p);
     if (rc != 0) {
@@ -135,24 +164,47 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
     }
     p->n++;
   }
+  if (p->n < n) {
+    pthread_mutex_lock(&p->mutex);
+    p->bulk_max = bulk_share(p->n);
+    pthread_mutex_unlock(&p->mutex);
+  }
   return 0;
 }
 
-void core_pool_submit(struct core_pool *p, struct core_job *job, core_job_run_fn run,
-                      core_job_done_fn done)
+static void submit(struct core_pool *p, struct core_job *job, core_job_run_fn run,
+                   core_job_done_fn done, int bulk)
 {
   job->run = run;
   job->done = done;
   job->next = NULL;
+  job->bulk = bulk;
   job->queued_ns = uv_hrtime();
   core_gauge_add(&p->queued, 1);
   if (p->pending++ == 0)
     uv_ref((uv_handle_t *)&p->poll);
   pthread_mutex_lock(&p->mutex);
-  *p->todo_tail = job;
-  p->todo_tail = &job->next;
+  if (bulk) {
+    *p->bulk_tail = job;
+    p->bulk_tail = &job->next;
+  } else {
+    *p->todo_tail = job;
+    p->todo_tail = &job->next;
+  }
   pthread_cond_signal(&p->cond);
   pthread_mutex_unlock(&p->mutex);
+}
+
+void core_pool_submit(struct core_pool *p, struct core_job *job, core_job_run_fn run,
+                      core_job_done_fn done)
+{
+  submit(p, job, run, done, 0);
+}
+
+void core_pool_submit_bulk(struct core_pool *p, struct core_job *job, core_job_run_fn run,
+                           core_job_done_fn done)
+{
+  submit(p, job, run, done, 1);
 }
 
 static void on_closed(uv_handle_t *h)

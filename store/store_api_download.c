@@ -394,7 +394,7 @@ static void dl_pull(struct http_request *req, void *ctx)
 {
   struct dl_job *d = ctx;
   if (http_req_gone(req) ||
-      core_job_submit(d->api->loop, &d->job, piece_run, piece_done) < 0) {
+      core_job_submit_bulk(d->api->loop, &d->job, piece_run, piece_done) < 0) {
     http_stream_write(req, NULL, 0, 1, CORE_EABORTED);
     dl_end(d);
   }

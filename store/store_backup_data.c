@@ -384,7 +384,7 @@ static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind k
                           chunk_s3_done, c);
     return;
   }
-  int rc = core_job_submit(s->table->loop, &c->job, chunk_run, chunk_done);
+  int rc = core_job_submit_bulk(s->table->loop, &c->job, chunk_run, chunk_done);
   if (rc < 0) {
     c->rc = rc;
     chunk_done(&c->job, rc);

@@ -247,7 +247,7 @@ static void h_chunk(struct http_request *req, void *ctx)
     store_s3_chunk_read(s->ds, d, &alloc, chunk_s3_done, r);
     return;
   }
-  int rc = core_job_submit(s->table->loop, &r->job, chunk_run, chunk_done);
+  int rc = core_job_submit_bulk(s->table->loop, &r->job, chunk_run, chunk_done);
   if (rc < 0) {
     r->rc = rc;
     chunk_done(&r->job, rc);

@@ -327,7 +327,7 @@ static void up_done(struct core_job *j, int status)
 static void up_submit(struct up *u, enum up_step step)
 {
   u->step = step;
-  int rc = core_job_submit(u->be->loop, &u->job, up_run, up_done);
+  int rc = core_job_submit_bulk(u->be->loop, &u->job, up_run, up_done);
   if (rc < 0) {
     u->rc = rc;
     up_end(u, rc, 0);
@@ -476,7 +476,7 @@ static void on_get(const struct s3_result *res, void *arg)
   atomic_fetch_add(&r->be->st_fetches, 1);
   atomic_fetch_add(&r->be->st_fetch_bytes, r->len);
   r->step = RD_STORE;
-  int sr = core_job_submit(r->be->loop, &r->job, rd_run, rd_done);
+  int sr = core_job_submit_bulk(r->be->loop, &r->job, rd_run, rd_done);
   if (sr < 0)
     rd_end(r, sr);
 }
@@ -506,7 +506,7 @@ void store_s3_chunk_read(struct store_datastore *ds, const uint8_t digest[32],
   r->cb = cb;
   r->arg = arg;
   r->step = RD_LOCAL;
-  int rc = core_job_submit(r->be->loop, &r->job, rd_run, rd_done);
+  int rc = core_job_submit_bulk(r->be->loop, &r->job, rd_run, rd_done);
   if (rc < 0)
     rd_end(r, rc);
 }

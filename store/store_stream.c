@@ -155,7 +155,7 @@ static void download_pull(struct http_request *req, void *ctx)
     download_end(d);
     return;
   }
-  if (core_job_submit(d->s->table->loop, &d->job, piece_run, piece_done) < 0) {
+  if (core_job_submit_bulk(d->s->table->loop, &d->job, piece_run, piece_done) < 0) {
     http_stream_write(req, NULL, 0, 1, CORE_EABORTED);
     download_end(d);
   }

@@ -11,6 +11,8 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -196,6 +198,85 @@ UNIT_TEST(pool_completes_on_loop)
   ASSERT_OK(uv_loop_close(&loop));
 }
 
+/* The bulk lane never takes the last free thread: with every bulk slot busy
+ * (blocked until a quick job has run) a quick job still starts, and no more
+ * than threads - threads/4 bulk jobs ever run at once. */
+struct lane_state {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int quick_ran, bulk_now, bulk_peak, bulk_timed_out, done;
+};
+
+struct lane_job {
+  struct core_job job;
+  struct lane_state *st;
+};
+
+static void lane_bulk_run(struct core_job *j)
+{
+  struct lane_state *st = ((struct lane_job *)j)->st;
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10; /* a deadlock would hang here: fail instead */
+  pthread_mutex_lock(&st->mu);
+  if (++st->bulk_now > st->bulk_peak)
+    st->bulk_peak = st->bulk_now;
+  while (!st->quick_ran)
+    if (pthread_cond_timedwait(&st->cv, &st->mu, &until) != 0) {
+      st->bulk_timed_out++;
+      break;
+    }
+  st->bulk_now--;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static void lane_quick_run(struct core_job *j)
+{
+  struct lane_state *st = ((struct lane_job *)j)->st;
+  pthread_mutex_lock(&st->mu);
+  st->quick_ran = 1;
+  pthread_cond_broadcast(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+static void lane_done(struct core_job *j, int status)
+{
+  ASSERT_EQ(status, 0);
+  ((struct lane_job *)j)->st->done++;
+  core_free(j);
+}
+
+UNIT_TEST(pool_bulk_lane_keeps_a_thread)
+{
+  uv_loop_t loop;
+  struct core_pool pool;
+  struct core_pool_opts o = {"lanes", 4, 0, 0, 0};
+  struct lane_state st;
+  memset(&st, 0, sizeof(st));
+  pthread_mutex_init(&st.mu, NULL);
+  pthread_cond_init(&st.cv, NULL);
+  ASSERT_OK(uv_loop_init(&loop));
+  ASSERT_OK(core_pool_start(&pool, &loop, &o));
+  core_job_attach_pool(&loop, &pool);
+  for (int i = 0; i < 10; i++) {
+    struct lane_job *b = core_new(struct lane_job);
+    b->st = &st;
+    ASSERT_OK(core_job_submit_bulk(&loop, &b->job, lane_bulk_run, lane_done));
+  }
+  struct lane_job *q = core_new(struct lane_job);
+  q->st = &st;
+  ASSERT_OK(core_job_submit(&loop, &q->job, lane_quick_run, lane_done));
+  ASSERT_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ASSERT_EQ(st.done, 11);
+  ASSERT_EQ(st.bulk_timed_out, 0);
+  ASSERT(st.bulk_peak <= 3);
+  core_pool_stop(&pool);
+  core_job_attach_pool(&loop, NULL);
+  ASSERT_OK(uv_loop_close(&loop));
+  pthread_cond_destroy(&st.cv);
+  pthread_mutex_destroy(&st.mu);
+}
+
 /* Three significant digits in binary units; whole bytes below 1 KiB. */
 UNIT_TEST(fmt_bytes)
 {
@@ -232,6 +313,6 @@ UNIT_TEST(fmt_bytes)
   ASSERT_STR_EQ(small, "1.50");
 }
 
-UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(pool_bulk_lane_keeps_a_thread), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
           UNIT_CASE(strerror_covers_all),
           UNIT_CASE(json_roundtrip), UNIT_CASE(fmt_bytes))
