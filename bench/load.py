@@ -56,7 +56,7 @@ def run_load(args, srv, json_path):
         env["CAIRN_FINGERPRINT"] = srv.fingerprint
     else:
         cmd.append("--plain-http")
-    for opt in ("readers", "pollers", "size_mix"):
+    for opt in ("readers", "pollers", "size_mix", "client_rate"):
         v = getattr(args, opt)
         if v is not None:
             cmd += ["--" + opt.replace("_", "-"), str(v)]
@@ -90,6 +90,8 @@ def main():
     ap.add_argument("--readers", type=int, default=None, help="default: the tool's (4)")
     ap.add_argument("--pollers", type=int, default=None, help="default: the tool's (4)")
     ap.add_argument("--size-mix", default=None, help="default: the tool's (1M:60,16M:30,64M:10)")
+    ap.add_argument("--client-rate", type=float, default=None,
+                    help="MB/s per backup client (default: the tool's, 0 = back to back)")
     ap.add_argument("--no-gc", action="store_true", help="no GC and verify during the load")
     ap.add_argument("--keep", action="store_true", help="keep the temp tree (CAIRN_KEEP_TMP)")
     args = ap.parse_args()

@@ -180,6 +180,7 @@ struct actor {
   uint64_t rng;
   struct samples lat[LOAD_OP_COUNT];
   uv_thread_t thread;
+  double pace_ms;           /* --client-rate: the next chunk starts no earlier */
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -306,6 +307,23 @@ static int put_batch(struct backup *b, char *err, size_t errlen)
   return rc;
 }
 
+/* --client-rate: a client that is ahead of its rate waits before its next
+ * chunk, like a real client whose disk or chunker is slower than the network.
+ * Time lost to a slow upload is not made up later (no bursts after a stall),
+ * so the offered load is at most clients x rate. */
+static void pace(struct actor *a, size_t len)
+{
+  double rate = a->L->o->client_rate, now;
+  if (rate <= 0)
+    return;
+  now = mono_ms();
+  if (a->pace_ms > now)
+    sleep_ms((unsigned)(a->pace_ms - now));
+  else
+    a->pace_ms = now;
+  a->pace_ms += (double)len * 1000.0 / rate;
+}
+
 /* Generates, hashes and uploads chunk `n` of the backup, and queues its
  * index entry. */
 static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t len, char *err,
@@ -317,6 +335,7 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   double t0;
   int rc;
 
+  pace(b->a, len);
   fill_chunk(b->blob + FORMAT_BLOB_HDR_LEN, len, seed);
   memcpy(b->blob, b->a->L->blob_magic, 8);
   format_blob_set_crc(b->blob, FORMAT_BLOB_HDR_LEN + len);
@@ -1131,6 +1150,9 @@ static const char *const load_usage =
     "  --json FILE          write a JSON summary\n"
     "  --server-pid PID     sample this local cairnd's RSS and CPU\n"
     "  --seed N             data seed (default 1)\n"
+    "  --client-rate MB/S   each backup client uploads at most this many MB/s, like a\n"
+    "                       client limited by its own disk (default 0: no limit, every\n"
+    "                       client uploads back to back and the server is saturated)\n"
     "  --repository, --secret-file, --fingerprint, --ca-file, --plain-http: as for\n"
     "  every command (and CAIRN_REPOSITORY, CAIRN_SECRET, ... in the environment).\n";
 
@@ -1193,6 +1215,14 @@ static int parse_load_args(int argc, char **argv, struct load_cli *c, struct cli
       if (parse_count(a, v, 0, 0xffffffffu, &u) < 0)
         return -1;
       o->seed = u;
+    } else if (strcmp(a, "client-rate") == 0) {
+      char *end;
+      double mbs = strtod(v, &end);
+      if (end == v || *end || !(mbs >= 0 && mbs <= 100000)) {
+        fprintf(stderr, "cairn benchmark load: --client-rate takes MB/s, 0 to 100000\n");
+        return -1;
+      }
+      o->client_rate = mbs * 1e6;
     } else if (strcmp(a, "duration") == 0) {
       char *end;
       o->duration = strtod(v, &end);
@@ -1277,8 +1307,12 @@ static void print_table(FILE *f, const struct client_load_opts *o,
     fprintf(f, "%-14s %9llu %10.1f %10.1f %10.1f\n", op_names[i],
             (unsigned long long)r->lat[i].n, r->lat[i].p50_ms, r->lat[i].p99_ms,
             r->lat[i].max_ms);
-  fprintf(f, "\nclients %u, readers %u, pollers %u, %.1f s\n", o->clients, o->readers,
+  fprintf(f, "\nclients %u, readers %u, pollers %u, %.1f s", o->clients, o->readers,
           o->pollers, r->seconds);
+  if (o->client_rate > 0)
+    fprintf(f, ", each client at most %.1f MB/s (offered %.1f MB/s)", o->client_rate / 1e6,
+            o->client_rate * o->clients / 1e6);
+  fputc('\n', f);
   fprintf(f, "backups         %llu (%.1f per minute)\n", (unsigned long long)r->backups,
           (double)r->backups * 60.0 / secs);
   fprintf(f, "backed up       %.1f MB (%.1f MB/s)\n", mb, mb / secs);
@@ -1314,6 +1348,7 @@ static void print_kv(FILE *f, const struct client_load_opts *o,
   print_verified(f, r);
   fprintf(f, " upload_p99_ms=%.1f status_p99_ms=%.1f", r->lat[LOAD_OP_UPLOAD].p99_ms,
           r->lat[LOAD_OP_STATUS].p99_ms);
+  fprintf(f, " client_rate_mbs=%.1f", o->client_rate / 1e6);
   if (r->rss_mib >= 0)
     fprintf(f, " rss_mib=%.1f cpu_pct=%.0f\n", r->rss_mib, r->cpu_pct);
   else
@@ -1342,10 +1377,12 @@ static int write_json(const char *path, const struct client_load_opts *o,
   double secs = r->seconds > 0 ? r->seconds : 1;
   if (f == NULL)
     return -errno;
-  fprintf(f, "{\"clients\":%u,\"readers\":%u,\"pollers\":%u,\"gc\":%s,\"seconds\":%.3f,"
+  fprintf(f, "{\"clients\":%u,\"client_rate\":%.0f,\"readers\":%u,\"pollers\":%u,\"gc\":%s,"
+          "\"seconds\":%.3f,"
           "\"backups\":%llu,\"backups_per_min\":%.2f,\"bytes\":%llu,\"mb_per_s\":%.2f,"
           "\"restores\":%llu,\"read_bytes\":%llu,\"errors\":%llu,\"verified\":",
-          o->clients, o->readers, o->pollers, o->gc ? "true" : "false", r->seconds,
+          o->clients, o->client_rate, o->readers, o->pollers, o->gc ? "true" : "false",
+          r->seconds,
           (unsigned long long)r->backups, (double)r->backups * 60.0 / secs,
           (unsigned long long)r->bytes, (double)r->bytes / 1e6 / secs,
           (unsigned long long)r->restores, (unsigned long long)r->read_bytes,

@@ -52,6 +52,7 @@ struct client_load_opts {
   int gc;                   /* run a GC and a verify during the load */
   int server_pid;           /* > 0: sample this local process's RSS and CPU */
   uint64_t seed;
+  double client_rate;       /* bytes/s each backup client uploads at most; 0: no limit */
 };
 
 /* Operations with latency figures. */

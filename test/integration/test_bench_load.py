@@ -61,8 +61,13 @@ class BenchLoad(unittest.TestCase):
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               env=self.env(), timeout=300)
 
+    def namespaces(self):
+        r = self.srv.get("/api2/json/admin/datastore/%s/namespace" % STORE)
+        return [n["ns"] for n in r.data["data"]]
+
     def test_load_run(self):
         summary = os.path.join(self.tmp, "load.json")
+        before = set(self.namespaces())  # other tests' runs share the server
         p = self.load("--clients", "4", "--duration", "3", "--readers", "2", "--pollers", "2",
                       "--size-mix", "1M:60,5M:40", "--json", summary,
                       "--server-pid", str(self.srv.proc.pid))
@@ -91,9 +96,8 @@ class BenchLoad(unittest.TestCase):
         self.assertGreater(res["ops"]["read"]["count"], 0)
 
         # every client wrote into its own namespace under the run's parent
-        r = self.srv.get("/api2/json/admin/datastore/%s/namespace" % STORE)
-        names = [n["ns"] for n in r.data["data"]]
-        runs = [n for n in names if re.fullmatch(r"load-\d+-\d+", n)]
+        names = self.namespaces()
+        runs = [n for n in names if re.fullmatch(r"load-\d+-\d+", n) and n not in before]
         self.assertEqual(1, len(runs), names)
         total = 0
         for c in range(4):
@@ -107,9 +111,22 @@ class BenchLoad(unittest.TestCase):
             total += len(snaps)
         self.assertEqual(res["backups"], total)
 
+    def test_client_rate(self):
+        # two 4 MiB chunks per backup at 2 MB/s: the second chunk waits its turn
+        # (about 2.1 s), so the run cannot be shorter than that
+        p = self.load("--clients", "2", "--count", "2", "--readers", "0", "--pollers", "1",
+                      "--size-mix", "8M:1", "--client-rate", "2", "--no-gc")
+        msg = "exit %d\nstdout:\n%s\nstderr:\n%s" % (p.returncode, p.stdout, p.stderr)
+        self.assertEqual(0, p.returncode, msg)
+        kv = dict(f.split("=", 1) for f in p.stdout.strip().splitlines()[-1].split())
+        self.assertEqual("2.0", kv["client_rate_mbs"], msg)
+        self.assertEqual("2", kv["backups"], msg)
+        self.assertGreaterEqual(float(kv["seconds"]), 2.0, msg)
+        self.assertIn("each client at most 2.0 MB/s (offered 4.0 MB/s)", p.stdout, msg)
+
     def test_bad_options(self):
         for args in (["--clients", "0"], ["--size-mix", "1M"], ["--size-mix", "0M:1"],
-                     ["--duration", "-1"], ["--frobnicate"]):
+                     ["--duration", "-1"], ["--client-rate", "-1"], ["--frobnicate"]):
             p = self.load(*args)
             self.assertEqual(2, p.returncode, "%s: %s" % (args, p.stderr))
             self.assertIn("cairn benchmark load", p.stderr)
