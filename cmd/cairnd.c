@@ -438,12 +438,6 @@ int main(int argc, char **argv)
     http_server_metrics_off(d.http);
   http_server_set_auth(d.http, store_access_auth, &d.access);
   http_server_set_access(d.http, store_access_check, &d.access);
-  cairnd_observe_routes(&d.obs, d.http);
-  cairnd_observe_add(&d.obs, http_server_metrics_collect, d.http);
-  cairnd_observe_add(&d.obs, core_pool_metrics_collect, d.obs.pools);
-  cairnd_observe_add(&d.obs, core_tasks_metrics_collect, d.gc.tasks);
-  cairnd_observe_add(&d.obs, gc_metrics_collect, &d.gc);
-  cairnd_observe_add(&d.obs, store_metrics_collect, &d.obs.store);
   static const struct http_route base_routes[] = {
     {HTTP_METHOD_GET, "/api2/json/version", h_version, NULL, 0, HTTP_ROUTE_NOAUTH, ACCESS_AUTHENTICATED},
     {HTTP_METHOD_GET, "/api2/json/ping", h_ping, NULL, 0, HTTP_ROUTE_NOAUTH, ACCESS_AUTHENTICATED},
@@ -459,6 +453,12 @@ int main(int argc, char **argv)
   d.s3_api.audit_ctx = &d.access;
   s3_api_register(d.http, &d.s3_api);
   gc_s3_register(d.http, &d.gc);
+  cairnd_observe_routes(&d.obs, d.http);
+  cairnd_observe_add(&d.obs, http_server_metrics_collect, d.http);
+  cairnd_observe_add(&d.obs, core_pool_metrics_collect, d.obs.pools);
+  cairnd_observe_add(&d.obs, core_tasks_metrics_collect, d.gc.tasks);
+  cairnd_observe_add(&d.obs, gc_metrics_collect, &d.gc);
+  cairnd_observe_add(&d.obs, store_metrics_collect, &d.obs.store);
 
   /* systemd socket activation: serve the sockets given instead of --listen. */
   int nfds = cairnd_systemd_listen_fds();

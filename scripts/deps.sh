@@ -4,17 +4,12 @@
 set -eu
 
 BUILD_PKGS="build-essential cmake pkg-config libuv1-dev node-llhttp libmbedtls-dev libcrypt-dev \
-libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev"
+libzstd-dev libyajl-dev libxml2-dev zlib1g-dev libssl-dev libarchive-dev libisal-dev libsystemd-dev"
 # clang builds the fuzz targets; libclang-rt-14-dev holds libFuzzer and the
 # sanitizer runtimes (only recommended by clang), llvm-14 the symbolizer.
 TEST_PKGS="curl python3 python3-botocore python3-boto3 openssl ceph-mon ceph-osd radosgw ceph-common nginx-light \
-clang libclang-rt-14-dev llvm-14"
+clang libclang-rt-14-dev llvm-14 prometheus"
 BENCH_PKGS="nginx-light wrk restic rclone"
-
-# sd_notify and socket activation link libsystemd; the metrics tests run a real
-# Prometheus and its promtool (docs/metrics.md).
-BUILD_PKGS="$BUILD_PKGS libsystemd-dev"
-TEST_PKGS="$TEST_PKGS prometheus"
 
 want="$BUILD_PKGS"
 case "${1:-build}" in
