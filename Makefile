@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all run test deps build build-programs build-test fuzz fuzz-build fuzz-corpus bench bench-status bench-ingest bench-backup \
-        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load crash-loop clean
+        bench-gc bench-s3 bench-s3-gc bench-s3-backup bench-load bench-metrics crash-loop clean
 
 all: build
 
@@ -69,11 +69,6 @@ bench-status: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/status.py --bin $(BUILD)/bin
 
-# A /metrics scrape with 10,000 backup groups: server time and loop stall.
-.PHONY: bench-metrics
-bench-metrics: build
-	@/usr/bin/python3 bench/metrics.py --bin $(BUILD)/bin
-
 bench-ingest: build
 	@sh scripts/deps.sh bench
 	@/usr/bin/python3 bench/ingest.py --bin $(BUILD)/bin
@@ -104,6 +99,10 @@ LOAD_ARGS ?=
 # Needs nothing beyond the build: cairn is its own load generator.
 bench-load: build
 	@/usr/bin/python3 bench/load.py --bin $(BUILD)/bin $(LOAD_ARGS)
+
+# A /metrics scrape with 10,000 backup groups: server time and loop stall.
+bench-metrics: build
+	@/usr/bin/python3 bench/metrics.py --bin $(BUILD)/bin
 
 bench: bench-status bench-ingest bench-backup bench-gc
 

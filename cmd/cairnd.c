@@ -133,9 +133,9 @@ static int parse_options(int argc, char **argv, struct options *o)
          t = strtok_r(NULL, ", ", &save))
       o->listen[o->nlisten++] = t;
   }
-  enum { O_MLISTEN = 100, O_NOMETRICS }; /* metrics (cairnd_observe.h) */
   enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
          O_SESSION, O_FAILS, O_HELP };
+  enum { O_MLISTEN = 100, O_NOMETRICS };
   static const struct option longopts[] = {
     {"config-dir", required_argument, NULL, O_CONFIG},
     {"run-dir", required_argument, NULL, O_RUN},
