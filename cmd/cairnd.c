@@ -9,6 +9,7 @@
  */
 #include "core/core_alloc.h"
 #include "access/access.h"
+#include "cmd/cairnd_observe.h"
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_job.h"
@@ -16,7 +17,6 @@
 #include "core/core_parse.h"
 #include "core/core_pool.h"
 #include "core/core_shmem.h"
-#include "cmd/cairnd_observe.h"
 #include "gc/gc_api.h"
 #include "gc/gc_s3.h"
 #include "http/http.h"
@@ -48,9 +48,9 @@ struct options {
   const char *listen[MAX_LISTEN];
   int nlisten;
   int no_tls;
+  int debug_reread;
   const char *metrics_listen; /* --metrics-listen: /metrics without authentication */
   int no_metrics;
-  int debug_reread;
   uint64_t session_timeout_ms;
   unsigned auth_fail_limit;   /* failed authentications per address per minute */
   enum core_log_level log_level;
@@ -134,8 +134,7 @@ static int parse_options(int argc, char **argv, struct options *o)
       o->listen[o->nlisten++] = t;
   }
   enum { O_CONFIG = 1, O_RUN, O_LISTEN, O_NOTLS, O_LOG, O_HDR, O_IDLE, O_MAXC, O_REREAD,
-         O_SESSION, O_FAILS, O_HELP };
-  enum { O_MLISTEN = 100, O_NOMETRICS };
+         O_SESSION, O_FAILS, O_HELP, O_MLISTEN, O_NOMETRICS };
   static const struct option longopts[] = {
     {"config-dir", required_argument, NULL, O_CONFIG},
     {"run-dir", required_argument, NULL, O_RUN},
@@ -201,9 +200,9 @@ static int parse_options(int argc, char **argv, struct options *o)
       }
       o->auth_fail_limit = (unsigned)v;
       break;
+    case O_REREAD: o->debug_reread = 1; break;
     case O_MLISTEN: o->metrics_listen = optarg; break;
     case O_NOMETRICS: o->no_metrics = 1; break;
-    case O_REREAD: o->debug_reread = 1; break;
     case O_HELP: usage(stdout); exit(0);
     default: usage(stderr); return -1;
     }
