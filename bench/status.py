@@ -572,6 +572,12 @@ def report(rows, bench):
     def ratio(a, b):
         return a / b if a and b else None
 
+    def cpu_per_req(target, transport):
+        for r in rows:
+            if r["target"] == target and r["transport"] == transport and r["requests"]:
+                return r["srv_cpu_s"] / r["requests"]
+        return None
+
     kv = [
         ("cairn_http_rps", get("cairn", "http")),
         ("nginx_http_rps", get("nginx", "http")),
@@ -591,6 +597,12 @@ def report(rows, bench):
         ("nometrics_tls_rps", get("nometrics", "tls")),
         ("metrics_vs_off", ratio(get("cairn", "http"), get("nometrics", "http"))),
         ("metrics_vs_off_tls", ratio(get("cairn", "tls"), get("nometrics", "tls"))),
+        # Server CPU per request does not depend on the share of the CPUs the
+        # server got, so it resolves small costs on a shared machine.
+        ("metrics_cpu_per_req_vs_off", ratio(cpu_per_req("cairn", "http"),
+                                             cpu_per_req("nometrics", "http"))),
+        ("metrics_cpu_per_req_vs_off_tls", ratio(cpu_per_req("cairn", "tls"),
+                                                 cpu_per_req("nometrics", "tls"))),
         ("cairn_http_total_s", get("cairn", "http", "total_s")),
         ("cairn_http_cold_rps", get("cairn", "http", "cold_rps")),
         ("reread_http_total_s", get("reread", "http", "total_s")),
