@@ -400,19 +400,31 @@ class PushAndMore(SyncCase):
             "auth-id": "pusher@pbs!push", "password": tok["value"],
             "fingerprint": dst.fingerprint}))
         data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "p"}))
+        for name, parent in (("q", "p"), ("r", "p/q")):
+            data(src.post(API + "/admin/datastore/store1/namespace",
+                          params={"name": name, "parent": parent}))
+        # The add-only token may not create namespaces there: the admin does.
+        data(dst.post(API + "/admin/datastore/store1/namespace",
+                      params={"name": "q", "parent": "pushed"}))
         chunks = pp.random_chunks(11, 40, 4096)
         for i in range(3):
             backup(src, "p", "vm", "300", T0 + i, chunks[: 30 + i])
         backup(src, "p", "ct", "301", T0, chunks[:2])
+        backup(src, "p/q", "vm", "302", T0, chunks[:4])
+        backup(src, "p/q/r", "vm", "303", T0, chunks[:4])  # below max-depth
         params = {"store": "store1", "ns": "p", "remote": "dst", "remote-store": "store1",
-                  "remote-ns": "pushed", "group-filter": "type:vm"}
+                  "remote-ns": "pushed", "group-filter": "type:vm", "max-depth": "1"}
         upid = data(src.post(API + "/push", params=params))
         status = self.wait_task(src, upid)
         log = self.task_log(src, upid)
         self.assertEqual("OK", status, log)
-        self.assertEqual(32, self.summary(log, "uploaded"))
+        # 32 for vm/300; vm/302's 4 again: a backup session knows only its own
+        # group's previous snapshot (the remote stores them once).
+        self.assertEqual(32 + 4, self.summary(log, "uploaded"))
         self.assertEqual([T0, T0 + 1, T0 + 2], self.snapshots(dst, "vm", "300", "pushed"))
         self.assertEqual([], self.snapshots(dst, "ct", "301", "pushed"))
+        self.assertEqual([T0], self.snapshots(dst, "vm", "302", "pushed/q"))
+        self.assertEqual([], self.snapshots(dst, "vm", "303", "pushed/q/r"))
         self.assertEqual(self.read_all(src, "p", "vm", "300", T0 + 2)["root.pxar.didx"],
                          self.read_all(dst, "pushed", "vm", "300", T0 + 2)["root.pxar.didx"])
         # Again: nothing to send. After one new chunk: one chunk.
