@@ -259,6 +259,19 @@ void sync_start_job(struct sync_ctx *ctx, const char *id, const char *authid, sy
 struct store_datastore;
 struct sync_source;
 
+/* A call an engine thread hands to the loop (S3 datastores, whose upload
+ * and mirror functions are loop-side): `fn` runs on the loop and must end
+ * with sync__loop_done, possibly later from a callback. */
+struct sync_loop_call {
+  struct sync_loop_call *next;
+  void (*fn)(struct sync_loop_call *c);
+  struct store_datastore *ds;
+  int rc;
+  char msg[256];
+  int done;                     /* guarded by the engine's call_mutex */
+  struct sync_engine *e;
+};
+
 /* What an engine gets; the run owns it. */
 struct sync_engine {
   const struct sync_params *p;
@@ -270,7 +283,32 @@ struct sync_engine {
   _Atomic uint64_t chunks_fetched, chunks_known, bytes_fetched, snapshots_synced;
   _Atomic uint64_t errors;
   char err[600];                /* the first fatal error */
+  int s3;                       /* the local datastore keeps its data in S3 */
+  /* loop calls (sync_job.c): queued under call_mutex, run by call_async */
+  pthread_mutex_t call_mutex;
+  pthread_cond_t call_cond;
+  struct sync_loop_call *calls;
+  uv_async_t *call_async;
+  int closing;                  /* guarded by call_mutex: calls fail at once */
 };
+
+/* Engine thread: runs c->fn on the loop and waits for sync__loop_done.
+ * Returns c->rc. */
+int sync__loop_call(struct sync_engine *e, struct sync_loop_call *c);
+/* Loop thread: ends a call. */
+void sync__loop_done(struct sync_loop_call *c, int rc, const char *msg);
+
+/* S3 datastores, engine threads (sync_s3.c): the backup path's chunk upload
+ * (bucket first, then the cache), the metadata mirror of files (paths
+ * below the base), of a finished snapshot (the manifest last), and its
+ * removal. 0 or an error with a message. */
+int sync__s3_chunk(struct sync_engine *e, const uint8_t digest[32], uint64_t size, void *data,
+                   size_t len, char *err, size_t errlen);
+int sync__s3_mirror(struct sync_engine *e, const char *const *abs_paths, size_t n, char *err,
+                    size_t errlen);
+int sync__s3_mirror_snapshot(struct sync_engine *e, const char *ns, const char *type,
+                             const char *id, int64_t time, char *err, size_t errlen);
+int sync__s3_unmirror(struct sync_engine *e, const char *abs_path, char *err, size_t errlen);
 
 int sync__pull(struct sync_engine *e);
 int sync__push(struct sync_engine *e);

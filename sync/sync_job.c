@@ -42,6 +42,8 @@ struct sync_run {
   pthread_t thread;
   int thread_started;
   uv_async_t done_async;
+  uv_async_t call_async;        /* the engine's loop calls (S3) */
+  int handles;                  /* async handles still to close */
   _Atomic int done;
   int rc;
   sync_start_cb cb;
@@ -57,7 +59,66 @@ static void run_free(struct sync_run *r)
 
 static void run_closed(uv_handle_t *h)
 {
-  run_free(h->data);
+  struct sync_run *r = h->data;
+  if (--r->handles == 0)
+    run_free(r);
+}
+
+/* ---- loop calls of the engine (S3 datastores) ---- */
+
+int sync__loop_call(struct sync_engine *e, struct sync_loop_call *c)
+{
+  c->e = e;
+  c->done = 0;
+  c->rc = 0;
+  c->msg[0] = '\0';
+  pthread_mutex_lock(&e->call_mutex);
+  if (e->closing) {
+    pthread_mutex_unlock(&e->call_mutex);
+    snprintf(c->msg, sizeof(c->msg), "server is shutting down");
+    return CORE_EABORTED;
+  }
+  c->next = e->calls;
+  e->calls = c;
+  pthread_mutex_unlock(&e->call_mutex);
+  uv_async_send(e->call_async);
+  pthread_mutex_lock(&e->call_mutex);
+  while (!c->done)
+    pthread_cond_wait(&e->call_cond, &e->call_mutex);
+  pthread_mutex_unlock(&e->call_mutex);
+  return c->rc;
+}
+
+void sync__loop_done(struct sync_loop_call *c, int rc, const char *msg)
+{
+  struct sync_engine *e = c->e;
+  pthread_mutex_lock(&e->call_mutex);
+  c->rc = rc;
+  snprintf(c->msg, sizeof(c->msg), "%s", msg ? msg : "");
+  c->done = 1;
+  pthread_cond_broadcast(&e->call_cond);
+  pthread_mutex_unlock(&e->call_mutex);
+}
+
+static void on_call_async(uv_async_t *h)
+{
+  struct sync_run *r = h->data;
+  struct sync_engine *e = &r->eng;
+  pthread_mutex_lock(&e->call_mutex);
+  struct sync_loop_call *list = e->calls;
+  e->calls = NULL;
+  int closing = e->closing;
+  pthread_mutex_unlock(&e->call_mutex);
+  while (list) {
+    struct sync_loop_call *c = list;
+    list = c->next;
+    if (closing || r->ctx->closing) {
+      sync__loop_done(c, CORE_EABORTED, "server is shutting down");
+      continue;
+    }
+    c->ds = r->ds;
+    c->fn(c);
+  }
 }
 
 static void unlink_run(struct sync_ctx *ctx, struct sync_run *r)
@@ -86,11 +147,15 @@ static void run_end(struct sync_run *r)
   core_task_finish(r->task, r->rc, r->rc < 0 ? r->eng.err : NULL);
   r->task = NULL;
   sync_rate_destroy(&r->eng.rate);
+  pthread_mutex_destroy(&r->eng.call_mutex);
+  pthread_cond_destroy(&r->eng.call_cond);
   if (r->ds)
     store_release(r->ds, r->ds_op);
   if (r->src_ds)
     store_release(r->src_ds, STORE_OP_READ);
+  r->handles = 2;
   uv_close((uv_handle_t *)&r->done_async, run_closed);
+  uv_close((uv_handle_t *)&r->call_async, run_closed);
 }
 
 static void on_done_async(uv_async_t *h)
@@ -139,8 +204,12 @@ static void start_engine(struct sync_run *r)
     start_fail(r, CORE_EABORTED, "server is shutting down");
     return;
   }
-  if (store_datastore_is_s3(r->ds) || (r->src_ds && store_datastore_is_s3(r->src_ds))) {
-    start_fail(r, CORE_EINVAL, "sync with S3-backed datastores is not supported yet");
+  /* Into an S3 datastore: yes (sync_s3.c). Out of one (a push, or the
+   * source of a local sync): its cache may hold markers, not chunks. */
+  if ((p->dir == SYNC_PUSH && store_datastore_is_s3(r->ds)) ||
+      (r->src_ds && store_datastore_is_s3(r->src_ds))) {
+    start_fail(r, CORE_EINVAL, "pushing from or syncing out of an S3-backed datastore is not "
+                               "supported yet");
     return;
   }
   clear_starting(r);
@@ -165,6 +234,13 @@ static void start_engine(struct sync_run *r)
   r->eng.ds = r->ds;
   r->eng.src_ds = r->src_ds;
   r->eng.run_dir = ctx->run_dir;
+  r->eng.s3 = store_datastore_is_s3(r->ds);
+  pthread_mutex_init(&r->eng.call_mutex, NULL);
+  pthread_cond_init(&r->eng.call_cond, NULL);
+  uv_async_init(ctx->loop, &r->call_async, on_call_async);
+  r->call_async.data = r;
+  uv_unref((uv_handle_t *)&r->call_async);
+  r->eng.call_async = &r->call_async;
   if (p->dir == SYNC_PUSH)
     sync_rate_init(&r->eng.rate, p->rate_out, p->burst_out);
   else
@@ -591,11 +667,26 @@ void sync_ctx_close(struct sync_ctx *ctx)
 {
   ctx->closing = 1;
   uv_timer_stop(&ctx->sched_timer);
-  for (struct sync_run *r = ctx->runs; r; r = r->next)
+  for (struct sync_run *r = ctx->runs; r; r = r->next) {
     if (r->task)
       core_task_abort(r->task);
-  /* The engines notice the abort within one request or chunk; ending a run
-   * joins its thread. */
+    pthread_mutex_lock(&r->eng.call_mutex);
+    r->eng.closing = 1;
+    pthread_mutex_unlock(&r->eng.call_mutex);
+  }
+  /* The engines notice the abort within one request or chunk. Loop calls
+   * in flight (S3 uploads) need the loop to finish: keep turning it until
+   * every engine has said it is done; then ending a run joins its thread. */
+  for (;;) {
+    int running = 0;
+    for (struct sync_run *r = ctx->runs; r; r = r->next)
+      running += !atomic_load(&r->done);
+    if (!running)
+      break;
+    uv_run(ctx->loop, UV_RUN_NOWAIT);
+    struct timespec ts = {0, 2000000L};
+    nanosleep(&ts, NULL);
+  }
   while (ctx->runs)
     run_end(ctx->runs);
   uv_close((uv_handle_t *)&ctx->sched_timer, NULL);

@@ -151,7 +151,7 @@ static void *fetch_main(void *arg)
     const struct want *w = &f->list[i];
     uint8_t *data = NULL;
     size_t len = 0;
-    char err[256], hex[65];
+    char err[512], hex[65];
     core_hex_encode(w->digest, 32, hex);
     /* The plaintext size is what an incompressible chunk costs on the wire
      * (plus a header): reserved before the request, settled after it. */
@@ -174,11 +174,20 @@ static void *fetch_main(void *arg)
       fetch_fail(f, err);
       break;
     }
-    struct store_chunk_insert_result res;
-    rc = store_chunk_insert(f->pl->cs, w->digest, data, len, &res);
+    if (e->s3) {
+      /* S3: the backup path's upload (bucket first, then the cache). */
+      char serr[256];
+      rc = sync__s3_chunk(e, w->digest, w->size, data, len, serr, sizeof(serr));
+      if (rc < 0)
+        snprintf(err, sizeof(err), "chunk %s: %s", hex, serr);
+    } else {
+      struct store_chunk_insert_result res;
+      rc = store_chunk_insert(f->pl->cs, w->digest, data, len, &res);
+      if (rc < 0)
+        snprintf(err, sizeof(err), "cannot store chunk %s: %s", hex, core_strerror(rc));
+    }
     core_free(data);
     if (rc < 0) {
-      snprintf(err, sizeof(err), "cannot store chunk %s: %s", hex, core_strerror(rc));
       fetch_fail(f, err);
       break;
     }
@@ -468,6 +477,8 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
   rc = fetch_chunks(pl, r, &chunks, corrupt, err, errlen);
   if (rc < 0)
     goto cleanup;
+  char **placed = core_calloc(nstaged ? nstaged : 1, sizeof(char *));
+  size_t nplaced = 0;
   for (size_t i = 0; i < nstaged; i++) {
     char from[STORE_PATH_MAX + 200];
     snprintf(from, sizeof(from), "%s/%s%s", snapdir, staged[i].name, TMP_SUFFIX);
@@ -475,13 +486,23 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
     if (rename(from, path) < 0) {
       rc = -errno;
       snprintf(err, errlen, "cannot rename %s: %s", staged[i].name, core_strerror(rc));
-      goto cleanup;
+      break;
     }
+    placed[nplaced++] = core_strdup(path);
     core_free(staged[i].name);
     staged[i].name = NULL;
   }
-  nstaged = 0;
-  rc = store_chunkstore_sync(pl->cs);
+  if (rc == 0)
+    nstaged = 0;
+  /* S3: the files go to the bucket's metadata copy before the manifest. */
+  if (rc == 0 && e->s3 && nplaced)
+    rc = sync__s3_mirror(e, (const char *const *)placed, nplaced, err, errlen);
+  for (size_t i = 0; i < nplaced; i++)
+    core_free(placed[i]);
+  core_free(placed);
+  if (rc < 0)
+    goto cleanup;
+  rc = e->s3 ? 0 : store_chunkstore_sync(pl->cs);
   if (rc == 0) {
     snprintf(path, sizeof(path), "%s/%s", snapdir, FORMAT_MANIFEST_NAME);
     rc = core_file_replace(path, mdata, mlen, 0644, 1);
@@ -489,6 +510,17 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
   if (rc < 0) {
     snprintf(err, errlen, "cannot finish snapshot %s: %s", tname, core_strerror(rc));
     goto cleanup;
+  }
+  if (e->s3) {
+    /* Finished in the bucket only with its manifest, which goes last. */
+    rc = sync__s3_mirror_snapshot(e, g->lns, g->type, g->id, t, err, errlen);
+    if (rc < 0) {
+      if (created) {
+        snprintf(path, sizeof(path), "%s/%s", snapdir, FORMAT_MANIFEST_NAME);
+        unlink(path);
+      }
+      goto cleanup;
+    }
   }
   created = 0;
   atomic_fetch_add(&e->snapshots_synced, 1);
@@ -504,8 +536,12 @@ cleanup:
     }
   }
   core_free(staged);
-  if (created && rc < 0)
+  if (created && rc < 0) {
     store_snapshot_delete(pl->base, g->lns, g->type, g->id, t);
+    char uerr[256];
+    if (e->s3)
+      sync__s3_unmirror(e, snapdir, uerr, sizeof(uerr));
+  }
   store_lock_release(&slock);
   store_digestset_free(&chunks);
   if (have_m)
@@ -546,6 +582,12 @@ static void remove_vanished_snapshots(struct pull *pl, const struct group_item *
     if (rc == 0)
       rc = store_snapshot_delete(pl->base, g->lns, g->type, g->id, s->time);
     store_lock_release(&lk);
+    if (rc == 0 && pl->e->s3) {
+      char dir[STORE_PATH_MAX], uerr[256];
+      if (store_path_snapshot(dir, sizeof(dir), pl->base, g->lns, g->type, g->id, s->time) >= 0 &&
+          sync__s3_unmirror(pl->e, dir, uerr, sizeof(uerr)) < 0)
+        core_task_warn(pl->e->task, "%s/%s/%s: %s", g->type, g->id, tname, uerr);
+    }
     if (rc < 0 && rc != CORE_ENOTFOUND)
       core_task_warn(pl->e->task, "%s/%s/%s: cannot remove vanished snapshot: %s", g->type,
                      g->id, tname, core_strerror(rc));
@@ -673,9 +715,13 @@ static void remove_vanished_groups(struct pull *pl, const struct store_ns_list *
       remove_vanished_snapshots(pl, &g, &none);
       struct store_snapshot_list left;
       if (store_snapshot_list(pl->base, g.lns, g.type, g.id, &left) == 0) {
-        if (left.n == 0 && store_group_delete(pl->base, g.lns, g.type, g.id) == 0)
+        if (left.n == 0 && store_group_delete(pl->base, g.lns, g.type, g.id) == 0) {
           core_task_log(e->task, "group %s/%s in '%s': removed, vanished on the source",
                         g.type, g.id, g.lns);
+          char dir[STORE_PATH_MAX], uerr[256];
+          if (e->s3 && store_path_group(dir, sizeof(dir), pl->base, g.lns, g.type, g.id) >= 0)
+            sync__s3_unmirror(e, dir, uerr, sizeof(uerr));
+        }
         store_snapshot_list_free(&left);
       }
       store_lock_release(&lk);
@@ -696,8 +742,12 @@ static void remove_vanished_groups(struct pull *pl, const struct store_ns_list *
       continue;
     struct store_lock_guard lk = STORE_LOCK_GUARD_INIT;
     if (store_lock_namespace(pl->lockdir, ln, STORE_LOCK_EXCLUSIVE, &lk) == 0) {
-      if (store_ns_delete(pl->base, ln, 0) == 0)
+      if (store_ns_delete(pl->base, ln, 0) == 0) {
         core_task_log(e->task, "namespace '%s': removed, vanished on the source", ln);
+        char dir[STORE_PATH_MAX], uerr[256];
+        if (e->s3 && store_path_ns(dir, sizeof(dir), pl->base, ln) >= 0)
+          sync__s3_unmirror(e, dir, uerr, sizeof(uerr));
+      }
       store_lock_release(&lk);
     }
   }

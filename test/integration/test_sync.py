@@ -400,19 +400,31 @@ class PushAndMore(SyncCase):
             "auth-id": "pusher@pbs!push", "password": tok["value"],
             "fingerprint": dst.fingerprint}))
         data(src.post(API + "/admin/datastore/store1/namespace", params={"name": "p"}))
+        for name, parent in (("q", "p"), ("r", "p/q")):
+            data(src.post(API + "/admin/datastore/store1/namespace",
+                          params={"name": name, "parent": parent}))
+        # The add-only token may not create namespaces there: the admin does.
+        data(dst.post(API + "/admin/datastore/store1/namespace",
+                      params={"name": "q", "parent": "pushed"}))
         chunks = pp.random_chunks(11, 40, 4096)
         for i in range(3):
             backup(src, "p", "vm", "300", T0 + i, chunks[: 30 + i])
         backup(src, "p", "ct", "301", T0, chunks[:2])
+        backup(src, "p/q", "vm", "302", T0, chunks[:4])
+        backup(src, "p/q/r", "vm", "303", T0, chunks[:4])  # below max-depth
         params = {"store": "store1", "ns": "p", "remote": "dst", "remote-store": "store1",
-                  "remote-ns": "pushed", "group-filter": "type:vm"}
+                  "remote-ns": "pushed", "group-filter": "type:vm", "max-depth": "1"}
         upid = data(src.post(API + "/push", params=params))
         status = self.wait_task(src, upid)
         log = self.task_log(src, upid)
         self.assertEqual("OK", status, log)
-        self.assertEqual(32, self.summary(log, "uploaded"))
+        # 32 for vm/300; vm/302's 4 again: a backup session knows only its own
+        # group's previous snapshot (the remote stores them once).
+        self.assertEqual(32 + 4, self.summary(log, "uploaded"))
         self.assertEqual([T0, T0 + 1, T0 + 2], self.snapshots(dst, "vm", "300", "pushed"))
         self.assertEqual([], self.snapshots(dst, "ct", "301", "pushed"))
+        self.assertEqual([T0], self.snapshots(dst, "vm", "302", "pushed/q"))
+        self.assertEqual([], self.snapshots(dst, "vm", "303", "pushed/q/r"))
         self.assertEqual(self.read_all(src, "p", "vm", "300", T0 + 2)["root.pxar.didx"],
                          self.read_all(dst, "pushed", "vm", "300", T0 + 2)["root.pxar.didx"])
         # Again: nothing to send. After one new chunk: one chunk.
@@ -709,6 +721,109 @@ class HostileRemote(unittest.TestCase):
                     params={"backup-type": "vm", "backup-id": "good"})
         self.assertEqual([], data(r) if r.status == 200 else [])
         self.assertEqual("", dst.sanitizer_reports())
+
+
+class S3Target(SyncCase):
+    """A pull into an S3-backed datastore (Ceph RGW, test/s3/rgw-up.sh): chunks
+    take the backup path to the bucket, the metadata copy ends with the
+    manifest, a second pull fetches nothing, and the result verifies."""
+
+    BUCKET = "cairn-sync"
+
+    @classmethod
+    def setUpClass(cls):
+        import random
+        import socket
+        import subprocess
+        import tempfile
+        super().setUpClass()
+        cls.work = tempfile.mkdtemp(prefix="cairn-sync-rgw-")
+        cls.addClassCleanup(shutil_rmtree, cls.work)
+        rng = random.Random(os.getpid() ^ int(time.time()))
+        port = None
+        for _ in range(200):
+            base = rng.randrange(20000, 60000)
+            try:
+                for i in range(3):
+                    with socket.socket() as sk:
+                        sk.bind(("127.0.0.1", base + i))
+                port = base
+                break
+            except OSError:
+                continue
+        s3dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "s3")
+        rgw = os.path.join(cls.work, "rgw")
+        up = subprocess.run([os.path.join(s3dir, "rgw-up.sh"), rgw, str(port)],
+                            capture_output=True, text=True, timeout=180)
+        cls.addClassCleanup(subprocess.run, [os.path.join(s3dir, "rgw-down.sh"), rgw],
+                            capture_output=True, timeout=60)
+        if up.returncode != 0:
+            raise RuntimeError("Ceph RGW did not start: " + up.stderr[-2000:])
+        env = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
+        cls.rgw = env
+        import boto3
+        from botocore.config import Config
+        cls.s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:%s" % env["S3_PORT"],
+                              aws_access_key_id=env["S3_ACCESS_KEY"],
+                              aws_secret_access_key=env["S3_SECRET_KEY"],
+                              region_name=env["S3_REGION"],
+                              config=Config(s3={"addressing_style": "path"}))
+        cls.s3.create_bucket(Bucket=cls.BUCKET)
+        dst = cls.dst
+        data(dst.post(API + "/config/s3", params={
+            "id": "rgw", "endpoint": "127.0.0.1", "port": env["S3_PORT"],
+            "region": env["S3_REGION"], "access-key": env["S3_ACCESS_KEY"],
+            "secret-key": env["S3_SECRET_KEY"], "path-style": "true", "use-tls": "false"}))
+        data(dst.post(API + "/config/datastore", params={
+            "name": "s3store", "path": dst.datastore_path("s3store"),
+            "backend": "type=s3,client=rgw,bucket=%s" % cls.BUCKET}))
+
+    def keys(self, prefix):
+        out, token = [], None
+        while True:
+            kw = {"Bucket": self.BUCKET, "Prefix": prefix}
+            if token:
+                kw["ContinuationToken"] = token
+            r = self.s3.list_objects_v2(**kw)
+            out += [o["Key"] for o in r.get("Contents", [])]
+            if not r.get("IsTruncated"):
+                return out
+            token = r["NextContinuationToken"]
+
+    def test_pull_into_s3(self):
+        src, dst = self.src, self.dst
+        self.mkns(src, "s3")
+        chunks = pp.random_chunks(101, 12, 4096)
+        backup(src, "s3", "vm", "s", T0, chunks[:10])
+        backup(src, "s3", "vm", "s", T0 + 1, chunks)
+        p = {"store": "s3store", "remote": "src", "remote-store": "store1", "remote-ns": "s3"}
+        upid = data(dst.post(API + "/pull", params=p))
+        self.assertEqual("OK", self.wait_task(dst, upid), self.task_log(dst, upid))
+        r = dst.get(API + "/admin/datastore/s3store/snapshots",
+                    params={"backup-type": "vm", "backup-id": "s"})
+        self.assertEqual([T0, T0 + 1], sorted(x["backup-time"] for x in data(r)))
+        objs = set(self.keys("s3store/.chunks/"))
+        for c in chunks:
+            self.assertIn("s3store/.chunks/%s/%s" % (c.digest[:4], c.digest), objs)
+        cnt = self.keys("s3store/.cnt/")
+        for t in (T0, T0 + 1):
+            name = pp.snapshot_name(t)
+            self.assertTrue(any(k.endswith("vm/s/%s/index.json.blob" % name) for k in cnt), cnt)
+            self.assertTrue(any(k.endswith("vm/s/%s/root.pxar.didx" % name) for k in cnt), cnt)
+        # Again: nothing to fetch.
+        mark = src.log_mark()
+        upid = data(dst.post(API + "/pull", params=p))
+        self.assertEqual("OK", self.wait_task(dst, upid))
+        self.assertEqual(0, self.served(mark))
+        # The cache holds markers only (no_cache); verify reads from the bucket.
+        upid = data(dst.post(API + "/admin/datastore/s3store/verify"))
+        self.assertEqual("OK", self.wait_task(dst, upid), self.task_log(dst, upid))
+
+
+def shutil_rmtree(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
