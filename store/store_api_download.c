@@ -529,50 +529,6 @@ static void dl_lookup(void *arg, int err, struct store_datastore *ds)
   }
 }
 
-/* filepath: base64 as in `catalog`, e.g. of "/etc/passwd" */
-static char *decode_filepath(const char *s)
-{
-  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t n = strlen(s), o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  char *out, *p;
-  while (n > 0 && s[n - 1] == '=')
-    n--;
-  if (n % 4 == 1 || n > 4 * FORMAT_CATALOG_PATH_MAX)
-    return NULL;
-  out = core_malloc(n * 3 / 4 + 1);
-  for (size_t i = 0; i < n; i++) {
-    const char *c = s[i] ? strchr(b64, s[i]) : NULL;
-    if (c == NULL) {
-      core_free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (uint32_t)(c - b64);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char)((acc >> bits) & 0xff);
-    }
-  }
-  out[o] = '\0';
-  if (memchr(out, '\0', o) != NULL) {
-    core_free(out);
-    return NULL;
-  }
-  for (p = out; *p == '/'; p++)
-    ;
-  memmove(out, p, strlen(p) + 1);
-  o = strlen(out);
-  while (o > 0 && out[o - 1] == '/')
-    out[--o] = '\0';
-  if (o > 0 && !format_catalog_safe_path(out, o)) {
-    core_free(out);
-    return NULL;
-  }
-  return out;
-}
-
 static void h_file_download(struct http_request *req, void *ctx)
 {
   struct store_api *api = ctx;
@@ -599,7 +555,7 @@ static void h_file_download(struct http_request *req, void *ctx)
     msg = "invalid or missing backup-time";
   else if (an == NULL || format_name_archive(an) != FORMAT_ARCHIVE_DIDX)
     msg = "archive-name must name a .didx archive";
-  else if (fp == NULL || (path = decode_filepath(fp)) == NULL)
+  else if (fp == NULL || (path = store__api_filepath(fp)) == NULL)
     msg = "filepath must be the base64 of a safe path in the archive";
   if (msg) {
     http_respond_error(req, 400, "%s", msg);

@@ -10,6 +10,7 @@ module, and cairnd servers from the harness. Covers:
   - backup and restore through S3 with the local cache wiped in between, and
     key layout: chunks under <store>/.chunks/, metadata under <store>/.cnt/;
   - max-cache-size: evicted chunks are 0-byte markers and still restore;
+  - file-download (issue 19) after a cache wipe reads the chunks from the bucket;
   - S3 refresh onto an empty directory restores the snapshot list;
   - PBS patch 2's race, deterministically (an upload paused between the S3
     answer and the cache insert while GC runs phase 2): with the claims
