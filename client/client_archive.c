@@ -70,6 +70,7 @@ struct create_ctx {
   uint64_t off; /* stream bytes accepted so far */
   uint8_t *buf; /* owned: CLIENT_ARCHIVE_BLOCK bytes */
   size_t used;
+  uint64_t discard; /* stand-in bytes of a reused file still to come: counted, not passed on */
 };
 
 static int create_flush(struct create_ctx *cc)
@@ -91,6 +92,14 @@ static la_ssize_t create_write_cb(struct archive *a, void *data, const void *buf
   struct create_ctx *cc = data;
   const uint8_t *p = buf;
   size_t left = len;
+  if (cc->discard > 0) {
+    /* the pax writer hands file data straight through, so these are the
+     * zeros create_regular wrote, in order */
+    size_t k = cc->discard < left ? (size_t)cc->discard : left;
+    cc->discard -= k;
+    p += k;
+    left -= k;
+  }
   while (left > 0 && cc->cb_err == 0) {
     size_t k = CLIENT_ARCHIVE_BLOCK - cc->used;
     if (k > left)
@@ -312,14 +321,21 @@ static int create_regular(struct creator *c, struct archive_entry *e)
       return reuse;
   }
   if (reuse) {
-    /* the callback stands in for the data: zeros keep libarchive's count */
-    static const char zeros[65536];
+    /* the callback's owner stands in for the data: zeros keep libarchive's
+     * count and are dropped on their way out (create_write_cb) */
+    static const char zeros[CLIENT_ARCHIVE_BLOCK];
     int64_t n = archive_entry_size(e);
+    c->cc.discard = (uint64_t)n;
     while (n > 0) {
       size_t k = n > (int64_t)sizeof(zeros) ? sizeof(zeros) : (size_t)n;
       if (archive_write_data(c->w, zeros, k) < 0)
         return writer_fail(c, e);
       n -= (int64_t)k;
+    }
+    if (c->cc.discard != 0) {
+      set_err(c->err, c->errlen, "%s: the pax writer held back file data",
+              archive_entry_pathname(e));
+      return CORE_EPROTO;
     }
     rc = 0;
   } else {
@@ -492,7 +508,7 @@ int client_archive_create2(const char *path, client_archive_write_fn write, void
                            struct client_archive_stats *stats, char *err, size_t errlen)
 {
   static const struct client_archive_create_opts none = {0};
-  struct creator c = {.cc = {write, arg, 0, 0, NULL, 0}, .opts = opts ? opts : &none,
+  struct creator c = {.cc = {write, arg, 0, 0, NULL, 0, 0}, .opts = opts ? opts : &none,
                       .err = err, .errlen = errlen};
   struct archive_entry *e;
   struct stat sb;

@@ -64,9 +64,9 @@ struct client_pattern_set;
 /* Phases of client_archive_create2's entry callback. */
 enum client_archive_phase {
   /* A regular file with data, after its headers (e->hdr_off and data_off
-   * set), before its data. Return 1 to not read the file: the stream then
-   * gets e->size zero bytes in its place (one or more write calls), which the
-   * write callback is expected to replace by what it already has (the
+   * set), before its data. Return 1 to not read the file: its e->size bytes
+   * then still count in the stream offsets but are not handed to the write
+   * callback, whose owner puts what it already has in their place (the
    * metadata-mode backup reuses the previous snapshot's chunks). Only
    * offered for files that are not sparse. */
   CLIENT_ARCHIVE_DATA = 1,

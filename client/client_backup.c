@@ -155,7 +155,6 @@ struct pipe {
   struct format_didx_writer didx;
   struct format_fidx_writer fidx;
   struct format_catalog_writer cat; /* the archive's catalog, while walking */
-  uint64_t skip; /* stream bytes still to drop: a reused file's stand-in zeros */
 
   /* metadata mode: the previous snapshot's index and catalog of the archive */
   struct client_resp prev_resp; /* the index file */
@@ -562,7 +561,6 @@ static int try_reuse(struct pipe *p, const struct format_catalog_entry *e, char 
     if (rc < 0)
       return rc;
   }
-  p->skip = e->size;
   p->reused_files++;
   p->reused_bytes += e->size;
   return 1;
@@ -584,11 +582,6 @@ static int on_entry(void *arg, enum client_archive_phase phase,
       return rc;
     return try_reuse(p, e, f->err, f->errlen);
   case CLIENT_ARCHIVE_DATA_END:
-    if (p->skip != 0) {
-      snprintf(f->err, f->errlen, "%s: %s: stream out of step with reused chunks", p->archive,
-               e->path);
-      return CORE_EPROTO;
-    }
     if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
       return 0;
     return cut(p, f->err, f->errlen);
@@ -613,12 +606,6 @@ static int feed(void *arg, const void *data, size_t len)
   if (p->o->cancel && *p->o->cancel) {
     snprintf(f->err, f->errlen, "%s: interrupted", p->archive);
     return CORE_EABORTED;
-  }
-  if (p->skip > 0) {
-    size_t k = p->skip < len ? (size_t)p->skip : len;
-    p->skip -= k;
-    d += k;
-    len -= k;
   }
   while (len > 0) {
     size_t k = client_chunker_scan(&p->chunker, d, len);
@@ -661,7 +648,6 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
   int rc;
 
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
-  p->skip = 0;
   rc = client_archive_create2(path, feed, &f, &co, &st, err, errlen);
   if (rc == 0 && p->cur_len > 0) {
     rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);

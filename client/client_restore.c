@@ -628,6 +628,8 @@ struct selection {
   struct range *r;
   size_t n, cap;
   uint64_t entries;
+  struct format_catalog_entry last; /* the last entry added (strings not kept) */
+  int raw; /* one file's data alone, no headers: copied as it is (stdout) */
   uint64_t *plan; /* chunk positions holding the ranges, ascending */
   uint64_t nplan;
 };
@@ -648,6 +650,8 @@ static void sel_add(struct selection *sel, const struct format_catalog_entry *e)
   sel->r[sel->n].pad = e->end_off - data_end;
   sel->n++;
   sel->entries++;
+  sel->last = *e;
+  sel->last.path = sel->last.link = NULL;
 }
 
 static int cmp_range(const void *x, const void *y)
@@ -759,6 +763,13 @@ static int select_entries(const struct client_restore_opts *o, const struct form
     rc = CORE_EINVAL;
     goto out;
   }
+  if (single && sel->last.type == FORMAT_CATALOG_FILE &&
+      !(sel->last.flags & FORMAT_CATALOG_SPARSE) && sel->last.data_len == sel->last.size) {
+    /* the data alone: the chunk holding the headers is not needed */
+    sel->r[0].a = sel->last.data_off;
+    sel->r[0].pad = 0;
+    sel->raw = 1;
+  }
   /* stream order; entries never overlap in a true catalog */
   qsort(sel->r, sel->n, sizeof(*sel->r), cmp_range);
   for (size_t i = 1; i < sel->n; i++)
@@ -818,7 +829,7 @@ static ssize_t range_next(void *arg, const void **data)
   struct range_reader *rr = arg;
   for (;;) {
     if (rr->r == rr->sel->n) {
-      if (rr->trailer)
+      if (rr->trailer || rr->sel->raw)
         return 0;
       rr->trailer = 1;
       *data = zeros;
@@ -952,6 +963,16 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
     }
     if (idx.kind == FORMAT_INDEX_FIXED) {
       rc = restore_image(&f, target, err, errlen);
+    } else if (partial && sel.raw) {
+      const void *d;
+      ssize_t n;
+      while ((n = range_next(&rr, &d)) > 0)
+        if ((rc = core_file_write_all(STDOUT_FILENO, d, (size_t)n)) < 0) {
+          snprintf(err, errlen, "stdout: write: %s", strerror(-rc));
+          break;
+        }
+      if (n < 0)
+        rc = (int)n;
     } else if (to_stdout) {
       rc = client_archive_cat(STDOUT_FILENO, readfn, readarg, err, errlen);
     } else {

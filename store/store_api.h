@@ -36,6 +36,10 @@ void store__api_admin_register(struct http_server *s, struct store_api *api);
 void store__api_content_register(struct http_server *s, struct store_api *api);
 void store__api_files_register(struct http_server *s, struct store_api *api);
 void store__api_download_register(struct http_server *s, struct store_api *api);
+/* The catalog endpoints' `filepath`: base64 of a path in an archive ("/a/b").
+ * Returns it without leading and trailing '/' ("" for the root), or NULL when
+ * it is not base64 or not a safe relative path. core_free the result. */
+char *store__api_filepath(const char *b64path);
 void store__api_access_register(struct http_server *s, struct store_api *api);
 
 #endif

@@ -14,7 +14,9 @@
  * manifest, the catalog and the index and plans the ranges; then the body is
  * streamed with back-pressure, one job per piece, each reading and decoding
  * (CRC, SHA-256 against the index) the chunk it needs, keeping the last one.
- * File-system datastores only for now: an S3 datastore answers 501.
+ * On an S3 datastore the chunk a piece needs is first read on the loop
+ * side (store_s3_chunk_read: the local cache, or a GET from the bucket) and
+ * then decoded in the pool like a local one.
  */
 #include "store/store_api.h"
 #include "access/access.h"
@@ -78,6 +80,10 @@ struct dl_job {
   /* the piece the pool made */
   uint8_t *piece;
   size_t piece_len;
+  /* S3: the encoded chunk fetched for the next piece (owned), and its index */
+  uint8_t *enc;
+  size_t enc_len;
+  int64_t enc_i;
 };
 
 static void dl_free(struct dl_job *d)
@@ -91,6 +97,7 @@ static void dl_free(struct dl_job *d)
   core_free(d->r);
   core_free(d->chunk);
   core_free(d->piece);
+  core_free(d->enc);
   core_free(d);
 }
 
@@ -329,13 +336,22 @@ static void piece_run(struct core_job *job)
       struct core_buf b;
       uint8_t *plain = NULL;
       size_t plen = 0;
-      int rc = store_datastore_chunks(d->ds, &cs);
+      int rc = 0;
       core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
-      if (rc >= 0)
-        rc = store_chunk_read(cs, format_index_digest(&d->idx, lo), &b);
-      if (rc >= 0)
-        rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
+      if (d->enc && d->enc_i == (int64_t)lo) {
+        /* fetched from S3 by the loop side */
+        rc = format_blob_decode(NULL, d->enc, d->enc_len, NULL, FORMAT_CHUNK_MAX_SIZE,
                                 format_index_digest(&d->idx, lo), &plain, &plen);
+      } else {
+        rc = store_datastore_chunks(d->ds, &cs);
+        if (rc >= 0)
+          rc = store_chunk_read(cs, format_index_digest(&d->idx, lo), &b);
+        if (rc >= 0)
+          rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
+                                  format_index_digest(&d->idx, lo), &plain, &plen);
+      }
+      core_free(d->enc);
+      d->enc = NULL;
       core_buf_free(&b);
       if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
         rc = CORE_EFORMAT;
@@ -390,11 +406,89 @@ static void piece_done(struct core_job *job, int status)
     dl_end(d);
 }
 
+/* The chunk the next piece needs when it is not the one held: its index,
+ * or -1. Pure memory work on the plan (it does not move the position). */
+static int64_t next_chunk(const struct dl_job *d)
+{
+  size_t cur = d->cur;
+  uint64_t pos = d->pos;
+  int in_pad = d->in_pad;
+  for (; cur < d->nr; cur++, in_pad = 0) {
+    const struct dl_range *g = &d->r[cur];
+    if (pos < g->a)
+      pos = g->a;
+    if (pos < g->b)
+      break;
+    if (!in_pad && g->pad > 0)
+      return -1; /* zeros come first */
+  }
+  if (cur == d->nr)
+    return -1;
+  uint64_t lo = 0, hi = d->idx.count, cs_off, ce_off;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    format_index_chunk_range(&d->idx, mid, &cs_off, &ce_off);
+    if (ce_off > pos)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return d->chunk_i == (int64_t)lo ? -1 : (int64_t)lo;
+}
+
+static void *s3_get(void *ctx, size_t len, size_t *cap)
+{
+  (void)ctx;
+  *cap = len;
+  return core_try_malloc(len ? len : 1);
+}
+
+static void s3_put(void *ctx, void *buf, size_t cap)
+{
+  (void)ctx;
+  (void)cap;
+  core_free(buf);
+}
+
+static void s3_fetched(void *arg, int err, uint8_t *data, size_t len, size_t cap)
+{
+  struct dl_job *d = arg;
+  (void)cap; /* from s3_get (cap == len) or core_malloc'd: core_free either way */
+  if (err < 0 || http_req_gone(d->req)) {
+    core_free(data);
+    if (err < 0)
+      core_warn("file-download %s/%s: chunk: %s", d->archive, d->filepath, core_strerror(err));
+    http_stream_write(d->req, NULL, 0, 1, err < 0 ? err : CORE_EABORTED);
+    dl_end(d);
+    return;
+  }
+  d->enc = data;
+  d->enc_len = len;
+  if (core_job_submit(d->api->loop, &d->job, piece_run, piece_done) < 0) {
+    http_stream_write(d->req, NULL, 0, 1, CORE_EABORTED);
+    dl_end(d);
+  }
+}
+
 static void dl_pull(struct http_request *req, void *ctx)
 {
   struct dl_job *d = ctx;
-  if (http_req_gone(req) ||
-      core_job_submit_bulk(d->api->loop, &d->job, piece_run, piece_done) < 0) {
+  if (http_req_gone(req)) {
+    http_stream_write(req, NULL, 0, 1, CORE_EABORTED);
+    dl_end(d);
+    return;
+  }
+  if (store_datastore_is_s3(d->ds)) {
+    int64_t i = next_chunk(d);
+    if (i >= 0) {
+      static const struct store_chunk_alloc alloc = {s3_get, s3_put, NULL};
+      d->enc_i = i;
+      store_s3_chunk_read(d->ds, format_index_digest(&d->idx, (uint64_t)i), &alloc,
+                          s3_fetched, d);
+      return;
+    }
+  }
+  if (core_job_submit_bulk(d->api->loop, &d->job, piece_run, piece_done) < 0) {
     http_stream_write(req, NULL, 0, 1, CORE_EABORTED);
     dl_end(d);
   }
@@ -429,60 +523,10 @@ static void dl_lookup(void *arg, int err, struct store_datastore *ds)
     return;
   }
   d->ds = ds;
-  if (store_datastore_is_s3(ds)) {
-    http_respond_error(d->req, 501, "file-download is not available on S3 datastores yet; "
-                       "use a reader session (cairn restore --include)");
-    dl_end(d);
-    return;
-  }
   if (core_job_submit(d->api->loop, &d->job, plan_run, plan_done) < 0) {
     d->rc = CORE_EABORTED;
     plan_done(&d->job, CORE_EABORTED);
   }
-}
-
-/* filepath: base64 as in `catalog`, e.g. of "/etc/passwd" */
-static char *decode_filepath(const char *s)
-{
-  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t n = strlen(s), o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  char *out, *p;
-  while (n > 0 && s[n - 1] == '=')
-    n--;
-  if (n % 4 == 1 || n > 4 * FORMAT_CATALOG_PATH_MAX)
-    return NULL;
-  out = core_malloc(n * 3 / 4 + 1);
-  for (size_t i = 0; i < n; i++) {
-    const char *c = s[i] ? strchr(b64, s[i]) : NULL;
-    if (c == NULL) {
-      core_free(out);
-      return NULL;
-    }
-    acc = (acc << 6) | (uint32_t)(c - b64);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char)((acc >> bits) & 0xff);
-    }
-  }
-  out[o] = '\0';
-  if (memchr(out, '\0', o) != NULL) {
-    core_free(out);
-    return NULL;
-  }
-  for (p = out; *p == '/'; p++)
-    ;
-  memmove(out, p, strlen(p) + 1);
-  o = strlen(out);
-  while (o > 0 && out[o - 1] == '/')
-    out[--o] = '\0';
-  if (o > 0 && !format_catalog_safe_path(out, o)) {
-    core_free(out);
-    return NULL;
-  }
-  return out;
 }
 
 static void h_file_download(struct http_request *req, void *ctx)
@@ -511,7 +555,7 @@ static void h_file_download(struct http_request *req, void *ctx)
     msg = "invalid or missing backup-time";
   else if (an == NULL || format_name_archive(an) != FORMAT_ARCHIVE_DIDX)
     msg = "archive-name must name a .didx archive";
-  else if (fp == NULL || (path = decode_filepath(fp)) == NULL)
+  else if (fp == NULL || (path = store__api_filepath(fp)) == NULL)
     msg = "filepath must be the base64 of a safe path in the archive";
   if (msg) {
     http_respond_error(req, 400, "%s", msg);

@@ -117,6 +117,25 @@ static char *b64_decode(const char *s)
   return out;
 }
 
+char *store__api_filepath(const char *b64path)
+{
+  char *p = b64_decode(b64path), *q;
+  size_t n;
+  if (p == NULL)
+    return NULL;
+  for (q = p; *q == '/'; q++)
+    ;
+  memmove(p, q, strlen(q) + 1);
+  n = strlen(p);
+  while (n > 0 && p[n - 1] == '/')
+    p[--n] = '\0';
+  if (n > 0 && !format_catalog_safe_path(p, n)) {
+    core_free(p);
+    return NULL;
+  }
+  return p;
+}
+
 /* ---- pool side ---- */
 
 static int load_manifest(struct files_job *f, const char *base, struct format_manifest *m,
@@ -547,22 +566,8 @@ static void start(struct http_request *req, struct store_api *api, enum files_op
     } else if (fp == NULL) {
       msg = "filepath (base64) is required";
     } else {
-      char *p = b64_decode(fp);
-      char *q = p;
-      if (p == NULL) {
-        msg = "filepath is not base64";
-      } else {
-        while (*q == '/')
-          q++;
-        size_t n = strlen(q);
-        while (n > 0 && q[n - 1] == '/')
-          q[--n] = '\0';
-        if (n > 0 && !format_catalog_safe_path(q, n))
-          msg = "filepath is not a safe relative path";
-        else
-          f->filepath = core_strdup(q);
-        core_free(p);
-      }
+      if ((f->filepath = store__api_filepath(fp)) == NULL)
+        msg = "filepath must be the base64 of a safe path in the archive";
       f->archive = core_strdup(an);
     }
   }

@@ -10,6 +10,7 @@ module, and cairnd servers from the harness. Covers:
   - backup and restore through S3 with the local cache wiped in between, and
     key layout: chunks under <store>/.chunks/, metadata under <store>/.cnt/;
   - max-cache-size: evicted chunks are 0-byte markers and still restore;
+  - file-download (issue 19) after a cache wipe reads the chunks from the bucket;
   - S3 refresh onto an empty directory restores the snapshot list;
   - PBS patch 2's race, deterministically (an upload paused between the S3
     answer and the cache insert while GC runs phase 2): with the claims
@@ -399,6 +400,42 @@ class Datastore(S3Case):
         self.assertEqual(35, up)
         self.assertEqual(data + b"".join(c.data for c in more),
                          self.restore("s3b", "h1", 1700000100))
+
+    def test_c0_file_download_after_cache_wipe(self):
+        """admin/datastore/{store}/file-download (issue 19) reads chunks the
+        cache lost from the bucket."""
+        import base64
+        srv = self.srv
+        self.assertOk(self.make_store("s3dl"), "create")
+        src = tempfile.mkdtemp(prefix="cairn-s3dl-")
+        self.addCleanup(shutil.rmtree, src, True)
+        os.makedirs(os.path.join(src, "d"))
+        data = random.Random(19).randbytes(3 << 20)
+        with open(os.path.join(src, "d", "big.bin"), "wb") as f:
+            f.write(data)
+        with open(os.path.join(src, "d", "small.txt"), "wb") as f:
+            f.write(b"small\n")
+        authid, secret = srv.token.rsplit(":", 1)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("CAIRN_") or k == "CAIRN_BIN_DIR"}
+        env.update({"CAIRN_REPOSITORY": "%s@127.0.0.1:%d:s3dl" % (authid, srv.port),
+                    "CAIRN_SECRET": secret, "CAIRN_PLAIN_HTTP": "1"})
+        subprocess.run([ch.binary("cairn"), "backup", "root.didx:" + src, "--backup-id", "dl",
+                        "--backup-time", "1700000000"], env=env, check=True,
+                       capture_output=True)
+        wipe_cache(srv.datastore_path("s3dl"))
+        q = {"backup-type": "host", "backup-id": "dl", "backup-time": "1700000000",
+             "archive-name": "root.didx"}
+        r = srv.get(API + "/admin/datastore/s3dl/file-download", params=dict(
+            q, filepath=base64.b64encode(b"/d/big.bin").decode()))
+        self.assertEqual(200, r.status, r)
+        self.assertEqual(data, r.raw)
+        r = srv.get(API + "/admin/datastore/s3dl/file-download", params=dict(
+            q, filepath=base64.b64encode(b"/d").decode()))
+        self.assertEqual(200, r.status, r)
+        names = subprocess.run(["tar", "tf", "-"], input=r.raw, capture_output=True,
+                               check=True).stdout.decode().split()
+        self.assertEqual({"d/", "d/big.bin", "d/small.txt"}, set(names))
 
     def test_c_no_cache(self):
         srv = self.srv
