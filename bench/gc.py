@@ -127,7 +127,7 @@ def unlink_floor(bindir, base, listfile, threads):
                           str(threads), listfile, "idle"],
                          capture_output=True, text=True, check=True).stdout
     kv = dict(x.split("=", 1) for x in out.split())
-    return float(kv["unlink_s"]), int(kv["unlinked"])
+    return float(kv["unlink_s"]), int(kv["unlinked"]), float(kv["cpu_s"])
 
 
 def build_datastore(base, n_chunks, n_snapshots, jobs):
@@ -178,6 +178,13 @@ def age_all(base, seconds, jobs):
     parts = [(base, prefixes[i::jobs * 8], when) for i in range(jobs * 8)]
     with multiprocessing.Pool(jobs) as pool:
         return sum(pool.map(age_chunks, parts))
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drop_caches():
@@ -290,9 +297,11 @@ def main():
         # layout, same threads and scheduling, unlinked from their list.
         # Each starts with nothing dirty: neither pays for the other's journal.
         os.sync()
-        floor_s, floor_n = unlink_floor(a.bin, floor_base, floor_list, a.gc_threads)
+        floor_s, floor_n, floor_cpu = unlink_floor(a.bin, floor_base, floor_list, a.gc_threads)
         os.sync()
+        cpu0 = cpu_seconds(srv.proc.pid)
         g1 = run_gc(srv)
+        g1["cpu"] = cpu_seconds(srv.proc.pid) - cpu0
         if floor_n != g1["removed"]:
             raise RuntimeError("floor unlinked %d files, GC removed %d" % (floor_n, g1["removed"]))
         # Once more after the GC (the files made again, untimed): GC's workers
@@ -300,9 +309,10 @@ def main():
         # the machine slows both; the mean of before and after is the floor.
         build_floor(floor_base, referenced, a.chunks, a.jobs)
         os.sync()
-        floor_s2, _ = unlink_floor(a.bin, floor_base, floor_list, a.gc_threads)
+        floor_s2, _, floor_cpu2 = unlink_floor(a.bin, floor_base, floor_list, a.gc_threads)
         floor_runs = (floor_s, floor_s2)
         floor_s = (floor_s + floor_s2) / 2
+        floor_cpu = (floor_cpu + floor_cpu2) / 2
         rows.append(("full tree", a.chunks, find_cold if can_drop else None, find_warm,
                      None, g1))
 
@@ -363,6 +373,9 @@ def main():
               "%.2f s = %.2f s; GC %.2f s = %.2fx the floor"
               % (find_warm, floor_n, a.gc_threads, floor_runs[0], floor_runs[1], floor_s,
                  floor, g1["wall"], g1["wall"] / floor))
+        print("CPU: cairnd during the full-tree GC %.2f s (all threads, the task polling "
+              "included); the unlink floor %.2f s (mean)"
+              % (g1["cpu"], floor_cpu))
         print("GC with nothing to remove (warm) %.2f s = %.2fx the walk of the same tree"
               % (g3["wall"], g3["wall"] / find_warm2))
         print("targets: gc_vs_floor <= 1.3: %s; GC with nothing removed <= 3x the walk: %s; "
@@ -373,12 +386,13 @@ def main():
         print("gc_s=%.3f find_s=%.3f ratio=%.2f removed=%d kept=%d phase1_s=%.3f phase2_s=%.3f "
               "find_cold_s=%s gc_cold_s=%s status_idle_rps=%.0f status_gc_rps=%.0f "
               "status_ratio=%.2f walk_s=%.3f unlink_floor_s=%.3f gc_vs_floor=%.2f "
-              "gc_nothing_s=%.3f walk_nothing_s=%.3f gc_nothing_vs_walk=%.2f" % (
+              "gc_nothing_s=%.3f walk_nothing_s=%.3f gc_nothing_vs_walk=%.2f gc_cpu_s=%.2f "
+              "unlink_floor_cpu_s=%.2f" % (
                   g1["wall"], find_warm, g1["wall"] / find_warm, g1["removed"], g1["kept"],
                   g1["p1"], g1["p2"], "%.3f" % find_cold if can_drop else "na",
                   "%.3f" % g2["wall"] if can_drop else "na", idle, busy, busy / idle,
                   find_warm, floor_s, g1["wall"] / floor, g3["wall"], find_warm2,
-                  g3["wall"] / find_warm2))
+                  g3["wall"] / find_warm2, g1["cpu"], floor_cpu))
     finally:
         srv.close()
 

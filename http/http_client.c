@@ -33,7 +33,7 @@
  * stream up to 32 times in one callback, so 32 connections with full receive
  * buffers could keep the loop reading for many milliseconds. A connection
  * that reads past the budget stops reading until the next iteration. */
-#define READ_BUDGET (1024u * 1024)
+#define READ_BUDGET (512u * 1024)
 
 enum conn_state { C_RESOLVE, C_CONNECT, C_HANDSHAKE, C_IDLE, C_BUSY, C_CLOSING };
 enum req_state { R_QUEUED, R_ACTIVE, R_DONE };
