@@ -10,13 +10,15 @@
  *   move-group      one job per attempt; an attempt that finds a lock busy
  *                   changed nothing, and is retried from a loop timer
  *                   (RETRIES attempts, growing delays), then reported.
- *   move-namespace  LOCK: the source namespace exclusively (retried like a
- *                   group), then the plan and the target namespaces, parents
- *                   first; GROUP: one job per group (the source is held, so
+ *   move-namespace  LOCK: on S3, interrupted moves are reconciled first;
+ *                   the source namespace exclusively (retried like a
+ *                   group), then the plan, on S3 the move's pending record,
+ *                   and the target namespaces, parents first; GROUP: one job per group (the source is held, so
  *                   only the target group can be busy); the groups that were
  *                   busy get one more pass at the end; FINISH: with
  *                   delete-source, the emptied source namespaces go, deepest
- *                   first; then the namespace lock is released.
+ *                   first (on S3 then their markers, and the record goes);
+ *                   then the namespace lock is released.
  * The task log names every group moved or failed, and why; a failed group
  * stays whole where it was (store_move.h).
  */

@@ -20,7 +20,9 @@ module, and cairnd servers from the harness. Covers:
   - moves (issue #15): group and namespace moves copy the .cnt/ objects to
     the new keys and delete the old ones; GC, verify and an S3 refresh agree;
     kill -9 after the copies and after the rename leaves leftovers that the
-    next GC or move removes;
+    next GC or move removes, and kill -9 of a namespace move after its local
+    source removal leaves stray `.namespace` markers that the next GC removes;
+    `cairn-admin group|namespace move` on S3 beside the running server;
   - GC with the local cache on a full tmpfs: the atime check falls back to a
     cached chunk, GC deletes the garbage and writes .gc-status;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
@@ -862,20 +864,25 @@ class MovesCrash(S3Case):
         srv = self.srv
         self.assertOk(self.make_store("s3n"), "create")
         self.assertOk(srv.post(API + "/admin/datastore/s3n/namespace", params={"name": "na"}))
-        b = self.open_session(pp.BackupSession(srv, "s3n", "host", "n1", 1700000000, ns="na"))
+        self.assertOk(srv.post(API + "/admin/datastore/s3n/namespace",
+                               params={"name": "sub", "parent": "na"}))
+        b = self.open_session(pp.BackupSession(srv, "s3n", "host", "n1", 1700000000,
+                                               ns="na/sub"))
         b.upload_dynamic("root.pxar.didx", self.chunks(51, 1))
         b.upload_manifest()
         b.finish()
         self.kill_at("move-ns-removed", {"ns": "na", "target-ns": "nb"},
                      what="s3n/move-namespace")
-        self.assertEqual(["s3n/.cnt/ns/na/.namespace"], sorted(list_keys("s3n/.cnt/ns/na/")))
-        self.assertIn("s3n/.cnt/ns/nb/.namespace", list_keys("s3n/.cnt/ns/nb/"))
+        self.assertEqual(["s3n/.cnt/ns/na/.namespace", "s3n/.cnt/ns/na/ns/sub/.namespace"],
+                         sorted(list_keys("s3n/.cnt/ns/na/")))
+        self.assertIn("s3n/.cnt/ns/nb/ns/sub/.namespace", list_keys("s3n/.cnt/ns/nb/"))
         self.gc("s3n")
         self.assertEqual({}, list_keys("s3n/.cnt/ns/na/"))
-        self.assertIn("s3n/.cnt/ns/nb/host/n1/2023-11-14T22:13:20Z/index.json.blob",
-                      list_keys("s3n/.cnt/ns/nb/"))
+        new = list_keys("s3n/.cnt/ns/nb/")
+        self.assertIn("s3n/.cnt/ns/nb/.namespace", new)
+        self.assertIn("s3n/.cnt/ns/nb/ns/sub/host/n1/2023-11-14T22:13:20Z/index.json.blob", new)
         names = [x["ns"] for x in self.assertOk(srv.get(API + "/admin/datastore/s3n/namespace"))]
-        self.assertIn("nb", names)
+        self.assertIn("nb/sub", names)
         self.assertNotIn("na", names)
 
 
