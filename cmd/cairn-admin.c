@@ -16,6 +16,7 @@
 #include "store/store_dsconfig.h"
 #include "store/store_lock.h"
 #include "store/store_move.h"
+#include "store/store_s3.h"
 #include "sync/sync.h"
 
 #include <inttypes.h>
@@ -51,7 +52,7 @@ static void usage(FILE *f)
           "  group move STORE TYPE/ID --target-ns NS [--ns NS] [--merge-group BOOL]\n"
           "  namespace move STORE NS --target-ns NS [--max-depth N] [--delete-source BOOL]\n"
           "                 [--merge-groups BOOL]\n"
-          "                               move a group or a namespace tree (local\n"
+          "                               move a group or a namespace tree (local and S3\n"
           "                               datastores; the same locks as a running cairnd:\n"
           "                               exit 1 if something is busy or was not moved)\n");
   s3_admin_usage(f);
@@ -344,6 +345,7 @@ static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
   char *path = core_asprintf("%s/datastore.cfg", a->config_dir);
   struct core_config cfg;
   char err[CORE_CONFIG_ERR_LEN] = "", lockdir[1024], msg[1024] = "";
+  struct store_s3_fetcher *s3 = NULL;
   int status = 1;
   core_config_init(&cfg);
   int rc = core_config_load(path, &cfg, NULL, err, sizeof(err));
@@ -355,8 +357,10 @@ static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
     fprintf(stderr, "cairn-admin: no datastore '%s' %s\n", store, err);
     goto out;
   }
-  if (core_config_get(sec, "backend") != NULL) {
-    fprintf(stderr, "cairn-admin: moves are not supported on S3 datastores yet\n");
+  const char *backend = core_config_get(sec, "backend");
+  struct store_backend_cfg bcfg;
+  if (backend && store_backend_parse(backend, &bcfg, msg, sizeof(msg)) < 0) {
+    fprintf(stderr, "cairn-admin: datastore '%s': %s\n", store, msg);
     goto out;
   }
   if (maint && strncmp(maint, "type=", 5) == 0)
@@ -370,9 +374,16 @@ static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
     fprintf(stderr, "cairn-admin: invalid datastore name '%s'\n", store);
     goto out;
   }
+  /* S3: the same bucket work as the server's tasks, through a private
+   * blocking client (a loop of its own, s3_sync.h). */
+  if (backend && bcfg.type == STORE_BACKEND_S3 &&
+      (rc = store_s3_fetcher_open_cfg(a->config_dir, store, &bcfg, &s3, msg, sizeof(msg))) < 0) {
+    fprintf(stderr, "cairn-admin: %s\n", msg[0] ? msg : core_strerror(rc));
+    goto out;
+  }
   if (ns_move) {
-    rc = store_move_ns_run(base, lockdir, what, target, max_depth, del_b, merge_b, move_report,
-                           NULL, msg, sizeof(msg));
+    rc = store_move_ns_run(base, lockdir, what, target, max_depth, del_b, merge_b, s3,
+                           move_report, NULL, msg, sizeof(msg));
     if (rc < 0)
       fprintf(stderr, "cairn-admin: %s\n", msg[0] ? msg : core_strerror(rc));
     else if (rc > 0)
@@ -380,7 +391,12 @@ static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
     status = rc == 0 ? 0 : 1;
   } else {
     struct store_move_result res;
-    rc = store_move_group(base, lockdir, ns, type, id, target, merge_b, 0, NULL, &res);
+    if (s3) {
+      /* Leftovers of interrupted moves first, as the move-group task does. */
+      char why[256];
+      store_move_s3_reconcile(s3, base, lockdir, why, sizeof(why));
+    }
+    rc = store_move_group(base, lockdir, ns, type, id, target, merge_b, 0, s3, &res);
     if (rc < 0) {
       fprintf(stderr, "cairn-admin: %s\n", res.msg[0] ? res.msg : core_strerror(rc));
     } else {
@@ -392,6 +408,7 @@ static int mv_main(struct admin *a, int ns_move, int argc, char **argv)
     }
   }
 out:
+  store_s3_fetcher_close(s3);
   core_config_free(&cfg);
   core_free(path);
   return status;

@@ -10,13 +10,15 @@
  *   move-group      one job per attempt; an attempt that finds a lock busy
  *                   changed nothing, and is retried from a loop timer
  *                   (RETRIES attempts, growing delays), then reported.
- *   move-namespace  LOCK: the source namespace exclusively (retried like a
- *                   group), then the plan and the target namespaces, parents
- *                   first; GROUP: one job per group (the source is held, so
+ *   move-namespace  LOCK: on S3, interrupted moves are reconciled first;
+ *                   the source namespace exclusively (retried like a
+ *                   group), then the plan, on S3 the move's pending record,
+ *                   and the target namespaces, parents first; GROUP: one job per group (the source is held, so
  *                   only the target group can be busy); the groups that were
  *                   busy get one more pass at the end; FINISH: with
  *                   delete-source, the emptied source namespaces go, deepest
- *                   first; then the namespace lock is released.
+ *                   first (on S3 then their markers, and the record goes);
+ *                   then the namespace lock is released.
  * The task log names every group moved or failed, and why; a failed group
  * stays whole where it was (store_move.h).
  */
@@ -175,6 +177,16 @@ static void job_group(struct move_run *r)
 
 static void job_ns_lock(struct move_run *r)
 {
+  struct store_s3_fetcher *f = NULL;
+  if (r->attempt == 0 && s3_open(r, &f, r->msg, sizeof(r->msg)) == 0 && f) {
+    /* Leftovers of interrupted moves first, before the namespace lock
+     * (reconciling takes group and namespace locks itself). */
+    char why[256];
+    store_move_s3_reconcile(f, r->base, r->lockdir, why, sizeof(why));
+  }
+  store_s3_fetcher_close(f);
+  f = NULL;
+  r->msg[0] = '\0';
   r->rc = store_lock_namespace(r->lockdir, r->o.ns, STORE_LOCK_EXCLUSIVE, &r->ns_guard);
   if (r->rc == CORE_ELOCKED) {
     snprintf(r->msg, sizeof(r->msg), "namespace '%s' is busy (a backup, reader, verify or "
@@ -190,9 +202,11 @@ static void job_ns_lock(struct move_run *r)
   /* Checked again under the lock: the tree cannot change below it now. */
   r->rc = store_move_ns_check(r->base, r->o.ns, r->o.target, r->o.max_depth, &r->plan, r->msg,
                               sizeof(r->msg));
+  if (r->rc == 0 && store_datastore_is_s3(r->ds) &&
+      (r->rc = store_move_s3_ns_pending_add(r->base, r->o.ns, r->o.target)) < 0)
+    snprintf(r->msg, sizeof(r->msg), "cannot record the move: %s", core_strerror(r->rc));
   if (r->rc == 0)
     r->rc = store_move_ns_create_targets(r->base, &r->plan, r->msg, sizeof(r->msg));
-  struct store_s3_fetcher *f = NULL;
   if (r->rc == 0 && (r->rc = s3_open(r, &f, r->msg, sizeof(r->msg))) == 0 && f)
     r->rc = store_move_s3_ns_markers(f, &r->plan, r->base, 0, r->msg, sizeof(r->msg));
   store_s3_fetcher_close(f);
@@ -212,13 +226,19 @@ static void job_ns_group(struct move_run *r)
 static void job_ns_finish(struct move_run *r)
 {
   r->rc = 0;
-  if (!r->o.delete_source)
-    return;
-  r->rc = store_move_ns_remove_sources(r->base, &r->plan);
+  if (r->o.delete_source)
+    r->rc = store_move_ns_remove_sources(r->base, &r->plan);
+  core_testpoint("move-ns-removed");
   struct store_s3_fetcher *f = NULL;
-  if (r->rc >= 0 && s3_open(r, &f, r->msg, sizeof(r->msg)) == 0 && f &&
-      store_move_s3_ns_markers(f, &r->plan, r->base, 1, r->msg, sizeof(r->msg)) < 0)
-    r->rc = CORE_ES3;
+  if (r->rc >= 0 && s3_open(r, &f, r->msg, sizeof(r->msg)) == 0 && f) {
+    /* The record goes once the removed sources' markers are gone; if that
+     * fails, the next move, GC or refresh deletes them (store_move.h). */
+    if (r->o.delete_source &&
+        store_move_s3_ns_markers(f, &r->plan, r->base, 1, r->msg, sizeof(r->msg)) < 0)
+      r->rc = CORE_ES3;
+    else
+      store_move_s3_ns_pending_remove(r->base, r->o.ns, r->o.target);
+  }
   store_s3_fetcher_close(f);
 }
 

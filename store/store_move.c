@@ -774,8 +774,9 @@ int store_move_ns_remove_sources(const char *base, const struct store_move_ns_pl
 }
 
 int store_move_ns_run(const char *base, const char *lockdir, const char *src, const char *dst,
-                      int max_depth, int delete_source, int merge, store_move_report_fn report,
-                      void *arg, char *msg, size_t msglen)
+                      int max_depth, int delete_source, int merge,
+                      struct store_s3_fetcher *s3, store_move_report_fn report, void *arg,
+                      char *msg, size_t msglen)
 {
   struct store_lock_guard g = STORE_LOCK_GUARD_INIT;
   struct store_move_ns_plan plan = {0};
@@ -786,15 +787,34 @@ int store_move_ns_run(const char *base, const char *lockdir, const char *src, co
   int rc = store_move_ns_check(base, src, dst, max_depth, NULL, msg, msglen);
   if (rc < 0)
     return rc;
+  if (s3) {
+    /* Leftovers of interrupted moves first, before the namespace lock
+     * (reconciling takes the group and namespace locks itself). */
+    char why[256];
+    int left = store_move_s3_reconcile(s3, base, lockdir, why, sizeof(why));
+    if (left != 0) {
+      snprintf(line, sizeof(line), "%d interrupted move(s) not cleaned up yet%s%s", left,
+               left < 0 ? ": " : "", left < 0 ? core_strerror(left) : "");
+      report(arg, 0, line);
+    }
+  }
   rc = store_lock_namespace(lockdir, src, STORE_LOCK_EXCLUSIVE, &g);
   if (rc < 0) {
     snprintf(msg, msglen, "namespace '%s' is %s", src,
              rc == CORE_ELOCKED ? "busy (something below it holds a lock)" : core_strerror(rc));
     return rc;
   }
-  if ((rc = store_move_ns_check(base, src, dst, max_depth, &plan, msg, msglen)) < 0 ||
-      (rc = store_move_ns_create_targets(base, &plan, msg, msglen)) < 0)
+  if ((rc = store_move_ns_check(base, src, dst, max_depth, &plan, msg, msglen)) < 0)
     goto out;
+  if (s3) {
+    if ((rc = store_move_s3_ns_pending_add(base, src, dst)) < 0) {
+      snprintf(msg, msglen, "cannot record the move: %s", core_strerror(rc));
+      goto out;
+    }
+  }
+  if ((rc = store_move_ns_create_targets(base, &plan, msg, msglen)) < 0 ||
+      (s3 && (rc = store_move_s3_ns_markers(s3, &plan, base, 0, msg, msglen)) < 0))
+    goto out; /* the record stays: the next reconcile tidies the markers */
   state = core_calloc(plan.n_groups ? plan.n_groups : 1, sizeof(int));
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < plan.n_groups; i++) {
@@ -802,7 +822,7 @@ int store_move_ns_run(const char *base, const char *lockdir, const char *src, co
       if (state[i] != (pass ? CORE_ELOCKED : 0))
         continue;
       int r = store_move_group(base, lockdir, gr->src_ns, gr->type, gr->id, gr->dst_ns, merge,
-                               STORE_MOVE_SRC_HELD, NULL, &res);
+                               STORE_MOVE_SRC_HELD, s3, &res);
       if (r == 0) {
         state[i] = 1;
         snprintf(line, sizeof(line), "moved group %s/%s from '%s' to '%s' (%zu snapshots%s)",
@@ -830,6 +850,19 @@ int store_move_ns_run(const char *base, const char *lockdir, const char *src, co
       snprintf(line, sizeof(line), "kept %d source namespace(s) that still hold something",
                kept);
       report(arg, 0, line);
+    }
+  }
+  core_testpoint("move-ns-removed");
+  if (s3) {
+    char why[400];
+    int r = delete_source ? store_move_s3_ns_markers(s3, &plan, base, 1, why, sizeof(why)) : 0;
+    if (r < 0) {
+      snprintf(line, sizeof(line), "the removed namespaces' markers stay in the bucket until "
+               "the next move, GC or refresh: %s", why);
+      report(arg, 1, line);
+      failed += failed ? 0 : 1;
+    } else {
+      store_move_s3_ns_pending_remove(base, src, dst);
     }
   }
   rc = failed;

@@ -132,13 +132,19 @@ int store_move_ns_remove_sources(const char *base, const struct store_move_ns_pl
 /* The whole namespace move in one call, for cairn-admin (offline, or beside a
  * running server: same locks). Locks `src` exclusively (CORE_ELOCKED at once
  * if busy), creates the targets, moves group by group, retries the busy ones
- * once, removes the emptied sources if `delete_source`. `report` gets one
- * line per event (failed != 0 for a group not moved). Returns 0, the number
- * of groups not moved (> 0), or an error before anything moved (msg). */
+ * once, removes the emptied sources if `delete_source`. On an S3 datastore
+ * (`s3` not NULL) it does what the move-namespace task does: reconciles
+ * interrupted moves first, records itself (store_move_s3_ns_pending_add),
+ * writes the targets' markers, moves each group's keys, and deletes the
+ * removed sources' markers. `report` gets one line per event (failed != 0
+ * for a group not moved). Returns 0, the number of groups not moved (> 0,
+ * or 1 if only the markers' clean-up failed), or an error before anything
+ * moved (msg). */
 typedef void (*store_move_report_fn)(void *arg, int failed, const char *line);
 int store_move_ns_run(const char *base, const char *lockdir, const char *src, const char *dst,
-                      int max_depth, int delete_source, int merge, store_move_report_fn report,
-                      void *arg, char *msg, size_t msglen);
+                      int max_depth, int delete_source, int merge,
+                      struct store_s3_fetcher *s3, store_move_report_fn report, void *arg,
+                      char *msg, size_t msglen);
 
 /* ---- S3 (store_s3_move.c; pool) ------------------------------------------ */
 
@@ -175,6 +181,16 @@ int store_move_s3_pending_add(const char *base, const char *src_ns, const char *
                               const char *id, const char *dst_ns);
 int store_move_s3_pending_remove(const char *base, const char *src_ns, const char *type,
                                  const char *id, const char *dst_ns);
+/* A namespace move on S3 records "src TAB dst" the same way once it holds
+ * the source namespace, before it creates the targets and their markers,
+ * and removes the line once the emptied sources' markers are deleted.
+ * Reconciling it takes both namespaces exclusively (skipping it if busy)
+ * and, for every `.namespace` marker below the source whose target place
+ * exists locally, writes the target's marker and deletes the source's if
+ * the source namespace is gone locally: no marker of a vanished namespace
+ * survives a crash for a refresh to resurrect. */
+int store_move_s3_ns_pending_add(const char *base, const char *src, const char *dst);
+int store_move_s3_ns_pending_remove(const char *base, const char *src, const char *dst);
 int store_move_s3_reconcile(struct store_s3_fetcher *f, const char *base, const char *lockdir,
                             char *msg, size_t msglen);
 /* The same for an S3 datastore, with its own client (none if no pending

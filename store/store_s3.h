@@ -287,6 +287,13 @@ int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **
                           char *err, size_t errlen);
 /* GET <store>/.chunks/.../<hex> into `out` (reset first; out->max bounds it).
  * Returns 0, CORE_ENOTFOUND, or an S3/transport error. Pool. */
+/* The same from a datastore's configuration, without a running registry
+ * (cairn-admin): `store` is the datastore's name (its key prefix), `cfg` its
+ * parsed `backend`, `config_dir` where s3.cfg lives. CORE_EINVAL if `cfg`
+ * is not S3. */
+int store_s3_fetcher_open_cfg(const char *config_dir, const char *store,
+                              const struct store_backend_cfg *cfg,
+                              struct store_s3_fetcher **out, char *err, size_t errlen);
 int store_s3_fetch(struct store_s3_fetcher *f, const uint8_t digest[32], struct core_buf *out);
 void store_s3_fetcher_close(struct store_s3_fetcher *f);
 /* The fetcher's blocking client and "<store>" key prefix, for other pool

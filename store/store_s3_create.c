@@ -87,22 +87,22 @@ struct store_s3_fetcher {
   char prefix[S3_KEY_MAX + 1];   /* "<store>" */
 };
 
-int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **out,
-                          char *err, size_t errlen)
+int store_s3_fetcher_open_cfg(const char *config_dir, const char *store,
+                              const struct store_backend_cfg *cfg,
+                              struct store_s3_fetcher **out, char *err, size_t errlen)
 {
-  struct store_backend *be = ds->backend;
   struct s3_client_config cc;
   *out = NULL;
-  if (be == NULL)
+  if (cfg->type != STORE_BACKEND_S3)
     return CORE_EINVAL;
   struct store_s3_fetcher *f = core_new(struct store_s3_fetcher);
-  snprintf(f->prefix, sizeof(f->prefix), "%s", be->store);
-  int rc = s3_config_load_endpoint(be->config_dir, be->cfg.client, &f->ep, err, errlen);
+  snprintf(f->prefix, sizeof(f->prefix), "%s", store);
+  int rc = s3_config_load_endpoint(config_dir, cfg->client, &f->ep, err, errlen);
   if (rc == 0) {
     s3_endpoint_client_config(&f->ep, &cc);
-    rc = s3_sync_open(&f->s, &cc, be->cfg.bucket);
+    rc = s3_sync_open(&f->s, &cc, cfg->bucket);
     if (rc < 0)
-      snprintf(err, errlen, "cannot set up a client for S3 endpoint '%s': %s", be->cfg.client,
+      snprintf(err, errlen, "cannot set up a client for S3 endpoint '%s': %s", cfg->client,
                core_strerror(rc));
   }
   if (rc < 0) {
@@ -111,6 +111,16 @@ int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **
   }
   *out = f;
   return 0;
+}
+
+int store_s3_fetcher_open(struct store_datastore *ds, struct store_s3_fetcher **out,
+                          char *err, size_t errlen)
+{
+  struct store_backend *be = ds->backend;
+  *out = NULL;
+  if (be == NULL)
+    return CORE_EINVAL;
+  return store_s3_fetcher_open_cfg(be->config_dir, be->store, &be->cfg, out, err, errlen);
 }
 
 int store_s3_fetch(struct store_s3_fetcher *f, const uint8_t digest[32], struct core_buf *out)

@@ -263,31 +263,32 @@ static int pending_line(char *out, size_t cap, const char *src_ns, const char *t
   return n < 0 || n >= (int)cap ? CORE_ETOOBIG : n;
 }
 
-int store_move_s3_pending_add(const char *base, const char *src_ns, const char *type,
-                              const char *id, const char *dst_ns)
+static int pending_add_line(const char *base, const char *line, size_t n)
 {
-  char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32];
-  int fd, n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
-  if (n < 0)
-    return n;
-  int rc = pending_open(base, &fd);
+  int fd, rc = pending_open(base, &fd);
   if (rc < 0)
     return rc;
-  if (lseek(fd, 0, SEEK_END) < 0 || (rc = core_file_write_all(fd, line, (size_t)n)) < 0 ||
+  if (lseek(fd, 0, SEEK_END) < 0 || (rc = core_file_write_all(fd, line, n)) < 0 ||
       fsync(fd) < 0)
     rc = rc < 0 ? rc : -errno;
   pending_close(fd);
   return rc;
 }
 
-int store_move_s3_pending_remove(const char *base, const char *src_ns, const char *type,
-                                 const char *id, const char *dst_ns)
+int store_move_s3_pending_add(const char *base, const char *src_ns, const char *type,
+                              const char *id, const char *dst_ns)
 {
-  char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32], *text = NULL;
-  int fd, n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
+  char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32];
+  int n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
   if (n < 0)
     return n;
-  int rc = pending_open(base, &fd);
+  return pending_add_line(base, line, (size_t)n);
+}
+
+static int pending_remove_line(const char *base, const char *line, size_t n)
+{
+  char *text = NULL;
+  int fd, rc = pending_open(base, &fd);
   if (rc < 0)
     return rc;
   if ((rc = pending_read(fd, &text)) == 0) {
@@ -297,7 +298,7 @@ int store_move_s3_pending_remove(const char *base, const char *src_ns, const cha
     for (char *p = text; *p;) {
       char *nl = strchr(p, '\n');
       size_t len = nl ? (size_t)(nl - p) + 1 : strlen(p);
-      if (!(len == (size_t)n && memcmp(p, line, len) == 0))
+      if (!(len == n && memcmp(p, line, len) == 0))
         core_buf_append(&keep, p, len);
       p += len;
     }
@@ -312,6 +313,41 @@ int store_move_s3_pending_remove(const char *base, const char *src_ns, const cha
   core_free(text);
   pending_close(fd);
   return rc;
+}
+
+int store_move_s3_pending_remove(const char *base, const char *src_ns, const char *type,
+                                 const char *id, const char *dst_ns)
+{
+  char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32];
+  int n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
+  if (n < 0)
+    return n;
+  return pending_remove_line(base, line, (size_t)n);
+}
+
+/* A namespace move's line has two fields, a group move's four. */
+static int ns_pending_line(char *out, size_t cap, const char *src, const char *dst)
+{
+  int n = snprintf(out, cap, "%s\t%s\n", src, dst);
+  return n < 0 || n >= (int)cap ? CORE_ETOOBIG : n;
+}
+
+int store_move_s3_ns_pending_add(const char *base, const char *src, const char *dst)
+{
+  char line[2 * FORMAT_NAME_NS_MAX_LEN + 8];
+  int n = ns_pending_line(line, sizeof(line), src, dst);
+  if (n < 0)
+    return n;
+  return pending_add_line(base, line, (size_t)n);
+}
+
+int store_move_s3_ns_pending_remove(const char *base, const char *src, const char *dst)
+{
+  char line[2 * FORMAT_NAME_NS_MAX_LEN + 8];
+  int n = ns_pending_line(line, sizeof(line), src, dst);
+  if (n < 0)
+    return n;
+  return pending_remove_line(base, line, (size_t)n);
 }
 
 static int exists(const char *path)
@@ -372,6 +408,94 @@ static int reconcile_one(struct store_s3_fetcher *f, const char *base, const cha
   return rc;
 }
 
+static int put_marker(struct s3_sync *s, const char *store, const char *ns, char *msg,
+                      size_t msglen)
+{
+  char rel[STORE_PATH_MAX], key[S3_KEY_MAX + 1];
+  struct s3_sync_result res;
+  int rc = store_path_ns(rel, sizeof(rel), NULL, ns);
+  if (rc < 0)
+    return rc;
+  if (snprintf(key, sizeof(key), "%s/.cnt/%s/.namespace", store, strip_dot(rel)) >=
+      (int)sizeof(key))
+    return CORE_ETOOBIG;
+  rc = s3_sync_put(s, key, "", 0, 0, &res);
+  if (rc < 0)
+    snprintf(msg, msglen, "cannot write the namespace marker %s: %s %s", key,
+             core_strerror(rc), res.message);
+  return rc;
+}
+
+/* "ns/b/ns/c/" (below a namespace's key prefix, before ".namespace") to
+ * "b/c". 0, or -1 if it is not a namespace path. */
+static int marker_sub(const char *tail, char *out, size_t cap)
+{
+  char buf[STORE_PATH_MAX], *save = NULL;
+  size_t n = 0;
+  if (snprintf(buf, sizeof(buf), "%s", tail) >= (int)sizeof(buf))
+    return -1;
+  out[0] = '\0';
+  for (char *c = strtok_r(buf, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+    char *name = strtok_r(NULL, "/", &save);
+    if (strcmp(c, "ns") != 0 || name == NULL)
+      return -1;
+    int w = snprintf(out + n, cap - n, "%s%s", n ? "/" : "", name);
+    if (w < 0 || (size_t)w >= cap - n)
+      return -1;
+    n += (size_t)w;
+  }
+  return 0;
+}
+
+/* One interrupted namespace move, under both namespaces' locks: for every
+ * `.namespace` marker in the source subtree whose namespace exists locally
+ * at its target place, the target's marker is written (it may be missing
+ * after a crash between the local mkdir and the PUT), and the source's
+ * marker deleted if the source namespace is gone locally. With neither side
+ * local (a wiped cache) nothing changes. Group keys are the group entries'
+ * business. */
+static int reconcile_ns(struct store_s3_fetcher *f, const char *base, const char *src,
+                        const char *dst, char *msg, size_t msglen)
+{
+  struct s3_sync *s = store_s3_fetcher_sync(f);
+  const char *store = store_s3_fetcher_prefix(f);
+  char rel[STORE_PATH_MAX], prefix[S3_KEY_MAX + 1];
+  struct store_move_keys all = {0}, doomed = {0};
+  int rc = store_path_ns(rel, sizeof(rel), NULL, src);
+  if (rc < 0)
+    return rc;
+  int n = snprintf(prefix, sizeof(prefix), "%s/.cnt/%s/", store, strip_dot(rel));
+  if (n < 0 || n >= (int)sizeof(prefix))
+    return CORE_ETOOBIG;
+  rc = list_all(s, prefix, &all, msg, msglen);
+  for (size_t i = 0; rc == 0 && i < all.n; i++) {
+    const char *tail = all.v[i] + n;
+    char dir[STORE_PATH_MAX], sub[FORMAT_NAME_NS_MAX_LEN + 1];
+    char sns[FORMAT_NAME_NS_MAX_LEN + 1], dns[FORMAT_NAME_NS_MAX_LEN + 1];
+    char sp[STORE_PATH_MAX], dp[STORE_PATH_MAX];
+    size_t tl = strlen(tail);
+    if (!(strcmp(tail, ".namespace") == 0 || ends_with(tail, "/.namespace")))
+      continue;
+    snprintf(dir, sizeof(dir), "%.*s", (int)(tl - strlen(".namespace")), tail);
+    if (marker_sub(dir, sub, sizeof(sub)) < 0)
+      continue;
+    if (snprintf(sns, sizeof(sns), "%s%s%s", src, sub[0] ? "/" : "", sub) >= (int)sizeof(sns) ||
+        snprintf(dns, sizeof(dns), "%s%s%s", dst, sub[0] ? "/" : "", sub) >= (int)sizeof(dns) ||
+        format_name_ns(sns) < 0 || format_name_ns(dns) < 0 ||
+        store_path_ns(sp, sizeof(sp), base, sns) < 0 ||
+        store_path_ns(dp, sizeof(dp), base, dns) < 0 || !exists(dp))
+      continue;
+    rc = put_marker(s, store, dns, msg, msglen);
+    if (rc == 0 && !exists(sp))
+      keys_push(&doomed, all.v[i]);
+  }
+  if (rc == 0 && doomed.n)
+    rc = delete_keys(s, doomed.v, doomed.n, msg, msglen);
+  store_move_keys_free(&all);
+  store_move_keys_free(&doomed);
+  return rc;
+}
+
 int store_move_s3_reconcile(struct store_s3_fetcher *f, const char *base, const char *lockdir,
                             char *msg, size_t msglen)
 {
@@ -388,6 +512,24 @@ int store_move_s3_reconcile(struct store_s3_fetcher *f, const char *base, const 
   for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *f1 = line, *f2 = strchr(f1, '\t'), *f3 = f2 ? strchr(f2 + 1, '\t') : NULL;
     char *f4 = f3 ? strchr(f3 + 1, '\t') : NULL;
+    if (f2 && !f3) { /* a namespace move: "src TAB dst" */
+      *f2++ = '\0';
+      if (format_name_ns(f1) < 0 || format_name_ns(f2) < 0 || !f1[0] || !f2[0])
+        continue; /* not a line of ours: never acted upon */
+      struct store_lock_guard a = STORE_LOCK_GUARD_INIT, b = STORE_LOCK_GUARD_INIT;
+      int r = store_lock_namespace(lockdir, f1, STORE_LOCK_EXCLUSIVE, &a);
+      if (r == 0)
+        r = store_lock_namespace(lockdir, f2, STORE_LOCK_EXCLUSIVE, &b);
+      if (r == 0)
+        r = reconcile_ns(f, base, f1, f2, msg, msglen);
+      if (r == 0)
+        r = store_move_s3_ns_pending_remove(base, f1, f2);
+      store_lock_release(&b);
+      store_lock_release(&a);
+      if (r < 0)
+        left++;
+      continue;
+    }
     if (!f4)
       continue;
     *f2++ = '\0';

@@ -20,7 +20,9 @@ module, and cairnd servers from the harness. Covers:
   - moves (issue #15): group and namespace moves copy the .cnt/ objects to
     the new keys and delete the old ones; GC, verify and an S3 refresh agree;
     kill -9 after the copies and after the rename leaves leftovers that the
-    next GC or move removes;
+    next GC or move removes, and kill -9 of a namespace move after its local
+    source removal leaves stray `.namespace` markers that the next GC removes;
+    `cairn-admin group|namespace move` on S3 beside the running server;
   - GC with the local cache on a full tmpfs: the atime check falls back to a
     cached chunk, GC deletes the garbage and writes .gc-status;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
@@ -697,6 +699,43 @@ class Moves(S3Case):
         self.assertEqual(b"".join(c.data for c in c1), data)
 
 
+    def test_admin_moves_in_the_bucket(self):
+        """`cairn-admin group move` / `namespace move` beside the running
+        server: the same keys move as with the tasks, and the server's
+        locks are respected."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3ad"), "create")
+        c1 = self.chunks(25, 2)
+        self.backup("s3ad", "a1", 1700000000, c1)
+        self.assertOk(srv.post(API + "/admin/datastore/s3ad/namespace", params={"name": "ta"}))
+        # A reader holds the snapshot: the move is refused, nothing changes.
+        r = self.open_session(pp.ReaderSession(srv, "s3ad", "host", "a1", 1700000000))
+        p = self.srv.admin("group", "move", "s3ad", "host/a1", "--target-ns", "ta")
+        r.close()
+        self.assertEqual(1, p.returncode, p.stdout + p.stderr)
+        self.assertIn("in use", p.stderr)
+        self.assertIn("s3ad/.cnt/host/a1/2023-11-14T22:13:20Z/index.json.blob",
+                      list_keys("s3ad/.cnt/host/a1/"))
+        p = self.srv.admin("group", "move", "s3ad", "host/a1", "--target-ns", "ta")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertEqual({}, list_keys("s3ad/.cnt/host/a1/"))
+        self.assertIn("s3ad/.cnt/ns/ta/host/a1/2023-11-14T22:13:20Z/index.json.blob",
+                      list_keys("s3ad/.cnt/ns/ta/host/a1/"))
+        p = self.srv.admin("namespace", "move", "s3ad", "ta", "--target-ns", "tb")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertEqual({}, list_keys("s3ad/.cnt/ns/ta/"))
+        new = list_keys("s3ad/.cnt/ns/tb/")
+        self.assertIn("s3ad/.cnt/ns/tb/.namespace", new)
+        self.assertIn("s3ad/.cnt/ns/tb/host/a1/owner", new)
+        with open(os.path.join(srv.datastore_path("s3ad"), ".move-s3-pending")) as f:
+            self.assertEqual("", f.read())  # every record of the moves is gone
+        wipe_cache(srv.datastore_path("s3ad"))
+        r = self.open_session(pp.ReaderSession(srv, "s3ad", "host", "a1", 1700000000, ns="tb"))
+        _, data = r.restore_index("root.pxar.didx")
+        r.close()
+        self.assertEqual(b"".join(c.data for c in c1), data)
+
+
 class MovesCrash(S3Case):
     """kill -9 of cairnd in the middle of an S3 move (test pause points,
     core_testpoint.h): after the copies (before the local rename) and after
@@ -704,7 +743,7 @@ class MovesCrash(S3Case):
     up by the next GC or move, and a refresh finds every snapshot in exactly
     one place."""
 
-    POINTS = ("move-s3-copied", "move-renamed", "gc-listed")
+    POINTS = ("move-s3-copied", "move-renamed", "gc-listed", "move-ns-removed")
 
     @classmethod
     def setUpClass(cls):
@@ -716,10 +755,10 @@ class MovesCrash(S3Case):
                    "CAIRN_TEST_PAUSE_DIR": cls.pause_dir}
         super().setUpClass()
 
-    def kill_at(self, point, params):
+    def kill_at(self, point, params, what="s3k/move-group"):
         os.unlink(os.path.join(self.pause_dir, point + ".go"))
-        r = self.srv.post(API + "/admin/datastore/s3k/move-group", params=params)
-        self.assertOk(r, "move-group")
+        r = self.srv.post(API + "/admin/datastore/" + what, params=params)
+        self.assertOk(r, what)
         parked = os.path.join(self.pause_dir, point + ".parked")
         deadline = time.monotonic() + 60
         while not os.path.exists(parked):
@@ -816,6 +855,35 @@ class MovesCrash(S3Case):
         _, data = r.restore_index("root.pxar.didx")
         r.close()
         self.assertEqual(b"".join(c.data for c in c2), data)
+
+
+    def test_kill_mid_namespace_move(self):
+        """Killed after the emptied source namespace went locally, before its
+        `.namespace` marker was deleted: the next GC removes the stray
+        marker (a refresh would otherwise bring the namespace back)."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3n"), "create")
+        self.assertOk(srv.post(API + "/admin/datastore/s3n/namespace", params={"name": "na"}))
+        self.assertOk(srv.post(API + "/admin/datastore/s3n/namespace",
+                               params={"name": "sub", "parent": "na"}))
+        b = self.open_session(pp.BackupSession(srv, "s3n", "host", "n1", 1700000000,
+                                               ns="na/sub"))
+        b.upload_dynamic("root.pxar.didx", self.chunks(51, 1))
+        b.upload_manifest()
+        b.finish()
+        self.kill_at("move-ns-removed", {"ns": "na", "target-ns": "nb"},
+                     what="s3n/move-namespace")
+        self.assertEqual(["s3n/.cnt/ns/na/.namespace", "s3n/.cnt/ns/na/ns/sub/.namespace"],
+                         sorted(list_keys("s3n/.cnt/ns/na/")))
+        self.assertIn("s3n/.cnt/ns/nb/ns/sub/.namespace", list_keys("s3n/.cnt/ns/nb/"))
+        self.gc("s3n")
+        self.assertEqual({}, list_keys("s3n/.cnt/ns/na/"))
+        new = list_keys("s3n/.cnt/ns/nb/")
+        self.assertIn("s3n/.cnt/ns/nb/.namespace", new)
+        self.assertIn("s3n/.cnt/ns/nb/ns/sub/host/n1/2023-11-14T22:13:20Z/index.json.blob", new)
+        names = [x["ns"] for x in self.assertOk(srv.get(API + "/admin/datastore/s3n/namespace"))]
+        self.assertIn("nb/sub", names)
+        self.assertNotIn("na", names)
 
 
 class CacheRestart(S3Case):

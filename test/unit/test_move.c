@@ -245,7 +245,7 @@ UNIT_TEST(move_namespace_run)
   fx_snapshot(&fx, "a/b", "vm", "100", T1, REFS, 1);
   fx_snapshot(&fx, "a/b/c", "ct", "7", T1, REFS, 1);
   /* max-depth 1: a and a/b move, a/b/c stays, so a and a/b stay too. */
-  ASSERT_EQ(store_move_ns_run(fx.base, ld, "a", "x", 1, 1, 1, note, &failures, msg,
+  ASSERT_EQ(store_move_ns_run(fx.base, ld, "a", "x", 1, 1, 1, NULL, note, &failures, msg,
                               sizeof(msg)), 0);
   ASSERT_EQ(failures, 0);
   ASSERT_EQ(count(&fx, "x", "host", "g"), 1);
@@ -253,7 +253,7 @@ UNIT_TEST(move_namespace_run)
   ASSERT_EQ(count(&fx, "a/b/c", "ct", "7"), 1);
   ASSERT_EQ(store_ns_exists(fx.base, "a/b"), 1);
   /* The rest: the whole source goes. */
-  ASSERT_EQ(store_move_ns_run(fx.base, ld, "a", "x", -1, 1, 1, note, &failures, msg,
+  ASSERT_EQ(store_move_ns_run(fx.base, ld, "a", "x", -1, 1, 1, NULL, note, &failures, msg,
                               sizeof(msg)), 0);
   ASSERT_EQ(count(&fx, "x/b/c", "ct", "7"), 1);
   ASSERT_EQ(store_ns_exists(fx.base, "a"), 0);
@@ -262,7 +262,7 @@ UNIT_TEST(move_namespace_run)
   /* Busy: a lock below the source refuses the whole move, changing nothing. */
   struct store_lock_guard g = STORE_LOCK_GUARD_INIT;
   ASSERT_OK(store_lock_snapshot(ld, "x/b", "vm", "100", T1, STORE_LOCK_SHARED, &g));
-  ASSERT_EQ(store_move_ns_run(fx.base, ld, "x", "y", -1, 1, 1, note, &failures, msg,
+  ASSERT_EQ(store_move_ns_run(fx.base, ld, "x", "y", -1, 1, 1, NULL, note, &failures, msg,
                               sizeof(msg)), CORE_ELOCKED);
   store_lock_release(&g);
   ASSERT_EQ(store_ns_exists(fx.base, "y"), 0);
