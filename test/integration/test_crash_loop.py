@@ -1,13 +1,20 @@
 """Issue #17 item 2: the crash-consistency loop.
 
-Each iteration starts backups, a prune, a garbage collection and a verify in
-threads against a local datastore, kills cairnd with SIGKILL after a random
-delay, restarts it, and then requires that
+Each iteration starts backups, a prune, a garbage collection, a verify and
+a group or namespace move (issue #15) in threads against a local datastore,
+kills cairnd with SIGKILL after a random delay, restarts it, and then
+requires that
 - `cairn-admin datastore check NAME --verify-chunks` finds no problem (it runs
-  while the restarted server's recovery walk may still be busy), and
-- every snapshot whose finish was answered before the kill is still there and
-  restores to the bytes that were backed up (unless a prune of this
-  iteration removed it).
+  while the restarted server's recovery walk may still be busy),
+- every snapshot whose finish was answered before the kill exists in exactly
+  one place: where its group is, or, for a group that a move of this
+  iteration concerned, in either the move's source or its target (whether
+  the move task got to run before the kill is not known),
+- a move that may have been interrupted, re-run after the restart (that is
+  how moves promise to finish), completes, after which every snapshot of
+  the moved groups is in the target, once, and
+- every such snapshot restores to the bytes that were backed up (unless a
+  prune of this iteration removed it).
 
 Everything random comes from one seed, printed at the start and in every
 failure: CAIRN_CRASH_SEED=<seed> reproduces the choices (thread timing still
@@ -29,8 +36,10 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cairn_harness as H  # noqa: E402
 import pbs_proto as pp  # noqa: E402
+import urllib.parse  # noqa: E402
 
 STORE = "crash"
+TASKS = pp.API + "/nodes/localhost/tasks"
 GROUPS = ("a", "b", "c", "d")
 BASE_TIME = 1600000000
 ARCHIVE = "data.pxar.didx"
@@ -45,6 +54,9 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
     def setUp(self):
         self.seed = env_int("CAIRN_CRASH_SEED", random.SystemRandom().randrange(1, 2**31))
         self.iterations = env_int("CAIRN_CRASH_ITERATIONS", 20)
+        self.move_rate = 0.7  # the share of iterations with a move
+        self.moves = 0
+        self.reruns = 0   # moves found unfinished after the restart and re-run
         sys.stderr.write("crash loop: CAIRN_CRASH_SEED=%d CAIRN_CRASH_ITERATIONS=%d\n"
                          % (self.seed, self.iterations))
         self.srv = H.Cairn(tls=False, log_level="info")
@@ -58,6 +70,24 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         self.next_time = BASE_TIME
         self.failures = []   # errors seen while the server was meant to be alive
         self.killed = False
+        # Where each group is ("" is the root namespace), and the namespaces
+        # (flat, below the root) that exist; a namespace move renames one to
+        # a fresh name, so namespaces never merge.
+        self.place = {g: "" for g in GROUPS}
+        self.namespaces = set()
+        self.ns_serial = 0
+        for _ in range(2):
+            self.ns_create(self.fresh_ns())
+
+    def fresh_ns(self):
+        self.ns_serial += 1
+        return "n%d" % self.ns_serial
+
+    def ns_create(self, ns):
+        r = self.srv.post("%s/admin/datastore/%s/namespace" % (pp.API, STORE),
+                          params={"name": ns})
+        self.assertOk(r, "create namespace %s" % ns)
+        self.namespaces.add(ns)
 
     def tearDown(self):
         self.srv.stop()
@@ -80,14 +110,14 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
                 if not self.killed and self.srv.alive():
                     self.failures.append("%s: %r" % (what, e))
 
-    def backup(self, rng, backup_id, t, pool):
+    def backup(self, rng, backup_id, t, pool, ns):
         chunks = [rng.choice(pool) if rng.random() < 0.3 else
                   pp.Chunk(rng.randbytes(rng.randint(1, 64 * 1024)))
                   for _ in range(rng.randint(1, 24))]
         content = hashlib.sha256(b"".join(c.data for c in chunks)).hexdigest()
 
         def run():
-            b = pp.BackupSession(self.srv, STORE, "host", backup_id, t)
+            b = pp.BackupSession(self.srv, STORE, "host", backup_id, t, ns=ns or None)
             b.open(wait_busy=2.0)
             b.upload_dynamic(ARCHIVE, chunks)
             b.upload_manifest()
@@ -103,6 +133,49 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
             if r.status not in ok:
                 raise pp.ProtoError("POST %s" % what, r)
         return lambda: self.guarded(what, run)
+
+    def move(self, m, start):
+        """POSTs the move `m` (see plan_move) `start` seconds after the
+        operations began (a local move takes milliseconds: started at once, it
+        would nearly always finish before the kill); its task runs on. A group
+        with no snapshot yet is a 404: nothing to move, and that is fine."""
+        def run():
+            time.sleep(start)
+            if m["kind"] == "group":
+                params = {"backup-type": "host", "backup-id": m["gid"],
+                          "target-ns": m["dst"]}
+                if m["src"]:
+                    params["ns"] = m["src"]
+                r = self.srv.post("%s/admin/datastore/%s/move-group" % (pp.API, STORE),
+                                  params=params)
+                ok = (200, 404)
+            else:
+                r = self.srv.post("%s/admin/datastore/%s/move-namespace" % (pp.API, STORE),
+                                  params={"ns": m["src"], "target-ns": m["dst"]})
+                ok = (200,)
+            if r.status not in ok:
+                raise pp.ProtoError("move %r" % m, r)
+        return lambda: self.guarded("move %r" % m, run)
+
+    def plan_move(self, rng, taken):
+        """A group move of a group no other operation of the iteration touches
+        (to the root or another namespace), or a namespace move of a
+        namespace whose groups are all untouched, to a fresh name."""
+        free = [g for g in GROUPS if g not in taken]
+        if rng.random() < 0.5:
+            if not free:
+                return None
+            g = rng.choice(free)
+            dst = rng.choice(sorted(({""} | self.namespaces) - {self.place[g]}))
+            return {"kind": "group", "gid": g, "src": self.place[g], "dst": dst,
+                    "gids": [g]}
+        movable = [ns for ns in sorted(self.namespaces)
+                   if all(g in free for g in GROUPS if self.place[g] == ns)]
+        if not movable:
+            return None
+        src = rng.choice(movable)
+        return {"kind": "namespace", "src": src, "dst": self.fresh_ns(),
+                "gids": [g for g in GROUPS if self.place[g] == src]}
 
     def age_chunks(self):
         past = time.time() - 2 * 3600
@@ -120,32 +193,104 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
                          % (self.where(it), p.stdout, p.stderr, self.log_tail()))
         self.assertIn("0 problem(s)", p.stdout)
 
-    def listed(self, backup_id):
-        r = self.srv.get("%s/admin/datastore/%s/snapshots" % (pp.API, STORE),
-                         params={"backup-type": "host", "backup-id": backup_id})
-        if r.status == 404:
-            return {}
-        return {s["backup-time"]: s for s in self.assertOk(r)}
+    def all_namespaces(self):
+        r = self.srv.get("%s/admin/datastore/%s/namespace" % (pp.API, STORE))
+        return {""} | {row["ns"] for row in self.assertOk(r, "namespaces")}
 
-    def check_restores(self, it, pruned, fresh):
-        for backup_id in GROUPS:
-            snaps = self.listed(backup_id)
-            for (gid, t) in sorted(k for k in self.expected if k[0] == backup_id):
-                if t not in snaps and backup_id in pruned:
-                    del self.expected[(gid, t)]  # the prune of this iteration removed it
-                    continue
-                self.assertIn(t, snaps, "%s: finished snapshot host/%s/%d is gone%s"
-                              % (self.where(it), gid, t, self.log_tail()))
-                self.assertFalse(snaps[t].get("unfinished"), self.where(it))
+    def all_snapshots(self):
+        """(backup-id, backup-time) -> [(ns, row)] over every namespace."""
+        out = {}
+        for ns in sorted(self.all_namespaces()):
+            r = self.srv.get("%s/admin/datastore/%s/snapshots" % (pp.API, STORE),
+                             params={"ns": ns} if ns else None)
+            if r.status == 404:  # a namespace removed since the listing
+                continue
+            for row in self.assertOk(r, "snapshots of %r" % ns):
+                out.setdefault((row["backup-id"], row["backup-time"]), []).append((ns, row))
+        return out
+
+    def check_places(self, it, pruned, allowed):
+        """Every expected snapshot exists once, in a place its group may be;
+        returns the listing."""
+        snaps = self.all_snapshots()
+        for key in sorted(self.expected):
+            gid, t = key
+            where = snaps.get(key, [])
+            if not where and gid in pruned:
+                del self.expected[key]  # the prune of this iteration removed it
+                continue
+            self.assertEqual(1, len(where), "%s: finished snapshot host/%s/%d is in %d "
+                             "place(s): %r (group expected in %r)%s"
+                             % (self.where(it), gid, t, len(where), [w[0] for w in where],
+                                sorted(allowed[gid]), self.log_tail()))
+            ns, row = where[0]
+            self.assertIn(ns, allowed[gid], "%s: host/%s/%d is in namespace %r"
+                          % (self.where(it), gid, t, ns))
+            self.assertFalse(row.get("unfinished"), self.where(it))
+        return snaps
+
+    def wait_task(self, upid, timeout=120):
+        deadline = time.monotonic() + timeout
+        path = "%s/%s/status" % (TASKS, urllib.parse.quote(upid, safe=""))
+        while True:
+            st = self.assertOk(self.srv.get(path), "task status")
+            if st["status"] == "stopped":
+                return st
+            self.assertLess(time.monotonic(), deadline, "task %s still running" % upid)
+            time.sleep(0.02)
+
+    def task_log(self, upid):
+        r = self.srv.get("%s/%s/log" % (TASKS, urllib.parse.quote(upid, safe="")),
+                         params={"limit": 0})
+        return "\n".join(e["t"] for e in self.assertOk(r, "task log"))
+
+    def finish_move(self, it, m):
+        """Re-runs the move `m` if anything is left in its source, so that it
+        completes; afterwards its groups are in the target."""
+        if m["kind"] == "group":
+            r = self.srv.get("%s/admin/datastore/%s/groups" % (pp.API, STORE),
+                             params={"ns": m["src"]} if m["src"] else None)
+            left = r.status == 200 and any(
+                g["backup-type"] == "host" and g["backup-id"] == m["gid"]
+                for g in self.assertOk(r))
+            what = "move-group"
+            params = {"backup-type": "host", "backup-id": m["gid"], "target-ns": m["dst"]}
+            if m["src"]:
+                params["ns"] = m["src"]
+        else:
+            left = m["src"] in self.all_namespaces()
+            what = "move-namespace"
+            params = {"ns": m["src"], "target-ns": m["dst"]}
+        if left:
+            self.reruns += 1
+            r = self.srv.post("%s/admin/datastore/%s/%s" % (pp.API, STORE, what),
+                              params=params)
+            # 404: the group held only an unfinished snapshot, which the
+            # recovery walk has removed meanwhile.
+            if not (m["kind"] == "group" and r.status == 404):
+                upid = self.assertOk(r, "%s: re-run %s %r" % (self.where(it), what, params))
+                st = self.wait_task(upid)
+                self.assertEqual("OK", st["exitstatus"], "%s: re-run of %s %r:\n%s%s"
+                                 % (self.where(it), what, params, self.task_log(upid),
+                                    self.log_tail()))
+        if m["kind"] == "namespace":
+            self.namespaces.discard(m["src"])
+            self.namespaces.add(m["dst"])
+        for g in m["gids"]:
+            self.place[g] = m["dst"]
+
+    def check_restores(self, it, fresh):
         # Restore what finished in this iteration, and one older snapshot.
         older = sorted(set(self.expected) - set(fresh))
         for key in sorted(set(fresh) & set(self.expected)) + older[-1:]:
-            rd = pp.ReaderSession(self.srv, STORE, "host", key[0], key[1])
+            ns = self.place[key[0]]
+            rd = pp.ReaderSession(self.srv, STORE, "host", key[0], key[1], ns=ns or None)
             self.open_session(rd)
             _, data = rd.restore_index(ARCHIVE)
             rd.close()
             self.assertEqual(self.expected[key], hashlib.sha256(data).hexdigest(),
-                             "%s: host/%s/%d restores other bytes" % (self.where(it), *key))
+                             "%s: host/%s/%d (namespace %r) restores other bytes"
+                             % (self.where(it), key[0], key[1], ns))
 
     # ---- the loop ----
 
@@ -172,21 +317,30 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         for backup_id in busy:
             self.next_time += 10
             ops.append(self.backup(random.Random(rng.random()), backup_id, self.next_time,
-                                   pool))
+                                   pool, self.place[backup_id]))
         idle = [g for g in GROUPS if g not in busy]
         pruned = set()
         if idle and rng.random() < 0.5:
             g = rng.choice(idle)
             pruned.add(g)
-            ops.append(self.task("prune", {"backup-type": "host", "backup-id": g,
-                                           "keep-last": str(rng.randint(1, 2)), "dry-run": "0"},
+            params = {"backup-type": "host", "backup-id": g,
+                      "keep-last": str(rng.randint(1, 2)), "dry-run": "0"}
+            if self.place[g]:
+                params["ns"] = self.place[g]
+            ops.append(self.task("prune", params,
                                  ok=(200, 404)))  # 404: no backup of that group yet
+        delay = rng.uniform(0.0, 0.6)
+        moving = None
+        if rng.random() < self.move_rate:
+            moving = self.plan_move(rng, set(busy) | pruned)
+            if moving:
+                self.moves += 1
+                ops.append(self.move(moving, rng.uniform(0.0, delay)))
         if rng.random() < 0.6:
             ops.append(self.task("gc"))
         if rng.random() < 0.4:
             ops.append(self.task("verify"))
         rng.shuffle(ops)
-        delay = rng.uniform(0.0, 0.6)
         threads = [threading.Thread(target=op, daemon=True) for op in ops]
         for th in threads:
             th.start()
@@ -201,9 +355,17 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         self.assertEqual([], self.failures, "%s: failed before the kill%s"
                          % (self.where(it), self.log_tail()))
         self.srv.start()
+        allowed = {g: {self.place[g]} for g in GROUPS}
+        if moving:
+            for g in moving["gids"]:
+                allowed[g] = {moving["src"], moving["dst"]}
+        self.check_places(it, pruned, allowed)
         self.check_store(it)
+        if moving:
+            self.finish_move(it, moving)
+            self.check_places(it, set(), {g: {self.place[g]} for g in GROUPS})
         fresh = set(self.expected) - before
-        self.check_restores(it, pruned, fresh)
+        self.check_restores(it, fresh)
 
     def test_crash_loop(self):
         rng = random.Random(self.seed)
@@ -213,8 +375,11 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         # The recovery walk has had its time: a last check sees it finished.
         self.srv.restart()
         self.check_store(self.iterations)
-        sys.stderr.write("crash loop: %d iterations, %d snapshots kept, seed %d\n"
-                         % (self.iterations, len(self.expected), self.seed))
+        self.check_places(self.iterations, set(), {g: {self.place[g]} for g in GROUPS})
+        sys.stderr.write("crash loop: %d iterations, %d snapshots kept, %d moves (%d re-run "
+                         "after the kill), seed %d\n"
+                         % (self.iterations, len(self.expected), self.moves, self.reruns,
+                            self.seed))
 
     def test_check_command_exit_codes(self):
         """The check as users run it: 0 clean, 1 with one line per problem, 2 when
