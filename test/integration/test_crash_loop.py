@@ -21,19 +21,28 @@ failure: CAIRN_CRASH_SEED=<seed> reproduces the choices (thread timing still
 varies), CAIRN_CRASH_ITERATIONS=<n> runs more iterations (`make crash-loop
 N=1000`). ctest runs 20.
 
-S3 datastores are not part of this loop yet: starting Ceph RGW alone takes
-longer than the loop's budget under ctest.
+S3CrashLoopTest runs the same loop against an S3 datastore on s3rver (a
+light npm S3 server that starts in about a second; Ceph RGW takes longer
+than the loop's budget under ctest): 5 iterations under ctest,
+CAIRN_CRASH_S3_ITERATIONS=<n> for more (`make crash-loop S3=1 N=50`); the
+check after each restart then covers the bucket too.
 """
 
 import hashlib
 import os
 import random
+import re
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import cairn_harness as H  # noqa: E402
 import pbs_proto as pp  # noqa: E402
 import urllib.parse  # noqa: E402
@@ -50,21 +59,29 @@ def env_int(name, default):
     return int(v) if v.strip() else default
 
 
-class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
-    def setUp(self):
-        self.seed = env_int("CAIRN_CRASH_SEED", random.SystemRandom().randrange(1, 2**31))
-        self.iterations = env_int("CAIRN_CRASH_ITERATIONS", 20)
-        self.move_rate = 0.7  # the share of iterations with a move
-        self.moves = 0
-        self.reruns = 0   # moves found unfinished after the restart and re-run
-        sys.stderr.write("crash loop: CAIRN_CRASH_SEED=%d CAIRN_CRASH_ITERATIONS=%d\n"
-                         % (self.seed, self.iterations))
-        self.srv = H.Cairn(tls=False, log_level="info")
-        self.ds = self.srv.datastore_path(STORE)
+class LoopBase(pp.CaseMixin):
+    """The loop; the subclasses choose the datastore (local or S3)."""
+    iterations_env = "CAIRN_CRASH_ITERATIONS"
+    default_iterations = 20
+
+    def make_store(self):
         # A one-minute atime cutoff, and chunks aged between iterations (below),
         # so that GC really sweeps while it may be killed.
         self.srv.admin("datastore", "create", STORE, self.ds, "--tuning",
                        "gc-atime-safety-check=false,gc-atime-cutoff=1", check=True)
+
+    def setUp(self):
+        self.seed = env_int("CAIRN_CRASH_SEED", random.SystemRandom().randrange(1, 2**31))
+        self.iterations = env_int(self.iterations_env, self.default_iterations)
+        self.move_rate = 0.7  # the share of iterations with a move
+        self.moves = 0
+        self.reruns = 0   # moves found unfinished after the restart and re-run
+        sys.stderr.write("crash loop (%s): CAIRN_CRASH_SEED=%d %s=%d\n"
+                         % (type(self).__name__, self.seed, self.iterations_env,
+                            self.iterations))
+        self.srv = H.Cairn(tls=False, log_level="info")
+        self.ds = self.srv.datastore_path(STORE)
+        self.make_store()
         self.lock = threading.Lock()
         self.expected = {}   # (id, time) -> sha256 of the archive's content
         self.next_time = BASE_TIME
@@ -97,8 +114,8 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         self.assertEqual("", report, "seed %d" % self.seed)
 
     def where(self, it):
-        return "seed %d, iteration %d (reproduce: CAIRN_CRASH_SEED=%d)" % (self.seed, it,
-                                                                          self.seed)
+        return "%s: seed %d, iteration %d (reproduce: CAIRN_CRASH_SEED=%d)" % (
+            type(self).__name__, self.seed, it, self.seed)
 
     # ---- operations (threads) ----
 
@@ -382,10 +399,15 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         self.srv.restart()
         self.check_store(self.iterations)
         self.check_places(self.iterations, set(), {g: {self.place[g]} for g in GROUPS})
-        sys.stderr.write("crash loop: %d iterations, %d snapshots kept, %d moves (%d re-run "
-                         "after the kill), seed %d\n"
-                         % (self.iterations, len(self.expected), self.moves, self.reruns,
-                            self.seed))
+        sys.stderr.write("crash loop (%s): %d iterations, %d snapshots kept, %d moves (%d "
+                         "re-run after the kill), seed %d\n"
+                         % (type(self).__name__, self.iterations, len(self.expected),
+                            self.moves, self.reruns, self.seed))
+
+
+
+class CrashLoopTest(LoopBase, unittest.TestCase):
+    """A local datastore."""
 
     def test_check_command_exit_codes(self):
         """The check as users run it: 0 clean, 1 with one line per problem, 2 when
@@ -410,6 +432,118 @@ class CrashLoopTest(unittest.TestCase, pp.CaseMixin):
         self.assertRegex(p.stdout, r"1 problem\(s\)$")
         self.assertEqual(2, self.srv.admin("datastore", "check", "nosuch").returncode)
         self.assertEqual(2, self.srv.admin("datastore", "check", STORE, "--bogus").returncode)
+
+
+S3_BUCKET = "cairn-crash"
+
+
+class S3rver:
+    """The npm s3rver (test/s3/s3rver-install.sh): starts in about a second,
+    keeps its objects in a directory, and lives across the cairnd kills."""
+
+    def __init__(self):
+        root = os.path.dirname(os.path.dirname(HERE))
+        subprocess.run([os.path.join(root, "test", "s3", "s3rver-install.sh")], check=True,
+                       timeout=300)
+        self.work = tempfile.mkdtemp(prefix="cairn-crash-s3-")
+        with socket.socket() as so:
+            so.bind(("127.0.0.1", 0))
+            self.port = so.getsockname()[1]
+        env = dict(os.environ, NODE_OPTIONS="--openssl-legacy-provider")
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(root, "node_modules", ".bin", "s3rver"), "-d", self.work,
+             "-a", "127.0.0.1", "-p", str(self.port), "--no-vhost-buckets", "-s",
+             "--configure-bucket", S3_BUCKET],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("s3rver exited: " + self.proc.stderr.read().decode()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("s3rver did not listen within 30 s")
+                time.sleep(0.05)
+
+    def client(self):
+        import boto3  # python3-boto3
+        from botocore.config import Config
+        return boto3.client("s3", endpoint_url="http://127.0.0.1:%d" % self.port,
+                            aws_access_key_id="S3RVER", aws_secret_access_key="S3RVER",
+                            region_name="us-east-1",
+                            config=Config(s3={"addressing_style": "path"}))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stderr.close()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+class S3CrashLoopTest(LoopBase, unittest.TestCase):
+    """An S3 datastore on s3rver: 5 iterations under ctest, more with
+    CAIRN_CRASH_S3_ITERATIONS (`make crash-loop S3=1 N=50`). The check after
+    each restart includes the bucket side of `cairn-admin datastore check`."""
+    iterations_env = "CAIRN_CRASH_S3_ITERATIONS"
+    default_iterations = 5
+
+    def setUp(self):
+        self.s3 = S3rver()
+        self.addCleanup(self.s3.stop)
+        super().setUp()
+
+    def make_store(self):
+        r = self.srv.post(pp.API + "/config/s3", params={
+            "id": "s3rver", "endpoint": "127.0.0.1", "port": str(self.s3.port),
+            "region": "us-east-1", "access-key": "S3RVER", "secret-key": "S3RVER",
+            "path-style": "true", "use-tls": "false"})
+        self.assertOk(r, "S3 endpoint")
+        r = self.srv.post(pp.API + "/config/datastore", params={
+            "name": STORE, "path": self.ds,
+            "backend": "type=s3,client=s3rver,bucket=%s" % S3_BUCKET,
+            "tuning": "gc-atime-safety-check=false,gc-atime-cutoff=1"})
+        self.assertOk(r, "S3 datastore")
+
+    def test_check_sees_the_bucket(self):
+        """`datastore check` on an S3 datastore: a referenced chunk and an
+        index missing from the bucket are problems the local cache alone
+        would not show; --cache-only checks the cache alone."""
+        b = self.open_session(pp.BackupSession(self.srv, STORE, "host", "a", BASE_TIME))
+        b.upload_dynamic(ARCHIVE, [pp.Chunk(b"first" * 100), pp.Chunk(b"second" * 100)])
+        b.upload_manifest()
+        b.finish()
+        p = self.srv.admin("datastore", "check", STORE, "--verify-chunks")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"the bucket listed 2 chunk and \d+ metadata key")
+        s3 = self.s3.client()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=S3_BUCKET,
+                                                     Prefix=STORE + "/")["Contents"]]
+        chunk = sorted(k for k in keys if "/.chunks/" in k)[0]
+        index = [k for k in keys if k.endswith("/" + ARCHIVE)][0]
+        for k in (chunk, index):
+            s3.delete_object(Bucket=S3_BUCKET, Key=k)
+        p = self.srv.admin("datastore", "check", STORE)
+        self.assertEqual(1, p.returncode, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"(?m)^problem: snapshot host/a/\S+ %s: chunk %s is not in "
+                         r"the bucket$" % (re.escape(ARCHIVE), chunk.rsplit("/", 1)[1]))
+        self.assertRegex(p.stdout, r"(?m)^problem: snapshot host/a/\S+ %s: not in the bucket$"
+                         % re.escape(ARCHIVE))
+        self.assertRegex(p.stdout, r"2 problem\(s\)$")
+        p = self.srv.admin("datastore", "check", STORE, "--cache-only")
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn("only the local cache was checked", p.stdout)
+        # An endpoint that does not answer: the check cannot be made (2).
+        self.s3.stop()
+        p = self.srv.admin("datastore", "check", STORE)
+        self.assertEqual(2, p.returncode, p.stdout + p.stderr)
+        self.assertIn("--cache-only", p.stderr)
 
 
 if __name__ == "__main__":
