@@ -144,14 +144,6 @@ int store_move_s3_copy(struct store_s3_fetcher *f, const char *src_rel, const ch
       }
       struct s3_sync_result res;
       rc = s3_sync_copy(s, k, to, &res);
-      if (rc < 0 && res.s3_code == S3_ERR_NO_SUCH_KEY) {
-        /* Gone since the listing: the move holds the group, so only the
-         * clean-up of a snapshot that no longer exists locally deletes its
-         * keys meanwhile (the recovery walk's of an interrupted backup, a
-         * prune's). Nothing of a finished snapshot: skip it. */
-        rc = 0;
-        continue;
-      }
       if (rc < 0)
         snprintf(msg, msglen, "CopyObject %s -> %s failed: %s %s", k, to, core_strerror(rc),
                  res.message);
