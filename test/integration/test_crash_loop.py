@@ -21,9 +21,10 @@ failure: CAIRN_CRASH_SEED=<seed> reproduces the choices (thread timing still
 varies), CAIRN_CRASH_ITERATIONS=<n> runs more iterations (`make crash-loop
 N=1000`). ctest runs 20.
 
-S3CrashLoopTest runs the same loop against an S3 datastore on s3rver (a
-light npm S3 server that starts in about a second; Ceph RGW takes longer
-than the loop's budget under ctest): 5 iterations under ctest,
+S3CrashLoopTest runs the same loop, without moves (see the class), against
+an S3 datastore on s3rver (a light npm S3 server that starts in about a
+second; Ceph RGW takes longer than the loop's budget under ctest): 5
+iterations under ctest,
 CAIRN_CRASH_S3_ITERATIONS=<n> for more (`make crash-loop S3=1 N=50`); the
 check after each restart then covers the bucket too.
 """
@@ -63,6 +64,10 @@ class LoopBase(pp.CaseMixin):
     """The loop; the subclasses choose the datastore (local or S3)."""
     iterations_env = "CAIRN_CRASH_ITERATIONS"
     default_iterations = 20
+    move_rate = 0.7  # the share of iterations with a move
+
+    def server_env(self):
+        return None
 
     def make_store(self):
         # A one-minute atime cutoff, and chunks aged between iterations (below),
@@ -73,13 +78,12 @@ class LoopBase(pp.CaseMixin):
     def setUp(self):
         self.seed = env_int("CAIRN_CRASH_SEED", random.SystemRandom().randrange(1, 2**31))
         self.iterations = env_int(self.iterations_env, self.default_iterations)
-        self.move_rate = 0.7  # the share of iterations with a move
         self.moves = 0
         self.reruns = 0   # moves found unfinished after the restart and re-run
         sys.stderr.write("crash loop (%s): CAIRN_CRASH_SEED=%d %s=%d\n"
                          % (type(self).__name__, self.seed, self.iterations_env,
                             self.iterations))
-        self.srv = H.Cairn(tls=False, log_level="info")
+        self.srv = H.Cairn(tls=False, log_level="info", env=self.server_env())
         self.ds = self.srv.datastore_path(STORE)
         self.make_store()
         self.lock = threading.Lock()
@@ -204,10 +208,10 @@ class LoopBase(pp.CaseMixin):
 
     # ---- checks after the restart ----
 
-    def check_store(self, it):
+    def check_store(self, it, when="after the restart"):
         p = self.srv.admin("datastore", "check", STORE, "--verify-chunks", timeout=120)
-        self.assertEqual(0, p.returncode, "%s: datastore check failed:\n%s%s%s"
-                         % (self.where(it), p.stdout, p.stderr, self.log_tail()))
+        self.assertEqual(0, p.returncode, "%s: datastore check failed %s:\n%s%s%s"
+                         % (self.where(it), when, p.stdout, p.stderr, self.log_tail()))
         self.assertIn("0 problem(s)", p.stdout)
 
     def all_namespaces(self):
@@ -301,6 +305,7 @@ class LoopBase(pp.CaseMixin):
             self.namespaces.add(m["dst"])
         for g in m["gids"]:
             self.place[g] = m["dst"]
+        return left
 
     def check_restores(self, it, fresh):
         # Restore what finished in this iteration, and one older snapshot.
@@ -384,9 +389,9 @@ class LoopBase(pp.CaseMixin):
                 allowed[g] = {moving["src"], moving["dst"]}
         self.check_places(it, pruned, allowed)
         self.check_store(it)
-        if moving:
-            self.finish_move(it, moving)
+        if moving and self.finish_move(it, moving):
             self.check_places(it, set(), {g: {self.place[g]} for g in GROUPS})
+            self.check_store(it, "after the re-run of %r" % moving)
         fresh = set(self.expected) - before
         self.check_restores(it, fresh)
 
@@ -493,11 +498,68 @@ class S3CrashLoopTest(LoopBase, unittest.TestCase):
     each restart includes the bucket side of `cairn-admin datastore check`."""
     iterations_env = "CAIRN_CRASH_S3_ITERATIONS"
     default_iterations = 5
+    # No moves: an S3 move copies each .cnt/ key with CopyObject, and s3rver
+    # 3.7.1 decodes x-amz-copy-source with decodeURI, which leaves %3A as it
+    # is, so it answers NoSuchKey for every snapshot key (they hold ':').
+    # S3 moves, killed included, are tested on Ceph RGW (test_s3_datastore).
+    move_rate = 0.0
 
     def setUp(self):
         self.s3 = S3rver()
         self.addCleanup(self.s3.stop)
+        # One pause point (core_testpoint.h), open unless a test closes it.
+        self.pause_dir = tempfile.mkdtemp(prefix="cairn-crash-pause-")
+        self.addCleanup(shutil.rmtree, self.pause_dir, True)
+        open(os.path.join(self.pause_dir, "finish-mirrored.go"), "w").close()
         super().setUp()
+
+    def server_env(self):
+        return {"CAIRN_TEST_PAUSE_POINTS": "finish-mirrored",
+                "CAIRN_TEST_PAUSE_DIR": self.pause_dir}
+
+    def test_kill_between_bucket_and_cache(self):
+        """A finish killed after the bucket has the manifest but before the
+        cache's copy is published: the snapshot is unfinished in the cache,
+        and the recovery walk removes it from the cache and the bucket, so
+        the two agree (it was never reported finished). Regression: finish
+        published the cache's manifest first, and a kill before the bucket's
+        copy left a snapshot finished in the cache alone (the crash loop's
+        `datastore check` found `index.json.blob: not in the bucket`)."""
+        go = os.path.join(self.pause_dir, "finish-mirrored.go")
+        parked = os.path.join(self.pause_dir, "finish-mirrored.parked")
+        os.unlink(go)
+        b = self.open_session(pp.BackupSession(self.srv, STORE, "host", "k", BASE_TIME))
+        b.upload_dynamic(ARCHIVE, [pp.Chunk(b"kill me" * 100)])
+        b.upload_manifest()
+        th = threading.Thread(target=lambda: self.guarded("finish", b.finish), daemon=True)
+        self.killed = True  # the finish is expected to break
+        th.start()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(parked):
+            self.assertLess(time.monotonic(), deadline, "finish did not park" + self.log_tail())
+            time.sleep(0.01)
+        s3 = self.s3.client()
+        keys = [o["Key"] for o in s3.list_objects_v2(
+            Bucket=S3_BUCKET, Prefix=STORE + "/.cnt/host/k/").get("Contents", [])]
+        self.assertTrue(any(k.endswith("/index.json.blob") for k in keys), keys)
+        snaps = self.all_snapshots()
+        self.assertTrue(snaps[("k", BASE_TIME)][0][1].get("unfinished"), snaps)
+        self.srv.kill9()
+        th.join(30)
+        os.unlink(parked)
+        open(go, "w").close()
+        self.srv.start()
+        deadline = time.monotonic() + 60
+        while True:  # the recovery walk and its bucket clean-up run in the background
+            keys = [o["Key"] for o in s3.list_objects_v2(
+                Bucket=S3_BUCKET, Prefix=STORE + "/.cnt/host/k/").get("Contents", [])]
+            snap_keys = [k for k in keys if "/host/k/20" in k]
+            if ("k", BASE_TIME) not in self.all_snapshots() and not snap_keys:
+                break
+            self.assertLess(time.monotonic(), deadline, "still there: %r%s"
+                            % (snap_keys, self.log_tail()))
+            time.sleep(0.05)
+        self.check_store(0)
 
     def make_store(self):
         r = self.srv.post(pp.API + "/config/s3", params={
