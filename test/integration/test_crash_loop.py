@@ -49,6 +49,7 @@ import pbs_proto as pp  # noqa: E402
 import urllib.parse  # noqa: E402
 
 STORE = "crash"
+MIRROR = "crashcopy"   # the target of the local sync pulls
 TASKS = pp.API + "/nodes/localhost/tasks"
 GROUPS = ("a", "b", "c", "d")
 BASE_TIME = 1600000000
@@ -65,6 +66,7 @@ class LoopBase(pp.CaseMixin):
     iterations_env = "CAIRN_CRASH_ITERATIONS"
     default_iterations = 20
     move_rate = 0.7  # the share of iterations with a move
+    pull_rate = 0.3  # ... with a local sync pull into MIRROR
 
     def server_env(self):
         return None
@@ -86,6 +88,10 @@ class LoopBase(pp.CaseMixin):
         self.srv = H.Cairn(tls=False, log_level="info", env=self.server_env())
         self.ds = self.srv.datastore_path(STORE)
         self.make_store()
+        if self.pull_rate:
+            self.srv.admin("datastore", "create", MIRROR, self.srv.datastore_path(MIRROR),
+                           check=True)
+        self.pulls = 0
         self.lock = threading.Lock()
         self.expected = {}   # (id, time) -> sha256 of the archive's content
         self.next_time = BASE_TIME
@@ -198,6 +204,42 @@ class LoopBase(pp.CaseMixin):
         return {"kind": "namespace", "src": src, "dst": self.fresh_ns(),
                 "gids": [g for g in GROUPS if self.place[g] == src]}
 
+    def pull(self):
+        """A one-off local sync pull of the whole crash datastore (every
+        namespace) into MIRROR; its task runs on."""
+        def run():
+            r = self.srv.post(pp.API + "/pull", params={"store": MIRROR,
+                                                        "remote-store": STORE})
+            if r.status not in (200, 409):  # 409: the previous pull still runs
+                raise pp.ProtoError("pull", r)
+        return lambda: self.guarded("pull", run)
+
+    def check_mirror(self, it, rng):
+        """The pull target after the restart: `datastore check` clean, and a
+        snapshot it holds finished restores to the bytes backed up."""
+        p = self.srv.admin("datastore", "check", MIRROR, "--verify-chunks", timeout=120)
+        self.assertEqual(0, p.returncode, "%s: datastore check of the pull target failed:"
+                         "\n%s%s%s" % (self.where(it), p.stdout, p.stderr, self.log_tail()))
+        done = []
+        for ns in sorted(self.all_namespaces(MIRROR)):
+            r = self.srv.get("%s/admin/datastore/%s/snapshots" % (pp.API, MIRROR),
+                             params={"ns": ns} if ns else None)
+            if r.status == 404:
+                continue
+            done += [(ns, row["backup-id"], row["backup-time"]) for row in self.assertOk(r)
+                     if not row.get("unfinished")
+                     and (row["backup-id"], row["backup-time"]) in self.expected]
+        if not done:
+            return
+        ns, gid, t = rng.choice(sorted(done))
+        rd = self.open_session(pp.ReaderSession(self.srv, MIRROR, "host", gid, t,
+                                                ns=ns or None))
+        _, data = rd.restore_index(ARCHIVE)
+        rd.close()
+        self.assertEqual(self.expected[(gid, t)], hashlib.sha256(data).hexdigest(),
+                         "%s: the pulled copy of host/%s/%d (namespace %r) restores other "
+                         "bytes" % (self.where(it), gid, t, ns))
+
     def age_chunks(self):
         past = time.time() - 2 * 3600
         for prefix, name, path in pp.chunk_dir_listing(self.ds):
@@ -214,8 +256,8 @@ class LoopBase(pp.CaseMixin):
                          % (self.where(it), when, p.stdout, p.stderr, self.log_tail()))
         self.assertIn("0 problem(s)", p.stdout)
 
-    def all_namespaces(self):
-        r = self.srv.get("%s/admin/datastore/%s/namespace" % (pp.API, STORE))
+    def all_namespaces(self, store=STORE):
+        r = self.srv.get("%s/admin/datastore/%s/namespace" % (pp.API, store))
         return {""} | {row["ns"] for row in self.assertOk(r, "namespaces")}
 
     def all_snapshots(self):
@@ -368,6 +410,10 @@ class LoopBase(pp.CaseMixin):
             ops.append(self.task("gc"))
         if rng.random() < 0.4:
             ops.append(self.task("verify"))
+        pulled = rng.random() < self.pull_rate
+        if pulled:
+            self.pulls += 1
+            ops.append(self.pull())
         rng.shuffle(ops)
         threads = [threading.Thread(target=op, daemon=True) for op in ops]
         for th in threads:
@@ -394,6 +440,8 @@ class LoopBase(pp.CaseMixin):
             self.check_store(it, "after the re-run of %r" % moving)
         fresh = set(self.expected) - before
         self.check_restores(it, fresh)
+        if pulled:
+            self.check_mirror(it, random.Random(rng.random()))
 
     def test_crash_loop(self):
         rng = random.Random(self.seed)
@@ -404,10 +452,16 @@ class LoopBase(pp.CaseMixin):
         self.srv.restart()
         self.check_store(self.iterations)
         self.check_places(self.iterations, set(), {g: {self.place[g]} for g in GROUPS})
+        copied = 0
+        if self.pull_rate:
+            for ns in self.all_namespaces(MIRROR):
+                r = self.srv.get("%s/admin/datastore/%s/snapshots" % (pp.API, MIRROR),
+                                 params={"ns": ns} if ns else None)
+                copied += len(self.assertOk(r)) if r.status == 200 else 0
         sys.stderr.write("crash loop (%s): %d iterations, %d snapshots kept, %d moves (%d "
-                         "re-run after the kill), seed %d\n"
+                         "re-run after the kill), %d pulls (%d snapshots in the target), seed %d\n"
                          % (type(self).__name__, self.iterations, len(self.expected),
-                            self.moves, self.reruns, self.seed))
+                            self.moves, self.reruns, self.pulls, copied, self.seed))
 
 
 
@@ -503,6 +557,7 @@ class S3CrashLoopTest(LoopBase, unittest.TestCase):
     # is, so it answers NoSuchKey for every snapshot key (they hold ':').
     # S3 moves, killed included, are tested on Ceph RGW (test_s3_datastore).
     move_rate = 0.0
+    pull_rate = 0.0  # pulls are covered by the local loop; this one stays short
 
     def setUp(self):
         self.s3 = S3rver()
