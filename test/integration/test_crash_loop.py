@@ -14,7 +14,11 @@ requires that
   how moves promise to finish), completes, after which every snapshot of
   the moved groups is in the target, once, and
 - every such snapshot restores to the bytes that were backed up (unless a
-  prune of this iteration removed it).
+  prune of this iteration removed it), and
+- after an iteration with a local sync pull of the whole datastore into a
+  second one (sync/, issue #18), the pull target's `datastore check
+  --verify-chunks` is clean and one of its finished snapshots restores to
+  the bytes backed up.
 
 Everything random comes from one seed, printed at the start and in every
 failure: CAIRN_CRASH_SEED=<seed> reproduces the choices (thread timing still
@@ -24,9 +28,9 @@ N=1000`). ctest runs 20.
 S3CrashLoopTest runs the same loop, without moves (see the class), against
 an S3 datastore on s3rver (a light npm S3 server that starts in about a
 second; Ceph RGW takes longer than the loop's budget under ctest): 5
-iterations under ctest,
-CAIRN_CRASH_S3_ITERATIONS=<n> for more (`make crash-loop S3=1 N=50`); the
-check after each restart then covers the bucket too.
+iterations under ctest, CAIRN_CRASH_S3_ITERATIONS=<n> for more (`make
+crash-loop S3=1 N=50`); the check after each restart then covers the bucket
+too.
 """
 
 import hashlib
