@@ -58,12 +58,13 @@ fuzz-corpus: fuzz-build
 	@$(FUZZ_BUILD)/bin/fuzz_gen_corpus fuzz/corpus
 
 # The crash-consistency loop of the test suite, longer: `make crash-loop N=1000`
-# (SEED=<n> replays a seed the loop printed).
+# (SEED=<n> replays a seed the loop printed; S3=1: the S3 datastore on s3rver).
 N ?= 200
 crash-loop: build-test
 	@CAIRN_BIN_DIR=$(CURDIR)/$(TEST_BUILD)/bin CAIRN_CRASH_ITERATIONS=$(N) \
-	  $(if $(SEED),CAIRN_CRASH_SEED=$(SEED)) \
-	  /usr/bin/python3 test/integration/test_crash_loop.py
+	  CAIRN_CRASH_S3_ITERATIONS=$(N) $(if $(SEED),CAIRN_CRASH_SEED=$(SEED)) \
+	  /usr/bin/python3 test/integration/test_crash_loop.py \
+	  $(if $(S3),S3CrashLoopTest.test_crash_loop,CrashLoopTest.test_crash_loop)
 
 bench-status: build
 	@sh scripts/deps.sh bench

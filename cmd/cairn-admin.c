@@ -11,6 +11,8 @@
 #include "core/core_parse.h"
 #include "core/core_shmem.h"
 #include "s3/s3_admin.h"
+#include "s3/s3_config.h"
+#include "s3/s3_sync.h"
 #include "store/store_check.h"
 #include "store/store_chunk.h"
 #include "store/store_dsconfig.h"
@@ -46,9 +48,10 @@ static void usage(FILE *f)
           "  datastore remove NAME\n"
           "  datastore fill-layout NAME   create all 65,536 chunk prefix directories\n"
           "                               (PBS's layout; Cairn creates them on first use)\n"
-          "  datastore check NAME [--verify-chunks]\n"
+          "  datastore check NAME [--verify-chunks] [--cache-only]\n"
           "                               read-only consistency check (also while cairnd\n"
-          "                               runs); exit 0 clean, 1 problems, 2 cannot check\n"
+          "                               runs; S3: the bucket too, unless --cache-only);\n"
+          "                               exit 0 clean, 1 problems, 2 cannot check\n"
           "  group move STORE TYPE/ID --target-ns NS [--ns NS] [--merge-group BOOL]\n"
           "  namespace move STORE NS --target-ns NS [--max-depth N] [--delete-source BOOL]\n"
           "                 [--merge-groups BOOL]\n"
@@ -153,18 +156,70 @@ static void check_report(void *arg, int problem, const char *msg)
   printf("%s: %s\n", problem ? "problem" : "note", msg);
 }
 
-/* `datastore check NAME [--verify-chunks]`: exit 0 consistent, 1 problems
- * found, 2 usage or the datastore cannot be checked. */
+/* S3 datastores: a blocking client for the datastore's bucket and the
+ * listing of its keys. 0, or -1 after saying why on stderr. */
+static int open_bucket(struct admin *a, const char *name, const char *backend,
+                       struct s3_sync *sync, int *sync_open, struct store_check_bucket **out)
+{
+  struct store_backend_cfg bc;
+  struct s3_endpoint ep;
+  struct s3_client_config cfg;
+  char err[256] = "";
+  int rc = store_backend_parse(backend, &bc, err, sizeof(err));
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: datastore '%s': %s\n", name, err);
+    return -1;
+  }
+  if (bc.type != STORE_BACKEND_S3)
+    return 0;
+  rc = s3_config_load_endpoint(a->config_dir, bc.client, &ep, err, sizeof(err));
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: datastore '%s': S3 endpoint '%s': %s\n", name, bc.client,
+            err[0] ? err : core_strerror(rc));
+    return -1;
+  }
+  s3_endpoint_client_config(&ep, &cfg);
+  cfg.max_attempts = 3;
+  cfg.connect_timeout_ms = 10000;
+  cfg.request_timeout_ms = 30000;
+  rc = s3_sync_open(sync, &cfg, bc.bucket);
+  *sync_open = 1; /* closed by the caller in any case */
+  s3_endpoint_free(&ep);
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: cannot set up an S3 client: %s\n", core_strerror(rc));
+    return -1;
+  }
+  rc = store_check_bucket_list(sync, name, out, err, sizeof(err));
+  if (rc < 0) {
+    fprintf(stderr, "cairn-admin: bucket %s: %s (--cache-only checks the local cache "
+                    "alone)\n", bc.bucket, err[0] ? err : core_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+/* `datastore check NAME [--verify-chunks] [--cache-only]`: exit 0
+ * consistent, 1 problems found, 2 usage or the datastore cannot be checked. */
 static int ds_check(struct admin *a, int argc, char **argv)
 {
   struct store_check_opts o;
+  struct s3_sync sync;
+  int sync_open = 0, cache_only = 0;
   memset(&o, 0, sizeof(o));
-  if (argc < 1 || argc > 2 || (argc == 2 && strcmp(argv[1], "--verify-chunks") != 0)) {
+  if (argc < 1 || argc > 3) {
     usage(stderr);
     return 2;
   }
-  if (argc == 2)
-    o.flags |= STORE_CHECK_VERIFY_CHUNKS;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--verify-chunks")) {
+      o.flags |= STORE_CHECK_VERIFY_CHUNKS;
+    } else if (!strcmp(argv[i], "--cache-only")) {
+      cache_only = 1;
+    } else {
+      usage(stderr);
+      return 2;
+    }
+  }
   const char *name = argv[0];
   char *path = core_asprintf("%s/datastore.cfg", a->config_dir);
   struct core_config cfg;
@@ -181,8 +236,12 @@ static int ds_check(struct admin *a, int argc, char **argv)
     fprintf(stderr, "cairn-admin: no datastore '%s' %s\n", name, err);
     goto out;
   }
-  if (core_config_get(sec, "backend") != NULL)
+  const char *backend = core_config_get(sec, "backend");
+  if (backend != NULL) {
     o.flags |= STORE_CHECK_S3_CACHE;
+    if (!cache_only && open_bucket(a, name, backend, &sync, &sync_open, &o.bucket) < 0)
+      goto out;
+  }
   o.run_dir = a->run_dir;
   /* Locks only where a server may run: never create a run directory. */
   if (stat(a->run_dir, &sb) == 0 && S_ISDIR(sb.st_mode) &&
@@ -202,6 +261,9 @@ static int ds_check(struct admin *a, int argc, char **argv)
          st.chunks_verified, st.problems);
   status = st.problems ? 1 : 0;
 out:
+  store_check_bucket_free(o.bucket);
+  if (sync_open)
+    s3_sync_close(&sync);
   core_config_free(&cfg);
   core_free(path);
   return status;

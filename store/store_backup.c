@@ -25,6 +25,7 @@
 #include "core/core_config.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_testpoint.h"
 #include "core/core_file.h"
 #include "core/core_job.h"
 #include "core/core_log.h"
@@ -477,7 +478,13 @@ static void finish_run(struct core_job *j)
       goto out;
     }
   }
-  rc = finish_publish(f, blob, blob_len);
+  /* S3: the final manifest stays under its upload name until the bucket has
+   * it (finish_mirrored publishes it then); published first, a crash before
+   * the bucket's copy would leave a snapshot finished in the cache alone. */
+  if (store_datastore_is_s3(f->s->ds))
+    rc = core_file_replace(f->upload_path, blob, blob_len, 0644, 0);
+  else
+    rc = finish_publish(f, blob, blob_len);
   if (rc < 0)
     snprintf(f->err, sizeof(f->err), "cannot store the manifest: %s", core_strerror(rc));
 out:
@@ -535,31 +542,38 @@ static void finish_reply(struct finish_job *f, int rc)
   core_free(f);
 }
 
-/* The bucket refused the snapshot: back to unfinished, the upload kept. */
-static void unfinish_run(struct core_job *j)
+/* S3: the bucket has the manifest; now the cache's copy becomes finished.
+ * A crash before this rename leaves the snapshot unfinished here, and the
+ * recovery walk then removes it from the cache and the bucket alike. */
+static void publish_run(struct core_job *j)
 {
   struct finish_job *f = (struct finish_job *)j;
-  if (rename(f->manifest_path, f->upload_path) < 0)
-    unlink(f->manifest_path);
+  core_testpoint("finish-mirrored");
+  f->rc = rename(f->upload_path, f->manifest_path) < 0 ? -errno : 0;
+  if (f->rc < 0)
+    snprintf(f->err, sizeof(f->err), "cannot store the manifest: %s", core_strerror(f->rc));
 }
 
-static void unfinish_done(struct core_job *j, int status)
+static void publish_done(struct core_job *j, int status)
 {
-  finish_reply((struct finish_job *)j, ((struct finish_job *)j)->rc);
+  struct finish_job *f = (struct finish_job *)j;
+  finish_reply(f, status < 0 ? status : f->rc);
 }
 
-/* S3 datastores: finished in the bucket (manifest last) or not at all. */
+/* S3 datastores: finished in the bucket (manifest last) and then in the
+ * cache, or not at all. */
 static void finish_mirrored(void *arg, int err, const char *msg)
 {
   struct finish_job *f = arg;
-  if (err == 0) {
-    finish_reply(f, 0);
+  if (err < 0) {
+    /* Still unfinished everywhere: the client may retry or abort. */
+    snprintf(f->err, sizeof(f->err), "cannot store the snapshot in the bucket: %s", msg);
+    finish_reply(f, err);
     return;
   }
-  f->rc = err;
-  snprintf(f->err, sizeof(f->err), "cannot store the snapshot in the bucket: %s", msg);
-  if (core_job_submit(f->s->table->loop, &f->job, unfinish_run, unfinish_done) < 0)
-    finish_reply(f, err);
+  int rc = core_job_submit(f->s->table->loop, &f->job, publish_run, publish_done);
+  if (rc < 0)
+    finish_reply(f, rc);
 }
 
 static void finish_done(struct core_job *j, int status)
@@ -568,8 +582,8 @@ static void finish_done(struct core_job *j, int status)
   struct store_session *s = f->s;
   int rc = status < 0 ? status : f->rc;
   if (rc == 0 && store_datastore_is_s3(s->ds)) {
-    store_s3_mirror_snapshot(s->ds, s->ns, s->type, s->backup_id, s->time, finish_mirrored,
-                             f);
+    store_s3_mirror_snapshot(s->ds, s->ns, s->type, s->backup_id, s->time,
+                             MANIFEST_UPLOAD_NAME, finish_mirrored, f);
     return;
   }
   finish_reply(f, rc);

@@ -232,6 +232,12 @@ static void check_chunk(struct check *c, const char *archive, const uint8_t dige
   core_hex_encode(digest, 32, hex);
   int s3 = (c->o->flags & STORE_CHECK_S3_CACHE) != 0;
   struct stat sb;
+  if (c->o->bucket != NULL) {
+    int rc = store_check_bucket_has_chunk(c->o->bucket, digest);
+    if (rc <= 0)
+      say(c, 1, "%s %s: chunk %s is %s", c->label, archive, hex,
+          rc == 0 ? "not in the bucket" : core_strerror(rc));
+  }
   if (store_path_chunk(path, sizeof(path), c->o->base, digest) < 0)
     return;
   if (lstat(path, &sb) < 0) {
@@ -324,6 +330,22 @@ out:
     munmap(map, (size_t)sb.st_size);
 }
 
+/* S3: the file at `path` (below the base) has its .cnt/ key in the bucket. */
+static void in_bucket(struct check *c, const char *path, const char *name)
+{
+  if (c->o->bucket == NULL)
+    return;
+  size_t n = strlen(c->o->base);
+  while (n > 1 && c->o->base[n - 1] == '/')
+    n--;
+  const char *rel = strncmp(path, c->o->base, n) == 0 ? path + n : path;
+  while (*rel == '/')
+    rel++;
+  int rc = store_check_bucket_has_file(c->o->bucket, rel);
+  if (rc <= 0)
+    say(c, 1, "%s %s: %s", c->label, name, rc == 0 ? "not in the bucket" : core_strerror(rc));
+}
+
 static int read_manifest(struct check *c, const char *path, struct format_manifest *m)
 {
   uint8_t *data = NULL;
@@ -356,6 +378,7 @@ static void check_finished(struct check *c, const char *ns, const char *type, co
     goto out;
   }
   c->st->snapshots++;
+  in_bucket(c, path, FORMAT_MANIFEST_NAME);
   if (strcmp(m.backup_type, type) != 0 || strcmp(m.backup_id, id) != 0 ||
       m.backup_time != time) {
     say(c, 1, "%s: the manifest belongs to %s/%s/%" PRId64, c->label, m.backup_type,
@@ -369,6 +392,7 @@ static void check_finished(struct check *c, const char *ns, const char *type, co
       say(c, 1, "%s: the manifest lists an invalid file name", c->label);
       continue;
     }
+    in_bucket(c, path, f->filename);
     if (format_name_archive(f->filename) == FORMAT_ARCHIVE_BLOB)
       check_blob_file(c, path, f);
     else
@@ -465,9 +489,17 @@ int store_check(const struct store_check_opts *o, struct store_check_stats *st)
   check_run_dir(&c);
   check_chunk_dir(&c);
   check_content(&c);
-  if (o->flags & STORE_CHECK_S3_CACHE)
+  if ((o->flags & STORE_CHECK_S3_CACHE) && o->bucket == NULL)
     say(&c, 0, "S3 datastore: only the local cache was checked; chunks that are not "
                "cached and the bucket's objects were not (run a verify task for those)");
+  if (o->bucket != NULL) {
+    uint64_t chunks, cnt, late;
+    store_check_bucket_stats(o->bucket, &chunks, &cnt, &late);
+    say(&c, 0, "S3 datastore: the bucket listed %" PRIu64 " chunk and %" PRIu64
+               " metadata key(s), %" PRIu64 " more found by HEAD (written after the "
+               "listing); object contents were not read (a verify task does)",
+        chunks, cnt, late);
+  }
   format_blob_ctx_free(&c.bctx);
   store_digestset_free(&c.seen);
   return 0;

@@ -29,14 +29,24 @@
  *
  * For the local cache of an S3 datastore (STORE_CHECK_S3_CACHE) a chunk that
  * is not cached, or is a 0-byte eviction marker, is not a problem: the
- * bucket holds it, and the bucket is not checked here (a verify task does).
+ * bucket holds it. With a bucket listing (`bucket`, store_check_bucket.c)
+ * the bucket side is checked too: every finished snapshot's manifest and
+ * the files it lists exist as <store>/.cnt/<path> keys, and every chunk
+ * referenced exists as a <store>/.chunks/ key. Presence only, from one
+ * ListObjectsV2 walk of each prefix made before the local walk; a key the
+ * listing lacks (it may have been written since) is looked up with HEAD
+ * before it is reported. Object contents are not read (a verify task does).
  *
  * THREADS: blocking file-system code: cairn-admin, tests, or a pool job.
  */
 #ifndef STORE_CHECK_H
 #define STORE_CHECK_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+struct s3_sync;
+struct store_check_bucket;
 
 #define STORE_CHECK_VERIFY_CHUNKS 1u /* read and hash every referenced chunk */
 #define STORE_CHECK_S3_CACHE 2u      /* the base is an S3 datastore's local cache */
@@ -52,6 +62,7 @@ struct store_check_opts {
   unsigned flags;       /* STORE_CHECK_* */
   store_check_report_fn report;
   void *arg;
+  struct store_check_bucket *bucket; /* S3: the bucket's listing, or NULL */
 };
 
 struct store_check_stats {
@@ -69,5 +80,20 @@ struct store_check_stats {
  * verdict is st->problems), or a negative error when the datastore cannot be
  * checked at all (base missing or not a directory, no memory). */
 int store_check(const struct store_check_opts *o, struct store_check_stats *st);
+
+/* Lists the keys of datastore `store` (the key prefix) in the bucket behind
+ * `sync`, which must stay open while *out is used. Returns 0, or a negative
+ * error with a message in `err` (S3 errors, a bucket over the check's
+ * memory bounds). Blocking. */
+int store_check_bucket_list(struct s3_sync *sync, const char *store,
+                            struct store_check_bucket **out, char *err, size_t errlen);
+void store_check_bucket_free(struct store_check_bucket *b);
+/* 1 present, 0 missing, or a negative error (HEAD failed). `rel` is a path
+ * below the datastore. */
+int store_check_bucket_has_chunk(struct store_check_bucket *b, const uint8_t digest[32]);
+int store_check_bucket_has_file(struct store_check_bucket *b, const char *rel);
+/* Chunk and .cnt/ keys listed, and misses that HEAD then found. */
+void store_check_bucket_stats(const struct store_check_bucket *b, uint64_t *chunks,
+                              uint64_t *cnt, uint64_t *late);
 
 #endif

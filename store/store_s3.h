@@ -249,9 +249,12 @@ void store_s3_mirror(struct store_datastore *ds, const char *const *rels, size_t
                      unsigned flags, store_s3_done_cb cb, void *arg);
 /* Uploads what makes a snapshot finished in the bucket, the manifest last:
  * namespace markers, the group's owner and notes, the snapshot's notes and
- * .protected (if present), then index.json.blob. */
+ * .protected (if present), then index.json.blob, read from the snapshot's
+ * file `manifest_src` (NULL: index.json.blob) so that a backup's finish can
+ * publish the manifest locally only after the bucket has it. */
 void store_s3_mirror_snapshot(struct store_datastore *ds, const char *ns, const char *type,
-                              const char *id, int64_t time, store_s3_done_cb cb, void *arg);
+                              const char *id, int64_t time, const char *manifest_src,
+                              store_s3_done_cb cb, void *arg);
 /* Deletes <store>/.cnt/<rel> and, with `recursive`, every key below
  * <store>/.cnt/<rel>/ (listing pages, DeleteObjects batches). */
 void store_s3_unmirror(struct store_datastore *ds, const char *rel, int recursive,

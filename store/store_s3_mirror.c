@@ -32,7 +32,8 @@
 /* ---- mirror ------------------------------------------------------------ */
 
 struct mfile {
-  char *rel;          /* owned */
+  char *rel;          /* owned: the key below .cnt/ */
+  char *src;          /* owned: the local file to read, or NULL: `rel` */
   uint8_t *data;      /* owned */
   size_t len;
   int skip;           /* optional and absent */
@@ -64,7 +65,7 @@ static void mirror_run(struct core_job *j)
   for (size_t i = 0; i < m->n; i++) {
     struct mfile *f = &m->files[i];
     if (!is_ns_marker(f->rel)) {
-      char *path = core_asprintf("%s/%s", m->ds->path, f->rel);
+      char *path = core_asprintf("%s/%s", m->ds->path, f->src ? f->src : f->rel);
       int rc = core_file_read(path, MIRROR_MAX_FILE, &f->data, &f->len);
       core_free(path);
       if (rc == CORE_ENOTFOUND && (m->flags & STORE_S3_OPTIONAL)) {
@@ -87,6 +88,7 @@ static void mirror_end(struct mirror *m)
   m->cb(m->arg, m->rc, m->rc < 0 ? m->msg : NULL);
   for (size_t i = 0; i < m->n; i++) {
     core_free(m->files[i].rel);
+    core_free(m->files[i].src);
     core_free(m->files[i].data);
   }
   core_free(m->files);
@@ -143,8 +145,10 @@ static void mirror_done(struct core_job *j, int status)
   mirror_pump(m);
 }
 
-void store_s3_mirror(struct store_datastore *ds, const char *const *rels, size_t n,
-                     unsigned flags, store_s3_done_cb cb, void *arg)
+/* `srcs` (may be NULL, or hold NULLs): where to read each file locally. */
+static void mirror_start(struct store_datastore *ds, const char *const *rels,
+                         const char *const *srcs, size_t n, unsigned flags, store_s3_done_cb cb,
+                         void *arg)
 {
   struct mirror *m = core_new(struct mirror);
   m->ds = ds;
@@ -154,18 +158,29 @@ void store_s3_mirror(struct store_datastore *ds, const char *const *rels, size_t
   m->arg = arg;
   m->n = n;
   m->files = core_calloc(n ? n : 1, sizeof(*m->files));
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
     m->files[i].rel = core_strdup(rels[i]);
+    if (srcs != NULL && srcs[i] != NULL)
+      m->files[i].src = core_strdup(srcs[i]);
+  }
   int rc = core_job_submit(m->be->loop, &m->job, mirror_run, mirror_done);
   if (rc < 0)
     mirror_done(&m->job, rc);
 }
 
+void store_s3_mirror(struct store_datastore *ds, const char *const *rels, size_t n,
+                     unsigned flags, store_s3_done_cb cb, void *arg)
+{
+  mirror_start(ds, rels, NULL, n, flags, cb, arg);
+}
+
 void store_s3_mirror_snapshot(struct store_datastore *ds, const char *ns, const char *type,
-                              const char *id, int64_t time, store_s3_done_cb cb, void *arg)
+                              const char *id, int64_t time, const char *manifest_src,
+                              store_s3_done_cb cb, void *arg)
 {
   char path[STORE_PATH_MAX], group[STORE_PATH_MAX], snap[STORE_PATH_MAX];
-  char *rels[24];
+  char *rels[24], *src = NULL;
+  const char *srcs[24] = {NULL};
   size_t n = 0;
   /* Namespace markers, outermost first. */
   for (const char *p = ns; *p && n < 8;) {
@@ -187,10 +202,13 @@ void store_s3_mirror_snapshot(struct store_datastore *ds, const char *ns, const 
   rels[n++] = core_asprintf("%s/%s", group, STORE_OWNER_FILE);
   rels[n++] = core_asprintf("%s/%s", group, STORE_NOTES_FILE);
   rels[n++] = core_asprintf("%s/%s", snap, STORE_PROTECTED_FILE);
+  if (manifest_src != NULL)
+    srcs[n] = src = core_asprintf("%s/%s", snap, manifest_src);
   rels[n++] = core_asprintf("%s/index.json.blob", snap);
-  store_s3_mirror(ds, (const char *const *)rels, n, STORE_S3_OPTIONAL, cb, arg);
+  mirror_start(ds, (const char *const *)rels, srcs, n, STORE_S3_OPTIONAL, cb, arg);
   for (size_t i = 0; i < n; i++)
     core_free(rels[i]);
+  core_free(src);
 }
 
 /* ---- unmirror ---------------------------------------------------------- */
