@@ -307,7 +307,8 @@ int sync__s3_chunk(struct sync_engine *e, const uint8_t digest[32], uint64_t siz
 int sync__s3_mirror(struct sync_engine *e, const char *const *abs_paths, size_t n, char *err,
                     size_t errlen);
 int sync__s3_mirror_snapshot(struct sync_engine *e, const char *ns, const char *type,
-                             const char *id, int64_t time, char *err, size_t errlen);
+                             const char *id, int64_t time, const char *manifest_src, char *err,
+                             size_t errlen);
 int sync__s3_unmirror(struct sync_engine *e, const char *abs_path, char *err, size_t errlen);
 
 int sync__pull(struct sync_engine *e);

@@ -34,6 +34,7 @@
 #include "format/format_index.h"
 #include "format/format_manifest.h"
 #include "store/store_access.h"
+#include "store/store_backup.h"
 #include "store/store_chunk.h"
 #include "store/store_digestset.h"
 #include "store/store_lock.h"
@@ -503,8 +504,12 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
   if (rc < 0)
     goto cleanup;
   rc = e->s3 ? 0 : store_chunkstore_sync(pl->cs);
+  /* S3: the manifest waits under its upload name until the bucket has it
+   * (the manifest last), as a backup's finish does, so a crash between the
+   * two never leaves a snapshot finished in the cache but not in the bucket. */
   if (rc == 0) {
-    snprintf(path, sizeof(path), "%s/%s", snapdir, FORMAT_MANIFEST_NAME);
+    snprintf(path, sizeof(path), "%s/%s", snapdir,
+             e->s3 ? MANIFEST_UPLOAD_NAME : FORMAT_MANIFEST_NAME);
     rc = core_file_replace(path, mdata, mlen, 0644, 1);
   }
   if (rc < 0) {
@@ -512,13 +517,14 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
     goto cleanup;
   }
   if (e->s3) {
-    /* Finished in the bucket only with its manifest, which goes last. */
-    rc = sync__s3_mirror_snapshot(e, g->lns, g->type, g->id, t, err, errlen);
+    char final[STORE_PATH_MAX + 200];
+    rc = sync__s3_mirror_snapshot(e, g->lns, g->type, g->id, t, MANIFEST_UPLOAD_NAME, err,
+                                  errlen);
+    snprintf(final, sizeof(final), "%s/%s", snapdir, FORMAT_MANIFEST_NAME);
+    if (rc == 0 && (rc = rename(path, final) < 0 ? -errno : core_file_fsync_parent(final)) < 0)
+      snprintf(err, errlen, "cannot finish snapshot %s: %s", tname, core_strerror(rc));
     if (rc < 0) {
-      if (created) {
-        snprintf(path, sizeof(path), "%s/%s", snapdir, FORMAT_MANIFEST_NAME);
-        unlink(path);
-      }
+      unlink(path);
       goto cleanup;
     }
   }

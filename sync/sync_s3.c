@@ -67,6 +67,7 @@ struct mirror_call {
   const char *rels[64];
   const char *ns, *type, *id;
   int64_t time;
+  const char *manifest_src;     /* the snapshot's manifest file (NULL: index.json.blob) */
   const char *one;              /* unmirror */
 };
 
@@ -100,11 +101,12 @@ int sync__s3_mirror(struct sync_engine *e, const char *const *abs_paths, size_t 
 static void snapshot_fn(struct sync_loop_call *c)
 {
   struct mirror_call *m = (struct mirror_call *)c;
-  store_s3_mirror_snapshot(c->ds, m->ns, m->type, m->id, m->time, call_cb, c);
+  store_s3_mirror_snapshot(c->ds, m->ns, m->type, m->id, m->time, m->manifest_src, call_cb, c);
 }
 
 int sync__s3_mirror_snapshot(struct sync_engine *e, const char *ns, const char *type,
-                             const char *id, int64_t time, char *err, size_t errlen)
+                             const char *id, int64_t time, const char *manifest_src, char *err,
+                             size_t errlen)
 {
   struct mirror_call m;
   memset(&m, 0, sizeof(m));
@@ -113,6 +115,7 @@ int sync__s3_mirror_snapshot(struct sync_engine *e, const char *ns, const char *
   m.type = type;
   m.id = id;
   m.time = time;
+  m.manifest_src = manifest_src;
   int rc = sync__loop_call(e, &m.c);
   if (rc < 0)
     snprintf(err, errlen, "S3 mirror: %s", m.c.msg[0] ? m.c.msg : core_strerror(rc));
