@@ -44,6 +44,44 @@ TARGETS = [  # (key, limit, what)
 ]
 
 
+def hist_p99_ms(text, name, labels=""):
+    """The upper bound (ms) of the bucket holding the 99th percentile of a
+    Prometheus histogram in `text`, or None (no samples, or above the last
+    finite bucket)."""
+    buckets = []
+    prefix = name + "_bucket{"
+    for line in text.splitlines():
+        if not line.startswith(prefix) or labels not in line:
+            continue
+        le = line.split('le="', 1)[1].split('"', 1)[0]
+        buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for le, count in buckets:
+        if count >= 0.99 * total:
+            return None if le == float("inf") else le * 1000.0
+    return None
+
+
+def server_side(srv):
+    """The server's own view of the run, from its /metrics: how late the loop
+    was and how long jobs waited for a pool thread (p99 bucket bounds). What
+    the clients measured beyond these is time in the network, in the load
+    generator, or in the jobs themselves."""
+    r = srv.get("/metrics")
+    if r.status != 200:
+        return {}
+    text = r.raw.decode()
+    out = {}
+    for key, name, labels in (("server_loop_lag_p99_ms", "cairn_event_loop_lag_seconds", ""),
+                              ("server_pool_wait_p99_ms", "cairn_pool_job_wait_seconds",
+                               'pool="pool"')):
+        v = hist_p99_ms(text, name, labels)
+        out[key] = "%.1f" % v if v is not None else "-"
+    return out
+
+
 def run_load(args, srv, json_path):
     authid, secret = srv.token.rsplit(":", 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
@@ -110,6 +148,7 @@ def main():
         json_path = os.path.join(tmp, "load.json")
         rc, out, rss_mib, cpu = run_load(args, srv, json_path)
         sys.stdout.write(out)
+        inside = server_side(srv)
         if not os.path.exists(json_path):
             log("cairn benchmark load exited %d without a summary" % rc)
             return 1
@@ -139,8 +178,13 @@ def main():
         "rss_mib": "%.1f" % rss_mib,
         "cpu_pct": "%.0f" % cpu if cpu is not None else "-",
     }
+    kv.update(inside)
     print("server (sampled by bench/load.py): peak RSS %.1f MiB, CPU %s%% over the run"
           % (rss_mib, kv["cpu_pct"]))
+    if inside:
+        print("server side (its /metrics, p99 bucket bounds): event loop lag <= %s ms, "
+              "pool queue wait <= %s ms" % (inside["server_loop_lag_p99_ms"],
+                                            inside["server_pool_wait_p99_ms"]))
     print("targets (64 clients, TLS, 60 s, GC on):")
     print("  %-28s %s" % ("errors = 0", "met" if res["errors"] == 0 else "NOT MET"))
     print("  %-28s %s" % ("every snapshot verifies", "met" if res["verified"] == "ok"
