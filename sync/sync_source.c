@@ -134,6 +134,24 @@ static void target_store(struct core_buf *b, struct sync_source *s, const char *
   core_buf_printf(b, API "/admin/datastore/%s/%s", s->store, what);
 }
 
+/* The remote listings (namespaces, groups, snapshots) share this: GET the
+ * target in `b` (freed here) and insist on an array as the data. On success
+ * the caller frees *tree. */
+static int get_list(struct sync_source *s, struct core_buf *b, const char *what, yajl_val *tree,
+                    yajl_val *data, char *err, size_t errlen)
+{
+  int rc = call_json(s, "GET", b->base, tree, data, err, errlen);
+  core_buf_free(b);
+  if (rc < 0)
+    return rc;
+  if (!YAJL_IS_ARRAY(*data)) {
+    yajl_tree_free(*tree);
+    snprintf(err, errlen, "%s list is not an array", what);
+    return CORE_EPROTO;
+  }
+  return 0;
+}
+
 static int remote_open(struct sync_source *s, char *err, size_t errlen)
 {
   const struct sync_params *p = s->e->p;
@@ -207,15 +225,9 @@ int sync_source_list_ns(struct sync_source *s, const char *ns, int max_depth,
   if (max_depth >= 0)
     client_query_add_u64(&b, "max-depth", (uint64_t)max_depth);
   yajl_val tree, data;
-  int rc = call_json(s, "GET", b.base, &tree, &data, err, errlen);
-  core_buf_free(&b);
+  int rc = get_list(s, &b, "namespace", &tree, &data, err, errlen);
   if (rc < 0)
     return rc;
-  if (!YAJL_IS_ARRAY(data)) {
-    yajl_tree_free(tree);
-    snprintf(err, errlen, "namespace list is not an array");
-    return CORE_EPROTO;
-  }
   size_t n = data->u.array.len;
   out->items = core_calloc(n ? n : 1, sizeof(char *));
   for (size_t i = 0; i < n; i++) {
@@ -244,15 +256,9 @@ int sync_source_list_groups(struct sync_source *s, const char *ns, struct store_
   if (ns[0])
     client_query_add(&b, "ns", ns);
   yajl_val tree, data;
-  int rc = call_json(s, "GET", b.base, &tree, &data, err, errlen);
-  core_buf_free(&b);
+  int rc = get_list(s, &b, "group", &tree, &data, err, errlen);
   if (rc < 0)
     return rc;
-  if (!YAJL_IS_ARRAY(data)) {
-    yajl_tree_free(tree);
-    snprintf(err, errlen, "group list is not an array");
-    return CORE_EPROTO;
-  }
   size_t n = data->u.array.len;
   out->items = core_calloc(n ? n : 1, sizeof(*out->items));
   for (size_t i = 0; i < n; i++) {
@@ -298,15 +304,9 @@ int sync_source_list_snapshots(struct sync_source *s, const char *ns, const char
   if (ns[0])
     client_query_add(&b, "ns", ns);
   yajl_val tree, data;
-  int rc = call_json(s, "GET", b.base, &tree, &data, err, errlen);
-  core_buf_free(&b);
+  int rc = get_list(s, &b, "snapshot", &tree, &data, err, errlen);
   if (rc < 0)
     return rc;
-  if (!YAJL_IS_ARRAY(data)) {
-    yajl_tree_free(tree);
-    snprintf(err, errlen, "snapshot list is not an array");
-    return CORE_EPROTO;
-  }
   size_t n = data->u.array.len;
   out->items = core_calloc(n ? n : 1, sizeof(*out->items));
   for (size_t i = 0; i < n; i++) {
