@@ -128,6 +128,18 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
  * absent, or CORE_EFORMAT. */
 int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_iter *it,
                           const char *path, struct format_catalog_entry *e);
+/* The direct children of one directory, in catalog order: `prefix` is ""
+ * for the root, else the directory's path and a '/' (borrowed for the walk).
+ * format_catalog_children positions `it` (0 or CORE_EFORMAT); each
+ * format_catalog_next_child gives the next child into *e (as
+ * format_catalog_next does) and returns 1, 0 at the end, or CORE_EFORMAT.
+ * Deeper entries are skipped by seeking past each child's subtree, so a
+ * listing costs the children, not the whole tree below (cairn ls, the FUSE
+ * mount and the catalog API all list directories this way). */
+int format_catalog_children(struct format_catalog_iter *it, const struct format_catalog *c,
+                            const char *prefix, size_t plen);
+int format_catalog_next_child(struct format_catalog_iter *it, const char *prefix, size_t plen,
+                              struct format_catalog_entry *e);
 /* Decodes every entry. Returns 0 or CORE_EFORMAT. */
 int format_catalog_validate(const struct format_catalog *c);
 

@@ -253,25 +253,8 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
   size_t plen2 = strlen(prefix);
   core_buf_init(&fp, 4 * FORMAT_CATALOG_PATH_MAX);
   core_json_arr_open(j);
-  format_catalog_iter_init(it, &cat);
-  rc = format_catalog_iter_seek(it, prefix, plen2);
-  while (rc == 0 && (rc = format_catalog_next(it, &e)) > 0) {
-    rc = 0;
-    if (strcmp(e.path, ".") == 0)
-      continue;
-    if (e.path_len <= plen2 || memcmp(e.path, prefix, plen2) != 0)
-      break;
-    const char *slash = memchr(e.path + plen2, '/', e.path_len - plen2);
-    if (slash) {
-      size_t n = (size_t)(slash - e.path);
-      char *next = core_malloc(n + 2);
-      memcpy(next, e.path, n);
-      next[n] = '0';
-      next[n + 1] = '\0';
-      rc = format_catalog_iter_seek(it, next, n + 1);
-      core_free(next);
-      continue;
-    }
+  rc = format_catalog_children(it, &cat, prefix, plen2);
+  while (rc >= 0 && (rc = format_catalog_next_child(it, prefix, plen2, &e)) > 0) {
     char *full = core_asprintf("/%s", e.path);
     core_buf_reset(&fp);
     b64_encode(full, strlen(full), &fp);
