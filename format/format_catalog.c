@@ -3,6 +3,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "format/format_blob.h"
 #include "format/format_name.h"
 
 #include <errno.h>
@@ -507,6 +508,22 @@ int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_
   if (rc <= 0)
     return rc;
   return format_catalog_cmp(e->path, e->path_len, path, len) == 0 ? 1 : 0;
+}
+
+int format_catalog_from_blob(struct format_catalog *c, const void *blob, size_t len,
+                             uint8_t **plain, size_t *plen)
+{
+  *plain = NULL;
+  *plen = 0;
+  int rc = format_blob_decode(NULL, blob, len, NULL, FORMAT_BLOB_MAX_SIZE, NULL, plain, plen);
+  if (rc == 0 && (rc = format_catalog_open(c, *plain, *plen)) == 0)
+    rc = format_catalog_validate(c);
+  if (rc < 0) {
+    core_free(*plain);
+    *plain = NULL;
+    *plen = 0;
+  }
+  return rc;
 }
 
 int format_catalog_children(struct format_catalog_iter *it, const struct format_catalog *c,

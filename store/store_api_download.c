@@ -167,13 +167,10 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
   }
   if ((rc = read_blob_file(d, base, cname, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
     return rc;
-  rc = format_blob_decode(NULL, raw, len, NULL, FORMAT_BLOB_MAX_SIZE, NULL, &plain, &plen);
+  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
   core_free(raw);
-  if (rc == 0 && (rc = format_catalog_open(&cat, plain, plen)) == 0)
-    rc = format_catalog_validate(&cat);
   if (rc < 0) {
     snprintf(d->err, sizeof(d->err), "the catalog of '%s' is damaged", d->archive);
-    core_free(plain);
     return CORE_EFORMAT;
   }
   it = core_new(struct format_catalog_iter);

@@ -226,13 +226,10 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
     return rc;
   if ((rc = core_file_read(path, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
     return rc;
-  rc = format_blob_decode(NULL, raw, len, NULL, FORMAT_BLOB_MAX_SIZE, NULL, &plain, &plen);
+  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
   core_free(raw);
-  if (rc == 0 && (rc = format_catalog_open(&cat, plain, plen)) == 0)
-    rc = format_catalog_validate(&cat);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "the catalog of '%s' is damaged", f->archive);
-    core_free(plain);
     return CORE_EFORMAT;
   }
 
