@@ -330,29 +330,10 @@ static int push_snapshot(struct push *ps, const char *lns, const char *rns, cons
     core_task_log(e->task, "%s/%s/%s: skipped, not verified", type, id, tname);
     goto out;
   }
-  struct core_buf q;
-  core_buf_init(&q, 4096);
-  core_buf_append_str(&q, API "/backup");
-  client_query_add(&q, "store", e->p->remote_store);
-  if (rns[0])
-    client_query_add(&q, "ns", rns);
-  client_query_add(&q, "backup-type", type);
-  client_query_add(&q, "backup-id", id);
-  client_query_add_u64(&q, "backup-time", (uint64_t)t);
-  yajl_val tree, v;
-  rc = sync_remote_json(ps->dst, "POST", q.base, NULL, 0, NULL, 0, &tree, &v, err, errlen);
-  core_buf_free(&q);
+  rc = sync_remote_session(ps->dst, "backup", e->p->remote_store, rns, type, id, t, 0, session,
+                           sizeof(session), err, errlen);
   if (rc < 0)
     goto out;
-  if (YAJL_IS_STRING(v) && strlen(v->u.string) < sizeof(session) &&
-      strspn(v->u.string, "0123456789abcdef") == strlen(v->u.string))
-    snprintf(session, sizeof(session), "%s", v->u.string);
-  yajl_tree_free(tree);
-  if (!session[0]) {
-    snprintf(err, errlen, "the backup session id is not hex");
-    rc = CORE_EPROTO;
-    goto out;
-  }
   for (size_t i = 0; i < m.nfiles; i++)
     if (format_index_kind_from_name(m.files[i].filename) > 0)
       register_previous(ps, session, m.files[i].filename, &known);
