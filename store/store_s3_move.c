@@ -263,16 +263,26 @@ static int pending_line(char *out, size_t cap, const char *src_ns, const char *t
   return n < 0 || n >= (int)cap ? CORE_ETOOBIG : n;
 }
 
+/* Both edits of the pending file start here: the move's line into `out`
+ * and the file opened under its lock (*fd, pending_close). Returns the
+ * line's length or an error. */
+static int pending_begin(const char *base, char *out, size_t cap, const char *src_ns,
+                         const char *type, const char *id, const char *dst_ns, int *fd)
+{
+  int n = pending_line(out, cap, src_ns, type, id, dst_ns);
+  if (n < 0)
+    return n;
+  int rc = pending_open(base, fd);
+  return rc < 0 ? rc : n;
+}
+
 int store_move_s3_pending_add(const char *base, const char *src_ns, const char *type,
                               const char *id, const char *dst_ns)
 {
   char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32];
-  int fd, n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
+  int fd, rc = 0, n = pending_begin(base, line, sizeof(line), src_ns, type, id, dst_ns, &fd);
   if (n < 0)
     return n;
-  int rc = pending_open(base, &fd);
-  if (rc < 0)
-    return rc;
   if (lseek(fd, 0, SEEK_END) < 0 || (rc = core_file_write_all(fd, line, (size_t)n)) < 0 ||
       fsync(fd) < 0)
     rc = rc < 0 ? rc : -errno;
@@ -284,12 +294,9 @@ int store_move_s3_pending_remove(const char *base, const char *src_ns, const cha
                                  const char *id, const char *dst_ns)
 {
   char line[2 * FORMAT_NAME_NS_MAX_LEN + FORMAT_NAME_ID_MAX + 32], *text = NULL;
-  int fd, n = pending_line(line, sizeof(line), src_ns, type, id, dst_ns);
+  int fd, rc, n = pending_begin(base, line, sizeof(line), src_ns, type, id, dst_ns, &fd);
   if (n < 0)
     return n;
-  int rc = pending_open(base, &fd);
-  if (rc < 0)
-    return rc;
   if ((rc = pending_read(fd, &text)) == 0) {
     /* Drops every copy of the line; rewritten in place under the lock. */
     struct core_buf keep;
