@@ -117,6 +117,28 @@ static char *b64_decode(const char *s)
   return out;
 }
 
+const char *store__api_snapshot_params(struct http_request *req, int64_t *time)
+{
+  const char *ns = http_req_param(req, "ns");
+  const char *type = http_req_param(req, "backup-type");
+  const char *id = http_req_param(req, "backup-id");
+  if (ns && format_name_ns(ns) < 0)
+    return "invalid namespace";
+  if (type == NULL || format_name_backup_type(type) < 0)
+    return "backup-type must be vm, ct or host";
+  if (id == NULL || format_name_backup_id(id) < 0)
+    return "invalid or missing backup-id";
+  if (time == NULL)
+    return NULL;
+  const char *time_s = http_req_param(req, "backup-time");
+  char *end = NULL;
+  long long t = time_s ? strtoll(time_s, &end, 10) : -1;
+  *time = t;
+  if (time_s == NULL || *time_s == '\0' || *end || t < 0 || t > FORMAT_NAME_TIME_MAX)
+    return "invalid or missing backup-time";
+  return NULL;
+}
+
 char *store__api_filepath(const char *b64path)
 {
   char *p = b64_decode(b64path), *q;
@@ -517,7 +539,6 @@ static void start(struct http_request *req, struct store_api *api, enum files_op
   const char *ns = http_req_param(req, "ns");
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
-  const char *time_s = http_req_param(req, "backup-time");
   const char *msg = NULL;
   yajl_val tree = NULL;
 
@@ -525,19 +546,8 @@ static void start(struct http_request *req, struct store_api *api, enum files_op
   f->api = api;
   f->op = op;
   core_buf_init(&f->out, CATALOG_ANSWER_MAX);
-  if (ns && format_name_ns(ns) < 0)
-    msg = "invalid namespace";
-  else if (type == NULL || format_name_backup_type(type) < 0)
-    msg = "backup-type must be vm, ct or host";
-  else if (id == NULL || format_name_backup_id(id) < 0)
-    msg = "invalid or missing backup-id";
-  if (msg == NULL && op != OP_GNOTES_GET && op != OP_GNOTES_SET) {
-    char *end;
-    long long t = time_s ? strtoll(time_s, &end, 10) : -1;
-    if (time_s == NULL || *time_s == '\0' || *end || t < 0 || t > FORMAT_NAME_TIME_MAX)
-      msg = "invalid or missing backup-time";
-    f->time = t;
-  }
+  msg = store__api_snapshot_params(
+      req, op != OP_GNOTES_GET && op != OP_GNOTES_SET ? &f->time : NULL);
   if (msg == NULL && op == OP_CATALOG) {
     const char *an = http_req_param(req, "archive-name");
     const char *fp = http_req_param(req, "filepath");
