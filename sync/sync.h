@@ -34,6 +34,8 @@
  *                  a local datastore
  *   sync_pull.c    the pull engine
  *   sync_push.c    the push engine (backup sessions on the remote)
+ *   sync_engine.c  what both engines share: error counting, namespace
+ *                  mapping, opening the local datastore, the run's end
  *   sync_filter.c  group filters (PBS syntax)
  *   sync_rate.c    token buckets
  *   sync_admin.c   cairn-admin remote / sync-job / pull / push
