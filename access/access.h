@@ -368,6 +368,11 @@ int access_ensure_root(const char *config_dir, struct core_shmem *shmem);
  * exit status (2: usage, which the caller prints). */
 int access_admin_main(const char *config_dir, struct core_shmem *shmem, int argc, char **argv);
 void access_admin_usage(FILE *f);
+/* A password or token secret for cairn-admin: the first line of `file`
+ * ("-": standard input), without its line end. 0, or -1 after a message on
+ * stderr. Shared with sync_admin (remote secrets): one place that reads a
+ * secret, never from the command line. */
+int access_admin_read_password(const char *file, char *buf, size_t len);
 
 /* Checks a user property as user.cfg accepts it. 0 or CORE_ECONFIG. */
 int access_user_check_prop(const char *key, const char *value, char *err, size_t errlen);

@@ -32,8 +32,7 @@ void access_admin_usage(FILE *f)
           "  acl update PATH ROLE --auth-id ID [--propagate BOOL] [--delete]\n");
 }
 
-/* Reads a password: the first line of `file` ("-": standard input). */
-static int read_password(const char *file, char *buf, size_t len)
+int access_admin_read_password(const char *file, char *buf, size_t len)
 {
   FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
   if (f == NULL) {
@@ -198,7 +197,7 @@ static int user_cmd(struct access_edit *e, const char *cmd, int argc, char **arg
   char pw[PASSWORD_MAX + 2];
   const char *password = NULL;
   if (o.password_file || !strcmp(cmd, "passwd")) {
-    if (read_password(o.password_file ? o.password_file : "-", pw, sizeof(pw)) < 0)
+    if (access_admin_read_password(o.password_file ? o.password_file : "-", pw, sizeof(pw)) < 0)
       return 1;
     password = pw;
   }

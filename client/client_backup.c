@@ -402,6 +402,22 @@ static int append_ready(struct pipe *p, int final, char *err, size_t errlen)
   return 0;
 }
 
+/* Under p->mu, before a new seq is taken (both submit paths): with more
+ * chunks outstanding than slots, doubles the ring, keeping seq positions
+ * (ring index = seq mod cap). */
+static void ring_make_room(struct pipe *p)
+{
+  if (p->next_seq - p->next_append != p->ring_cap)
+    return;
+  uint64_t ncap = p->ring_cap * 2;
+  struct slot *n = core_calloc(ncap, sizeof(*n));
+  for (uint64_t s = p->next_append; s < p->next_seq; s++)
+    n[s & (ncap - 1)] = p->ring[s & (p->ring_cap - 1)];
+  core_free(p->ring);
+  p->ring = n;
+  p->ring_cap = ncap;
+}
+
 /* Hands a complete chunk (ownership of `data`, a client_bufpool buffer whose
  * first `resident` bytes may have pages) to the workers, after giving back the
  * pages past it; waits while the budget is used up. */
@@ -424,17 +440,7 @@ static int submit(struct pipe *p, uint8_t *data, size_t len, size_t resident, ch
     client_bufpool_put(p->bufs, data, len);
     return rc;
   }
-  if (p->next_seq - p->next_append == p->ring_cap) {
-    /* more chunks outstanding than slots: double the ring, keeping seq
-     * positions (ring index = seq mod cap) */
-    uint64_t ncap = p->ring_cap * 2;
-    struct slot *n = core_calloc(ncap, sizeof(*n));
-    for (uint64_t s = p->next_append; s < p->next_seq; s++)
-      n[s & (ncap - 1)] = p->ring[s & (p->ring_cap - 1)];
-    core_free(p->ring);
-    p->ring = n;
-    p->ring_cap = ncap;
-  }
+  ring_make_room(p);
   j = core_new(struct job);
   j->seq = p->next_seq++;
   j->start = p->stream_off;
@@ -470,15 +476,7 @@ static int submit_known(struct pipe *p, const uint8_t digest[32], size_t len, ch
     uv_mutex_unlock(&p->mu);
     return rc;
   }
-  if (p->next_seq - p->next_append == p->ring_cap) {
-    uint64_t ncap = p->ring_cap * 2;
-    struct slot *n = core_calloc(ncap, sizeof(*n));
-    for (uint64_t s = p->next_append; s < p->next_seq; s++)
-      n[s & (ncap - 1)] = p->ring[s & (p->ring_cap - 1)];
-    core_free(p->ring);
-    p->ring = n;
-    p->ring_cap = ncap;
-  }
+  ring_make_room(p);
   {
     struct slot *s = &p->ring[p->next_seq & (p->ring_cap - 1)];
     memset(s, 0, sizeof(*s));

@@ -189,29 +189,9 @@ static int list_dir(struct browse *b, const struct format_catalog *cat, const ch
   size_t plen = strlen(prefix);
   int rc;
 
-  format_catalog_iter_init(it, cat);
-  rc = format_catalog_iter_seek(it, prefix, plen);
-  while (rc == 0 && (rc = format_catalog_next(it, &e)) > 0) {
-    rc = 0;
-    if (strcmp(e.path, ".") == 0)
-      continue;
-    if (e.path_len <= plen || memcmp(e.path, prefix, plen) != 0)
-      break;
-    const char *slash = memchr(e.path + plen, '/', e.path_len - plen);
-    if (slash != NULL) {
-      /* a grandchild: jump past this child's subtree ("name/" < "name0") */
-      size_t n = (size_t)(slash - e.path);
-      char *next = core_malloc(n + 2);
-      memcpy(next, e.path, n);
-      next[n] = '0';
-      next[n + 1] = '\0';
-      rc = format_catalog_iter_seek(it, next, n + 1);
-      core_free(next);
-      continue;
-    }
+  rc = format_catalog_children(it, cat, prefix, plen);
+  while (rc >= 0 && (rc = format_catalog_next_child(it, prefix, plen, &e)) > 0)
     emit(b, &e, NULL, NULL);
-    rc = 0;
-  }
   core_free(prefix);
   core_free(it);
   return rc < 0 ? rc : 0;

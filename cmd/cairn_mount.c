@@ -143,28 +143,10 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t
   filler(buf, "..", NULL, 0, 0);
   prefix = strcmp(dir, ".") == 0 ? core_strdup("") : core_asprintf("%s/", dir);
   plen = strlen(prefix);
-  format_catalog_iter_init(&m->it, &m->cat);
-  rc = format_catalog_iter_seek(&m->it, prefix, plen);
-  while (rc == 0 && (rc = format_catalog_next(&m->it, &e)) > 0) {
-    rc = 0;
-    if (strcmp(e.path, ".") == 0)
-      continue;
-    if (e.path_len <= plen || memcmp(e.path, prefix, plen) != 0)
-      break;
-    const char *slash = memchr(e.path + plen, '/', e.path_len - plen);
-    if (slash) {
-      size_t n = (size_t)(slash - e.path);
-      char *next = core_malloc(n + 2);
-      memcpy(next, e.path, n);
-      next[n] = '0';
-      next[n + 1] = '\0';
-      rc = format_catalog_iter_seek(&m->it, next, n + 1);
-      core_free(next);
-      continue;
-    }
+  rc = format_catalog_children(&m->it, &m->cat, prefix, plen);
+  while (rc >= 0 && (rc = format_catalog_next_child(&m->it, prefix, plen, &e)) > 0)
     if (filler(buf, e.path + plen, NULL, 0, 0) != 0)
       break;
-  }
   core_free(prefix);
   return rc < 0 ? -EIO : 0;
 }

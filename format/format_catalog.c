@@ -3,6 +3,7 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "format/format_blob.h"
 #include "format/format_name.h"
 
 #include <errno.h>
@@ -507,6 +508,55 @@ int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_
   if (rc <= 0)
     return rc;
   return format_catalog_cmp(e->path, e->path_len, path, len) == 0 ? 1 : 0;
+}
+
+int format_catalog_from_blob(struct format_catalog *c, const void *blob, size_t len,
+                             uint8_t **plain, size_t *plen)
+{
+  *plain = NULL;
+  *plen = 0;
+  int rc = format_blob_decode(NULL, blob, len, NULL, FORMAT_BLOB_MAX_SIZE, NULL, plain, plen);
+  if (rc == 0 && (rc = format_catalog_open(c, *plain, *plen)) == 0)
+    rc = format_catalog_validate(c);
+  if (rc < 0) {
+    core_free(*plain);
+    *plain = NULL;
+    *plen = 0;
+  }
+  return rc;
+}
+
+int format_catalog_children(struct format_catalog_iter *it, const struct format_catalog *c,
+                            const char *prefix, size_t plen)
+{
+  format_catalog_iter_init(it, c);
+  return format_catalog_iter_seek(it, prefix, plen);
+}
+
+int format_catalog_next_child(struct format_catalog_iter *it, const char *prefix, size_t plen,
+                              struct format_catalog_entry *e)
+{
+  int rc;
+  while ((rc = format_catalog_next(it, e)) > 0) {
+    if (strcmp(e->path, ".") == 0)
+      continue;
+    if (e->path_len <= plen || memcmp(e->path, prefix, plen) != 0)
+      return 0;
+    const char *slash = memchr(e->path + plen, '/', e->path_len - plen);
+    if (slash == NULL)
+      return 1;
+    /* a grandchild: jump past this child's subtree ("name/" < "name0") */
+    size_t n = (size_t)(slash - e->path);
+    char *next = core_malloc(n + 2);
+    memcpy(next, e->path, n);
+    next[n] = '0';
+    next[n + 1] = '\0';
+    rc = format_catalog_iter_seek(it, next, n + 1);
+    core_free(next);
+    if (rc < 0)
+      return rc;
+  }
+  return rc;
 }
 
 int format_catalog_validate(const struct format_catalog *c)

@@ -128,6 +128,24 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
  * absent, or CORE_EFORMAT. */
 int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_iter *it,
                           const char *path, struct format_catalog_entry *e);
+/* The server's way in (catalog API, file download): decodes an unencrypted
+ * catalog blob (`len` bytes at `blob`) into a new buffer *plain (*plen
+ * bytes, core_free; it backs `c`), then opens and validates the catalog.
+ * Returns 0, or the blob's or the catalog's error with *plain NULL. */
+int format_catalog_from_blob(struct format_catalog *c, const void *blob, size_t len,
+                             uint8_t **plain, size_t *plen);
+/* The direct children of one directory, in catalog order: `prefix` is ""
+ * for the root, else the directory's path and a '/' (borrowed for the walk).
+ * format_catalog_children positions `it` (0 or CORE_EFORMAT); each
+ * format_catalog_next_child gives the next child into *e (as
+ * format_catalog_next does) and returns 1, 0 at the end, or CORE_EFORMAT.
+ * Deeper entries are skipped by seeking past each child's subtree, so a
+ * listing costs the children, not the whole tree below (cairn ls, the FUSE
+ * mount and the catalog API all list directories this way). */
+int format_catalog_children(struct format_catalog_iter *it, const struct format_catalog *c,
+                            const char *prefix, size_t plen);
+int format_catalog_next_child(struct format_catalog_iter *it, const char *prefix, size_t plen,
+                              struct format_catalog_entry *e);
 /* Decodes every entry. Returns 0 or CORE_EFORMAT. */
 int format_catalog_validate(const struct format_catalog *c);
 

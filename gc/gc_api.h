@@ -214,6 +214,10 @@ void gc__move_register(struct http_server *s, struct gc_ctx *ctx); /* gc_move.c 
 /* The keep-* options of a prune request (booleans and integers go through
  * http_req_param_bool/_int). Returns 0, or responds 400 and returns <0. */
 int gc__parse_keep(struct http_request *req, struct store_prune_keep *keep);
+/* A namespace parameter (absent: the root) into out; 0, or responds 400
+ * ("parameter NAME: invalid namespace") and returns <0. gc_routes.c; the
+ * move routes use it for ns and target-ns. */
+int gc__param_ns(struct http_request *req, const char *name, char *out, size_t len);
 void gc__sched_start(struct gc_ctx *ctx);
 void gc__sched_stop(struct gc_ctx *ctx);
 /* Next event of a parsed schedule after `after`, or -1. */

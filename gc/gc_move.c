@@ -534,19 +534,6 @@ static void on_started(void *arg, int err, const char *msg, struct core_task *ta
   }
 }
 
-static int param_ns(struct http_request *req, const char *name, char *out, size_t len)
-{
-  const char *ns = http_req_param(req, name);
-  if (ns == NULL)
-    ns = "";
-  if (format_name_ns(ns) < 0 || strlen(ns) >= len) {
-    http_respond_error(req, 400, "parameter %s: invalid namespace", name);
-    return CORE_EINVAL;
-  }
-  snprintf(out, len, "%s", ns);
-  return 0;
-}
-
 static void h_move_group(struct http_request *req, void *arg)
 {
   struct gc_ctx *ctx = arg;
@@ -554,8 +541,8 @@ static void h_move_group(struct http_request *req, void *arg)
   memset(&o, 0, sizeof(o));
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
-  if (param_ns(req, "ns", o.ns, sizeof(o.ns)) < 0 ||
-      param_ns(req, "target-ns", o.target, sizeof(o.target)) < 0 ||
+  if (gc__param_ns(req, "ns", o.ns, sizeof(o.ns)) < 0 ||
+      gc__param_ns(req, "target-ns", o.target, sizeof(o.target)) < 0 ||
       http_req_param_bool(req, "merge-group", 1, &o.merge) < 0)
     return;
   if (type == NULL || format_name_backup_type(type) < 0) {
@@ -595,8 +582,8 @@ static void h_move_namespace(struct http_request *req, void *arg)
     http_respond_error(req, 400, "parameter target-ns: required");
     return;
   }
-  if (param_ns(req, "ns", o.ns, sizeof(o.ns)) < 0 ||
-      param_ns(req, "target-ns", o.target, sizeof(o.target)) < 0 ||
+  if (gc__param_ns(req, "ns", o.ns, sizeof(o.ns)) < 0 ||
+      gc__param_ns(req, "target-ns", o.target, sizeof(o.target)) < 0 ||
       http_req_param_int(req, "max-depth", 0, FORMAT_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
       http_req_param_bool(req, "delete-source", 1, &o.delete_source) < 0 ||
       http_req_param_bool(req, "merge-groups", 1, &o.merge) < 0)

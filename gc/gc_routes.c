@@ -139,13 +139,13 @@ static void h_gc_get(struct http_request *req, void *arg)
 
 /* ---- prune-datastore ---------------------------------------------------- */
 
-static int param_ns(struct http_request *req, char *out, size_t len)
+int gc__param_ns(struct http_request *req, const char *name, char *out, size_t len)
 {
-  const char *ns = http_req_param(req, "ns");
+  const char *ns = http_req_param(req, name);
   if (ns == NULL)
     ns = "";
   if (format_name_ns(ns) < 0 || strlen(ns) >= len) {
-    http_respond_error(req, 400, "parameter ns: invalid namespace");
+    http_respond_error(req, 400, "parameter %s: invalid namespace", name);
     return CORE_EINVAL;
   }
   snprintf(out, len, "%s", ns);
@@ -158,7 +158,7 @@ static void h_prune_datastore(struct http_request *req, void *arg)
   struct gc_prune_opts o;
   int64_t depth;
   memset(&o, 0, sizeof(o));
-  if (param_ns(req, o.ns, sizeof(o.ns)) < 0 ||
+  if (gc__param_ns(req, "ns", o.ns, sizeof(o.ns)) < 0 ||
       http_req_param_int(req, "max-depth", 0, FORMAT_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
       http_req_param_bool(req, "dry-run", 0, &o.dry_run) < 0 || gc__parse_keep(req, &o.keep) < 0)
     return;
@@ -178,7 +178,7 @@ static void h_verify(struct http_request *req, void *arg)
   int64_t depth, days;
   memset(&o, 0, sizeof(o));
   o.time = -1;
-  if (param_ns(req, o.ns, sizeof(o.ns)) < 0 ||
+  if (gc__param_ns(req, "ns", o.ns, sizeof(o.ns)) < 0 ||
       http_req_param_int(req, "max-depth", 0, FORMAT_NAME_NS_MAX_DEPTH, -1, &depth) < 0 ||
       http_req_param_int(req, "outdated-after", 0, 365000, 0, &days) < 0 ||
       http_req_param_int(req, "backup-time", 0, FORMAT_NAME_TIME_MAX, -1, &o.time) < 0 ||

@@ -1256,20 +1256,21 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss)
   return CORE_EINVAL;
 }
 
-int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls)
+/* Both ways to listen (an address, an inherited socket) share the
+ * listener's set-up and its end: closed on failure, else it keeps a
+ * reference to `tls` and joins the server's list. */
+static struct http_listener *listener_new(struct http_server *s)
 {
-  struct sockaddr_storage ss;
-  int rc = parse_addr(addr, &ss);
-  if (rc)
-    return rc;
   struct http_listener *l = core_new(struct http_listener);
   l->server = s;
   uv_tcp_init(s->loop, &l->tcp);
   l->tcp.data = l;
-  unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
-  rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+  return l;
+}
+
+static int listener_add(struct http_server *s, struct http_listener *l, int rc,
+                        struct http_tls *tls)
+{
   if (rc < 0) {
     uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)core_free);
     return rc;
@@ -1283,12 +1284,23 @@ int http_server_listen(struct http_server *s, const char *addr, struct http_tls 
   return 0;
 }
 
+int http_server_listen(struct http_server *s, const char *addr, struct http_tls *tls)
+{
+  struct sockaddr_storage ss;
+  int rc = parse_addr(addr, &ss);
+  if (rc)
+    return rc;
+  struct http_listener *l = listener_new(s);
+  unsigned flags = ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+  rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
+  return listener_add(s, l, rc, tls);
+}
+
 int http_server_listen_fd(struct http_server *s, int fd, struct http_tls *tls)
 {
-  struct http_listener *l = core_new(struct http_listener);
-  l->server = s;
-  uv_tcp_init(s->loop, &l->tcp);
-  l->tcp.data = l;
+  struct http_listener *l = listener_new(s);
   int rc = uv_tcp_open(&l->tcp, fd);
   if (rc < 0) {
     close(fd);
@@ -1297,17 +1309,7 @@ int http_server_listen_fd(struct http_server *s, int fd, struct http_tls *tls)
      * the backlog. */
     rc = uv_listen((uv_stream_t *)&l->tcp, 4096, on_connection);
   }
-  if (rc < 0) {
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)core_free);
-    return rc;
-  }
-  if (tls) {
-    http_tls_ref(tls);
-    l->tls = tls;
-  }
-  l->next = s->listeners;
-  s->listeners = l;
-  return 0;
+  return listener_add(s, l, rc, tls);
 }
 
 void http_server_set_tls(struct http_server *s, struct http_tls *tls)

@@ -40,6 +40,10 @@ void store__api_download_register(struct http_server *s, struct store_api *api);
  * Returns it without leading and trailing '/' ("" for the root), or NULL when
  * it is not base64 or not a safe relative path. core_free the result. */
 char *store__api_filepath(const char *b64path);
+/* The snapshot parameters the catalog, notes and file-download endpoints
+ * share: ns (optional), backup-type, backup-id and, with `time`, backup-time
+ * (into *time). NULL when valid, else the message of a 400. */
+const char *store__api_snapshot_params(struct http_request *req, int64_t *time);
 void store__api_access_register(struct http_server *s, struct store_api *api);
 
 #endif

@@ -167,13 +167,10 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
   }
   if ((rc = read_blob_file(d, base, cname, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
     return rc;
-  rc = format_blob_decode(NULL, raw, len, NULL, FORMAT_BLOB_MAX_SIZE, NULL, &plain, &plen);
+  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
   core_free(raw);
-  if (rc == 0 && (rc = format_catalog_open(&cat, plain, plen)) == 0)
-    rc = format_catalog_validate(&cat);
   if (rc < 0) {
     snprintf(d->err, sizeof(d->err), "the catalog of '%s' is damaged", d->archive);
-    core_free(plain);
     return CORE_EFORMAT;
   }
   it = core_new(struct format_catalog_iter);
@@ -537,25 +534,15 @@ static void h_file_download(struct http_request *req, void *ctx)
   const char *ns = http_req_param(req, "ns");
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
-  const char *time_s = http_req_param(req, "backup-time");
   const char *an = http_req_param(req, "archive-name");
   const char *fp = http_req_param(req, "filepath");
-  const char *msg = NULL;
-  char *end = NULL;
-  long long t = time_s ? strtoll(time_s, &end, 10) : -1;
+  int64_t t = -1;
   char *path = NULL;
+  const char *msg = store__api_snapshot_params(req, &t);
 
-  if (ns && format_name_ns(ns) < 0)
-    msg = "invalid namespace";
-  else if (type == NULL || format_name_backup_type(type) < 0)
-    msg = "backup-type must be vm, ct or host";
-  else if (id == NULL || format_name_backup_id(id) < 0)
-    msg = "invalid or missing backup-id";
-  else if (time_s == NULL || *time_s == '\0' || *end || t < 0 || t > FORMAT_NAME_TIME_MAX)
-    msg = "invalid or missing backup-time";
-  else if (an == NULL || format_name_archive(an) != FORMAT_ARCHIVE_DIDX)
+  if (msg == NULL && (an == NULL || format_name_archive(an) != FORMAT_ARCHIVE_DIDX))
     msg = "archive-name must name a .didx archive";
-  else if (fp == NULL || (path = store__api_filepath(fp)) == NULL)
+  else if (msg == NULL && (fp == NULL || (path = store__api_filepath(fp)) == NULL))
     msg = "filepath must be the base64 of a safe path in the archive";
   if (msg) {
     http_respond_error(req, 400, "%s", msg);

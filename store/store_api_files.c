@@ -117,6 +117,28 @@ static char *b64_decode(const char *s)
   return out;
 }
 
+const char *store__api_snapshot_params(struct http_request *req, int64_t *time)
+{
+  const char *ns = http_req_param(req, "ns");
+  const char *type = http_req_param(req, "backup-type");
+  const char *id = http_req_param(req, "backup-id");
+  if (ns && format_name_ns(ns) < 0)
+    return "invalid namespace";
+  if (type == NULL || format_name_backup_type(type) < 0)
+    return "backup-type must be vm, ct or host";
+  if (id == NULL || format_name_backup_id(id) < 0)
+    return "invalid or missing backup-id";
+  if (time == NULL)
+    return NULL;
+  const char *time_s = http_req_param(req, "backup-time");
+  char *end = NULL;
+  long long t = time_s ? strtoll(time_s, &end, 10) : -1;
+  *time = t;
+  if (time_s == NULL || *time_s == '\0' || *end || t < 0 || t > FORMAT_NAME_TIME_MAX)
+    return "invalid or missing backup-time";
+  return NULL;
+}
+
 char *store__api_filepath(const char *b64path)
 {
   char *p = b64_decode(b64path), *q;
@@ -226,13 +248,10 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
     return rc;
   if ((rc = core_file_read(path, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
     return rc;
-  rc = format_blob_decode(NULL, raw, len, NULL, FORMAT_BLOB_MAX_SIZE, NULL, &plain, &plen);
+  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
   core_free(raw);
-  if (rc == 0 && (rc = format_catalog_open(&cat, plain, plen)) == 0)
-    rc = format_catalog_validate(&cat);
   if (rc < 0) {
     snprintf(f->err, sizeof(f->err), "the catalog of '%s' is damaged", f->archive);
-    core_free(plain);
     return CORE_EFORMAT;
   }
 
@@ -253,25 +272,8 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
   size_t plen2 = strlen(prefix);
   core_buf_init(&fp, 4 * FORMAT_CATALOG_PATH_MAX);
   core_json_arr_open(j);
-  format_catalog_iter_init(it, &cat);
-  rc = format_catalog_iter_seek(it, prefix, plen2);
-  while (rc == 0 && (rc = format_catalog_next(it, &e)) > 0) {
-    rc = 0;
-    if (strcmp(e.path, ".") == 0)
-      continue;
-    if (e.path_len <= plen2 || memcmp(e.path, prefix, plen2) != 0)
-      break;
-    const char *slash = memchr(e.path + plen2, '/', e.path_len - plen2);
-    if (slash) {
-      size_t n = (size_t)(slash - e.path);
-      char *next = core_malloc(n + 2);
-      memcpy(next, e.path, n);
-      next[n] = '0';
-      next[n + 1] = '\0';
-      rc = format_catalog_iter_seek(it, next, n + 1);
-      core_free(next);
-      continue;
-    }
+  rc = format_catalog_children(it, &cat, prefix, plen2);
+  while (rc >= 0 && (rc = format_catalog_next_child(it, prefix, plen2, &e)) > 0) {
     char *full = core_asprintf("/%s", e.path);
     core_buf_reset(&fp);
     b64_encode(full, strlen(full), &fp);
@@ -537,7 +539,6 @@ static void start(struct http_request *req, struct store_api *api, enum files_op
   const char *ns = http_req_param(req, "ns");
   const char *type = http_req_param(req, "backup-type");
   const char *id = http_req_param(req, "backup-id");
-  const char *time_s = http_req_param(req, "backup-time");
   const char *msg = NULL;
   yajl_val tree = NULL;
 
@@ -545,19 +546,8 @@ static void start(struct http_request *req, struct store_api *api, enum files_op
   f->api = api;
   f->op = op;
   core_buf_init(&f->out, CATALOG_ANSWER_MAX);
-  if (ns && format_name_ns(ns) < 0)
-    msg = "invalid namespace";
-  else if (type == NULL || format_name_backup_type(type) < 0)
-    msg = "backup-type must be vm, ct or host";
-  else if (id == NULL || format_name_backup_id(id) < 0)
-    msg = "invalid or missing backup-id";
-  if (msg == NULL && op != OP_GNOTES_GET && op != OP_GNOTES_SET) {
-    char *end;
-    long long t = time_s ? strtoll(time_s, &end, 10) : -1;
-    if (time_s == NULL || *time_s == '\0' || *end || t < 0 || t > FORMAT_NAME_TIME_MAX)
-      msg = "invalid or missing backup-time";
-    f->time = t;
-  }
+  msg = store__api_snapshot_params(
+      req, op != OP_GNOTES_GET && op != OP_GNOTES_SET ? &f->time : NULL);
   if (msg == NULL && op == OP_CATALOG) {
     const char *an = http_req_param(req, "archive-name");
     const char *fp = http_req_param(req, "filepath");

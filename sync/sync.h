@@ -34,6 +34,8 @@
  *                  a local datastore
  *   sync_pull.c    the pull engine
  *   sync_push.c    the push engine (backup sessions on the remote)
+ *   sync_engine.c  what both engines share: error counting, namespace
+ *                  mapping, opening the local datastore, the run's end
  *   sync_filter.c  group filters (PBS syntax)
  *   sync_rate.c    token buckets
  *   sync_admin.c   cairn-admin remote / sync-job / pull / push
@@ -313,6 +315,22 @@ int sync__s3_unmirror(struct sync_engine *e, const char *abs_path, char *err, si
 
 int sync__pull(struct sync_engine *e);
 int sync__push(struct sync_engine *e);
+
+/* Shared by both engines (sync_engine.c), engine threads. */
+struct store_chunkstore;
+/* Counts an error of the run and logs it as "ERROR: ...". */
+void sync__fail(struct sync_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* from_root/sub -> to_root/sub. Returns 0, CORE_ENAME (`ns` is not
+ * `from_root` or below it: a listing must not lead anywhere else) or
+ * CORE_ETOOBIG (too deep, too long). */
+int sync__map_ns(const char *from_root, const char *to_root, const char *ns, char *out,
+                 size_t cap);
+/* The lock dir and the chunk store of e->ds; on failure e->err says why. */
+int sync__open_local(struct sync_engine *e, char *lockdir, size_t cap,
+                     struct store_chunkstore **cs);
+/* The end of a run: rc, or CORE_EPROTO with e->err set if any error was
+ * counted ("N error(s) during the <what>"). */
+int sync__finish(struct sync_engine *e, int rc, const char *what);
 
 /* ---- cairn-admin (sync_admin.c) ----------------------------------------- */
 

@@ -11,6 +11,7 @@
  */
 #include "sync/sync.h"
 
+#include "access/access.h"
 #include "client/client_api.h"
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
@@ -86,24 +87,6 @@ static int parse_opts(int argc, char **argv, struct opts *o)
   return 0;
 }
 
-static int read_secret(const char *file, char *buf, size_t len)
-{
-  FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
-  if (f == NULL) {
-    fprintf(stderr, "cairn-admin: cannot open %s\n", file);
-    return -1;
-  }
-  int ok = fgets(buf, (int)len, f) != NULL;
-  if (f != stdin)
-    fclose(f);
-  if (!ok) {
-    fprintf(stderr, "cairn-admin: no password in %s\n", file);
-    return -1;
-  }
-  buf[strcspn(buf, "\r\n")] = '\0';
-  return 0;
-}
-
 static const char *prop(const struct core_config_section *s, const char *k, const char *dflt)
 {
   const char *v = core_config_get(s, k);
@@ -149,7 +132,8 @@ static int edit(const char *config_dir, struct core_shmem *shmem, int remote,
       fprintf(stderr, "cairn-admin: --password-file is for remotes\n");
       return 2;
     }
-    if (read_secret(o->password_file, secret, sizeof(secret)) < 0 || o->nkv >= MAX_KV)
+    if (access_admin_read_password(o->password_file, secret, sizeof(secret)) < 0 ||
+        o->nkv >= MAX_KV)
       return 1;
     o->kv[o->nkv].key = "password";
     o->kv[o->nkv++].value = secret;

@@ -36,8 +36,16 @@ int sync_id_valid(const char *s)
   return s && format_name_datastore(s) == 0;
 }
 
-static int common_value(const char *key, const char *value, char *err, size_t errlen)
+/* What every property of both files must pass: a key of `list` and a value
+ * that fits the section format. */
+static int common_value(const char *const *list, const char *key, const char *value, char *err,
+                        size_t errlen)
 {
+  char q[80];
+  if (!known(list, key)) {
+    snprintf(err, errlen, "unknown property '%s'", core_utf8_quote(key, q, sizeof(q)));
+    return CORE_ECONFIG;
+  }
   if (!core_utf8_valid(value, strlen(value)) || !core_config_valid_value(value)) {
     snprintf(err, errlen, "property '%s': invalid characters", key);
     return CORE_ECONFIG;
@@ -77,12 +85,7 @@ static int host_valid(const char *v)
 
 int sync_remote_check_prop(const char *key, const char *value, char *err, size_t errlen)
 {
-  char q[80];
-  if (!known(remote_props, key)) {
-    snprintf(err, errlen, "unknown property '%s'", core_utf8_quote(key, q, sizeof(q)));
-    return CORE_ECONFIG;
-  }
-  int rc = common_value(key, value, err, errlen);
+  int rc = common_value(remote_props, key, value, err, errlen);
   if (rc)
     return rc;
   uint64_t n;
@@ -114,12 +117,7 @@ static const char *const bool_props[] = {"remove-vanished", "encrypted-only", "v
 
 int sync_job_check_prop(const char *key, const char *value, char *err, size_t errlen)
 {
-  char q[80];
-  if (!known(job_props, key)) {
-    snprintf(err, errlen, "unknown property '%s'", core_utf8_quote(key, q, sizeof(q)));
-    return CORE_ECONFIG;
-  }
-  int rc = common_value(key, value, err, errlen);
+  int rc = common_value(job_props, key, value, err, errlen);
   if (rc)
     return rc;
   uint64_t n;

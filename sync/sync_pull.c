@@ -72,42 +72,6 @@ struct pull {
   _Atomic size_t next_group;
 };
 
-static void fail(struct sync_engine *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void fail(struct sync_engine *e, const char *fmt, ...)
-{
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  atomic_fetch_add(&e->errors, 1);
-  core_task_log(e->task, "ERROR: %s", msg);
-}
-
-/* remote-ns/sub -> ns/sub. Returns 0, CORE_ENAME (`ns` is not `from_root`
- * or below it: a source listing must not lead anywhere else) or
- * CORE_ETOOBIG (too deep, too long). */
-static int map_ns(const struct sync_params *p, const char *from_root, const char *to_root,
-                  const char *ns, char *out, size_t cap)
-{
-  size_t rl = strlen(from_root);
-  (void)p;
-  if (rl && (strncmp(ns, from_root, rl) != 0 || (ns[rl] != '\0' && ns[rl] != '/')))
-    return CORE_ENAME;
-  const char *sub = ns + rl;
-  if (*sub == '/')
-    sub++;
-  int n;
-  if (to_root[0] && sub[0])
-    n = snprintf(out, cap, "%s/%s", to_root, sub);
-  else
-    n = snprintf(out, cap, "%s", to_root[0] ? to_root : sub);
-  if (n < 0 || (size_t)n >= cap || (out[0] && format_name_ns(out) < 0))
-    return CORE_ETOOBIG;
-  return 0;
-}
-
 /* ---- chunks ---- */
 
 struct want {
@@ -612,29 +576,30 @@ static void pull_group(struct pull *pl, const struct group_item *g)
   struct store_lock_guard glock = STORE_LOCK_GUARD_INIT;
   int rc = store_lock_group(pl->lockdir, g->lns, g->type, g->id, STORE_LOCK_EXCLUSIVE, &glock);
   if (rc < 0) {
-    fail(e, "group %s/%s in '%s': busy (%s)", g->type, g->id, g->lns, core_strerror(rc));
+    sync__fail(e, "group %s/%s in '%s': busy (%s)", g->type, g->id, g->lns, core_strerror(rc));
     return;
   }
   char *owner = NULL;
   rc = store_group_create(pl->base, g->lns, g->type, g->id, p->owner, &owner);
   if (rc < 0) {
-    fail(e, "group %s/%s: cannot create: %s", g->type, g->id, core_strerror(rc));
+    sync__fail(e, "group %s/%s: cannot create: %s", g->type, g->id, core_strerror(rc));
     goto out;
   }
   if (!store_access_owns(p->owner, owner)) {
-    fail(e, "group %s/%s in '%s' is owned by %s, not %s: skipped", g->type, g->id, g->lns,
-         owner, p->owner);
+    sync__fail(e, "group %s/%s in '%s' is owned by %s, not %s: skipped", g->type, g->id,
+               g->lns, owner, p->owner);
     goto out;
   }
   struct store_snapshot_list remote, local;
   rc = sync_source_list_snapshots(pl->src, g->rns, g->type, g->id, &remote, err, sizeof(err));
   if (rc < 0) {
-    fail(e, "group %s/%s: %s", g->type, g->id, err);
+    sync__fail(e, "group %s/%s: %s", g->type, g->id, err);
     goto out;
   }
   rc = store_snapshot_list(pl->base, g->lns, g->type, g->id, &local);
   if (rc < 0) {
-    fail(e, "group %s/%s: cannot list local snapshots: %s", g->type, g->id, core_strerror(rc));
+    sync__fail(e, "group %s/%s: cannot list local snapshots: %s", g->type, g->id,
+               core_strerror(rc));
     store_snapshot_list_free(&remote);
     goto out;
   }
@@ -660,7 +625,7 @@ static void pull_group(struct pull *pl, const struct group_item *g)
       continue;
     rc = pull_snapshot(pl, g, s->time, corrupt, err, sizeof(err));
     if (rc < 0)
-      fail(e, "group %s/%s: %s", g->type, g->id, err);
+      sync__fail(e, "group %s/%s: %s", g->type, g->id, err);
   }
   if (p->remove_vanished && !core_task_aborted(e->task))
     remove_vanished_snapshots(pl, g, &remote);
@@ -742,7 +707,7 @@ static void remove_vanished_groups(struct pull *pl, const struct store_ns_list *
     int found = 0;
     char mapped[FORMAT_NAME_NS_MAX_LEN + 1];
     for (size_t k = 0; k < rns->n && !found; k++)
-      found = map_ns(p, p->remote_ns, p->ns, rns->items[k], mapped, sizeof(mapped)) == 0 &&
+      found = sync__map_ns(p->remote_ns, p->ns, rns->items[k], mapped, sizeof(mapped)) == 0 &&
               !strcmp(mapped, ln);
     if (found)
       continue;
@@ -772,16 +737,9 @@ int sync__pull(struct sync_engine *e)
   uint64_t token = 0;
   int writer = 0;
   struct store_ns_list rns = {NULL, 0};
-  int rc = store_lock_dir(pl.lockdir, sizeof(pl.lockdir), e->run_dir, p->store);
-  if (rc < 0) {
-    snprintf(e->err, sizeof(e->err), "invalid datastore name");
+  int rc = sync__open_local(e, pl.lockdir, sizeof(pl.lockdir), &pl.cs);
+  if (rc < 0)
     return rc;
-  }
-  rc = store_datastore_chunks(e->ds, &pl.cs);
-  if (rc < 0) {
-    snprintf(e->err, sizeof(e->err), "cannot open the chunk store: %s", core_strerror(rc));
-    return rc;
-  }
   /* A registered writer: GC keeps chunks touched since this run began. */
   rc = store_chunkstore_writer_begin(pl.cs, (int64_t)time(NULL), &token);
   if (rc < 0) {
@@ -811,14 +769,14 @@ int sync__pull(struct sync_engine *e)
   pl.groups = core_calloc(cap, sizeof(*pl.groups));
   for (size_t i = 0; i < rns.n && !core_task_aborted(e->task); i++) {
     char lns[FORMAT_NAME_NS_MAX_LEN + 1];
-    int mrc = map_ns(p, p->remote_ns, p->ns, rns.items[i], lns, sizeof(lns));
+    int mrc = sync__map_ns(p->remote_ns, p->ns, rns.items[i], lns, sizeof(lns));
     if (mrc == CORE_ENAME) {
-      fail(e, "the source listed namespace '%s', which is not below '%s'", rns.items[i],
-           p->remote_ns);
+      sync__fail(e, "the source listed namespace '%s', which is not below '%s'", rns.items[i],
+                 p->remote_ns);
       continue;
     }
     if (mrc < 0) {
-      fail(e, "namespace '%s' is too deep to map below '%s'", rns.items[i], p->ns);
+      sync__fail(e, "namespace '%s' is too deep to map below '%s'", rns.items[i], p->ns);
       continue;
     }
     if (lns[0]) {
@@ -826,19 +784,19 @@ int sync__pull(struct sync_engine *e)
       if (ex == 0) {
         rc = store_ns_create(pl.base, lns);
         if (rc < 0 && rc != CORE_EEXISTS) {
-          fail(e, "cannot create namespace '%s': %s", lns, core_strerror(rc));
+          sync__fail(e, "cannot create namespace '%s': %s", lns, core_strerror(rc));
           continue;
         }
         core_task_log(e->task, "created namespace '%s'", lns);
       } else if (ex < 0) {
-        fail(e, "namespace '%s': %s", lns, core_strerror(ex));
+        sync__fail(e, "namespace '%s': %s", lns, core_strerror(ex));
         continue;
       }
     }
     struct store_group_list gl;
     rc = sync_source_list_groups(pl.src, rns.items[i], &gl, err, sizeof(err));
     if (rc < 0) {
-      fail(e, "namespace '%s': %s", rns.items[i], err);
+      sync__fail(e, "namespace '%s': %s", rns.items[i], err);
       continue;
     }
     for (size_t j = 0; j < gl.n; j++) {
@@ -891,10 +849,5 @@ out:
   sync_source_close(pl.src);
   if (writer)
     store_chunkstore_writer_end(pl.cs, token);
-  if (rc == 0 && atomic_load(&e->errors)) {
-    snprintf(e->err, sizeof(e->err), "%" PRIu64 " error(s) during the sync",
-             atomic_load(&e->errors));
-    rc = CORE_EPROTO;
-  }
-  return rc;
+  return sync__finish(e, rc, "sync");
 }

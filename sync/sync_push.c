@@ -52,35 +52,6 @@ struct push {
   char lockdir[STORE_PATH_MAX];
 };
 
-static void fail(struct sync_engine *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void fail(struct sync_engine *e, const char *fmt, ...)
-{
-  char msg[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  atomic_fetch_add(&e->errors, 1);
-  core_task_log(e->task, "ERROR: %s", msg);
-}
-
-static int map_ns(const char *from_root, const char *to_root, const char *ns, char *out,
-                  size_t cap)
-{
-  const char *sub = ns + strlen(from_root);
-  if (*sub == '/')
-    sub++;
-  int n;
-  if (to_root[0] && sub[0])
-    n = snprintf(out, cap, "%s/%s", to_root, sub);
-  else
-    n = snprintf(out, cap, "%s", to_root[0] ? to_root : sub);
-  if (n < 0 || (size_t)n >= cap || (out[0] && format_name_ns(out) < 0))
-    return CORE_ETOOBIG;
-  return 0;
-}
-
 /* A request whose answer does not matter beyond success. */
 static int simple(struct push *ps, const char *method, const char *target, const void *body,
                   size_t len, const char *ctype, int retry, char *err, size_t errlen)
@@ -359,29 +330,10 @@ static int push_snapshot(struct push *ps, const char *lns, const char *rns, cons
     core_task_log(e->task, "%s/%s/%s: skipped, not verified", type, id, tname);
     goto out;
   }
-  struct core_buf q;
-  core_buf_init(&q, 4096);
-  core_buf_append_str(&q, API "/backup");
-  client_query_add(&q, "store", e->p->remote_store);
-  if (rns[0])
-    client_query_add(&q, "ns", rns);
-  client_query_add(&q, "backup-type", type);
-  client_query_add(&q, "backup-id", id);
-  client_query_add_u64(&q, "backup-time", (uint64_t)t);
-  yajl_val tree, v;
-  rc = sync_remote_json(ps->dst, "POST", q.base, NULL, 0, NULL, 0, &tree, &v, err, errlen);
-  core_buf_free(&q);
+  rc = sync_remote_session(ps->dst, "backup", e->p->remote_store, rns, type, id, t, 0, session,
+                           sizeof(session), err, errlen);
   if (rc < 0)
     goto out;
-  if (YAJL_IS_STRING(v) && strlen(v->u.string) < sizeof(session) &&
-      strspn(v->u.string, "0123456789abcdef") == strlen(v->u.string))
-    snprintf(session, sizeof(session), "%s", v->u.string);
-  yajl_tree_free(tree);
-  if (!session[0]) {
-    snprintf(err, errlen, "the backup session id is not hex");
-    rc = CORE_EPROTO;
-    goto out;
-  }
   for (size_t i = 0; i < m.nfiles; i++)
     if (format_index_kind_from_name(m.files[i].filename) > 0)
       register_previous(ps, session, m.files[i].filename, &known);
@@ -447,7 +399,7 @@ static void push_group(struct push *ps, const char *lns, const char *rns, const 
     rc = 0;
   }
   if (rc < 0) {
-    fail(e, "group %s/%s: %s", type, id, err);
+    sync__fail(e, "group %s/%s: %s", type, id, err);
     store_snapshot_list_free(&local);
     return;
   }
@@ -468,7 +420,7 @@ static void push_group(struct push *ps, const char *lns, const char *rns, const 
       continue;
     rc = push_snapshot(ps, lns, rns, type, id, local.items[i].time, err, sizeof(err));
     if (rc < 0) {
-      fail(e, "group %s/%s: %s", type, id, err);
+      sync__fail(e, "group %s/%s: %s", type, id, err);
       break; /* later snapshots would go on top of a gap */
     }
   }
@@ -486,16 +438,9 @@ int sync__push(struct sync_engine *e)
   ps.base = e->ds->path;
   char err[512];
   struct store_ns_list lns = {NULL, 0}, rns = {NULL, 0};
-  int rc = store_lock_dir(ps.lockdir, sizeof(ps.lockdir), e->run_dir, p->store);
-  if (rc < 0) {
-    snprintf(e->err, sizeof(e->err), "invalid datastore name");
+  int rc = sync__open_local(e, ps.lockdir, sizeof(ps.lockdir), &ps.cs);
+  if (rc < 0)
     return rc;
-  }
-  rc = store_datastore_chunks(e->ds, &ps.cs);
-  if (rc < 0) {
-    snprintf(e->err, sizeof(e->err), "cannot open the chunk store: %s", core_strerror(rc));
-    return rc;
-  }
   rc = sync_source_open(e, &ps.dst, err, sizeof(err));
   if (rc < 0) {
     snprintf(e->err, sizeof(e->err), "cannot reach the remote: %s", err);
@@ -515,8 +460,8 @@ int sync__push(struct sync_engine *e)
   }
   for (size_t i = 0; i < lns.n && !core_task_aborted(e->task); i++) {
     char target_ns[FORMAT_NAME_NS_MAX_LEN + 1];
-    if (map_ns(p->ns, p->remote_ns, lns.items[i], target_ns, sizeof(target_ns)) < 0) {
-      fail(e, "namespace '%s' is too deep to map below '%s'", lns.items[i], p->remote_ns);
+    if (sync__map_ns(p->ns, p->remote_ns, lns.items[i], target_ns, sizeof(target_ns)) < 0) {
+      sync__fail(e, "namespace '%s' is too deep to map below '%s'", lns.items[i], p->remote_ns);
       continue;
     }
     int exists = target_ns[0] == '\0';
@@ -540,7 +485,7 @@ int sync__push(struct sync_engine *e)
       rc = simple(&ps, "POST", t.base, NULL, 0, NULL, 0, err, sizeof(err));
       core_buf_free(&t);
       if (rc < 0) {
-        fail(e, "cannot create remote namespace '%s': %s", target_ns, err);
+        sync__fail(e, "cannot create remote namespace '%s': %s", target_ns, err);
         continue;
       }
       core_task_log(e->task, "created remote namespace '%s'", target_ns);
@@ -569,10 +514,5 @@ out:
   store_ns_list_free(&lns);
   store_ns_list_free(&rns);
   sync_source_close(ps.dst);
-  if (rc == 0 && atomic_load(&e->errors)) {
-    snprintf(e->err, sizeof(e->err), "%" PRIu64 " error(s) during the push",
-             atomic_load(&e->errors));
-    rc = CORE_EPROTO;
-  }
-  return rc;
+  return sync__finish(e, rc, "push");
 }

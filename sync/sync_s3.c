@@ -18,6 +18,17 @@ static void call_cb(void *arg, int err, const char *msg)
   sync__loop_done(arg, err, msg);
 }
 
+/* Every call below: run `c` on the loop and wait; a failure is described in
+ * err as "<what>: <the loop side's message or the code's text>". */
+static int call(struct sync_engine *e, struct sync_loop_call *c, const char *what, char *err,
+                size_t errlen)
+{
+  int rc = sync__loop_call(e, c);
+  if (rc < 0)
+    snprintf(err, errlen, "%s: %s", what, c->msg[0] ? c->msg : core_strerror(rc));
+  return rc;
+}
+
 /* ---- chunk ---- */
 
 struct chunk_call {
@@ -52,10 +63,7 @@ int sync__s3_chunk(struct sync_engine *e, const uint8_t digest[32], uint64_t siz
   k.size = size;
   k.data = data;
   k.len = len;
-  int rc = sync__loop_call(e, &k.c);
-  if (rc < 0)
-    snprintf(err, errlen, "S3 upload: %s", k.c.msg[0] ? k.c.msg : core_strerror(rc));
-  return rc;
+  return call(e, &k.c, "S3 upload", err, errlen);
 }
 
 /* ---- mirror ---- */
@@ -88,11 +96,9 @@ int sync__s3_mirror(struct sync_engine *e, const char *const *abs_paths, size_t 
     m.c.fn = mirror_fn;
     m.abs = abs_paths + done;
     m.n = n - done < 64 ? n - done : 64;
-    int rc = sync__loop_call(e, &m.c);
-    if (rc < 0) {
-      snprintf(err, errlen, "S3 mirror: %s", m.c.msg[0] ? m.c.msg : core_strerror(rc));
+    int rc = call(e, &m.c, "S3 mirror", err, errlen);
+    if (rc < 0)
       return rc;
-    }
     done += m.n;
   }
   return 0;
@@ -116,10 +122,7 @@ int sync__s3_mirror_snapshot(struct sync_engine *e, const char *ns, const char *
   m.id = id;
   m.time = time;
   m.manifest_src = manifest_src;
-  int rc = sync__loop_call(e, &m.c);
-  if (rc < 0)
-    snprintf(err, errlen, "S3 mirror: %s", m.c.msg[0] ? m.c.msg : core_strerror(rc));
-  return rc;
+  return call(e, &m.c, "S3 mirror", err, errlen);
 }
 
 static void unmirror_fn(struct sync_loop_call *c)
@@ -134,8 +137,5 @@ int sync__s3_unmirror(struct sync_engine *e, const char *abs_path, char *err, si
   memset(&m, 0, sizeof(m));
   m.c.fn = unmirror_fn;
   m.one = abs_path;
-  int rc = sync__loop_call(e, &m.c);
-  if (rc < 0)
-    snprintf(err, errlen, "S3 unmirror: %s", m.c.msg[0] ? m.c.msg : core_strerror(rc));
-  return rc;
+  return call(e, &m.c, "S3 unmirror", err, errlen);
 }

@@ -134,6 +134,24 @@ static void target_store(struct core_buf *b, struct sync_source *s, const char *
   core_buf_printf(b, API "/admin/datastore/%s/%s", s->store, what);
 }
 
+/* The remote listings (namespaces, groups, snapshots) share this: GET the
+ * target in `b` (freed here) and insist on an array as the data. On success
+ * the caller frees *tree. */
+static int get_list(struct sync_source *s, struct core_buf *b, const char *what, yajl_val *tree,
+                    yajl_val *data, char *err, size_t errlen)
+{
+  int rc = call_json(s, "GET", b->base, tree, data, err, errlen);
+  core_buf_free(b);
+  if (rc < 0)
+    return rc;
+  if (!YAJL_IS_ARRAY(*data)) {
+    yajl_tree_free(*tree);
+    snprintf(err, errlen, "%s list is not an array", what);
+    return CORE_EPROTO;
+  }
+  return 0;
+}
+
 static int remote_open(struct sync_source *s, char *err, size_t errlen)
 {
   const struct sync_params *p = s->e->p;
@@ -207,15 +225,9 @@ int sync_source_list_ns(struct sync_source *s, const char *ns, int max_depth,
   if (max_depth >= 0)
     client_query_add_u64(&b, "max-depth", (uint64_t)max_depth);
   yajl_val tree, data;
-  int rc = call_json(s, "GET", b.base, &tree, &data, err, errlen);
-  core_buf_free(&b);
+  int rc = get_list(s, &b, "namespace", &tree, &data, err, errlen);
   if (rc < 0)
     return rc;
-  if (!YAJL_IS_ARRAY(data)) {
-    yajl_tree_free(tree);
-    snprintf(err, errlen, "namespace list is not an array");
-    return CORE_EPROTO;
-  }
   size_t n = data->u.array.len;
   out->items = core_calloc(n ? n : 1, sizeof(char *));
   for (size_t i = 0; i < n; i++) {
@@ -244,15 +256,9 @@ int sync_source_list_groups(struct sync_source *s, const char *ns, struct store_
   if (ns[0])
     client_query_add(&b, "ns", ns);
   yajl_val tree, data;
-  int rc = call_json(s, "GET", b.base, &tree, &data, err, errlen);
-  core_buf_free(&b);
+  int rc = get_list(s, &b, "group", &tree, &data, err, errlen);
   if (rc < 0)
     return rc;
-  if (!YAJL_IS_ARRAY(data)) {
-    yajl_tree_free(tree);
-    snprintf(err, errlen, "group list is not an array");
-    return CORE_EPROTO;
-  }
   size_t n = data->u.array.len;
   out->items = core_calloc(n ? n : 1, sizeof(*out->items));
   for (size_t i = 0; i < n; i++) {
@@ -298,15 +304,9 @@ int sync_source_list_snapshots(struct sync_source *s, const char *ns, const char
   if (ns[0])
     client_query_add(&b, "ns", ns);
   yajl_val tree, data;
-  int rc = call_json(s, "GET", b.base, &tree, &data, err, errlen);
-  core_buf_free(&b);
+  int rc = get_list(s, &b, "snapshot", &tree, &data, err, errlen);
   if (rc < 0)
     return rc;
-  if (!YAJL_IS_ARRAY(data)) {
-    yajl_tree_free(tree);
-    snprintf(err, errlen, "snapshot list is not an array");
-    return CORE_EPROTO;
-  }
   size_t n = data->u.array.len;
   out->items = core_calloc(n ? n : 1, sizeof(*out->items));
   for (size_t i = 0; i < n; i++) {
@@ -323,6 +323,40 @@ int sync_source_list_snapshots(struct sync_source *s, const char *ns, const char
   }
   yajl_tree_free(tree);
   qsort(out->items, out->n, sizeof(*out->items), cmp_time);
+  return 0;
+}
+
+/* ---- sessions ---- */
+
+/* A reader (pull) and a backup session (push) open the same way: one POST
+ * naming the snapshot, answered with the session's hex id. */
+int sync_remote_session(struct sync_source *s, const char *kind, const char *store,
+                        const char *ns, const char *type, const char *id, int64_t time,
+                        int retry, char *session, size_t cap, char *err, size_t errlen)
+{
+  struct core_buf b;
+  core_buf_init(&b, 4096);
+  core_buf_printf(&b, API "/%s", kind);
+  client_query_add(&b, "store", store);
+  if (ns[0])
+    client_query_add(&b, "ns", ns);
+  client_query_add(&b, "backup-type", type);
+  client_query_add(&b, "backup-id", id);
+  client_query_add_u64(&b, "backup-time", (uint64_t)time);
+  yajl_val tree, data;
+  session[0] = '\0';
+  int rc = sync_remote_json(s, "POST", b.base, NULL, 0, NULL, retry, &tree, &data, err, errlen);
+  core_buf_free(&b);
+  if (rc < 0)
+    return rc;
+  if (YAJL_IS_STRING(data) && strlen(data->u.string) < cap &&
+      strspn(data->u.string, "0123456789abcdef") == strlen(data->u.string))
+    snprintf(session, cap, "%s", data->u.string);
+  yajl_tree_free(tree);
+  if (!session[0]) {
+    snprintf(err, errlen, "the %s session id is not hex", kind);
+    return CORE_EPROTO;
+  }
   return 0;
 }
 
@@ -346,28 +380,8 @@ int sync_reader_open(struct sync_source *s, const char *ns, const char *type, co
       snprintf(err, errlen, "cannot open snapshot %s/%s/%lld: %s", type, id, (long long)time,
                core_strerror(rc));
   } else {
-    struct core_buf b;
-    core_buf_init(&b, 4096);
-    core_buf_append_str(&b, API "/reader");
-    client_query_add(&b, "store", s->store);
-    if (ns[0])
-      client_query_add(&b, "ns", ns);
-    client_query_add(&b, "backup-type", type);
-    client_query_add(&b, "backup-id", id);
-    client_query_add_u64(&b, "backup-time", (uint64_t)time);
-    yajl_val tree, data;
-    rc = call_json(s, "POST", b.base, &tree, &data, err, errlen);
-    core_buf_free(&b);
-    if (rc == 0) {
-      if (YAJL_IS_STRING(data) && strlen(data->u.string) < sizeof(r->session) &&
-          strspn(data->u.string, "0123456789abcdef") == strlen(data->u.string)) {
-        snprintf(r->session, sizeof(r->session), "%s", data->u.string);
-      } else {
-        snprintf(err, errlen, "the reader session id is not hex");
-        rc = CORE_EPROTO;
-      }
-      yajl_tree_free(tree);
-    }
+    rc = sync_remote_session(s, "reader", s->store, ns, type, id, time, 1, r->session,
+                             sizeof(r->session), err, errlen);
   }
   if (rc < 0) {
     store_lock_release(&r->lock);

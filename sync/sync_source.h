@@ -50,6 +50,12 @@ struct client_resp;
 int sync_remote_request(struct sync_source *s, const char *method, const char *target,
                         const void *body, size_t len, const char *ctype, int retry,
                         size_t max_body, struct client_resp *resp, char *err, size_t errlen);
+/* Opens a session on the remote: POST /api2/json/<kind> ("reader" or
+ * "backup") for the snapshot store/ns/type/id/time; its hex id into
+ * session (cap bytes). 0, or an error with a message and session "". */
+int sync_remote_session(struct sync_source *s, const char *kind, const char *store,
+                        const char *ns, const char *type, const char *id, int64_t time,
+                        int retry, char *session, size_t cap, char *err, size_t errlen);
 /* The same for a JSON answer: *tree to yajl_tree_free, *data its "data"
  * (NULL for a JSON null). */
 int sync_remote_json(struct sync_source *s, const char *method, const char *target,

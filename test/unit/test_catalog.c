@@ -106,6 +106,37 @@ UNIT_TEST(round_trip)
   core_buf_free(&b);
 }
 
+/* format_catalog_children / next_child: direct children only, in order. */
+UNIT_TEST(children)
+{
+  struct core_buf b;
+  struct format_catalog c;
+  struct format_catalog_iter it;
+  struct format_catalog_entry e;
+  static const char *const root[] = {"-early", "d0", "d0.x", "d1", "d2"};
+  unsigned n = 0;
+  int rc;
+  build(&b, 100);
+  ASSERT_OK(format_catalog_open(&c, b.base, b.len));
+  rc = format_catalog_children(&it, &c, "", 0);
+  while (rc >= 0 && (rc = format_catalog_next_child(&it, "", 0, &e)) > 0) {
+    ASSERT(n < 5);
+    ASSERT_STR_EQ(e.path, root[n]);
+    n++;
+  }
+  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(n, 5);
+  n = 0;
+  rc = format_catalog_children(&it, &c, "d1/", 3);
+  while (rc >= 0 && (rc = format_catalog_next_child(&it, "d1/", 3, &e)) > 0) {
+    ASSERT(strncmp(e.path, "d1/f", 4) == 0);
+    n++;
+  }
+  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(n, 33);
+  core_buf_free(&b);
+}
+
 UNIT_TEST(writer_refuses)
 {
   struct format_catalog_writer w;
@@ -250,4 +281,4 @@ UNIT_TEST(million)
 }
 
 UNIT_MAIN(UNIT_CASE(round_trip), UNIT_CASE(million), UNIT_CASE(writer_refuses), UNIT_CASE(hostile),
-          UNIT_CASE(dotdot_refused), UNIT_CASE(names))
+          UNIT_CASE(dotdot_refused), UNIT_CASE(names), UNIT_CASE(children))
