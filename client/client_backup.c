@@ -647,6 +647,10 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
 
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
   rc = client_archive_create2(path, feed, &f, &co, &st, err, errlen);
+  /* feed() said why it stopped, but the archive writer words the failure of
+   * the write it was in over that ("f27: output aborted"): say it again. */
+  if (rc == CORE_EABORTED && p->o->cancel && *p->o->cancel)
+    snprintf(err, errlen, "%s: interrupted", p->archive);
   if (rc == 0 && p->cur_len > 0) {
     rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
     p->cur = NULL;
