@@ -150,6 +150,13 @@ class Metrics(ObserveCase):
         finishes = find(m, "cairn_http_requests_total", route=route, method="POST", code="200")
         self.assertTrue(finishes and finishes[0] >= 3, finishes)
         self.assertEqual(1, len(find(m, "cairn_http_connections_open")))
+        # The lag is sampled by a 100 ms timer: a fast run may scrape before
+        # its first tick, so wait for one (bounded).
+        deadline = time.monotonic() + 10
+        while (not find(m, "cairn_event_loop_lag_seconds_count")[0] > 0
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+            m = parse_metrics(self.scrape())
         self.assertTrue(find(m, "cairn_event_loop_lag_seconds_count")[0] > 0)
         self.assertTrue(find(m, "cairn_pool_job_run_seconds_count", pool="pool")[0] > 0)
         self.assertEqual([0.0], find(m, "cairn_sessions_open", kind="backup"))
