@@ -4,7 +4,7 @@ metadata-mode incremental backups and exclusions, end to end against a real
 cairnd.
 
 A tree with every entry type (hard links, symlinks, a sparse file, xattrs,
-names with a newline and with invalid UTF-8, a fifo, empty directories) is
+a POSIX ACL, names with a newline and with invalid UTF-8, a fifo, empty directories) is
 backed up; `ls`, `find` and `diff` must show it from the catalogs alone; a
 partial restore must equal the same subset of a full restore and fetch fewer
 chunks (from the restore summary); metadata-mode backups after touching,
@@ -72,10 +72,15 @@ def make_tree(root, rnd):
     os.link(os.path.join(root, "docs", "a.txt"), os.path.join(root, "hard.txt"))
     os.symlink("docs/a.txt", os.path.join(root, "sym"))
     os.mkfifo(os.path.join(root, "fifo"))
-    try:
-        os.setxattr(os.path.join(root, "docs", "b.conf"), "user.cairn", b"xattr")
-    except OSError:
-        pass
+    os.setxattr(os.path.join(root, "docs", "b.conf"), "user.cairn", b"xattr")
+    # An access ACL (user:1234:r-- beside the owner), set as the kernel's
+    # xattr so no setfacl is needed; listing() compares it after restores.
+    acl = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", tag, perm, qual) for tag, perm, qual in (
+            (0x01, 6, 0xFFFFFFFF), (0x02, 4, 1234), (0x04, 4, 0xFFFFFFFF),
+            (0x10, 4, 0xFFFFFFFF), (0x20, 4, 0xFFFFFFFF)))
+    os.setxattr(os.path.join(root, "docs", "deep", "er", "c.conf"), "system.posix_acl_access",
+                acl)
 
 
 def listing(root):
