@@ -309,6 +309,19 @@ static int token_user_exists(struct user_files *u, const char *tokenid)
   return access_is_root(user) || core_config_find(&u->cfg, "user", user) != NULL;
 }
 
+/* Opens the user files for a change to `tokenid`, whose user must exist
+ * (creating a token and setting its secret alike). On failure the files are
+ * still open: the caller's common exit closes them. */
+static int uf_open_for_token(struct user_files *u, struct access_edit *e, const char *tokenid)
+{
+  int rc = uf_open(u, e);
+  if (rc == 0 && !token_user_exists(u, tokenid)) {
+    snprintf(e->err, sizeof(e->err), "no such user for token '%s'", tokenid);
+    rc = CORE_ENOTFOUND;
+  }
+  return rc;
+}
+
 int access_token_create(struct access_edit *e, const char *tokenid, const struct core_kv *set,
                         size_t nset, int regenerate, char **secret)
 {
@@ -317,11 +330,7 @@ int access_token_create(struct access_edit *e, const char *tokenid, const struct
     return CORE_ENAME;
   }
   struct user_files u;
-  int rc = uf_open(&u, e);
-  if (rc == 0 && !token_user_exists(&u, tokenid)) {
-    snprintf(e->err, sizeof(e->err), "no such user for token '%s'", tokenid);
-    rc = CORE_ENOTFOUND;
-  }
+  int rc = uf_open_for_token(&u, e, tokenid);
   struct core_config_section *sec = NULL;
   if (rc == 0) {
     sec = core_config_find(&u.cfg, "token", tokenid);
@@ -374,11 +383,7 @@ int access_token_set_secret(struct access_edit *e, const char *tokenid, const ch
     return CORE_EINVAL;
   }
   struct user_files u;
-  int rc = uf_open(&u, e);
-  if (rc == 0 && !token_user_exists(&u, tokenid)) {
-    snprintf(e->err, sizeof(e->err), "no such user for token '%s'", tokenid);
-    rc = CORE_ENOTFOUND;
-  }
+  int rc = uf_open_for_token(&u, e, tokenid);
   struct core_config_section *sec = NULL;
   if (rc == 0 && core_config_find(&u.cfg, "token", tokenid) == NULL) {
     rc = core_config_add(&u.cfg, "token", tokenid, &sec);

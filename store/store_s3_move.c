@@ -302,12 +302,10 @@ static int pending_remove_line(const char *base, const char *line, size_t n)
         core_buf_append(&keep, p, len);
       p += len;
     }
-    if (ftruncate(fd, 0) < 0 ||
-        (keep.len && (rc = (int)pwrite(fd, keep.base, keep.len, 0)) != (int)keep.len) ||
-        fsync(fd) < 0)
-      rc = rc < 0 ? rc : -EIO;
-    else
-      rc = 0;
+    if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+      rc = -errno;
+    else if ((rc = core_file_write_all(fd, keep.base, keep.len)) == 0 && fsync(fd) < 0)
+      rc = -errno;
     core_buf_free(&keep);
   }
   core_free(text);
