@@ -35,5 +35,11 @@ done
 echo "deps: installing$missing" >&2
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+apt_install() {
+  $SUDO apt-get "$@" update -qq &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get "$@" install -y -qq --no-install-recommends $missing
+}
+# apt downloads as the unprivileged _apt user; in some sandboxes that user
+# cannot resolve names while root can, so a failed run is retried as root.
+apt_install || { echo "deps: retrying with apt's download sandbox off" >&2;
+                 apt_install -o APT::Sandbox::User=root; }
