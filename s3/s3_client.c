@@ -797,6 +797,25 @@ int s3_head_bucket(struct s3_client *cl, s3_done_cb cb, void *arg)
   return simple_op(cl, OP_HEAD_BUCKET, "HEAD", NULL, cb, arg);
 }
 
+/* The key part of x-amz-copy-source: URI-encoded with '/' kept, and ':' kept
+ * too. ':' is legal in a path segment (RFC 3986 pchar) and every S3 server
+ * decodes the header, but some (s3rver) decode it with decodeURI, which leaves
+ * "%3A" encoded, so snapshot keys (they hold ':') would not be found. */
+static int copy_source_key(struct core_buf *out, const char *key)
+{
+  for (;;) {
+    const char *colon = strchr(key, ':');
+    size_t n = colon != NULL ? (size_t)(colon - key) : strlen(key);
+    int rc = s3_uri_encode(out, key, n, 1);
+    if (rc < 0 || colon == NULL)
+      return rc;
+    rc = core_buf_append(out, ":", 1);
+    if (rc < 0)
+      return rc;
+    key = colon + 1;
+  }
+}
+
 int s3_copy_object(struct s3_client *cl, const char *src_key, const char *dst_key,
                    s3_done_cb cb, void *arg)
 {
@@ -815,7 +834,7 @@ int s3_copy_object(struct s3_client *cl, const char *src_key, const char *dst_ke
   if (rc == 0)
     rc = core_buf_append(&src, "/", 1);
   if (rc == 0)
-    rc = s3_uri_encode(&src, src_key, strlen(src_key), 1);
+    rc = copy_source_key(&src, src_key);
   if (rc < 0) {
     /* Cannot happen with checked keys; fail through the loop to keep the
      * "never synchronously" rule. */

@@ -564,11 +564,6 @@ class S3CrashLoopTest(LoopBase, unittest.TestCase):
     each restart includes the bucket side of `cairn-admin datastore check`."""
     iterations_env = "CAIRN_CRASH_S3_ITERATIONS"
     default_iterations = 5
-    # No moves: an S3 move copies each .cnt/ key with CopyObject, and s3rver
-    # 3.7.1 decodes x-amz-copy-source with decodeURI, which leaves %3A as it
-    # is, so it answers NoSuchKey for every snapshot key (they hold ':').
-    # S3 moves, killed included, are tested on Ceph RGW (test_s3_datastore).
-    move_rate = 0.0
     pull_rate = 0.0  # pulls are covered by the local loop; this one stays short
 
     def setUp(self):
