@@ -157,14 +157,24 @@ int format_catalog_name(const char *archive, char *out, size_t outlen)
   return 0;
 }
 
+int format_catalog_index_name(const char *archive, char *out, size_t outlen)
+{
+  size_t n = strlen(archive);
+  if (n <= 5 || strcmp(archive + n - 5, ".didx") != 0)
+    return CORE_ENAME;
+  int k = snprintf(out, outlen, "%.*s.catalog.didx", (int)(n - 5), archive);
+  if (k < 0 || (size_t)k >= outlen || format_name_archive(out) != FORMAT_ARCHIVE_DIDX)
+    return CORE_ENAME;
+  return 0;
+}
+
 /* ---- Writing ---- */
 
-/* The writer's private record: u32 path_len, u32 link_len, the entry struct
- * (pointers unused), path, link. */
-struct wrec {
-  uint32_t path_len, link_len;
-  struct format_catalog_entry e;
-};
+/* The writer's private record: u32 length of the rest, u32 path length, the
+ * path, then the rest: the fields after the path exactly as the catalog
+ * encodes them (type through link). Sorting moves only the offsets, and
+ * encoding a record is writing its front-coded path and copying the rest. */
+#define WHDR 8
 
 void format_catalog_writer_init(struct format_catalog_writer *w)
 {
@@ -179,64 +189,9 @@ void format_catalog_writer_free(struct format_catalog_writer *w)
   memset(w, 0, sizeof(*w));
 }
 
-int format_catalog_writer_add(struct format_catalog_writer *w, const struct format_catalog_entry *e)
+static int encode_rest(struct core_buf *b, const struct format_catalog_entry *e)
 {
-  struct wrec r;
-  int rc;
-  if (!format_catalog_safe_path(e->path, e->path_len) || e->link_len > FORMAT_CATALOG_PATH_MAX ||
-      (e->link_len && memchr(e->link, '\0', e->link_len)) || w->n >= MAX_ENTRIES)
-    return CORE_ENAME;
-  if (w->n == w->cap) {
-    uint64_t ncap = w->cap ? w->cap * 2 : 1024;
-    uint64_t *n = core_try_realloc(w->offs, ncap * sizeof(*n));
-    if (n == NULL)
-      return -ENOMEM;
-    w->offs = n;
-    w->cap = ncap;
-  }
-  memset(&r, 0, sizeof(r));
-  r.path_len = (uint32_t)e->path_len;
-  r.link_len = (uint32_t)e->link_len;
-  r.e = *e;
-  r.e.path = r.e.link = NULL;
-  size_t at = w->recs.len;
-  if ((rc = core_buf_reserve(&w->recs, sizeof(r) + e->path_len + e->link_len)) < 0 ||
-      (rc = core_buf_append(&w->recs, &r, sizeof(r))) < 0 ||
-      (rc = core_buf_append(&w->recs, e->path, e->path_len)) < 0 ||
-      (rc = core_buf_append(&w->recs, e->link_len ? e->link : "", e->link_len)) < 0) {
-    w->recs.len = at;
-    return rc;
-  }
-  w->offs[w->n++] = at;
-  return 0;
-}
-
-static const char *wpath(const struct core_buf *b, uint64_t off, struct wrec *r)
-{
-  memcpy(r, b->base + off, sizeof(*r));
-  return b->base + off + sizeof(*r);
-}
-
-static int cmp_offs(const void *a, const void *b, void *arg)
-{
-  const struct core_buf *buf = arg;
-  struct wrec ra, rb;
-  const char *pa = wpath(buf, *(const uint64_t *)a, &ra);
-  const char *pb = wpath(buf, *(const uint64_t *)b, &rb);
-  return format_catalog_cmp(pa, ra.path_len, pb, rb.path_len);
-}
-
-static int encode_entry(struct core_buf *b, const struct wrec *r, const char *path,
-                        const char *prev, size_t prev_len)
-{
-  const struct format_catalog_entry *e = &r->e;
-  size_t shared = 0;
   int rc = 0;
-  while (prev && shared < prev_len && shared < r->path_len && prev[shared] == path[shared])
-    shared++;
-  rc |= put_var(b, shared);
-  rc |= put_var(b, r->path_len - shared);
-  rc |= core_buf_append(b, path + shared, r->path_len - shared);
   rc |= core_buf_append(b, &e->type, 1);
   rc |= put_var(b, e->flags);
   rc |= put_var(b, e->mode);
@@ -254,82 +209,201 @@ static int encode_entry(struct core_buf *b, const struct wrec *r, const char *pa
   rc |= put_var(b, e->data_off - e->hdr_off);
   rc |= put_var(b, e->data_len);
   rc |= put_var(b, e->end_off - e->data_off - e->data_len);
-  rc |= put_var(b, r->link_len);
-  rc |= core_buf_append(b, path + r->path_len, r->link_len);
-  return rc ? CORE_ETOOBIG : 0;
+  rc |= put_var(b, e->link_len);
+  if (e->link_len)
+    rc |= core_buf_append(b, e->link, e->link_len);
+  return rc ? -ENOMEM : 0;
 }
 
-int format_catalog_writer_finish(struct format_catalog_writer *w, struct core_buf *out)
+int format_catalog_writer_add(struct format_catalog_writer *w, const struct format_catalog_entry *e)
+{
+  uint8_t h[WHDR];
+  int rc;
+  if (!format_catalog_safe_path(e->path, e->path_len) || e->link_len > FORMAT_CATALOG_PATH_MAX ||
+      (e->link_len && memchr(e->link, '\0', e->link_len)) || w->n >= MAX_ENTRIES || w->sorted)
+    return CORE_ENAME;
+  /* stream offsets must be ordered within an entry (the reader checks) */
+  if (e->data_off < e->hdr_off || e->end_off < e->data_off ||
+      e->end_off - e->data_off < e->data_len)
+    return CORE_EINVAL;
+  if (w->n == w->cap) {
+    uint64_t ncap = w->cap ? w->cap * 2 : 1024;
+    uint64_t *n = core_try_realloc(w->offs, ncap * sizeof(*n));
+    if (n == NULL)
+      return -ENOMEM;
+    w->offs = n;
+    w->cap = ncap;
+  }
+  size_t at = w->recs.len;
+  if ((rc = core_buf_append(&w->recs, h, WHDR)) < 0 ||
+      (rc = core_buf_append(&w->recs, e->path, e->path_len)) < 0 ||
+      (rc = encode_rest(&w->recs, e)) < 0) {
+    w->recs.len = at;
+    return rc < 0 ? rc : -ENOMEM;
+  }
+  put_le32((uint8_t *)w->recs.base + at, (uint32_t)(w->recs.len - at - WHDR - e->path_len));
+  put_le32((uint8_t *)w->recs.base + at + 4, (uint32_t)e->path_len);
+  w->offs[w->n++] = at;
+  return 0;
+}
+
+/* Record `off`'s path (its length into *plen) and rest (*rest, *rlen). */
+static const char *wrec(const struct core_buf *b, uint64_t off, size_t *plen, const uint8_t **rest,
+                        size_t *rlen)
+{
+  const uint8_t *p = (const uint8_t *)b->base + off;
+  *rlen = get_le32(p);
+  *plen = get_le32(p + 4);
+  *rest = p + WHDR + *plen;
+  return (const char *)p + WHDR;
+}
+
+static int cmp_offs(const void *a, const void *b, void *arg)
+{
+  const struct core_buf *buf = arg;
+  size_t la, lb, ra, rb;
+  const uint8_t *xa, *xb;
+  const char *pa = wrec(buf, *(const uint64_t *)a, &la, &xa, &ra);
+  const char *pb = wrec(buf, *(const uint64_t *)b, &lb, &xb, &rb);
+  return format_catalog_cmp(pa, la, pb, lb);
+}
+
+static size_t var_len(uint64_t v)
+{
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+static size_t shared_prefix(const char *a, size_t alen, const char *b, size_t blen)
+{
+  size_t n = 0;
+  while (n < alen && n < blen && a[n] == b[n])
+    n++;
+  return n;
+}
+
+int format_catalog_writer_size(struct format_catalog_writer *w, uint64_t *total)
+{
+  uint64_t nrestart = (w->n + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
+  if (!w->sorted) {
+    const char *prev = NULL;
+    size_t prev_len = 0;
+    if (w->n > 1)
+      qsort_r(w->offs, w->n, sizeof(*w->offs), cmp_offs, &w->recs);
+    w->recs_len = 0;
+    for (uint64_t i = 0; i < w->n; i++) {
+      size_t plen, rlen, shared = 0;
+      const uint8_t *rest;
+      const char *path = wrec(&w->recs, w->offs[i], &plen, &rest, &rlen);
+      if (prev && format_catalog_cmp(prev, prev_len, path, plen) == 0)
+        return CORE_EEXISTS;
+      if (i % FORMAT_CATALOG_RESTART != 0)
+        shared = shared_prefix(prev, prev_len, path, plen);
+      w->recs_len += var_len(shared) + var_len(plen - shared) + (plen - shared) + rlen;
+      prev = path;
+      prev_len = plen;
+    }
+    w->sorted = 1;
+  }
+  *total = FORMAT_CATALOG_HDR_LEN + w->recs_len + 8 * nrestart;
+  return 0;
+}
+
+#define EMIT_PIECE (64u * 1024)
+
+int format_catalog_writer_emit(struct format_catalog_writer *w, format_catalog_sink sink,
+                               void *ctx)
 {
   uint8_t hdr[FORMAT_CATALOG_HDR_LEN];
   uint64_t nrestart = (w->n + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
-  uint64_t *restarts = NULL;
-  size_t base;
+  uint64_t total, at = 0, *restarts = NULL;
+  struct core_buf piece;
+  const char *prev = NULL;
+  size_t prev_len = 0;
   int rc;
 
-  /* stream offsets must be ordered within an entry (the reader checks) */
-  for (uint64_t i = 0; i < w->n; i++) {
-    struct wrec r;
-    wpath(&w->recs, w->offs[i], &r);
-    if (r.e.data_off < r.e.hdr_off || r.e.end_off < r.e.data_off ||
-        r.e.end_off - r.e.data_off < r.e.data_len)
-      return CORE_EINVAL;
-  }
-  if (w->n > 1)
-    qsort_r(w->offs, w->n, sizeof(*w->offs), cmp_offs, &w->recs);
+  if ((rc = format_catalog_writer_size(w, &total)) < 0)
+    return rc;
   restarts = core_try_malloc((nrestart ? nrestart : 1) * sizeof(*restarts));
   if (restarts == NULL)
     return -ENOMEM;
-
+  core_buf_init(&piece, 2 * EMIT_PIECE + FORMAT_CATALOG_REC_MAX);
   memcpy(hdr, magic, 8);
   put_le32(hdr + 8, 1);
   put_le32(hdr + 12, FORMAT_CATALOG_RESTART);
   put_le64(hdr + 16, w->n);
-  put_le64(hdr + 24, 0); /* records length, patched below */
+  put_le64(hdr + 24, w->recs_len);
   put_le64(hdr + 32, nrestart);
-  base = out->len;
-  if ((rc = core_buf_append(out, hdr, sizeof(hdr))) < 0)
+  if ((rc = sink(ctx, hdr, sizeof(hdr))) < 0)
     goto out;
-  {
-    const char *prev = NULL;
-    size_t prev_len = 0;
-    for (uint64_t i = 0; i < w->n; i++) {
-      struct wrec r;
-      const char *path = wpath(&w->recs, w->offs[i], &r);
-      if (prev && format_catalog_cmp(prev, prev_len, path, r.path_len) == 0) {
-        rc = CORE_EEXISTS;
+  for (uint64_t i = 0; i < w->n; i++) {
+    size_t plen, rlen, shared = 0;
+    const uint8_t *rest;
+    const char *path = wrec(&w->recs, w->offs[i], &plen, &rest, &rlen);
+    if (i % FORMAT_CATALOG_RESTART == 0)
+      restarts[i / FORMAT_CATALOG_RESTART] = at + piece.len;
+    else
+      shared = shared_prefix(prev, prev_len, path, plen);
+    if ((rc = put_var(&piece, shared)) < 0 || (rc = put_var(&piece, plen - shared)) < 0 ||
+        (rc = core_buf_append(&piece, path + shared, plen - shared)) < 0 ||
+        (rc = core_buf_append(&piece, rest, rlen)) < 0)
+      goto out;
+    prev = path;
+    prev_len = plen;
+    if (piece.len >= EMIT_PIECE) {
+      if ((rc = sink(ctx, piece.base, piece.len)) < 0)
         goto out;
-      }
-      if (i % FORMAT_CATALOG_RESTART == 0) {
-        restarts[i / FORMAT_CATALOG_RESTART] = out->len - base - FORMAT_CATALOG_HDR_LEN;
-        prev = NULL;
-      }
-      if ((rc = encode_entry(out, &r, path, prev, prev_len)) < 0)
-        goto out;
-      prev = path;
-      prev_len = r.path_len;
+      at += piece.len;
+      core_buf_reset(&piece);
     }
   }
-  put_le64((uint8_t *)out->base + base + 24, out->len - base - FORMAT_CATALOG_HDR_LEN);
+  at += piece.len;
+  if (at != w->recs_len) {
+    rc = CORE_EINVAL; /* cannot happen: the size pass counts the same bytes */
+    goto out;
+  }
   for (uint64_t i = 0; i < nrestart; i++) {
     uint8_t b8[8];
     put_le64(b8, restarts[i]);
-    if ((rc = core_buf_append(out, b8, 8)) < 0)
+    if ((rc = core_buf_append(&piece, b8, 8)) < 0)
       goto out;
+    if (piece.len >= EMIT_PIECE) {
+      if ((rc = sink(ctx, piece.base, piece.len)) < 0)
+        goto out;
+      core_buf_reset(&piece);
+    }
   }
+  if (piece.len > 0)
+    rc = sink(ctx, piece.base, piece.len);
 out:
+  core_buf_free(&piece);
+  core_free(restarts);
+  return rc;
+}
+
+static int sink_buf(void *ctx, const void *data, size_t len)
+{
+  return core_buf_append(ctx, data, len);
+}
+
+int format_catalog_writer_finish(struct format_catalog_writer *w, struct core_buf *out)
+{
+  size_t base = out->len;
+  int rc = format_catalog_writer_emit(w, sink_buf, out);
   if (rc < 0)
     out->len = base;
-  core_free(restarts);
   return rc;
 }
 
 /* ---- Reading ---- */
 
-int format_catalog_open(struct format_catalog *c, const void *buf, size_t len)
+/* The header's numbers, checked against the catalog's total size. */
+static int check_header(struct format_catalog *c, const uint8_t *p, uint64_t len)
 {
-  const uint8_t *p = buf;
-  memset(c, 0, sizeof(*c));
   if (len < FORMAT_CATALOG_HDR_LEN || memcmp(p, magic, 8) != 0 || get_le32(p + 8) != 1)
     return CORE_EFORMAT;
   uint32_t interval = get_le32(p + 12);
@@ -339,19 +413,85 @@ int format_catalog_open(struct format_catalog *c, const void *buf, size_t len)
       nr != (count + interval - 1) / interval || nr > (avail - rlen) / 8 ||
       avail - rlen != nr * 8 || (count > 0 && rlen < count * 22) || (count == 0 && rlen != 0))
     return CORE_EFORMAT;
-  c->recs = p + FORMAT_CATALOG_HDR_LEN;
   c->recs_len = rlen;
-  c->restarts = c->recs + rlen;
   c->nrestart = nr;
   c->count = count;
   c->interval = interval;
-  /* restart offsets: the first at 0, strictly increasing, inside the records */
-  for (uint64_t i = 0; i < nr; i++) {
+  return 0;
+}
+
+/* Restart offsets: the first at 0, strictly increasing, inside the records. */
+static int check_restarts(const struct format_catalog *c)
+{
+  for (uint64_t i = 0; i < c->nrestart; i++) {
     uint64_t o = get_le64(c->restarts + 8 * i);
-    if ((i == 0 && o != 0) || o >= rlen || (i > 0 && o <= get_le64(c->restarts + 8 * (i - 1))))
+    if ((i == 0 && o != 0) || o >= c->recs_len ||
+        (i > 0 && o <= get_le64(c->restarts + 8 * (i - 1))))
       return CORE_EFORMAT;
   }
   return 0;
+}
+
+int format_catalog_open(struct format_catalog *c, const void *buf, size_t len)
+{
+  const uint8_t *p = buf;
+  int rc;
+  memset(c, 0, sizeof(*c));
+  if ((rc = check_header(c, p, len)) < 0)
+    return rc;
+  c->recs = p + FORMAT_CATALOG_HDR_LEN;
+  c->restarts = c->recs + c->recs_len;
+  return check_restarts(c);
+}
+
+static int src_read(struct format_catalog *c, uint64_t off, void *dst, size_t len)
+{
+  if (off > c->src.size || len > c->src.size - off)
+    return CORE_EFORMAT;
+  c->reads++;
+  c->read_bytes += len;
+  return c->src.read(c->src.ctx, off, dst, len);
+}
+
+int format_catalog_open_source(struct format_catalog *c, const struct format_catalog_source *src)
+{
+  uint8_t hdr[FORMAT_CATALOG_HDR_LEN];
+  uint64_t tlen;
+  int rc;
+  memset(c, 0, sizeof(*c));
+  c->src = *src;
+  if (src->read == NULL || src->size < FORMAT_CATALOG_HDR_LEN) {
+    rc = CORE_EFORMAT;
+    goto fail;
+  }
+  if ((rc = src_read(c, 0, hdr, sizeof(hdr))) < 0 || (rc = check_header(c, hdr, src->size)) < 0)
+    goto fail;
+  tlen = c->nrestart * 8;
+  if (tlen > FORMAT_CATALOG_RESTARTS_MAX) {
+    rc = CORE_EFORMAT;
+    goto fail;
+  }
+  if ((c->owned = core_try_malloc(tlen ? (size_t)tlen : 1)) == NULL) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  if (tlen && (rc = src_read(c, FORMAT_CATALOG_HDR_LEN + c->recs_len, c->owned, (size_t)tlen)) < 0)
+    goto fail;
+  c->restarts = c->owned;
+  if ((rc = check_restarts(c)) < 0)
+    goto fail;
+  return 0;
+fail:
+  format_catalog_close(c);
+  return rc;
+}
+
+void format_catalog_close(struct format_catalog *c)
+{
+  if (c->src.close)
+    c->src.close(c->src.ctx);
+  core_free(c->owned);
+  memset(c, 0, sizeof(*c));
 }
 
 void format_catalog_iter_init(struct format_catalog_iter *it, const struct format_catalog *c)
@@ -362,15 +502,47 @@ void format_catalog_iter_init(struct format_catalog_iter *it, const struct forma
   it->path_len = 0;
   it->path[0] = '\0';
   it->link[0] = '\0';
+  it->win_off = it->win_len = 0;
+}
+
+/* Makes the bytes from record offset `pos` readable at *p..*end: the whole
+ * buffer, or a window holding at least a maximal record from `pos` (or all
+ * the records left). A record running past *end is damaged either way. */
+static int window(struct format_catalog_iter *it, uint64_t pos, const uint8_t **p,
+                  const uint8_t **end)
+{
+  struct format_catalog *c = (struct format_catalog *)it->c;
+  if (c->recs) {
+    *p = c->recs + pos;
+    *end = c->recs + c->recs_len;
+    return 0;
+  }
+  uint64_t wend = it->win_off + it->win_len;
+  if (!(it->win_len > 0 && pos >= it->win_off && pos < wend &&
+        (wend - pos >= FORMAT_CATALOG_REC_MAX || wend == c->recs_len))) {
+    uint64_t n = c->recs_len - pos;
+    if (n > FORMAT_CATALOG_WINDOW)
+      n = FORMAT_CATALOG_WINDOW;
+    it->win_len = 0;
+    int rc = src_read(c, FORMAT_CATALOG_HDR_LEN + pos, it->win, (size_t)n);
+    if (rc < 0)
+      return rc;
+    it->win_off = pos;
+    it->win_len = n;
+  }
+  *p = it->win + (pos - it->win_off);
+  *end = it->win + it->win_len;
+  return 0;
 }
 
 int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_entry *e)
 {
   const struct format_catalog *c = it->c;
   struct rd r;
+  const uint8_t *start;
   char prev_last[FORMAT_CATALOG_PATH_MAX + 1];
   size_t prev_len = it->path_len;
-  int restart;
+  int restart, rc;
 
   if (it->idx >= c->count)
     return 0;
@@ -379,11 +551,11 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
     return CORE_EFORMAT;
   if (it->pos >= c->recs_len)
     return CORE_EFORMAT;
-  r.p = c->recs + it->pos;
-  r.end = c->recs + c->recs_len;
+  if ((rc = window(it, it->pos, &r.p, &r.end)) < 0)
+    return rc;
+  start = r.p;
   r.bad = 0;
-  if (!restart)
-    memcpy(prev_last, it->path, prev_len);
+  memcpy(prev_last, it->path, prev_len);
   uint64_t shared = get_var(&r), slen = get_var(&r);
   if (r.bad || (restart && shared != 0) || shared > prev_len || slen > FORMAT_CATALOG_PATH_MAX ||
       shared + slen > FORMAT_CATALOG_PATH_MAX || slen > (uint64_t)(r.end - r.p))
@@ -394,9 +566,11 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
   it->path[it->path_len] = '\0';
   if (!format_catalog_safe_path(it->path, it->path_len))
     return CORE_EFORMAT;
-  /* within a block, strictly increasing (the restart table orders blocks
-   * only by offset; the block boundary is checked by validate) */
-  if (!restart && format_catalog_cmp(prev_last, prev_len, it->path, it->path_len) >= 0)
+  /* strictly increasing: within a block always; across a block boundary
+   * when the iterator walked there (after a jump the previous path is
+   * unknown: validate checks every boundary) */
+  if ((!restart || prev_len > 0) &&
+      format_catalog_cmp(prev_last, prev_len, it->path, it->path_len) >= 0)
     return CORE_EFORMAT;
   if (r.p >= r.end)
     return CORE_EFORMAT;
@@ -440,7 +614,7 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
   e->path_len = it->path_len;
   e->link = it->link;
   e->link_len = (size_t)llen;
-  it->pos = (uint64_t)(r.p - c->recs);
+  it->pos += (uint64_t)(r.p - start);
   it->idx++;
   if (it->idx == c->count && it->pos != c->recs_len)
     return CORE_EFORMAT;

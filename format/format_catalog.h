@@ -23,6 +23,12 @@
  * its offset is in the restart table: a lookup binary-searches the restart
  * table and decodes at most R records, without decoding the whole catalog.
  *
+ * A catalog of FORMAT_CATALOG_INDEX_MIN bytes or more is stored as a dynamic
+ * index of its own (NAME.catalog.didx: the same bytes, chunked like an
+ * archive) and read by ranges through a format_catalog_source: the header,
+ * the restart table, then only the windows of records a lookup, a listing
+ * or an iteration needs.
+ *
  * Catalogs come from the network: the reader bounds every length, checks the
  * order, refuses unsafe paths ("..", empty or absolute components, NUL) and
  * offsets that do not add up, and never reads outside the buffer.
@@ -77,43 +83,97 @@ struct format_catalog_entry {
 
 /* ---- Writing ---- */
 
+/* The writer keeps every entry compactly until finish sorts them: per entry
+ * an 8-byte offset, an 8-byte private header, the path, and the fields
+ * varint-coded as in the catalog (about 25-40 bytes), so about 45 bytes plus
+ * the path; a million entries with 60-byte paths hold about 105 MiB. */
 struct format_catalog_writer {
   struct core_buf recs; /* entries in arrival order (private encoding) */
   uint64_t *offs;       /* their offsets in recs */
   uint64_t n, cap;
+  int sorted;           /* format_catalog_writer_size ran */
+  uint64_t recs_len;    /* then: the catalog's records length L */
 };
 
 void format_catalog_writer_init(struct format_catalog_writer *w);
 void format_catalog_writer_free(struct format_catalog_writer *w);
-/* Copies one entry. Returns 0, CORE_ENAME (unsafe path or link) or -ENOMEM. */
+/* Copies one entry. Returns 0, CORE_ENAME (unsafe path or link), CORE_EINVAL
+ * (stream offsets out of order) or -ENOMEM. */
 int format_catalog_writer_add(struct format_catalog_writer *w, const struct format_catalog_entry *e);
+/* Sorts the entries and computes the encoded catalog's size (header,
+ * records, restart table) into *total, without encoding it: the caller picks
+ * the form (blob or index) by it. No entry may be added after. Returns 0 or
+ * CORE_EEXISTS (a path twice). */
+int format_catalog_writer_size(struct format_catalog_writer *w, uint64_t *total);
+/* Encodes the catalog piece by piece into `sink` (which returns 0 or an
+ * error that stops the encoding), with memory bounded by one piece of at
+ * most 64 KiB and the restart table. Returns 0, CORE_EEXISTS or the sink's
+ * error. */
+typedef int (*format_catalog_sink)(void *ctx, const void *data, size_t len);
+int format_catalog_writer_emit(struct format_catalog_writer *w, format_catalog_sink sink,
+                               void *ctx);
 /* Sorts and encodes the catalog into `out` (appended). Returns 0, CORE_EEXISTS
  * (a path twice) or a buffer error. */
 int format_catalog_writer_finish(struct format_catalog_writer *w, struct core_buf *out);
 
 /* ---- Reading ---- */
 
+/* A catalog read by ranges (NAME.catalog.didx, or anything too large to
+ * hold): `read` copies `len` bytes at `off` (< size) into `dst`, returning 0
+ * or a negative error (a short source is CORE_EFORMAT). `close` (may be NULL)
+ * releases `ctx` at format_catalog_close. */
+struct format_catalog_source {
+  uint64_t size;
+  int (*read)(void *ctx, uint64_t off, void *dst, size_t len);
+  void (*close)(void *ctx);
+  void *ctx;
+};
+
+/* The largest record: two path-length varints, a path, the type byte,
+ * fifteen varints, the link's length and the link. */
+#define FORMAT_CATALOG_REC_MAX (2 * 3 + 2 * FORMAT_CATALOG_PATH_MAX + 1 + 16 * 10)
+/* An iterator's window over a ranged catalog: every record read comes from
+ * one window, refilled when the next record could run past its end. */
+#define FORMAT_CATALOG_WINDOW (32u * 1024)
+/* The restart table a ranged catalog may hold in memory (8 bytes per
+ * FORMAT_CATALOG_RESTART entries: 64 MiB is 512 million entries). */
+#define FORMAT_CATALOG_RESTARTS_MAX ((uint64_t)64 << 20)
+
 struct format_catalog {
-  const uint8_t *recs; /* borrowed from the buffer given to open */
+  const uint8_t *recs; /* memory form: borrowed from the buffer given to open */
   uint64_t recs_len;
-  const uint8_t *restarts;
+  const uint8_t *restarts; /* the table: borrowed, or `owned` */
+  uint8_t *owned;
   uint64_t nrestart;
   uint64_t count;
   uint32_t interval;
+  struct format_catalog_source src; /* ranged form: src.read != NULL */
+  uint64_t reads, read_bytes;       /* ranged form: source reads so far */
 };
 
 /* Checks the header and the restart table of `len` bytes at `buf` (which
  * must outlive `c`). Returns 0 or CORE_EFORMAT. Records are checked as they
  * are decoded; format_catalog_validate checks them all at once. */
 int format_catalog_open(struct format_catalog *c, const void *buf, size_t len);
+/* The same over a ranged source (taken over by `c`, closed by
+ * format_catalog_close, also on failure): reads the header and the restart
+ * table (at most FORMAT_CATALOG_RESTARTS_MAX bytes) and nothing else; records
+ * are read window by window as iterators need them, each window checked as
+ * the whole buffer is. Returns 0, CORE_EFORMAT, -ENOMEM or the source's
+ * error. */
+int format_catalog_open_source(struct format_catalog *c, const struct format_catalog_source *src);
+/* Releases what open_source took (a no-op for the memory form). */
+void format_catalog_close(struct format_catalog *c);
 
 struct format_catalog_iter {
   const struct format_catalog *c;
   uint64_t idx;  /* index of the next entry */
   uint64_t pos;  /* its offset in the records */
   char path[FORMAT_CATALOG_PATH_MAX + 1];
-  size_t path_len;
+  size_t path_len; /* the previous entry's path; 0 after a jump (no order check) */
   char link[FORMAT_CATALOG_PATH_MAX + 1];
+  uint64_t win_off, win_len; /* ranged form: records [win_off, +win_len) in win */
+  uint8_t win[FORMAT_CATALOG_WINDOW];
 };
 
 /* Positions `it` before the first entry. */
@@ -161,5 +221,11 @@ const char *format_catalog_type_name(uint8_t type);
 /* The catalog blob's name for a .didx archive name ("root.didx" ->
  * "root.catalog.blob") into `out`. Returns 0 or CORE_ENAME. */
 int format_catalog_name(const char *archive, char *out, size_t outlen);
+/* The same for the index form ("root.didx" -> "root.catalog.didx"). */
+int format_catalog_index_name(const char *archive, char *out, size_t outlen);
+
+/* Catalogs of at least this many encoded bytes are stored as an index
+ * (NAME.catalog.didx), smaller ones as a blob. */
+#define FORMAT_CATALOG_INDEX_MIN ((uint64_t)4 << 20)
 
 #endif
