@@ -991,6 +991,11 @@ int client_backup_parse_spec(char *arg, struct client_backup_spec *spec, char *e
   }
   *colon = '\0';
   kind = format_index_kind_from_name(arg);
+  if (format_catalog_is_index(arg)) {
+    snprintf(err, errlen, "\"%s\": names ending in .catalog.didx are kept for catalogs", arg);
+    *colon = ':';
+    return CORE_ENAME;
+  }
   if (kind < 0 || format_name_archive(arg) < 0) {
     snprintf(err, errlen, "\"%s\": an archive name is a safe name ending in .didx "
              "(directory or file) or .img.fidx (image)", arg);

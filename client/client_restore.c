@@ -567,6 +567,53 @@ static const struct format_manifest_file *find_archive(const struct client_snaps
   return mf;
 }
 
+/* A catalog index read by ranges through an archive reader. */
+static int cat_src_read(void *ctx, uint64_t off, void *dst, size_t len)
+{
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = client_archive_reader_read(ctx, off + done, (uint8_t *)dst + done, len - done);
+    if (n < 0)
+      return (int)n;
+    if (n == 0)
+      return CORE_EFORMAT;
+    done += (size_t)n;
+  }
+  return 0;
+}
+
+static void cat_src_close(void *ctx)
+{
+  client_archive_reader_free(ctx);
+}
+
+static void cat_src_chunks(void *ctx, uint64_t *fetched, uint64_t *total)
+{
+  client_archive_reader_chunks(ctx, fetched, total);
+}
+
+/* Chunks of a catalog index kept by its reader: a lookup touches the
+ * restart table's and one window's chunks, an iteration one at a time. */
+#define CATALOG_CACHE_CHUNKS 4
+
+static int open_catalog_index(struct client_snapshot *s, const char *cname,
+                              struct format_catalog *cat, char *err, size_t errlen)
+{
+  struct client_archive_reader *ar = NULL;
+  struct format_catalog_source src = {0};
+  int rc = client_archive_reader_open(s, cname, CATALOG_CACHE_CHUNKS, &ar, err, errlen);
+  if (rc < 0)
+    return rc;
+  src.size = client_archive_reader_size(ar);
+  src.read = cat_src_read;
+  src.close = cat_src_close;
+  src.chunks = cat_src_chunks;
+  src.ctx = ar;
+  if ((rc = format_catalog_open_source(cat, &src)) < 0)
+    snprintf(err, errlen, "%s is damaged: %s", cname, core_strerror(rc));
+  return rc;
+}
+
 int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t **buf,
                             struct format_catalog *cat, char *err, size_t errlen)
 {
@@ -579,11 +626,16 @@ int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t
   int rc;
 
   *buf = NULL;
+  memset(cat, 0, sizeof(*cat));
   if (mf == NULL || format_catalog_name(mf->filename, cname, sizeof(cname)) < 0) {
     snprintf(err, errlen, "the snapshot has no directory archive \"%s\"", name);
     return CORE_ENOTFOUND;
   }
   if ((cf = format_manifest_find_file(&s->m, cname)) == NULL) {
+    /* a large catalog is an index of its own */
+    if (format_catalog_index_name(mf->filename, cname, sizeof(cname)) == 0 &&
+        format_manifest_find_file(&s->m, cname) != NULL)
+      return open_catalog_index(s, cname, cat, err, errlen);
     snprintf(err, errlen, "%s has no catalog (made by an older cairn)", mf->filename);
     return CORE_ENOTFOUND;
   }
@@ -880,6 +932,7 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   struct format_catalog cat;
   struct selection sel = {0};
   uint8_t *catbuf = NULL;
+  int have_cat = 0;
   char file[FORMAT_NAME_ARCHIVE_MAX + 16];
   int rc, partial = (o->include && o->include->n > 0) || (o->exclude && o->exclude->n > 0);
   int to_stdout = strcmp(target, "-") == 0;
@@ -935,7 +988,10 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   if (partial) {
     if ((rc = client_snapshot_catalog(snap, file, &catbuf, &cat, err, errlen)) < 0)
       goto out;
-    if ((rc = select_entries(o, &cat, &idx, to_stdout, &sel, err, errlen)) < 0)
+    have_cat = 1;
+    rc = select_entries(o, &cat, &idx, to_stdout, &sel, err, errlen);
+    format_catalog_chunk_stats(&cat, &stats->catalog_chunks, &stats->catalog_total_chunks);
+    if (rc < 0)
       goto out;
     stats->entries = sel.entries;
     uint64_t total = 0;
@@ -1002,6 +1058,8 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
 
 out:
   client_resp_free(&iresp);
+  if (have_cat)
+    format_catalog_close(&cat);
   core_free(catbuf);
   core_free(sel.r);
   core_free(sel.plan);
@@ -1068,6 +1126,7 @@ struct client_archive_reader {
   struct cached_chunk *cache;
   unsigned ncache;
   uint64_t clock;
+  uint64_t fetched; /* chunks downloaded (cache misses) */
   uv_mutex_t mu;
 };
 
@@ -1175,12 +1234,22 @@ static struct cached_chunk *reader_chunk(struct client_archive_reader *r, uint64
     core_free(plain);
     return NULL;
   }
+  r->fetched++;
   core_free(victim->data);
   victim->data = plain;
   victim->len = plen;
   victim->index = i;
   victim->used = ++r->clock;
   return victim;
+}
+
+void client_archive_reader_chunks(struct client_archive_reader *r, uint64_t *fetched,
+                                  uint64_t *total)
+{
+  uv_mutex_lock(&r->mu);
+  *fetched = r->fetched;
+  *total = r->idx.count;
+  uv_mutex_unlock(&r->mu);
 }
 
 ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,

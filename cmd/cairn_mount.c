@@ -395,6 +395,7 @@ int cmd_mount(struct opts *o)
   }
 out:
   client_archive_reader_free(m->ar);
+  format_catalog_close(&m->cat); /* an index form reads through the snapshot */
   client_snapshot_close(snap);
   client_api_free(api);
   if (have_key > 0)

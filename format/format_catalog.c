@@ -146,10 +146,16 @@ const char *format_catalog_type_name(uint8_t type)
   return type <= FORMAT_CATALOG_SOCK ? n[type] : n[0];
 }
 
+int format_catalog_is_index(const char *name)
+{
+  size_t n = strlen(name);
+  return n > 13 && strcmp(name + n - 13, ".catalog.didx") == 0;
+}
+
 int format_catalog_name(const char *archive, char *out, size_t outlen)
 {
   size_t n = strlen(archive);
-  if (n <= 5 || strcmp(archive + n - 5, ".didx") != 0)
+  if (n <= 5 || strcmp(archive + n - 5, ".didx") != 0 || format_catalog_is_index(archive))
     return CORE_ENAME;
   int k = snprintf(out, outlen, "%.*s.catalog.blob", (int)(n - 5), archive);
   if (k < 0 || (size_t)k >= outlen || format_name_archive(out) != FORMAT_ARCHIVE_BLOB)
@@ -160,7 +166,7 @@ int format_catalog_name(const char *archive, char *out, size_t outlen)
 int format_catalog_index_name(const char *archive, char *out, size_t outlen)
 {
   size_t n = strlen(archive);
-  if (n <= 5 || strcmp(archive + n - 5, ".didx") != 0)
+  if (n <= 5 || strcmp(archive + n - 5, ".didx") != 0 || format_catalog_is_index(archive))
     return CORE_ENAME;
   int k = snprintf(out, outlen, "%.*s.catalog.didx", (int)(n - 5), archive);
   if (k < 0 || (size_t)k >= outlen || format_name_archive(out) != FORMAT_ARCHIVE_DIDX)
@@ -494,6 +500,14 @@ void format_catalog_close(struct format_catalog *c)
   memset(c, 0, sizeof(*c));
 }
 
+void format_catalog_chunk_stats(const struct format_catalog *c, uint64_t *fetched,
+                                uint64_t *total)
+{
+  *fetched = *total = 0;
+  if (c->src.chunks)
+    c->src.chunks(c->src.ctx, fetched, total);
+}
+
 void format_catalog_iter_init(struct format_catalog_iter *it, const struct format_catalog *c)
 {
   it->c = c;
@@ -505,63 +519,67 @@ void format_catalog_iter_init(struct format_catalog_iter *it, const struct forma
   it->win_off = it->win_len = 0;
 }
 
+/* Reads the window for record offset `pos`: `want` bytes (or all the
+ * records left), at most FORMAT_CATALOG_WINDOW. */
+static int fill(struct format_catalog_iter *it, uint64_t pos, uint64_t want)
+{
+  struct format_catalog *c = (struct format_catalog *)it->c;
+  uint64_t n = c->recs_len - pos;
+  if (want > FORMAT_CATALOG_WINDOW)
+    want = FORMAT_CATALOG_WINDOW;
+  if (n > want)
+    n = want;
+  it->win_len = 0;
+  int rc = src_read(c, FORMAT_CATALOG_HDR_LEN + pos, it->win, (size_t)n);
+  if (rc < 0)
+    return rc;
+  it->win_off = pos;
+  it->win_len = n;
+  return 0;
+}
+
 /* Makes the bytes from record offset `pos` readable at *p..*end: the whole
- * buffer, or a window holding at least a maximal record from `pos` (or all
- * the records left). A record running past *end is damaged either way. */
+ * buffer, or the iterator's window. A window is refilled when `pos` is
+ * outside it; one that ends inside a record is refilled from the record
+ * (full) by format_catalog_next before the record counts as damaged. A
+ * window after a jump starts small (a lookup decodes part of one block)
+ * and doubles with each sequential refill (an iteration reads large
+ * pieces). */
 static int window(struct format_catalog_iter *it, uint64_t pos, const uint8_t **p,
                   const uint8_t **end)
 {
-  struct format_catalog *c = (struct format_catalog *)it->c;
+  const struct format_catalog *c = it->c;
+  int rc;
   if (c->recs) {
     *p = c->recs + pos;
     *end = c->recs + c->recs_len;
     return 0;
   }
-  uint64_t wend = it->win_off + it->win_len;
-  if (!(it->win_len > 0 && pos >= it->win_off && pos < wend &&
-        (wend - pos >= FORMAT_CATALOG_REC_MAX || wend == c->recs_len))) {
-    uint64_t n = c->recs_len - pos;
-    if (n > FORMAT_CATALOG_WINDOW)
-      n = FORMAT_CATALOG_WINDOW;
-    it->win_len = 0;
-    int rc = src_read(c, FORMAT_CATALOG_HDR_LEN + pos, it->win, (size_t)n);
-    if (rc < 0)
+  if (it->win_len == 0 || it->win_len > FORMAT_CATALOG_WINDOW || pos < it->win_off ||
+      pos >= it->win_off + it->win_len) {
+    uint64_t want = it->win_len > 0 && pos == it->win_off + it->win_len ? 2 * it->win_len : 4096;
+    if ((rc = fill(it, pos, want)) < 0)
       return rc;
-    it->win_off = pos;
-    it->win_len = n;
   }
   *p = it->win + (pos - it->win_off);
   *end = it->win + it->win_len;
   return 0;
 }
 
-int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_entry *e)
+/* Decodes the record at r->p into it->path (from `shared` bytes of the
+ * previous path on), it->link and *e. Returns the bytes it took, or
+ * CORE_EFORMAT (also for a record that runs past r->end). */
+static int64_t decode(struct format_catalog_iter *it, struct format_catalog_entry *e, struct rd *r,
+                      int restart, const char *prev_last, size_t prev_len)
 {
-  const struct format_catalog *c = it->c;
-  struct rd r;
-  const uint8_t *start;
-  char prev_last[FORMAT_CATALOG_PATH_MAX + 1];
-  size_t prev_len = it->path_len;
-  int restart, rc;
-
-  if (it->idx >= c->count)
-    return 0;
-  restart = it->idx % c->interval == 0;
-  if (restart && get_le64(c->restarts + 8 * (it->idx / c->interval)) != it->pos)
+  const uint8_t *start = r->p;
+  uint64_t shared = get_var(r), slen = get_var(r);
+  if (r->bad || (restart && shared != 0) || shared > prev_len || slen > FORMAT_CATALOG_PATH_MAX ||
+      shared + slen > FORMAT_CATALOG_PATH_MAX || slen > (uint64_t)(r->end - r->p))
     return CORE_EFORMAT;
-  if (it->pos >= c->recs_len)
-    return CORE_EFORMAT;
-  if ((rc = window(it, it->pos, &r.p, &r.end)) < 0)
-    return rc;
-  start = r.p;
-  r.bad = 0;
-  memcpy(prev_last, it->path, prev_len);
-  uint64_t shared = get_var(&r), slen = get_var(&r);
-  if (r.bad || (restart && shared != 0) || shared > prev_len || slen > FORMAT_CATALOG_PATH_MAX ||
-      shared + slen > FORMAT_CATALOG_PATH_MAX || slen > (uint64_t)(r.end - r.p))
-    return CORE_EFORMAT;
-  memcpy(it->path + shared, r.p, slen);
-  r.p += slen;
+  memcpy(it->path, prev_last, (size_t)shared);
+  memcpy(it->path + shared, r->p, slen);
+  r->p += slen;
   it->path_len = (size_t)(shared + slen);
   it->path[it->path_len] = '\0';
   if (!format_catalog_safe_path(it->path, it->path_len))
@@ -572,30 +590,30 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
   if ((!restart || prev_len > 0) &&
       format_catalog_cmp(prev_last, prev_len, it->path, it->path_len) >= 0)
     return CORE_EFORMAT;
-  if (r.p >= r.end)
+  if (r->p >= r->end)
     return CORE_EFORMAT;
   memset(e, 0, sizeof(*e));
-  e->type = *r.p++;
-  e->flags = get_var32(&r);
-  e->mode = get_var32(&r);
-  e->uid = get_var32(&r);
-  e->gid = get_var32(&r);
-  e->size = get_var(&r);
-  e->mtime = unzigzag(get_var(&r));
-  e->mtime_ns = get_var32(&r);
-  e->ctime = unzigzag(get_var(&r));
-  e->ctime_ns = get_var32(&r);
-  e->ino = get_var(&r);
-  e->dev = get_var(&r);
-  e->rdev = get_var(&r);
-  e->hdr_off = get_var(&r);
-  uint64_t dh = get_var(&r), dl = get_var(&r), pad = get_var(&r);
-  uint64_t llen = get_var(&r);
-  if (r.bad || e->type < FORMAT_CATALOG_FILE || e->type > FORMAT_CATALOG_SOCK ||
+  e->type = *r->p++;
+  e->flags = get_var32(r);
+  e->mode = get_var32(r);
+  e->uid = get_var32(r);
+  e->gid = get_var32(r);
+  e->size = get_var(r);
+  e->mtime = unzigzag(get_var(r));
+  e->mtime_ns = get_var32(r);
+  e->ctime = unzigzag(get_var(r));
+  e->ctime_ns = get_var32(r);
+  e->ino = get_var(r);
+  e->dev = get_var(r);
+  e->rdev = get_var(r);
+  e->hdr_off = get_var(r);
+  uint64_t dh = get_var(r), dl = get_var(r), pad = get_var(r);
+  uint64_t llen = get_var(r);
+  if (r->bad || e->type < FORMAT_CATALOG_FILE || e->type > FORMAT_CATALOG_SOCK ||
       e->mtime_ns >= 1000000000u || e->ctime_ns >= 1000000000u || dh > UINT64_MAX - e->hdr_off ||
       dl > UINT64_MAX - e->hdr_off - dh || pad > UINT64_MAX - e->hdr_off - dh - dl ||
-      llen > FORMAT_CATALOG_PATH_MAX || llen > (uint64_t)(r.end - r.p) ||
-      memchr(r.p, '\0', (size_t)llen) != NULL)
+      llen > FORMAT_CATALOG_PATH_MAX || llen > (uint64_t)(r->end - r->p) ||
+      memchr(r->p, '\0', (size_t)llen) != NULL)
     return CORE_EFORMAT;
   e->data_off = e->hdr_off + dh;
   e->data_len = dl;
@@ -604,9 +622,9 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
   if ((e->type == FORMAT_CATALOG_FILE && dl > e->size) ||
       (e->type != FORMAT_CATALOG_FILE && dl != 0))
     return CORE_EFORMAT;
-  memcpy(it->link, r.p, (size_t)llen);
+  memcpy(it->link, r->p, (size_t)llen);
   it->link[llen] = '\0';
-  r.p += llen;
+  r->p += llen;
   if (e->type == FORMAT_CATALOG_HARDLINK &&
       (!format_catalog_safe_path(it->link, (size_t)llen) || (llen == 1 && it->link[0] == '.')))
     return CORE_EFORMAT;
@@ -614,11 +632,85 @@ int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_en
   e->path_len = it->path_len;
   e->link = it->link;
   e->link_len = (size_t)llen;
-  it->pos += (uint64_t)(r.p - start);
+  return (int64_t)(r->p - start);
+}
+
+int format_catalog_next(struct format_catalog_iter *it, struct format_catalog_entry *e)
+{
+  const struct format_catalog *c = it->c;
+  struct rd r;
+  char prev_last[FORMAT_CATALOG_PATH_MAX + 1];
+  size_t prev_len = it->path_len;
+  int restart, rc;
+  int64_t n;
+
+  if (it->idx >= c->count)
+    return 0;
+  restart = it->idx % c->interval == 0;
+  if (restart && get_le64(c->restarts + 8 * (it->idx / c->interval)) != it->pos)
+    return CORE_EFORMAT;
+  if (it->pos >= c->recs_len)
+    return CORE_EFORMAT;
+  if ((rc = window(it, it->pos, &r.p, &r.end)) < 0)
+    return rc;
+  memcpy(prev_last, it->path, prev_len);
+  r.bad = 0;
+  n = decode(it, e, &r, restart, prev_last, prev_len);
+  if (n < 0 && c->recs == NULL && it->win_off + it->win_len < c->recs_len &&
+      (it->win_off != it->pos || it->win_len < FORMAT_CATALOG_REC_MAX)) {
+    /* the window may have cut the record: again from a full one */
+    if ((rc = fill(it, it->pos, FORMAT_CATALOG_REC_MAX)) < 0)
+      return rc;
+    r.p = it->win;
+    r.end = it->win + it->win_len;
+    r.bad = 0;
+    n = decode(it, e, &r, restart, prev_last, prev_len);
+  }
+  if (n < 0) {
+    it->path_len = 0; /* the path buffer holds no valid previous path */
+    return CORE_EFORMAT;
+  }
+  it->pos += (uint64_t)n;
   it->idx++;
   if (it->idx == c->count && it->pos != c->recs_len)
     return CORE_EFORMAT;
   return 1;
+}
+
+/* The first path of restart block `b` (a binary search probe): only its
+ * two length varints and the path are read. */
+static int block_path(const struct format_catalog *c, uint64_t b, char *out, size_t *len)
+{
+  uint8_t head[8];
+  struct rd r;
+  uint64_t off = get_le64(c->restarts + 8 * b), n = c->recs_len - off;
+  int rc;
+  if (c->recs) {
+    r.p = c->recs + off;
+    r.end = c->recs + c->recs_len;
+  } else {
+    if (n > sizeof(head))
+      n = sizeof(head);
+    if ((rc = src_read((struct format_catalog *)c, FORMAT_CATALOG_HDR_LEN + off, head,
+                       (size_t)n)) < 0)
+      return rc;
+    r.p = head;
+    r.end = head + n;
+  }
+  r.bad = 0;
+  uint64_t shared = get_var(&r), slen = get_var(&r);
+  uint64_t at = off + (uint64_t)(r.p - (c->recs ? c->recs + off : head));
+  if (r.bad || shared != 0 || slen == 0 || slen > FORMAT_CATALOG_PATH_MAX ||
+      slen > c->recs_len - at)
+    return CORE_EFORMAT;
+  if (c->recs)
+    memcpy(out, c->recs + at, (size_t)slen);
+  else if ((rc = src_read((struct format_catalog *)c, FORMAT_CATALOG_HDR_LEN + at, out,
+                          (size_t)slen)) < 0)
+    return rc;
+  out[slen] = '\0';
+  *len = (size_t)slen;
+  return format_catalog_safe_path(out, *len) ? 0 : CORE_EFORMAT;
 }
 
 /* Positions `it` at restart block `b`. */
@@ -634,19 +726,23 @@ int format_catalog_iter_seek(struct format_catalog_iter *it, const char *path, s
   const struct format_catalog *c = it->c;
   struct format_catalog_entry e;
   uint64_t lo = 0, hi = c->nrestart;
-  /* the last block whose first path is < `path` */
+  /* the last block whose first path is < `path`: the probes read only
+   * the blocks' first paths (into it->link, free until the decoding) */
   while (hi - lo > 1) {
     uint64_t mid = lo + (hi - lo) / 2;
-    iter_block(it, mid);
-    int rc = format_catalog_next(it, &e);
-    if (rc <= 0)
-      return CORE_EFORMAT;
-    if (format_catalog_cmp(e.path, e.path_len, path, len) < 0)
+    size_t plen;
+    int rc = block_path(c, mid, it->link, &plen);
+    if (rc < 0)
+      return rc;
+    if (format_catalog_cmp(it->link, plen, path, len) < 0)
       lo = mid;
     else
       hi = mid;
   }
-  format_catalog_iter_init(it, c);
+  /* the window stays: the next seek of a listing often lands in it */
+  it->idx = it->pos = 0;
+  it->path_len = 0;
+  it->path[0] = it->link[0] = '\0';
   if (c->nrestart == 0)
     return 0;
   iter_block(it, lo);
@@ -675,7 +771,10 @@ int format_catalog_lookup(const struct format_catalog *c, struct format_catalog_
 {
   size_t len = strlen(path);
   int rc;
-  format_catalog_iter_init(it, c);
+  /* an iterator of this catalog keeps its window: lookups of neighbours
+   * (a directory's files, one after the other) read no record twice */
+  if (it->c != c || it->win_len > FORMAT_CATALOG_WINDOW)
+    format_catalog_iter_init(it, c);
   if ((rc = format_catalog_iter_seek(it, path, len)) < 0)
     return rc;
   rc = format_catalog_next(it, e);

@@ -121,11 +121,14 @@ int format_catalog_writer_finish(struct format_catalog_writer *w, struct core_bu
 /* A catalog read by ranges (NAME.catalog.didx, or anything too large to
  * hold): `read` copies `len` bytes at `off` (< size) into `dst`, returning 0
  * or a negative error (a short source is CORE_EFORMAT). `close` (may be NULL)
- * releases `ctx` at format_catalog_close. */
+ * releases `ctx` at format_catalog_close. `chunks` (may be NULL) says how many
+ * chunks the source fetched so far of how many it has (for summaries and
+ * tests: a lookup reads a few of them). */
 struct format_catalog_source {
   uint64_t size;
   int (*read)(void *ctx, uint64_t off, void *dst, size_t len);
   void (*close)(void *ctx);
+  void (*chunks)(void *ctx, uint64_t *fetched, uint64_t *total);
   void *ctx;
 };
 
@@ -164,6 +167,10 @@ int format_catalog_open(struct format_catalog *c, const void *buf, size_t len);
 int format_catalog_open_source(struct format_catalog *c, const struct format_catalog_source *src);
 /* Releases what open_source took (a no-op for the memory form). */
 void format_catalog_close(struct format_catalog *c);
+/* The source's chunk counts (both 0 for the memory form or a source
+ * without them). */
+void format_catalog_chunk_stats(const struct format_catalog *c, uint64_t *fetched,
+                                uint64_t *total);
 
 struct format_catalog_iter {
   const struct format_catalog *c;
@@ -219,10 +226,14 @@ char format_catalog_type_char(uint8_t type);
 const char *format_catalog_type_name(uint8_t type);
 
 /* The catalog blob's name for a .didx archive name ("root.didx" ->
- * "root.catalog.blob") into `out`. Returns 0 or CORE_ENAME. */
+ * "root.catalog.blob") into `out`. Returns 0 or CORE_ENAME (also for a
+ * catalog index's own name: it has no catalog). */
 int format_catalog_name(const char *archive, char *out, size_t outlen);
 /* The same for the index form ("root.didx" -> "root.catalog.didx"). */
 int format_catalog_index_name(const char *archive, char *out, size_t outlen);
+/* 1 if `name` is a catalog index's ("*.catalog.didx", not an archive the
+ * client may name), else 0. */
+int format_catalog_is_index(const char *name);
 
 /* Catalogs of at least this many encoded bytes are stored as an index
  * (NAME.catalog.didx), smaller ones as a blob. */
