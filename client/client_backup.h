@@ -79,6 +79,10 @@ struct client_backup_opts {
   /* Pure content-defined chunking: no cuts around large files (and so no
    * metadata-mode reuse); for measuring what the cuts cost. */
   int no_file_boundaries;
+  /* A catalog of at least this many encoded bytes is uploaded as an index
+   * of its own (NAME.catalog.didx), a smaller one as NAME.catalog.blob;
+   * 0: FORMAT_CATALOG_INDEX_MIN (cairn backup reads CAIRN_CATALOG_INDEX_MIN). */
+  uint64_t catalog_index_min;
 };
 
 struct client_backup_spec {

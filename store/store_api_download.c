@@ -140,15 +140,17 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
 {
   const struct format_manifest_file *mf = format_manifest_find_file(m, d->archive), *cf;
   char cname[FORMAT_NAME_ARCHIVE_MAX + 16];
-  uint8_t *raw = NULL, *plain = NULL;
-  size_t len = 0, plen = 0;
+  uint8_t *plain = NULL;
+  size_t len = 0;
   struct format_catalog cat;
   struct format_catalog_iter *it = NULL;
   struct format_catalog_entry e;
   int rc;
 
   if (mf == NULL || format_catalog_name(d->archive, cname, sizeof(cname)) < 0 ||
-      (cf = format_manifest_find_file(m, cname)) == NULL) {
+      ((cf = format_manifest_find_file(m, cname)) == NULL &&
+       (format_catalog_index_name(d->archive, cname, sizeof(cname)) < 0 ||
+        (cf = format_manifest_find_file(m, cname)) == NULL))) {
     snprintf(d->err, sizeof(d->err), "the snapshot has no catalog for '%s'", d->archive);
     return CORE_ENOTFOUND;
   }
@@ -165,10 +167,12 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
     snprintf(d->err, sizeof(d->err), "the index of '%s' is damaged", d->archive);
     return CORE_EFORMAT;
   }
-  if ((rc = read_blob_file(d, base, cname, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
-    return rc;
-  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
-  core_free(raw);
+  rc = store__api_catalog_open(d->ds, base, d->ns, d->type, d->id, d->time, m, d->archive, &cat,
+                               &plain);
+  if (rc == -ENOENT || rc == CORE_ENOTFOUND) {
+    snprintf(d->err, sizeof(d->err), "no such snapshot or file");
+    return CORE_ENOTFOUND;
+  }
   if (rc < 0) {
     snprintf(d->err, sizeof(d->err), "the catalog of '%s' is damaged", d->archive);
     return CORE_EFORMAT;
@@ -258,6 +262,7 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
   rc = 0;
 out:
   core_free(it);
+  format_catalog_close(&cat);
   core_free(plain);
   return rc;
 }

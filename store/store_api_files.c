@@ -223,37 +223,35 @@ static const char *pbs_type(uint8_t t)
 static int run_catalog(struct files_job *f, const char *base, const struct format_manifest *m,
                        struct core_json *j)
 {
-  const struct format_manifest_file *mf = format_manifest_find_file(m, f->archive), *cf;
-  char cname[FORMAT_NAME_ARCHIVE_MAX + 16], path[STORE_PATH_MAX];
-  uint8_t *raw = NULL, *plain = NULL;
-  size_t len = 0, plen = 0;
+  const struct format_manifest_file *mf = format_manifest_find_file(m, f->archive);
+  uint8_t *plain = NULL;
   struct format_catalog cat;
   struct format_catalog_iter *it = NULL;
   struct format_catalog_entry e;
   struct core_buf fp;
   int rc;
 
-  if (mf == NULL || format_catalog_name(f->archive, cname, sizeof(cname)) < 0 ||
-      (cf = format_manifest_find_file(m, cname)) == NULL) {
+  if (mf == NULL)
+    rc = CORE_ENOTFOUND;
+  else
+    rc = store__api_catalog_open(f->ds, base, f->ns, f->type, f->id, f->time, m, f->archive,
+                                 &cat, &plain);
+  if (rc == CORE_ENOTFOUND) {
     snprintf(f->err, sizeof(f->err), "the snapshot has no catalog for '%s'", f->archive);
     return CORE_ENOTFOUND;
   }
-  if (cf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT) {
+  if (rc == CORE_ECRYPTO) {
     f->status = 400;
     snprintf(f->err, sizeof(f->err), "'%s' is encrypted: its catalog can only be read by a "
              "client with the key", f->archive);
     return CORE_ECRYPTO;
   }
-  if ((rc = store_path_file(path, sizeof(path), base, f->ns, f->type, f->id, f->time, cname)) < 0)
-    return rc;
-  if ((rc = core_file_read(path, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
-    return rc;
-  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
-  core_free(raw);
-  if (rc < 0) {
+  if (rc == CORE_EFORMAT) {
     snprintf(f->err, sizeof(f->err), "the catalog of '%s' is damaged", f->archive);
     return CORE_EFORMAT;
   }
+  if (rc < 0)
+    return rc;
 
   it = core_new(struct format_catalog_iter);
   const char *dir = f->filepath[0] ? f->filepath : ".";
@@ -298,6 +296,7 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
   }
 out:
   core_free(it);
+  format_catalog_close(&cat);
   core_free(plain);
   return rc;
 }
