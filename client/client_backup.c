@@ -921,7 +921,8 @@ static int upload_catalog_index(struct pipe *p, struct archive_result *res, char
   }
   if ((rc = load_previous(p, err, errlen)) < 0)
     goto out;
-  client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
+  client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, CLIENT_CATALOG_CHUNK_MIN,
+                      CLIENT_CATALOG_CHUNK_AVG, CLIENT_CATALOG_CHUNK_MAX);
   rc = format_catalog_writer_emit(&p->cat, feed, &f);
   if (rc == 0 && p->cur_len > 0) {
     rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);

@@ -60,6 +60,14 @@ enum client_change_mode {
  * chunks can be reused by a metadata-mode backup without reading them. */
 #define CLIENT_REUSE_MIN ((uint64_t)1 << 20)
 
+/* A catalog index's chunks are smaller than an archive's: a lookup fetches
+ * the chunks under the restart table and one window, so their size is what
+ * a lookup reads; content-defined cuts still let an unchanged part of the
+ * catalog dedup against the previous snapshot's. */
+#define CLIENT_CATALOG_CHUNK_MIN ((size_t)32 << 10)
+#define CLIENT_CATALOG_CHUNK_AVG ((size_t)128 << 10)
+#define CLIENT_CATALOG_CHUNK_MAX ((size_t)512 << 10)
+
 struct client_backup_opts {
   struct client_api *api;
   const char *ns;            /* namespace, NULL or "" for the root */
