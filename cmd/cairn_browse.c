@@ -253,6 +253,14 @@ int cmd_ls(struct opts *o)
     }
     core_free(p);
   }
+  {
+    /* a debug counter (tests): how much of a catalog index this ls read */
+    uint64_t fetched, total;
+    format_catalog_chunk_stats(&cat, &fetched, &total);
+    if (total > 0 && getenv("CAIRN_CATALOG_STATS") != NULL)
+      fprintf(stderr, "catalog index: %llu of %llu chunks fetched\n",
+              (unsigned long long)fetched, (unsigned long long)total);
+  }
 out:
   format_catalog_close(&cat); /* the index form's source (a no-op for a blob) */
   client_snapshot_close(snap); /* its session ends through the api */
@@ -290,8 +298,11 @@ static int find_in(struct browse *b, const char *snapname, const struct client_p
     struct format_catalog cat;
     uint8_t *buf = NULL;
     if (client_snapshot_catalog(snap, fn, &buf, &cat, err, sizeof(err)) < 0) {
+      char iname[FORMAT_NAME_ARCHIVE_MAX + 16];
       fprintf(stderr, "cairn find: %s %s: %s\n", snapname, fn, err);
-      if (format_manifest_find_file(m, cname) != NULL)
+      if (format_manifest_find_file(m, cname) != NULL ||
+          (format_catalog_index_name(fn, iname, sizeof(iname)) == 0 &&
+           format_manifest_find_file(m, iname) != NULL))
         rc = 1; /* there is a catalog, and it is bad */
       continue;
     }
