@@ -413,7 +413,8 @@ class CatalogCase(unittest.TestCase):
         s = self.backup(src, "meta")
         self.assertEqual(7, s["reused-files"])
         # same data, same chunks: only the small chunk with its new header
-        self.assertLessEqual(s["new-chunks"], 2)
+        # (and a catalog index's one chunk: its records changed)
+        self.assertLessEqual(s["new-chunks"], 3 if self.INDEX_MIN else 2)
         self.assert_restores_to(s["snapshot"], src, "rename")
         # contents changed with the mtime put back: only ctime tells
         p = os.path.join(big, "r05.bin")
