@@ -492,10 +492,24 @@ fail:
   return rc;
 }
 
+/* Probes cached per catalog: the nodes of the binary search's first
+ * PROBE_LEVELS levels (heap numbering: the root 1, children 2i and 2i+1). */
+#define PROBE_LEVELS 8
+#define PROBE_NODES (1u << PROBE_LEVELS)
+
+struct format_catalog_probe {
+  char *path; /* NULL until probed */
+  size_t len;
+};
+
 void format_catalog_close(struct format_catalog *c)
 {
   if (c->src.close)
     c->src.close(c->src.ctx);
+  if (c->probes)
+    for (unsigned i = 0; i < PROBE_NODES; i++)
+      core_free(c->probes[i].path);
+  core_free(c->probes);
   core_free(c->owned);
   memset(c, 0, sizeof(*c));
 }
@@ -728,16 +742,36 @@ int format_catalog_iter_seek(struct format_catalog_iter *it, const char *path, s
   uint64_t lo = 0, hi = c->nrestart;
   /* the last block whose first path is < `path`: the probes read only
    * the blocks' first paths (into it->link, free until the decoding) */
+  uint64_t node = 1;
   while (hi - lo > 1) {
     uint64_t mid = lo + (hi - lo) / 2;
+    struct format_catalog_probe *pr = NULL;
+    const char *probe = it->link;
     size_t plen;
-    int rc = block_path(c, mid, it->link, &plen);
-    if (rc < 0)
-      return rc;
-    if (format_catalog_cmp(it->link, plen, path, len) < 0)
+    if (c->recs == NULL && node < PROBE_NODES) {
+      struct format_catalog *w = (struct format_catalog *)c;
+      if (w->probes == NULL)
+        w->probes = core_calloc(PROBE_NODES, sizeof(*w->probes));
+      pr = &w->probes[node];
+    }
+    if (pr && pr->path) {
+      probe = pr->path;
+      plen = pr->len;
+    } else {
+      int rc = block_path(c, mid, it->link, &plen);
+      if (rc < 0)
+        return rc;
+      if (pr) {
+        pr->path = core_strndup(it->link, plen);
+        pr->len = plen;
+      }
+    }
+    int less = format_catalog_cmp(probe, plen, path, len) < 0;
+    if (less)
       lo = mid;
     else
       hi = mid;
+    node = 2 * node + (uint64_t)less;
   }
   /* the window stays: the next seek of a listing often lands in it */
   it->idx = it->pos = 0;

@@ -154,6 +154,11 @@ struct format_catalog {
   uint32_t interval;
   struct format_catalog_source src; /* ranged form: src.read != NULL */
   uint64_t reads, read_bytes;       /* ranged form: source reads so far */
+  /* ranged form: the first paths of the blocks the top levels of every
+   * binary search probe (the same blocks each time), kept after the first
+   * lookup: later lookups read only the levels below, near their target.
+   * A lookup therefore writes to the catalog: one thread at a time. */
+  struct format_catalog_probe *probes;
 };
 
 /* Checks the header and the restart table of `len` bytes at `buf` (which

@@ -775,7 +775,16 @@ class CatalogIndexCase(CatalogCase):
         # partial restore through the catalog index
         part = os.path.join(self.tmp, "idx-part")
         p = self.cairn("restore", snap, "root", part, "--include", "docs/deep")
-        self.assertIn("catalog index:", p.stdout.decode())
+        # a path from the root: only its run of the catalog is read
+        m = re.search(r"catalog index: (\d+) of (\d+) chunks fetched", p.stdout.decode())
+        self.assertIsNotNone(m, p.stdout)
+        self.assertLessEqual(int(m.group(1)), nchunks // 2, p.stdout)
+        # a pattern: the whole catalog is read, the same selection made
+        part2 = os.path.join(self.tmp, "idx-part2")
+        p = self.cairn("restore", snap, "root", part2, "--include", "docs/de*")
+        m = re.search(r"catalog index: (\d+) of (\d+) chunks fetched", p.stdout.decode())
+        self.assertGreaterEqual(int(m.group(1)), nchunks, p.stdout)
+        self.assertEqual(listing(part), listing(part2))
         with open(os.path.join(part, "docs", "deep", "er", "c.conf"), "rb") as f:
             self.assertEqual(b"nested\n", f.read())
         self.assertFalse(os.path.exists(os.path.join(part, "many")))

@@ -480,6 +480,29 @@ UNIT_TEST(million_lookup)
          (unsigned long long)(f2 - fetched), (unsigned long long)f2, (unsigned long long)total,
          (double)f2 * (double)b.len / (double)total / 1048576.0, (double)b.len / 1048576.0);
   ASSERT(f2 < total / 10);
+  /* a neighbour (the next file of a walk): the probes of the top levels
+   * are cached, the chunks below are the ones just read */
+  uint64_t r0 = c.reads, b0 = c.read_bytes, fn;
+  ASSERT_EQ(format_catalog_lookup(&c, it, "srv/data/project-0042/module-17/source-file-421743.txt",
+                                  &e), 1);
+  format_catalog_chunk_stats(&c, &fn, &total);
+  printf("  a neighbour's lookup: %llu source reads, %llu bytes, %llu more chunks\n",
+         (unsigned long long)(c.reads - r0), (unsigned long long)(c.read_bytes - b0),
+         (unsigned long long)(fn - f2));
+  ASSERT(fn == f2);
+  f2 = fn;
+  /* a lookup elsewhere shares only the first probe */
+  r0 = c.reads;
+  b0 = c.read_bytes;
+  ASSERT_EQ(format_catalog_lookup(&c, it, "srv/data/project-0077/module-03/source-file-770342.txt",
+                                  &e), 1);
+  ASSERT_EQ(e.ino, 5000000 + 770342);
+  uint64_t f3;
+  format_catalog_chunk_stats(&c, &f3, &total);
+  printf("  a lookup elsewhere: %llu source reads, %llu bytes, %llu more chunks\n",
+         (unsigned long long)(c.reads - r0), (unsigned long long)(c.read_bytes - b0),
+         (unsigned long long)(f3 - f2));
+  ASSERT(f3 - f2 <= 16);
   format_catalog_close(&c);
   core_free(s.ends);
   core_free(it);
