@@ -593,8 +593,9 @@ class CatalogCase(unittest.TestCase):
                     subprocess.run(["fusermount3", "-uz", mnt])
                     p.wait()
                 p.stdout.close()
+                stderr = p.stderr.read()
                 p.stderr.close()
-            self.assertEqual(0, p.returncode, how)
+            self.assertEqual(0, p.returncode, "%s: %s" % (how, stderr.decode(errors="replace")))
             self.assertFalse(os.path.ismount(mnt))
 
     # ---- hostile catalogs ----
