@@ -806,6 +806,34 @@ class CatalogIndexCase(CatalogCase):
         self.assertEqual(200, r.status)
         self.assertEqual(b"key = value\n", r.raw)
 
+    def test_encrypted_index(self):
+        key = os.path.join(self.tmp, "idx-key.json")
+        self.cairn("key", "create", key, "--kdf", "none")
+        src = self.fresh_tree("idx-enc", 11)
+        s1 = self.backup(src, "idx-enc", "--keyfile", key)
+        snap = s1["snapshot"]
+        d = os.path.join(self.srv.datastore_path(STORE), "host", "idx-enc", snap.split("/")[2])
+        # the catalog index's chunks are encrypted like the archive's
+        for h in didx_chunks(os.path.join(d, "root.catalog.didx")):
+            with open(os.path.join(self.srv.datastore_path(STORE), ".chunks", h[:4], h),
+                      "rb") as f:
+                data = f.read()
+            self.assertIn(data[:8], (bytes.fromhex("7b6785be222d4cf0"),
+                                     bytes.fromhex("e6591bbf0bbfd80b")))
+            self.assertNotIn(b"docs/b.conf", data)
+        out = json.loads(self.cairn("ls", snap, "root", "docs", "--keyfile", key,
+                                    "--output-format", "json").stdout)
+        self.assertIn("docs/b.conf", {e["path"] for e in out})
+        p = self.cairn("ls", snap, "root", check=False)
+        self.assertNotEqual(0, p.returncode)
+        # metadata mode with the key reads the previous catalog index
+        s2 = self.backup(src, "idx-enc", "--keyfile", key)
+        self.assertEqual(8, s2["reused-files"])
+        self.assertEqual(0, s2["new-chunks"])
+        # without the key the previous one is not used: every file is read
+        s3 = self.backup(src, "idx-enc")
+        self.assertEqual(0, s3["reused-files"])
+
     def test_damaged_catalog_index_refused(self):
         src = self.many_tree("idx-bad", 10, 3000)
         snap = self.backup(src, "idx-bad")["snapshot"]
