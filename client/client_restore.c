@@ -1042,6 +1042,8 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
     have_cat = 1;
     rc = select_entries(o, &cat, &idx, to_stdout, &sel, err, errlen);
     format_catalog_chunk_stats(&cat, &stats->catalog_chunks, &stats->catalog_total_chunks);
+    format_catalog_close(&cat); /* its cached chunks are not needed any more */
+    have_cat = 0;
     if (rc < 0)
       goto out;
     stats->entries = sel.entries;

@@ -134,9 +134,10 @@ struct format_catalog_source {
   void *ctx;
 };
 
-/* The largest record: two path-length varints, a path, the type byte,
- * fifteen varints, the link's length and the link. */
-#define FORMAT_CATALOG_REC_MAX (2 * 3 + 2 * FORMAT_CATALOG_PATH_MAX + 1 + 16 * 10)
+/* The largest record the reader accepts: 19 varints of at most 10 bytes
+ * each (the two path lengths, sixteen fields, the link's length; the reader
+ * takes non-minimal varints too), a path, the type byte and a link. */
+#define FORMAT_CATALOG_REC_MAX (19 * 10 + 2 * FORMAT_CATALOG_PATH_MAX + 1)
 /* An iterator's window over a ranged catalog: every record read comes from
  * one window, refilled when the next record could run past its end. */
 #define FORMAT_CATALOG_WINDOW (32u * 1024)
