@@ -192,7 +192,13 @@ void format_catalog_writer_free(struct format_catalog_writer *w)
 {
   core_buf_free(&w->recs);
   core_free(w->offs);
+  core_free(w->runs);
   memset(w, 0, sizeof(*w));
+}
+
+size_t format_catalog_writer_mem(const struct format_catalog_writer *w)
+{
+  return w->recs.cap + (size_t)w->cap * sizeof(*w->offs);
 }
 
 static int encode_rest(struct core_buf *b, const struct format_catalog_entry *e)
@@ -226,7 +232,8 @@ int format_catalog_writer_add(struct format_catalog_writer *w, const struct form
   uint8_t h[WHDR];
   int rc;
   if (!format_catalog_safe_path(e->path, e->path_len) || e->link_len > FORMAT_CATALOG_PATH_MAX ||
-      (e->link_len && memchr(e->link, '\0', e->link_len)) || w->n >= MAX_ENTRIES || w->sorted)
+      (e->link_len && memchr(e->link, '\0', e->link_len)) || w->n + w->nspilled >= MAX_ENTRIES ||
+      w->sorted)
     return CORE_ENAME;
   /* stream offsets must be ordered within an entry (the reader checks) */
   if (e->data_off < e->hdr_off || e->end_off < e->data_off ||
@@ -292,27 +299,204 @@ static size_t shared_prefix(const char *a, size_t alen, const char *b, size_t bl
   return n;
 }
 
+/* ---- Merging the runs and the entries in memory ---- */
+
+#define RUN_BUF (256u * 1024) /* more than the largest private record */
+
+struct mrun {
+  const struct format_catalog_run *run; /* NULL: the entries in memory */
+  uint64_t at;                          /* run bytes read into buf so far */
+  uint8_t *buf;
+  size_t bpos, blen;
+  uint64_t next;                        /* memory: the next sorted entry */
+  const char *path;                     /* the head record, when `have` */
+  size_t plen, rlen;
+  const uint8_t *rest;
+  int have;
+};
+
+struct merge {
+  struct format_catalog_writer *w;
+  struct mrun *r;
+  size_t n;
+};
+
+/* Moves run `m` to its next record. 0, or CORE_EFORMAT for a damaged spill,
+ * or the reader's error. */
+static int mrun_next(struct merge *g, struct mrun *m)
+{
+  struct format_catalog_writer *w = g->w;
+  m->have = 0;
+  if (m->run == NULL) {
+    if (m->next < w->n) {
+      m->path = wrec(&w->recs, w->offs[m->next++], &m->plen, &m->rest, &m->rlen);
+      m->have = 1;
+    }
+    return 0;
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    size_t left = m->blen - m->bpos;
+    if (left >= WHDR) {
+      const uint8_t *h = m->buf + m->bpos;
+      size_t rlen = get_le32(h), plen = get_le32(h + 4);
+      if (plen > FORMAT_CATALOG_PATH_MAX || rlen > RUN_BUF - WHDR - plen)
+        return CORE_EFORMAT;
+      if (left >= WHDR + plen + rlen) {
+        m->path = (const char *)h + WHDR;
+        m->plen = plen;
+        m->rest = h + WHDR + plen;
+        m->rlen = rlen;
+        m->bpos += WHDR + plen + rlen;
+        m->have = 1;
+        return 0;
+      }
+    }
+    if (pass == 1 || m->at == m->run->len)
+      break;
+    /* keep the partial record, fill the rest of the buffer */
+    memmove(m->buf, m->buf + m->bpos, left);
+    m->bpos = 0;
+    m->blen = left;
+    uint64_t k = m->run->len - m->at;
+    if (k > RUN_BUF - left)
+      k = RUN_BUF - left;
+    int rc = w->spill_read(w->spill_ctx, m->run->off + m->at, m->buf + left, (size_t)k);
+    if (rc < 0)
+      return rc;
+    m->at += k;
+    m->blen += (size_t)k;
+  }
+  return m->bpos == m->blen && m->at == m->run->len ? 0 : CORE_EFORMAT;
+}
+
+static void merge_free(struct merge *g)
+{
+  for (size_t i = 0; i < g->n; i++)
+    core_free(g->r[i].buf);
+  core_free(g->r);
+  g->r = NULL;
+  g->n = 0;
+}
+
+static int merge_start(struct merge *g, struct format_catalog_writer *w)
+{
+  int rc;
+  g->w = w;
+  g->n = w->nruns + 1;
+  g->r = core_try_malloc(g->n * sizeof(*g->r));
+  if (g->r == NULL)
+    return -ENOMEM;
+  memset(g->r, 0, g->n * sizeof(*g->r));
+  for (size_t i = 0; i < w->nruns; i++) {
+    g->r[i].run = &w->runs[i];
+    if ((g->r[i].buf = core_try_malloc(RUN_BUF)) == NULL) {
+      merge_free(g);
+      return -ENOMEM;
+    }
+  }
+  for (size_t i = 0; i < g->n; i++)
+    if ((rc = mrun_next(g, &g->r[i])) < 0) {
+      merge_free(g);
+      return rc;
+    }
+  return 0;
+}
+
+/* The run holding the smallest head record, or NULL when all are done. */
+static struct mrun *merge_min(struct merge *g)
+{
+  struct mrun *best = NULL;
+  for (size_t i = 0; i < g->n; i++)
+    if (g->r[i].have &&
+        (best == NULL || format_catalog_cmp(g->r[i].path, g->r[i].plen, best->path,
+                                            best->plen) < 0))
+      best = &g->r[i];
+  return best;
+}
+
+static int sort_memory(struct format_catalog_writer *w)
+{
+  if (w->n > 1)
+    qsort_r(w->offs, w->n, sizeof(*w->offs), cmp_offs, &w->recs);
+  return 0;
+}
+
+int format_catalog_writer_spill(struct format_catalog_writer *w, format_catalog_sink write,
+                                format_catalog_spill_read read, void *ctx)
+{
+  uint64_t start = w->spilled;
+  int rc;
+  if (w->sorted)
+    return CORE_EINVAL;
+  w->spill_write = write;
+  w->spill_read = read;
+  w->spill_ctx = ctx;
+  if (w->n == 0)
+    return 0;
+  struct format_catalog_run *nr = core_try_realloc(w->runs, (w->nruns + 1) * sizeof(*nr));
+  if (nr == NULL)
+    return -ENOMEM;
+  w->runs = nr;
+  sort_memory(w);
+  for (uint64_t i = 0; i < w->n; i++) {
+    size_t plen, rlen;
+    const uint8_t *rest;
+    const char *path = wrec(&w->recs, w->offs[i], &plen, &rest, &rlen);
+    if ((rc = write(ctx, path - WHDR, WHDR + plen + rlen)) < 0)
+      return rc;
+    w->spilled += WHDR + plen + rlen;
+  }
+  w->runs[w->nruns].off = start;
+  w->runs[w->nruns].len = w->spilled - start;
+  w->nruns++;
+  w->nspilled += w->n;
+  /* the memory goes back: the next run starts small */
+  core_buf_free(&w->recs);
+  core_buf_init(&w->recs, SIZE_MAX / 2);
+  core_free(w->offs);
+  w->offs = NULL;
+  w->n = w->cap = 0;
+  return 0;
+}
+
 int format_catalog_writer_size(struct format_catalog_writer *w, uint64_t *total)
 {
-  uint64_t nrestart = (w->n + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
+  uint64_t count = w->n + w->nspilled;
+  uint64_t nrestart = (count + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
   if (!w->sorted) {
-    const char *prev = NULL;
+    struct merge g;
+    char *prev = core_try_malloc(FORMAT_CATALOG_PATH_MAX + 1);
     size_t prev_len = 0;
-    if (w->n > 1)
-      qsort_r(w->offs, w->n, sizeof(*w->offs), cmp_offs, &w->recs);
-    w->recs_len = 0;
-    for (uint64_t i = 0; i < w->n; i++) {
-      size_t plen, rlen, shared = 0;
-      const uint8_t *rest;
-      const char *path = wrec(&w->recs, w->offs[i], &plen, &rest, &rlen);
-      if (prev && format_catalog_cmp(prev, prev_len, path, plen) == 0)
-        return CORE_EEXISTS;
-      if (i % FORMAT_CATALOG_RESTART != 0)
-        shared = shared_prefix(prev, prev_len, path, plen);
-      w->recs_len += var_len(shared) + var_len(plen - shared) + (plen - shared) + rlen;
-      prev = path;
-      prev_len = plen;
+    int rc;
+    if (prev == NULL)
+      return -ENOMEM;
+    sort_memory(w);
+    if ((rc = merge_start(&g, w)) < 0) {
+      core_free(prev);
+      return rc;
     }
+    w->recs_len = 0;
+    for (uint64_t i = 0;; i++) {
+      struct mrun *m = merge_min(&g);
+      size_t shared = 0;
+      if (m == NULL)
+        break;
+      if (i > 0 && format_catalog_cmp(prev, prev_len, m->path, m->plen) == 0) {
+        rc = CORE_EEXISTS;
+        break;
+      }
+      if (i % FORMAT_CATALOG_RESTART != 0)
+        shared = shared_prefix(prev, prev_len, m->path, m->plen);
+      w->recs_len += var_len(shared) + var_len(m->plen - shared) + (m->plen - shared) + m->rlen;
+      memcpy(prev, m->path, m->plen);
+      prev_len = m->plen;
+      if ((rc = mrun_next(&g, m)) < 0)
+        break;
+    }
+    merge_free(&g);
+    core_free(prev);
+    if (rc < 0)
+      return rc;
     w->sorted = 1;
   }
   *total = FORMAT_CATALOG_HDR_LEN + w->recs_len + 8 * nrestart;
@@ -325,41 +509,49 @@ int format_catalog_writer_emit(struct format_catalog_writer *w, format_catalog_s
                                void *ctx)
 {
   uint8_t hdr[FORMAT_CATALOG_HDR_LEN];
-  uint64_t nrestart = (w->n + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
-  uint64_t total, at = 0, *restarts = NULL;
+  uint64_t count = w->n + w->nspilled;
+  uint64_t nrestart = (count + FORMAT_CATALOG_RESTART - 1) / FORMAT_CATALOG_RESTART;
+  uint64_t total, at = 0, *restarts = NULL, i = 0;
   struct core_buf piece;
-  const char *prev = NULL;
+  struct merge g = {0};
+  char *prev = NULL;
   size_t prev_len = 0;
   int rc;
 
   if ((rc = format_catalog_writer_size(w, &total)) < 0)
     return rc;
   restarts = core_try_malloc((nrestart ? nrestart : 1) * sizeof(*restarts));
-  if (restarts == NULL)
+  prev = core_try_malloc(FORMAT_CATALOG_PATH_MAX + 1);
+  if (restarts == NULL || prev == NULL) {
+    core_free(restarts);
+    core_free(prev);
     return -ENOMEM;
+  }
   core_buf_init(&piece, 2 * EMIT_PIECE + FORMAT_CATALOG_REC_MAX);
+  if ((rc = merge_start(&g, w)) < 0)
+    goto out;
   memcpy(hdr, magic, 8);
   put_le32(hdr + 8, 1);
   put_le32(hdr + 12, FORMAT_CATALOG_RESTART);
-  put_le64(hdr + 16, w->n);
+  put_le64(hdr + 16, count);
   put_le64(hdr + 24, w->recs_len);
   put_le64(hdr + 32, nrestart);
   if ((rc = sink(ctx, hdr, sizeof(hdr))) < 0)
     goto out;
-  for (uint64_t i = 0; i < w->n; i++) {
-    size_t plen, rlen, shared = 0;
-    const uint8_t *rest;
-    const char *path = wrec(&w->recs, w->offs[i], &plen, &rest, &rlen);
+  for (struct mrun *m; (m = merge_min(&g)) != NULL; i++) {
+    size_t shared = 0;
     if (i % FORMAT_CATALOG_RESTART == 0)
       restarts[i / FORMAT_CATALOG_RESTART] = at + piece.len;
     else
-      shared = shared_prefix(prev, prev_len, path, plen);
-    if ((rc = put_var(&piece, shared)) < 0 || (rc = put_var(&piece, plen - shared)) < 0 ||
-        (rc = core_buf_append(&piece, path + shared, plen - shared)) < 0 ||
-        (rc = core_buf_append(&piece, rest, rlen)) < 0)
+      shared = shared_prefix(prev, prev_len, m->path, m->plen);
+    if ((rc = put_var(&piece, shared)) < 0 || (rc = put_var(&piece, m->plen - shared)) < 0 ||
+        (rc = core_buf_append(&piece, m->path + shared, m->plen - shared)) < 0 ||
+        (rc = core_buf_append(&piece, m->rest, m->rlen)) < 0)
       goto out;
-    prev = path;
-    prev_len = plen;
+    memcpy(prev, m->path, m->plen);
+    prev_len = m->plen;
+    if ((rc = mrun_next(&g, m)) < 0)
+      goto out;
     if (piece.len >= EMIT_PIECE) {
       if ((rc = sink(ctx, piece.base, piece.len)) < 0)
         goto out;
@@ -368,13 +560,13 @@ int format_catalog_writer_emit(struct format_catalog_writer *w, format_catalog_s
     }
   }
   at += piece.len;
-  if (at != w->recs_len) {
+  if (at != w->recs_len || i != count) {
     rc = CORE_EINVAL; /* cannot happen: the size pass counts the same bytes */
     goto out;
   }
-  for (uint64_t i = 0; i < nrestart; i++) {
+  for (uint64_t k = 0; k < nrestart; k++) {
     uint8_t b8[8];
-    put_le64(b8, restarts[i]);
+    put_le64(b8, restarts[k]);
     if ((rc = core_buf_append(&piece, b8, 8)) < 0)
       goto out;
     if (piece.len >= EMIT_PIECE) {
@@ -386,8 +578,10 @@ int format_catalog_writer_emit(struct format_catalog_writer *w, format_catalog_s
   if (piece.len > 0)
     rc = sink(ctx, piece.base, piece.len);
 out:
+  merge_free(&g);
   core_buf_free(&piece);
   core_free(restarts);
+  core_free(prev);
   return rc;
 }
 

@@ -89,16 +89,44 @@ struct format_catalog_entry {
  * path (measured: 122 bytes per entry for a million 55-byte paths, the
  * buffers' doubling included, where the old writer held a 160-byte struct
  * and the path). The encoded catalog is never held whole: emit streams it. */
+typedef int (*format_catalog_sink)(void *ctx, const void *data, size_t len);
+/* Reads back `len` bytes at `off` of what a spill sink wrote. 0 or an error. */
+typedef int (*format_catalog_spill_read)(void *ctx, uint64_t off, void *dst, size_t len);
+
+struct format_catalog_run {
+  uint64_t off, len; /* bytes of the spill */
+};
+
 struct format_catalog_writer {
   struct core_buf recs; /* entries in arrival order (private encoding) */
   uint64_t *offs;       /* their offsets in recs */
-  uint64_t n, cap;
+  uint64_t n, cap;      /* entries in memory */
   int sorted;           /* format_catalog_writer_size ran */
   uint64_t recs_len;    /* then: the catalog's records length L */
+  /* spilled runs (format_catalog_writer_spill): sorted entries in the
+   * private encoding, written through `spill_write`, read back through
+   * `spill_read` when the catalog is encoded (a merge of the runs and what
+   * is in memory) */
+  format_catalog_sink spill_write;
+  format_catalog_spill_read spill_read;
+  void *spill_ctx;
+  struct format_catalog_run *runs;
+  size_t nruns;
+  uint64_t spilled, nspilled; /* bytes and entries in the runs */
 };
 
 void format_catalog_writer_init(struct format_catalog_writer *w);
 void format_catalog_writer_free(struct format_catalog_writer *w);
+/* Bytes the writer holds in memory now (its records and offsets). */
+size_t format_catalog_writer_mem(const struct format_catalog_writer *w);
+/* Sorts the entries in memory and writes them as one run through `write`
+ * (appending: a run starts where the last one ended), then frees their
+ * memory: a tree of any size is cataloged with memory bounded by what the
+ * caller spills at, plus a 256 KiB buffer per run when encoding. The first
+ * call sets the callbacks (later ones must pass the same). Returns 0,
+ * -ENOMEM or the sink's error. */
+int format_catalog_writer_spill(struct format_catalog_writer *w, format_catalog_sink write,
+                                format_catalog_spill_read read, void *ctx);
 /* Copies one entry. Returns 0, CORE_ENAME (unsafe path or link), CORE_EINVAL
  * (stream offsets out of order) or -ENOMEM. */
 int format_catalog_writer_add(struct format_catalog_writer *w, const struct format_catalog_entry *e);
@@ -111,7 +139,6 @@ int format_catalog_writer_size(struct format_catalog_writer *w, uint64_t *total)
  * error that stops the encoding), with memory bounded by one piece of at
  * most 64 KiB and the restart table. Returns 0, CORE_EEXISTS or the sink's
  * error. */
-typedef int (*format_catalog_sink)(void *ctx, const void *data, size_t len);
 int format_catalog_writer_emit(struct format_catalog_writer *w, format_catalog_sink sink,
                                void *ctx);
 /* Sorts and encodes the catalog into `out` (appended). Returns 0, CORE_EEXISTS
