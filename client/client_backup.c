@@ -10,6 +10,7 @@
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
 #include "format/format_blob.h"
@@ -156,6 +157,7 @@ struct pipe {
   struct format_didx_writer didx;
   struct format_fidx_writer fidx;
   struct format_catalog_writer cat; /* the archive's catalog, while walking */
+  int cat_fd;                       /* its spilled runs (an unlinked file), or -1 */
 
   /* metadata mode: the previous snapshot's index and catalog of the archive */
   struct client_resp prev_resp; /* the index file */
@@ -569,6 +571,49 @@ static int try_reuse(struct pipe *p, const struct format_catalog_entry *e, char 
   return 1;
 }
 
+#define CATALOG_MEM_DEFAULT ((uint64_t)256 << 20)
+
+static int spill_write(void *ctx, const void *data, size_t len)
+{
+  struct pipe *p = ctx;
+  return core_file_write_all(p->cat_fd, data, len);
+}
+
+static int spill_read(void *ctx, uint64_t off, void *dst, size_t len)
+{
+  struct pipe *p = ctx;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(p->cat_fd, (uint8_t *)dst + done, len - done, (off_t)(off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : CORE_EFORMAT;
+    done += (size_t)n;
+  }
+  return 0;
+}
+
+/* Writes the catalog's entries so far to a temporary file as one sorted
+ * run (an unlinked file in $TMPDIR or /tmp, gone when closed or when the
+ * client dies). */
+static int spill_catalog(struct pipe *p)
+{
+  if (p->cat_fd < 0) {
+    const char *dir = getenv("TMPDIR");
+    if (dir == NULL || *dir == '\0')
+      dir = "/tmp";
+    p->cat_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (p->cat_fd < 0) {
+      int rc = -errno;
+      core_warn("%s: no temporary file in %s for the catalog: %s", p->archive, dir,
+                strerror(errno));
+      return rc;
+    }
+  }
+  return format_catalog_writer_spill(&p->cat, spill_write, spill_read, p);
+}
+
 /* The walk's entry callback: chunk boundaries around large files' data,
  * reuse of unchanged files, and the catalog. */
 static int on_entry(void *arg, enum client_archive_phase phase,
@@ -590,6 +635,9 @@ static int on_entry(void *arg, enum client_archive_phase phase,
     return cut(p, f->err, f->errlen);
   case CLIENT_ARCHIVE_DONE:
     rc = format_catalog_writer_add(&p->cat, e);
+    if (rc == 0 && format_catalog_writer_mem(&p->cat) >=
+                       (p->o->catalog_mem ? p->o->catalog_mem : CATALOG_MEM_DEFAULT))
+      rc = spill_catalog(p);
     if (rc < 0) {
       snprintf(f->err, f->errlen, "%s: %s: catalog: %s", p->archive, e->path, core_strerror(rc));
       return rc;
@@ -1065,6 +1113,7 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
   } else {
     format_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
     format_catalog_writer_init(&p->cat);
+    p->cat_fd = -1;
   }
 
   core_buf_printf(&target, "/api2/json/backup/%s/%s_index", p->sid,
@@ -1138,6 +1187,9 @@ out:
   } else {
     format_didx_writer_free(&p->didx);
     format_catalog_writer_free(&p->cat);
+    if (p->cat_fd >= 0)
+      close(p->cat_fd);
+    p->cat_fd = -1;
   }
   memset(&p->fidx, 0, sizeof(p->fidx));
   memset(&p->didx, 0, sizeof(p->didx));

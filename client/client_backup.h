@@ -91,6 +91,10 @@ struct client_backup_opts {
    * of its own (NAME.catalog.didx), a smaller one as NAME.catalog.blob;
    * 0: FORMAT_CATALOG_INDEX_MIN (cairn backup reads CAIRN_CATALOG_INDEX_MIN). */
   uint64_t catalog_index_min;
+  /* The catalog writer's memory (a ~65 bytes plus the path per entry) past
+   * which its entries go to a temporary file in sorted runs, merged when the
+   * catalog is encoded; 0: 256 MiB (cairn backup reads CAIRN_CATALOG_MEM). */
+  uint64_t catalog_mem;
 };
 
 struct client_backup_spec {

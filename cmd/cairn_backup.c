@@ -102,6 +102,17 @@ int cmd_backup(struct opts *o)
       }
       bo.catalog_index_min = n;
     }
+    /* the catalog writer's memory before it spills sorted runs to a
+     * temporary file (tests set it small) */
+    v = getenv("CAIRN_CATALOG_MEM");
+    if (v && *v) {
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end != '\0' || n == 0) {
+        fprintf(stderr, "cairn backup: CAIRN_CATALOG_MEM=%s is not a positive byte count\n", v);
+        return EXIT_USAGE;
+      }
+      bo.catalog_mem = n;
+    }
   }
   bo.backup_type = o->backup_type ? o->backup_type : "host";
   bo.backup_id = o->backup_id ? o->backup_id : host;

@@ -88,7 +88,10 @@ struct format_catalog_entry {
  * varint-coded as in the catalog (25-50 bytes), so about 65 bytes plus the
  * path (measured: 122 bytes per entry for a million 55-byte paths, the
  * buffers' doubling included, where the old writer held a 160-byte struct
- * and the path). The encoded catalog is never held whole: emit streams it. */
+ * and the path). format_catalog_writer_spill moves them to sorted runs the
+ * caller stores (a temporary file), merged when encoding, so memory is
+ * bounded by where the caller spills. The encoded catalog is never held
+ * whole: emit streams it. */
 typedef int (*format_catalog_sink)(void *ctx, const void *data, size_t len);
 /* Reads back `len` bytes at `off` of what a spill sink wrote. 0 or an error. */
 typedef int (*format_catalog_spill_read)(void *ctx, uint64_t off, void *dst, size_t len);

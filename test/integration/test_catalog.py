@@ -203,6 +203,7 @@ class CatalogCase(unittest.TestCase):
     srv = None
     CATALOG = "root.catalog.blob"  # the form the catalogs take
     INDEX_MIN = None  # CAIRN_CATALOG_INDEX_MIN for every cairn run
+    CATALOG_MEM = None  # CAIRN_CATALOG_MEM: where the catalog writer spills runs
 
     @classmethod
     def setUpClass(cls):
@@ -225,6 +226,8 @@ class CatalogCase(unittest.TestCase):
         e["CAIRN_FINGERPRINT"] = self.srv.fingerprint
         if self.INDEX_MIN:
             e["CAIRN_CATALOG_INDEX_MIN"] = self.INDEX_MIN
+        if self.CATALOG_MEM:
+            e["CAIRN_CATALOG_MEM"] = self.CATALOG_MEM
         return e
 
     def cairn(self, *args, check=True, env=None):
@@ -708,6 +711,9 @@ class CatalogIndexCase(CatalogCase):
     chunks read by ranges, and damaged chunks."""
     CATALOG = "root.catalog.didx"
     INDEX_MIN = "1"
+    # and the writer spills sorted runs to a temporary file every 64 KiB
+    # (the 30,000-entry tree: dozens of runs merged)
+    CATALOG_MEM = "65536"
     # the hostile-blob tests forge NAME.catalog.blob; the index form's own
     # are below
     test_lying_catalog_refused = None
