@@ -19,6 +19,7 @@
 #include "format/format_name.h"
 #include "store/store_chunk.h"
 #include "store/store_path.h"
+#include "store/store_registry.h"
 
 #include <errno.h>
 #include <string.h>
@@ -35,6 +36,7 @@ struct cached {
 
 struct cat_src {
   struct store_datastore *ds;
+  struct store__api_catalog_miss *miss; /* S3: where a cache miss is said */
   uint8_t *idx_buf; /* owned: the index file; idx points into it */
   struct format_index idx;
   struct cached cache[CACHE_CHUNKS];
@@ -88,6 +90,12 @@ static int chunk(struct cat_src *s, uint64_t i, struct cached **out)
   core_buf_free(&b);
   if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
     rc = CORE_EFORMAT;
+  if (rc < 0 && s->miss && store_datastore_is_s3(s->ds)) {
+    /* not in the cache (or an evicted, empty file): fetched by the caller */
+    s->miss->have = 1;
+    memcpy(s->miss->digest, format_index_digest(&s->idx, i), 32);
+    rc = -EAGAIN;
+  }
   if (rc < 0) {
     core_free(plain);
     return rc;
@@ -134,7 +142,8 @@ static int src_read(void *ctx, uint64_t off, void *dst, size_t len)
 }
 
 static int open_index(struct store_datastore *ds, const char *path,
-                      const struct format_manifest_file *cf, struct format_catalog *cat)
+                      const struct format_manifest_file *cf, struct format_catalog *cat,
+                      struct store__api_catalog_miss *miss)
 {
   struct cat_src *s = core_new(struct cat_src);
   struct format_catalog_source src = {0};
@@ -142,6 +151,7 @@ static int open_index(struct store_datastore *ds, const char *path,
   int rc;
 
   s->ds = ds;
+  s->miss = miss;
   if ((rc = core_file_read(path, INDEX_MAX, &s->idx_buf, &len)) < 0)
     goto fail;
   if (format_index_parse(s->idx_buf, len, 0, &s->idx) < 0 ||
@@ -164,7 +174,8 @@ fail:
 int store__api_catalog_open(struct store_datastore *ds, const char *base, const char *ns,
                             const char *type, const char *id, int64_t time,
                             const struct format_manifest *m, const char *archive,
-                            struct format_catalog *cat, uint8_t **plain)
+                            struct format_catalog *cat, uint8_t **plain,
+                            struct store__api_catalog_miss *miss)
 {
   const struct format_manifest_file *cf;
   char cname[FORMAT_NAME_ARCHIVE_MAX + 16], path[STORE_PATH_MAX];
@@ -187,7 +198,7 @@ int store__api_catalog_open(struct store_datastore *ds, const char *base, const 
   if ((rc = store_path_file(path, sizeof(path), base, ns, type, id, time, cname)) < 0)
     return rc;
   if (index)
-    return open_index(ds, path, cf, cat);
+    return open_index(ds, path, cf, cat, miss);
   if ((rc = core_file_read(path, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
     return rc;
   rc = format_catalog_from_blob(cat, raw, len, plain, &plen);

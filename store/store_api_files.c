@@ -29,6 +29,7 @@
 #include "format/format_name.h"
 #include "store/store_lock.h"
 #include "store/store_path.h"
+#include "store/store_chunk.h"
 #include "store/store_s3.h"
 
 #include <errno.h>
@@ -58,6 +59,8 @@ struct files_job {
   char err[256];
   struct core_buf out;
   char rel[4096]; /* a file changed, relative to the datastore (S3 mirroring) */
+  struct store__api_catalog_miss miss; /* S3: a catalog chunk to fetch first */
+  unsigned retries;
 };
 
 static int is_write(enum files_op op)
@@ -235,7 +238,7 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
     rc = CORE_ENOTFOUND;
   else
     rc = store__api_catalog_open(f->ds, base, f->ns, f->type, f->id, f->time, m, f->archive,
-                                 &cat, &plain);
+                                 &cat, &plain, &f->miss);
   if (rc == CORE_ENOTFOUND) {
     snprintf(f->err, sizeof(f->err), "the snapshot has no catalog for '%s'", f->archive);
     return CORE_ENOTFOUND;
@@ -443,6 +446,8 @@ out:
   }
   core_json_free(&j);
   f->rc = rc < 0 ? rc : 0;
+  if (f->miss.have)
+    f->rc = -EAGAIN; /* whatever the reading made of it: fetch and run again */
 }
 
 /* ---- loop side ---- */
@@ -487,10 +492,54 @@ static void mirror_done(void *arg, int err, const char *msg)
   files_finish(f, 0);
 }
 
+static void files_done(struct core_job *job, int status);
+
+static void *miss_get(void *ctx, size_t len, size_t *cap)
+{
+  (void)ctx;
+  *cap = len;
+  return core_try_malloc(len ? len : 1);
+}
+
+static void miss_put(void *ctx, void *buf, size_t cap)
+{
+  (void)ctx;
+  (void)cap;
+  core_free(buf);
+}
+
+/* A catalog chunk the S3 cache lacked is there now (or not): run again. */
+static void miss_fetched(void *arg, int err, uint8_t *data, size_t len, size_t cap)
+{
+  struct files_job *f = arg;
+  (void)len;
+  (void)cap;
+  core_free(data); /* the read put it into the cache, where the job reads it */
+  if (err < 0) {
+    snprintf(f->err, sizeof(f->err), "a chunk of the catalog of '%s' cannot be read: %s",
+             f->archive, core_strerror(err));
+    files_finish(f, err);
+    return;
+  }
+  f->miss.have = 0;
+  f->rc = 0;
+  f->status = 0;
+  f->err[0] = '\0';
+  core_buf_reset(&f->out);
+  int rc = core_job_submit(f->api->loop, &f->job, files_run, files_done);
+  if (rc < 0)
+    files_finish(f, rc);
+}
+
 static void files_done(struct core_job *job, int status)
 {
   struct files_job *f = (struct files_job *)job;
   int rc = status < 0 ? status : f->rc;
+  if (rc == -EAGAIN && f->miss.have && f->retries++ < STORE_API_CATALOG_RETRIES) {
+    static const struct store_chunk_alloc alloc = {miss_get, miss_put, NULL};
+    store_s3_chunk_read(f->ds, f->miss.digest, &alloc, miss_fetched, f);
+    return;
+  }
   if (rc == 0 && is_write(f->op) && f->rel[0] && store_datastore_is_s3(f->ds)) {
     const char *rels[1] = {f->rel};
     store_s3_mirror(f->ds, rels, 1, 0, mirror_done, f);
