@@ -6,9 +6,11 @@
 #include "client/client_bufpool.h"
 #include "client/client_chunker.h"
 #include "client/client_progress.h"
+#include "client/client_restore.h"
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
 #include "core/core_error.h"
+#include "core/core_file.h"
 #include "core/core_json.h"
 #include "core/core_log.h"
 #include "format/format_blob.h"
@@ -155,14 +157,19 @@ struct pipe {
   struct format_didx_writer didx;
   struct format_fidx_writer fidx;
   struct format_catalog_writer cat; /* the archive's catalog, while walking */
+  int cat_fd;                       /* its spilled runs (an unlinked file), or -1 */
 
   /* metadata mode: the previous snapshot's index and catalog of the archive */
   struct client_resp prev_resp; /* the index file */
   struct format_index prev_idx;
   int have_prev_idx;
-  uint8_t *prev_cat_buf; /* owned: the catalog's plaintext */
+  uint8_t *prev_cat_buf; /* owned: the catalog's plaintext (blob form) */
   struct format_catalog prev_cat;
   int have_prev_cat;
+  /* the index form is read through a reader session on the previous
+   * snapshot (a backup session cannot download chunks) */
+  struct client_restore_opts prev_ro;
+  struct client_snapshot *prev_snap; /* owned */
   struct format_catalog_iter *prev_it; /* owned */
   int metadata; /* reuse unchanged files in this archive */
   uint64_t reused_files, reused_bytes, catalog_entries;
@@ -564,6 +571,49 @@ static int try_reuse(struct pipe *p, const struct format_catalog_entry *e, char 
   return 1;
 }
 
+#define CATALOG_MEM_DEFAULT ((uint64_t)256 << 20)
+
+static int spill_write(void *ctx, const void *data, size_t len)
+{
+  struct pipe *p = ctx;
+  return core_file_write_all(p->cat_fd, data, len);
+}
+
+static int spill_read(void *ctx, uint64_t off, void *dst, size_t len)
+{
+  struct pipe *p = ctx;
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pread(p->cat_fd, (uint8_t *)dst + done, len - done, (off_t)(off + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : CORE_EFORMAT;
+    done += (size_t)n;
+  }
+  return 0;
+}
+
+/* Writes the catalog's entries so far to a temporary file as one sorted
+ * run (an unlinked file in $TMPDIR or /tmp, gone when closed or when the
+ * client dies). */
+static int spill_catalog(struct pipe *p)
+{
+  if (p->cat_fd < 0) {
+    const char *dir = getenv("TMPDIR");
+    if (dir == NULL || *dir == '\0')
+      dir = "/tmp";
+    p->cat_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (p->cat_fd < 0) {
+      int rc = -errno;
+      core_warn("%s: no temporary file in %s for the catalog: %s", p->archive, dir,
+                strerror(errno));
+      return rc;
+    }
+  }
+  return format_catalog_writer_spill(&p->cat, spill_write, spill_read, p);
+}
+
 /* The walk's entry callback: chunk boundaries around large files' data,
  * reuse of unchanged files, and the catalog. */
 static int on_entry(void *arg, enum client_archive_phase phase,
@@ -585,6 +635,9 @@ static int on_entry(void *arg, enum client_archive_phase phase,
     return cut(p, f->err, f->errlen);
   case CLIENT_ARCHIVE_DONE:
     rc = format_catalog_writer_add(&p->cat, e);
+    if (rc == 0 && format_catalog_writer_mem(&p->cat) >=
+                       (p->o->catalog_mem ? p->o->catalog_mem : CATALOG_MEM_DEFAULT))
+      rc = spill_catalog(p);
     if (rc < 0) {
       snprintf(f->err, f->errlen, "%s: %s: catalog: %s", p->archive, e->path, core_strerror(rc));
       return rc;
@@ -761,6 +814,63 @@ out:
   return rc;
 }
 
+/* The previous snapshot's catalog index of the archive (when it has no
+ * catalog blob), read by ranges through a reader session on that snapshot:
+ * each lookup fetches the chunks of the restart table (once) and of the
+ * window it decodes, and the walk's lookups move forward through the
+ * catalog, so it is read about once, a few chunks at a time. Best effort, as
+ * the blob. */
+static void load_previous_catalog_index(struct pipe *p)
+{
+  char name[FORMAT_NAME_ARCHIVE_MAX + 16], target[256], err[768];
+  const struct format_manifest_file *cf;
+  yajl_val tree = NULL, data;
+  uint8_t *buf = NULL;
+
+  if (format_catalog_index_name(p->archive, name, sizeof(name)) < 0)
+    return;
+  snprintf(target, sizeof(target), "/api2/json/backup/%s/previous_backup_time", p->sid);
+  if (client_api_json(p->o->api, "GET", target, NULL, 0, NULL, &tree, &data, err,
+                      sizeof(err)) < 0 ||
+      data == NULL || !YAJL_IS_INTEGER(data))
+    goto out;
+  memset(&p->prev_ro, 0, sizeof(p->prev_ro));
+  p->prev_ro.api = p->o->api;
+  p->prev_ro.ns = p->o->ns;
+  p->prev_ro.backup_type = p->o->backup_type;
+  p->prev_ro.backup_id = p->o->backup_id;
+  p->prev_ro.backup_time = YAJL_GET_INTEGER(data);
+  p->prev_ro.crypt = p->o->crypt;
+  if (client_snapshot_open(&p->prev_ro, &p->prev_snap, err, sizeof(err)) < 0)
+    goto fail;
+  /* the same protection as the blob's: never reuse plain digests in an
+   * encrypted archive or the other way round */
+  cf = format_manifest_find_file(client_snapshot_manifest(p->prev_snap), name);
+  if (cf == NULL)
+    goto out; /* no catalog at all: nothing to warn about */
+  if ((cf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT) != (p->o->crypt != NULL)) {
+    snprintf(err, sizeof(err), "encrypted differently");
+    goto fail;
+  }
+  if (client_snapshot_catalog(p->prev_snap, p->archive, &buf, &p->prev_cat, err, sizeof(err)) <
+      0)
+    goto fail;
+  core_free(buf); /* NULL: the index form */
+  p->have_prev_cat = 1;
+  p->prev_it = core_new(struct format_catalog_iter);
+  format_catalog_iter_init(p->prev_it, &p->prev_cat);
+  goto out;
+fail:
+  core_warn("%s: the previous catalog cannot be read (%s): every file is read", p->archive, err);
+out:
+  if (!p->have_prev_cat) {
+    client_snapshot_close(p->prev_snap);
+    p->prev_snap = NULL;
+  }
+  if (tree)
+    yajl_tree_free(tree);
+}
+
 /* The previous snapshot's catalog of the archive, for metadata mode. Any
  * problem (none there, another key, damaged) only means reading every file. */
 static void load_previous_catalog(struct pipe *p)
@@ -778,9 +888,12 @@ static void load_previous_catalog(struct pipe *p)
   core_buf_printf(&target, "/api2/json/backup/%s/previous", p->sid);
   client_query_add(&target, "archive-name", name);
   if (client_api_call(p->o->api, "GET", target.base, NULL, 0, NULL, FORMAT_BLOB_MAX_SIZE + 4096,
-                      &resp) < 0 ||
-      resp.status != 200)
+                      &resp) < 0)
     goto out;
+  if (resp.status != 200) {
+    load_previous_catalog_index(p);
+    goto out;
+  }
   /* the same protection as this backup's: never reuse plain digests in an
    * encrypted archive or the other way round */
   kind = format_blob_magic_kind(resp.body, resp.len);
@@ -806,6 +919,10 @@ static void drop_previous(struct pipe *p)
 {
   client_resp_free(&p->prev_resp);
   memset(&p->prev_resp, 0, sizeof(p->prev_resp));
+  if (p->have_prev_cat)
+    format_catalog_close(&p->prev_cat); /* before its snapshot: it reads through it */
+  client_snapshot_close(p->prev_snap);
+  p->prev_snap = NULL;
   core_free(p->prev_cat_buf);
   core_free(p->prev_it);
   p->prev_cat_buf = NULL;
@@ -813,28 +930,126 @@ static void drop_previous(struct pipe *p)
   p->have_prev_idx = p->have_prev_cat = p->metadata = 0;
 }
 
-/* Encodes the archive's catalog as NAME.catalog.blob and uploads it. */
+/* Uploads the encoded catalog as a dynamic index of its own,
+ * NAME.catalog.didx: chunked like the archive (the same chunker, key and
+ * workers), its chunks deduplicated against the previous snapshot's catalog
+ * index (registered as known by `previous`). The encoding streams from the
+ * writer into the chunker: only the chunks in flight are held. */
+static int upload_catalog_index(struct pipe *p, struct archive_result *res, char *err,
+                                size_t errlen)
+{
+  const char *archive = p->archive;
+  struct feed_ctx f = {p, err, errlen};
+  struct core_buf target;
+  yajl_val tree = NULL, data;
+  uint64_t count = 0;
+  int rc;
+
+  if ((rc = format_catalog_index_name(archive, res->cat_name, sizeof(res->cat_name))) < 0)
+    return rc;
+  err[0] = '\0';
+  /* the archive is closed: its previous index and catalog are not needed
+   * any more, and load_previous below takes the catalog index's place */
+  drop_previous(p);
+  p->archive = res->cat_name;
+  p->next_seq = p->next_append = 0;
+  p->stream_off = 0;
+  p->batch_n = 0;
+  format_didx_writer_free(&p->didx);
+  format_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
+  core_buf_init(&target, 1024);
+  core_buf_printf(&target, "/api2/json/backup/%s/dynamic_index", p->sid);
+  client_query_add(&target, "archive-name", res->cat_name);
+  if ((rc = client_api_json(p->o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err,
+                            errlen)) < 0)
+    goto out;
+  if ((rc = parse_wid(data, p->wid, sizeof(p->wid))) < 0) {
+    snprintf(err, errlen, "%s: the server returned no writer id", res->cat_name);
+    goto out;
+  }
+  if ((rc = load_previous(p, err, errlen)) < 0)
+    goto out;
+  client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, CLIENT_CATALOG_CHUNK_MIN,
+                      CLIENT_CATALOG_CHUNK_AVG, CLIENT_CATALOG_CHUNK_MAX);
+  rc = format_catalog_writer_emit(&p->cat, feed, &f);
+  if (rc == 0 && p->cur_len > 0) {
+    rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
+    p->cur = NULL;
+    p->cur_len = 0;
+  }
+  client_bufpool_put(p->bufs, p->cur, p->cur_len);
+  p->cur = NULL;
+  p->cur_len = 0;
+  if (rc < 0) {
+    uv_mutex_lock(&p->mu);
+    if (p->err) {
+      rc = p->err;
+      snprintf(err, errlen, "%s", p->errmsg);
+    } else {
+      if (err[0] == '\0')
+        snprintf(err, errlen, "%s: %s", res->cat_name, core_strerror(rc));
+      fail(p, rc, "%s", err);
+    }
+    uv_mutex_unlock(&p->mu);
+    goto out;
+  }
+  if ((rc = append_ready(p, 1, err, errlen)) < 0)
+    goto out;
+  if ((rc = format_didx_writer_finish(&p->didx, res->cat_csum, &count, &res->cat_size)) < 0) {
+    snprintf(err, errlen, "%s: index: %s", res->cat_name, core_strerror(rc));
+    goto out;
+  }
+  {
+    char hex[65];
+    core_hex_encode(res->cat_csum, 32, hex);
+    core_buf_reset(&target);
+    core_buf_printf(&target, "/api2/json/backup/%s/dynamic_close", p->sid);
+    client_query_add(&target, "wid", p->wid);
+    client_query_add_u64(&target, "chunk-count", count);
+    client_query_add_u64(&target, "size", res->cat_size);
+    client_query_add(&target, "csum", hex);
+    if (tree)
+      yajl_tree_free(tree);
+    tree = NULL;
+    rc = client_api_json(p->o->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err,
+                         errlen);
+  }
+  if (rc == 0)
+    res->has_catalog = 1;
+out:
+  if (tree)
+    yajl_tree_free(tree);
+  core_buf_free(&target);
+  p->archive = archive;
+  return rc;
+}
+
+/* Encodes the archive's catalog and uploads it: as NAME.catalog.blob, or
+ * from the threshold on as NAME.catalog.didx. */
 static int upload_catalog(struct pipe *p, struct archive_result *res, char *err, size_t errlen)
 {
   struct core_buf cat, target;
   struct format_blob_ctx bctx;
   uint8_t *blob = NULL;
   size_t blen = 0;
+  uint64_t total = 0;
+  uint64_t min = p->o->catalog_index_min ? p->o->catalog_index_min : FORMAT_CATALOG_INDEX_MIN;
   yajl_val tree = NULL, data;
   int rc;
 
   if ((rc = format_catalog_name(p->archive, res->cat_name, sizeof(res->cat_name))) < 0)
     return 0; /* not a directory archive name: no catalog */
+  if ((rc = format_catalog_writer_size(&p->cat, &total)) < 0) {
+    snprintf(err, errlen, "%s: catalog: %s", p->archive, core_strerror(rc));
+    return rc;
+  }
+  /* a blob is one allocation and must stay well inside a blob's limit */
+  if (total >= min || total > FORMAT_BLOB_MAX_SIZE / 2)
+    return upload_catalog_index(p, res, err, errlen);
   core_buf_init(&cat, FORMAT_BLOB_MAX_SIZE);
   core_buf_init(&target, 1024);
   format_blob_ctx_init(&bctx);
   rc = format_catalog_writer_finish(&p->cat, &cat);
-  if (rc == CORE_ETOOBIG) {
-    core_warn("%s: the catalog is over %u MiB: not written", p->archive,
-              FORMAT_BLOB_MAX_SIZE >> 20);
-    rc = 0;
-    goto out;
-  }
   if (rc < 0) {
     snprintf(err, errlen, "%s: catalog: %s", p->archive, core_strerror(rc));
     goto out;
@@ -898,6 +1113,7 @@ static int backup_archive(struct pipe *p, const struct client_backup_spec *spec,
   } else {
     format_didx_writer_init(&p->didx, time(NULL), MAX_INDEX_ENTRIES);
     format_catalog_writer_init(&p->cat);
+    p->cat_fd = -1;
   }
 
   core_buf_printf(&target, "/api2/json/backup/%s/%s_index", p->sid,
@@ -971,6 +1187,9 @@ out:
   } else {
     format_didx_writer_free(&p->didx);
     format_catalog_writer_free(&p->cat);
+    if (p->cat_fd >= 0)
+      close(p->cat_fd);
+    p->cat_fd = -1;
   }
   memset(&p->fidx, 0, sizeof(p->fidx));
   memset(&p->didx, 0, sizeof(p->didx));
@@ -991,6 +1210,11 @@ int client_backup_parse_spec(char *arg, struct client_backup_spec *spec, char *e
   }
   *colon = '\0';
   kind = format_index_kind_from_name(arg);
+  if (format_catalog_is_index(arg)) {
+    snprintf(err, errlen, "\"%s\": names ending in .catalog.didx are kept for catalogs", arg);
+    *colon = ':';
+    return CORE_ENAME;
+  }
   if (kind < 0 || format_name_archive(arg) < 0) {
     snprintf(err, errlen, "\"%s\": an archive name is a safe name ending in .didx "
              "(directory or file) or .img.fidx (image)", arg);

@@ -60,6 +60,14 @@ enum client_change_mode {
  * chunks can be reused by a metadata-mode backup without reading them. */
 #define CLIENT_REUSE_MIN ((uint64_t)1 << 20)
 
+/* A catalog index's chunks are smaller than an archive's: a lookup fetches
+ * the chunks under the restart table and one window, so their size is what
+ * a lookup reads; content-defined cuts still let an unchanged part of the
+ * catalog dedup against the previous snapshot's. */
+#define CLIENT_CATALOG_CHUNK_MIN ((size_t)32 << 10)
+#define CLIENT_CATALOG_CHUNK_AVG ((size_t)128 << 10)
+#define CLIENT_CATALOG_CHUNK_MAX ((size_t)512 << 10)
+
 struct client_backup_opts {
   struct client_api *api;
   const char *ns;            /* namespace, NULL or "" for the root */
@@ -79,6 +87,14 @@ struct client_backup_opts {
   /* Pure content-defined chunking: no cuts around large files (and so no
    * metadata-mode reuse); for measuring what the cuts cost. */
   int no_file_boundaries;
+  /* A catalog of at least this many encoded bytes is uploaded as an index
+   * of its own (NAME.catalog.didx), a smaller one as NAME.catalog.blob;
+   * 0: FORMAT_CATALOG_INDEX_MIN (cairn backup reads CAIRN_CATALOG_INDEX_MIN). */
+  uint64_t catalog_index_min;
+  /* The catalog writer's memory (a ~65 bytes plus the path per entry) past
+   * which its entries go to a temporary file in sorted runs, merged when the
+   * catalog is encoded; 0: 256 MiB (cairn backup reads CAIRN_CATALOG_MEM). */
+  uint64_t catalog_mem;
 };
 
 struct client_backup_spec {

@@ -567,6 +567,53 @@ static const struct format_manifest_file *find_archive(const struct client_snaps
   return mf;
 }
 
+/* A catalog index read by ranges through an archive reader. */
+static int cat_src_read(void *ctx, uint64_t off, void *dst, size_t len)
+{
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = client_archive_reader_read(ctx, off + done, (uint8_t *)dst + done, len - done);
+    if (n < 0)
+      return (int)n;
+    if (n == 0)
+      return CORE_EFORMAT;
+    done += (size_t)n;
+  }
+  return 0;
+}
+
+static void cat_src_close(void *ctx)
+{
+  client_archive_reader_free(ctx);
+}
+
+static void cat_src_chunks(void *ctx, uint64_t *fetched, uint64_t *total)
+{
+  client_archive_reader_chunks(ctx, fetched, total);
+}
+
+/* Chunks of a catalog index kept by its reader: a lookup touches the
+ * restart table's and one window's chunks, an iteration one at a time. */
+#define CATALOG_CACHE_CHUNKS 4
+
+static int open_catalog_index(struct client_snapshot *s, const char *cname,
+                              struct format_catalog *cat, char *err, size_t errlen)
+{
+  struct client_archive_reader *ar = NULL;
+  struct format_catalog_source src = {0};
+  int rc = client_archive_reader_open(s, cname, CATALOG_CACHE_CHUNKS, &ar, err, errlen);
+  if (rc < 0)
+    return rc;
+  src.size = client_archive_reader_size(ar);
+  src.read = cat_src_read;
+  src.close = cat_src_close;
+  src.chunks = cat_src_chunks;
+  src.ctx = ar;
+  if ((rc = format_catalog_open_source(cat, &src)) < 0)
+    snprintf(err, errlen, "%s is damaged: %s", cname, core_strerror(rc));
+  return rc;
+}
+
 int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t **buf,
                             struct format_catalog *cat, char *err, size_t errlen)
 {
@@ -579,11 +626,16 @@ int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t
   int rc;
 
   *buf = NULL;
+  memset(cat, 0, sizeof(*cat));
   if (mf == NULL || format_catalog_name(mf->filename, cname, sizeof(cname)) < 0) {
     snprintf(err, errlen, "the snapshot has no directory archive \"%s\"", name);
     return CORE_ENOTFOUND;
   }
   if ((cf = format_manifest_find_file(&s->m, cname)) == NULL) {
+    /* a large catalog is an index of its own */
+    if (format_catalog_index_name(mf->filename, cname, sizeof(cname)) == 0 &&
+        format_manifest_find_file(&s->m, cname) != NULL)
+      return open_catalog_index(s, cname, cat, err, errlen);
     snprintf(err, errlen, "%s has no catalog (made by an older cairn)", mf->filename);
     return CORE_ENOTFOUND;
   }
@@ -706,6 +758,36 @@ static int sel_add_path(const struct format_catalog *cat, struct selection *sel,
   return rc;
 }
 
+/* 1 when every include pattern names one path from the archive root
+ * (anchored, no wildcard, not negated): the selection then reads only those
+ * paths' runs of the catalog (a subtree is contiguous) instead of all of it,
+ * which matters for a catalog index read by ranges. */
+static int literal_includes(const struct client_restore_opts *o)
+{
+  if (o->include == NULL || o->include->n == 0)
+    return 0;
+  for (size_t i = 0; i < o->include->n; i++) {
+    const struct client_pattern *p = &o->include->p[i];
+    if (p->negate || !p->anchored || (p->scope && *p->scope) || p->glob[0] == '\0' ||
+        strpbrk(p->glob, "*?[\\") != NULL || !format_catalog_safe_path(p->glob, strlen(p->glob)) ||
+        strcmp(p->glob, ".") == 0)
+      return 0;
+  }
+  return 1;
+}
+
+/* Positions `it` at include literal `i`'s run: the path itself, then names
+ * that sort between it and its subtree ("a-b", "a.b", filtered by
+ * selected()), then the subtree; *bound (core_free) is the first path past
+ * it ("a0", as '0' follows '/'). */
+static int literal_seek(const struct client_restore_opts *o, struct format_catalog_iter *it,
+                        size_t i, char **bound)
+{
+  const char *g = o->include->p[i].glob;
+  *bound = core_asprintf("%s0", g);
+  return format_catalog_iter_seek(it, g, strlen(g));
+}
+
 /* Picks the entries to restore and the chunks that hold them. `single`
  * (stdout): exactly one regular file, no parents, a hard link replaced by
  * the file it names. */
@@ -716,11 +798,28 @@ static int select_entries(const struct client_restore_opts *o, const struct form
   struct format_catalog_iter *it = core_new(struct format_catalog_iter);
   struct format_catalog_entry e;
   struct core_map seen;
-  int rc;
+  int literal = literal_includes(o), rc;
+  size_t lit = 0;
+  char *bound = NULL; /* literal: the path after the current subtree */
 
   core_map_init(&seen);
   format_catalog_iter_init(it, cat);
-  while ((rc = format_catalog_next(it, &e)) > 0) {
+  if (literal && (rc = literal_seek(o, it, 0, &bound)) < 0)
+    goto damaged;
+  for (;;) {
+    rc = format_catalog_next(it, &e);
+    if (rc > 0 && bound != NULL && strcmp(e.path, ".") != 0 &&
+        format_catalog_cmp(e.path, e.path_len, bound, strlen(bound)) >= 0)
+      rc = 0; /* past this literal's subtree */
+    if (rc == 0 && literal && ++lit < o->include->n) {
+      core_free(bound);
+      bound = NULL;
+      if ((rc = literal_seek(o, it, lit, &bound)) < 0)
+        break;
+      continue;
+    }
+    if (rc <= 0)
+      break;
     if (!selected(o, &e) || (e.type == FORMAT_CATALOG_DIR && single))
       continue;
     if (e.end_off > idx->size || e.end_off - e.data_off - e.data_len >= 512) {
@@ -748,10 +847,13 @@ static int select_entries(const struct client_restore_opts *o, const struct form
         (rc = sel_add_path(cat, sel, &seen, e.link, e.link_len)) < 0)
       goto bad_ref;
   }
+damaged:
   if (rc < 0) {
     snprintf(err, errlen, "the catalog is damaged");
     goto out;
   }
+  core_free(bound);
+  bound = NULL;
   if (sel->n == 0) {
     snprintf(err, errlen, "no entry of the archive matches");
     rc = CORE_ENOTFOUND;
@@ -804,6 +906,7 @@ static int select_entries(const struct client_restore_opts *o, const struct form
 bad_ref:
   snprintf(err, errlen, "the catalog names a parent or hard link target it does not hold");
 out:
+  core_free(bound);
   core_map_free(&seen);
   core_free(it);
   return rc;
@@ -880,6 +983,7 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   struct format_catalog cat;
   struct selection sel = {0};
   uint8_t *catbuf = NULL;
+  int have_cat = 0;
   char file[FORMAT_NAME_ARCHIVE_MAX + 16];
   int rc, partial = (o->include && o->include->n > 0) || (o->exclude && o->exclude->n > 0);
   int to_stdout = strcmp(target, "-") == 0;
@@ -935,7 +1039,12 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
   if (partial) {
     if ((rc = client_snapshot_catalog(snap, file, &catbuf, &cat, err, errlen)) < 0)
       goto out;
-    if ((rc = select_entries(o, &cat, &idx, to_stdout, &sel, err, errlen)) < 0)
+    have_cat = 1;
+    rc = select_entries(o, &cat, &idx, to_stdout, &sel, err, errlen);
+    format_catalog_chunk_stats(&cat, &stats->catalog_chunks, &stats->catalog_total_chunks);
+    format_catalog_close(&cat); /* its cached chunks are not needed any more */
+    have_cat = 0;
+    if (rc < 0)
       goto out;
     stats->entries = sel.entries;
     uint64_t total = 0;
@@ -1002,6 +1111,8 @@ int client_restore_run(const struct client_restore_opts *o, const char *name, co
 
 out:
   client_resp_free(&iresp);
+  if (have_cat)
+    format_catalog_close(&cat);
   core_free(catbuf);
   core_free(sel.r);
   core_free(sel.plan);
@@ -1068,6 +1179,7 @@ struct client_archive_reader {
   struct cached_chunk *cache;
   unsigned ncache;
   uint64_t clock;
+  uint64_t fetched; /* chunks downloaded (cache misses) */
   uv_mutex_t mu;
 };
 
@@ -1175,12 +1287,22 @@ static struct cached_chunk *reader_chunk(struct client_archive_reader *r, uint64
     core_free(plain);
     return NULL;
   }
+  r->fetched++;
   core_free(victim->data);
   victim->data = plain;
   victim->len = plen;
   victim->index = i;
   victim->used = ++r->clock;
   return victim;
+}
+
+void client_archive_reader_chunks(struct client_archive_reader *r, uint64_t *fetched,
+                                  uint64_t *total)
+{
+  uv_mutex_lock(&r->mu);
+  *fetched = r->fetched;
+  *total = r->idx.count;
+  uv_mutex_unlock(&r->mu);
 }
 
 ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,

@@ -53,6 +53,9 @@ struct client_restore_stats {
   uint64_t repeated; /* of those, repeats of the chunk before: not downloaded again */
   uint64_t total_chunks; /* chunks in the archive's index */
   uint64_t entries;      /* partial restore: entries selected */
+  /* partial restore from a catalog index (NAME.catalog.didx): its chunks
+   * fetched, of how many it has (both 0 for a catalog blob) */
+  uint64_t catalog_chunks, catalog_total_chunks;
 };
 
 /* Restores archive `name` (exactly, or with .didx / .img.fidx / .fidx /
@@ -74,11 +77,15 @@ int client_snapshot_open(const struct client_restore_opts *o, struct client_snap
 void client_snapshot_close(struct client_snapshot *s);
 const struct format_manifest *client_snapshot_manifest(const struct client_snapshot *s);
 
-/* Downloads and checks the catalog of directory archive `name` (with or
- * without .didx): the blob's size and checksum against the manifest, then
- * decoded (with the key) and validated whole. *buf (core_free) holds the
- * catalog `cat` points into. Returns 0, CORE_ENOTFOUND (no such archive, or
- * it has no catalog) or another error, with a message. */
+/* Opens the catalog of directory archive `name` (with or without .didx).
+ * A blob (NAME.catalog.blob): its size and checksum checked against the
+ * manifest, decoded (with the key) and validated whole; *buf (core_free)
+ * holds the catalog `cat` points into. An index (NAME.catalog.didx): its
+ * index is checked against the manifest, then `cat` reads it by ranges
+ * (format_catalog_open_source), each chunk verified as it is fetched, *buf
+ * NULL. Either way format_catalog_close(cat) after use. Returns 0,
+ * CORE_ENOTFOUND (no such archive, or it has no catalog) or another error,
+ * with a message. */
 int client_snapshot_catalog(struct client_snapshot *s, const char *name, uint8_t **buf,
                             struct format_catalog *cat, char *err, size_t errlen);
 
@@ -94,6 +101,9 @@ int client_archive_reader_open(struct client_snapshot *s, const char *name, unsi
 void client_archive_reader_free(struct client_archive_reader *r);
 /* The stream's size. */
 uint64_t client_archive_reader_size(const struct client_archive_reader *r);
+/* Chunks fetched so far (cache misses), and the index's chunk count. */
+void client_archive_reader_chunks(struct client_archive_reader *r, uint64_t *fetched,
+                                  uint64_t *total);
 /* Copies up to `len` bytes of the stream at `off` into `buf`. Returns the
  * count (0 at the end) or an error. Thread-safe (one lock). */
 ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off, void *buf,

@@ -88,6 +88,32 @@ int cmd_backup(struct opts *o)
     snprintf(host, sizeof(host), "localhost");
   host[sizeof(host) - 1] = '\0';
   memset(&bo, 0, sizeof(bo));
+  {
+    /* catalogs from this size on become an index of their own (tests set
+     * it small to exercise that form on a small tree) */
+    const char *v = getenv("CAIRN_CATALOG_INDEX_MIN");
+    char *end = NULL;
+    if (v && *v) {
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end != '\0' || n == 0) {
+        fprintf(stderr, "cairn backup: CAIRN_CATALOG_INDEX_MIN=%s is not a positive byte count\n",
+                v);
+        return EXIT_USAGE;
+      }
+      bo.catalog_index_min = n;
+    }
+    /* the catalog writer's memory before it spills sorted runs to a
+     * temporary file (tests set it small) */
+    v = getenv("CAIRN_CATALOG_MEM");
+    if (v && *v) {
+      unsigned long long n = strtoull(v, &end, 10);
+      if (*end != '\0' || n == 0) {
+        fprintf(stderr, "cairn backup: CAIRN_CATALOG_MEM=%s is not a positive byte count\n", v);
+        return EXIT_USAGE;
+      }
+      bo.catalog_mem = n;
+    }
+  }
   bo.backup_type = o->backup_type ? o->backup_type : "host";
   bo.backup_id = o->backup_id ? o->backup_id : host;
   if (format_name_backup_type(bo.backup_type) < 0 || format_name_backup_id(bo.backup_id) < 0) {

@@ -6,6 +6,7 @@
 #include "client/client_pattern.h"
 #include "client/client_restore.h"
 #include "core/core_alloc.h"
+#include "core/core_error.h"
 #include "core/core_json.h"
 #include "core/core_utf8.h"
 #include "format/format_catalog.h"
@@ -214,6 +215,7 @@ int cmd_ls(struct opts *o)
     fprintf(stderr, "cairn ls: needs SNAPSHOT ARCHIVE [PATH] (see cairn ls --help)\n");
     return EXIT_USAGE;
   }
+  memset(&cat, 0, sizeof(cat));
   path = o->npos == 3 ? o->pos[2] : ".";
   while (*path == '/')
     path++;
@@ -251,7 +253,16 @@ int cmd_ls(struct opts *o)
     }
     core_free(p);
   }
+  {
+    /* a debug counter (tests): how much of a catalog index this ls read */
+    uint64_t fetched, total;
+    format_catalog_chunk_stats(&cat, &fetched, &total);
+    if (total > 0 && getenv("CAIRN_CATALOG_STATS") != NULL)
+      fprintf(stderr, "catalog index: %llu of %llu chunks fetched\n",
+              (unsigned long long)fetched, (unsigned long long)total);
+  }
 out:
+  format_catalog_close(&cat); /* the index form's source (a no-op for a blob) */
   client_snapshot_close(snap); /* its session ends through the api */
   browse_close(&b, rc == 0);
   core_free(it);
@@ -287,21 +298,32 @@ static int find_in(struct browse *b, const char *snapname, const struct client_p
     struct format_catalog cat;
     uint8_t *buf = NULL;
     if (client_snapshot_catalog(snap, fn, &buf, &cat, err, sizeof(err)) < 0) {
+      char iname[FORMAT_NAME_ARCHIVE_MAX + 16];
       fprintf(stderr, "cairn find: %s %s: %s\n", snapname, fn, err);
-      if (format_manifest_find_file(m, cname) != NULL)
+      if (format_manifest_find_file(m, cname) != NULL ||
+          (format_catalog_index_name(fn, iname, sizeof(iname)) == 0 &&
+           format_manifest_find_file(m, iname) != NULL))
         rc = 1; /* there is a catalog, and it is bad */
       continue;
     }
     struct format_catalog_iter *it = core_new(struct format_catalog_iter);
     struct format_catalog_entry e;
+    int nrc;
     format_catalog_iter_init(it, &cat);
-    while (format_catalog_next(it, &e) > 0) {
+    while ((nrc = format_catalog_next(it, &e)) > 0) {
       if (client_pattern_match(pat, e.path, e.type == FORMAT_CATALOG_DIR)) {
         emit(b, &e, snapname, fn);
         (*hits)++;
       }
     }
+    if (nrc < 0) {
+      /* an index is checked window by window as it is read */
+      fprintf(stderr, "cairn find: %s %s: the catalog is damaged: %s\n", snapname, fn,
+              core_strerror(nrc));
+      rc = 1;
+    }
     core_free(it);
+    format_catalog_close(&cat);
     core_free(buf);
   }
 out:
@@ -451,27 +473,35 @@ int cmd_diff(struct opts *o)
     it[k] = core_new(struct format_catalog_iter);
     format_catalog_iter_init(it[k], &cat[k]);
   }
-  /* a merge of two sorted lists: both catalogs are validated */
-  have[0] = format_catalog_next(it[0], &e[0]) > 0;
-  have[1] = format_catalog_next(it[1], &e[1]) > 0;
-  while (have[0] || have[1]) {
-    int c = !have[0] ? 1 : !have[1] ? -1
-                         : format_catalog_cmp(e[0].path, e[0].path_len, e[1].path, e[1].path_len);
+  /* a merge of two sorted lists: a blob is validated whole, an index
+   * window by window as the merge reads it (a damaged one stops it) */
+  have[0] = format_catalog_next(it[0], &e[0]);
+  have[1] = format_catalog_next(it[1], &e[1]);
+  while ((have[0] > 0 || have[1] > 0) && have[0] >= 0 && have[1] >= 0) {
+    int c = have[0] <= 0  ? 1
+            : have[1] <= 0 ? -1
+                           : format_catalog_cmp(e[0].path, e[0].path_len, e[1].path, e[1].path_len);
     if (c < 0) {
       diff_emit(&b, '-', &e[0]);
-      have[0] = format_catalog_next(it[0], &e[0]) > 0;
+      have[0] = format_catalog_next(it[0], &e[0]);
     } else if (c > 0) {
       diff_emit(&b, '+', &e[1]);
-      have[1] = format_catalog_next(it[1], &e[1]) > 0;
+      have[1] = format_catalog_next(it[1], &e[1]);
     } else {
       if (entry_changed(&e[0], &e[1]))
         diff_emit(&b, 'M', &e[1]);
-      have[0] = format_catalog_next(it[0], &e[0]) > 0;
-      have[1] = format_catalog_next(it[1], &e[1]) > 0;
+      have[0] = format_catalog_next(it[0], &e[0]);
+      have[1] = format_catalog_next(it[1], &e[1]);
     }
+  }
+  if (have[0] < 0 || have[1] < 0) {
+    fprintf(stderr, "cairn diff: %s: the catalog is damaged\n", o->pos[have[0] < 0 ? 0 : 1]);
+    rc = 1;
   }
 out:
   for (int k = 0; k < 2; k++) {
+    if (it[k] != NULL)
+      format_catalog_close(&cat[k]); /* before its snapshot: an index reads through it */
     core_free(it[k]);
     core_free(buf[k]);
     client_snapshot_close(snap[k]);

@@ -36,10 +36,15 @@
 
 #define CACHE_CHUNKS 8 /* at most 8 x 16 MiB of chunks held */
 
+struct open_file;
+
 struct mount_state {
   struct format_catalog cat;
   struct client_archive_reader *ar;
   struct format_catalog_iter it; /* single-threaded: one iterator */
+  /* files open now: a signal can end the loop before the kernel releases
+   * them, and they are freed at exit */
+  struct open_file *open;
 };
 
 struct extent {
@@ -48,6 +53,7 @@ struct extent {
 };
 
 struct open_file {
+  struct open_file *prev, *next; /* mount_state.open */
   uint64_t size;
   uint64_t data_off;
   struct extent *map; /* sparse files only */
@@ -264,9 +270,25 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
     core_free(of);
     return -EIO;
   }
+  of->next = state()->open;
+  if (of->next)
+    of->next->prev = of;
+  state()->open = of;
   fi->fh = (uint64_t)(uintptr_t)of;
   fi->keep_cache = 1; /* the snapshot never changes */
   return 0;
+}
+
+static void open_file_free(struct mount_state *m, struct open_file *of)
+{
+  if (of->prev)
+    of->prev->next = of->next;
+  else
+    m->open = of->next;
+  if (of->next)
+    of->next->prev = of->prev;
+  core_free(of->map);
+  core_free(of);
 }
 
 static int fs_read(const char *path, char *buf, size_t size, off_t offset,
@@ -305,10 +327,8 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 {
   struct open_file *of = (struct open_file *)(uintptr_t)fi->fh;
   (void)path;
-  if (of) {
-    core_free(of->map);
-    core_free(of);
-  }
+  if (of)
+    open_file_free(state(), of);
   return 0;
 }
 
@@ -394,7 +414,10 @@ int cmd_mount(struct opts *o)
     rc = res == 0 || res == SIGINT || res == SIGTERM || res == SIGHUP ? 0 : 1;
   }
 out:
+  while (m->open)
+    open_file_free(m, m->open);
   client_archive_reader_free(m->ar);
+  format_catalog_close(&m->cat); /* an index form reads through the snapshot */
   client_snapshot_close(snap);
   client_api_free(api);
   if (have_key > 0)

@@ -74,7 +74,9 @@ void print_help(const char *cmd)
            "                             do not start and end on a chunk boundary (no reuse by\n"
            "                             metadata; see docs/chunking.md)\n"
            "  --progress / --no-progress progress line (default: on a terminal)\n\n"
-           "Mount points below PATH are not crossed (one file system).\n\n%s",
+           "Mount points below PATH are not crossed (one file system).\n"
+           "A catalog of CAIRN_CATALOG_INDEX_MIN bytes or more (default 4 MiB) is stored as\n"
+           "an index of its own (NAME.catalog.didx), read by ranges.\n\n%s",
            conn_help);
   } else if (strcmp(cmd, "restore") == 0) {
     printf("usage: cairn restore SNAPSHOT NAME TARGET [OPTIONS]\n\n"

@@ -91,6 +91,9 @@ int cmd_restore(struct opts *o)
     fprintf(out, ", %llu entries selected, %llu of %llu chunks fetched",
             (unsigned long long)st.entries, (unsigned long long)st.chunks,
             (unsigned long long)st.total_chunks);
+  if (st.catalog_total_chunks > 0)
+    fprintf(out, ", catalog index: %llu of %llu chunks fetched",
+            (unsigned long long)st.catalog_chunks, (unsigned long long)st.catalog_total_chunks);
   if (st.repeated > 0)
     fprintf(out, " (%llu of them repeated the chunk before: not downloaded again)",
             (unsigned long long)st.repeated);

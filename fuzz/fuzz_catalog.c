@@ -5,8 +5,11 @@
  * and validate never read outside the buffer (ASan); a catalog that
  * validates yields entries with safe paths in strictly increasing order and
  * consistent stream offsets; every entry is found again by lookup; seeking
- * to an entry's path lands on it; and the catalog re-encoded by the writer
- * decodes to the same entries (the writer accepts all the reader accepts). */
+ * to an entry's path lands on it; the catalog re-encoded by the writer
+ * decodes to the same entries (the writer accepts all the reader accepts);
+ * and read by ranges (the NAME.catalog.didx form, through a source that
+ * copies from the input) a full iteration gives the same verdict and the
+ * same entries as the whole buffer. */
 #include "fuzz.h"
 
 #include "core/core_buf.h"
@@ -22,6 +25,32 @@ static int same(const struct format_catalog_entry *a, const struct format_catalo
          a->ctime_ns == b->ctime_ns && a->ino == b->ino && a->dev == b->dev &&
          a->rdev == b->rdev && a->hdr_off == b->hdr_off && a->data_off == b->data_off &&
          a->data_len == b->data_len && a->end_off == b->end_off;
+}
+
+static int mem_read(void *ctx, uint64_t off, void *dst, size_t len)
+{
+  memcpy(dst, (const uint8_t *)ctx + off, len); /* the reader bounds off + len */
+  return 0;
+}
+
+/* The verdict read by ranges: 1 when open and a full iteration succeed. */
+static int ranged_ok(const uint8_t *data, size_t size, struct format_catalog_iter *it)
+{
+  struct format_catalog c;
+  struct format_catalog_source src = {0};
+  struct format_catalog_entry e;
+  int rc;
+  src.size = size;
+  src.read = mem_read;
+  src.ctx = (void *)data;
+  if (format_catalog_open_source(&c, &src) < 0)
+    return 0;
+  format_catalog_iter_init(it, &c);
+  while ((rc = format_catalog_next(it, &e)) > 0)
+    FUZZ_ASSERT(format_catalog_safe_path(e.path, e.path_len));
+  (void)format_catalog_lookup(&c, it, "a/b", &e);
+  format_catalog_close(&c);
+  return rc == 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -40,8 +69,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   memcpy(copy, data, size); /* exactly `size` bytes: ASan sees any overread */
   format_catalog_writer_init(&w);
   core_buf_init(&out, (size_t)1 << 30);
-  if (format_catalog_open(&c, copy, size) < 0 || format_catalog_validate(&c) < 0)
-    goto out;
+  {
+    int whole = format_catalog_open(&c, copy, size) == 0 && format_catalog_validate(&c) == 0;
+    FUZZ_ASSERT(whole == ranged_ok(copy, size, it));
+    if (!whole)
+      goto out;
+  }
   format_catalog_iter_init(it, &c);
   while (format_catalog_next(it, &e) > 0) {
     FUZZ_ASSERT(format_catalog_safe_path(e.path, e.path_len));

@@ -46,4 +46,28 @@ char *store__api_filepath(const char *b64path);
 const char *store__api_snapshot_params(struct http_request *req, int64_t *time);
 void store__api_access_register(struct http_server *s, struct store_api *api);
 
+struct format_catalog;
+struct format_manifest;
+/* Opens the catalog of directory archive `archive` of a snapshot (manifest
+ * `m`) in datastore `ds` at `base` (store_api_catalog.c; pool only): the
+ * blob decoded into *plain (core_free), or the index read by ranges through
+ * the chunk store. format_catalog_close(cat) after use. Returns 0,
+ * CORE_ENOTFOUND (no catalog), CORE_ECRYPTO (encrypted), CORE_EFORMAT
+ * (damaged) or a read error. */
+/* On an S3 datastore a catalog index's chunk may be missing from the local
+ * cache: its reads then fail with -EAGAIN and `miss` names the chunk; the
+ * caller fetches it on the loop (store_s3_chunk_read, which puts it into
+ * the cache) and runs its job again. */
+struct store__api_catalog_miss {
+  int have;
+  uint8_t digest[32];
+};
+int store__api_catalog_open(struct store_datastore *ds, const char *base, const char *ns,
+                            const char *type, const char *id, int64_t time,
+                            const struct format_manifest *m, const char *archive,
+                            struct format_catalog *cat, uint8_t **plain,
+                            struct store__api_catalog_miss *miss);
+/* Runs of a job that fetches missed catalog chunks before giving up. */
+#define STORE_API_CATALOG_RETRIES 256
+
 #endif

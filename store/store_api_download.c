@@ -84,6 +84,9 @@ struct dl_job {
   uint8_t *enc;
   size_t enc_len;
   int64_t enc_i;
+  /* S3: a catalog chunk the plan needs first, and the plan's runs so far */
+  struct store__api_catalog_miss miss;
+  unsigned retries;
 };
 
 static void dl_free(struct dl_job *d)
@@ -140,15 +143,17 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
 {
   const struct format_manifest_file *mf = format_manifest_find_file(m, d->archive), *cf;
   char cname[FORMAT_NAME_ARCHIVE_MAX + 16];
-  uint8_t *raw = NULL, *plain = NULL;
-  size_t len = 0, plen = 0;
+  uint8_t *plain = NULL;
+  size_t len = 0;
   struct format_catalog cat;
   struct format_catalog_iter *it = NULL;
   struct format_catalog_entry e;
   int rc;
 
   if (mf == NULL || format_catalog_name(d->archive, cname, sizeof(cname)) < 0 ||
-      (cf = format_manifest_find_file(m, cname)) == NULL) {
+      ((cf = format_manifest_find_file(m, cname)) == NULL &&
+       (format_catalog_index_name(d->archive, cname, sizeof(cname)) < 0 ||
+        (cf = format_manifest_find_file(m, cname)) == NULL))) {
     snprintf(d->err, sizeof(d->err), "the snapshot has no catalog for '%s'", d->archive);
     return CORE_ENOTFOUND;
   }
@@ -165,10 +170,12 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
     snprintf(d->err, sizeof(d->err), "the index of '%s' is damaged", d->archive);
     return CORE_EFORMAT;
   }
-  if ((rc = read_blob_file(d, base, cname, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
-    return rc;
-  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
-  core_free(raw);
+  rc = store__api_catalog_open(d->ds, base, d->ns, d->type, d->id, d->time, m, d->archive, &cat,
+                               &plain, &d->miss);
+  if (rc == -ENOENT || rc == CORE_ENOTFOUND) {
+    snprintf(d->err, sizeof(d->err), "no such snapshot or file");
+    return CORE_ENOTFOUND;
+  }
   if (rc < 0) {
     snprintf(d->err, sizeof(d->err), "the catalog of '%s' is damaged", d->archive);
     return CORE_EFORMAT;
@@ -258,6 +265,7 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
   rc = 0;
 out:
   core_free(it);
+  format_catalog_close(&cat);
   core_free(plain);
   return rc;
 }
@@ -280,6 +288,8 @@ static void plan_run(struct core_job *job)
   }
   core_free(raw);
   d->rc = rc;
+  if (d->miss.have)
+    d->rc = -EAGAIN; /* whatever the planning made of it: fetch and plan again */
 }
 
 /* ---- streaming ---- */
@@ -491,10 +501,48 @@ static void dl_pull(struct http_request *req, void *ctx)
   }
 }
 
+static void plan_done(struct core_job *job, int status);
+
+/* A catalog chunk the S3 cache lacked is there now (or not): plan again
+ * from the start. */
+static void miss_fetched(void *arg, int err, uint8_t *data, size_t len, size_t cap)
+{
+  struct dl_job *d = arg;
+  (void)len;
+  (void)cap;
+  core_free(data); /* the read put it into the cache, where the plan reads it */
+  if (err < 0) {
+    snprintf(d->err, sizeof(d->err), "a chunk of the catalog of '%s' cannot be read: %s",
+             d->archive, core_strerror(err));
+    d->rc = err;
+    plan_done(&d->job, err);
+    return;
+  }
+  d->miss.have = 0;
+  d->rc = d->status = 0;
+  d->err[0] = '\0';
+  core_free(d->idx_buf);
+  d->idx_buf = NULL;
+  core_free(d->r);
+  d->r = NULL;
+  d->nr = d->cap = 0;
+  d->tar = 0;
+  d->total = 0;
+  if (core_job_submit(d->api->loop, &d->job, plan_run, plan_done) < 0) {
+    d->rc = CORE_EABORTED;
+    plan_done(&d->job, CORE_EABORTED);
+  }
+}
+
 static void plan_done(struct core_job *job, int status)
 {
   struct dl_job *d = (struct dl_job *)job;
   int rc = status < 0 ? status : d->rc;
+  if (rc == -EAGAIN && d->miss.have && d->retries++ < STORE_API_CATALOG_RETRIES) {
+    static const struct store_chunk_alloc alloc = {s3_get, s3_put, NULL};
+    store_s3_chunk_read(d->ds, d->miss.digest, &alloc, miss_fetched, d);
+    return;
+  }
   if (rc < 0) {
     http_respond_error(d->req, d->status ? d->status : http_status_for(rc), "%s",
                        d->err[0] ? d->err : core_strerror(rc));

@@ -29,6 +29,7 @@
 #include "format/format_name.h"
 #include "store/store_lock.h"
 #include "store/store_path.h"
+#include "store/store_chunk.h"
 #include "store/store_s3.h"
 
 #include <errno.h>
@@ -58,6 +59,8 @@ struct files_job {
   char err[256];
   struct core_buf out;
   char rel[4096]; /* a file changed, relative to the datastore (S3 mirroring) */
+  struct store__api_catalog_miss miss; /* S3: a catalog chunk to fetch first */
+  unsigned retries;
 };
 
 static int is_write(enum files_op op)
@@ -223,37 +226,35 @@ static const char *pbs_type(uint8_t t)
 static int run_catalog(struct files_job *f, const char *base, const struct format_manifest *m,
                        struct core_json *j)
 {
-  const struct format_manifest_file *mf = format_manifest_find_file(m, f->archive), *cf;
-  char cname[FORMAT_NAME_ARCHIVE_MAX + 16], path[STORE_PATH_MAX];
-  uint8_t *raw = NULL, *plain = NULL;
-  size_t len = 0, plen = 0;
+  const struct format_manifest_file *mf = format_manifest_find_file(m, f->archive);
+  uint8_t *plain = NULL;
   struct format_catalog cat;
   struct format_catalog_iter *it = NULL;
   struct format_catalog_entry e;
   struct core_buf fp;
   int rc;
 
-  if (mf == NULL || format_catalog_name(f->archive, cname, sizeof(cname)) < 0 ||
-      (cf = format_manifest_find_file(m, cname)) == NULL) {
+  if (mf == NULL)
+    rc = CORE_ENOTFOUND;
+  else
+    rc = store__api_catalog_open(f->ds, base, f->ns, f->type, f->id, f->time, m, f->archive,
+                                 &cat, &plain, &f->miss);
+  if (rc == CORE_ENOTFOUND) {
     snprintf(f->err, sizeof(f->err), "the snapshot has no catalog for '%s'", f->archive);
     return CORE_ENOTFOUND;
   }
-  if (cf->crypt_mode == FORMAT_CRYPT_MODE_ENCRYPT) {
+  if (rc == CORE_ECRYPTO) {
     f->status = 400;
     snprintf(f->err, sizeof(f->err), "'%s' is encrypted: its catalog can only be read by a "
              "client with the key", f->archive);
     return CORE_ECRYPTO;
   }
-  if ((rc = store_path_file(path, sizeof(path), base, f->ns, f->type, f->id, f->time, cname)) < 0)
-    return rc;
-  if ((rc = core_file_read(path, FORMAT_BLOB_MAX_SIZE + 4096, &raw, &len)) < 0)
-    return rc;
-  rc = format_catalog_from_blob(&cat, raw, len, &plain, &plen);
-  core_free(raw);
-  if (rc < 0) {
+  if (rc == CORE_EFORMAT) {
     snprintf(f->err, sizeof(f->err), "the catalog of '%s' is damaged", f->archive);
     return CORE_EFORMAT;
   }
+  if (rc < 0)
+    return rc;
 
   it = core_new(struct format_catalog_iter);
   const char *dir = f->filepath[0] ? f->filepath : ".";
@@ -298,6 +299,7 @@ static int run_catalog(struct files_job *f, const char *base, const struct forma
   }
 out:
   core_free(it);
+  format_catalog_close(&cat);
   core_free(plain);
   return rc;
 }
@@ -444,6 +446,8 @@ out:
   }
   core_json_free(&j);
   f->rc = rc < 0 ? rc : 0;
+  if (f->miss.have)
+    f->rc = -EAGAIN; /* whatever the reading made of it: fetch and run again */
 }
 
 /* ---- loop side ---- */
@@ -488,10 +492,54 @@ static void mirror_done(void *arg, int err, const char *msg)
   files_finish(f, 0);
 }
 
+static void files_done(struct core_job *job, int status);
+
+static void *miss_get(void *ctx, size_t len, size_t *cap)
+{
+  (void)ctx;
+  *cap = len;
+  return core_try_malloc(len ? len : 1);
+}
+
+static void miss_put(void *ctx, void *buf, size_t cap)
+{
+  (void)ctx;
+  (void)cap;
+  core_free(buf);
+}
+
+/* A catalog chunk the S3 cache lacked is there now (or not): run again. */
+static void miss_fetched(void *arg, int err, uint8_t *data, size_t len, size_t cap)
+{
+  struct files_job *f = arg;
+  (void)len;
+  (void)cap;
+  core_free(data); /* the read put it into the cache, where the job reads it */
+  if (err < 0) {
+    snprintf(f->err, sizeof(f->err), "a chunk of the catalog of '%s' cannot be read: %s",
+             f->archive, core_strerror(err));
+    files_finish(f, err);
+    return;
+  }
+  f->miss.have = 0;
+  f->rc = 0;
+  f->status = 0;
+  f->err[0] = '\0';
+  core_buf_reset(&f->out);
+  int rc = core_job_submit(f->api->loop, &f->job, files_run, files_done);
+  if (rc < 0)
+    files_finish(f, rc);
+}
+
 static void files_done(struct core_job *job, int status)
 {
   struct files_job *f = (struct files_job *)job;
   int rc = status < 0 ? status : f->rc;
+  if (rc == -EAGAIN && f->miss.have && f->retries++ < STORE_API_CATALOG_RETRIES) {
+    static const struct store_chunk_alloc alloc = {miss_get, miss_put, NULL};
+    store_s3_chunk_read(f->ds, f->miss.digest, &alloc, miss_fetched, f);
+    return;
+  }
   if (rc == 0 && is_write(f->op) && f->rel[0] && store_datastore_is_s3(f->ds)) {
     const char *rels[1] = {f->rel};
     store_s3_mirror(f->ds, rels, 1, 0, mirror_done, f);

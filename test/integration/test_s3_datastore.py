@@ -439,6 +439,42 @@ class Datastore(S3Case):
                                check=True).stdout.decode().split()
         self.assertEqual({"d/", "d/big.bin", "d/small.txt"}, set(names))
 
+    def test_c1_catalog_index_after_cache_wipe(self):
+        """The catalog and file-download endpoints read a catalog index
+        (NAME.catalog.didx) whose chunks the cache lost: fetched from the
+        bucket on the loop, then read again in the pool."""
+        import base64
+        srv = self.srv
+        self.assertOk(self.make_store("s3ci"), "create")
+        src = tempfile.mkdtemp(prefix="cairn-s3ci-")
+        self.addCleanup(shutil.rmtree, src, True)
+        os.makedirs(os.path.join(src, "d"))
+        for i in range(2000):
+            open(os.path.join(src, "d", "f%05d.txt" % i), "wb").close()
+        with open(os.path.join(src, "d", "small.txt"), "wb") as f:
+            f.write(b"small\n")
+        authid, secret = srv.token.rsplit(":", 1)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("CAIRN_") or k == "CAIRN_BIN_DIR"}
+        env.update({"CAIRN_REPOSITORY": "%s@127.0.0.1:%d:s3ci" % (authid, srv.port),
+                    "CAIRN_SECRET": secret, "CAIRN_PLAIN_HTTP": "1",
+                    "CAIRN_CATALOG_INDEX_MIN": "1"})
+        subprocess.run([ch.binary("cairn"), "backup", "root.didx:" + src, "--backup-id", "ci",
+                        "--backup-time", "1700000000"], env=env, check=True,
+                       capture_output=True)
+        wipe_cache(srv.datastore_path("s3ci"))
+        q = {"backup-type": "host", "backup-id": "ci", "backup-time": "1700000000",
+             "archive-name": "root.didx"}
+        st, _, body = srv.get(API + "/admin/datastore/s3ci/catalog", params=dict(
+            q, filepath=base64.b64encode(b"/d").decode()))
+        self.assertEqual(200, st, body)
+        self.assertEqual(2001, len(body["data"]))
+        wipe_cache(srv.datastore_path("s3ci"))
+        r = srv.get(API + "/admin/datastore/s3ci/file-download", params=dict(
+            q, filepath=base64.b64encode(b"/d/small.txt").decode()))
+        self.assertEqual(200, r.status, r)
+        self.assertEqual(b"small\n", r.raw)
+
     def test_c_no_cache(self):
         srv = self.srv
         self.assertOk(self.make_store("s3c"), "create")
