@@ -114,44 +114,45 @@ static void *fetch_main(void *arg)
       break;
     }
     const struct want *w = &f->list[i];
-    uint8_t *data = NULL;
-    size_t len = 0;
+    struct sync_chunk c;
     char err[512], hex[65];
     core_hex_encode(w->digest, 32, hex);
     /* The plaintext size is what an incompressible chunk costs on the wire
      * (plus a header): reserved before the request, settled after it. */
     uint64_t reserved = w->size;
     sync_rate_reserve(&e->rate, reserved);
-    int rc = sync_reader_chunk(f->r, w->digest, &data, &len, err, sizeof(err));
-    sync_rate_settle(&e->rate, reserved, rc < 0 ? 0 : len);
+    int rc = sync_reader_chunk(f->r, w->digest, &c, err, sizeof(err));
+    sync_rate_settle(&e->rate, reserved, rc < 0 ? 0 : c.len);
     if (rc < 0) {
       fetch_fail(f, err);
       break;
     }
-    atomic_fetch_add(&e->bytes_fetched, len);
-    rc = format_blob_verify_crc(data, len);
+    atomic_fetch_add(&e->bytes_fetched, c.len);
+    rc = format_blob_verify_crc(c.data, c.len);
     if (rc == 0)
-      rc = format_blob_verify_chunk(&bctx, data, len, w->digest, w->size);
+      rc = format_blob_verify_chunk(&bctx, c.data, c.len, w->digest, w->size);
     if (rc < 0) {
       snprintf(err, sizeof(err), "chunk %s from the source is corrupt: %s", hex,
                core_strerror(rc));
-      core_free(data);
+      sync_chunk_free(&c);
       fetch_fail(f, err);
       break;
     }
     if (e->s3) {
       /* S3: the backup path's upload (bucket first, then the cache). */
       char serr[256];
-      rc = sync__s3_chunk(e, w->digest, w->size, data, len, serr, sizeof(serr));
+      rc = sync__s3_chunk(e, w->digest, w->size, c.data, c.len, serr, sizeof(serr));
       if (rc < 0)
         snprintf(err, sizeof(err), "chunk %s: %s", hex, serr);
     } else {
       struct store_chunk_insert_result res;
-      rc = store_chunk_insert(f->pl->cs, w->digest, data, len, &res);
+      /* The blob as received: verified above, written as it is (a pooled,
+       * page-aligned buffer goes to the disk with O_DIRECT). */
+      rc = store_chunk_insert(f->pl->cs, w->digest, c.data, c.len, &res);
       if (rc < 0)
         snprintf(err, sizeof(err), "cannot store chunk %s: %s", hex, core_strerror(rc));
     }
-    core_free(data);
+    sync_chunk_free(&c);
     if (rc < 0) {
       fetch_fail(f, err);
       break;
