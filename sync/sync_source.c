@@ -452,8 +452,12 @@ struct chunk_alloc {
 static void *chunk_alloc_get(void *ctx, size_t len, size_t *cap)
 {
   struct chunk_alloc *a = ctx;
-  if (len < HTTP_BODYPOOL_MIN)
-    return NULL; /* small: core_buf's own memory */
+  if (len < HTTP_BODYPOOL_MIN) {
+    /* Small chunks: plain memory (not a pool buffer of a whole class). */
+    a->cap = 0;
+    *cap = len;
+    return core_try_malloc(len);
+  }
   void *mem = http_bodypool_get(a->pool, len, cap);
   a->cap = mem ? *cap : 0;
   return mem;
@@ -462,7 +466,10 @@ static void *chunk_alloc_get(void *ctx, size_t len, size_t *cap)
 static void chunk_alloc_put(void *ctx, void *buf, size_t cap)
 {
   struct chunk_alloc *a = ctx;
-  http_bodypool_put(a->pool, buf, cap);
+  if (a->cap)
+    http_bodypool_put(a->pool, buf, cap);
+  else
+    core_free(buf);
   a->cap = 0;
 }
 
