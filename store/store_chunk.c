@@ -482,51 +482,6 @@ int store_chunk_read(struct store_chunkstore *cs, const uint8_t digest[32],
   return store_chunk_read_into(cs, digest, NULL, out);
 }
 
-/* Reads `size` bytes of `fd` into `dst` (room for `cap`). Chunk files are
- * read whole and once (a restore, a sync source, verify), and Cairn writes
- * them around the page cache, so they are rarely cached: when `dst` is
- * page-aligned and has room for the size rounded up to a page, the file is
- * read with O_DIRECT, one DMA into the caller's (recycled) buffer instead of
- * filling page-cache pages and copying them out (about half of a sync
- * source's CPU time). A file system that refuses O_DIRECT (EINVAL), or a
- * short direct read, continues buffered. Returns the bytes read or -errno. */
-static ssize_t read_data(struct store_chunkstore *cs, int fd, char *dst, size_t cap,
-                         size_t size)
-{
-  size_t done = 0, span = (size + STORE_CHUNK_DIRECT_ALIGN - 1) &
-                         ~(size_t)(STORE_CHUNK_DIRECT_ALIGN - 1);
-  int fl;
-  if (size >= STORE_CHUNK_DIRECT_ALIGN && span <= cap &&
-      ((uintptr_t)dst & (STORE_CHUNK_DIRECT_ALIGN - 1)) == 0 &&
-      atomic_load_explicit(&cs->direct_io, memory_order_relaxed) &&
-      (fl = fcntl(fd, F_GETFL)) >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
-    ssize_t n;
-    do
-      n = read(fd, dst, span);
-    while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EINVAL)
-      return -errno;
-    if (n < 0)
-      atomic_store(&cs->direct_io, 0);
-    else
-      done = (size_t)n < size ? (size_t)n : size;
-    if (fcntl(fd, F_SETFL, fl) < 0)
-      return -errno;
-  }
-  while (done < size) {
-    ssize_t n = pread(fd, dst + done, size - done, (off_t)done);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      return -errno;
-    }
-    if (n == 0)
-      break;
-    done += (size_t)n;
-  }
-  return (ssize_t)done;
-}
-
 int store_chunk_read_into(struct store_chunkstore *cs, const uint8_t digest[32],
                           const struct store_chunk_alloc *alloc, struct core_buf *out)
 {
@@ -563,14 +518,19 @@ int store_chunk_read_into(struct store_chunkstore *cs, const uint8_t digest[32],
   if ((rc = core_buf_reserve(out, size)) < 0)
     goto out;
   /* Chunk files are never modified in place (only replaced by rename), so
-   * the size of the inode behind `fd` is stable. The buffer holds size + 1
-   * (the NUL below): a direct read may use all of it but the last byte. */
-  ssize_t n = read_data(cs, fd, out->base, out->cap - 1, size);
-  if (n < 0) {
-    rc = (int)n;
-    goto out;
+   * the size of the inode behind `fd` is stable. */
+  while (out->len < size) {
+    ssize_t n = read(fd, out->base + out->len, size - out->len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      rc = -errno;
+      goto out;
+    }
+    if (n == 0)
+      break;
+    out->len += (size_t)n;
   }
-  out->len = (size_t)n;
   out->base[out->len] = '\0';
   rc = (int)out->len;
 out:

@@ -173,27 +173,9 @@ UNIT_TEST(insert_new_and_read)
   store_chunkstore_close(cs);
 }
 
-/* Allocators for reads: page-aligned with room for whole pages (*ctx 0) or
- * for the bytes only (*ctx 1), and 8 bytes past an alignment. */
-static void *aligned_alloc_pages(void *ctx, size_t len, size_t *cap)
-{
-  void *m;
-  *cap = *(int *)ctx == 0 ? (len + 4095) / 4096 * 4096 + 4096 : len;
-  return posix_memalign(&m, 4096, *cap) == 0 ? m : NULL;
-}
-
-static void *unaligned_alloc(void *ctx, size_t len, size_t *cap)
-{
-  char *m;
-  (void)ctx;
-  *cap = len;
-  return posix_memalign((void **)&m, 4096, len + 8) == 0 ? m + 8 : NULL;
-}
-
 /* Inserts blobs of awkward lengths from page-aligned memory (the O_DIRECT
  * head plus a buffered tail) and from unaligned memory (buffered), and
- * reads each back byte for byte, into memory that allows a direct read and
- * memory that does not. */
+ * reads each back byte for byte. */
 static void check_direct_roundtrip(struct store_chunkstore *cs)
 {
   static const size_t lens[] = {4096, 4097, 3 * 4096 + 17, (size_t)1 << 20, 70001};
@@ -218,23 +200,6 @@ static void check_direct_roundtrip(struct store_chunkstore *cs)
       ASSERT_EQ(store_chunk_read(cs, d, &out), (int)len);
       ASSERT(memcmp(out.base, b, len) == 0);
       core_buf_free(&out);
-      /* Into page-aligned memory with room for whole pages (the O_DIRECT
-       * read), with just room for the bytes (buffered), and unaligned. */
-      for (int room = 0; room <= 2; room++) {
-        struct store_chunk_alloc alloc = {room == 2 ? unaligned_alloc : aligned_alloc_pages,
-                                          NULL, &room};
-        core_buf_init(&out, 1 << 26);
-        ASSERT_EQ(store_chunk_read_into(cs, d, &alloc, &out), (int)len);
-        ASSERT_EQ(out.len, len);
-        ASSERT(memcmp(out.base, b, len) == 0);
-        ASSERT_EQ(out.base[len], '\0');
-        if (room == 2)
-          free(out.base - 8); /* the allocation starts before the buffer */
-        else
-          free(out.base);
-        out.base = NULL;
-        out.len = out.cap = 0;
-      }
       free(mem);
     }
   }
