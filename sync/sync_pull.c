@@ -930,6 +930,12 @@ out:
                 atomic_load(&e->bytes_fetched), atomic_load(&e->chunks_known));
   core_task_log(e->task, "transfer: %" PRIu64 " bytes in %.3f s", atomic_load(&e->rate.bytes),
                 sync_rate_window(&e->rate));
+  if (p->remote && pl.src) {
+    uint64_t opened, reused;
+    sync_source_conn_stats(pl.src, &opened, &reused);
+    core_task_log(e->task, "connections: %" PRIu64 " opened, %" PRIu64 " requests reused one",
+                  opened, reused);
+  }
   store_ns_list_free(&rns);
   core_free(pl.groups);
   sync_source_close(pl.src);

@@ -229,6 +229,13 @@ void sync_source_close(struct sync_source *s)
   core_free(s);
 }
 
+void sync_source_conn_stats(struct sync_source *s, uint64_t *opened, uint64_t *reused)
+{
+  *opened = *reused = 0;
+  if (s && s->api)
+    client_api_conn_stats(s->api, opened, reused);
+}
+
 /* ---- listings ---- */
 
 int sync_source_list_ns(struct sync_source *s, const char *ns, int max_depth,

@@ -20,6 +20,10 @@ struct sync_reader;
 int sync_source_open(struct sync_engine *e, struct sync_source **out, char *err, size_t errlen);
 void sync_source_close(struct sync_source *s);
 
+/* Connections a remote source opened and requests that reused one (both 0
+ * for a local source): for the run's summary. */
+void sync_source_conn_stats(struct sync_source *s, uint64_t *opened, uint64_t *reused);
+
 /* Namespaces from `ns` down `max_depth` levels (-1: all), `ns` first. */
 int sync_source_list_ns(struct sync_source *s, const char *ns, int max_depth,
                         struct store_ns_list *out, char *err, size_t errlen);
