@@ -443,9 +443,15 @@ int sync_reader_file(struct sync_reader *r, const char *name, uint8_t **data, si
   core_buf_free(&b);
   if (rc < 0)
     return rc;
-  *data = core_malloc(resp.len ? resp.len : 1);
-  memcpy(*data, resp.body, resp.len);
   *len = resp.len;
+  if (resp.pool == NULL && resp.body) {
+    /* The response's own buffer (an index can be 128 MiB): no copy. */
+    *data = (uint8_t *)resp.body;
+    resp.body = NULL;
+  } else {
+    *data = core_malloc(resp.len ? resp.len : 1);
+    memcpy(*data, resp.body, resp.len);
+  }
   client_resp_free(&resp);
   return 0;
 }
