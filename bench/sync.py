@@ -13,7 +13,15 @@ snapshot's manifest, indexes and missing chunks; rsync walks every chunk file
 of the datastore.
 
 Both servers run on loopback over plain HTTP (rsync copies locally without
-encryption either). Printed: a table and a final line of key=value pairs.
+encryption either). Before every timed copy the source datastore's files are
+written back and dropped from the page cache (posix_fadvise DONTNEED), so the
+pull and rsync both read a cold source, whichever runs first. Besides wall
+time the bench reports CPU seconds (user+system) of each cairnd during the
+pull and of rsync's processes: those do not depend on the load of a shared
+machine. Without rsync (scripts/deps.sh bench installs it) the copy is a
+clearly labelled stand-in (copy_tool=python-quickcheck).
+With --profile DIR, `perf record -g` runs on both cairnd during each pull.
+Printed: a table and a final line of key=value pairs.
 Targets from issue #18: first sync at least 1.0x rsync's speed, the
 incremental sync at least 3x faster than rsync's incremental run.
 """
@@ -21,6 +29,7 @@ incremental sync at least 3x faster than rsync's incremental run.
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,8 +56,54 @@ def cairn_backup(args, srv, data):
            env)
 
 
-def timed_pull(dst, src):
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drop_cache(root):
+    """Writes back and evicts `root`'s files from the page cache, so the next
+    copy reads them from the disk (no root privileges needed)."""
     os.sync()
+    for d, _, names in os.walk(root):
+        for n in names:
+            try:
+                fd = os.open(os.path.join(d, n), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def start_profiles(args, servers, tag):
+    if not args.profile:
+        return []
+    os.makedirs(args.profile, exist_ok=True)
+    procs = []
+    for name, srv in servers:
+        out = os.path.join(args.profile, "perf-%s-%s.data" % (name, tag))
+        procs.append(subprocess.Popen(
+            ["perf", "record", "-q", "-g", "-F", "499", "-o", out, "-p", str(srv.proc.pid)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(0.5)  # perf attaches asynchronously; not part of any timing
+    return procs
+
+
+def stop_profiles(procs):
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        p.wait()
+
+
+def timed_pull(args, dst, src, tag):
+    drop_cache(src.datastore_path(STORE))
+    prof = start_profiles(args, (("src", src), ("dst", dst)), tag)
+    cpu0 = (cpu_seconds(src.proc.pid), cpu_seconds(dst.proc.pid))
     t0 = time.monotonic()
     r = dst.post(API + "/pull", params={"store": STORE, "remote": "src", "remote-store": STORE})
     if r.status != 200:
@@ -59,14 +114,20 @@ def timed_pull(dst, src):
         st = dst.get(API + "/nodes/localhost/tasks/%s/status" % q).data["data"]
         if st["status"] == "stopped":
             break
-        time.sleep(0.05)
+        # A status request is answered from memory: polling this often costs
+        # the server little and keeps the measurement's floor at 5 ms.
+        time.sleep(0.005)
     dt = time.monotonic() - t0
+    cpu = (cpu_seconds(src.proc.pid) - cpu0[0], cpu_seconds(dst.proc.pid) - cpu0[1])
+    stop_profiles(prof)
     log = dst.get(API + "/nodes/localhost/tasks/%s/log" % q, params={"limit": "0"}).data["data"]
     text = "\n".join(x["t"] for x in log)
     if st["exitstatus"] != "OK":
         raise RuntimeError("pull failed: %s\n%s" % (st["exitstatus"], text[-3000:]))
     summary = [x for x in text.splitlines() if "summary:" in x][-1]
-    return dt, summary
+    if args.show_log:
+        print(text)
+    return dt, summary, cpu
 
 
 def quickcheck_copy(src_dir, dst_dir):
@@ -101,14 +162,23 @@ def quickcheck_copy(src_dir, dst_dir):
 
 
 def timed_rsync(src_dir, dst_dir):
-    os.sync()
+    """Returns wall seconds and rsync's CPU seconds (all its processes; the
+    stand-in's are this process's own)."""
+    drop_cache(src_dir)
+    c0 = os.times()
     t0 = time.monotonic()
     if shutil.which("rsync"):
         subprocess.run(["rsync", "-a", "--delete", src_dir + "/", dst_dir + "/"], check=True)
     else:
         quickcheck_copy(src_dir, dst_dir)
     os.sync()
-    return time.monotonic() - t0
+    dt = time.monotonic() - t0
+    c1 = os.times()
+    if shutil.which("rsync"):
+        cpu = c1.children_user + c1.children_system - c0.children_user - c0.children_system
+    else:
+        cpu = c1.user + c1.system - c0.user - c0.system
+    return dt, cpu
 
 
 def main():
@@ -116,12 +186,16 @@ def main():
     ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin"))
     ap.add_argument("--size-gib", type=float, default=2.0)
     ap.add_argument("--tmp", default=None, help="work directory (default: a new temp dir)")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="perf record -g both cairnd during each pull into DIR")
+    ap.add_argument("--show-log", action="store_true", help="print each pull's task log")
     args = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
     tool = "rsync" if shutil.which("rsync") else "python-quickcheck"
     if tool != "rsync":
-        print("bench/sync: rsync is not installed (scripts/deps.sh bench); comparing against "
-              "a Python walk-and-copy with rsync's quick check instead", flush=True)
+        print("bench/sync: WARNING: rsync is not installed (scripts/deps.sh bench); the copy "
+              "figures below are a STAND-IN, a Python walk-and-copy with rsync's quick check, "
+              "not rsync", flush=True)
     tmp = tempfile.mkdtemp(prefix="cairn-bench-sync-", dir=args.tmp)
     size = int(args.size_gib * (1 << 30))
     src = dst = None
@@ -147,23 +221,31 @@ def main():
         rsync_dir = os.path.join(tmp, "rsync-copy")
         os.mkdir(rsync_dir)
         print("first copies ...", flush=True)
-        pull1, sum1 = timed_pull(dst, src)
-        rsync1 = timed_rsync(src_dir, rsync_dir)
+        load0 = os.getloadavg()[0]
+        pull1, sum1, pcpu1 = timed_pull(args, dst, src, "first")
+        rsync1, rcpu1 = timed_rsync(src_dir, rsync_dir)
         print("1% change and a second backup ...", flush=True)
         bb.change_one_percent(data, size)
         cairn_backup(args, src, data)
-        pull2, sum2 = timed_pull(dst, src)
-        rsync2 = timed_rsync(src_dir, rsync_dir)
+        pull2, sum2, pcpu2 = timed_pull(args, dst, src, "incr")
+        rsync2, rcpu2 = timed_rsync(src_dir, rsync_dir)
+        load1 = os.getloadavg()[0]
         same = bb.du(dst.datastore_path(STORE))
         mb = stored / 1e6
         print()
         print("datastore: %.0f MB stored for %.2f GiB of data (%s)" % (mb, size / (1 << 30),
                                                                      src_dir))
-        print("%-22s %10s %10s %8s" % ("step", "seconds", "MB/s", "vs rsync"))
-        print("%-22s %10.2f %10.1f %8.2fx" % ("pull, first", pull1, mb / pull1, rsync1 / pull1))
-        print("%-22s %10.2f %10.1f" % ("copy (%s), first" % tool[:6], rsync1, mb / rsync1))
-        print("%-22s %10.2f %10s %8.2fx" % ("pull, after 1%", pull2, "", rsync2 / pull2))
-        print("%-22s %10.2f" % ("copy (%s), after 1%%" % tool[:6], rsync2))
+        print("%-22s %10s %10s %8s %22s" % ("step", "seconds", "MB/s", "vs rsync",
+                                             "CPU s (src+dst)"))
+        print("%-22s %10.2f %10.1f %8.2fx %10.2f (%.2f+%.2f)" % (
+            "pull, first", pull1, mb / pull1, rsync1 / pull1, sum(pcpu1), pcpu1[0], pcpu1[1]))
+        print("%-22s %10.2f %10.1f %8s %10.2f" % ("copy (%s), first" % tool[:6], rsync1,
+                                                   mb / rsync1, "", rcpu1))
+        print("%-22s %10.2f %10s %8.2fx %10.2f (%.2f+%.2f)" % (
+            "pull, after 1%", pull2, "", rsync2 / pull2, sum(pcpu2), pcpu2[0], pcpu2[1]))
+        print("%-22s %10.2f %10s %8s %10.2f" % ("copy (%s), after 1%%" % tool[:6], rsync2, "",
+                                                 "", rcpu2))
+        print("load average: %.2f at the start, %.2f at the end" % (load0, load1))
         print("pull 1: %s" % sum1.split("summary: ", 1)[1])
         print("pull 2: %s" % sum2.split("summary: ", 1)[1])
         print("target datastore: %.0f MB" % (same / 1e6))
@@ -171,9 +253,12 @@ def main():
               % (rsync1 / pull1, rsync2 / pull2))
         print("bench-sync: size_gib=%.2f stored_mb=%.0f pull_first_s=%.2f rsync_first_s=%.2f "
               "pull_incr_s=%.2f rsync_incr_s=%.2f first_ratio=%.2f incr_ratio=%.2f "
-              "copy_tool=%s"
+              "copy_tool=%s pull_first_cpu_src_s=%.2f pull_first_cpu_dst_s=%.2f "
+              "rsync_first_cpu_s=%.2f pull_incr_cpu_src_s=%.2f pull_incr_cpu_dst_s=%.2f "
+              "rsync_incr_cpu_s=%.2f load_start=%.2f load_end=%.2f"
               % (size / (1 << 30), mb, pull1, rsync1, pull2, rsync2, rsync1 / pull1,
-                 rsync2 / pull2, tool))
+                 rsync2 / pull2, tool, pcpu1[0], pcpu1[1], rcpu1, pcpu2[0], pcpu2[1], rcpu2,
+                 load0, load1))
     finally:
         for srv in (src, dst):
             if srv is not None:

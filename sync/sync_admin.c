@@ -235,6 +235,10 @@ static int follow(struct client_api *api, const char *upid)
   const char *q = enc.base + 3; /* "?x=" */
   uint64_t seen = 0;
   int status = 1;
+  /* Short syncs (nothing new: manifests only) end in tens of milliseconds;
+   * a fixed 300 ms poll would be most of their wall time. Start at 10 ms
+   * and back off to 300 ms, so a long sync still costs ~7 requests a second. */
+  long wait_ns = 10000000L;
   for (;;) {
     char target[1024], err[512];
     snprintf(target, sizeof(target), "/api2/json/nodes/localhost/tasks/%s/log?start=%llu", q,
@@ -278,8 +282,9 @@ static int follow(struct client_api *api, const char *upid)
       }
       break;
     }
-    struct timespec ts = {0, 300000000L};
+    struct timespec ts = {0, wait_ns};
     nanosleep(&ts, NULL);
+    wait_ns = wait_ns * 2 > 300000000L ? 300000000L : wait_ns * 2;
   }
   core_buf_free(&enc);
   return status;

@@ -52,6 +52,7 @@
 
 #define FETCHERS 8
 #define TMP_SUFFIX ".sync-tmp"
+#define MAX_INDEX_FILE (256u * 1024 * 1024) /* an index of a 16 TiB image is 128 MiB */
 
 struct group_item {
   char rns[FORMAT_NAME_NS_MAX_LEN + 1];
@@ -114,44 +115,45 @@ static void *fetch_main(void *arg)
       break;
     }
     const struct want *w = &f->list[i];
-    uint8_t *data = NULL;
-    size_t len = 0;
+    struct sync_chunk c;
     char err[512], hex[65];
     core_hex_encode(w->digest, 32, hex);
     /* The plaintext size is what an incompressible chunk costs on the wire
      * (plus a header): reserved before the request, settled after it. */
     uint64_t reserved = w->size;
     sync_rate_reserve(&e->rate, reserved);
-    int rc = sync_reader_chunk(f->r, w->digest, &data, &len, err, sizeof(err));
-    sync_rate_settle(&e->rate, reserved, rc < 0 ? 0 : len);
+    int rc = sync_reader_chunk(f->r, w->digest, &c, err, sizeof(err));
+    sync_rate_settle(&e->rate, reserved, rc < 0 ? 0 : c.len);
     if (rc < 0) {
       fetch_fail(f, err);
       break;
     }
-    atomic_fetch_add(&e->bytes_fetched, len);
-    rc = format_blob_verify_crc(data, len);
+    atomic_fetch_add(&e->bytes_fetched, c.len);
+    rc = format_blob_verify_crc(c.data, c.len);
     if (rc == 0)
-      rc = format_blob_verify_chunk(&bctx, data, len, w->digest, w->size);
+      rc = format_blob_verify_chunk(&bctx, c.data, c.len, w->digest, w->size);
     if (rc < 0) {
       snprintf(err, sizeof(err), "chunk %s from the source is corrupt: %s", hex,
                core_strerror(rc));
-      core_free(data);
+      sync_chunk_free(&c);
       fetch_fail(f, err);
       break;
     }
     if (e->s3) {
       /* S3: the backup path's upload (bucket first, then the cache). */
       char serr[256];
-      rc = sync__s3_chunk(e, w->digest, w->size, data, len, serr, sizeof(serr));
+      rc = sync__s3_chunk(e, w->digest, w->size, c.data, c.len, serr, sizeof(serr));
       if (rc < 0)
         snprintf(err, sizeof(err), "chunk %s: %s", hex, serr);
     } else {
       struct store_chunk_insert_result res;
-      rc = store_chunk_insert(f->pl->cs, w->digest, data, len, &res);
+      /* The blob as received: verified above, written as it is (a pooled,
+       * page-aligned buffer goes to the disk with O_DIRECT). */
+      rc = store_chunk_insert(f->pl->cs, w->digest, c.data, c.len, &res);
       if (rc < 0)
         snprintf(err, sizeof(err), "cannot store chunk %s: %s", hex, core_strerror(rc));
     }
-    core_free(data);
+    sync_chunk_free(&c);
     if (rc < 0) {
       fetch_fail(f, err);
       break;
@@ -180,9 +182,12 @@ static int local_chunk_ok(struct pull *pl, const struct want *w)
   return rc >= 0;
 }
 
-/* Fetches what the local chunk store lacks of `set`. */
+/* Fetches what the local chunk store lacks of `set`. Digests in `known`
+ * (the previous local snapshot's chunks, with the same size) are present
+ * without asking the file system. */
 static int fetch_chunks(struct pull *pl, struct sync_reader *r, struct store_digestset *set,
-                        int check_local, char *err, size_t errlen)
+                        const struct store_digestset *known, int check_local, char *err,
+                        size_t errlen)
 {
   struct fetch f;
   memset(&f, 0, sizeof(f));
@@ -197,6 +202,11 @@ static int fetch_chunks(struct pull *pl, struct sync_reader *r, struct store_dig
     struct want w;
     memcpy(w.digest, d->digest, 32);
     w.size = d->size;
+    uint32_t ksize;
+    if (!check_local && store_digestset_get(known, w.digest, &ksize) && ksize == w.size) {
+      atomic_fetch_add(&pl->e->chunks_known, 1);
+      continue;
+    }
     /* A touch is the existence check: one syscall, and a present chunk gets
      * a fresh atime, so GC keeps it until the manifest references it. */
     int rc = store_chunk_touch(pl->cs, w.digest);
@@ -328,10 +338,72 @@ static int local_verify_failed(struct pull *pl, const char *ns, const char *type
   return failed;
 }
 
+/* The chunks of the previous local snapshot (`prev`, finished, older than
+ * the one being pulled) into `known`, as a backup session registers its
+ * base's chunks: a finished snapshot's chunks are in the store, so they need
+ * no stat, and an incremental pull of a large datastore reads one index
+ * instead of touching every chunk it names. Its shared lock, held in `lock`
+ * until the new snapshot is finished, keeps prune away from it meanwhile
+ * (GC marks what it references). A snapshot whose last verify failed is no
+ * such base. Best effort: whatever cannot be read is simply not known, and
+ * those chunks are looked up in the chunk store as before. */
+static void load_previous(struct pull *pl, const struct group_item *g, int64_t prev,
+                          struct store_digestset *known, struct store_lock_guard *lock)
+{
+  char dir[STORE_PATH_MAX], path[STORE_PATH_MAX + 200];
+  uint8_t *mdata = NULL;
+  size_t mlen = 0;
+  struct format_blob_ctx bctx;
+  struct format_manifest pm;
+  int have_pm = 0;
+  format_blob_ctx_init(&bctx);
+  if (store_lock_snapshot_in_group(pl->lockdir, g->lns, g->type, g->id, prev,
+                                   STORE_LOCK_SHARED, lock) < 0 ||
+      store_path_snapshot(dir, sizeof(dir), pl->base, g->lns, g->type, g->id, prev) < 0)
+    goto out;
+  snprintf(path, sizeof(path), "%s/%s", dir, FORMAT_MANIFEST_NAME);
+  if (core_file_read(path, FORMAT_MANIFEST_MAX_LEN, &mdata, &mlen) < 0)
+    goto out;
+  if (format_manifest_decode_blob(&bctx, mdata, mlen, &pm) < 0) {
+    format_manifest_free(&pm);
+    goto out;
+  }
+  have_pm = 1;
+  if (manifest_verify_state(&pm, "failed"))
+    goto out;
+  for (size_t i = 0; i < pm.nfiles; i++) {
+    const char *name = pm.files[i].filename;
+    if (format_index_kind_from_name(name) < 0)
+      continue;
+    uint8_t *data = NULL;
+    size_t len = 0;
+    struct format_index idx;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (core_file_read(path, MAX_INDEX_FILE, &data, &len) < 0)
+      continue;
+    if (format_index_parse(data, len, FORMAT_INDEX_SKIP_CSUM, &idx) == 0) {
+      for (uint64_t k = 0; k < idx.count; k++) {
+        uint64_t start, end;
+        format_index_chunk_range(&idx, k, &start, &end);
+        if (end > start && end - start <= FORMAT_FIDX_MAX_CHUNK_SIZE &&
+            store_digestset_add(known, format_index_digest(&idx, k), (uint32_t)(end - start)) < 0)
+          break;
+      }
+    }
+    core_free(data);
+  }
+out:
+  if (have_pm)
+    format_manifest_free(&pm);
+  format_blob_ctx_free(&bctx);
+  core_free(mdata);
+}
+
 /* Syncs one snapshot. Returns 0 (synced, up to date or skipped by a
- * filter) or an error (logged by the caller). */
-static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t, int corrupt,
-                         char *err, size_t errlen)
+ * filter) or an error (logged by the caller). `prev` is the newest finished
+ * local snapshot older than `t`, or -1. */
+static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t, int64_t prev,
+                         int corrupt, char *err, size_t errlen)
 {
   struct sync_engine *e = pl->e;
   const struct sync_params *p = pl->p;
@@ -351,9 +423,10 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
   int have_m = 0, have_lm = 0, created = 0;
   struct staged *staged = NULL;
   size_t nstaged = 0;
-  struct store_digestset chunks;
+  struct store_digestset chunks, known;
   store_digestset_init(&chunks, 16u * 1024 * 1024);
-  struct store_lock_guard slock = STORE_LOCK_GUARD_INIT;
+  store_digestset_init(&known, 16u * 1024 * 1024);
+  struct store_lock_guard slock = STORE_LOCK_GUARD_INIT, plock = STORE_LOCK_GUARD_INIT;
 
   rc = sync_reader_open(pl->src, g->rns, g->type, g->id, t, &r, err, errlen);
   if (rc < 0)
@@ -439,7 +512,9 @@ static int pull_snapshot(struct pull *pl, const struct group_item *g, int64_t t,
       goto cleanup;
     }
   }
-  rc = fetch_chunks(pl, r, &chunks, corrupt, err, errlen);
+  if (!corrupt && prev >= 0 && prev < t && chunks.count > 0)
+    load_previous(pl, g, prev, &known, &plock);
+  rc = fetch_chunks(pl, r, &chunks, &known, corrupt, err, errlen);
   if (rc < 0)
     goto cleanup;
   char **placed = core_calloc(nstaged ? nstaged : 1, sizeof(char *));
@@ -513,7 +588,9 @@ cleanup:
       sync__s3_unmirror(e, snapdir, uerr, sizeof(uerr));
   }
   store_lock_release(&slock);
+  store_lock_release(&plock);
   store_digestset_free(&chunks);
+  store_digestset_free(&known);
   if (have_m)
     format_manifest_free(&m);
   if (have_lm)
@@ -613,6 +690,7 @@ static void pull_group(struct pull *pl, const struct group_item *g)
     nfin += remote.items[i].finished != 0;
   size_t skip_before = p->transfer_last && nfin > p->transfer_last ? nfin - p->transfer_last : 0;
   size_t k = 0;
+  int64_t synced = -1; /* the newest snapshot this run finished here */
   for (size_t i = 0; i < remote.n && !core_task_aborted(e->task); i++) {
     const struct store_snapshot_info *s = &remote.items[i];
     if (!s->finished)
@@ -623,9 +701,17 @@ static void pull_group(struct pull *pl, const struct group_item *g)
       corrupt = local_verify_failed(pl, g->lns, g->type, g->id, s->time);
     if (!corrupt && (s->time < newest || pos < skip_before))
       continue;
-    rc = pull_snapshot(pl, g, s->time, corrupt, err, sizeof(err));
+    /* The base whose chunks need no lookup: the newest finished local
+     * snapshot older than this one (listed before the run, or pulled by it). */
+    int64_t prev = synced < s->time ? synced : -1;
+    for (size_t j = 0; j < local.n; j++)
+      if (local.items[j].finished && local.items[j].time < s->time && local.items[j].time > prev)
+        prev = local.items[j].time;
+    rc = pull_snapshot(pl, g, s->time, prev, corrupt, err, sizeof(err));
     if (rc < 0)
       sync__fail(e, "group %s/%s: %s", g->type, g->id, err);
+    else if (s->time > synced)
+      synced = s->time;
   }
   if (p->remove_vanished && !core_task_aborted(e->task))
     remove_vanished_snapshots(pl, g, &remote);
@@ -844,6 +930,12 @@ out:
                 atomic_load(&e->bytes_fetched), atomic_load(&e->chunks_known));
   core_task_log(e->task, "transfer: %" PRIu64 " bytes in %.3f s", atomic_load(&e->rate.bytes),
                 sync_rate_window(&e->rate));
+  if (p->remote && pl.src) {
+    uint64_t opened, reused;
+    sync_source_conn_stats(pl.src, &opened, &reused);
+    core_task_log(e->task, "connections: %" PRIu64 " opened, %" PRIu64 " requests reused one",
+                  opened, reused);
+  }
   store_ns_list_free(&rns);
   core_free(pl.groups);
   sync_source_close(pl.src);

@@ -14,6 +14,7 @@
 #include "core/core_error.h"
 #include "core/core_file.h"
 #include "core/core_json.h"
+#include "http/http_bodypool.h"
 #include "store/store_chunk.h"
 #include "store/store_lock.h"
 #include "store/store_path.h"
@@ -36,7 +37,14 @@ struct sync_source {
   const char *base;             /* local: its path */
   struct store_chunkstore *cs;  /* local */
   char lockdir[STORE_PATH_MAX];
+  /* Chunk buffers, recycled (any thread): page-aligned, so the chunk store
+   * writes them with O_DIRECT, and no fresh pages are faulted in per chunk. */
+  struct http_bodypool pool;
 };
+
+/* Buffers kept idle between chunks: enough for the fetchers of a few group
+ * workers at typical chunk sizes; the rest is freed when it comes back. */
+#define POOL_IDLE_MAX (96u * 1024 * 1024)
 
 struct sync_reader {
   struct sync_source *s;
@@ -62,9 +70,12 @@ static void backoff(int attempt)
     ;
 }
 
-int sync_remote_request(struct sync_source *s, const char *method, const char *target,
-                        const void *body, size_t len, const char *ctype, int retry,
-                        size_t max_body, struct client_resp *resp, char *err, size_t errlen)
+/* sync_remote_request, with bodies of known length received into a buffer
+ * of `pool` when it is not NULL (GET only). */
+static int request_run(struct sync_source *s, const char *method, const char *target,
+                       const void *body, size_t len, const char *ctype, int retry,
+                       size_t max_body, struct http_bodypool *pool, struct client_resp *resp,
+                       char *err, size_t errlen)
 {
   int rc = 0;
   /* A scan answers a user waiting for it: no retries there. */
@@ -76,7 +87,10 @@ int sync_remote_request(struct sync_source *s, const char *method, const char *t
       backoff(attempt - 1);
     }
     memset(resp, 0, sizeof(*resp));
-    rc = client_api_call(s->api, method, target, body, len, ctype, max_body, resp);
+    if (pool)
+      rc = client_api_get_pooled(s->api, target, max_body, pool, resp);
+    else
+      rc = client_api_call(s->api, method, target, body, len, ctype, max_body, resp);
     if (rc < 0) {
       snprintf(err, errlen, "%s %s: %s", method, target, core_strerror(rc));
       continue;
@@ -90,6 +104,14 @@ int sync_remote_request(struct sync_source *s, const char *method, const char *t
       return rc < 0 ? rc : CORE_EPROTO;
   }
   return rc < 0 ? rc : CORE_EPROTO;
+}
+
+int sync_remote_request(struct sync_source *s, const char *method, const char *target,
+                        const void *body, size_t len, const char *ctype, int retry,
+                        size_t max_body, struct client_resp *resp, char *err, size_t errlen)
+{
+  return request_run(s, method, target, body, len, ctype, retry, max_body, NULL, resp, err,
+                     errlen);
 }
 
 static int call(struct sync_source *s, const char *method, const char *target, size_t max_body,
@@ -174,6 +196,7 @@ static int remote_open(struct sync_source *s, char *err, size_t errlen)
 int sync_source_open(struct sync_engine *e, struct sync_source **out, char *err, size_t errlen)
 {
   struct sync_source *s = core_new(struct sync_source);
+  http_bodypool_init(&s->pool, POOL_IDLE_MAX);
   s->e = e;
   s->store = e->p->remote_store;
   int rc;
@@ -202,7 +225,15 @@ void sync_source_close(struct sync_source *s)
     return;
   if (s->api)
     client_api_free(s->api);
+  http_bodypool_free(&s->pool);
   core_free(s);
+}
+
+void sync_source_conn_stats(struct sync_source *s, uint64_t *opened, uint64_t *reused)
+{
+  *opened = *reused = 0;
+  if (s && s->api)
+    client_api_conn_stats(s->api, opened, reused);
 }
 
 /* ---- listings ---- */
@@ -412,40 +443,9 @@ int sync_reader_file(struct sync_reader *r, const char *name, uint8_t **data, si
   core_buf_free(&b);
   if (rc < 0)
     return rc;
-  *data = core_malloc(resp.len ? resp.len : 1);
-  memcpy(*data, resp.body, resp.len);
-  *len = resp.len;
-  client_resp_free(&resp);
-  return 0;
-}
-
-int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], uint8_t **data,
-                      size_t *len, char *err, size_t errlen)
-{
-  char hex[CORE_SHA256_HEX_LEN + 1];
-  core_hex_encode(digest, 32, hex);
-  if (r->s->api == NULL) {
-    struct core_buf b;
-    core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
-    int rc = store_chunk_read(r->s->cs, digest, &b);
-    if (rc < 0) {
-      snprintf(err, errlen, "chunk %s: %s", hex, core_strerror(rc));
-      core_buf_free(&b);
-      return rc;
-    }
-    *len = b.len;
-    *data = (uint8_t *)core_buf_steal(&b, len);
-    return 0;
-  }
-  char target[256];
-  snprintf(target, sizeof(target), API "/reader/%s/chunk?digest=%s", r->session, hex);
-  struct client_resp resp;
-  int rc = call(r->s, "GET", target, STORE_CHUNK_MAX_ENCODED, &resp, err, errlen);
-  if (rc < 0)
-    return rc;
   *len = resp.len;
   if (resp.pool == NULL && resp.body) {
-    /* The response's own buffer: no copy of a chunk that can be 16 MiB. */
+    /* The response's own buffer (an index can be 128 MiB): no copy. */
     *data = (uint8_t *)resp.body;
     resp.body = NULL;
   } else {
@@ -454,6 +454,86 @@ int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], uint8_t *
   }
   client_resp_free(&resp);
   return 0;
+}
+
+/* store_chunk_alloc on the source's pool, remembering the capacity. */
+struct chunk_alloc {
+  struct http_bodypool *pool;
+  size_t cap;
+};
+
+static void *chunk_alloc_get(void *ctx, size_t len, size_t *cap)
+{
+  struct chunk_alloc *a = ctx;
+  if (len < HTTP_BODYPOOL_MIN) {
+    /* Small chunks: plain memory (not a pool buffer of a whole class). */
+    a->cap = 0;
+    *cap = len;
+    return core_try_malloc(len);
+  }
+  void *mem = http_bodypool_get(a->pool, len, cap);
+  a->cap = mem ? *cap : 0;
+  return mem;
+}
+
+static void chunk_alloc_put(void *ctx, void *buf, size_t cap)
+{
+  struct chunk_alloc *a = ctx;
+  if (a->cap)
+    http_bodypool_put(a->pool, buf, cap);
+  else
+    core_free(buf);
+  a->cap = 0;
+}
+
+int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], struct sync_chunk *out,
+                      char *err, size_t errlen)
+{
+  char hex[CORE_SHA256_HEX_LEN + 1];
+  struct sync_source *s = r->s;
+  memset(out, 0, sizeof(*out));
+  core_hex_encode(digest, 32, hex);
+  if (s->api == NULL) {
+    struct core_buf b;
+    struct chunk_alloc a = {&s->pool, 0};
+    struct store_chunk_alloc alloc = {chunk_alloc_get, chunk_alloc_put, &a};
+    core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
+    int rc = store_chunk_read_into(s->cs, digest, &alloc, &b);
+    if (rc < 0) {
+      snprintf(err, errlen, "chunk %s: %s", hex, core_strerror(rc));
+      if (a.cap)
+        http_bodypool_put(&s->pool, core_buf_steal(&b, NULL), a.cap);
+      else
+        core_buf_free(&b);
+      return rc;
+    }
+    out->data = (uint8_t *)core_buf_steal(&b, &out->len);
+    out->pool = a.cap ? &s->pool : NULL;
+    out->cap = a.cap;
+    return 0;
+  }
+  char target[256];
+  snprintf(target, sizeof(target), API "/reader/%s/chunk?digest=%s", r->session, hex);
+  struct client_resp resp;
+  int rc = request_run(s, "GET", target, NULL, 0, NULL, 1, STORE_CHUNK_MAX_ENCODED, &s->pool,
+                       &resp, err, errlen);
+  if (rc < 0)
+    return rc;
+  /* The response's own buffer: no copy of a chunk that can be 16 MiB. */
+  out->data = (uint8_t *)resp.body;
+  out->len = resp.len;
+  out->pool = resp.pool;
+  out->cap = resp.cap;
+  return 0;
+}
+
+void sync_chunk_free(struct sync_chunk *c)
+{
+  if (c->pool)
+    http_bodypool_put(c->pool, c->data, c->cap);
+  else
+    core_free(c->data);
+  memset(c, 0, sizeof(*c));
 }
 
 void sync_reader_close(struct sync_reader *r)

@@ -20,6 +20,10 @@ struct sync_reader;
 int sync_source_open(struct sync_engine *e, struct sync_source **out, char *err, size_t errlen);
 void sync_source_close(struct sync_source *s);
 
+/* Connections a remote source opened and requests that reused one (both 0
+ * for a local source): for the run's summary. */
+void sync_source_conn_stats(struct sync_source *s, uint64_t *opened, uint64_t *reused);
+
 /* Namespaces from `ns` down `max_depth` levels (-1: all), `ns` first. */
 int sync_source_list_ns(struct sync_source *s, const char *ns, int max_depth,
                         struct store_ns_list *out, char *err, size_t errlen);
@@ -37,10 +41,21 @@ int sync_reader_open(struct sync_source *s, const char *ns, const char *type, co
 /* A whole file of the snapshot into *data (core_free). */
 int sync_reader_file(struct sync_reader *r, const char *name, uint8_t **data, size_t *len,
                      char *err, size_t errlen);
-/* A chunk as the source stores it (unverified) into *data (core_free).
- * Thread-safe: many fetchers use one reader. */
-int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], uint8_t **data,
-                      size_t *len, char *err, size_t errlen);
+/* A fetched chunk: the blob as the source stores it (unverified). `data` is
+ * page-aligned when it comes from the source's buffer pool (then chunk files
+ * are written from it with O_DIRECT, and the memory is recycled instead of
+ * being faulted in afresh for every chunk). */
+struct sync_chunk {
+  uint8_t *data;                /* owned; see sync_chunk_free */
+  size_t len;
+  struct http_bodypool *pool;   /* data is a buffer of this pool, or NULL (core_free) */
+  size_t cap;                   /* the pool buffer's capacity */
+};
+/* A chunk into *out (release with sync_chunk_free). Thread-safe: many
+ * fetchers use one reader. */
+int sync_reader_chunk(struct sync_reader *r, const uint8_t digest[32], struct sync_chunk *out,
+                      char *err, size_t errlen);
+void sync_chunk_free(struct sync_chunk *c);
 void sync_reader_close(struct sync_reader *r);
 
 /* Remote sources only (push): one request; transport errors and 5xx are

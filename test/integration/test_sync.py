@@ -284,6 +284,42 @@ class PullTree(SyncCase):
         self.assertIn("corrupt", log)
         self.assertEqual([], self.snapshots(self.dst, "host", "y", "bad"))
 
+    def test_6_previous_snapshot_chunks_need_no_lookup(self):
+        """An incremental pull takes the previous local snapshot's chunks as
+        present, as a backup session takes its base's: they are neither
+        fetched nor looked up (touched) in the chunk store. A chunk the new
+        snapshot shares only with another group is still looked up (and
+        touched, for GC), and a new one is fetched."""
+        self.mkns(self.src, "kn")
+        self.mkns(self.dst, "kn")
+        base = pp.random_chunks(61, 6, 4096)
+        other = pp.random_chunks(62, 1, 4096)
+        new = pp.random_chunks(63, 1, 4096)
+        self.backup("kn", "host", "k", T0, base)
+        self.backup("kn", "host", "other", T0, other)
+        self.pull(**{"ns": "kn", "remote-ns": "kn"})
+        store = self.dst.datastore_path("store1")
+
+        def chunk_path(c):
+            return os.path.join(store, ".chunks", c.digest[:4], c.digest)
+
+        old = 1000000000  # 2001: older than anything a touch sets
+        for c in base + other:
+            st = os.stat(chunk_path(c))
+            os.utime(chunk_path(c), ns=(old * 10**9, st.st_mtime_ns))
+        self.backup("kn", "host", "k", T0 + 1, base + other + new)
+        mark = self.src.log_mark()
+        status, log = self.pull(**{"ns": "kn", "remote-ns": "kn",
+                                   "group-filter": "group:host/k"})
+        self.assertEqual(1, self.served(mark), log)
+        self.assertIn("1 chunks fetched", log)
+        self.assertIn("7 chunks already present", log)
+        for c in base:
+            self.assertEqual(old, int(os.stat(chunk_path(c)).st_atime), c)
+        self.assertGreater(os.stat(chunk_path(other[0])).st_atime, old)
+        self.assertEqual(self.read_all(self.src, "kn", "host", "k", T0 + 1),
+                         self.read_all(self.dst, "kn", "host", "k", T0 + 1))
+
 
 class Ownership(SyncCase):
     def test_group_owned_by_someone_else_is_skipped(self):
