@@ -589,6 +589,17 @@ static void finish_done(struct core_job *j, int status)
   finish_reply(f, rc);
 }
 
+static void finish_start(struct store_session *s, struct http_request *req);
+
+/* A chunk acknowledged early never reached the bucket: the snapshot cannot
+ * be finished (nothing was published; the client aborts). */
+static void finish_upload_failed(struct store_session *s, struct http_request *req)
+{
+  struct store_backup *b = store__backup(s);
+  http_respond_error(req, http_status_for(b->s3_failed), "cannot finish: the %s", b->s3_err);
+  store_session_leave(s);
+}
+
 static void h_finish(struct http_request *req, void *ctx)
 {
   struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
@@ -608,12 +619,46 @@ static void h_finish(struct http_request *req, void *ctx)
     store_session_leave(s);
     return;
   }
-  if (s->ops > 1) {
+  /* Detached S3 uploads hold operations but are not requests: finish waits
+   * for them (store__backup_finish_resume). */
+  if (s->ops - (int)b->s3_pending > 1) {
     http_respond_error(req, 409, "requests are still running in this session");
     store_session_leave(s);
     return;
   }
+  if (b->s3_failed) {
+    finish_upload_failed(s, req);
+    return;
+  }
   s->state = STORE_SESSION_FINISHING;
+  if (b->s3_pending > 0) {
+    b->finish_wait = req;
+    return;
+  }
+  finish_start(s, req);
+}
+
+void store__backup_finish_resume(struct store_session *s)
+{
+  struct store_backup *b = store__backup(s);
+  struct http_request *req = b->finish_wait;
+  b->finish_wait = NULL;
+  if (s->state != STORE_SESSION_FINISHING) {
+    http_respond_error(req, 409, "the session was aborted while finishing");
+    store_session_leave(s);
+    return;
+  }
+  if (b->s3_failed) {
+    s->state = STORE_SESSION_OPEN; /* the client can only abort now */
+    finish_upload_failed(s, req);
+    return;
+  }
+  finish_start(s, req);
+}
+
+static void finish_start(struct store_session *s, struct http_request *req)
+{
+  struct store_backup *b = store__backup(s);
   struct finish_job *f = core_new(struct finish_job);
   f->req = req;
   f->s = s;

@@ -6,7 +6,8 @@
  *   pool  verify, rewrite CRC; take U; touch the local file or marker
  *         -> present: drop U, duplicate, done
  *         -> absent: SHA-256 + MD5 of the body for the PUT
- *   loop  PUT <store>/.chunks/XXXX/<hex> with If-None-Match: *
+ *   loop  `accepted` (write-behind callers acknowledge the chunk now);
+ *         PUT <store>/.chunks/XXXX/<hex> with If-None-Match: *
  *         (200 uploaded, 412 already there; an error drops U and fails)
  *   pool  insert into the cache (or a 0-byte marker with no-cache), evict
  *         what no longer fits, drop U
@@ -142,6 +143,7 @@ struct up {
   size_t len;
   int no_cache;
   store_s3_chunk_cb cb;
+  store_s3_accept_cb accepted;    /* or NULL */
   void *arg;
   uv_timer_t timer;
   unsigned waits;
@@ -309,6 +311,11 @@ static void up_done(struct core_job *j, int status)
       up_end(u, 0, 1);
       return;
     }
+    if (u->accepted) {
+      store_s3_accept_cb fn = u->accepted;
+      u->accepted = NULL; /* once, also if the claim wait repeats this step */
+      fn(u->arg);
+    }
     up_next(u);
     return;
   case UP_HOOK:
@@ -346,6 +353,13 @@ void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32],
                            void *data, size_t len, int no_cache, store_s3_chunk_cb cb,
                            void *arg)
 {
+  store_s3_chunk_upload_ack(ds, digest, size, data, len, no_cache, NULL, cb, arg);
+}
+
+void store_s3_chunk_upload_ack(struct store_datastore *ds, const uint8_t digest[32],
+                               uint64_t size, void *data, size_t len, int no_cache,
+                               store_s3_accept_cb accepted, store_s3_chunk_cb cb, void *arg)
+{
   struct up *u = core_new(struct up);
   u->ds = ds;
   u->be = ds->backend;
@@ -355,6 +369,7 @@ void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32],
   u->len = len;
   u->no_cache = no_cache;
   u->cb = cb;
+  u->accepted = accepted;
   u->arg = arg;
   uv_timer_init(u->be->loop, &u->timer);
   u->timer.data = u;
