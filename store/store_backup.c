@@ -530,6 +530,10 @@ static void finish_reply(struct finish_job *f, int rc)
   } else {
     core_info("backup %s finished (%" PRIu64 " chunks uploaded, %" PRIu64 " duplicates)",
               s->id, f->stats[0], f->stats[3]);
+    struct store_backup *b = store__backup(s);
+    if (b->s3_detached || b->s3_full)
+      core_info("backup %s: %" PRIu64 " chunks answered while their upload ran, %" PRIu64
+                " after it (write-behind full)", s->id, b->s3_detached, b->s3_full);
     core_counter_add(&s->ds->stats.snapshots, 1);
     store_metrics_backup_finished(s->ds->reg->metrics, s->ds->name, s->ns, s->type,
                                   s->backup_id, s->time);
@@ -632,6 +636,9 @@ static void h_finish(struct http_request *req, void *ctx)
   }
   s->state = STORE_SESSION_FINISHING;
   if (b->s3_pending > 0) {
+    core_info("backup %s: finish waits for %u chunk uploads (%zu bytes; %" PRIu64
+              " chunks answered before their upload ended, %" PRIu64 " after)", s->id,
+              b->s3_pending, b->s3_pending_bytes, b->s3_detached, b->s3_full);
     b->finish_wait = req;
     return;
   }
@@ -643,6 +650,7 @@ void store__backup_finish_resume(struct store_session *s)
   struct store_backup *b = store__backup(s);
   struct http_request *req = b->finish_wait;
   b->finish_wait = NULL;
+  core_info("backup %s: chunk uploads done, finish goes on", s->id);
   if (s->state != STORE_SESSION_FINISHING) {
     http_respond_error(req, 409, "the session was aborted while finishing");
     store_session_leave(s);

@@ -78,6 +78,7 @@ struct store_backup {
    * bucket, and then the cache, only after every chunk did. */
   unsigned s3_pending;          /* detached uploads running */
   size_t s3_pending_bytes;      /* their bodies */
+  uint64_t s3_detached, s3_full; /* chunks answered early / late (write-behind full) */
   int s3_failed;                /* the first one's error, 0 if none failed */
   char s3_err[400];             /* its message */
   struct http_request *finish_wait; /* finish waiting for s3_pending to reach 0 */

@@ -401,8 +401,11 @@ static void chunk_s3_accepted(void *arg)
 {
   struct chunk_job *c = arg;
   struct store_backup *b = store__backup(c->s);
-  if (b->s3_pending_bytes + c->len > STORE_S3_WRITE_BEHIND)
+  if (b->s3_pending_bytes + c->len > STORE_S3_WRITE_BEHIND) {
+    b->s3_full++;
     return; /* answered when the upload ends, as without write-behind */
+  }
+  b->s3_detached++;
   c->detached = 1;
   b->s3_pending++;
   b->s3_pending_bytes += c->len;

@@ -1120,6 +1120,9 @@ class WriteBehind(S3Case):
         t.join(30)
         self.assertFalse(t.is_alive())
         self.assertEqual(200, result["r"].status, result)
+        self.assertIsNotNone(srv.wait_log(r"finish waits for 1 chunk uploads"), self.log_tail())
+        self.assertIsNotNone(srv.wait_log(r": 1 chunks answered while their upload ran, 0 after"),
+                             self.log_tail())
         self.assertTrue(os.path.exists(os.path.join(snap, pp.MANIFEST)))
         self.assertIn("s3wb/.chunks/%s/%s" % (chunk.digest[:4], chunk.digest),
                       list_keys("s3wb/"))
