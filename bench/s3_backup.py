@@ -26,6 +26,16 @@ beforehand, untimed) from a local directory into a fresh bucket on the same
 RGW; `s3_backup_vs_floor` = s3_backup_s / max(local_backup_s, rclone_copy_s),
 medians (target <= 1.15: the S3 backup costs barely more than the slower of
 its two halves, the local backup and the upload).
+
+CPU, to tell overlap from contention: the CPU seconds (utime + stime) of every
+process in each step, the client and rclone from the reaped children's
+rusage, cairnd and RGW (radosgw, OSD, monitor) from /proc. Printed as
+s3_backup_cpu_s, local_backup_cpu_s, rclone_copy_cpu_s and
+s3_halves_cpu_floor_s = (local_backup_cpu_s + rclone_copy_cpu_s) / cores:
+when both halves are CPU-bound, the machine cannot run them side by side
+faster than that, however well they overlap. s3_finish_wait_s is how long the
+S3 backup's finish waited for its last chunk uploads (write-behind,
+docs/s3-datastores.md), from cairnd's log.
 """
 
 import argparse

@@ -600,7 +600,7 @@ static void finish_start(struct store_session *s, struct http_request *req);
 static void finish_upload_failed(struct store_session *s, struct http_request *req)
 {
   struct store_backup *b = store__backup(s);
-  http_respond_error(req, http_status_for(b->s3_failed), "cannot finish: the %s", b->s3_err);
+  http_respond_error(req, http_status_for(b->s3_failed), "cannot finish: %s", b->s3_err);
   store_session_leave(s);
 }
 

@@ -381,8 +381,11 @@ static void chunk_s3_done(void *arg, int err, int duplicate, const char *msg)
       char hex[65];
       core_hex_encode(c->digest, 32, hex);
       b->s3_failed = err;
-      snprintf(b->s3_err, sizeof(b->s3_err), "upload of chunk %s failed: %s", hex,
-               msg ? msg : core_strerror(err));
+      if (msg)
+        snprintf(b->s3_err, sizeof(b->s3_err), "%s", msg); /* names the chunk */
+      else
+        snprintf(b->s3_err, sizeof(b->s3_err), "S3 upload of chunk %s failed: %s", hex,
+                 core_strerror(err));
       core_warn("backup %s: %s", s->id, b->s3_err);
     }
   } else {
@@ -451,8 +454,8 @@ static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind k
   c->len = body.len;
   if (store_datastore_is_s3(s->ds)) {
     if (b->s3_failed) {
-      http_respond_error(req, http_status_for(b->s3_failed), "chunk %s rejected: an earlier %s",
-                         digest, b->s3_err);
+      http_respond_error(req, http_status_for(b->s3_failed),
+                         "chunk %s rejected after an earlier failure: %s", digest, b->s3_err);
       core_free(c);
       goto fail;
     }
