@@ -26,7 +26,8 @@ module, and cairnd servers from the harness. Covers:
   - GC with the local cache on a full tmpfs: the atime check falls back to a
     cached chunk, GC deletes the garbage and writes .gc-status;
   - write-behind: a chunk is answered while its upload runs, and finish
-    waits for the upload before anything is published;
+    waits for the upload before anything is published; an upload that fails
+    after its chunk was answered fails later chunks and finish;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
     no finished snapshot; a stress run of 8 concurrent backups and repeated
     GC through the fault proxy at 5% faults, after which every finished
@@ -1128,6 +1129,51 @@ class WriteBehind(S3Case):
                       list_keys("s3wb/"))
         wipe_cache(srv.datastore_path("s3wb"))
         self.assertEqual(chunk.data, self.restore("s3wb", "wb", t0))
+
+    def test_failed_upload_after_answer_fails_finish(self):
+        """A chunk answered early whose PUT then fails (S3 refuses the
+        signature: 403, final): later chunks are refused with its message,
+        and finish fails with it, publishing nothing."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3wf"), "create")
+        good = {"secret-key": RGW["S3_SECRET_KEY"]}
+        self.addCleanup(lambda: srv.put(API + "/config/s3/rgw", params=good))
+        chunks = self.chunks(22, 400, size=2000)
+        t0 = 1700000000
+        b = self.open_session(pp.BackupSession(srv, "s3wf", "host", "wf", t0))
+        wid = b.dynamic_index("root.pxar.didx")
+        self.assertOk(srv.put(API + "/config/s3/rgw", params={"secret-key": "wrong-secret"}))
+        first = chunks[0]
+        r = b.chunk_raw(wid, first.digest, first.size, first.blob)
+        self.assertEqual(200, r.status, r)  # answered when its PUT started
+        # Each later chunk starts a PUT that fails too; one of them is refused
+        # once the first failure is recorded (403 is final: no retries).
+        refused = None
+        deadline = time.monotonic() + 20
+        for c in chunks[1:]:
+            r = b.chunk_raw(wid, c.digest, c.size, c.blob)
+            if r.status != 200:
+                refused = r
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling for the failure; each PUT fails within ms
+        self.assertIsNotNone(refused, "no chunk refused after a failed upload" + self.log_tail())
+        self.assertError(refused, (500, 502, 503), "chunk after a failed upload",
+                         mentions="earlier failure: s3 upload of chunk")
+        # S3 is fine again: the index reaches the bucket, the manifest is in,
+        # and still finish refuses, with the failed chunk's message.
+        self.assertOk(srv.put(API + "/config/s3/rgw", params=good))
+        b.append(wid, [first.digest], [0])
+        b.close_index(wid, 1, first.size, pp.didx_csum([first.size], [first.digest]))
+        b.upload_manifest()
+        r = b.call("POST", "finish")
+        self.assertError(r, (500, 502, 503), "finish after a failed chunk upload",
+                         mentions="cannot finish: s3 upload of chunk")
+        snap = os.path.join(srv.datastore_path("s3wf"), "host", "wf", "2023-11-14T22:13:20Z")
+        self.assertFalse(os.path.exists(os.path.join(snap, pp.MANIFEST)))
+        self.assertEqual([], [k for k in list_keys("s3wf/.cnt/") if k.endswith(pp.MANIFEST)])
+        b.abort()
 
 
 class Failures(S3Case):

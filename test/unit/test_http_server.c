@@ -750,6 +750,8 @@ UNIT_TEST(emfile_answered_with_503)
 }
 
 UNIT_MAIN(UNIT_CASE(keep_alive_requests_in_a_row),
+          UNIT_CASE(taken_body_outlives_response_and_server_free),
+          UNIT_CASE(taken_body_released_gives_budget_back),
           UNIT_CASE(pipelined_requests_answered_in_order),
           UNIT_CASE(request_line_too_long_431),
           UNIT_CASE(too_many_headers_431),
