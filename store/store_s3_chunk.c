@@ -5,9 +5,9 @@
  *
  *   pool  verify, rewrite CRC; take U; touch the local file or marker
  *         -> present: drop U, duplicate, done
- *         -> absent: SHA-256 + MD5 of the body for the PUT
- *   loop  `accepted` (write-behind callers acknowledge the chunk now);
- *         PUT <store>/.chunks/XXXX/<hex> with If-None-Match: *
+ *   loop  -> absent: `accepted` (write-behind callers answer the chunk now)
+ *   pool  SHA-256 of the body for the PUT's signature
+ *   loop  PUT <store>/.chunks/XXXX/<hex> with If-None-Match: *
  *         (200 uploaded, 412 already there; an error drops U and fails)
  *   pool  insert into the cache (or a 0-byte marker with no-cache), evict
  *         what no longer fits, drop U
@@ -130,7 +130,7 @@ static int cache_insert(struct store_datastore *ds, struct store_chunkstore *cs,
 
 /* ---- upload --------------------------------------------------------------- */
 
-enum up_step { UP_CHECK, UP_HOOK, UP_STORE };
+enum up_step { UP_CHECK, UP_HASH, UP_HOOK, UP_STORE };
 
 struct up {
   struct core_job job;
@@ -217,11 +217,15 @@ static void up_run(struct core_job *j)
                core_strerror(rc));
       return;
     }
-    /* SHA-256 only: SigV4 signs it and the server checks the body against
+    u->rc = 0;
+    return;
+  case UP_HASH:
+    /* A step of its own, after `accepted`: a write-behind caller answers
+     * the chunk without waiting for this second pass over the body.
+     * SHA-256 only: SigV4 signs it and the server checks the body against
      * it, which makes Content-MD5 redundant for chunks (and MD5 would cost
      * as much CPU again). */
     s3_hash_compute(u->data, u->len, 0, &u->h);
-    u->rc = 0;
     return;
   case UP_HOOK: {
     char reached[1100];
@@ -315,6 +319,13 @@ static void up_done(struct core_job *j, int status)
       store_s3_accept_cb fn = u->accepted;
       u->accepted = NULL; /* once, also if the claim wait repeats this step */
       fn(u->arg);
+    }
+    up_submit(u, UP_HASH);
+    return;
+  case UP_HASH:
+    if (u->rc < 0) {
+      up_end(u, u->rc, 0);
+      return;
     }
     up_next(u);
     return;
