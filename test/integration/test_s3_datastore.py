@@ -1130,6 +1130,34 @@ class WriteBehind(S3Case):
         wipe_cache(srv.datastore_path("s3wb"))
         self.assertEqual(chunk.data, self.restore("s3wb", "wb", t0))
 
+    def test_abort_while_uploads_run(self):
+        """DELETE of a session whose answered uploads still run: answered at
+        once; the session is cleaned up when they end, nothing is published,
+        and the uploaded chunk is a stray for GC like any aborted one."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3wa"), "create")
+        chunk = self.chunks(23, 1)[0]
+        reached = self.pause + ".reached"
+        open(self.pause, "w").close()
+        self.addCleanup(lambda: [os.unlink(p) for p in (self.pause, reached)
+                                 if os.path.exists(p)])
+        b = self.open_session(pp.BackupSession(srv, "s3wa", "host", "wa", 1700000000))
+        wid = b.dynamic_index("root.pxar.didx")
+        r = b.chunk_raw(wid, chunk.digest, chunk.size, chunk.blob)
+        self.assertEqual(200, r.status, r)
+        self.assertTrue(self.poll(lambda: os.path.exists(reached), timeout=20),
+                        "upload did not reach the pause point" + self.log_tail())
+        mark = srv.log_mark()
+        self.assertEqual(200, b.abort().status)
+        os.unlink(self.pause)
+        self.assertIsNotNone(srv.wait_log(r"aborting: aborted by the client", since=mark),
+                             self.log_tail())
+        # The same group is free again once the aborted session is cleaned up.
+        self.backup("s3wa", "wa", 1700000100, [chunk])
+        snaps = self.assertOk(srv.get(API + "/admin/datastore/s3wa/snapshots"))
+        self.assertEqual([1700000100], [x["backup-time"] for x in snaps])
+        self.assertEqual(chunk.data, self.restore("s3wa", "wa", 1700000100))
+
     def test_failed_upload_after_answer_fails_finish(self):
         """A chunk answered early whose PUT then fails (S3 refuses the
         signature: 403, final): later chunks are refused with its message,
