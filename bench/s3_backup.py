@@ -26,11 +26,23 @@ beforehand, untimed) from a local directory into a fresh bucket on the same
 RGW; `s3_backup_vs_floor` = s3_backup_s / max(local_backup_s, rclone_copy_s),
 medians (target <= 1.15: the S3 backup costs barely more than the slower of
 its two halves, the local backup and the upload).
+
+CPU, to tell overlap from contention: the CPU seconds (utime + stime) of every
+process in each step, the client and rclone from the reaped children's
+rusage, cairnd and RGW (radosgw, OSD, monitor) from /proc. Printed as
+s3_backup_cpu_s, local_backup_cpu_s, rclone_copy_cpu_s and
+s3_halves_cpu_floor_s = (local_backup_cpu_s + rclone_copy_cpu_s) / cores:
+when both halves are CPU-bound, the machine cannot run them side by side
+faster than that, however well they overlap. s3_finish_wait_s is how long the
+S3 backup's finish waited for its last chunk uploads (write-behind,
+docs/s3-datastores.md), from cairnd's log.
 """
 
 import argparse
+import calendar
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -118,10 +130,38 @@ def rgw_pids(work):
     return out
 
 
+def children_cpu():
+    """utime + stime of the reaped children (the client, rclone), seconds."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(cmd, env, pids):
+    """(seconds, [CPU seconds of each of pids], the command's own CPU seconds)."""
     c0 = [cpu_seconds([p]) for p in pids]
+    k0 = children_cpu()
     dt, _ = bb.run_rss(cmd, env)
-    return dt, [cpu_seconds([p]) - c for p, c in zip(pids, c0)]
+    return dt, [cpu_seconds([p]) - c for p, c in zip(pids, c0)], children_cpu() - k0
+
+
+def log_time(line):
+    """Seconds of a cairnd log line's UTC timestamp (2026-12-07T14:31:09.410Z)."""
+    ts = line.split(" ", 1)[0]
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1] or 0)
+
+
+def finish_wait(log):
+    """How long the S3 backup's finish waited for the last chunk uploads (the
+    upload tail after the client had sent everything), from cairnd's log."""
+    t0 = t1 = None
+    for line in log.splitlines():
+        if "while their upload ran" in line or "finish waits for" in line:
+            print("  cairnd: " + line.split(": ", 1)[1], flush=True)
+        if "finish waits for" in line:
+            t0 = log_time(line)
+        elif "chunk uploads done, finish goes on" in line and t0 is not None:
+            t1 = log_time(line)
+    return (t1 - t0) if t0 is not None and t1 is not None else 0.0
 
 
 def one_round(args, srv, store, data, tmp, pids, cold=None):
@@ -130,9 +170,13 @@ def one_round(args, srv, store, data, tmp, pids, cold=None):
     cairn = os.path.join(os.path.abspath(args.bin), "cairn")
     env = client_env(srv, store)
     res = {}
-    dt, cpu = timed([cairn, "backup", "root.didx:%s" % data, "--backup-id", "b",
-                     "--no-progress", "--workers", str(args.workers)], env, pids)
-    res["backup"], res["backup_cpu"] = dt, cpu
+    mark = srv.log_mark()
+    dt, cpu, client = timed([cairn, "backup", "root.didx:%s" % data, "--backup-id", "b",
+                             "--no-progress", "--workers", str(args.workers)], env, pids)
+    res["backup"], res["backup_cpu"], res["backup_client_cpu"] = dt, cpu, client
+    if cold:  # the S3 store: its write-behind line follows the finish
+        srv.wait_log(r"chunks answered while their upload ran", timeout=10, since=mark)
+    res["finish_wait"] = finish_wait(srv.log_text(mark))
     _, out = bb.run([cairn, "snapshots", "host/b", "--output-format", "json"], env)
     t = max(s["backup-time"] for s in json.loads(out))
     steps = [("restore", None)] + ([("cold", cold)] if cold else [])
@@ -140,8 +184,8 @@ def one_round(args, srv, store, data, tmp, pids, cold=None):
         if before:
             before()
         target = os.path.join(tmp, "restore-%s-%s" % (store, name))
-        dt, cpu = timed([cairn, "restore", "host/b/%d" % t, "root", target, "--no-progress"],
-                        env, pids)
+        dt, cpu, _ = timed([cairn, "restore", "host/b/%d" % t, "root", target,
+                            "--no-progress"], env, pids)
         res[name] = dt
         res[name + "_cpu"] = cpu
         res[name + "_ok"] = bb.tree_digest(target) == args.want
@@ -175,12 +219,13 @@ def rclone_floor(args, renv, s3, store, tmp, rnd, pids):
     bucket = "cairn-floor-%d" % rnd
     s3.create_bucket(Bucket=bucket)
     c0 = [cpu_seconds([p]) for p in pids]
+    k0 = children_cpu()
     t = time.monotonic()
     subprocess.run(["rclone", "copy", src, "rgw:%s/%s" % (bucket, prefix),
                     "--no-check-dest", "--no-traverse"] + flags,
                    env=renv, check=True, capture_output=True, timeout=1800)
     dt = time.monotonic() - t
-    cpu = [cpu_seconds([p]) - c for p, c in zip(pids, c0)]
+    cpu = [cpu_seconds([p]) - c for p, c in zip(pids, c0)] + [children_cpu() - k0]
     n = sum(len(fs) for _, _, fs in os.walk(src))
     subprocess.run(["rclone", "purge", "rgw:%s" % bucket, "-q"], env=renv,
                    capture_output=True, timeout=1800)
@@ -226,7 +271,7 @@ def main():
         bb.make_dataset(data, size)
         size = bb.tree_bytes(data)
         args.want = bb.tree_digest(data)
-        srv = ch.Cairn(tls=False, log_level="warn")
+        srv = ch.Cairn(tls=False, log_level="info")  # finish's wait is read from the log
         try:
             r = srv.post(API + "/config/s3", params={
                 "id": "rgw", "endpoint": "127.0.0.1", "port": rgw["S3_PORT"],
@@ -325,14 +370,35 @@ def main():
           "%.2f s; s3 backup %.2f s = %.2fx the floor (target <= 1.15)" % (
               rows["s3"][0]["rclone_objects"], args.rclone_transfers,
               " ".join("%.2f" % r["rclone"] for r in rows["s3"]), med["s3"]["rclone"],
-              sum(rows["s3"][0]["rclone_rgw_cpu"]), med["local"]["backup"],
+              sum(rows["s3"][0]["rclone_rgw_cpu"][:-1]), med["local"]["backup"],
               med["s3"]["rclone"], floor, med["s3"]["backup"], vs_floor))
+    # CPU seconds of every process involved (client, cairnd, RGW+OSD+monitor,
+    # rclone), medians: with both halves CPU-bound, two cores cannot run them
+    # side by side faster than their CPU sum / 2.
+    def mcpu(kind, f):
+        return median([f(r) for r in rows[kind]])
+    s3_cpu = mcpu("s3", lambda r: r["backup_client_cpu"] + sum(r["backup_cpu"]))
+    local_cpu = mcpu("local", lambda r: r["backup_client_cpu"] + sum(r["backup_cpu"]))
+    rclone_cpu = mcpu("s3", lambda r: sum(r["rclone_rgw_cpu"]))
+    ncpu = os.cpu_count() or 1
+    halves = (local_cpu + rclone_cpu) / ncpu
+    wait = mcpu("s3", lambda r: r["finish_wait"])
+    print("cpu seconds (all processes): s3 backup %.1f (client %.1f, cairnd %.1f, RGW %.1f); "
+          "local backup %.1f; rclone upload %.1f (rclone %.1f, RGW %.1f); both halves on %d "
+          "cores need at least %.2f s" % (
+              s3_cpu, mcpu("s3", lambda r: r["backup_client_cpu"]),
+              mcpu("s3", lambda r: r["backup_cpu"][0]),
+              mcpu("s3", lambda r: sum(r["backup_cpu"][1:])), local_cpu, rclone_cpu,
+              mcpu("s3", lambda r: r["rclone_rgw_cpu"][-1]),
+              mcpu("s3", lambda r: sum(r["rclone_rgw_cpu"][:-1])), ncpu, halves))
+    print("s3 finish waited %.2f s for the last chunk uploads (write-behind tail)" % wait)
     print("s3_backup_s=%.2f local_backup_s=%.2f s3_restore_s=%.2f local_restore_s=%.2f "
           "s3_cold_restore_s=%.2f s3_vs_local=%.2f restores_ok=%d rclone_copy_s=%.2f "
-          "s3_backup_vs_floor=%.2f" % (
+          "s3_backup_vs_floor=%.2f s3_backup_cpu_s=%.1f local_backup_cpu_s=%.1f "
+          "rclone_copy_cpu_s=%.1f s3_halves_cpu_floor_s=%.2f s3_finish_wait_s=%.2f" % (
               med["s3"]["backup"], med["local"]["backup"], med["s3"]["restore"],
               med["local"]["restore"], med["s3"]["cold"], ratio, 1 if ok else 0,
-              med["s3"]["rclone"], vs_floor))
+              med["s3"]["rclone"], vs_floor, s3_cpu, local_cpu, rclone_cpu, halves, wait))
     return 0 if ok else 1
 
 

@@ -16,6 +16,7 @@
  *   ops=.. bytes=.. secs=.. ops_per_s=.. mbps=.. errors=.. lag_p99_ms=.. lag_max_ms=..
  *   loop_busy_pct=.. (share of the run the loop thread spent outside epoll)
  *   busy_p99_ms=.. busy_max_ms=.. busy_cpu_p99_ms=.. busy_cpu_max_ms=.. iterations=..
+ * S3_BENCH_POOL_IDLE=1 runs the hashing pool at SCHED_IDLE (an experiment).
  */
 #include "core/core_alloc.h"
 #include "core/core_digest.h"
@@ -168,6 +169,10 @@ int main(int argc, char **argv)
   /* Payload hashing runs where cairnd runs it: on a core_pool. */
   struct core_pool pool;
   struct core_pool_opts po = {"s3_bench", 4, 0, 0, 0};
+  /* S3_BENCH_POOL_IDLE=1: the pool threads at SCHED_IDLE, to tell whether
+   * the loop thread's wall time is lost to its own pool (docs/performance.md). */
+  if (strcmp(env("S3_BENCH_POOL_IDLE", "0"), "1") == 0)
+    po.idle_cpu = 1;
   if (core_pool_start(&pool, loop, &po) < 0)
     return 1;
   core_job_attach_pool(loop, &pool);

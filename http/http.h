@@ -100,6 +100,24 @@ int http_req_param_int(struct http_request *req, const char *name, int64_t min, 
 yajl_val http_req_json(const struct http_request *req);
 /* The body bytes as received (valid until the response is sent). */
 struct core_slice http_req_body(const struct http_request *req);
+/* A request body taken out of its request, so that a handler can answer
+ * before it is done with the bytes (S3 datastores acknowledge a chunk while
+ * its upload to the bucket still runs). The bytes keep their share of the
+ * server's body budget until released, so the budget still bounds them. */
+struct http_body {
+  void *base;                 /* the bytes (NULL if the body was empty) */
+  size_t len;
+  struct http_server *server; /* private */
+  size_t cap;                 /* private: body pool capacity, 0 if malloc'd */
+  size_t charged;             /* private: budget bytes */
+};
+/* Moves the body out of `req`: http_req_body() is empty afterwards and the
+ * caller owns `out` until http_body_release(). Loop thread. */
+void http_req_take_body(struct http_request *req, struct http_body *out);
+/* Gives the memory and its budget back. Valid after http_server_free() too:
+ * the server is destroyed only once every taken body is back. Loop thread;
+ * a released (or zeroed) struct is ignored. */
+void http_body_release(struct http_body *b);
 /* The authenticated identity ("root@pam!name"), or NULL on a NOAUTH route. */
 const char *http_req_authid(const struct http_request *req);
 /* The client's address as text ("192.0.2.1", "2001:db8::1"), "" if unknown. */

@@ -192,6 +192,7 @@ struct http_server {
   unsigned long long refused;     /* connections refused in this burst */
   uint64_t refused_at;            /* loop time of the last refusal */
   size_t body_bytes;              /* bodies buffered now (see limits.body_budget) */
+  unsigned bodies_out;            /* bodies taken out of requests, not yet released */
   struct http_bodypool bodies;    /* recycled memory for large bodies */
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
@@ -229,6 +230,8 @@ int http__req_parse_params(struct http_request *req);
 /* Gives `bytes` of request-body budget back (limits.body_budget) and wakes
  * connections waiting for it. */
 void http__budget_release(struct http_server *s, size_t bytes);
+/* A taken body (http_req_take_body) was released with `charged` budget bytes. */
+void http__server_body_back(struct http_server *s, size_t charged);
 /* Frees an owned response body, or hands it back to the body pool when
  * `pool_cap` (its capacity there) is not 0. */
 void http__body_free(struct http_server *s, void *body, size_t pool_cap);

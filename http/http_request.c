@@ -118,6 +118,31 @@ struct core_slice http_req_body(const struct http_request *req)
   return s;
 }
 
+void http_req_take_body(struct http_request *req, struct http_body *out)
+{
+  out->base = req->body.base;
+  out->len = req->body.len;
+  out->server = req->server;
+  out->cap = req->body_pooled ? req->body.cap : 0;
+  out->charged = req->body_charged;
+  req->server->bodies_out++;
+  req->body_charged = 0;
+  req->body_pooled = 0;
+  core_buf_init(&req->body, 0);
+}
+
+void http_body_release(struct http_body *b)
+{
+  if (b->server == NULL)
+    return;
+  if (b->cap)
+    http_bodypool_put(&b->server->bodies, b->base, b->cap);
+  else
+    core_free(b->base);
+  http__server_body_back(b->server, b->charged);
+  memset(b, 0, sizeof(*b));
+}
+
 const char *http_req_header(const struct http_request *req, const char *name)
 {
   for (int i = 0; i < req->nheaders; i++) {

@@ -110,7 +110,20 @@ static void on_handle_closed(uv_handle_t *h)
     s->shutdown_done = NULL;
     done(s->shutdown_ctx);
   }
-  if (s->freed && s->nconns == 0)
+  if (s->freed && s->nconns == 0 && s->bodies_out == 0)
+    server_destroy(s);
+}
+
+/* The last body taken out of a request came back (http_body_release). */
+void http__server_body_back(struct http_server *s, size_t charged)
+{
+  s->bodies_out--;
+  if (!s->freed) {
+    if (charged)
+      http__budget_release(s, charged);
+    return;
+  }
+  if (s->nconns == 0 && s->bodies_out == 0)
     server_destroy(s);
 }
 
@@ -1385,7 +1398,7 @@ static void on_grace_closed(uv_handle_t *h)
 {
   struct http_server *s = h->data;
   s->freed = 1;
-  if (s->nconns == 0)
+  if (s->nconns == 0 && s->bodies_out == 0)
     server_destroy(s);
 }
 

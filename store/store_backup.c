@@ -530,6 +530,10 @@ static void finish_reply(struct finish_job *f, int rc)
   } else {
     core_info("backup %s finished (%" PRIu64 " chunks uploaded, %" PRIu64 " duplicates)",
               s->id, f->stats[0], f->stats[3]);
+    struct store_backup *b = store__backup(s);
+    if (b->s3_detached || b->s3_full)
+      core_info("backup %s: %" PRIu64 " chunks answered while their upload ran, %" PRIu64
+                " after it (write-behind full)", s->id, b->s3_detached, b->s3_full);
     core_counter_add(&s->ds->stats.snapshots, 1);
     store_metrics_backup_finished(s->ds->reg->metrics, s->ds->name, s->ns, s->type,
                                   s->backup_id, s->time);
@@ -589,6 +593,17 @@ static void finish_done(struct core_job *j, int status)
   finish_reply(f, rc);
 }
 
+static void finish_start(struct store_session *s, struct http_request *req);
+
+/* A chunk acknowledged early never reached the bucket: the snapshot cannot
+ * be finished (nothing was published; the client aborts). */
+static void finish_upload_failed(struct store_session *s, struct http_request *req)
+{
+  struct store_backup *b = store__backup(s);
+  http_respond_error(req, http_status_for(b->s3_failed), "cannot finish: %s", b->s3_err);
+  store_session_leave(s);
+}
+
 static void h_finish(struct http_request *req, void *ctx)
 {
   struct store_session *s = store_session_enter(ctx, req, STORE_SESSION_BACKUP);
@@ -608,12 +623,50 @@ static void h_finish(struct http_request *req, void *ctx)
     store_session_leave(s);
     return;
   }
-  if (s->ops > 1) {
+  /* Detached S3 uploads hold operations but are not requests: finish waits
+   * for them (store__backup_finish_resume). */
+  if (s->ops - (int)b->s3_pending > 1) {
     http_respond_error(req, 409, "requests are still running in this session");
     store_session_leave(s);
     return;
   }
+  if (b->s3_failed) {
+    finish_upload_failed(s, req);
+    return;
+  }
   s->state = STORE_SESSION_FINISHING;
+  if (b->s3_pending > 0) {
+    core_info("backup %s: finish waits for %u chunk uploads (%zu bytes; %" PRIu64
+              " chunks answered before their upload ended, %" PRIu64 " after)", s->id,
+              b->s3_pending, b->s3_pending_bytes, b->s3_detached, b->s3_full);
+    b->finish_wait = req;
+    return;
+  }
+  finish_start(s, req);
+}
+
+void store__backup_finish_resume(struct store_session *s)
+{
+  struct store_backup *b = store__backup(s);
+  struct http_request *req = b->finish_wait;
+  b->finish_wait = NULL;
+  core_info("backup %s: chunk uploads done, finish goes on", s->id);
+  if (s->state != STORE_SESSION_FINISHING) {
+    http_respond_error(req, 409, "the session was aborted while finishing");
+    store_session_leave(s);
+    return;
+  }
+  if (b->s3_failed) {
+    s->state = STORE_SESSION_OPEN; /* the client can only abort now */
+    finish_upload_failed(s, req);
+    return;
+  }
+  finish_start(s, req);
+}
+
+static void finish_start(struct store_session *s, struct http_request *req)
+{
+  struct store_backup *b = store__backup(s);
   struct finish_job *f = core_new(struct finish_job);
   f->req = req;
   f->s = s;

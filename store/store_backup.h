@@ -68,7 +68,27 @@ struct store_backup {
   /* chunk_upload_stats, as PBS records them */
   uint64_t up_count, up_size, up_compressed, up_duplicates;
   int no_cache;                 /* S3 datastores: upload without caching */
+  /* S3 write-behind (store_backup_data.c): a chunk is answered as soon as it
+   * is verified and its PUT starts, while the session has fewer than
+   * STORE_S3_WRITE_BEHIND bytes of such uploads running, so the client's
+   * next chunks arrive (and are hashed) while earlier ones go to the bucket.
+   * Each running upload keeps its request's session operation and body
+   * (with its share of the server's body budget) until it ends. Finish
+   * waits for all of them, and fails if any failed: the manifest reaches the
+   * bucket, and then the cache, only after every chunk did. */
+  unsigned s3_pending;          /* detached uploads running */
+  size_t s3_pending_bytes;      /* their bodies */
+  uint64_t s3_detached, s3_full; /* chunks answered early / late (write-behind full) */
+  int s3_failed;                /* the first one's error, 0 if none failed */
+  char s3_err[400];             /* its message */
+  struct http_request *finish_wait; /* finish waiting for s3_pending to reach 0 */
 };
+
+#define STORE_S3_WRITE_BEHIND ((size_t)32 << 20)
+
+/* The last detached upload ended while finish waited: finish goes on, or
+ * fails with the upload's error (store_backup.c). */
+void store__backup_finish_resume(struct store_session *s);
 
 static inline struct store_backup *store__backup(struct store_session *s)
 {

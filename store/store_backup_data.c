@@ -279,6 +279,9 @@ struct chunk_job {
   uint64_t size;
   void *data;            /* the request body, borrowed until the response */
   size_t len;
+  /* S3 write-behind: acknowledged while the upload runs (store_backup.h) */
+  int detached;
+  struct http_body body; /* taken from the request when detached */
   /* out */
   int rc;
   int duplicate;
@@ -297,6 +300,47 @@ static void chunk_run(struct core_job *j)
   c->rc = rc < 0 ? rc : 0;
 }
 
+/* chunk_upload_stats and the datastore's counters, for a stored chunk. */
+static void chunk_account(struct chunk_job *c)
+{
+  struct store_session *s = c->s;
+  struct store_backup *b = store__backup(s);
+  b->up_count++;
+  b->up_size += c->size;
+  b->up_compressed += c->len;
+  b->up_duplicates += c->duplicate;
+  struct store_ds_stats *st = &s->ds->stats;
+  core_counter_add(c->duplicate ? &st->chunks_present : &st->chunks_new, 1);
+  core_counter_add(&st->bytes_received, c->len);
+  core_counter_add(&st->raw_received, c->size);
+  if (!c->duplicate) {
+    core_counter_add(&st->bytes_stored, c->len);
+    core_counter_add(&st->raw_stored, c->size);
+  }
+}
+
+/* The answer for a chunk that is stored (or, detached, being uploaded):
+ * known to the session from now on. Returns 0 or the error answered. */
+static int chunk_respond_ok(struct chunk_job *c)
+{
+  struct store_session *s = c->s;
+  char hex[65];
+  int rc;
+  core_hex_encode(c->digest, 32, hex);
+  if (s->state != STORE_SESSION_OPEN) {
+    http_respond_error(c->req, 409, "session ended while the chunk was stored");
+    return CORE_EABORTED;
+  }
+  if ((rc = store_digestset_add(&s->known, c->digest, (uint32_t)c->size)) < 0) {
+    http_respond_errno(c->req, rc, "too many chunks in one session");
+    return rc;
+  }
+  char body[80];
+  int n = snprintf(body, sizeof(body), "\"%s\"", hex);
+  http_respond_data(c->req, body, (size_t)n);
+  return 0;
+}
+
 static void chunk_done(struct core_job *j, int status)
 {
   struct chunk_job *c = (struct chunk_job *)j;
@@ -308,33 +352,17 @@ static void chunk_done(struct core_job *j, int status)
     int code = http_status_for(rc);
     http_respond_error(c->req, code, "chunk %s rejected: %s", hex,
                        c->err[0] ? c->err : core_strerror(rc));
-  } else if (s->state != STORE_SESSION_OPEN) {
-    http_respond_error(c->req, 409, "session ended while the chunk was stored");
-  } else if ((rc = store_digestset_add(&s->known, c->digest, (uint32_t)c->size)) < 0) {
-    http_respond_errno(c->req, rc, "too many chunks in one session");
-  } else {
-    struct store_backup *b = store__backup(s);
-    b->up_count++;
-    b->up_size += c->size;
-    b->up_compressed += c->len;
-    b->up_duplicates += c->duplicate;
-    struct store_ds_stats *st = &s->ds->stats;
-    core_counter_add(c->duplicate ? &st->chunks_present : &st->chunks_new, 1);
-    core_counter_add(&st->bytes_received, c->len);
-    core_counter_add(&st->raw_received, c->size);
-    if (!c->duplicate) {
-      core_counter_add(&st->bytes_stored, c->len);
-      core_counter_add(&st->raw_stored, c->size);
-    }
-    char body[80];
-    int n = snprintf(body, sizeof(body), "\"%s\"", hex);
-    http_respond_data(c->req, body, (size_t)n);
+  } else if (chunk_respond_ok(c) == 0) {
+    chunk_account(c);
   }
   store_session_leave(s);
   core_free(c);
 }
 
-/* S3 datastores: the bucket first, then the cache (store_s3.h). */
+/* S3 datastores: the bucket first, then the cache (store_s3.h). With room
+ * in the session's write-behind the chunk is answered when its PUT starts
+ * (chunk_s3_accepted) and the upload ends detached: its result goes to the
+ * session, whose finish waits for it (store_backup.h). */
 static void chunk_s3_done(void *arg, int err, int duplicate, const char *msg)
 {
   struct chunk_job *c = arg;
@@ -342,7 +370,52 @@ static void chunk_s3_done(void *arg, int err, int duplicate, const char *msg)
   c->duplicate = duplicate;
   if (err < 0 && msg)
     snprintf(c->err, sizeof(c->err), "%s", msg);
-  chunk_done(&c->job, 0);
+  if (!c->detached) {
+    chunk_done(&c->job, 0);
+    return;
+  }
+  struct store_session *s = c->s;
+  struct store_backup *b = store__backup(s);
+  if (err < 0) {
+    if (b->s3_failed == 0) {
+      char hex[65];
+      core_hex_encode(c->digest, 32, hex);
+      b->s3_failed = err;
+      if (msg)
+        snprintf(b->s3_err, sizeof(b->s3_err), "%s", msg); /* names the chunk */
+      else
+        snprintf(b->s3_err, sizeof(b->s3_err), "S3 upload of chunk %s failed: %s", hex,
+                 core_strerror(err));
+      core_warn("backup %s: %s", s->id, b->s3_err);
+    }
+  } else {
+    chunk_account(c);
+  }
+  http_body_release(&c->body);
+  b->s3_pending--;
+  b->s3_pending_bytes -= c->len;
+  core_free(c);
+  if (b->s3_pending == 0 && b->finish_wait)
+    store__backup_finish_resume(s);
+  store_session_leave(s); /* the chunk request's operation, kept until now */
+}
+
+static void chunk_s3_accepted(void *arg)
+{
+  struct chunk_job *c = arg;
+  struct store_backup *b = store__backup(c->s);
+  if (b->s3_pending_bytes + c->len > STORE_S3_WRITE_BEHIND) {
+    b->s3_full++;
+    return; /* answered when the upload ends, as without write-behind */
+  }
+  b->s3_detached++;
+  c->detached = 1;
+  b->s3_pending++;
+  b->s3_pending_bytes += c->len;
+  /* The PUT reads the body after the request is answered and freed. */
+  http_req_take_body(c->req, &c->body);
+  chunk_respond_ok(c);
+  c->req = NULL;
 }
 
 static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind kind)
@@ -380,8 +453,14 @@ static void upload_chunk(struct http_request *req, void *ctx, enum writer_kind k
   c->data = (void *)body.base;
   c->len = body.len;
   if (store_datastore_is_s3(s->ds)) {
-    store_s3_chunk_upload(s->ds, c->digest, c->size, c->data, c->len, b->no_cache,
-                          chunk_s3_done, c);
+    if (b->s3_failed) {
+      http_respond_error(req, http_status_for(b->s3_failed),
+                         "chunk %s rejected after an earlier failure: %s", digest, b->s3_err);
+      core_free(c);
+      goto fail;
+    }
+    store_s3_chunk_upload_ack(s->ds, c->digest, c->size, c->data, c->len, b->no_cache,
+                              chunk_s3_accepted, chunk_s3_done, c);
     return;
   }
   int rc = core_job_submit_bulk(s->table->loop, &c->job, chunk_run, chunk_done);

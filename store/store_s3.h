@@ -219,6 +219,18 @@ void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32],
                            void *data, size_t len, int no_cache, store_s3_chunk_cb cb,
                            void *arg);
 
+/* Write-behind (a backup session acknowledges a chunk before the bucket has
+ * it, and its finish waits for every upload): the same upload, and
+ * `accepted` runs once on the loop when the chunk passed verification and
+ * is not in the cache, before the rest of the upload (the PUT's payload
+ * hash, the PUT, the cache insert). A duplicate or an error before that
+ * point goes to `cb` without `accepted`; `cb` always runs, exactly once,
+ * last. The upload's steps and claims are those above. */
+typedef void (*store_s3_accept_cb)(void *arg);
+void store_s3_chunk_upload_ack(struct store_datastore *ds, const uint8_t digest[32],
+                               uint64_t size, void *data, size_t len, int no_cache,
+                               store_s3_accept_cb accepted, store_s3_chunk_cb cb, void *arg);
+
 struct store_chunk_alloc;
 
 /* `data` belongs to the callback: from the caller's allocator with capacity

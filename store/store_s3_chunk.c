@@ -5,7 +5,8 @@
  *
  *   pool  verify, rewrite CRC; take U; touch the local file or marker
  *         -> present: drop U, duplicate, done
- *         -> absent: SHA-256 + MD5 of the body for the PUT
+ *   loop  -> absent: `accepted` (write-behind callers answer the chunk now)
+ *   pool  SHA-256 of the body for the PUT's signature
  *   loop  PUT <store>/.chunks/XXXX/<hex> with If-None-Match: *
  *         (200 uploaded, 412 already there; an error drops U and fails)
  *   pool  insert into the cache (or a 0-byte marker with no-cache), evict
@@ -129,7 +130,7 @@ static int cache_insert(struct store_datastore *ds, struct store_chunkstore *cs,
 
 /* ---- upload --------------------------------------------------------------- */
 
-enum up_step { UP_CHECK, UP_HOOK, UP_STORE };
+enum up_step { UP_CHECK, UP_HASH, UP_HOOK, UP_STORE };
 
 struct up {
   struct core_job job;
@@ -142,6 +143,7 @@ struct up {
   size_t len;
   int no_cache;
   store_s3_chunk_cb cb;
+  store_s3_accept_cb accepted;    /* or NULL */
   void *arg;
   uv_timer_t timer;
   unsigned waits;
@@ -215,11 +217,15 @@ static void up_run(struct core_job *j)
                core_strerror(rc));
       return;
     }
-    /* SHA-256 only: SigV4 signs it and the server checks the body against
+    u->rc = 0;
+    return;
+  case UP_HASH:
+    /* A step of its own, after `accepted`: a write-behind caller answers
+     * the chunk without waiting for this second pass over the body.
+     * SHA-256 only: SigV4 signs it and the server checks the body against
      * it, which makes Content-MD5 redundant for chunks (and MD5 would cost
      * as much CPU again). */
     s3_hash_compute(u->data, u->len, 0, &u->h);
-    u->rc = 0;
     return;
   case UP_HOOK: {
     char reached[1100];
@@ -309,6 +315,18 @@ static void up_done(struct core_job *j, int status)
       up_end(u, 0, 1);
       return;
     }
+    if (u->accepted) {
+      store_s3_accept_cb fn = u->accepted;
+      u->accepted = NULL; /* once, also if the claim wait repeats this step */
+      fn(u->arg);
+    }
+    up_submit(u, UP_HASH);
+    return;
+  case UP_HASH:
+    if (u->rc < 0) {
+      up_end(u, u->rc, 0);
+      return;
+    }
     up_next(u);
     return;
   case UP_HOOK:
@@ -346,6 +364,13 @@ void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32],
                            void *data, size_t len, int no_cache, store_s3_chunk_cb cb,
                            void *arg)
 {
+  store_s3_chunk_upload_ack(ds, digest, size, data, len, no_cache, NULL, cb, arg);
+}
+
+void store_s3_chunk_upload_ack(struct store_datastore *ds, const uint8_t digest[32],
+                               uint64_t size, void *data, size_t len, int no_cache,
+                               store_s3_accept_cb accepted, store_s3_chunk_cb cb, void *arg)
+{
   struct up *u = core_new(struct up);
   u->ds = ds;
   u->be = ds->backend;
@@ -355,6 +380,7 @@ void store_s3_chunk_upload(struct store_datastore *ds, const uint8_t digest[32],
   u->len = len;
   u->no_cache = no_cache;
   u->cb = cb;
+  u->accepted = accepted;
   u->arg = arg;
   uv_timer_init(u->be->loop, &u->timer);
   u->timer.data = u;

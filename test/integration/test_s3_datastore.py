@@ -25,6 +25,9 @@ module, and cairnd servers from the harness. Covers:
     `cairn-admin group|namespace move` on S3 beside the running server;
   - GC with the local cache on a full tmpfs: the atime check falls back to a
     cached chunk, GC deletes the garbage and writes .gc-status;
+  - write-behind: a chunk is answered while its upload runs, and finish
+    waits for the upload before anything is published; an upload that fails
+    after its chunk was answered fails later chunks and finish;
   - failures: S3 unreachable mid-backup fails the backup clearly and leaves
     no finished snapshot; a stress run of 8 concurrent backups and repeated
     GC through the fault proxy at 5% faults, after which every finished
@@ -1106,6 +1109,137 @@ class RaceWithoutClaims(Race):
     claims = False
 
 
+class WriteBehind(S3Case):
+    """A chunk is answered as soon as its PUT starts, while the upload runs
+    (the pause hook holds it after S3's answer, before the cache insert);
+    finish waits for it, so nothing is published, in the bucket or locally,
+    before every chunk is in the bucket."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pause = tempfile.mktemp(prefix="cairn-s3-pause-")
+        cls.env = {"CAIRN_TEST_S3_PAUSE": cls.pause}
+        super().setUpClass()
+
+    def test_chunk_answered_before_upload_ends_and_finish_waits(self):
+        srv = self.srv
+        self.assertOk(self.make_store("s3wb"), "create")
+        chunk = self.chunks(21, 1)[0]
+        reached = self.pause + ".reached"
+        open(self.pause, "w").close()
+        self.addCleanup(lambda: [os.unlink(p) for p in (self.pause, reached)
+                                 if os.path.exists(p)])
+        t0 = 1700000000
+        b = self.open_session(pp.BackupSession(srv, "s3wb", "host", "wb", t0))
+        wid = b.dynamic_index("root.pxar.didx")
+        # Answered while the upload is held (before this change it waited).
+        r = b.chunk_raw(wid, chunk.digest, chunk.size, chunk.blob)
+        self.assertEqual(200, r.status, r)
+        self.assertTrue(self.poll(lambda: os.path.exists(reached), timeout=20),
+                        "upload did not reach the pause point" + self.log_tail())
+        b.append(wid, [chunk.digest], [0])
+        b.close_index(wid, 1, chunk.size, pp.didx_csum([chunk.size], [chunk.digest]))
+        b.upload_manifest()
+        result = {}
+
+        def finish():
+            result["r"] = b.call("POST", "finish")
+        t = threading.Thread(target=finish)
+        t.start()
+        # A bounded wait for something that must not happen: finish cannot
+        # answer while the upload is held (never flaky; it can only miss).
+        t.join(1.0)
+        self.assertTrue(t.is_alive(), "finish answered while a chunk upload ran: %r" % result)
+        snap = os.path.join(srv.datastore_path("s3wb"), "host", "wb", "2023-11-14T22:13:20Z")
+        self.assertFalse(os.path.exists(os.path.join(snap, pp.MANIFEST)))
+        self.assertEqual([], [k for k in list_keys("s3wb/.cnt/") if k.endswith(pp.MANIFEST)])
+        os.unlink(self.pause)
+        t.join(30)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(200, result["r"].status, result)
+        self.assertIsNotNone(srv.wait_log(r"finish waits for 1 chunk uploads"), self.log_tail())
+        self.assertIsNotNone(srv.wait_log(r": 1 chunks answered while their upload ran, 0 after"),
+                             self.log_tail())
+        self.assertTrue(os.path.exists(os.path.join(snap, pp.MANIFEST)))
+        self.assertIn("s3wb/.chunks/%s/%s" % (chunk.digest[:4], chunk.digest),
+                      list_keys("s3wb/"))
+        wipe_cache(srv.datastore_path("s3wb"))
+        self.assertEqual(chunk.data, self.restore("s3wb", "wb", t0))
+
+    def test_abort_while_uploads_run(self):
+        """DELETE of a session whose answered uploads still run: answered at
+        once; the session is cleaned up when they end, nothing is published,
+        and the uploaded chunk is a stray for GC like any aborted one."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3wa"), "create")
+        chunk = self.chunks(23, 1)[0]
+        reached = self.pause + ".reached"
+        open(self.pause, "w").close()
+        self.addCleanup(lambda: [os.unlink(p) for p in (self.pause, reached)
+                                 if os.path.exists(p)])
+        b = self.open_session(pp.BackupSession(srv, "s3wa", "host", "wa", 1700000000))
+        wid = b.dynamic_index("root.pxar.didx")
+        r = b.chunk_raw(wid, chunk.digest, chunk.size, chunk.blob)
+        self.assertEqual(200, r.status, r)
+        self.assertTrue(self.poll(lambda: os.path.exists(reached), timeout=20),
+                        "upload did not reach the pause point" + self.log_tail())
+        mark = srv.log_mark()
+        self.assertEqual(200, b.abort().status)
+        os.unlink(self.pause)
+        self.assertIsNotNone(srv.wait_log(r"aborting: aborted by the client", since=mark),
+                             self.log_tail())
+        # The same group is free again once the aborted session is cleaned up.
+        self.backup("s3wa", "wa", 1700000100, [chunk])
+        snaps = self.assertOk(srv.get(API + "/admin/datastore/s3wa/snapshots"))
+        self.assertEqual([1700000100], [x["backup-time"] for x in snaps])
+        self.assertEqual(chunk.data, self.restore("s3wa", "wa", 1700000100))
+
+    def test_failed_upload_after_answer_fails_finish(self):
+        """A chunk answered early whose PUT then fails (S3 refuses the
+        signature: 403, final): later chunks are refused with its message,
+        and finish fails with it, publishing nothing."""
+        srv = self.srv
+        self.assertOk(self.make_store("s3wf"), "create")
+        good = {"secret-key": RGW["S3_SECRET_KEY"]}
+        self.addCleanup(lambda: srv.put(API + "/config/s3/rgw", params=good))
+        chunks = self.chunks(22, 400, size=2000)
+        t0 = 1700000000
+        b = self.open_session(pp.BackupSession(srv, "s3wf", "host", "wf", t0))
+        wid = b.dynamic_index("root.pxar.didx")
+        self.assertOk(srv.put(API + "/config/s3/rgw", params={"secret-key": "wrong-secret"}))
+        first = chunks[0]
+        r = b.chunk_raw(wid, first.digest, first.size, first.blob)
+        self.assertEqual(200, r.status, r)  # answered when its PUT started
+        # Each later chunk starts a PUT that fails too; one of them is refused
+        # once the first failure is recorded (403 is final: no retries).
+        refused = None
+        deadline = time.monotonic() + 20
+        for c in chunks[1:]:
+            r = b.chunk_raw(wid, c.digest, c.size, c.blob)
+            if r.status != 200:
+                refused = r
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)  # polling for the failure; each PUT fails within ms
+        self.assertIsNotNone(refused, "no chunk refused after a failed upload" + self.log_tail())
+        self.assertError(refused, (500, 502, 503), "chunk after a failed upload",
+                         mentions="earlier failure: s3 upload of chunk")
+        # S3 is fine again: the index reaches the bucket, the manifest is in,
+        # and still finish refuses, with the failed chunk's message.
+        self.assertOk(srv.put(API + "/config/s3/rgw", params=good))
+        b.append(wid, [first.digest], [0])
+        b.close_index(wid, 1, first.size, pp.didx_csum([first.size], [first.digest]))
+        b.upload_manifest()
+        r = b.call("POST", "finish")
+        self.assertError(r, (500, 502, 503), "finish after a failed chunk upload",
+                         mentions="cannot finish: s3 upload of chunk")
+        snap = os.path.join(srv.datastore_path("s3wf"), "host", "wf", "2023-11-14T22:13:20Z")
+        self.assertFalse(os.path.exists(os.path.join(snap, pp.MANIFEST)))
+        self.assertEqual([], [k for k in list_keys("s3wf/.cnt/") if k.endswith(pp.MANIFEST)])
+        b.abort()
+
+
 class Failures(S3Case):
     """The endpoint goes through the fault proxy, which the tests can stop."""
 
@@ -1190,8 +1324,12 @@ class Failures(S3Case):
         b.append(wid, [chunks[0].digest], [0])
         type(self).stop_proxy()             # S3 goes away
         r = b.chunk_raw(wid, chunks[1].digest, chunks[1].size, chunks[1].blob)
-        msg = self.assertError(r, (500, 502, 503), "upload with S3 gone")
-        self.assertRegex(msg.lower(), "s3|upload")
+        # Write-behind: the chunk is answered when its PUT starts, so the
+        # failure shows on a later request (finish at the latest); refused
+        # here only if an earlier upload of the session had failed already.
+        if r.status != 200:
+            msg = self.assertError(r, (500, 502, 503), "upload with S3 gone")
+            self.assertRegex(msg.lower(), "s3|upload")
         r = b.close_raw(wid, 1, chunks[0].size, pp.didx_csum([chunks[0].size],
                                                              [chunks[0].digest]))
         self.assertError(r, (500, 502, 503), "index close with S3 gone", mentions="s3|upload")

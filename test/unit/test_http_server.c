@@ -83,6 +83,17 @@ static void h_later(struct http_request *req, void *ctx)
   uv_timer_start(&l->timer, later_fire, 30, 0);
 }
 
+/* Takes the body out of the request and answers at once, as an S3 chunk
+ * upload with write-behind does; the test releases it later. */
+static struct http_body taken;
+
+static void h_take(struct http_request *req, void *ctx)
+{
+  http_req_take_body(req, &taken);
+  ASSERT_EQ(http_req_body(req).len, 0);
+  http_respond_data(req, "\"taken\"", 7);
+}
+
 static int fake_auth(void *ctx, struct http_request *req, char *authid, size_t len)
 {
   const char *authorization = http_req_header(req, "authorization");
@@ -101,6 +112,7 @@ static const struct http_route test_routes[] = {
   {HTTP_METHOD_POST, "/secure", h_length, NULL, 0, HTTP_ROUTE_RAW_BODY},
   {HTTP_METHOD_GET, "/later", h_later, NULL, 0, HTTP_ROUTE_NOAUTH},
   {HTTP_METHOD_GET, "/item/{name}", h_item, NULL, 0, HTTP_ROUTE_NOAUTH},
+  {HTTP_METHOD_POST, "/take", h_take, NULL, UPLOAD_MAX, HTTP_ROUTE_NOAUTH | HTTP_ROUTE_RAW_BODY},
 };
 
 struct ts {
@@ -169,6 +181,65 @@ static void expect_error(struct hfx_client *cl, int status, const char *message,
     hfx_wait_eof(cl);
     ASSERT_EQ(cl->len, 0); /* nothing after it: the rest was never parsed */
   }
+}
+
+/* ---- Bodies taken out of their request ---- */
+
+/* The bytes outlive the response and keep their budget share until
+ * released; the server waits for them after http_server_free. */
+UNIT_TEST(taken_body_outlives_response_and_server_free)
+{
+  struct ts t;
+  ts_start(&t);
+  size_t n = 200 * 1024; /* pooled (>= HTTP_BODYPOOL_MIN) */
+  char *body = core_malloc(n);
+  for (size_t i = 0; i < n; i++)
+    body[i] = (char)('a' + i % 26);
+  char head[128];
+  snprintf(head, sizeof(head), "POST /take HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+  memset(&taken, 0, sizeof(taken));
+  ASSERT_OK(hfx_send_str(&t.cl, head));
+  ASSERT_OK(hfx_send(&t.cl, body, n));
+  expect_body(&t.cl, 200, "{\"data\":\"taken\"}\n");
+  ASSERT_EQ(taken.len, n);
+  ASSERT(memcmp(taken.base, body, n) == 0);
+  ASSERT(t.srv->body_bytes >= n); /* still counted against the budget */
+  ASSERT_EQ(t.srv->bodies_out, 1);
+  /* The server goes away first: its memory stays until the body is back. */
+  hfx_disconnect(&t.cl);
+  http_server_free(t.srv);
+  uv_run(&t.loop, UV_RUN_DEFAULT);
+  ASSERT(memcmp(taken.base, body, n) == 0);
+  http_body_release(&taken);
+  ASSERT(taken.server == NULL);
+  http_body_release(&taken); /* a released one is ignored */
+  uv_run(&t.loop, UV_RUN_DEFAULT);
+  ASSERT_OK(uv_loop_close(&t.loop));
+  core_free(body);
+}
+
+/* Released while the server runs: the budget is free again. */
+UNIT_TEST(taken_body_released_gives_budget_back)
+{
+  struct ts t;
+  ts_start(&t);
+  size_t n = 100 * 1024;
+  char *body = core_calloc(1, n);
+  char head[128];
+  snprintf(head, sizeof(head), "POST /take HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+  memset(&taken, 0, sizeof(taken));
+  ASSERT_OK(hfx_send_str(&t.cl, head));
+  ASSERT_OK(hfx_send(&t.cl, body, n));
+  expect_body(&t.cl, 200, "{\"data\":\"taken\"}\n");
+  ASSERT(t.srv->body_bytes >= n);
+  http_body_release(&taken);
+  ASSERT_EQ(t.srv->body_bytes, 0);
+  ASSERT_EQ(t.srv->bodies_out, 0);
+  /* The connection serves on. */
+  ASSERT_OK(hfx_send_str(&t.cl, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"));
+  expect_body(&t.cl, 200, "{\"data\":1}\n");
+  ts_stop(&t);
+  core_free(body);
 }
 
 /* ---- Keep-alive and pipelining ---- */
@@ -679,6 +750,8 @@ UNIT_TEST(emfile_answered_with_503)
 }
 
 UNIT_MAIN(UNIT_CASE(keep_alive_requests_in_a_row),
+          UNIT_CASE(taken_body_outlives_response_and_server_free),
+          UNIT_CASE(taken_body_released_gives_budget_back),
           UNIT_CASE(pipelined_requests_answered_in_order),
           UNIT_CASE(request_line_too_long_431),
           UNIT_CASE(too_many_headers_431),
