@@ -112,8 +112,12 @@ struct http_body {
   size_t charged;             /* private: budget bytes */
 };
 /* Moves the body out of `req`: http_req_body() is empty afterwards and the
- * caller owns `out` until http_body_release(). Loop thread. */
-void http_req_take_body(struct http_request *req, struct http_body *out);
+ * caller owns `out` until http_body_release(). Taken bodies may hold at most
+ * half of the server's body budget together, so that requests still being
+ * received (of every datastore) always have the other half: past it nothing
+ * is taken and -EBUSY is returned (the caller keeps using the request's
+ * body and answers later). Loop thread. */
+int http_req_take_body(struct http_request *req, struct http_body *out);
 /* Gives the memory and its budget back. Valid after http_server_free() too:
  * the server is destroyed only once every taken body is back. Loop thread;
  * a released (or zeroed) struct is ignored. */

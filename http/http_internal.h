@@ -193,6 +193,7 @@ struct http_server {
   uint64_t refused_at;            /* loop time of the last refusal */
   size_t body_bytes;              /* bodies buffered now (see limits.body_budget) */
   unsigned bodies_out;            /* bodies taken out of requests, not yet released */
+  size_t bodies_out_bytes;        /* their budget bytes (at most half the budget) */
   struct http_bodypool bodies;    /* recycled memory for large bodies */
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */

@@ -15,6 +15,7 @@
 #include "core/core_log.h"
 #include "core/core_utf8.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -118,8 +119,12 @@ struct core_slice http_req_body(const struct http_request *req)
   return s;
 }
 
-void http_req_take_body(struct http_request *req, struct http_body *out)
+int http_req_take_body(struct http_request *req, struct http_body *out)
 {
+  struct http_server *s = req->server;
+  if (s->bodies_out_bytes + req->body_charged > s->limits.body_budget / 2)
+    return -EBUSY;
+  s->bodies_out_bytes += req->body_charged;
   out->base = req->body.base;
   out->len = req->body.len;
   out->server = req->server;
@@ -129,6 +134,7 @@ void http_req_take_body(struct http_request *req, struct http_body *out)
   req->body_charged = 0;
   req->body_pooled = 0;
   core_buf_init(&req->body, 0);
+  return 0;
 }
 
 void http_body_release(struct http_body *b)

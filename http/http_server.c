@@ -118,6 +118,7 @@ static void on_handle_closed(uv_handle_t *h)
 void http__server_body_back(struct http_server *s, size_t charged)
 {
   s->bodies_out--;
+  s->bodies_out_bytes -= charged;
   if (!s->freed) {
     if (charged)
       http__budget_release(s, charged);

@@ -404,16 +404,19 @@ static void chunk_s3_accepted(void *arg)
 {
   struct chunk_job *c = arg;
   struct store_backup *b = store__backup(c->s);
-  if (b->s3_pending_bytes + c->len > STORE_S3_WRITE_BEHIND) {
+  /* Past the session's share, or when the server's taken bodies hold half
+   * its body budget, the chunk is answered when its upload ends, as without
+   * write-behind. */
+  if (b->s3_pending_bytes + c->len > STORE_S3_WRITE_BEHIND ||
+      http_req_take_body(c->req, &c->body) < 0) {
     b->s3_full++;
-    return; /* answered when the upload ends, as without write-behind */
+    return;
   }
   b->s3_detached++;
   c->detached = 1;
   b->s3_pending++;
   b->s3_pending_bytes += c->len;
   /* The PUT reads the body after the request is answered and freed. */
-  http_req_take_body(c->req, &c->body);
   chunk_respond_ok(c);
   c->req = NULL;
 }
