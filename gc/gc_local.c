@@ -589,8 +589,8 @@ static void run_sweep(struct gc_job *job)
   struct gc_sweeper *sw = &run->sw[job->sweeper];
   int rc;
   if (!sw->open) {
-    /* No stat here: store_chunk_remove_if_older stats every file under the
-     * insert lock anyway, which saves one stat per file. */
+    /* No stat here: store_chunk_iter_remove_if_older stats every file under
+     * the insert lock anyway, which saves one stat per file. */
     rc = store_chunk_iter_open(&sw->it, run->cs, sw->first, sw->end, STORE_CHUNK_ITER_NO_STAT);
     if (rc < 0) {
       job->rc = rc;
@@ -623,12 +623,12 @@ static void run_sweep(struct gc_job *job)
     job->c.swept++;
     if (e.kind == STORE_CHUNK_KIND_USING) {
       /* S3 "chunk expected" markers have no meaning on a local store. */
-      store_chunk_remove_if_older(run->cs, e.prefix, e.name, INT64_MAX, NULL);
+      store_chunk_iter_remove_if_older(&sw->it, run->cs, &e, INT64_MAX, NULL);
       continue;
     }
     int bad = e.kind == STORE_CHUNK_KIND_BAD;
     struct store_chunk_stat s;
-    rc = store_chunk_remove_if_older(run->cs, e.prefix, e.name, run->min_atime, &s);
+    rc = store_chunk_iter_remove_if_older(&sw->it, run->cs, &e, run->min_atime, &s);
     if (rc == 1) {
       if (bad)
         job->c.removed_bad++;
