@@ -17,7 +17,8 @@ static uint64_t dhash(const uint8_t d[32])
 void gc_cache_init(struct gc_cache *c, size_t capacity)
 {
   memset(c, 0, sizeof(*c));
-  pthread_mutex_init(&c->mutex, NULL);
+  for (int i = 0; i < GC_CACHE_LOCKS; i++)
+    pthread_mutex_init(&c->locks[i], NULL);
   if (capacity > GC_CACHE_MAX_CAPACITY)
     capacity = GC_CACHE_MAX_CAPACITY;
   size_t sets = capacity / GC_CACHE_WAYS;
@@ -28,6 +29,7 @@ void gc_cache_init(struct gc_cache *c, size_t capacity)
     p *= 2;
   c->nsets = p;
   c->digests = core_calloc(p * GC_CACHE_WAYS, 32);
+  c->kept = core_calloc(p * GC_CACHE_WAYS, sizeof(*c->kept));
   c->fill = core_calloc(p, 1);
   c->victim = core_calloc(p, 1);
 }
@@ -35,42 +37,87 @@ void gc_cache_init(struct gc_cache *c, size_t capacity)
 void gc_cache_free(struct gc_cache *c)
 {
   core_free(c->digests);
+  core_free(c->kept);
   core_free(c->fill);
   core_free(c->victim);
-  pthread_mutex_destroy(&c->mutex);
+  for (int i = 0; i < GC_CACHE_LOCKS; i++)
+    pthread_mutex_destroy(&c->locks[i]);
   memset(c, 0, sizeof(*c));
+}
+
+static size_t set_of(const struct gc_cache *c, const uint8_t digest[32])
+{
+  return (size_t)(dhash(digest) & (c->nsets - 1));
+}
+
+/* The way of `digest` in `set`, or -1. Under the set's lock, or after the
+ * last add. */
+static int find_way(const struct gc_cache *c, size_t set, const uint8_t digest[32])
+{
+  const uint8_t(*ways)[32] = c->digests + set * GC_CACHE_WAYS;
+  unsigned fill = c->fill[set];
+  for (unsigned i = 0; i < fill; i++)
+    if (memcmp(ways[i], digest, 32) == 0)
+      return (int)i;
+  return -1;
 }
 
 int gc_cache_test_and_add(struct gc_cache *c, const uint8_t digest[32])
 {
   if (c->nsets == 0) {
-    pthread_mutex_lock(&c->mutex);
-    c->misses++;
-    pthread_mutex_unlock(&c->mutex);
+    atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
     return 0;
   }
-  size_t set = (size_t)(dhash(digest) & (c->nsets - 1));
+  size_t set = set_of(c, digest);
   uint8_t (*ways)[32] = c->digests + set * GC_CACHE_WAYS;
-  pthread_mutex_lock(&c->mutex);
-  unsigned fill = c->fill[set];
-  for (unsigned i = 0; i < fill; i++) {
-    if (memcmp(ways[i], digest, 32) == 0) {
-      c->hits++;
-      pthread_mutex_unlock(&c->mutex);
-      return 1;
-    }
+  pthread_mutex_t *m = &c->locks[set % GC_CACHE_LOCKS];
+  pthread_mutex_lock(m);
+  if (find_way(c, set, digest) >= 0) {
+    pthread_mutex_unlock(m);
+    atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+    return 1;
   }
+  unsigned fill = c->fill[set], w;
   if (fill < GC_CACHE_WAYS) {
-    memcpy(ways[fill], digest, 32);
+    w = fill;
     c->fill[set] = (uint8_t)(fill + 1);
   } else {
-    unsigned v = c->victim[set];
-    memcpy(ways[v], digest, 32);
-    c->victim[set] = (uint8_t)((v + 1) % GC_CACHE_WAYS);
+    w = c->victim[set];
+    c->victim[set] = (uint8_t)((w + 1) % GC_CACHE_WAYS);
   }
-  c->misses++;
-  pthread_mutex_unlock(&c->mutex);
+  memcpy(ways[w], digest, 32);
+  c->kept[set * GC_CACHE_WAYS + w] = 0;
+  pthread_mutex_unlock(m);
+  atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
   return 0;
+}
+
+void gc_cache_set_kept(struct gc_cache *c, const uint8_t digest[32], uint64_t size)
+{
+  if (c->nsets == 0 || size >= UINT32_MAX)
+    return; /* no cache, or a size no chunk has: the sweep stats it */
+  size_t set = set_of(c, digest);
+  pthread_mutex_t *m = &c->locks[set % GC_CACHE_LOCKS];
+  pthread_mutex_lock(m);
+  int w = find_way(c, set, digest);
+  if (w >= 0)
+    c->kept[set * GC_CACHE_WAYS + (size_t)w] = (uint32_t)size + 1;
+  pthread_mutex_unlock(m);
+}
+
+int gc_cache_kept_size(const struct gc_cache *c, const uint8_t digest[32], uint64_t *size)
+{
+  if (c->nsets == 0)
+    return 0;
+  size_t set = set_of(c, digest);
+  int w = find_way(c, set, digest);
+  if (w < 0)
+    return 0;
+  uint32_t k = c->kept[set * GC_CACHE_WAYS + (size_t)w];
+  if (k == 0)
+    return 0;
+  *size = k - 1;
+  return 1;
 }
 
 /* ---- growing set -------------------------------------------------------- */

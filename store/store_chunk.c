@@ -95,7 +95,7 @@ static void prefix_name(char out[5], unsigned prefix)
  * few mutexes while each held one across an unlink. */
 static pthread_mutex_t *stripe(struct store_chunkstore *cs, const uint8_t *digest)
 {
-  return &cs->stripes[digest[2] % STORE_CHUNK_STRIPES];
+  return &cs->stripes[digest[2] % STORE_CHUNK_STRIPES]; /* 256: all of digest[2] */
 }
 
 static void fill_stat(struct store_chunk_stat *st, const struct stat *s)
@@ -625,23 +625,16 @@ int store_chunk_mark_bad(struct store_chunkstore *cs, const uint8_t digest[32])
   return rc;
 }
 
-int store_chunk_remove_if_older(struct store_chunkstore *cs, unsigned prefix, const char *name,
-                                int64_t min_atime, struct store_chunk_stat *st)
+/* Under the digest's stripe: stats `rel` (relative to `dirfd`) and unlinks
+ * it if its atime is older than `min_atime`. See store_chunk_remove_if_older. */
+static int remove_at(struct store_chunkstore *cs, int dirfd, const char *rel,
+                     const uint8_t digest[32], int64_t min_atime, struct store_chunk_stat *st)
 {
-  uint8_t digest[32];
-  int bad;
-  char rel[5 + STORE_CHUNK_NAME_MAX + 1];
   struct stat s;
   int rc;
-  if (prefix >= STORE_CHUNK_PREFIXES || name == NULL || store_chunk_parse_name(name, digest, &bad) <= 0)
-    return CORE_ENAME;
-  prefix_name(rel, prefix);
-  /* parse_name bounded the name to STORE_CHUNK_NAME_MAX */
-  snprintf(rel + 4, sizeof(rel) - 4, "/%s", name);
-
   pthread_mutex_t *m = stripe(cs, digest);
   pthread_mutex_lock(m);
-  if (fstatat(cs->chunks_fd, rel, &s, AT_SYMLINK_NOFOLLOW) < 0) {
+  if (fstatat(dirfd, rel, &s, AT_SYMLINK_NOFOLLOW) < 0) {
     rc = errno == ENOENT ? CORE_ENOTFOUND : -errno;
     goto out;
   }
@@ -653,7 +646,7 @@ int store_chunk_remove_if_older(struct store_chunkstore *cs, unsigned prefix, co
     fill_stat(st, &s);
   rc = 0;
   if (min_atime == INT64_MAX || s.st_atim.tv_sec < min_atime) {
-    if (unlinkat(cs->chunks_fd, rel, 0) < 0)
+    if (unlinkat(dirfd, rel, 0) < 0)
       rc = errno == ENOENT ? CORE_ENOTFOUND : -errno;
     else
       rc = 1;
@@ -661,6 +654,20 @@ int store_chunk_remove_if_older(struct store_chunkstore *cs, unsigned prefix, co
 out:
   pthread_mutex_unlock(m);
   return rc;
+}
+
+int store_chunk_remove_if_older(struct store_chunkstore *cs, unsigned prefix, const char *name,
+                                int64_t min_atime, struct store_chunk_stat *st)
+{
+  uint8_t digest[32];
+  int bad;
+  char rel[5 + STORE_CHUNK_NAME_MAX + 1];
+  if (prefix >= STORE_CHUNK_PREFIXES || name == NULL || store_chunk_parse_name(name, digest, &bad) <= 0)
+    return CORE_ENAME;
+  prefix_name(rel, prefix);
+  /* parse_name bounded the name to STORE_CHUNK_NAME_MAX */
+  snprintf(rel + 4, sizeof(rel) - 4, "/%s", name);
+  return remove_at(cs, cs->chunks_fd, rel, digest, min_atime, st);
 }
 
 /* ---- sync -------------------------------------------------------------- */
@@ -779,6 +786,8 @@ int store_chunkstore_oldest_writer(struct store_chunkstore *cs, int64_t *start)
 
 /* ---- iteration --------------------------------------------------------- */
 
+#define ITER_BUF (32u * 1024) /* getdents64 buffer, as glibc's readdir uses */
+
 /* core_hex_digit, but lowercase only: what Cairn and PBS write. */
 static int lower_hex_digit(char c)
 {
@@ -814,6 +823,8 @@ int store_chunk_iter_open(struct store_chunk_iter *it, struct store_chunkstore *
 {
   memset(it, 0, sizeof(*it));
   it->chunks_fd = cs->chunks_fd;
+  it->dir_fd = -1;
+  it->noatime = 1;
   it->flags = flags;
   it->next = first;
   it->end = end > STORE_CHUNK_PREFIXES ? STORE_CHUNK_PREFIXES : end;
@@ -845,24 +856,42 @@ int store_chunk_iter_open(struct store_chunk_iter *it, struct store_chunkstore *
   }
   int rc = errno ? -errno : 0;
   closedir(d);
+  if (rc == 0)
+    it->buf = core_malloc(ITER_BUF);
   return rc;
 }
 
 unsigned store_chunk_iter_prefix(const struct store_chunk_iter *it)
 {
-  return it->dir ? it->cur : it->next;
+  return it->dir_fd >= 0 ? it->cur : it->next;
+}
+
+static void close_dir(struct store_chunk_iter *it)
+{
+  if (it->dir_fd >= 0)
+    close(it->dir_fd);
+  it->dir_fd = -1;
+  it->buf_len = it->buf_pos = 0;
 }
 
 void store_chunk_iter_close(struct store_chunk_iter *it)
 {
-  if (it->dir)
-    closedir(it->dir);
-  it->dir = NULL;
+  close_dir(it);
+  core_free(it->buf);
+  it->buf = NULL;
   it->next = it->end;
 }
 
 /* Opens the next present prefix directory. 1 opened, 0 done, <0 error (that
- * prefix is skipped on the next call). */
+ * prefix is skipped on the next call).
+ *
+ * Why not opendir/readdir: per directory, fdopendir adds an fstat and two
+ * fcntl calls to the openat, three syscalls beside the one or two getdents64
+ * that return a prefix directory's few dozen names. And O_NOATIME: a sweep
+ * that removed chunks changed the directory, so under relatime the next
+ * GC's read would write every prefix directory's inode (65,536 journaled
+ * inode updates per run) for an atime nobody reads. The kernel allows
+ * O_NOATIME only to the owner; elsewhere it is dropped after the first EPERM. */
 static int open_next_dir(struct store_chunk_iter *it)
 {
   while (it->next < it->end) {
@@ -871,38 +900,57 @@ static int open_next_dir(struct store_chunk_iter *it)
       continue;
     char name[5];
     prefix_name(name, p);
-    int fd = openat(it->chunks_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW;
+    int fd = openat(it->chunks_fd, name, flags | (it->noatime ? O_NOATIME : 0));
+    if (fd < 0 && errno == EPERM && it->noatime) {
+      it->noatime = 0;
+      fd = openat(it->chunks_fd, name, flags);
+    }
     if (fd < 0) {
       if (errno == ENOENT || errno == ENOTDIR)
         continue;
       return -errno;
     }
-    it->dir = fdopendir(fd);
-    if (it->dir == NULL) {
-      int rc = -errno;
-      close(fd);
-      return rc;
-    }
+    it->dir_fd = fd;
+    it->buf_len = it->buf_pos = 0;
     it->cur = p;
     return 1;
   }
   return 0;
 }
 
+/* The next record of the open directory: 1 and *out, 0 at its end, or -errno. */
+static int next_dirent(struct store_chunk_iter *it, struct dirent64 **out)
+{
+  if (it->buf_pos >= it->buf_len) {
+    ssize_t n = getdents64(it->dir_fd, it->buf, ITER_BUF);
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return 0;
+    it->buf_len = (size_t)n;
+    it->buf_pos = 0;
+  }
+  struct dirent64 *de = (struct dirent64 *)(void *)(it->buf + it->buf_pos);
+  it->buf_pos += de->d_reclen;
+  *out = de;
+  return 1;
+}
+
 int store_chunk_iter_next(struct store_chunk_iter *it, struct store_chunk_entry *e)
 {
+  if (it->buf == NULL)
+    return 0; /* closed */
   for (;;) {
-    if (it->dir == NULL) {
+    if (it->dir_fd < 0) {
       int rc = open_next_dir(it);
       if (rc <= 0)
         return rc;
     }
-    errno = 0;
-    struct dirent *de = readdir(it->dir);
-    if (de == NULL) {
-      int rc = errno ? -errno : 0;
-      closedir(it->dir);
-      it->dir = NULL;
+    struct dirent64 *de = NULL;
+    int rc = next_dirent(it, &de);
+    if (rc <= 0) {
+      close_dir(it);
       if (rc < 0)
         return rc;
       continue;
@@ -921,7 +969,7 @@ int store_chunk_iter_next(struct store_chunk_iter *it, struct store_chunk_entry 
     e->atime_nsec = 0;
     if (!(it->flags & STORE_CHUNK_ITER_NO_STAT) || de->d_type == DT_UNKNOWN) {
       struct stat st;
-      if (fstatat(dirfd(it->dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (fstatat(it->dir_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
         if (errno == ENOENT)
           continue; /* removed since readdir */
         return -errno;
@@ -939,4 +987,19 @@ int store_chunk_iter_next(struct store_chunk_iter *it, struct store_chunk_entry 
     memcpy(e->name, de->d_name, len + 1);
     return 1;
   }
+}
+
+int store_chunk_iter_remove_if_older(struct store_chunk_iter *it, struct store_chunkstore *cs,
+                                     const struct store_chunk_entry *e, int64_t min_atime,
+                                     struct store_chunk_stat *st)
+{
+  uint8_t digest[32];
+  int bad;
+  /* The entry must be the one the iterator stands on, and its name a chunk
+   * name: the same checks as store_chunk_remove_if_older's. */
+  if (it->dir_fd < 0 || e->prefix != it->cur ||
+      strnlen(e->name, STORE_CHUNK_NAME_MAX + 1) > STORE_CHUNK_NAME_MAX ||
+      store_chunk_parse_name(e->name, digest, &bad) <= 0)
+    return CORE_ENAME;
+  return remove_at(cs, it->dir_fd, e->name, digest, min_atime, st);
 }

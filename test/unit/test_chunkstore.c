@@ -617,6 +617,63 @@ UNIT_TEST(remove_if_older)
   store_chunkstore_close(cs);
 }
 
+/* The sweep primitive relative to the iterator's open prefix directory: the
+ * same decisions as store_chunk_remove_if_older, only for the entry the
+ * iterator stands on, and the walk goes on past removed files. */
+UNIT_TEST(iter_remove_if_older)
+{
+  struct store_chunkstore *cs = make_store();
+  enum { N = 40 };
+  uint8_t d[N][32];
+  uint8_t *b = blob(MAGIC_PLAIN, 30, 'i');
+  struct store_chunk_insert_result r;
+  for (int i = 0; i < N; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "iter-sweep-%d", i);
+    digest_of(name, d[i]);
+    ASSERT_OK(store_chunk_insert(cs, d[i], b, 30, &r));
+    set_atime(d[i], i % 2 ? 9000 : 1000); /* odd: recent, kept */
+  }
+  struct store_chunk_iter it;
+  struct store_chunk_entry e, stale;
+  struct store_chunk_stat st;
+  int removed = 0, kept = 0, rc;
+  ASSERT_OK(store_chunk_iter_open(&it, cs, 0, STORE_CHUNK_PREFIXES, STORE_CHUNK_ITER_NO_STAT));
+  while ((rc = store_chunk_iter_next(&it, &e)) == 1) {
+    rc = store_chunk_iter_remove_if_older(&it, cs, &e, 5000, &st);
+    ASSERT(rc == 0 || rc == 1);
+    ASSERT_EQ(st.size, 30);
+    if (rc == 1) {
+      ASSERT_EQ(st.atime_sec, 1000);
+      removed++;
+    } else {
+      ASSERT_EQ(st.atime_sec, 9000);
+      kept++;
+    }
+    /* Gone already, or a name that is not a chunk's: refused. */
+    if (rc == 1)
+      ASSERT_EQ(store_chunk_iter_remove_if_older(&it, cs, &e, 5000, &st), CORE_ENOTFOUND);
+    struct store_chunk_entry bad = e;
+    snprintf(bad.name, sizeof(bad.name), "../%.4s/x", e.name);
+    ASSERT_EQ(store_chunk_iter_remove_if_older(&it, cs, &bad, 5000, &st), CORE_ENAME);
+    bad = e;
+    bad.prefix = (e.prefix + 1) % STORE_CHUNK_PREFIXES; /* not the directory held open */
+    ASSERT_EQ(store_chunk_iter_remove_if_older(&it, cs, &bad, INT64_MAX, NULL), CORE_ENAME);
+    stale = e;
+  }
+  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(removed, N / 2);
+  ASSERT_EQ(kept, N / 2);
+  /* At the end no directory is open: nothing to remove relative to. */
+  ASSERT_EQ(store_chunk_iter_remove_if_older(&it, cs, &stale, INT64_MAX, NULL), CORE_ENAME);
+  store_chunk_iter_close(&it);
+  for (int i = 0; i < N; i++) {
+    ASSERT_EQ(store_chunk_stat(cs, d[i], &st), i % 2 ? 0 : CORE_ENOTFOUND);
+  }
+  free(b);
+  store_chunkstore_close(cs);
+}
+
 static unsigned progress_calls, progress_last;
 
 static void on_progress(void *arg, unsigned done, unsigned total)
@@ -800,6 +857,6 @@ UNIT_MAIN(UNIT_CASE(create_and_open), UNIT_CASE(insert_new_and_read),
           UNIT_CASE(insert_duplicate_touches), UNIT_CASE(insert_replaces_empty_file),
           UNIT_CASE(insert_mix_rules), UNIT_CASE(insert_concurrent_same_digest),
           UNIT_CASE(iterator_yields_exactly_chunks), UNIT_CASE(mark_bad_numbering),
-          UNIT_CASE(remove_if_older), UNIT_CASE(fill_layout_full), UNIT_CASE(fill_layout_range),
+          UNIT_CASE(remove_if_older), UNIT_CASE(iter_remove_if_older), UNIT_CASE(fill_layout_full), UNIT_CASE(fill_layout_range),
           UNIT_CASE(sync_level_file), UNIT_CASE(writers_and_gc_locks),
           UNIT_CASE(gc_excludes_other_process))

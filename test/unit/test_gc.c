@@ -41,6 +41,33 @@ UNIT_TEST(cache_and_set)
   ASSERT_EQ(c.hits, 1000);
   ASSERT_EQ(c.misses, 1000);
   gc_cache_free(&c);
+
+  /* Kept sizes: recorded only for a digest in the cache, forgotten with it. */
+  uint64_t size;
+  gc_cache_init(&c, 64); /* 8 sets of 8 ways */
+  uint8_t k[9][32];
+  for (int i = 0; i < 9; i++) {
+    memset(k[i], 0, 32);
+    k[i][8] = (uint8_t)(i * 8); /* all in set 0 */
+    k[i][31] = (uint8_t)i;
+  }
+  ASSERT_EQ(gc_cache_test_and_add(&c, k[0]), 0);
+  ASSERT_EQ(gc_cache_kept_size(&c, k[0], &size), 0); /* touched, not yet kept */
+  gc_cache_set_kept(&c, k[0], 0);
+  ASSERT_EQ(gc_cache_kept_size(&c, k[0], &size), 1);
+  ASSERT_EQ(size, 0);
+  gc_cache_set_kept(&c, k[0], 16u << 20);
+  ASSERT_EQ(gc_cache_kept_size(&c, k[0], &size), 1);
+  ASSERT_EQ(size, 16u << 20);
+  gc_cache_set_kept(&c, k[1], 5); /* not in the cache: nothing */
+  ASSERT_EQ(gc_cache_kept_size(&c, k[1], &size), 0);
+  for (int i = 1; i < 9; i++) /* the ninth evicts k[0] */
+    ASSERT_EQ(gc_cache_test_and_add(&c, k[i]), 0);
+  ASSERT_EQ(gc_cache_kept_size(&c, k[0], &size), 0);
+  ASSERT_EQ(gc_cache_kept_size(&c, k[8], &size), 0); /* took k[0]'s way, not its size */
+  gc_cache_set_kept(&c, k[8], UINT32_MAX); /* too big to record: the sweep stats it */
+  ASSERT_EQ(gc_cache_kept_size(&c, k[8], &size), 0);
+  gc_cache_free(&c);
   gc_cache_init(&c, 0); /* disabled: always a miss */
   ASSERT_EQ(gc_cache_test_and_add(&c, d), 0);
   ASSERT_EQ(gc_cache_test_and_add(&c, d), 0);
@@ -438,6 +465,99 @@ UNIT_TEST(gc_recent_chunks_not_touched)
   ASSERT_EQ(s.disk_chunks, 2);
   ASSERT_EQ(s.pending_chunks, 1);
   ASSERT_EQ(s.removed_chunks, 0);
+  fx_close(&fx);
+}
+
+/* The sweep counts chunks the mark kept without a stat (their sizes come
+ * from the mark); when the cache is too small to remember them it stats
+ * them. Both ways keep and remove the same chunks and report the same
+ * figures. */
+static void kept_from_mark_run(const char *tuning, int expect_known)
+{
+  struct fx fx;
+  fx_init(&fx, tuning);
+  enum { NREF = 24, NGARBAGE = 10 };
+  struct fx_ref r[NREF];
+  uint8_t ref[NREF][32], garbage[NGARBAGE][32], young[32];
+  uint64_t ref_bytes = 0;
+  for (int i = 0; i < NREF; i++) {
+    r[i].seed = 1 + (uint32_t)i;
+    r[i].size = 100 + (size_t)i * 37;
+  }
+  fx_snapshot(&fx, "", "vm", "1", T0, r, NREF);
+  fx_snapshot(&fx, "", "vm", "1", T0 + 60, r, NREF / 2); /* repeats: cache hits */
+  for (int i = 0; i < NREF; i++)
+    fx_chunk(&fx, r[i].seed, r[i].size, ref[i]);
+  for (int i = 0; i < NGARBAGE; i++)
+    fx_chunk(&fx, 1000 + (uint32_t)i, 500, garbage[i]);
+  fx_age_all(&fx, 2 * DAY);
+  fx_chunk(&fx, 2000, 300, young); /* unreferenced, inside the cutoff: pending */
+  fx_age_chunk(&fx, young, 30 * 60);
+  for (int i = 0; i < NREF; i++) {
+    struct store_chunk_stat st;
+    ASSERT_OK(store_chunk_stat(fx.cs, ref[i], &st));
+    ref_bytes += st.size;
+  }
+  struct core_task *t = fx_gc(&fx);
+  ASSERT_STR_EQ(t->exitstatus, "OK");
+  for (int i = 0; i < NREF; i++)
+    ASSERT(fx_chunk_exists(&fx, ref[i]));
+  for (int i = 0; i < NGARBAGE; i++)
+    ASSERT(!fx_chunk_exists(&fx, garbage[i]));
+  ASSERT(fx_chunk_exists(&fx, young));
+  struct gc_status st;
+  ASSERT_OK(gc_status_read(fx.base, &st));
+  ASSERT_EQ(st.disk_chunks, NREF);
+  ASSERT_EQ(st.disk_bytes, ref_bytes);
+  ASSERT_EQ(st.removed_chunks, NGARBAGE);
+  ASSERT_EQ(st.pending_chunks, 1);
+  const char *log = fx_task_log(&fx, t->upid);
+  if (expect_known)
+    FX_ASSERT_LOG(log, "24 chunks kept as marked, without a stat");
+  else
+    ASSERT(strstr(log, "kept as marked") == NULL);
+  fx_close(&fx);
+}
+
+UNIT_TEST(gc_sweep_kept_from_mark)
+{
+  kept_from_mark_run("gc-atime-safety-check=false", 1);
+}
+
+/* No cache: every chunk is stat-ed under its lock, as before. */
+UNIT_TEST(gc_sweep_kept_without_cache)
+{
+  kept_from_mark_run("gc-atime-safety-check=false,gc-cache-capacity=0", 0);
+}
+
+/* A cache of one set (8 digests) forgets most of the 24 marked chunks: those
+ * are stat-ed, the rest are not, and the figures are the same. */
+UNIT_TEST(gc_sweep_kept_from_mark_partly_forgotten)
+{
+  struct fx fx;
+  fx_init(&fx, "gc-atime-safety-check=false,gc-cache-capacity=8");
+  enum { NREF = 24 };
+  struct fx_ref r[NREF];
+  uint8_t ref[NREF][32], g[32];
+  for (int i = 0; i < NREF; i++) {
+    r[i].seed = 1 + (uint32_t)i;
+    r[i].size = 200;
+  }
+  fx_snapshot(&fx, "", "vm", "1", T0, r, NREF);
+  for (int i = 0; i < NREF; i++)
+    fx_chunk(&fx, r[i].seed, r[i].size, ref[i]);
+  fx_chunk(&fx, 999, 200, g);
+  fx_age_all(&fx, 2 * DAY);
+  struct core_task *t = fx_gc(&fx);
+  ASSERT_STR_EQ(t->exitstatus, "OK");
+  for (int i = 0; i < NREF; i++)
+    ASSERT(fx_chunk_exists(&fx, ref[i]));
+  ASSERT(!fx_chunk_exists(&fx, g));
+  struct gc_status st;
+  ASSERT_OK(gc_status_read(fx.base, &st));
+  ASSERT_EQ(st.disk_chunks, NREF);
+  ASSERT_EQ(st.removed_chunks, 1);
+  FX_ASSERT_LOG(fx_task_log(&fx, t->upid), "8 chunks kept as marked, without a stat");
   fx_close(&fx);
 }
 
@@ -852,7 +972,9 @@ UNIT_TEST(gc_relists_group_when_a_snapshot_vanishes)
 
 UNIT_MAIN(UNIT_CASE(zero_chunk_digest), UNIT_CASE(gc_relists_group_when_a_snapshot_vanishes), UNIT_CASE(cache_and_set), UNIT_CASE(status_round_trip),
           UNIT_CASE(walk_layout), UNIT_CASE(walk_every_level), UNIT_CASE(walk_failures), UNIT_CASE(gc_removes_exactly_unreferenced),
-          UNIT_CASE(gc_cutoff_and_pending), UNIT_CASE(gc_cache_capacity_tuning),
+          UNIT_CASE(gc_cutoff_and_pending), UNIT_CASE(gc_cache_capacity_tuning), UNIT_CASE(gc_sweep_kept_from_mark),
+          UNIT_CASE(gc_sweep_kept_without_cache),
+          UNIT_CASE(gc_sweep_kept_from_mark_partly_forgotten),
           UNIT_CASE(gc_recent_chunks_not_touched), UNIT_CASE(gc_writer_protects_chunks),
           UNIT_CASE(gc_bad_files), UNIT_CASE(gc_missing_chunk_and_prefix),
           UNIT_CASE(gc_corrupt_index_fails_safely), UNIT_CASE(gc_unreadable_directories),
