@@ -12,9 +12,12 @@
  * Actors:
  *  - N backup clients, each in its own namespace <run>/cNNN (created at
  *    start) and group host/load-NNN, each backup one dynamic archive of a
- *    size drawn from the size mix: chunks of up to 4 MiB generated from a
- *    seed unique to (client, backup, chunk), SHA-256, DataBlob (uncompressed:
- *    the data does not compress), dynamic index appends in batches of 128,
+ *    size drawn from the size mix: chunks of up to 4 MiB, each a random
+ *    prefix shared by all chunks plus 64 bytes generated from a seed unique
+ *    to (client, backup, chunk), so that every chunk is new to the server
+ *    while the generator hashes only the 64 bytes (the SHA-256 state after
+ *    the prefix is kept per chunk length), DataBlob (uncompressed), dynamic
+ *    index appends in batches of 128,
  *    close, manifest, finish;
  *  - readers that open reader sessions on finished snapshots of the run,
  *    download the index and every chunk and check each digest and length;

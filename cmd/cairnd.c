@@ -18,6 +18,7 @@
 #include "core/core_log.h"
 #include "core/core_parse.h"
 #include "core/core_pool.h"
+#include "core/core_sched.h"
 #include "core/core_shmem.h"
 #include "gc/gc_api.h"
 #include "gc/gc_s3.h"
@@ -343,6 +344,15 @@ static int pool_threads(void)
   return n >= 1 && n <= CORE_POOL_MAX ? (int)n : 8;
 }
 
+/* An integer from the environment within [lo, hi], else `dflt`. */
+static int env_int(const char *name, int lo, int hi, int dflt)
+{
+  const char *v = getenv(name);
+  char *end;
+  long n = v ? strtol(v, &end, 10) : 0;
+  return v && *v && *end == '\0' && n >= lo && n <= hi ? (int)n : dflt;
+}
+
 static void raise_nofile(void)
 {
   struct rlimit rl;
@@ -405,9 +415,14 @@ int main(int argc, char **argv)
   }
 
   d.loop = uv_default_loop();
+  /* The loop thread (this one) wakes up soon under CPU load: core_sched.h. */
+  int slice_us = env_int("CAIRN_LOOP_SLICE_US", 0, 100000, 0);
+  if (slice_us > 0 && (rc = core_sched_short_slice((unsigned)slice_us)) < 0)
+    core_warn("cannot shorten the loop thread's time slice: %s", core_strerror(rc));
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
-  struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};
+  struct core_pool_opts po = {"pool", pool_threads(), env_int("CAIRN_POOL_NICE", 0, 19, 0), 0,
+                              0};
   rc = core_pool_start(&d.pool, d.loop, &po);
   if (rc < 0) {
     core_error("cannot start the worker threads: %s", core_strerror(rc));

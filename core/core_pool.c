@@ -40,6 +40,13 @@ static void *worker_main(void *arg)
 {
   struct core_pool *p = arg;
   pid_t tid = (pid_t)syscall(SYS_gettid);
+  char tname[16];
+  /* "pool-3": perf, top -H and /proc/PID/task/TID/comm tell the pools apart */
+  pthread_mutex_lock(&p->mutex);
+  int index = p->named++;
+  pthread_mutex_unlock(&p->mutex);
+  snprintf(tname, sizeof(tname), "%.10s-%d", p->name, index);
+  pthread_setname_np(pthread_self(), tname);
   /* Per thread on Linux: PRIO_PROCESS with a thread id. */
   if (p->nice > 0)
     setpriority(PRIO_PROCESS, (id_t)tid, p->nice);
