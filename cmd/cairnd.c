@@ -419,6 +419,10 @@ int main(int argc, char **argv)
   int slice_us = env_int("CAIRN_LOOP_SLICE_US", 0, 100000, 0);
   if (slice_us > 0 && (rc = core_sched_short_slice((unsigned)slice_us)) < 0)
     core_warn("cannot shorten the loop thread's time slice: %s", core_strerror(rc));
+  int loop_nice = env_int("CAIRN_LOOP_NICE", -20, 0, 0);
+  if (loop_nice < 0 && (rc = core_sched_nice_self(loop_nice)) < 0)
+    core_warn("cannot raise the loop thread's priority to nice %d: %s", loop_nice,
+              core_strerror(rc));
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
   struct core_pool_opts po = {"pool", pool_threads(), env_int("CAIRN_POOL_NICE", 0, 19, 0), 0,
