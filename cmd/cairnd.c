@@ -415,18 +415,16 @@ int main(int argc, char **argv)
   }
 
   d.loop = uv_default_loop();
-  /* The loop thread (this one) wakes up soon under CPU load: core_sched.h. */
-  int slice_us = env_int("CAIRN_LOOP_SLICE_US", 0, 100000, 0);
-  if (slice_us > 0 && (rc = core_sched_short_slice((unsigned)slice_us)) < 0)
-    core_warn("cannot shorten the loop thread's time slice: %s", core_strerror(rc));
-  int loop_nice = env_int("CAIRN_LOOP_NICE", -20, 0, 0);
+  /* The loop thread (this one) gets a CPU soon after it wakes, also when
+   * the pool's hashing and other programs keep both CPUs busy (core_sched.h).
+   * Threads created later start at this value; the pools set their own. */
+  int loop_nice = env_int("CAIRN_LOOP_NICE", -20, 0, CORE_SCHED_LOOP_NICE);
   if (loop_nice < 0 && (rc = core_sched_nice_self(loop_nice)) < 0)
-    core_warn("cannot raise the loop thread's priority to nice %d: %s", loop_nice,
-              core_strerror(rc));
+    core_info("the event loop stays at nice 0 (nice %d needs CAP_SYS_NICE or "
+              "RLIMIT_NICE %d): %s", loop_nice, 20 - loop_nice, core_strerror(rc));
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
-  struct core_pool_opts po = {"pool", pool_threads(), env_int("CAIRN_POOL_NICE", 0, 19, 0), 0,
-                              0};
+  struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};
   rc = core_pool_start(&d.pool, d.loop, &po);
   if (rc < 0) {
     core_error("cannot start the worker threads: %s", core_strerror(rc));
