@@ -187,6 +187,7 @@ struct load {
 
 struct actor {
   struct load *L;
+  struct client_api *api;   /* this actor's connections (client_load_opts) */
   unsigned index;
   uint64_t rng;
   struct samples lat[LOAD_OP_COUNT];
@@ -254,7 +255,7 @@ static int timed_json(struct actor *a, int op, const char *method, const char *t
                       yajl_val *data, char *err, size_t errlen)
 {
   double t0 = mono_ms();
-  int rc = client_api_json(a->L->api, method, target, body, len, ctype, tree, data, err, errlen);
+  int rc = client_api_json(a->api, method, target, body, len, ctype, tree, data, err, errlen);
   if (rc == 0 && op >= 0)
     samples_add(&a->lat[op], mono_ms() - t0);
   return rc;
@@ -427,7 +428,7 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   client_query_add_u64(&target, "size", len);
   client_query_add_u64(&target, "encoded-size", FORMAT_BLOB_HDR_LEN + len);
   t0 = mono_ms();
-  rc = client_api_call(b->a->L->api, "POST", target.base, b->blob, FORMAT_BLOB_HDR_LEN + len,
+  rc = client_api_call(b->a->api, "POST", target.base, b->blob, FORMAT_BLOB_HDR_LEN + len,
                        NULL, 0, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "chunk upload: %s", core_strerror(rc));
@@ -569,7 +570,7 @@ static void abort_session(struct backup *b)
   struct client_resp resp;
   char target[256];
   snprintf(target, sizeof(target), "/api2/json/backup/%s", b->sid);
-  if (client_api_call(b->a->L->api, "DELETE", target, NULL, 0, NULL, 0, &resp) == 0)
+  if (client_api_call(b->a->api, "DELETE", target, NULL, 0, NULL, 0, &resp) == 0)
     client_resp_free(&resp);
 }
 
@@ -688,7 +689,6 @@ struct reader {
 static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, char *err,
                       size_t errlen)
 {
-  struct load *L = r->a->L;
   struct client_resp resp;
   char target[256], hex[65];
   uint8_t *plain = NULL;
@@ -698,7 +698,7 @@ static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, 
 
   core_hex_encode(digest, 32, hex);
   snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", r->sid, hex);
-  rc = client_api_call(L->api, "GET", target, NULL, 0, NULL,
+  rc = client_api_call(r->a->api, "GET", target, NULL, 0, NULL,
                        FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "chunk %s: %s", hex, core_strerror(rc));
@@ -743,7 +743,7 @@ static int restore_snapshot(struct reader *r, const struct snap *s, uint64_t *by
   client_query_add(&target, "backup-type", "host");
   client_query_add(&target, "backup-id", id);
   client_query_add_u64(&target, "backup-time", (uint64_t)s->time);
-  rc = client_api_json(L->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
+  rc = client_api_json(r->a->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
   if (rc < 0)
     goto out;
   if (session_id(data, sizeof(r->sid)) == NULL) {
@@ -756,7 +756,7 @@ static int restore_snapshot(struct reader *r, const struct snap *s, uint64_t *by
   core_buf_reset(&target);
   core_buf_printf(&target, "/api2/json/reader/%s/download", r->sid);
   client_query_add(&target, "file-name", ARCHIVE);
-  rc = client_api_call(L->api, "GET", target.base, NULL, 0, NULL, 0, &resp);
+  rc = client_api_call(r->a->api, "GET", target.base, NULL, 0, NULL, 0, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "index download: %s", core_strerror(rc));
     goto out;
@@ -786,7 +786,7 @@ out:
     struct client_resp dresp;
     core_buf_reset(&target);
     core_buf_printf(&target, "/api2/json/reader/%s", r->sid);
-    if (client_api_call(L->api, "DELETE", target.base, NULL, 0, NULL, 0, &dresp) == 0)
+    if (client_api_call(r->a->api, "DELETE", target.base, NULL, 0, NULL, 0, &dresp) == 0)
       client_resp_free(&dresp);
   }
   core_buf_free(&target);
@@ -1102,9 +1102,16 @@ static void summarize(struct load *L, struct client_load_result *res)
 static void start_actors(struct load *L, struct actor *as, unsigned n, unsigned first,
                          uv_thread_cb fn, const char *name)
 {
+  const struct client_load_opts *o = L->o;
   for (unsigned i = 0; i < n; i++) {
     struct actor *a = &as[first + i];
     a->L = L;
+    if (fn == poller_actor)
+      a->api = o->poll_api ? o->poll_api : o->api;
+    else if (fn == maintenance_actor || o->nio == 0)
+      a->api = o->api;
+    else
+      a->api = o->io[i % o->nio];
     a->index = i;
     a->rng = L->o->seed * 0x100000001b3ull + first + i + 1;
     if (uv_thread_create(&a->thread, fn, a) != 0)
@@ -1221,6 +1228,7 @@ struct load_cli {
   const char *repository, *secret_file, *fingerprint, *ca_file, *json;
   const char *mix;
   int plain_http, help;
+  unsigned io_threads;      /* 0: one per 32 backup clients, 1..4 */
 };
 
 static const char *const load_usage =
@@ -1242,6 +1250,9 @@ static const char *const load_usage =
     "  --client-rate MB/S   each backup client uploads at most this many MB/s, like a\n"
     "                       client limited by its own disk (default 0: no limit, every\n"
     "                       client uploads back to back and the server is saturated)\n"
+    "  --io-threads N       network threads for the backup clients and readers\n"
+    "                       (default: one per 32 clients, 1 to 4; the pollers have\n"
+    "                       one more of their own)\n"
     "  --repository, --secret-file, --fingerprint, --ca-file, --plain-http: as for\n"
     "  every command (and CAIRN_REPOSITORY, CAIRN_SECRET, ... in the environment).\n";
 
@@ -1292,6 +1303,9 @@ static int parse_load_args(int argc, char **argv, struct load_cli *c, struct cli
         return -1;
     } else if (strcmp(a, "pollers") == 0) {
       if (parse_count(a, v, 0, 1024, &o->pollers) < 0)
+        return -1;
+    } else if (strcmp(a, "io-threads") == 0) {
+      if (parse_count(a, v, 1, CLIENT_LOAD_MAX_IO, &c->io_threads) < 0)
         return -1;
     } else if (strcmp(a, "count") == 0) {
       if (parse_count(a, v, 1, 100000000, &o->count) < 0)
@@ -1437,7 +1451,7 @@ static void print_kv(FILE *f, const struct client_load_opts *o,
   print_verified(f, r);
   fprintf(f, " upload_p99_ms=%.1f status_p99_ms=%.1f", r->lat[LOAD_OP_UPLOAD].p99_ms,
           r->lat[LOAD_OP_STATUS].p99_ms);
-  fprintf(f, " client_rate_mbs=%.1f", o->client_rate / 1e6);
+  fprintf(f, " client_rate_mbs=%.1f io_threads=%u", o->client_rate / 1e6, o->nio);
   if (r->rss_mib >= 0)
     fprintf(f, " rss_mib=%.1f cpu_pct=%.0f\n", r->rss_mib, r->cpu_pct);
   else
@@ -1497,6 +1511,16 @@ static int write_json(const char *path, const struct client_load_opts *o,
   return fclose(f) == 0 ? 0 : -errno;
 }
 
+static void free_apis(struct client_api *api, struct client_load_opts *o)
+{
+  for (unsigned i = 0; i < o->nio; i++)
+    if (o->io[i])
+      client_api_free(o->io[i]);
+  if (o->poll_api)
+    client_api_free(o->poll_api);
+  client_api_free(api);
+}
+
 int client_load_main(int argc, char **argv)
 {
   struct load_cli c;
@@ -1525,20 +1549,32 @@ int client_load_main(int argc, char **argv)
             "(e.g. 1M:60,16M:30,64M:10; at most %d sizes)\n", CLIENT_LOAD_MAX_MIX);
     return 2;
   }
-  if (open_load_api(&c, o.clients + o.readers + o.pollers + 2, &api) < 0)
+  o.nio = c.io_threads ? c.io_threads : o.clients / 32 < 1 ? 1 : o.clients / 32 > 4 ? 4
+                                                                : o.clients / 32;
+  if (open_load_api(&c, 2, &api) < 0)
     return 1;
   o.api = api;
+  for (unsigned i = 0; i < o.nio; i++) {
+    /* actors i, i + nio, ...: backup clients and readers alike */
+    unsigned share = (o.clients + o.nio - 1) / o.nio + (o.readers + o.nio - 1) / o.nio;
+    if (open_load_api(&c, share, &o.io[i]) < 0)
+      goto fail;
+  }
+  if (o.pollers && open_load_api(&c, o.pollers, &o.poll_api) < 0)
+    goto fail;
   rc = client_load_run(&o, &r, err, sizeof(err));
   if (rc < 0) {
     fprintf(stderr, "cairn benchmark load: %s\n", err);
-    client_api_free(api);
-    return 1;
+    goto fail;
   }
   print_table(stdout, &o, &r);
   print_kv(stdout, &o, &r);
   fflush(stdout);
   if (c.json && (rc = write_json(c.json, &o, &r)) < 0)
     fprintf(stderr, "cairn benchmark load: %s: %s\n", c.json, strerror(-rc));
-  client_api_free(api);
+  free_apis(api, &o);
   return r.errors == 0 && r.verified && rc >= 0 ? 0 : 1;
+fail:
+  free_apis(api, &o);
+  return 1;
 }
