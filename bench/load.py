@@ -9,7 +9,10 @@ restoring, status pollers, a GC and a verify meanwhile, for --duration seconds
 stays cheap next to the server; Python only starts things and reads /proc.
 
 While it runs, this script samples cairnd's RSS (peak: VmHWM) and CPU
-(utime+stime of all threads over the run). The tool verifies every snapshot
+(utime+stime of all threads over the run), and per thread group of cairnd and
+of the generator the time each ran and the time it was runnable but waited
+for a CPU (/proc/PID/task/TID/schedstat): whether the event loop is slow or
+short of CPU. The tool verifies every snapshot
 it made at the end (a server-side verify task over the run's namespace plus
 each client's snapshot listing). Printed: the tool's table, the server
 figures and the targets, then one key=value line: the tool's figures from its
