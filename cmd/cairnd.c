@@ -418,10 +418,14 @@ int main(int argc, char **argv)
   /* The loop thread (this one) gets a CPU soon after it wakes, also when
    * the pool's hashing and other programs keep both CPUs busy (core_sched.h).
    * Threads created later start at this value; the pools set their own. */
+  /* Relative to the nice value cairnd was started with. */
   int loop_nice = env_int("CAIRN_LOOP_NICE", -20, 0, CORE_SCHED_LOOP_NICE);
-  if (loop_nice < 0 && (rc = core_sched_nice_self(loop_nice)) < 0)
-    core_info("the event loop stays at nice 0 (nice %d needs CAP_SYS_NICE or "
-              "RLIMIT_NICE %d): %s", loop_nice, 20 - loop_nice, core_strerror(rc));
+  int base_nice = getpriority(PRIO_PROCESS, 0), want = base_nice + loop_nice;
+  if (want < -20)
+    want = -20;
+  if (loop_nice < 0 && (rc = core_sched_nice_self(want)) < 0)
+    core_info("the event loop stays at nice %d (nice %d needs CAP_SYS_NICE or "
+              "RLIMIT_NICE %d): %s", base_nice, want, 20 - want, core_strerror(rc));
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
   struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};
