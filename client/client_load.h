@@ -7,11 +7,12 @@
  * --io-threads) an api of their own, readers share them, and the status
  * pollers have one to themselves, as a monitoring system would: a poll then
  * never waits behind the TLS encryption of other clients' uploads in the
- * generator, which is not what the benchmark measures. The actor threads only do what a real client would do
- * between requests (generate, hash and encode a chunk) and otherwise sleep on
- * a semaphore. An idle actor costs a parked thread, not CPU, so 256 clients
- * stay cheap on a 2-core machine. The pool has one connection per actor, so a
- * latency never includes waiting for a free connection in the client.
+ * generator, which is not what the benchmark measures. The actor threads
+ * only do what a real client would do between requests (generate, hash and
+ * encode a chunk) and otherwise sleep on a semaphore. An idle actor costs a
+ * parked thread, not CPU, so 256 clients stay cheap on a 2-core machine. Each
+ * api has one connection per actor using it, so a latency never includes
+ * waiting for a free connection in the client.
  *
  * Actors:
  *  - N backup clients, each in its own namespace <run>/cNNN (created at
