@@ -9,7 +9,10 @@ restoring, status pollers, a GC and a verify meanwhile, for --duration seconds
 stays cheap next to the server; Python only starts things and reads /proc.
 
 While it runs, this script samples cairnd's RSS (peak: VmHWM) and CPU
-(utime+stime of all threads over the run). The tool verifies every snapshot
+(utime+stime of all threads over the run), and per thread group of cairnd and
+of the generator the time each ran and the time it was runnable but waited
+for a CPU (/proc/PID/task/TID/schedstat): whether the event loop is slow or
+short of CPU. The tool verifies every snapshot
 it made at the end (a server-side verify task over the run's namespace plus
 each client's snapshot listing). Printed: the tool's table, the server
 figures and the targets, then one key=value line: the tool's figures from its
@@ -23,6 +26,7 @@ status p99 < 20 ms, cairnd RSS < 256 MiB. See bench/README.md.
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -75,11 +79,56 @@ def server_side(srv):
     text = r.raw.decode()
     out = {}
     for key, name, labels in (("server_loop_lag_p99_ms", "cairn_event_loop_lag_seconds", ""),
+                              ("server_loop_busy_p99_ms", "cairn_event_loop_busy_seconds", ""),
                               ("server_pool_wait_p99_ms", "cairn_pool_job_wait_seconds",
                                'pool="pool"')):
         v = hist_p99_ms(text, name, labels)
         out[key] = "%.1f" % v if v is not None else "-"
     return out
+
+
+def thread_sched(pid):
+    """{tid: (name, cpu_ns, wait_ns, slices)} from /proc/PID/task/*/schedstat:
+    the time each thread ran, the time it was runnable but waited for a CPU
+    (run delay), and how many times it got one."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                cpu, wait, n = (int(x) for x in f.read().split())
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                name = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        out[int(t)] = (name, cpu, wait, n)
+    return out
+
+
+def sched_groups(pid, before, after, wall):
+    """Per thread group over the run: the main thread (tid == pid: cairnd's
+    event loop), and the
+    others by name without a trailing index ("pool-3" -> "pool"): percent of
+    one CPU spent running and waiting for a CPU, wake-ups (slices) per second,
+    and the mean wait per slice in microseconds."""
+    groups = {}
+    for tid, (name, cpu, wait, n) in after.items():
+        b = before.get(tid, (name, 0, 0, 0))
+        key = "main" if tid == pid else re.sub(r"[-_]?\d+$", "", name) or name
+        g = groups.setdefault(key, [0, 0, 0, 0])
+        g[0] += cpu - b[1]
+        g[1] += wait - b[2]
+        g[2] += n - b[3]
+        g[3] += 1
+    res = {}
+    for key, (cpu, wait, n, threads) in groups.items():
+        res[key] = {"threads": threads, "cpu_pct": cpu / wall / 1e7,
+                    "wait_pct": wait / wall / 1e7, "slices_per_s": n / wall,
+                    "wait_us_per_slice": wait / n / 1e3 if n else 0.0}
+    return res
 
 
 def run_load(args, srv, json_path):
@@ -104,19 +153,33 @@ def run_load(args, srv, json_path):
 
     pid = srv.proc.pid
     t0, c0 = time.monotonic(), cpu_ticks(pid)
+    s0 = thread_sched(pid)
     rss_max = 0
     p = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=None, text=True)
-    # stdout is small (the table): read it at the end, sample meanwhile
+    # stdout is small (the table): read it at the end, sample meanwhile; the
+    # generator's threads are sampled while it runs (it is gone at the end)
+    # (threads that end keep their last sample)
+    g0, g1, gt0, gt1 = {}, {}, None, None
     while p.poll() is None:
         rss_max = max(rss_max, proc_status_kib(pid, "VmRSS") or 0)
+        g = thread_sched(p.pid)
+        if g:
+            if gt0 is None:
+                g0, gt0 = g, time.monotonic()
+            else:
+                g1.update(g)
+                gt1 = time.monotonic()
         time.sleep(0.25)
     out = p.stdout.read()
     wall = time.monotonic() - t0
     c1 = cpu_ticks(pid)
+    sched = {"server": sched_groups(pid, s0, thread_sched(pid), wall)}
+    if gt1 is not None and gt1 > gt0:
+        sched["generator"] = sched_groups(p.pid, g0, g1, gt1 - gt0)
     hwm = proc_status_kib(pid, "VmHWM") or 0
     cpu = (c1 - c0) / os.sysconf("SC_CLK_TCK") / wall * 100.0 if c0 is not None and c1 else None
-    return p.returncode, out, max(rss_max, hwm) / 1024.0, cpu
+    return p.returncode, out, max(rss_max, hwm) / 1024.0, cpu, sched
 
 
 def main():
@@ -131,6 +194,8 @@ def main():
     ap.add_argument("--client-rate", type=float, default=None,
                     help="MB/s per backup client (default: the tool's, 0 = back to back)")
     ap.add_argument("--no-gc", action="store_true", help="no GC and verify during the load")
+    ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for cairnd (e.g. CAIRN_POOL_NICE=5), repeatable")
     ap.add_argument("--keep", action="store_true", help="keep the temp tree (CAIRN_KEEP_TMP)")
     args = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
@@ -143,10 +208,11 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cairn-bench-load-")
     srv = None
     try:
-        srv = ch.Cairn(tls=args.transport == "tls", log_level="info")
+        srv = ch.Cairn(tls=args.transport == "tls", log_level="info",
+                       env=dict(kv.split("=", 1) for kv in args.server_env))
         srv.admin("datastore", "create", STORE, srv.datastore_path(STORE), check=True)
         json_path = os.path.join(tmp, "load.json")
-        rc, out, rss_mib, cpu = run_load(args, srv, json_path)
+        rc, out, rss_mib, cpu, sched = run_load(args, srv, json_path)
         sys.stdout.write(out)
         inside = server_side(srv)
         if not os.path.exists(json_path):
@@ -179,12 +245,30 @@ def main():
         "cpu_pct": "%.0f" % cpu if cpu is not None else "-",
     }
     kv.update(inside)
+    loop = sched["server"].get("main")
+    if loop:
+        kv["server_loop_cpu_pct"] = "%.1f" % loop["cpu_pct"]
+        kv["server_loop_wait_pct"] = "%.1f" % loop["wait_pct"]
+        kv["server_loop_wait_us"] = "%.0f" % loop["wait_us_per_slice"]
+    gen = sched.get("generator")
+    if gen:
+        kv["generator_cpu_pct"] = "%.0f" % sum(g["cpu_pct"] for g in gen.values())
     print("server (sampled by bench/load.py): peak RSS %.1f MiB, CPU %s%% over the run"
           % (rss_mib, kv["cpu_pct"]))
     if inside:
         print("server side (its /metrics, p99 bucket bounds): event loop lag <= %s ms, "
-              "pool queue wait <= %s ms" % (inside["server_loop_lag_p99_ms"],
-                                            inside["server_pool_wait_p99_ms"]))
+              "loop busy per iteration <= %s ms, pool queue wait <= %s ms"
+              % (inside["server_loop_lag_p99_ms"], inside["server_loop_busy_p99_ms"],
+                 inside["server_pool_wait_p99_ms"]))
+    for who, groups in sched.items():
+        print("%s threads (schedstat; %% of one CPU running / waiting for a CPU, "
+              "slices/s, mean wait per slice):" % who)
+        for key, g in sorted(groups.items(), key=lambda kv: -kv[1]["cpu_pct"]):
+            if g["cpu_pct"] < 0.5 and g["wait_pct"] < 0.5:
+                continue
+            print("  %-16s x%-3d %6.1f%% run %6.1f%% wait %8.0f/s %8.0f us" % (
+                key, g["threads"], g["cpu_pct"], g["wait_pct"], g["slices_per_s"],
+                g["wait_us_per_slice"]))
     print("targets (64 clients, TLS, 60 s, GC on):")
     print("  %-28s %s" % ("errors = 0", "met" if res["errors"] == 0 else "NOT MET"))
     print("  %-28s %s" % ("every snapshot verifies", "met" if res["verified"] == "ok"

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -212,6 +213,7 @@ static void on_wake(uv_async_t *a)
 static void io_thread(void *arg)
 {
   struct client_api *api = arg;
+  pthread_setname_np(pthread_self(), "cairn-io");
   uv_run(&api->loop, UV_RUN_DEFAULT);
 }
 

@@ -13,6 +13,7 @@
 #include "format/format_name.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@
 #define TASK_POLL_MS 200
 #define SAMPLE_MS 250
 #define ERRORS_SHOWN 10 /* errors printed as they happen; the rest are counted */
+#define TAIL_LEN 64     /* the bytes of a chunk unique to it (see struct load: prefix) */
+#define MIDSTATES 8     /* chunk lengths whose prefix hash an actor keeps */
 
 static const char *const op_names[LOAD_OP_COUNT] = {
     "session open", "chunk upload", "index append", "index close",
@@ -159,6 +162,14 @@ struct load {
   char run_ns[64];          /* the run's parent namespace */
   double deadline_ms;
   uint8_t blob_magic[8];    /* an uncompressed DataBlob's magic */
+  /* Chunk contents: the first len - TAIL_LEN bytes of every chunk of length
+   * len are this random prefix (generated once), the last TAIL_LEN bytes
+   * come from the chunk's seed. Every chunk is still unique (nothing
+   * dedups, the server hashes and writes every byte), but the generator
+   * hashes only the tail: the SHA-256 state and CRC after the prefix are
+   * computed once per chunk length (struct midstate). Generating and
+   * hashing 4 MiB per chunk took more CPU than the server spent on it. */
+  uint8_t *prefix;          /* CHUNK_SIZE bytes, read-only while actors run */
 
   uv_mutex_t mu;            /* guards everything below */
   uv_cond_t cv;             /* snapshots added, stop set */
@@ -176,11 +187,19 @@ struct load {
 
 struct actor {
   struct load *L;
+  struct client_api *api;   /* this actor's connections (client_load_opts) */
   unsigned index;
   uint64_t rng;
   struct samples lat[LOAD_OP_COUNT];
   uv_thread_t thread;
   double pace_ms;           /* --client-rate: the next chunk starts no earlier */
+};
+
+/* The hash and CRC of the first `len - TAIL_LEN` bytes of L->prefix. */
+struct midstate {
+  size_t len;               /* chunk length; 0: unused */
+  struct core_sha256 sha;
+  uint32_t crc;
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -236,7 +255,7 @@ static int timed_json(struct actor *a, int op, const char *method, const char *t
                       yajl_val *data, char *err, size_t errlen)
 {
   double t0 = mono_ms();
-  int rc = client_api_json(a->L->api, method, target, body, len, ctype, tree, data, err, errlen);
+  int rc = client_api_json(a->api, method, target, body, len, ctype, tree, data, err, errlen);
   if (rc == 0 && op >= 0)
     samples_add(&a->lat[op], mono_ms() - t0);
   return rc;
@@ -259,7 +278,8 @@ struct backup {
   char sid[128];
   char wid[32];
   struct format_didx_writer didx;
-  uint8_t *blob;            /* header + one chunk */
+  uint8_t *blob;            /* header + one chunk; holds L->prefix between chunks */
+  struct midstate mid[MIDSTATES];
   char digests[APPEND_BATCH][65];
   uint64_t offsets[APPEND_BATCH];
   unsigned batch_n;
@@ -324,6 +344,68 @@ static void pace(struct actor *a, size_t len)
   a->pace_ms += (double)len * 1000.0 / rate;
 }
 
+/* The midstate for chunks of `len` bytes (len > TAIL_LEN), or NULL when
+ * the actor already keeps MIDSTATES others (the caller then hashes it all). */
+static struct midstate *midstate_for(struct backup *b, size_t len)
+{
+  const uint8_t *prefix = b->a->L->prefix;
+  for (int i = 0; i < MIDSTATES; i++) {
+    struct midstate *m = &b->mid[i];
+    if (m->len == len)
+      return m;
+    if (m->len == 0) {
+      core_sha256_init(&m->sha);
+      core_sha256_update(&m->sha, prefix, len - TAIL_LEN);
+      m->crc = core_crc32(0, prefix, len - TAIL_LEN);
+      m->len = len;
+      return m;
+    }
+  }
+  return NULL;
+}
+
+static void midstates_free(struct backup *b)
+{
+  uint8_t scratch[CORE_SHA256_LEN];
+  for (int i = 0; i < MIDSTATES; i++)
+    if (b->mid[i].len)
+      core_sha256_final(&b->mid[i].sha, scratch);
+  memset(b->mid, 0, sizeof(b->mid));
+}
+
+/* The bytes at the end of a chunk of `len` bytes that are unique to it. */
+static size_t tail_len(size_t len)
+{
+  return len < TAIL_LEN ? len : TAIL_LEN;
+}
+
+/* Fills in the blob of a chunk of `len` bytes (prefix, then a tail from
+ * `seed`): its header with the CRC, and its digest. The blob buffer holds
+ * the prefix already; upload_chunk puts the prefix's bytes back afterwards. */
+static void make_chunk(struct backup *b, size_t len, uint64_t seed, uint8_t digest[32])
+{
+  uint8_t *payload = b->blob + FORMAT_BLOB_HDR_LEN, *tail = payload + len - tail_len(len);
+  struct midstate *m = len > TAIL_LEN ? midstate_for(b, len) : NULL;
+  struct core_sha256 h;
+  uint32_t crc;
+
+  memcpy(b->blob, b->a->L->blob_magic, 8);
+  fill_chunk(tail, tail_len(len), seed);
+  if (m == NULL) { /* a short chunk, or one length too many: all of it */
+    format_blob_set_crc(b->blob, FORMAT_BLOB_HDR_LEN + len);
+    core_sha256(payload, len, digest);
+    return;
+  }
+  core_sha256_clone(&m->sha, &h);
+  core_sha256_update(&h, tail, TAIL_LEN);
+  core_sha256_final(&h, digest);
+  crc = core_crc32(m->crc, tail, TAIL_LEN);
+  b->blob[8] = (uint8_t)crc; /* magic[8] crc[4], little-endian (format_blob.h) */
+  b->blob[9] = (uint8_t)(crc >> 8);
+  b->blob[10] = (uint8_t)(crc >> 16);
+  b->blob[11] = (uint8_t)(crc >> 24);
+}
+
 /* Generates, hashes and uploads chunk `n` of the backup, and queues its
  * index entry. */
 static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t len, char *err,
@@ -336,10 +418,7 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   int rc;
 
   pace(b->a, len);
-  fill_chunk(b->blob + FORMAT_BLOB_HDR_LEN, len, seed);
-  memcpy(b->blob, b->a->L->blob_magic, 8);
-  format_blob_set_crc(b->blob, FORMAT_BLOB_HDR_LEN + len);
-  core_sha256(b->blob + FORMAT_BLOB_HDR_LEN, len, digest);
+  make_chunk(b, len, seed, digest);
   core_hex_encode(digest, 32, b->digests[b->batch_n]);
 
   core_buf_init(&target, 512);
@@ -349,7 +428,7 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   client_query_add_u64(&target, "size", len);
   client_query_add_u64(&target, "encoded-size", FORMAT_BLOB_HDR_LEN + len);
   t0 = mono_ms();
-  rc = client_api_call(b->a->L->api, "POST", target.base, b->blob, FORMAT_BLOB_HDR_LEN + len,
+  rc = client_api_call(b->a->api, "POST", target.base, b->blob, FORMAT_BLOB_HDR_LEN + len,
                        NULL, 0, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "chunk upload: %s", core_strerror(rc));
@@ -360,6 +439,9 @@ static int upload_chunk(struct backup *b, uint64_t seed, uint64_t start, size_t 
   }
   client_resp_free(&resp);
   core_buf_free(&target);
+  /* the tail goes back to the prefix's bytes, for longer chunks later */
+  memcpy(b->blob + FORMAT_BLOB_HDR_LEN + len - tail_len(len),
+         b->a->L->prefix + len - tail_len(len), tail_len(len));
   if (rc < 0)
     return rc;
 
@@ -488,7 +570,7 @@ static void abort_session(struct backup *b)
   struct client_resp resp;
   char target[256];
   snprintf(target, sizeof(target), "/api2/json/backup/%s", b->sid);
-  if (client_api_call(b->a->L->api, "DELETE", target, NULL, 0, NULL, 0, &resp) == 0)
+  if (client_api_call(b->a->api, "DELETE", target, NULL, 0, NULL, 0, &resp) == 0)
     client_resp_free(&resp);
 }
 
@@ -561,6 +643,7 @@ static void backup_client(void *arg)
     goto out;
   }
   b.blob = core_malloc(FORMAT_BLOB_HDR_LEN + CHUNK_SIZE);
+  memcpy(b.blob + FORMAT_BLOB_HDR_LEN, L->prefix, CHUNK_SIZE);
   while (claim_backup(L)) {
     uint64_t size = pick_size(a);
     /* backup-time must grow per group; small backups outrun the clock */
@@ -587,6 +670,7 @@ static void backup_client(void *arg)
     uv_mutex_unlock(&L->mu);
   }
 out:
+  midstates_free(&b);
   core_free(b.blob);
   actor_flush(a);
   uv_mutex_lock(&L->mu);
@@ -605,7 +689,6 @@ struct reader {
 static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, char *err,
                       size_t errlen)
 {
-  struct load *L = r->a->L;
   struct client_resp resp;
   char target[256], hex[65];
   uint8_t *plain = NULL;
@@ -615,7 +698,7 @@ static int read_chunk(struct reader *r, const uint8_t digest[32], uint64_t len, 
 
   core_hex_encode(digest, 32, hex);
   snprintf(target, sizeof(target), "/api2/json/reader/%s/chunk?digest=%s", r->sid, hex);
-  rc = client_api_call(L->api, "GET", target, NULL, 0, NULL,
+  rc = client_api_call(r->a->api, "GET", target, NULL, 0, NULL,
                        FORMAT_CHUNK_MAX_SIZE + FORMAT_BLOB_ENC_HDR_LEN, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "chunk %s: %s", hex, core_strerror(rc));
@@ -660,7 +743,7 @@ static int restore_snapshot(struct reader *r, const struct snap *s, uint64_t *by
   client_query_add(&target, "backup-type", "host");
   client_query_add(&target, "backup-id", id);
   client_query_add_u64(&target, "backup-time", (uint64_t)s->time);
-  rc = client_api_json(L->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
+  rc = client_api_json(r->a->api, "POST", target.base, NULL, 0, NULL, &tree, &data, err, errlen);
   if (rc < 0)
     goto out;
   if (session_id(data, sizeof(r->sid)) == NULL) {
@@ -673,7 +756,7 @@ static int restore_snapshot(struct reader *r, const struct snap *s, uint64_t *by
   core_buf_reset(&target);
   core_buf_printf(&target, "/api2/json/reader/%s/download", r->sid);
   client_query_add(&target, "file-name", ARCHIVE);
-  rc = client_api_call(L->api, "GET", target.base, NULL, 0, NULL, 0, &resp);
+  rc = client_api_call(r->a->api, "GET", target.base, NULL, 0, NULL, 0, &resp);
   if (rc < 0) {
     snprintf(err, errlen, "index download: %s", core_strerror(rc));
     goto out;
@@ -703,7 +786,7 @@ out:
     struct client_resp dresp;
     core_buf_reset(&target);
     core_buf_printf(&target, "/api2/json/reader/%s", r->sid);
-    if (client_api_call(L->api, "DELETE", target.base, NULL, 0, NULL, 0, &dresp) == 0)
+    if (client_api_call(r->a->api, "DELETE", target.base, NULL, 0, NULL, 0, &dresp) == 0)
       client_resp_free(&dresp);
   }
   core_buf_free(&target);
@@ -1017,15 +1100,24 @@ static void summarize(struct load *L, struct client_load_result *res)
 }
 
 static void start_actors(struct load *L, struct actor *as, unsigned n, unsigned first,
-                         uv_thread_cb fn)
+                         uv_thread_cb fn, const char *name)
 {
+  const struct client_load_opts *o = L->o;
   for (unsigned i = 0; i < n; i++) {
     struct actor *a = &as[first + i];
     a->L = L;
+    if (fn == poller_actor)
+      a->api = o->poll_api ? o->poll_api : o->api;
+    else if (fn == maintenance_actor || o->nio == 0)
+      a->api = o->api;
+    else
+      a->api = o->io[i % o->nio];
     a->index = i;
     a->rng = L->o->seed * 0x100000001b3ull + first + i + 1;
     if (uv_thread_create(&a->thread, fn, a) != 0)
       abort(); /* a load test that cannot start its threads has nothing to measure */
+    /* per-role names, so that schedstat and perf tell the roles apart */
+    pthread_setname_np(a->thread, name);
   }
 }
 
@@ -1066,6 +1158,8 @@ int client_load_run(const struct client_load_opts *o, struct client_load_result 
   uv_mutex_init(&L.mu);
   uv_cond_init(&L.cv);
   L.made = core_calloc(o->clients, sizeof(*L.made));
+  L.prefix = core_malloc(CHUNK_SIZE);
+  fill_chunk(L.prefix, CHUNK_SIZE, o->seed ^ 0x70726566ull); /* "pref" */
   as = core_calloc(nact, sizeof(*as));
 
   if (o->server_pid > 0) {
@@ -1075,11 +1169,12 @@ int client_load_run(const struct client_load_opts *o, struct client_load_result 
   }
   t0 = mono_ms();
   L.deadline_ms = t0 + o->duration * 1000.0;
-  start_actors(&L, as, o->clients, 0, backup_client);
-  start_actors(&L, as, o->readers, o->clients, reader_actor);
-  start_actors(&L, as, o->pollers, o->clients + o->readers, poller_actor);
+  start_actors(&L, as, o->clients, 0, backup_client, "load-backup");
+  start_actors(&L, as, o->readers, o->clients, reader_actor, "load-reader");
+  start_actors(&L, as, o->pollers, o->clients + o->readers, poller_actor, "load-poller");
   if (o->gc)
-    start_actors(&L, as, 1, o->clients + o->readers + o->pollers, maintenance_actor);
+    start_actors(&L, as, 1, o->clients + o->readers + o->pollers, maintenance_actor,
+                 "load-maint");
 
   /* sample the server while the clients run; they end by themselves */
   for (;;) {
@@ -1120,6 +1215,7 @@ int client_load_run(const struct client_load_opts *o, struct client_load_result 
     core_free(L.lat[i].v);
   core_free(L.snaps);
   core_free(L.made);
+  core_free(L.prefix);
   core_free(as);
   uv_cond_destroy(&L.cv);
   uv_mutex_destroy(&L.mu);
@@ -1132,6 +1228,7 @@ struct load_cli {
   const char *repository, *secret_file, *fingerprint, *ca_file, *json;
   const char *mix;
   int plain_http, help;
+  unsigned io_threads;      /* 0: one per 32 backup clients, 1..4 */
 };
 
 static const char *const load_usage =
@@ -1153,6 +1250,9 @@ static const char *const load_usage =
     "  --client-rate MB/S   each backup client uploads at most this many MB/s, like a\n"
     "                       client limited by its own disk (default 0: no limit, every\n"
     "                       client uploads back to back and the server is saturated)\n"
+    "  --io-threads N       network threads for the backup clients and readers\n"
+    "                       (default: one per 32 clients, 1 to 4; the pollers have\n"
+    "                       one more of their own)\n"
     "  --repository, --secret-file, --fingerprint, --ca-file, --plain-http: as for\n"
     "  every command (and CAIRN_REPOSITORY, CAIRN_SECRET, ... in the environment).\n";
 
@@ -1203,6 +1303,9 @@ static int parse_load_args(int argc, char **argv, struct load_cli *c, struct cli
         return -1;
     } else if (strcmp(a, "pollers") == 0) {
       if (parse_count(a, v, 0, 1024, &o->pollers) < 0)
+        return -1;
+    } else if (strcmp(a, "io-threads") == 0) {
+      if (parse_count(a, v, 1, CLIENT_LOAD_MAX_IO, &c->io_threads) < 0)
         return -1;
     } else if (strcmp(a, "count") == 0) {
       if (parse_count(a, v, 1, 100000000, &o->count) < 0)
@@ -1348,7 +1451,7 @@ static void print_kv(FILE *f, const struct client_load_opts *o,
   print_verified(f, r);
   fprintf(f, " upload_p99_ms=%.1f status_p99_ms=%.1f", r->lat[LOAD_OP_UPLOAD].p99_ms,
           r->lat[LOAD_OP_STATUS].p99_ms);
-  fprintf(f, " client_rate_mbs=%.1f", o->client_rate / 1e6);
+  fprintf(f, " client_rate_mbs=%.1f io_threads=%u", o->client_rate / 1e6, o->nio);
   if (r->rss_mib >= 0)
     fprintf(f, " rss_mib=%.1f cpu_pct=%.0f\n", r->rss_mib, r->cpu_pct);
   else
@@ -1408,6 +1511,16 @@ static int write_json(const char *path, const struct client_load_opts *o,
   return fclose(f) == 0 ? 0 : -errno;
 }
 
+static void free_apis(struct client_api *api, struct client_load_opts *o)
+{
+  for (unsigned i = 0; i < o->nio; i++)
+    if (o->io[i])
+      client_api_free(o->io[i]);
+  if (o->poll_api)
+    client_api_free(o->poll_api);
+  client_api_free(api);
+}
+
 int client_load_main(int argc, char **argv)
 {
   struct load_cli c;
@@ -1436,20 +1549,32 @@ int client_load_main(int argc, char **argv)
             "(e.g. 1M:60,16M:30,64M:10; at most %d sizes)\n", CLIENT_LOAD_MAX_MIX);
     return 2;
   }
-  if (open_load_api(&c, o.clients + o.readers + o.pollers + 2, &api) < 0)
+  o.nio = c.io_threads ? c.io_threads : o.clients / 32 < 1 ? 1 : o.clients / 32 > 4 ? 4
+                                                                : o.clients / 32;
+  if (open_load_api(&c, 2, &api) < 0)
     return 1;
   o.api = api;
+  for (unsigned i = 0; i < o.nio; i++) {
+    /* actors i, i + nio, ...: backup clients and readers alike */
+    unsigned share = (o.clients + o.nio - 1) / o.nio + (o.readers + o.nio - 1) / o.nio;
+    if (open_load_api(&c, share, &o.io[i]) < 0)
+      goto fail;
+  }
+  if (o.pollers && open_load_api(&c, o.pollers, &o.poll_api) < 0)
+    goto fail;
   rc = client_load_run(&o, &r, err, sizeof(err));
   if (rc < 0) {
     fprintf(stderr, "cairn benchmark load: %s\n", err);
-    client_api_free(api);
-    return 1;
+    goto fail;
   }
   print_table(stdout, &o, &r);
   print_kv(stdout, &o, &r);
   fflush(stdout);
   if (c.json && (rc = write_json(c.json, &o, &r)) < 0)
     fprintf(stderr, "cairn benchmark load: %s: %s\n", c.json, strerror(-rc));
-  client_api_free(api);
+  free_apis(api, &o);
   return r.errors == 0 && r.verified && rc >= 0 ? 0 : 1;
+fail:
+  free_apis(api, &o);
+  return 1;
 }

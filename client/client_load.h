@@ -1,20 +1,28 @@
 /* client_load.h: `cairn benchmark load`, many clients against one server.
  *
  * DESIGN. Every simulated actor is a plain thread making blocking calls on
- * ONE shared client_api: the network side (TLS, HTTP parsing, keep-alive)
- * runs on the api's single libuv I/O thread, which multiplexes all
- * connections, while the actor threads only do what a real client would do
- * between requests (generate, hash and encode a chunk) and otherwise sleep on
- * a semaphore. An idle actor costs a parked thread, not CPU, so 256 clients
- * stay cheap on a 2-core machine. The pool has one connection per actor, so a
- * latency never includes waiting for a free connection in the client.
+ * a shared client_api: the network side (TLS, HTTP parsing, keep-alive)
+ * runs on the api's libuv I/O thread, which multiplexes its connections.
+ * `cairn benchmark load` gives each 32 backup clients (at most 4 threads,
+ * --io-threads) an api of their own, readers share them, and the status
+ * pollers have one to themselves, as a monitoring system would: a poll then
+ * never waits behind the TLS encryption of other clients' uploads in the
+ * generator, which is not what the benchmark measures. The actor threads
+ * only do what a real client would do between requests (generate, hash and
+ * encode a chunk) and otherwise sleep on a semaphore. An idle actor costs a
+ * parked thread, not CPU, so 256 clients stay cheap on a 2-core machine. Each
+ * api has one connection per actor using it, so a latency never includes
+ * waiting for a free connection in the client.
  *
  * Actors:
  *  - N backup clients, each in its own namespace <run>/cNNN (created at
  *    start) and group host/load-NNN, each backup one dynamic archive of a
- *    size drawn from the size mix: chunks of up to 4 MiB generated from a
- *    seed unique to (client, backup, chunk), SHA-256, DataBlob (uncompressed:
- *    the data does not compress), dynamic index appends in batches of 128,
+ *    size drawn from the size mix: chunks of up to 4 MiB, each a random
+ *    prefix shared by all chunks plus 64 bytes generated from a seed unique
+ *    to (client, backup, chunk), so that every chunk is new to the server
+ *    while the generator hashes only the 64 bytes (the SHA-256 state after
+ *    the prefix is kept per chunk length), DataBlob (uncompressed), dynamic
+ *    index appends in batches of 128,
  *    close, manifest, finish;
  *  - readers that open reader sessions on finished snapshots of the run,
  *    download the index and every chunk and check each digest and length;
@@ -40,8 +48,16 @@ struct client_load_size {
   unsigned weight;  /* relative share of backups */
 };
 
+#define CLIENT_LOAD_MAX_IO 16
+
 struct client_load_opts {
-  struct client_api *api;   /* borrowed; needs clients + readers + pollers + 2 connections */
+  /* All borrowed. `api`: namespaces, GC, verify (2 connections). Backup
+   * client and reader i use io[i % nio] (nio 0: `api`), pollers `poll_api`
+   * (NULL: `api`); each needs one connection per actor using it. */
+  struct client_api *api;
+  struct client_api *io[CLIENT_LOAD_MAX_IO];
+  unsigned nio;
+  struct client_api *poll_api;
   unsigned clients;         /* backup clients */
   unsigned readers;
   unsigned pollers;

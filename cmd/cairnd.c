@@ -18,6 +18,7 @@
 #include "core/core_log.h"
 #include "core/core_parse.h"
 #include "core/core_pool.h"
+#include "core/core_sched.h"
 #include "core/core_shmem.h"
 #include "gc/gc_api.h"
 #include "gc/gc_s3.h"
@@ -343,6 +344,15 @@ static int pool_threads(void)
   return n >= 1 && n <= CORE_POOL_MAX ? (int)n : 8;
 }
 
+/* An integer from the environment within [lo, hi], else `dflt`. */
+static int env_int(const char *name, int lo, int hi, int dflt)
+{
+  const char *v = getenv(name);
+  char *end;
+  long n = v ? strtol(v, &end, 10) : 0;
+  return v && *v && *end == '\0' && n >= lo && n <= hi ? (int)n : dflt;
+}
+
 static void raise_nofile(void)
 {
   struct rlimit rl;
@@ -405,6 +415,17 @@ int main(int argc, char **argv)
   }
 
   d.loop = uv_default_loop();
+  /* The loop thread (this one) gets a CPU soon after it wakes, also when
+   * the pool's hashing and other programs keep both CPUs busy (core_sched.h).
+   * Threads created later start at this value; the pools set their own. */
+  /* Relative to the nice value cairnd was started with. */
+  int loop_nice = env_int("CAIRN_LOOP_NICE", -20, 0, CORE_SCHED_LOOP_NICE);
+  int base_nice = getpriority(PRIO_PROCESS, 0), want = base_nice + loop_nice;
+  if (want < -20)
+    want = -20;
+  if (loop_nice < 0 && (rc = core_sched_nice_self(want)) < 0)
+    core_info("the event loop stays at nice %d (nice %d needs CAP_SYS_NICE or "
+              "RLIMIT_NICE %d): %s", base_nice, want, 20 - want, core_strerror(rc));
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
   struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};

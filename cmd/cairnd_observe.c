@@ -48,6 +48,22 @@ static void on_lag_tick(uv_timer_t *t)
   o->lag_expect_ns = now + (uint64_t)CAIRND_LAG_PERIOD_MS * 1000000u;
 }
 
+/* Before each poll: this iteration's callbacks ran from the previous poll's
+ * start to now, minus the time that poll blocked. Wall clock: a thread
+ * preempted mid-callback counts as busy (the lag histogram and
+ * /proc/PID/task/PID/schedstat tell the two apart). */
+static void on_busy_probe(uv_prepare_t *h)
+{
+  struct cairnd_observe *o = h->data;
+  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(h->loop);
+  if (o->busy_prev_ns) {
+    uint64_t span = now - o->busy_prev_ns, waited = idle - o->busy_prev_idle;
+    core_hist_observe_ns(&o->busy, span > waited ? span - waited : 0);
+  }
+  o->busy_prev_ns = now;
+  o->busy_prev_idle = idle;
+}
+
 static int collect_self(void *ctx, struct core_buf *out)
 {
   struct cairnd_observe *o = ctx;
@@ -65,6 +81,11 @@ static int collect_self(void *ctx, struct core_buf *out)
   if (rc == 0)
     rc = core_metrics_hist(out, "cairn_event_loop_lag_seconds", NULL, &o->lag);
   if (rc == 0)
+    rc = core_metrics_family(out, "cairn_event_loop_busy_seconds", "histogram",
+                             "Time one event-loop iteration spent outside its poll.");
+  if (rc == 0)
+    rc = core_metrics_hist(out, "cairn_event_loop_busy_seconds", NULL, &o->busy);
+  if (rc == 0)
     rc = core_metrics_family(out, "cairn_metrics_scrape_seconds", "histogram",
                              "Server time spent rendering /metrics (earlier scrapes).");
   if (rc == 0)
@@ -81,6 +102,7 @@ void cairnd_observe_init(struct cairnd_observe *o, uv_loop_t *loop,
   o->started = (int64_t)time(NULL);
   core_metrics_init(&o->reg);
   core_hist_init(&o->lag, lag_bounds, (int)(sizeof(lag_bounds) / sizeof(lag_bounds[0])));
+  core_hist_init(&o->busy, lag_bounds, (int)(sizeof(lag_bounds) / sizeof(lag_bounds[0])));
   core_hist_init(&o->scrape, core_hist_latency_bounds, core_hist_latency_nbounds);
   store_metrics_init(&o->store, loop, reg, config_dir);
   cairnd_observe_add(o, collect_self, o);
@@ -103,6 +125,11 @@ void cairnd_observe_start(struct cairnd_observe *o)
   uv_timer_start(&o->lag_timer, on_lag_tick, CAIRND_LAG_PERIOD_MS, CAIRND_LAG_PERIOD_MS);
   uv_unref((uv_handle_t *)&o->lag_timer);
   o->lag_on = 1;
+  uv_loop_configure(o->loop, UV_METRICS_IDLE_TIME);
+  uv_prepare_init(o->loop, &o->busy_probe);
+  o->busy_probe.data = o;
+  uv_prepare_start(&o->busy_probe, on_busy_probe);
+  uv_unref((uv_handle_t *)&o->busy_probe);
 }
 
 /* ---- GET /metrics ---- */
@@ -152,6 +179,8 @@ void cairnd_observe_shutdown(struct cairnd_observe *o)
   if (o->lag_on) {
     uv_timer_stop(&o->lag_timer);
     uv_close((uv_handle_t *)&o->lag_timer, NULL);
+    uv_prepare_stop(&o->busy_probe);
+    uv_close((uv_handle_t *)&o->busy_probe, NULL);
     o->lag_on = 0;
   }
   cairnd_systemd_close(o);

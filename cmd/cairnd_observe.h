@@ -32,6 +32,11 @@ struct cairnd_observe {
   uint64_t lag_expect_ns;          /* uv_hrtime() the next tick is due */
   struct core_hist lag;
   int lag_on;
+  /* the loop's busy time per iteration: from one poll to the next, minus
+   * the time the poll blocked (uv_metrics_idle_time) */
+  uv_prepare_t busy_probe;
+  uint64_t busy_prev_ns, busy_prev_idle;
+  struct core_hist busy;
   /* scrapes */
   struct core_hist scrape;         /* server time to render /metrics */
   /* CPU usage for nodes/localhost/status: the previous /proc/stat reading */

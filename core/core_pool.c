@@ -40,9 +40,18 @@ static void *worker_main(void *arg)
 {
   struct core_pool *p = arg;
   pid_t tid = (pid_t)syscall(SYS_gettid);
-  /* Per thread on Linux: PRIO_PROCESS with a thread id. */
-  if (p->nice > 0)
-    setpriority(PRIO_PROCESS, (id_t)tid, p->nice);
+  char tname[16];
+  /* "pool-3": perf, top -H and /proc/PID/task/TID/comm tell the pools apart */
+  pthread_mutex_lock(&p->mutex);
+  int index = p->named++;
+  pthread_mutex_unlock(&p->mutex);
+  snprintf(tname, sizeof(tname), "%.10s-%d", p->name, index);
+  pthread_setname_np(pthread_self(), tname);
+  /* Per thread on Linux: PRIO_PROCESS with a thread id. Always set: a new
+   * thread inherits its creator's value, which may be the loop thread's
+   * raised priority (cairnd's CAIRN_LOOP_NICE), and raising a nice value
+   * needs no privilege. */
+  setpriority(PRIO_PROCESS, (id_t)tid, p->nice);
   if (p->idle_cpu) {
     struct sched_param sp = {0};
     pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);

@@ -65,6 +65,7 @@ struct core_pool {
   int stop;
   pthread_t threads[CORE_POOL_MAX];
   int n;                          /* threads running */
+  int named;                      /* threads that took an index for their name */
   int nice;
   int idle_cpu;
   int idle_io;

@@ -22,7 +22,12 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+/* A status answer uses a statfs at most this old; up to STATFS_STALE_MS
+ * old, it answers at once and refreshes in the background, so a status
+ * request never waits for a pool thread (which may be behind chunk writes
+ * on a busy server) while the figure is recent. */
 #define STATFS_TTL_MS 1000
+#define STATFS_STALE_MS 10000
 
 int store_api_check_store(struct http_request *req, const char *name)
 {
@@ -137,6 +142,7 @@ static void statfs_done(struct core_job *j, int status)
   ds->st_stamp_ms = uv_now(ds->reg->loop);
   if (ds->st_stamp_ms == 0)
     ds->st_stamp_ms = 1;
+  ds->st_busy = 0;
   struct store_status_wait *w = ds->st_waiters;
   ds->st_waiters = NULL;
   while (w) {
@@ -151,26 +157,12 @@ static void statfs_done(struct core_job *j, int status)
   core_free(job);
 }
 
-static void status_lookup(void *arg, int err, struct store_datastore *ds)
+/* Starts a statfs job unless one is running; its end answers the waiters. */
+static void statfs_start(struct store_datastore *ds)
 {
-  struct http_request *req = arg;
-  if (err) {
-    store_api_lookup_error(req, http_req_param(req, "store"), err, ds);
+  if (ds->st_busy)
     return;
-  }
-  uint64_t now = uv_now(ds->reg->loop);
-  if (ds->st_stamp_ms && now - ds->st_stamp_ms < STATFS_TTL_MS) {
-    respond_status(req, ds);
-    store_release(ds, STORE_OP_READ);
-    return;
-  }
-  struct store_status_wait *w = core_new(struct store_status_wait);
-  w->req = req;
-  int first = ds->st_waiters == NULL;
-  w->next = ds->st_waiters;
-  ds->st_waiters = w;
-  if (!first)
-    return;
+  ds->st_busy = 1;
   struct statfs_job *job = core_new(struct statfs_job);
   job->ds = ds;
   store_datastore_ref(ds);
@@ -178,6 +170,28 @@ static void status_lookup(void *arg, int err, struct store_datastore *ds)
   int rc = core_job_submit(ds->reg->loop, &job->job, statfs_run, statfs_done);
   if (rc < 0)
     statfs_done(&job->job, rc);
+}
+
+static void status_lookup(void *arg, int err, struct store_datastore *ds)
+{
+  struct http_request *req = arg;
+  if (err) {
+    store_api_lookup_error(req, http_req_param(req, "store"), err, ds);
+    return;
+  }
+  uint64_t now = uv_now(ds->reg->loop), age = now - ds->st_stamp_ms;
+  if (ds->st_stamp_ms && (age < STATFS_TTL_MS || (age < STATFS_STALE_MS && !ds->st_err))) {
+    respond_status(req, ds);
+    if (age >= STATFS_TTL_MS)
+      statfs_start(ds);
+    store_release(ds, STORE_OP_READ);
+    return;
+  }
+  struct store_status_wait *w = core_new(struct store_status_wait);
+  w->req = req;
+  w->next = ds->st_waiters;
+  ds->st_waiters = w;
+  statfs_start(ds);
 }
 
 static void h_status(struct http_request *req, void *ctx)

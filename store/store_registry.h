@@ -87,6 +87,7 @@ struct store_datastore {
   uint64_t st_stamp_ms;        /* uv_now() of the last statfs; 0 = never */
   int st_err;
   struct store_status_wait *st_waiters; /* status requests waiting on a statfs job */
+  int st_busy;                 /* a statfs job is running */
   void *ext;                   /* per-datastore state of other modules (sessions, GC) */
   /* The chunk store handle: one per path per process (OFD lock semantics),
    * opened lazily by the first pool job that needs it. */

@@ -158,6 +158,8 @@ class Metrics(ObserveCase):
             time.sleep(0.05)
             m = parse_metrics(self.scrape())
         self.assertTrue(find(m, "cairn_event_loop_lag_seconds_count")[0] > 0)
+        # every loop iteration before a poll is one busy-time observation
+        self.assertTrue(find(m, "cairn_event_loop_busy_seconds_count")[0] > 0)
         self.assertTrue(find(m, "cairn_pool_job_run_seconds_count", pool="pool")[0] > 0)
         self.assertEqual([0.0], find(m, "cairn_sessions_open", kind="backup"))
         # No raw paths as labels: every route label is a registered pattern.

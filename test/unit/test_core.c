@@ -7,9 +7,14 @@
 #include "core/core_fmt.h"
 #include "core/core_json.h"
 #include "core/core_pool.h"
+#include "core/core_sched.h"
 #include "http/http_bodypool.h"
 
+#include <errno.h>
 #include <pthread.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -277,6 +282,110 @@ UNIT_TEST(pool_bulk_lane_keeps_a_thread)
   pthread_mutex_destroy(&st.mu);
 }
 
+/* core_sched_nice_self changes the calling thread only; below 0 (when the
+ * test may: root, CAP_SYS_NICE or RLIMIT_NICE) threads created afterwards,
+ * plain or a pool's, start at 0 or their pool's value, not at the raised
+ * priority; without the right it fails with EACCES/EPERM and changes
+ * nothing. Pool threads carry their pool's name. Results are collected in
+ * the threads and checked here. */
+struct sched_probe {
+  int before;                       /* the test's own nice value */
+  int lowered_rc, lowered_nice;     /* 3 more in a thread */
+  int raised_rc, raised_nice;       /* nice -5 in a thread */
+  int child_nice;                   /* a thread created after that */
+  int worker_nice;                  /* a pool (nice 2) worker created after that */
+  char worker_name[16];
+};
+
+static int thread_nice(void)
+{
+  return getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+}
+
+static void *probe_child(void *arg)
+{
+  ((struct sched_probe *)arg)->child_nice = thread_nice();
+  return NULL;
+}
+
+struct probe_job {
+  struct core_job job;
+  struct sched_probe *pr;
+};
+
+static void probe_job_run(struct core_job *j)
+{
+  struct sched_probe *pr = ((struct probe_job *)j)->pr;
+  pr->worker_nice = thread_nice();
+  pthread_getname_np(pthread_self(), pr->worker_name, sizeof(pr->worker_name));
+}
+
+static void probe_job_done(struct core_job *j, int status)
+{
+  (void)status;
+  core_free(j);
+}
+
+static void *probe_lowered(void *arg)
+{
+  struct sched_probe *pr = arg;
+  pr->lowered_rc = core_sched_nice_self(pr->before + 3 > 19 ? 19 : pr->before + 3);
+  pr->lowered_nice = thread_nice();
+  return NULL;
+}
+
+static void *probe_raised(void *arg)
+{
+  struct sched_probe *pr = arg;
+  pthread_t t;
+  uv_loop_t loop;
+  struct core_pool pool;
+  struct core_pool_opts o = {"probe", 1, 2, 0, 0};
+  pr->raised_rc = core_sched_nice_self(-5);
+  pr->raised_nice = thread_nice();
+  if (pthread_create(&t, NULL, probe_child, pr) == 0)
+    pthread_join(t, NULL);
+  if (uv_loop_init(&loop) == 0) {
+    if (core_pool_start(&pool, &loop, &o) == 0) {
+      struct probe_job *j = core_new(struct probe_job);
+      j->pr = pr;
+      core_pool_submit(&pool, &j->job, probe_job_run, probe_job_done);
+      uv_run(&loop, UV_RUN_DEFAULT);
+      core_pool_stop(&pool);
+    }
+    uv_loop_close(&loop);
+  }
+  return NULL;
+}
+
+UNIT_TEST(sched_nice_per_thread)
+{
+  struct sched_probe pr;
+  pthread_t t;
+  int before = thread_nice();
+  memset(&pr, 0, sizeof(pr));
+  pr.before = before;
+  pr.child_nice = pr.worker_nice = 99;
+  ASSERT_EQ(pthread_create(&t, NULL, probe_lowered, &pr), 0);
+  ASSERT_EQ(pthread_join(t, NULL), 0);
+  ASSERT_EQ(pr.lowered_rc, 0);
+  ASSERT_EQ(pr.lowered_nice, before + 3 > 19 ? 19 : before + 3);
+  ASSERT_EQ(thread_nice(), before); /* this thread is untouched */
+
+  ASSERT_EQ(pthread_create(&t, NULL, probe_raised, &pr), 0);
+  ASSERT_EQ(pthread_join(t, NULL), 0);
+  if (pr.raised_rc == 0) {
+    ASSERT_EQ(pr.raised_nice, -5);
+    ASSERT_EQ(pr.child_nice, 0);
+  } else {
+    ASSERT(pr.raised_rc == -EACCES || pr.raised_rc == -EPERM);
+    ASSERT_EQ(pr.raised_nice, before);
+  }
+  /* the pool sets 2; without the right to go below `before`, it stays there */
+  ASSERT_EQ(pr.worker_nice, pr.raised_rc == 0 || before <= 2 ? 2 : before);
+  ASSERT_EQ(strcmp(pr.worker_name, "probe-0"), 0);
+}
+
 /* Three significant digits in binary units; whole bytes below 1 KiB. */
 UNIT_TEST(fmt_bytes)
 {
@@ -313,6 +422,7 @@ UNIT_TEST(fmt_bytes)
   ASSERT_STR_EQ(small, "1.50");
 }
 
-UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(pool_bulk_lane_keeps_a_thread), UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(pool_bulk_lane_keeps_a_thread), UNIT_CASE(sched_nice_per_thread),
+          UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
           UNIT_CASE(strerror_covers_all),
           UNIT_CASE(json_roundtrip), UNIT_CASE(fmt_bytes))
