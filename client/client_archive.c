@@ -355,6 +355,15 @@ static int create_regular(struct creator *c, struct archive_entry *e)
 static int create_write(struct creator *c, struct archive_entry *e)
 {
   c->info.hdr_off = c->cc.off;
+  c->info.data_off = c->info.end_off = c->cc.off;
+  c->info.data_len = 0;
+  if (c->opts->entry) {
+    int rc = create_flush(&c->cc);
+    if (rc == 0)
+      rc = c->opts->entry(c->opts->entry_arg, CLIENT_ARCHIVE_HEADER, &c->info);
+    if (rc < 0)
+      return rc;
+  }
   if (archive_write_header(c->w, e) < ARCHIVE_WARN)
     return writer_fail(c, e);
   c->st.entries++;

@@ -109,8 +109,12 @@ struct client_backup_stats {
   uint64_t new_bytes;      /* plaintext bytes of uploaded chunks */
   uint64_t uploaded_bytes; /* encoded bytes sent */
   int64_t backup_time;     /* the snapshot's time */
-  uint64_t reused_files;   /* files not read: their chunks came from the last snapshot */
+  uint64_t reused_files;   /* large files not read: their chunks came from the last snapshot */
   uint64_t reused_bytes;   /* their bytes */
+  uint64_t grouped_files;  /* small files not read: their group's chunks came from it */
+  uint64_t grouped_bytes;  /* their bytes */
+  uint64_t read_files;     /* files whose data was read */
+  uint64_t read_bytes;     /* their bytes */
   uint64_t catalog_entries; /* entries in the catalogs written */
 };
 
