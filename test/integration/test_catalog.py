@@ -9,10 +9,9 @@ backed up; `ls`, `find` and `diff` must show it from the catalogs alone; a
 partial restore must equal the same subset of a full restore and fetch fewer
 chunks (from the restore summary); metadata-mode backups after touching,
 appending, truncating, replacing (same size and mtime, new inode) and
-renaming files (large ones, and small ones that are grouped: only the changed
-file's group is read, from the backup summary) must each restore to exactly
-the source tree, and a file
-changed with its mtime put back (only ctime differs) must be read again.
+renaming files (large ones, and small ones that are grouped: only the
+changed file's group is read, from the backup summary) must each restore to
+exactly the source tree, and a file changed with its mtime put back (only ctime differs) must be read again.
 
 Runs standalone (`python3 test_catalog.py`, CAIRN_BIN_DIR=build/bin) and from
 ctest.
