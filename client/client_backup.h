@@ -30,7 +30,11 @@
  * mode the previous snapshot's catalog and index are downloaded; a file
  * whose path, size, mtime, ctime and inode match its previous entry is not
  * read: the previous chunks holding its data go into the index as they are
- * (the server knows them from the `previous` download).
+ * (the server knows them from the `previous` download). The entries between
+ * such cuts are cut into groups of 1-8 MiB of stream (client_group.h); a
+ * group whose every entry matches the previous catalog, in the same order,
+ * and that was a run of chunks there, is reused the same way, none of its
+ * files read.
  *
  * At the end the manifest (signed when encrypting) is uploaded as
  * index.json.blob and the session is finished; on any error the session is
