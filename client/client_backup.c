@@ -187,6 +187,10 @@ struct pipe {
   uint64_t grp_delta;     /* previous stream offset - this one (mod 2^64) */
   uint64_t grp_old_end;   /* the previous end_off of the entry being written */
   uint64_t grp_old_data;  /* and its data_off */
+  uint64_t grp_first_hdr; /* header offset of the group's first entry */
+  uint64_t grp_pad_at;    /* previous stream offset of the padding after the
+                           * last large file's data, when that file is
+                           * unchanged; else UINT64_MAX */
   int last_skipped;       /* the last file's data was not read */
   struct client_group_hold hold;
   uint64_t grouped_files, grouped_bytes, read_files, read_bytes;
@@ -664,6 +668,7 @@ static int group_check(struct pipe *p, struct feed_ctx *f, const struct format_c
     return group_replay(p, f);
   if (!p->grp_have_delta) {
     p->grp_delta = old.hdr_off - e->hdr_off;
+    p->grp_first_hdr = e->hdr_off;
     p->grp_have_delta = 1;
   } else if (old.hdr_off != e->hdr_off + p->grp_delta) {
     return group_replay(p, f);
@@ -673,12 +678,17 @@ static int group_check(struct pipe *p, struct feed_ctx *f, const struct format_c
   return 0;
 }
 
-enum group_end_kind { END_ENTRY, END_LARGE, END_STREAM };
+enum group_end_kind { END_ENTRY, END_LARGE };
 
 /* Ends the group at stream offset `end` (a cut). A group still held is
  * reused when the previous index has its bytes as a whole run of chunks:
  * the previous stream has a chunk boundary where the group starts and where
- * it ends (and, at the end of the stream, ends there too). */
+ * it ends. Its entries matched, each at the same offset relative to the
+ * first and ending where it ended, so the previous range holds the same
+ * entries' bytes; a group that starts with a large file's padding must also
+ * start where that file's unchanged data ended last time (the padding is
+ * then the same zeros). The trailer is never in a group
+ * (CLIENT_ARCHIVE_TRAILER). */
 static int group_end(struct pipe *p, struct feed_ctx *f, uint64_t end, enum group_end_kind kind)
 {
   if (p->grp_spec) {
@@ -688,10 +698,8 @@ static int group_end(struct pipe *p, struct feed_ctx *f, uint64_t end, enum grou
              p->grp_start + p->hold.bytes.len + p->hold.file_bytes == end;
     if (ok && kind == END_LARGE)
       ok = p->grp_old_data == pe;
-    if (ok && kind == END_STREAM) {
-      format_index_chunk_range(&p->prev_idx, p->prev_idx.count - 1, &s, &e);
-      ok = e == pe;
-    }
+    if (ok && p->grp_first_hdr != p->grp_start)
+      ok = p->grp_pad_at == ps;
     if (ok && ps != 0)
       ok = (first = chunk_ending_at(&p->prev_idx, ps)) >= 0 && ++first > 0;
     if (ok)
@@ -769,9 +777,24 @@ static int on_entry(void *arg, enum client_archive_phase phase,
       return rc;
     if ((rc = cut(p, f->err, f->errlen)) < 0)
       return rc;
-    if (p->groups)
+    if (p->groups) {
+      struct format_catalog_entry old;
+      p->grp_pad_at = UINT64_MAX;
+      if (p->metadata && !(e->flags & FORMAT_CATALOG_SPARSE) &&
+          format_catalog_lookup(&p->prev_cat, p->prev_it, e->path, &old) == 1 &&
+          old.type == FORMAT_CATALOG_FILE && !(old.flags & FORMAT_CATALOG_SPARSE) &&
+          old.size == e->size && old.data_len == e->size)
+        p->grp_pad_at = old.data_off + old.data_len;
       group_begin(p, e->data_off + e->data_len);
+    }
     return 0;
+  case CLIENT_ARCHIVE_TRAILER:
+    /* the end-of-archive blocks are no group's: read, never held */
+    if (!p->groups)
+      return 0;
+    rc = group_end(p, f, e->hdr_off, END_ENTRY);
+    p->grp_spec = 0;
+    return rc;
   case CLIENT_ARCHIVE_DONE:
     /* the entry's bytes end where they ended last time (not checked for a
      * large file, whose data was no group's) */
@@ -856,15 +879,13 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
    * never held (its one entry would be the whole group anyway) */
   p->groups = !p->o->no_file_boundaries;
   p->grp_root = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? path : NULL;
+  p->grp_pad_at = UINT64_MAX;
   group_begin(p, 0);
   rc = client_archive_create2(path, feed, &f, &co, &st, err, errlen);
   /* feed() said why it stopped, but the archive writer words the failure of
    * the write it was in over that ("f27: output aborted"): say it again. */
   if (rc == CORE_EABORTED && p->o->cancel && *p->o->cancel)
     snprintf(err, errlen, "%s: interrupted", p->archive);
-  if (rc == 0 && p->groups)
-    rc = group_end(p, &f, p->stream_off + p->cur_len + p->hold.bytes.len + p->hold.file_bytes,
-                   END_STREAM);
   p->groups = p->grp_spec = 0;
   p->grp_root = NULL;
   client_group_hold_reset(&p->hold);
