@@ -739,9 +739,13 @@ static int on_entry(void *arg, enum client_archive_phase phase,
   case CLIENT_ARCHIVE_HEADER:
     if (!p->groups)
       return 0;
+    /* a large sparse file is always read (its data is not offered for
+     * skipping): it starts a group of its own, so that the entries before
+     * it can still be reused */
     if (e->hdr_off > p->grp_start &&
-        client_group_cut_before(e->path, e->path_len, e->hdr_off - p->grp_start,
-                                e->hdr_off - p->grp_last_hdr)) {
+        ((large && (e->flags & FORMAT_CATALOG_SPARSE)) ||
+         client_group_cut_before(e->path, e->path_len, e->hdr_off - p->grp_start,
+                                 e->hdr_off - p->grp_last_hdr))) {
       if ((rc = group_end(p, f, e->hdr_off, END_ENTRY)) < 0)
         return rc;
       group_begin(p, e->hdr_off);

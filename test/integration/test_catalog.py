@@ -383,6 +383,11 @@ class CatalogCase(unittest.TestCase):
         s = self.backup(src, "meta")
         self.assertEqual(8, s["reused-files"])
         self.assertEqual(0, s["new-chunks"])
+        # and every small file too (the groups between and after large
+        # files); only the sparse file, whose data is never skipped, is read
+        self.assertEqual(1, s["read-files"])
+        self.assertEqual(24 * MiB, s["read-bytes"])
+        self.assertGreater(s["grouped-files"], 0)
         self.assert_restores_to(s["snapshot"], src, "unchanged")
 
         steps = []
