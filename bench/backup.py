@@ -20,7 +20,10 @@ data-mode unchanged backup (`--change-detection-mode data`) is timed too, a
 fetched), and, unless --series-rounds 0, three series of ten 1%-change
 snapshots on a fresh copy of the dataset, each in its own datastore, give the
 stored size of metadata mode, data mode and pure content-defined chunking
-(`--no-file-boundaries`, what the chunk boundaries around files cost).
+(`--no-file-boundaries`, what the chunk boundaries around files cost), each
+with its chunk count and the time of one more, unchanged, backup at the end.
+--small-share F puts that share of the dataset in small files (1-256 KiB),
+--series-only runs the series alone.
 
 The second restore shows what the first one paid for state left by earlier
 steps: cairnd writes chunks with O_DIRECT, so the first restore reads them
@@ -64,9 +67,37 @@ WORDS = (b"backup chunk index store the of snapshot datastore verify garbage col
          b"restore 0x1f2e 42 1337 /var/lib/data INFO WARN debug\n").split(b" ")
 
 
-def make_dataset(root, size, seed=1):
-    """About `size` bytes: 35% text, 40% random, 25% duplicates of random files."""
+def make_small_files(root, size, seed):
+    """About `size` bytes of small files (1-256 KiB, half text-like, half
+    random) in directories of 100, below root/small."""
     rnd = random.Random(seed)
+    pool = b" ".join(rnd.choices(WORDS, k=(4 * MiB) // 6))[:4 * MiB]
+    i = 0
+    while size > 0:
+        d = os.path.join(root, "small", "s%03d" % (i // 100))
+        if i % 100 == 0:
+            os.makedirs(d)
+        n = min(size, rnd.randint(1, 256) * 1024)
+        if i % 2:
+            off = rnd.randrange(0, len(pool) - n)
+            data = b"%d %s\n" % (i, rnd.randbytes(12).hex().encode()) + pool[off:off + n]
+            data = data[:n]
+        else:
+            data = rnd.randbytes(n)
+        with open(os.path.join(d, "f%05d.dat" % i), "wb") as f:
+            f.write(data)
+        size -= n
+        i += 1
+
+
+def make_dataset(root, size, seed=1, small_share=0.0):
+    """About `size` bytes: 35% text, 40% random, 25% duplicates of random files
+    (of what --small-share leaves; that share is small files)."""
+    rnd = random.Random(seed)
+    small = int(size * small_share)
+    size -= small
+    if small > 0:
+        make_small_files(root, small, seed + 1000)
     os.makedirs(os.path.join(root, "text"))
     os.makedirs(os.path.join(root, "random"))
     os.makedirs(os.path.join(root, "dups"))
@@ -111,12 +142,18 @@ def make_dataset(root, size, seed=1):
 
 
 def change_one_percent(root, size, seed=2):
-    """Overwrites 1% of the bytes in 1 MiB pieces spread over random files."""
+    """Overwrites 1% of the bytes in 1 MiB pieces spread over random files;
+    with small files (--small-share), also 64 bytes in 1% of them."""
     rnd = random.Random(seed)
     files = []
     for d, _, names in os.walk(root):
         files += [os.path.join(d, n) for n in names]
     files.sort()
+    small = [p for p in files if os.sep + "small" + os.sep in p]
+    for p in rnd.sample(small, len(small) // 100):
+        with open(p, "r+b") as f:
+            f.seek(rnd.randrange(0, max(1, os.stat(p).st_size - 64)))
+            f.write(rnd.randbytes(64))
     left = size // 100
     while left > 0:
         p = rnd.choice(files)
@@ -263,7 +300,7 @@ def bench_series(args, tmp, srv, name, extra):
                 "CAIRN_SECRET": secret, "CAIRN_PLAIN_HTTP": "1"})
     data = os.path.join(tmp, "series-data")
     shutil.rmtree(data, ignore_errors=True)
-    make_dataset(data, int(args.size_gib * (1 << 30)))
+    make_dataset(data, int(args.size_gib * (1 << 30)), small_share=args.small_share)
     size = tree_bytes(data)
     cmd = [cairn, "backup", "root.didx:%s" % data, "--backup-id", "s", "--no-progress"] + extra
     run(cmd, env)
@@ -272,8 +309,13 @@ def bench_series(args, tmp, srv, name, extra):
         change_one_percent(data, size, seed=100 + k)
         dt, _ = run(cmd, env)
         total += dt
+    # and one more with nothing changed: what a quiet night costs
+    unchanged, _ = run(cmd, env)
     shutil.rmtree(data, ignore_errors=True)
-    return du(srv.datastore_path(store)), total
+    chunks = 0
+    for _, _, names in os.walk(os.path.join(srv.datastore_path(store), ".chunks")):
+        chunks += len(names)
+    return du(srv.datastore_path(store)), total, chunks, unchanged
 
 
 def cairn_change_and_restore(args, tmp, data, env, extra, bid, srv):
@@ -404,6 +446,11 @@ def main():
                     help="1%%-change snapshots per stored-size series (0: no series)")
     ap.add_argument("--restore-runs", type=int, default=5,
                     help="alternating restore rounds; the restore figures are their medians")
+    ap.add_argument("--small-share", type=float, default=0.0,
+                    help="share of the dataset in small files (1-256 KiB); each change "
+                         "also writes 64 bytes into 1%% of them")
+    ap.add_argument("--series-only", action="store_true",
+                    help="only the stored-size series (with --series-rounds)")
     args = ap.parse_args()
     os.environ["CAIRN_BIN_DIR"] = os.path.abspath(args.bin)
     for tool in ("restic", "rclone"):
@@ -417,50 +464,53 @@ def main():
     server_rss = None
     try:
         data_a = os.path.join(tmp, "data")
-        print("generating %.1f GiB in %s ..." % (size / (1 << 30), data_a), flush=True)
-        make_dataset(data_a, size)
-        size = tree_bytes(data_a)
+        if not args.series_only:
+            print("generating %.1f GiB in %s ..." % (size / (1 << 30), data_a), flush=True)
+            make_dataset(data_a, size, small_share=args.small_share)
+            size = tree_bytes(data_a)
         # Both tools see the same bytes: generation and the change are seeded,
         # so restic gets the dataset regenerated and changed identically.
         srv = ch.Cairn(tls=False, log_level="info")
         try:
-            srv.admin("datastore", "create", STORE, srv.datastore_path(STORE), check=True)
-            plain, rss_p, env, extra, bid = bench_cairn(args, tmp, data_a, size, False, srv)
-            stored_plain = plain["stored_after_first"]
-            enc, rss_e, env_e, extra_e, bid_e = bench_cairn(args, tmp, data_a, size, True, srv)
-            enc["stored_after_first"] -= stored_plain
-            change_one_percent(data_a, size)
-            more, r1 = cairn_change_and_restore(args, tmp, data_a, env, extra, bid, srv)
-            plain.update(more)
-            more, r2 = cairn_change_and_restore(args, tmp, data_a, env_e, extra_e, bid_e, srv)
-            enc.update(more)
-            rows["cairn"] = (plain, max(rss_p, r1))
-            rows["cairn-enc"] = (enc, max(rss_e, r2))
-            server_rss = srv.rss_kib()
-            # restic on a fresh copy of the original dataset (cairnd stays up
-            # for the alternating restore rounds)
-            rclone, env_r = None, None
-            try:
-                if not args.skip_restic:
-                    shutil.rmtree(data_a)
-                    make_dataset(data_a, int(args.size_gib * (1 << 30)))
-                    r, rss_r, env_r, rclone, _ = bench_restic(tmp, data_a)
-                    change_one_percent(data_a, size)
-                    more, r3 = restic_change_and_restore(tmp, data_a, env_r)
-                    r.update(more)
-                    rows["restic"] = (r, max(rss_r, r3))
-                restore_runs = restore_rounds(
-                    args, tmp, data_a, {"cairn": (env, extra, bid),
-                                        "cairn-enc": (env_e, extra_e, bid_e)}, env_r)
-            finally:
-                if rclone is not None:
-                    rclone.send_signal(signal.SIGTERM)
-                    rclone.wait()
-            for name, runs in restore_runs.items():
-                if runs:
-                    rows[name][0]["restore_first"] = rows[name][0]["restore"]
-                    rows[name][0]["restore"] = median(runs)
-                    rows[name][0]["restore_runs"] = runs
+            if not args.series_only:
+                srv.admin("datastore", "create", STORE, srv.datastore_path(STORE), check=True)
+                plain, rss_p, env, extra, bid = bench_cairn(args, tmp, data_a, size, False, srv)
+                stored_plain = plain["stored_after_first"]
+                enc, rss_e, env_e, extra_e, bid_e = bench_cairn(args, tmp, data_a, size, True, srv)
+                enc["stored_after_first"] -= stored_plain
+                change_one_percent(data_a, size)
+                more, r1 = cairn_change_and_restore(args, tmp, data_a, env, extra, bid, srv)
+                plain.update(more)
+                more, r2 = cairn_change_and_restore(args, tmp, data_a, env_e, extra_e, bid_e, srv)
+                enc.update(more)
+                rows["cairn"] = (plain, max(rss_p, r1))
+                rows["cairn-enc"] = (enc, max(rss_e, r2))
+                server_rss = srv.rss_kib()
+                # restic on a fresh copy of the original dataset (cairnd stays up
+                # for the alternating restore rounds)
+                rclone, env_r = None, None
+                try:
+                    if not args.skip_restic:
+                        shutil.rmtree(data_a)
+                        make_dataset(data_a, int(args.size_gib * (1 << 30)),
+                                     small_share=args.small_share)
+                        r, rss_r, env_r, rclone, _ = bench_restic(tmp, data_a)
+                        change_one_percent(data_a, size)
+                        more, r3 = restic_change_and_restore(tmp, data_a, env_r)
+                        r.update(more)
+                        rows["restic"] = (r, max(rss_r, r3))
+                    restore_runs = restore_rounds(
+                        args, tmp, data_a, {"cairn": (env, extra, bid),
+                                            "cairn-enc": (env_e, extra_e, bid_e)}, env_r)
+                finally:
+                    if rclone is not None:
+                        rclone.send_signal(signal.SIGTERM)
+                        rclone.wait()
+                for name, runs in restore_runs.items():
+                    if runs:
+                        rows[name][0]["restore_first"] = rows[name][0]["restore"]
+                        rows[name][0]["restore"] = median(runs)
+                        rows[name][0]["restore_runs"] = runs
             if args.series_rounds > 0:
                 shutil.rmtree(data_a, ignore_errors=True)
                 for name, extra_args in (("meta", []),
@@ -474,8 +524,9 @@ def main():
 
     mb = size / 1e6
     print()
-    print("dataset: %.2f GiB (35%% text, 40%% random, 25%% duplicates); 2 cores, loopback, "
-          "plain HTTP" % (size / (1 << 30)))
+    print("dataset: %.2f GiB (%s35%% text, 40%% random, 25%% duplicates); 2 cores, loopback, "
+          "plain HTTP" % (size / (1 << 30), "%.0f%% small files, then " % (args.small_share * 100)
+                          if args.small_share else ""))
     print("%-10s %9s %9s %9s %9s %9s %9s %9s %12s %9s %8s" % (
         "tool", "first s", "MB/s", "unchg s", "1% s", "restore s", "MB/s", "again s",
         "stored MiB", "client MiB", "verified"))
@@ -538,17 +589,20 @@ def main():
                   " (restic %.2f s)" % rows["restic"][0]["change"] if "restic" in rows else "",
                   r["single_s"], r["single_chunks"], "" if r["single_ok"] else " WRONG BYTES"))
     if series:
-        for name, (stored, secs) in series.items():
+        for name, (stored, secs, chunks, unchanged) in series.items():
             kv["series_%s_stored_mib" % name] = "%.0f" % (stored / MiB)
             kv["series_%s_backups_s" % name] = "%.1f" % secs
+            kv["series_%s_chunks" % name] = str(chunks)
+            kv["series_%s_unchanged_s" % name] = "%.2f" % unchanged
         if "meta" in series and "data" in series:
             kv["series_meta_vs_data"] = "%.3f" % (series["meta"][0] / series["data"][0])
         if "data" in series and "nocut" in series:
             kv["series_cut_cost"] = "%.3f" % (series["data"][0] / series["nocut"][0])
         print("first + %d snapshots of 1%% change: stored %s" % (
-            args.series_rounds, ", ".join("%s %.0f MiB (%.1f s of backups)"
-                                          % (n, st / MiB, sec)
-                                          for n, (st, sec) in series.items())))
+            args.series_rounds, ", ".join("%s %.0f MiB in %d chunks (%.1f s of backups, "
+                                          "%.2f s unchanged)"
+                                          % (n, st / MiB, nc, sec, un)
+                                          for n, (st, sec, nc, un) in series.items())))
     if server_rss:
         kv["cairnd_rss_mib"] = "%.0f" % (server_rss / 1024)
     print(" ".join("%s=%s" % kv_ for kv_ in kv.items()))

@@ -355,6 +355,15 @@ static int create_regular(struct creator *c, struct archive_entry *e)
 static int create_write(struct creator *c, struct archive_entry *e)
 {
   c->info.hdr_off = c->cc.off;
+  c->info.data_off = c->info.end_off = c->cc.off;
+  c->info.data_len = 0;
+  if (c->opts->entry) {
+    int rc = create_flush(&c->cc);
+    if (rc == 0)
+      rc = c->opts->entry(c->opts->entry_arg, CLIENT_ARCHIVE_HEADER, &c->info);
+    if (rc < 0)
+      return rc;
+  }
   if (archive_write_header(c->w, e) < ARCHIVE_WARN)
     return writer_fail(c, e);
   c->st.entries++;
@@ -532,6 +541,15 @@ int client_archive_create2(const char *path, client_archive_write_fn write, void
   rc = creator_open(&c);
   while (rc == 0 && (rc = creator_next(&c, &e)) > 0)
     rc = create_entry(&c, e);
+  if (rc == 0 && c.opts->entry) {
+    memset(&c.info, 0, sizeof(c.info));
+    c.info.path = ".";
+    c.info.path_len = 1;
+    c.info.link = "";
+    c.info.hdr_off = c.info.data_off = c.info.end_off = c.cc.off;
+    if ((rc = create_flush(&c.cc)) == 0)
+      rc = c.opts->entry(c.opts->entry_arg, CLIENT_ARCHIVE_TRAILER, &c.info);
+  }
   if (rc == 0 && archive_write_close(c.w) != ARCHIVE_OK) {
     set_err(err, errlen, "pax writer: %s", archive_msg(c.w));
     rc = c.cc.cb_err ? c.cc.cb_err : archive_code(c.w);

@@ -74,6 +74,16 @@ enum client_archive_phase {
   CLIENT_ARCHIVE_DATA_END = 2,
   /* Every entry, once written: all offsets set. */
   CLIENT_ARCHIVE_DONE = 3,
+  /* Every entry, before its header is written: the stream so far has been
+   * handed to the write callback, hdr_off is set (data_off, data_len and
+   * end_off not yet), the rest of `e` as at DONE. The backup cuts groups of
+   * small entries here. */
+  CLIENT_ARCHIVE_HEADER = 4,
+  /* Once, after the last entry and before the end-of-archive blocks: the
+   * stream so far has been handed on; only e->hdr_off (the offset of those
+   * blocks) is meaningful. The backup ends its last group here, so that a
+   * group never holds the trailer, whose length depends on the stream's. */
+  CLIENT_ARCHIVE_TRAILER = 5,
 };
 
 /* Returns 0 (or 1 at CLIENT_ARCHIVE_DATA, see above) or a negative code

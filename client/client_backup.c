@@ -5,6 +5,7 @@
 #include "client/client_archive.h"
 #include "client/client_bufpool.h"
 #include "client/client_chunker.h"
+#include "client/client_group.h"
 #include "client/client_progress.h"
 #include "client/client_restore.h"
 #include "core/core_alloc.h"
@@ -26,6 +27,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -173,6 +175,25 @@ struct pipe {
   struct format_catalog_iter *prev_it; /* owned */
   int metadata; /* reuse unchanged files in this archive */
   uint64_t reused_files, reused_bytes, catalog_entries;
+
+  /* groups of small entries (client_group.h), while a directory archive is
+   * walked with file boundaries */
+  int groups;
+  const char *grp_root;   /* the directory walked, for reading held files */
+  uint64_t grp_start;     /* stream offset where the group starts (a cut) */
+  uint64_t grp_last_hdr;  /* header offset of its last entry so far */
+  int grp_spec;           /* the group may still be reused: bytes are held */
+  int grp_have_delta;
+  uint64_t grp_delta;     /* previous stream offset - this one (mod 2^64) */
+  uint64_t grp_old_end;   /* the previous end_off of the entry being written */
+  uint64_t grp_old_data;  /* and its data_off */
+  uint64_t grp_first_hdr; /* header offset of the group's first entry */
+  uint64_t grp_pad_at;    /* previous stream offset of the padding after the
+                           * last large file's data, when that file is
+                           * unchanged; else UINT64_MAX */
+  int last_skipped;       /* the last file's data was not read */
+  struct client_group_hold hold;
+  uint64_t grouped_files, grouped_bytes, read_files, read_bytes;
 
   /* totals (under mu) */
   uint64_t chunks, new_chunks, new_bytes, uploaded;
@@ -614,26 +635,176 @@ static int spill_catalog(struct pipe *p)
   return format_catalog_writer_spill(&p->cat, spill_write, spill_read, p);
 }
 
-/* The walk's entry callback: chunk boundaries around large files' data,
- * reuse of unchanged files, and the catalog. */
+/* ---- Groups of small entries (client_group.h) ---- */
+
+static int feed(void *arg, const void *data, size_t len);
+
+static void group_begin(struct pipe *p, uint64_t start)
+{
+  p->grp_start = start;
+  p->grp_last_hdr = start;
+  p->grp_spec = p->metadata && p->grp_root != NULL;
+  p->grp_have_delta = 0;
+  client_group_hold_reset(&p->hold);
+}
+
+/* The group cannot be reused after all: what it held goes to the chunker,
+ * its noted files read now, and the rest of it follows as usual. */
+static int group_replay(struct pipe *p, struct feed_ctx *f)
+{
+  p->grp_spec = 0;
+  return client_group_hold_replay(&p->hold, p->grp_root, feed, f, &p->read_files,
+                                  &p->read_bytes);
+}
+
+/* While the group may be reused: `e`, about to be written, must be the
+ * entry the previous snapshot had at the same place relative to the group,
+ * with the same metadata; else the group is read. */
+static int group_check(struct pipe *p, struct feed_ctx *f, const struct format_catalog_entry *e)
+{
+  struct format_catalog_entry old;
+  if (format_catalog_lookup(&p->prev_cat, p->prev_it, e->path, &old) != 1 ||
+      !client_group_same_entry(&old, e))
+    return group_replay(p, f);
+  if (!p->grp_have_delta) {
+    p->grp_delta = old.hdr_off - e->hdr_off;
+    p->grp_first_hdr = e->hdr_off;
+    p->grp_have_delta = 1;
+  } else if (old.hdr_off != e->hdr_off + p->grp_delta) {
+    return group_replay(p, f);
+  }
+  p->grp_old_end = old.end_off;
+  p->grp_old_data = old.data_off;
+  return 0;
+}
+
+enum group_end_kind { END_ENTRY, END_LARGE };
+
+/* Ends the group at stream offset `end` (a cut). A group still held is
+ * reused when the previous index has its bytes as a whole run of chunks:
+ * the previous stream has a chunk boundary where the group starts and where
+ * it ends. Its entries matched, each at the same offset relative to the
+ * first and ending where it ended, so the previous range holds the same
+ * entries' bytes; a group that starts with a large file's padding must also
+ * start where that file's unchanged data ended last time (the padding is
+ * then the same zeros). The trailer is never in a group
+ * (CLIENT_ARCHIVE_TRAILER). */
+static int group_end(struct pipe *p, struct feed_ctx *f, uint64_t end, enum group_end_kind kind)
+{
+  if (p->grp_spec) {
+    uint64_t ps = p->grp_start + p->grp_delta, pe = end + p->grp_delta, s, e;
+    int64_t first = 0, last = -1;
+    int ok = p->grp_have_delta && p->prev_idx.count > 0 &&
+             p->grp_start + p->hold.bytes.len + p->hold.file_bytes == end;
+    if (ok && kind == END_LARGE)
+      ok = p->grp_old_data == pe;
+    if (ok && p->grp_first_hdr != p->grp_start)
+      ok = p->grp_pad_at == ps;
+    if (ok && ps != 0)
+      ok = (first = chunk_ending_at(&p->prev_idx, ps)) >= 0 && ++first > 0;
+    if (ok)
+      ok = (last = chunk_ending_at(&p->prev_idx, pe)) >= first;
+    if (ok) {
+      for (int64_t i = first; i <= last; i++) {
+        format_index_chunk_range(&p->prev_idx, (uint64_t)i, &s, &e);
+        int rc = submit_known(p, format_index_digest(&p->prev_idx, (uint64_t)i),
+                              (size_t)(e - s), f->err, f->errlen);
+        if (rc < 0)
+          return rc;
+      }
+      p->grouped_files += p->hold.n;
+      p->grouped_bytes += p->hold.file_bytes;
+      client_group_hold_reset(&p->hold);
+      p->grp_spec = 0;
+    } else {
+      int rc = group_replay(p, f);
+      if (rc < 0)
+        return rc;
+    }
+  }
+  return cut(p, f->err, f->errlen);
+}
+
+/* The walk's entry callback: chunk boundaries around large files' data and
+ * groups of small entries, reuse of unchanged files and groups, and the
+ * catalog. */
 static int on_entry(void *arg, enum client_archive_phase phase,
                     const struct format_catalog_entry *e)
 {
   struct feed_ctx *f = arg;
   struct pipe *p = f->p;
+  int large = e->size >= CLIENT_REUSE_MIN && !p->o->no_file_boundaries;
   int rc;
   switch (phase) {
-  case CLIENT_ARCHIVE_DATA:
-    if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
+  case CLIENT_ARCHIVE_HEADER:
+    if (!p->groups)
       return 0;
+    /* a large sparse file is always read (its data is not offered for
+     * skipping): it starts a group of its own, so that the entries before
+     * it can still be reused */
+    if (e->hdr_off > p->grp_start &&
+        ((large && (e->flags & FORMAT_CATALOG_SPARSE)) ||
+         client_group_cut_before(e->path, e->path_len, e->hdr_off - p->grp_start,
+                                 e->hdr_off - p->grp_last_hdr))) {
+      if ((rc = group_end(p, f, e->hdr_off, END_ENTRY)) < 0)
+        return rc;
+      group_begin(p, e->hdr_off);
+    }
+    p->grp_last_hdr = e->hdr_off;
+    return p->grp_spec ? group_check(p, f, e) : 0;
+  case CLIENT_ARCHIVE_DATA:
+    p->last_skipped = 0;
+    if (large) {
+      rc = p->groups ? group_end(p, f, e->data_off, END_LARGE) : cut(p, f->err, f->errlen);
+      p->grp_spec = 0; /* the file's data is no group's */
+      if (rc == 0)
+        rc = try_reuse(p, e, f->err, f->errlen);
+      p->last_skipped = rc == 1;
+      return rc;
+    }
+    if (p->grp_spec) {
+      client_group_hold_file(&p->hold, e->path, e->size);
+      p->last_skipped = 1;
+      return 1;
+    }
+    return 0;
+  case CLIENT_ARCHIVE_DATA_END:
+    if (!p->last_skipped) {
+      p->read_files++;
+      p->read_bytes += e->size;
+    }
+    p->last_skipped = 0;
+    if (!large)
+      return 0;
+    /* a sparse file's (its data was not offered): read, not held */
+    if (p->grp_spec && (rc = group_replay(p, f)) < 0)
+      return rc;
     if ((rc = cut(p, f->err, f->errlen)) < 0)
       return rc;
-    return try_reuse(p, e, f->err, f->errlen);
-  case CLIENT_ARCHIVE_DATA_END:
-    if (e->size < CLIENT_REUSE_MIN || p->o->no_file_boundaries)
+    if (p->groups) {
+      struct format_catalog_entry old;
+      p->grp_pad_at = UINT64_MAX;
+      if (p->metadata && !(e->flags & FORMAT_CATALOG_SPARSE) &&
+          format_catalog_lookup(&p->prev_cat, p->prev_it, e->path, &old) == 1 &&
+          old.type == FORMAT_CATALOG_FILE && !(old.flags & FORMAT_CATALOG_SPARSE) &&
+          old.size == e->size && old.data_len == e->size)
+        p->grp_pad_at = old.data_off + old.data_len;
+      group_begin(p, e->data_off + e->data_len);
+    }
+    return 0;
+  case CLIENT_ARCHIVE_TRAILER:
+    /* the end-of-archive blocks are no group's: read, never held */
+    if (!p->groups)
       return 0;
-    return cut(p, f->err, f->errlen);
+    rc = group_end(p, f, e->hdr_off, END_ENTRY);
+    p->grp_spec = 0;
+    return rc;
   case CLIENT_ARCHIVE_DONE:
+    /* the entry's bytes end where they ended last time (not checked for a
+     * large file, whose data was no group's) */
+    if (p->grp_spec && e->hdr_off >= p->grp_start && p->grp_old_end != e->end_off + p->grp_delta &&
+        (rc = group_replay(p, f)) < 0)
+      return rc;
     rc = format_catalog_writer_add(&p->cat, e);
     if (rc == 0 && format_catalog_writer_mem(&p->cat) >=
                        (p->o->catalog_mem ? p->o->catalog_mem : CATALOG_MEM_DEFAULT))
@@ -657,6 +828,14 @@ static int feed(void *arg, const void *data, size_t len)
   if (p->o->cancel && *p->o->cancel) {
     snprintf(f->err, f->errlen, "%s: interrupted", p->archive);
     return CORE_EABORTED;
+  }
+  if (p->grp_spec) {
+    if (client_group_hold_bytes(&p->hold, data, len) == 0)
+      return 0;
+    /* a group past what a hold keeps is read as usual */
+    int rc = group_replay(p, f);
+    if (rc < 0)
+      return rc;
   }
   while (len > 0) {
     size_t k = client_chunker_scan(&p->chunker, d, len);
@@ -696,14 +875,24 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
   struct client_archive_stats st;
   struct client_archive_create_opts co = {on_entry, &f, p->o->exclude,
                                           p->o->no_exclude_files};
+  struct stat sb;
   int rc;
 
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, 0, 0, 0);
+  /* held files are read by their path below a directory; a single file is
+   * never held (its one entry would be the whole group anyway) */
+  p->groups = !p->o->no_file_boundaries;
+  p->grp_root = stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? path : NULL;
+  p->grp_pad_at = UINT64_MAX;
+  group_begin(p, 0);
   rc = client_archive_create2(path, feed, &f, &co, &st, err, errlen);
   /* feed() said why it stopped, but the archive writer words the failure of
    * the write it was in over that ("f27: output aborted"): say it again. */
   if (rc == CORE_EABORTED && p->o->cancel && *p->o->cancel)
     snprintf(err, errlen, "%s: interrupted", p->archive);
+  p->groups = p->grp_spec = 0;
+  p->grp_root = NULL;
+  client_group_hold_reset(&p->hold);
   if (rc == 0 && p->cur_len > 0) {
     rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
     p->cur = NULL;
@@ -1333,6 +1522,7 @@ int client_backup_run(const struct client_backup_opts *o, const struct client_ba
 
   memset(stats, 0, sizeof(*stats));
   memset(&p, 0, sizeof(p));
+  client_group_hold_init(&p.hold);
   core_buf_init(&target, 4096);
   if (n == 0) {
     snprintf(err, errlen, "nothing to back up");
@@ -1405,6 +1595,10 @@ int client_backup_run(const struct client_backup_opts *o, const struct client_ba
   stats->uploaded_bytes = p.uploaded;
   stats->reused_files = p.reused_files;
   stats->reused_bytes = p.reused_bytes;
+  stats->grouped_files = p.grouped_files;
+  stats->grouped_bytes = p.grouped_bytes;
+  stats->read_files = p.read_files;
+  stats->read_bytes = p.read_bytes;
   stats->catalog_entries = p.catalog_entries;
 
   if (rc == 0)
@@ -1439,6 +1633,7 @@ int client_backup_run(const struct client_backup_opts *o, const struct client_ba
   core_free(res);
   core_free(sid);
 out_nosession:
+  client_group_hold_free(&p.hold);
   if (tree)
     yajl_tree_free(tree);
   core_buf_free(&target);

@@ -30,7 +30,11 @@
  * mode the previous snapshot's catalog and index are downloaded; a file
  * whose path, size, mtime, ctime and inode match its previous entry is not
  * read: the previous chunks holding its data go into the index as they are
- * (the server knows them from the `previous` download).
+ * (the server knows them from the `previous` download). The entries between
+ * such cuts are cut into groups of 1-8 MiB of stream (client_group.h); a
+ * group whose every entry matches the previous catalog, in the same order,
+ * and that was a run of chunks there, is reused the same way, none of its
+ * files read.
  *
  * At the end the manifest (signed when encrypting) is uploaded as
  * index.json.blob and the session is finished; on any error the session is
@@ -109,8 +113,12 @@ struct client_backup_stats {
   uint64_t new_bytes;      /* plaintext bytes of uploaded chunks */
   uint64_t uploaded_bytes; /* encoded bytes sent */
   int64_t backup_time;     /* the snapshot's time */
-  uint64_t reused_files;   /* files not read: their chunks came from the last snapshot */
+  uint64_t reused_files;   /* large files not read: their chunks came from the last snapshot */
   uint64_t reused_bytes;   /* their bytes */
+  uint64_t grouped_files;  /* small files not read: their group's chunks came from it */
+  uint64_t grouped_bytes;  /* their bytes */
+  uint64_t read_files;     /* files whose data was read */
+  uint64_t read_bytes;     /* their bytes */
   uint64_t catalog_entries; /* entries in the catalogs written */
 };
 

@@ -169,11 +169,15 @@ int cmd_backup(struct opts *o)
   if (o->output && strcmp(o->output, "json") == 0) {
     printf("{\"snapshot\":\"%s/%s/%s\",\"bytes\":%llu,\"chunks\":%llu,\"new-chunks\":%llu,"
            "\"new-bytes\":%llu,\"uploaded-bytes\":%llu,\"reused-files\":%llu,"
-           "\"reused-bytes\":%llu,\"catalog-entries\":%llu,\"seconds\":%.3f}\n",
+           "\"reused-bytes\":%llu,\"grouped-files\":%llu,\"grouped-bytes\":%llu,"
+           "\"read-files\":%llu,\"read-bytes\":%llu,\"catalog-entries\":%llu,"
+           "\"seconds\":%.3f}\n",
            bo.backup_type, bo.backup_id, when, (unsigned long long)st.bytes,
            (unsigned long long)st.chunks, (unsigned long long)st.new_chunks,
            (unsigned long long)st.new_bytes, (unsigned long long)st.uploaded_bytes,
            (unsigned long long)st.reused_files, (unsigned long long)st.reused_bytes,
+           (unsigned long long)st.grouped_files, (unsigned long long)st.grouped_bytes,
+           (unsigned long long)st.read_files, (unsigned long long)st.read_bytes,
            (unsigned long long)st.catalog_entries, dt);
   } else {
     char ratio[32];
@@ -186,11 +190,13 @@ int cmd_backup(struct opts *o)
            bo.backup_type, bo.backup_id, when, total, dt,
            dt > 0 ? (double)st.bytes / dt / 1e6 : 0.0, fresh, (unsigned long long)st.new_chunks,
            (unsigned long long)st.chunks, sent, ratio);
-    if (st.reused_files > 0) {
+    if (st.reused_files + st.grouped_files > 0) {
       char reused[32];
-      core_fmt_bytes(st.reused_bytes, reused, sizeof(reused));
-      printf("metadata mode: %llu unchanged files (%s) not read\n",
-             (unsigned long long)st.reused_files, reused);
+      core_fmt_bytes(st.reused_bytes + st.grouped_bytes, reused, sizeof(reused));
+      printf("metadata mode: %llu unchanged files (%s) not read, %llu of them small files "
+             "in unchanged groups\n",
+             (unsigned long long)(st.reused_files + st.grouped_files), reused,
+             (unsigned long long)st.grouped_files);
     }
   }
   return 0;

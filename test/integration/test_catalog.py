@@ -9,8 +9,9 @@ backed up; `ls`, `find` and `diff` must show it from the catalogs alone; a
 partial restore must equal the same subset of a full restore and fetch fewer
 chunks (from the restore summary); metadata-mode backups after touching,
 appending, truncating, replacing (same size and mtime, new inode) and
-renaming files must each restore to exactly the source tree, and a file
-changed with its mtime put back (only ctime differs) must be read again.
+renaming files (large ones, and small ones that are grouped: only the
+changed file's group is read, from the backup summary) must each restore to
+exactly the source tree, and a file changed with its mtime put back (only ctime differs) must be read again.
 
 Runs standalone (`python3 test_catalog.py`, CAIRN_BIN_DIR=build/bin) and from
 ctest.
@@ -382,6 +383,11 @@ class CatalogCase(unittest.TestCase):
         s = self.backup(src, "meta")
         self.assertEqual(8, s["reused-files"])
         self.assertEqual(0, s["new-chunks"])
+        # and every small file too (the groups between and after large
+        # files); only the sparse file, whose data is never skipped, is read
+        self.assertEqual(1, s["read-files"])
+        self.assertEqual(24 * MiB, s["read-bytes"])
+        self.assertGreater(s["grouped-files"], 0)
         self.assert_restores_to(s["snapshot"], src, "unchanged")
 
         steps = []
@@ -434,6 +440,95 @@ class CatalogCase(unittest.TestCase):
         # data mode reads everything and gives the same snapshot contents
         d = self.backup(src, "meta", "--change-detection-mode", "data")
         self.assertEqual(0, d["reused-files"])
+        self.assertEqual(s["chunks"], d["chunks"])
+        self.assertEqual(0, d["new-chunks"])
+
+    def small_tree(self, name, seed):
+        """Directories of small files (2-64 KiB, incompressible), a symlink,
+        an empty file and a hard link; fixed mtimes so every run writes the
+        same headers. Returns (root, number of files with data)."""
+        src = os.path.join(self.tmp, name)
+        rnd = random.Random(seed)
+        n = 0
+        for d in range(6):
+            dd = os.path.join(src, "d%d" % d)
+            os.makedirs(dd)
+            for i in range(150):
+                write(os.path.join(dd, "f%03d.bin" % i), rnd.randbytes(rnd.randint(2048, 65536)),
+                      1_700_000_000_000_000_000 + i * 1_000_000_000)
+                n += 1
+        os.symlink("d0/f000.bin", os.path.join(src, "link"))
+        write(os.path.join(src, "empty"), b"")
+        os.link(os.path.join(src, "d1", "f001.bin"), os.path.join(src, "hard"))
+        return src, n
+
+    def assert_small_step(self, s, nfiles, groups, what):
+        # the changed file's group(s) are read, every other file is not:
+        # a group holds at most CLIENT_GROUP_MAX (8 MiB) of stream plus one
+        # entry (64 KiB here)
+        self.assertGreaterEqual(s["read-files"], 1, what)
+        self.assertEqual(nfiles, s["read-files"] + s["grouped-files"], what)
+        self.assertLessEqual(s["read-bytes"], groups * (8 * MiB + 64 * 1024), what)
+        self.assertEqual(0, s["reused-files"], what)
+        self.assertLess(s["read-files"], nfiles // 2, what)
+
+    def test_metadata_mode_small_files(self):
+        src, nfiles = self.small_tree("small", 5)
+        s = self.backup(src, "small")
+        self.assertEqual(nfiles, s["read-files"])
+        self.assertEqual(0, s["grouped-files"])
+        # unchanged: no file read at all, nothing uploaded
+        s = self.backup(src, "small")
+        self.assertEqual(0, s["read-files"])
+        self.assertEqual(0, s["read-bytes"])
+        self.assertEqual(nfiles, s["grouped-files"])
+        self.assertEqual(0, s["new-chunks"])
+        self.assert_restores_to(s["snapshot"], src, "small: unchanged")
+        # touch: a new mtime in the header, the file's group is read
+        p = os.path.join(src, "d2", "f010.bin")
+        os.utime(p, ns=(0, os.stat(p).st_mtime_ns + 1_000_000_000))
+        s = self.backup(src, "small")
+        self.assert_small_step(s, nfiles, 2, "small: touch")
+        self.assert_restores_to(s["snapshot"], src, "small: touch")
+        # append (the size in the header changes, later offsets move)
+        with open(os.path.join(src, "d3", "f020.bin"), "ab") as f:
+            f.write(b"appended")
+        s = self.backup(src, "small")
+        self.assert_small_step(s, nfiles, 2, "small: append")
+        self.assert_restores_to(s["snapshot"], src, "small: append")
+        # replace: same size and mtime, another inode
+        p = os.path.join(src, "d4", "f030.bin")
+        st = os.stat(p)
+        with open(p, "rb") as f:
+            data = bytearray(f.read())
+        data[100] ^= 0xff
+        write(p + ".tmp", bytes(data), st.st_mtime_ns)
+        os.rename(p + ".tmp", p)
+        self.assertNotEqual(st.st_ino, os.stat(p).st_ino)
+        s = self.backup(src, "small")
+        self.assert_small_step(s, nfiles, 2, "small: replace")
+        self.assert_restores_to(s["snapshot"], src, "small: replace")
+        # contents changed with the mtime put back: only ctime tells
+        p = os.path.join(src, "d5", "f040.bin")
+        st = os.stat(p)
+        with open(p, "r+b") as f:
+            f.write(b"CHANGED-BEHIND-MTIME")
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        s = self.backup(src, "small")
+        self.assert_small_step(s, nfiles, 2, "small: ctime only")
+        self.assertGreaterEqual(s["new-chunks"], 1)
+        self.assert_restores_to(s["snapshot"], src, "small: ctime only")
+        # rename: the entry leaves its place and takes another one in the
+        # directory order, so up to two groups change (and their neighbours
+        # where a cut moves)
+        os.rename(os.path.join(src, "d1", "f050.bin"), os.path.join(src, "d1", "moved.bin"))
+        s = self.backup(src, "small")
+        self.assert_small_step(s, nfiles, 3, "small: rename")
+        self.assert_restores_to(s["snapshot"], src, "small: rename")
+        # data mode reads everything and chunks the same
+        d = self.backup(src, "small", "--change-detection-mode", "data")
+        self.assertEqual(nfiles, d["read-files"])
+        self.assertEqual(0, d["grouped-files"])
         self.assertEqual(s["chunks"], d["chunks"])
         self.assertEqual(0, d["new-chunks"])
 
