@@ -526,6 +526,21 @@ struct feed_ctx {
   size_t errlen;
 };
 
+/* The end of a stream: its last, partial chunk is submitted if all went
+ * well (rc 0), and the buffer goes back to the pool either way. */
+static int submit_last(struct pipe *p, int rc, char *err, size_t errlen)
+{
+  if (rc == 0 && p->cur_len > 0) {
+    rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
+    p->cur = NULL;
+    p->cur_len = 0;
+  }
+  client_bufpool_put(p->bufs, p->cur, p->cur_len);
+  p->cur = NULL;
+  p->cur_len = 0;
+  return rc;
+}
+
 /* Ends the current chunk here, whatever the content says. */
 static int cut(struct pipe *p, char *err, size_t errlen)
 {
@@ -893,15 +908,7 @@ static int produce_dynamic(struct pipe *p, const char *path, char *err, size_t e
   p->groups = p->grp_spec = 0;
   p->grp_root = NULL;
   client_group_hold_reset(&p->hold);
-  if (rc == 0 && p->cur_len > 0) {
-    rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
-    p->cur = NULL;
-    p->cur_len = 0;
-  }
-  client_bufpool_put(p->bufs, p->cur, p->cur_len);
-  p->cur = NULL;
-  p->cur_len = 0;
-  return rc;
+  return submit_last(p, rc, err, errlen);
 }
 
 static int produce_fixed(struct pipe *p, int fd, uint64_t size, char *err, size_t errlen)
@@ -1161,14 +1168,7 @@ static int upload_catalog_index(struct pipe *p, struct archive_result *res, char
   client_chunker_init(&p->chunker, CLIENT_CHUNKER_GEAR, CLIENT_CATALOG_CHUNK_MIN,
                       CLIENT_CATALOG_CHUNK_AVG, CLIENT_CATALOG_CHUNK_MAX);
   rc = format_catalog_writer_emit(&p->cat, feed, &f);
-  if (rc == 0 && p->cur_len > 0) {
-    rc = submit(p, p->cur, p->cur_len, p->cur_resident, err, errlen);
-    p->cur = NULL;
-    p->cur_len = 0;
-  }
-  client_bufpool_put(p->bufs, p->cur, p->cur_len);
-  p->cur = NULL;
-  p->cur_len = 0;
+  rc = submit_last(p, rc, err, errlen);
   if (rc < 0) {
     uv_mutex_lock(&p->mu);
     if (p->err) {
