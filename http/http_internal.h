@@ -148,7 +148,16 @@ enum http_conn_flags {
   HTTP_CONN_BUDGET = 1 << 5,    /* paused until the body budget has room */
   HTTP_CONN_TRAILER = 1 << 6,   /* parser paused at the last chunk: trailer next */
   HTTP_CONN_TLS_UP = 1 << 7,    /* TLS handshake done (counted once) */
+  HTTP_CONN_DEFERRED = 1 << 8,  /* over the loop iteration's read budget */
 };
+
+/* Bytes all connections together may read in one loop iteration. Past it a
+ * connection's next read is left in the kernel until the next iteration, so
+ * one iteration's work (TLS decryption, copies, parsing) stays around a
+ * millisecond however many uploads stream at once, and a small request on
+ * another connection waits for at most that, not for every upload's socket
+ * buffer to be drained. */
+#define HTTP_ITER_READ_BUDGET (1024 * 1024)
 
 struct http_conn {
   uv_tcp_t tcp;
@@ -164,6 +173,8 @@ struct http_conn {
   unsigned writes;                /* uv_write requests in flight */
   struct http_conn *prev, *next;  /* server's list */
   struct http_conn *budget_next;  /* server's queue of connections waiting for budget */
+  struct http_conn *defer_next;   /* server's list of connections deferred to the
+                                     next iteration (HTTP_CONN_DEFERRED) */
   int handles;                    /* handles still open (tcp, timer) */
 };
 
@@ -198,6 +209,9 @@ struct http_server {
   struct http_conn *budget_head, **budget_tail; /* FIFO of connections waiting */
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
   uv_timer_t pool_trim;           /* gives idle body memory back (unref'd) */
+  size_t iter_bytes;              /* read in this loop iteration (HTTP_ITER_READ_BUDGET) */
+  struct http_conn *defer_head;   /* connections waiting for the next iteration */
+  uv_prepare_t iter_prepare;      /* starts each iteration's budget (unref'd) */
   uv_timer_t grace;
   int freed;                      /* http_server_free() is done with it: the
                                      last connection to close destroys it */

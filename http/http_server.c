@@ -133,6 +133,16 @@ void http__conn_close(struct http_conn *c)
   if (c->flags & HTTP_CONN_CLOSING)
     return;
   c->flags |= HTTP_CONN_CLOSING;
+  if (c->flags & HTTP_CONN_DEFERRED) {
+    struct http_server *s = c->server;
+    for (struct http_conn **pp = &s->defer_head; *pp; pp = &(*pp)->defer_next) {
+      if (*pp == c) {
+        *pp = c->defer_next;
+        break;
+      }
+    }
+    c->flags &= ~HTTP_CONN_DEFERRED;
+  }
   if (c->flags & HTTP_CONN_BUDGET) {
     struct http_server *s = c->server;
     for (struct http_conn **pp = &s->budget_head; *pp; pp = &(*pp)->budget_next) {
@@ -902,10 +912,48 @@ static void conn_drain_tls(struct http_conn *c)
     flush_tls(c, 0);
 }
 
+/* Stops reading a connection over this iteration's read budget; the next
+ * iteration's prepare callback resumes it. */
+static void conn_defer(struct http_conn *c)
+{
+  struct http_server *s = c->server;
+  if (c->flags & HTTP_CONN_READING) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->flags &= ~HTTP_CONN_READING;
+  }
+  if (!(c->flags & HTTP_CONN_DEFERRED)) {
+    c->flags |= HTTP_CONN_DEFERRED;
+    c->defer_next = s->defer_head;
+    s->defer_head = c;
+  }
+}
+
+/* Runs right before the loop polls: a new iteration's budget, and the
+ * connections deferred in the last one read again (their bytes are still in
+ * the kernel, so the poll returns at once). */
+static void on_iter_prepare(uv_prepare_t *p)
+{
+  struct http_server *s = p->data;
+  s->iter_bytes = 0;
+  struct http_conn *c = s->defer_head;
+  s->defer_head = NULL;
+  while (c) {
+    struct http_conn *next = c->defer_next;
+    c->flags &= ~HTTP_CONN_DEFERRED;
+    if (!(c->flags & (HTTP_CONN_PAUSED | HTTP_CONN_BUDGET)))
+      conn_start_reading(c);
+    c = next;
+  }
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   struct http_conn *c = h->data;
   struct http_request *req = c->req;
+  if (c->server->iter_bytes >= HTTP_ITER_READ_BUDGET) {
+    *buf = uv_buf_init(NULL, 0); /* read nothing: on_read gets UV_ENOBUFS */
+    return;
+  }
   /* A plain-TCP body of known length is read straight into its buffer, at
    * the place the parser will append it: no copy through read_buf. Only the
    * body's remaining bytes are asked for, so nothing of a pipelined next
@@ -914,8 +962,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
       !(c->parser.flags & F_CHUNKED) && c->parser.content_length > 0 &&
       req->body.base && req->body.cap - req->body.len > c->parser.content_length) {
     size_t n = (size_t)c->parser.content_length;
-    if (n > UINT32_MAX / 2)
-      n = UINT32_MAX / 2;
+    if (n > HTTP_ITER_READ_BUDGET)
+      n = HTTP_ITER_READ_BUDGET;
     *buf = uv_buf_init(req->body.base + req->body.len, (unsigned)n);
     return;
   }
@@ -927,11 +975,16 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
   struct http_conn *c = stream->data;
   if (nread == 0)
     return;
+  if (nread == UV_ENOBUFS) {
+    conn_defer(c);
+    return;
+  }
   if (nread < 0) {
     /* EOF or error: a half-closed client gets no more answers. */
     http__conn_close(c);
     return;
   }
+  c->server->iter_bytes += (size_t)nread;
   if (c->server->stats)
     core_counter_add(&c->server->stats->rx_bytes, (uint64_t)nread);
   if (c->tls) {
@@ -1199,6 +1252,10 @@ struct http_server *http_server_new(uv_loop_t *loop, const struct http_limits *l
   s->pool_trim.data = s;
   uv_timer_start(&s->pool_trim, on_pool_trim, HTTP_POOL_TRIM_MS, HTTP_POOL_TRIM_MS);
   uv_unref((uv_handle_t *)&s->pool_trim);
+  uv_prepare_init(loop, &s->iter_prepare);
+  s->iter_prepare.data = s;
+  uv_prepare_start(&s->iter_prepare, on_iter_prepare);
+  uv_unref((uv_handle_t *)&s->iter_prepare);
   http__router_init(&s->router);
   llhttp_settings_init(&s->settings);
   s->settings.on_message_begin = on_message_begin;
@@ -1412,5 +1469,6 @@ void http_server_free(struct http_server *s)
   /* The grace timer is embedded: the server is freed once it has closed. */
   uv_close((uv_handle_t *)&s->budget_wake, NULL);
   uv_close((uv_handle_t *)&s->pool_trim, NULL);
+  uv_close((uv_handle_t *)&s->iter_prepare, NULL);
   uv_close((uv_handle_t *)&s->grace, on_grace_closed);
 }

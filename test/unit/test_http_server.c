@@ -121,6 +121,8 @@ static const struct http_route test_routes[] = {
   {HTTP_METHOD_GET, "/later", h_later, NULL, 0, HTTP_ROUTE_NOAUTH},
   {HTTP_METHOD_GET, "/item/{name}", h_item, NULL, 0, HTTP_ROUTE_NOAUTH},
   {HTTP_METHOD_POST, "/take", h_take, NULL, UPLOAD_MAX, HTTP_ROUTE_NOAUTH | HTTP_ROUTE_RAW_BODY},
+  {HTTP_METHOD_POST, "/big", h_length, NULL, 4 * HTTP_ITER_READ_BUDGET,
+   HTTP_ROUTE_NOAUTH | HTTP_ROUTE_RAW_BODY},
 };
 
 struct ts {
@@ -253,6 +255,29 @@ UNIT_TEST(taken_body_released_gives_budget_back)
   ASSERT_EQ(t.srv->bodies_out, 0);
   ASSERT_EQ(t.srv->bodies_out_bytes, 0);
   /* The connection serves on. */
+  ASSERT_OK(hfx_send_str(&t.cl, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"));
+  expect_body(&t.cl, 200, "{\"data\":1}\n");
+  ts_stop(&t);
+  core_free(body);
+}
+
+/* A body larger than one loop iteration's read budget arrives over several
+ * iterations (the connection deferred and resumed in between), whole, and
+ * the connection serves on. */
+UNIT_TEST(body_over_iteration_read_budget)
+{
+  struct ts t;
+  ts_start(&t);
+  size_t n = 3 * HTTP_ITER_READ_BUDGET + 12345;
+  char *body = core_calloc(1, n);
+  char head[128], want[64];
+  snprintf(head, sizeof(head), "POST /big HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+  snprintf(want, sizeof(want), "{\"data\":%zu}\n", n);
+  for (int i = 0; i < 2; i++) {
+    ASSERT_OK(hfx_send_str(&t.cl, head));
+    ASSERT_OK(hfx_send(&t.cl, body, n));
+    expect_body(&t.cl, 200, want);
+  }
   ASSERT_OK(hfx_send_str(&t.cl, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n"));
   expect_body(&t.cl, 200, "{\"data\":1}\n");
   ts_stop(&t);
@@ -769,6 +794,7 @@ UNIT_TEST(emfile_answered_with_503)
 UNIT_MAIN(UNIT_CASE(keep_alive_requests_in_a_row),
           UNIT_CASE(taken_body_outlives_response_and_server_free),
           UNIT_CASE(taken_body_released_gives_budget_back),
+          UNIT_CASE(body_over_iteration_read_budget),
           UNIT_CASE(pipelined_requests_answered_in_order),
           UNIT_CASE(request_line_too_long_431),
           UNIT_CASE(too_many_headers_431),
