@@ -621,7 +621,13 @@ class CatalogCase(unittest.TestCase):
                          open(os.path.join(out, "docs", "deep", "er", "c.conf"), "rb").read())
         self.assertFalse(os.path.exists(os.path.join(out, "big")))
         self.assertEqual(404, download("/missing").status)
-        self.assertEqual(400, download("/sparse.img").status)
+        # a sparse file (a hole at the start and at the end): its logical
+        # bytes, holes as zeros
+        r = download("/sparse.img")
+        self.assertEqual(200, r.status)
+        self.assertEqual(str(24 * MiB), r.headers.get("Content-Length"))
+        with open(os.path.join(src, "sparse.img"), "rb") as f:
+            self.assertTrue(f.read() == r.raw, "sparse.img differs")
         self.assertEqual(400, download("/../x").status)
 
         self.assertEqual("", self.srv.get(D + "notes", params=q).data["data"])
