@@ -163,18 +163,19 @@ static int load_chunk(struct dl_job *d, uint64_t i)
   rc = store_datastore_chunks(d->ds, &cs);
   if (rc >= 0)
     rc = store_chunk_read(cs, format_index_digest(&d->idx, i), &b);
-  if (rc < 0 && store_datastore_is_s3(d->ds)) {
-    core_buf_free(&b);
-    d->miss.have = 1;
-    memcpy(d->miss.digest, format_index_digest(&d->idx, i), 32);
-    return -EAGAIN;
-  }
   if (rc >= 0)
     rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
                             format_index_digest(&d->idx, i), &plain, &plen);
   core_buf_free(&b);
   if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
     rc = CORE_EFORMAT;
+  if (rc < 0 && store_datastore_is_s3(d->ds)) {
+    /* not in the cache (or an evicted, empty file), as for the catalog */
+    core_free(plain);
+    d->miss.have = 1;
+    memcpy(d->miss.digest, format_index_digest(&d->idx, i), 32);
+    return -EAGAIN;
+  }
   if (rc < 0) {
     core_free(plain);
     return rc;
