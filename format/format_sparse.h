@@ -22,7 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* More blocks than this are refused (24 bytes each in memory). */
+/* More blocks than this are refused: a map costs 16 bytes a block here,
+ * and a download 24 more in its plan. */
 #define FORMAT_SPARSE_MAX_BLOCKS ((uint64_t)1 << 20)
 
 struct format_sparse_block {
