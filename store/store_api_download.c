@@ -8,7 +8,10 @@
  * link whose data lies outside it, in stream order, then the two zero blocks
  * that end a tar stream: the pax stream's own entries, so any tar
  * reads it (names are relative to the archive root). Encrypted archives are
- * refused: the server has no key.
+ * refused: the server has no key. A sparse file's stream holds its map and
+ * its data blocks (format_sparse.h): the plan reads the map and makes one
+ * range per block, each followed by the hole after it as zeros, sent in
+ * pieces of DL_ZERO_PIECE.
  *
  * Everything that touches the disk runs in the pool: a first job reads the
  * manifest, the catalog and the index and plans the ranges; then the body is
@@ -31,6 +34,7 @@
 #include "format/format_index.h"
 #include "format/format_manifest.h"
 #include "format/format_name.h"
+#include "format/format_sparse.h"
 #include "store/store_chunk.h"
 #include "store/store_path.h"
 #include "store/store_registry.h"
@@ -43,6 +47,7 @@
 
 #define MANIFEST_MAX (16u * 1024 * 1024)
 #define INDEX_MAX ((size_t)1 << 30)
+#define DL_ZERO_PIECE ((uint64_t)256 * 1024) /* zeros of a hole, a piece at a time */
 
 struct dl_range {
   uint64_t a, b, pad; /* stream bytes [a, b), then `pad` zeros */
@@ -65,12 +70,13 @@ struct dl_job {
   struct dl_range *r;
   size_t nr, cap;
   int tar;            /* a directory: the trailer after the ranges */
+  int sparse;         /* a sparse file: ranges of data blocks, then holes */
   uint64_t total;     /* Content-Length */
   char name[256];     /* for Content-Disposition-less clients: the log */
   /* streaming position */
   size_t cur;         /* current range */
   uint64_t pos;       /* next stream byte of the current range */
-  int in_pad;         /* its padding is next */
+  uint64_t pad_sent;  /* zeros of its padding or hole sent */
   int trailer_sent;
   uint64_t sent;
   /* the last decoded chunk */
@@ -139,6 +145,115 @@ static int read_blob_file(struct dl_job *d, const char *base, const char *file, 
   return rc;
 }
 
+/* Chunk `i` of the archive decoded into d->chunk (the one held, or read;
+ * pool). On S3 a chunk missing from the cache is named in d->miss and
+ * -EAGAIN returned: the loop fetches it and the plan runs again. */
+static int load_chunk(struct dl_job *d, uint64_t i)
+{
+  struct store_chunkstore *cs;
+  struct core_buf b;
+  uint64_t cs_off, ce_off;
+  uint8_t *plain = NULL;
+  size_t plen = 0;
+  int rc;
+  if (d->chunk && d->chunk_i == (int64_t)i)
+    return 0;
+  format_index_chunk_range(&d->idx, i, &cs_off, &ce_off);
+  core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
+  rc = store_datastore_chunks(d->ds, &cs);
+  if (rc >= 0)
+    rc = store_chunk_read(cs, format_index_digest(&d->idx, i), &b);
+  if (rc >= 0)
+    rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
+                            format_index_digest(&d->idx, i), &plain, &plen);
+  core_buf_free(&b);
+  if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
+    rc = CORE_EFORMAT;
+  if (rc < 0 && store_datastore_is_s3(d->ds)) {
+    /* not in the cache (or an evicted, empty file), as for the catalog */
+    core_free(plain);
+    d->miss.have = 1;
+    memcpy(d->miss.digest, format_index_digest(&d->idx, i), 32);
+    return -EAGAIN;
+  }
+  if (rc < 0) {
+    core_free(plain);
+    return rc;
+  }
+  core_free(d->chunk);
+  d->chunk = plain;
+  d->chunk_len = plen;
+  d->chunk_i = (int64_t)i;
+  return 0;
+}
+
+/* A sparse file: its map (at the start of its data area, read chunk by
+ * chunk) into one range per data block, each followed by the hole after
+ * it; a hole at the start is the padding of an empty range. The ranges
+ * add up to the file's size (checked by plan). */
+static int plan_sparse(struct dl_job *d, const struct format_catalog_entry *e)
+{
+  struct format_sparse_map map;
+  uint64_t pos = e->data_off, end = e->data_off + e->data_len, map_bytes = 0, s;
+  int rc = 0;
+  format_sparse_init(&map);
+  if (e->data_len > d->idx.size || e->data_off > d->idx.size - e->data_len) {
+    rc = CORE_EFORMAT;
+    goto out;
+  }
+  while (rc == 0) {
+    uint64_t lo = 0, hi = d->idx.count, cs_off, ce_off;
+    if (pos >= end) {
+      rc = CORE_EFORMAT; /* the data area ended inside the map */
+      break;
+    }
+    while (lo < hi) {
+      uint64_t mid = lo + (hi - lo) / 2;
+      format_index_chunk_range(&d->idx, mid, &cs_off, &ce_off);
+      if (ce_off > pos)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    if (lo == d->idx.count) {
+      rc = CORE_EFORMAT;
+      break;
+    }
+    format_index_chunk_range(&d->idx, lo, &cs_off, &ce_off);
+    if ((rc = load_chunk(d, lo)) < 0)
+      break;
+    uint64_t stop = end < ce_off ? end : ce_off;
+    rc = format_sparse_feed(&map, d->chunk + (pos - cs_off), (size_t)(stop - pos));
+    pos = stop;
+  }
+  if (rc < 0)
+    goto out;
+  if ((rc = format_sparse_check(&map, e->size, e->data_len, &map_bytes)) < 0)
+    goto out;
+  /* the ranges: a leading hole, then each block and the hole after it */
+  s = e->data_off + map_bytes;
+  d->cap = map.n + 1;
+  d->r = core_calloc(d->cap, sizeof(*d->r));
+  d->nr = 0;
+  if (map.n == 0 || map.b[0].off > 0) {
+    d->r[0].a = d->r[0].b = s;
+    d->r[0].pad = map.n == 0 ? e->size : map.b[0].off;
+    d->nr = 1;
+  }
+  for (size_t i = 0; i < map.n; i++) {
+    uint64_t next = i + 1 < map.n ? map.b[i + 1].off : e->size;
+    d->r[d->nr].a = s;
+    d->r[d->nr].b = s + map.b[i].len;
+    d->r[d->nr].pad = next - (map.b[i].off + map.b[i].len);
+    s += map.b[i].len;
+    d->nr++;
+  }
+  rc = 0;
+out:
+  format_sparse_free(&map);
+  return rc;
+}
+
 static int plan(struct dl_job *d, const char *base, const struct format_manifest *m)
 {
   const struct format_manifest_file *mf = format_manifest_find_file(m, d->archive), *cf;
@@ -197,12 +312,16 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
   snprintf(d->name, sizeof(d->name), "%s", slash ? slash + 1 : e.path);
   if (e.type == FORMAT_CATALOG_FILE) {
     if ((e.flags & FORMAT_CATALOG_SPARSE) || e.data_len != e.size) {
-      d->status = 400;
-      snprintf(d->err, sizeof(d->err), "a sparse file: restore it with the client");
-      rc = CORE_EINVAL;
-      goto out;
+      d->sparse = 1;
+      rc = plan_sparse(d, &e);
+      if (rc < 0) {
+        if (rc != -EAGAIN && !d->err[0])
+          snprintf(d->err, sizeof(d->err), "the sparse map of '%.200s' is damaged", d->name);
+        goto out;
+      }
+    } else {
+      add_range(d, &e, 0);
     }
-    add_range(d, &e, 0);
   } else if (e.type == FORMAT_CATALOG_DIR) {
     /* the directory and everything below it, in stream order */
     char *prefix = strcmp(path, ".") == 0 ? core_strdup("") : core_asprintf("%s/", path);
@@ -254,13 +373,18 @@ static int plan(struct dl_job *d, const char *base, const struct format_manifest
   /* the catalog is data from a client: its ranges must fit the archive */
   d->total = d->tar ? 1024 : 0;
   for (size_t i = 0; i < d->nr; i++) {
-    if (d->r[i].b > d->idx.size || d->r[i].a > d->r[i].b || d->r[i].pad >= 512 ||
+    if (d->r[i].b > d->idx.size || d->r[i].a > d->r[i].b || (!d->sparse && d->r[i].pad >= 512) ||
         (i > 0 && d->r[i].a < d->r[i - 1].b)) {
       snprintf(d->err, sizeof(d->err), "the catalog's offsets do not fit the archive");
       rc = CORE_EFORMAT;
       goto out;
     }
     d->total += d->r[i].b - d->r[i].a + d->r[i].pad;
+  }
+  if (d->sparse && d->total != e.size) {
+    snprintf(d->err, sizeof(d->err), "the sparse map of '%.200s' is damaged", d->name);
+    rc = CORE_EFORMAT;
+    goto out;
   }
   rc = 0;
 out:
@@ -318,13 +442,14 @@ static void piece_run(struct core_job *job)
     if (d->pos < g->a)
       d->pos = g->a;
     if (d->pos >= g->b) {
-      if (!d->in_pad && g->pad > 0) {
-        d->in_pad = 1;
-        d->piece = core_calloc(1, (size_t)g->pad);
-        d->piece_len = (size_t)g->pad;
+      if (d->pad_sent < g->pad) {
+        uint64_t k = g->pad - d->pad_sent < DL_ZERO_PIECE ? g->pad - d->pad_sent : DL_ZERO_PIECE;
+        d->piece = core_calloc(1, (size_t)k);
+        d->piece_len = (size_t)k;
+        d->pad_sent += k;
         return;
       }
-      d->in_pad = 0;
+      d->pad_sent = 0;
       d->cur++;
       continue;
     }
@@ -419,14 +544,14 @@ static int64_t next_chunk(const struct dl_job *d)
 {
   size_t cur = d->cur;
   uint64_t pos = d->pos;
-  int in_pad = d->in_pad;
-  for (; cur < d->nr; cur++, in_pad = 0) {
+  uint64_t pad_sent = d->pad_sent;
+  for (; cur < d->nr; cur++, pad_sent = 0) {
     const struct dl_range *g = &d->r[cur];
     if (pos < g->a)
       pos = g->a;
     if (pos < g->b)
       break;
-    if (!in_pad && g->pad > 0)
+    if (pad_sent < g->pad)
       return -1; /* zeros come first */
   }
   if (cur == d->nr)
@@ -527,6 +652,7 @@ static void miss_fetched(void *arg, int err, uint8_t *data, size_t len, size_t c
   d->r = NULL;
   d->nr = d->cap = 0;
   d->tar = 0;
+  d->sparse = 0;
   d->total = 0;
   if (core_job_submit(d->api->loop, &d->job, plan_run, plan_done) < 0) {
     d->rc = CORE_EABORTED;
@@ -554,7 +680,8 @@ static void plan_done(struct core_job *job, int status)
     dl_end(d);
     return;
   }
-  d->chunk_i = -1;
+  if (d->chunk == NULL)
+    d->chunk_i = -1; /* a sparse file's plan may hold the chunk of its map */
   http_respond_stream(d->req, 200, d->tar ? "application/x-tar" : "application/octet-stream",
                       d->total, dl_pull, d);
 }

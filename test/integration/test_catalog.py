@@ -621,7 +621,13 @@ class CatalogCase(unittest.TestCase):
                          open(os.path.join(out, "docs", "deep", "er", "c.conf"), "rb").read())
         self.assertFalse(os.path.exists(os.path.join(out, "big")))
         self.assertEqual(404, download("/missing").status)
-        self.assertEqual(400, download("/sparse.img").status)
+        # a sparse file (a hole at the start and at the end): its logical
+        # bytes, holes as zeros
+        r = download("/sparse.img")
+        self.assertEqual(200, r.status)
+        self.assertEqual(str(24 * MiB), r.headers.get("Content-Length"))
+        with open(os.path.join(src, "sparse.img"), "rb") as f:
+            self.assertTrue(f.read() == r.raw, "sparse.img differs")
         self.assertEqual(400, download("/../x").status)
 
         self.assertEqual("", self.srv.get(D + "notes", params=q).data["data"])
@@ -773,6 +779,46 @@ class CatalogCase(unittest.TestCase):
             self.assertIn(b"damaged", p.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "b.conf")))
 
+    def test_forged_sparse_map(self):
+        """file-download reads a sparse file's map from its data area: files
+        whose bytes are a map (a good one, and ones that do not add up),
+        flagged sparse in a forged catalog."""
+        import base64
+        src = self.fresh_tree("sparsemap", 9)
+        body = b"0123456789abcdefghij"
+        maps = {b"good": b"2\n100\n5\n300\n15\n", b"back": b"2\n300\n5\n100\n15\n",
+                b"over": b"2\n100\n5\n102\n15\n", b"past": b"2\n100\n5\n990\n15\n",
+                b"sum": b"2\n100\n5\n300\n16\n", b"junk": b"2\n100\n5\n3x0\n15\n",
+                b"many": b"99999999\n"}
+        for name, m in maps.items():
+            write(os.path.join(src, "docs", name.decode() + ".map"), m.ljust(512, b"\0") + body)
+        snap = self.backup(src, "sparsemap")["snapshot"]
+
+        def flag(es):
+            for name in maps:
+                e = es[b"docs/" + name + b".map"]
+                e["flags"] |= 1
+                e["size"] = 1000
+        self.forge_catalog(snap, flag)
+        t, i, _ = snap.split("/")
+        lst = json.loads(self.cairn("snapshots", "host/sparsemap", "--output-format",
+                                    "json").stdout)
+        q = {"backup-type": t, "backup-id": i,
+             "backup-time": str(max(x["backup-time"] for x in lst)), "archive-name": "root.didx"}
+
+        def download(name):
+            return self.srv.get("/api2/json/admin/datastore/%s/file-download" % STORE,
+                                params=dict(q, filepath=base64.b64encode(
+                                    b"/docs/" + name + b".map").decode()))
+        r = download(b"good")
+        self.assertEqual(200, r.status, r)
+        self.assertEqual(b"\0" * 100 + body[:5] + b"\0" * 195 + body[5:] + b"\0" * 685, r.raw)
+        for name in maps:
+            if name != b"good":
+                r = download(name)
+                self.assertEqual(400, r.status, (name, r))
+                self.assertIn(b"sparse map", r.raw, name)
+
     def test_damaged_catalog_refused(self):
         src = self.fresh_tree("hostile", 5)
         snap = self.backup(src, "hostile")["snapshot"]
@@ -813,6 +859,7 @@ class CatalogIndexCase(CatalogCase):
     # are below
     test_lying_catalog_refused = None
     test_damaged_catalog_refused = None
+    test_forged_sparse_map = None
 
     def many_tree(self, name, seed, n):
         src = self.fresh_tree(name, seed)
