@@ -883,16 +883,7 @@ damaged:
   /* the chunks: binary search for each range's first chunk */
   sel->plan = core_malloc(sizeof(*sel->plan) * (idx->count ? idx->count : 1));
   for (size_t i = 0; i < sel->n; i++) {
-    uint64_t lo = 0, hi = idx->count;
-    while (lo < hi) { /* first chunk whose end > a */
-      uint64_t mid = lo + (hi - lo) / 2, cs, ce;
-      format_index_chunk_range(idx, mid, &cs, &ce);
-      if (ce > sel->r[i].a)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
-    for (uint64_t k = lo; k < idx->count; k++) {
+    for (uint64_t k = format_index_chunk_at(idx, sel->r[i].a); k < idx->count; k++) {
       uint64_t cs, ce;
       format_index_chunk_range(idx, k, &cs, &ce);
       if (cs >= sel->r[i].b)
@@ -1311,15 +1302,7 @@ ssize_t client_archive_reader_read(struct client_archive_reader *r, uint64_t off
   size_t done = 0;
   uv_mutex_lock(&r->mu);
   while (done < len && off < r->idx.size) {
-    uint64_t lo = 0, hi = r->idx.count, cs, ce;
-    while (lo < hi) { /* the first chunk ending after off */
-      uint64_t mid = lo + (hi - lo) / 2;
-      format_index_chunk_range(&r->idx, mid, &cs, &ce);
-      if (ce > off)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
+    uint64_t lo = format_index_chunk_at(&r->idx, off), cs, ce;
     if (lo == r->idx.count)
       break;
     format_index_chunk_range(&r->idx, lo, &cs, &ce);

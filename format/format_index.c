@@ -262,6 +262,20 @@ void format_index_chunk_range(const struct format_index *idx, uint64_t i, uint64
   *end = load_le64(idx->entries + i * FORMAT_DIDX_ENTRY_LEN);
 }
 
+uint64_t format_index_chunk_at(const struct format_index *idx, uint64_t off)
+{
+  uint64_t lo = 0, hi = idx->count, start, end;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    format_index_chunk_range(idx, mid, &start, &end);
+    if (end > off)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
 /* ---- Fixed index writer ---- */
 
 int format_fidx_writer_init(struct format_fidx_writer *w, uint64_t size, uint64_t chunk_size,

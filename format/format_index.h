@@ -107,6 +107,9 @@ const uint8_t *format_index_digest(const struct format_index *idx, uint64_t i);
 /* Byte range [*start, *end) of chunk `i` in the content. */
 void format_index_chunk_range(const struct format_index *idx, uint64_t i, uint64_t *start,
                              uint64_t *end);
+/* The chunk holding content offset `off`: the first one ending after it
+ * (binary search), or `count` when `off` is at or past the end. */
+uint64_t format_index_chunk_at(const struct format_index *idx, uint64_t off);
 /* Recomputes index_csum over the entries. */
 void format_index_compute_csum(const struct format_index *idx, uint8_t out[CORE_SHA256_LEN]);
 

@@ -47,13 +47,8 @@ const char *store__api_snapshot_params(struct http_request *req, int64_t *time);
 void store__api_access_register(struct http_server *s, struct store_api *api);
 
 struct format_catalog;
+struct format_index;
 struct format_manifest;
-/* Opens the catalog of directory archive `archive` of a snapshot (manifest
- * `m`) in datastore `ds` at `base` (store_api_catalog.c; pool only): the
- * blob decoded into *plain (core_free), or the index read by ranges through
- * the chunk store. format_catalog_close(cat) after use. Returns 0,
- * CORE_ENOTFOUND (no catalog), CORE_ECRYPTO (encrypted), CORE_EFORMAT
- * (damaged) or a read error. */
 /* On an S3 datastore a catalog index's chunk may be missing from the local
  * cache: its reads then fail with -EAGAIN and `miss` names the chunk; the
  * caller fetches it on the loop (store_s3_chunk_read, which puts it into
@@ -62,6 +57,20 @@ struct store__api_catalog_miss {
   int have;
   uint8_t digest[32];
 };
+/* Chunk `i` of index `idx` of datastore `ds`, decoded into *plain
+ * (core_free) and checked against the index (digest, length): decoded from
+ * `enc` when the loop already fetched it, else read from the chunk store;
+ * a chunk an S3 datastore's cache cannot give is named in `miss` (when not
+ * NULL) with -EAGAIN (store_api_catalog.c; pool only). */
+int store__api_index_chunk(struct store_datastore *ds, const struct format_index *idx,
+                           uint64_t i, const struct core_slice *enc,
+                           struct store__api_catalog_miss *miss, uint8_t **plain, size_t *plen);
+/* Opens the catalog of directory archive `archive` of a snapshot (manifest
+ * `m`) in datastore `ds` at `base` (store_api_catalog.c; pool only): the
+ * blob decoded into *plain (core_free), or the index read by ranges through
+ * the chunk store. format_catalog_close(cat) after use. Returns 0,
+ * CORE_ENOTFOUND (no catalog), CORE_ECRYPTO (encrypted), CORE_EFORMAT
+ * (damaged) or a read error. */
 int store__api_catalog_open(struct store_datastore *ds, const char *base, const char *ns,
                             const char *type, const char *id, int64_t time,
                             const struct format_manifest *m, const char *archive,

@@ -59,15 +59,49 @@ static void src_chunks(void *ctx, uint64_t *fetched, uint64_t *total)
   *total = s->idx.count;
 }
 
+int store__api_index_chunk(struct store_datastore *ds, const struct format_index *idx,
+                           uint64_t i, const struct core_slice *enc,
+                           struct store__api_catalog_miss *miss, uint8_t **plain, size_t *plen)
+{
+  const uint8_t *digest = format_index_digest(idx, i);
+  struct store_chunkstore *cs;
+  struct core_buf b;
+  uint64_t cs_off, ce_off;
+  int rc = 0;
+  *plain = NULL;
+  *plen = 0;
+  format_index_chunk_range(idx, i, &cs_off, &ce_off);
+  core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
+  if (enc == NULL) {
+    rc = store_datastore_chunks(ds, &cs);
+    if (rc >= 0)
+      rc = store_chunk_read(cs, digest, &b);
+  }
+  if (rc >= 0)
+    rc = format_blob_decode(NULL, enc ? enc->base : b.base, enc ? enc->len : b.len, NULL,
+                            FORMAT_CHUNK_MAX_SIZE, digest, plain, plen);
+  core_buf_free(&b);
+  if (rc >= 0 && (*plain == NULL || *plen != ce_off - cs_off))
+    rc = CORE_EFORMAT;
+  if (rc < 0 && enc == NULL && miss && store_datastore_is_s3(ds)) {
+    /* not in the cache (or an evicted, empty file): fetched by the caller */
+    miss->have = 1;
+    memcpy(miss->digest, digest, 32);
+    rc = -EAGAIN;
+  }
+  if (rc < 0) {
+    core_free(*plain);
+    *plain = NULL;
+  }
+  return rc;
+}
+
 /* Chunk `i`, cached or read and verified. */
 static int chunk(struct cat_src *s, uint64_t i, struct cached **out)
 {
   struct cached *victim = &s->cache[0];
-  struct store_chunkstore *cs;
-  struct core_buf b;
-  uint64_t cs_off, ce_off;
-  uint8_t *plain = NULL;
-  size_t plen = 0;
+  uint8_t *plain;
+  size_t plen;
   int rc;
 
   for (unsigned k = 0; k < CACHE_CHUNKS; k++) {
@@ -79,27 +113,8 @@ static int chunk(struct cat_src *s, uint64_t i, struct cached **out)
     if (s->cache[k].data == NULL || (victim->data && s->cache[k].used < victim->used))
       victim = &s->cache[k];
   }
-  format_index_chunk_range(&s->idx, i, &cs_off, &ce_off);
-  core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
-  rc = store_datastore_chunks(s->ds, &cs);
-  if (rc >= 0)
-    rc = store_chunk_read(cs, format_index_digest(&s->idx, i), &b);
-  if (rc >= 0)
-    rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
-                            format_index_digest(&s->idx, i), &plain, &plen);
-  core_buf_free(&b);
-  if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
-    rc = CORE_EFORMAT;
-  if (rc < 0 && s->miss && store_datastore_is_s3(s->ds)) {
-    /* not in the cache (or an evicted, empty file): fetched by the caller */
-    s->miss->have = 1;
-    memcpy(s->miss->digest, format_index_digest(&s->idx, i), 32);
-    rc = -EAGAIN;
-  }
-  if (rc < 0) {
-    core_free(plain);
+  if ((rc = store__api_index_chunk(s->ds, &s->idx, i, NULL, s->miss, &plain, &plen)) < 0)
     return rc;
-  }
   s->fetched++;
   core_free(victim->data);
   victim->data = plain;
@@ -115,16 +130,8 @@ static int src_read(void *ctx, uint64_t off, void *dst, size_t len)
   struct cat_src *s = ctx;
   size_t done = 0;
   while (done < len) {
-    uint64_t lo = 0, hi = s->idx.count, cs_off, ce_off;
+    uint64_t lo = format_index_chunk_at(&s->idx, off), cs_off, ce_off;
     struct cached *c;
-    while (lo < hi) { /* the first chunk ending after off */
-      uint64_t mid = lo + (hi - lo) / 2;
-      format_index_chunk_range(&s->idx, mid, &cs_off, &ce_off);
-      if (ce_off > off)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
     if (lo == s->idx.count)
       return CORE_EFORMAT;
     format_index_chunk_range(&s->idx, lo, &cs_off, &ce_off);

@@ -150,36 +150,13 @@ static int read_blob_file(struct dl_job *d, const char *base, const char *file, 
  * -EAGAIN returned: the loop fetches it and the plan runs again. */
 static int load_chunk(struct dl_job *d, uint64_t i)
 {
-  struct store_chunkstore *cs;
-  struct core_buf b;
-  uint64_t cs_off, ce_off;
-  uint8_t *plain = NULL;
-  size_t plen = 0;
-  int rc;
+  uint8_t *plain;
+  size_t plen;
   if (d->chunk && d->chunk_i == (int64_t)i)
     return 0;
-  format_index_chunk_range(&d->idx, i, &cs_off, &ce_off);
-  core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
-  rc = store_datastore_chunks(d->ds, &cs);
-  if (rc >= 0)
-    rc = store_chunk_read(cs, format_index_digest(&d->idx, i), &b);
-  if (rc >= 0)
-    rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
-                            format_index_digest(&d->idx, i), &plain, &plen);
-  core_buf_free(&b);
-  if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
-    rc = CORE_EFORMAT;
-  if (rc < 0 && store_datastore_is_s3(d->ds)) {
-    /* not in the cache (or an evicted, empty file), as for the catalog */
-    core_free(plain);
-    d->miss.have = 1;
-    memcpy(d->miss.digest, format_index_digest(&d->idx, i), 32);
-    return -EAGAIN;
-  }
-  if (rc < 0) {
-    core_free(plain);
+  int rc = store__api_index_chunk(d->ds, &d->idx, i, NULL, &d->miss, &plain, &plen);
+  if (rc < 0)
     return rc;
-  }
   core_free(d->chunk);
   d->chunk = plain;
   d->chunk_len = plen;
@@ -202,19 +179,12 @@ static int plan_sparse(struct dl_job *d, const struct format_catalog_entry *e)
     goto out;
   }
   while (rc == 0) {
-    uint64_t lo = 0, hi = d->idx.count, cs_off, ce_off;
+    uint64_t cs_off, ce_off;
     if (pos >= end) {
       rc = CORE_EFORMAT; /* the data area ended inside the map */
       break;
     }
-    while (lo < hi) {
-      uint64_t mid = lo + (hi - lo) / 2;
-      format_index_chunk_range(&d->idx, mid, &cs_off, &ce_off);
-      if (ce_off > pos)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
+    uint64_t lo = format_index_chunk_at(&d->idx, pos);
     if (lo == d->idx.count) {
       rc = CORE_EFORMAT;
       break;
@@ -424,7 +394,6 @@ static void piece_run(struct core_job *job)
 {
   static const uint8_t zeros[1024];
   struct dl_job *d = (struct dl_job *)job;
-  struct store_chunkstore *cs;
   d->piece = NULL;
   d->piece_len = 0;
   d->rc = 0;
@@ -454,41 +423,19 @@ static void piece_run(struct core_job *job)
       continue;
     }
     /* the chunk holding pos */
-    uint64_t lo = 0, hi = d->idx.count, cs_off, ce_off;
-    while (lo < hi) {
-      uint64_t mid = lo + (hi - lo) / 2;
-      format_index_chunk_range(&d->idx, mid, &cs_off, &ce_off);
-      if (ce_off > d->pos)
-        hi = mid;
-      else
-        lo = mid + 1;
-    }
+    uint64_t lo = format_index_chunk_at(&d->idx, d->pos), cs_off, ce_off;
     format_index_chunk_range(&d->idx, lo, &cs_off, &ce_off);
     if (d->chunk_i != (int64_t)lo) {
-      struct core_buf b;
-      uint8_t *plain = NULL;
-      size_t plen = 0;
-      int rc = 0;
-      core_buf_init(&b, STORE_CHUNK_MAX_ENCODED);
-      if (d->enc && d->enc_i == (int64_t)lo) {
-        /* fetched from S3 by the loop side */
-        rc = format_blob_decode(NULL, d->enc, d->enc_len, NULL, FORMAT_CHUNK_MAX_SIZE,
-                                format_index_digest(&d->idx, lo), &plain, &plen);
-      } else {
-        rc = store_datastore_chunks(d->ds, &cs);
-        if (rc >= 0)
-          rc = store_chunk_read(cs, format_index_digest(&d->idx, lo), &b);
-        if (rc >= 0)
-          rc = format_blob_decode(NULL, b.base, b.len, NULL, FORMAT_CHUNK_MAX_SIZE,
-                                  format_index_digest(&d->idx, lo), &plain, &plen);
-      }
+      uint8_t *plain;
+      size_t plen;
+      /* a chunk the loop side fetched from S3 is decoded from there */
+      struct core_slice enc = {(const char *)d->enc, d->enc_len};
+      int have = d->enc && d->enc_i == (int64_t)lo;
+      int rc = store__api_index_chunk(d->ds, &d->idx, lo, have ? &enc : NULL, NULL, &plain,
+                                      &plen);
       core_free(d->enc);
       d->enc = NULL;
-      core_buf_free(&b);
-      if (rc >= 0 && (plain == NULL || plen != ce_off - cs_off))
-        rc = CORE_EFORMAT;
       if (rc < 0) {
-        core_free(plain);
         d->rc = rc;
         return;
       }
@@ -556,15 +503,7 @@ static int64_t next_chunk(const struct dl_job *d)
   }
   if (cur == d->nr)
     return -1;
-  uint64_t lo = 0, hi = d->idx.count, cs_off, ce_off;
-  while (lo < hi) {
-    uint64_t mid = lo + (hi - lo) / 2;
-    format_index_chunk_range(&d->idx, mid, &cs_off, &ce_off);
-    if (ce_off > pos)
-      hi = mid;
-    else
-      lo = mid + 1;
-  }
+  uint64_t lo = format_index_chunk_at(&d->idx, pos);
   return d->chunk_i == (int64_t)lo ? -1 : (int64_t)lo;
 }
 

@@ -528,6 +528,13 @@ UNIT_TEST(didx_pbs_vector)
   format_index_chunk_range(&idx, 99, &start, &end);
   ASSERT_EQ(end, 104859232);
   ASSERT(start < end);
+  /* the chunk holding an offset: first, boundary, last, past the end */
+  ASSERT_EQ(format_index_chunk_at(&idx, 0), 0);
+  ASSERT_EQ(format_index_chunk_at(&idx, 1048607), 0);
+  ASSERT_EQ(format_index_chunk_at(&idx, 1048608), 1);
+  ASSERT_EQ(format_index_chunk_at(&idx, start), 99);
+  ASSERT_EQ(format_index_chunk_at(&idx, 104859231), 99);
+  ASSERT_EQ(format_index_chunk_at(&idx, 104859232), 100);
   format_index_compute_csum(&idx, csum);
   ASSERT_MEM_EQ(csum, idx.csum, 32);
   ASSERT(memcmp(csum, "\xe1\x3b\x71\xc1", 4) == 0);
@@ -610,6 +617,8 @@ UNIT_TEST(fidx_roundtrip)
     format_index_chunk_range(&idx, i, &s, &e);
     ASSERT_EQ(s, i * chunk);
     ASSERT_EQ(e, i == 10 ? size : (i + 1) * chunk);
+    ASSERT_EQ(format_index_chunk_at(&idx, s), i);
+    ASSERT_EQ(format_index_chunk_at(&idx, e - 1), i);
   }
   /* csum = SHA-256 of the concatenated digests. */
   core_sha256(img + 4096, 11 * 32, d);
