@@ -866,8 +866,11 @@ class CatalogIndexCase(CatalogCase):
         rnd = random.Random(seed)
         many = os.path.join(src, "many")
         os.mkdir(many)
+        # long names: a catalog of about 3.5 MB, so that its content-defined
+        # chunks (their count moves with every run's times and inodes) are
+        # many more than a lookup's probes
         for _ in range(n):
-            open(os.path.join(many, "%032x.dat" % rnd.getrandbits(128)), "wb").close()
+            open(os.path.join(many, "%096x.dat" % rnd.getrandbits(384)), "wb").close()
         return src
 
     def test_index_form(self):
