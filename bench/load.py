@@ -81,7 +81,11 @@ def server_side(srv):
     for key, name, labels in (("server_loop_lag_p99_ms", "cairn_event_loop_lag_seconds", ""),
                               ("server_loop_busy_p99_ms", "cairn_event_loop_busy_seconds", ""),
                               ("server_pool_wait_p99_ms", "cairn_pool_job_wait_seconds",
-                               'pool="pool"')):
+                               'pool="pool"'),
+                              ("server_status_p99_ms", "cairn_http_request_duration_seconds",
+                               'route="/api2/json/admin/datastore/{store}/status"'),
+                              ("server_upload_p99_ms", "cairn_http_request_duration_seconds",
+                               'route="/api2/json/backup/{session}/dynamic_chunk"')):
         v = hist_p99_ms(text, name, labels)
         out[key] = "%.1f" % v if v is not None else "-"
     return out
@@ -257,9 +261,12 @@ def main():
           % (rss_mib, kv["cpu_pct"]))
     if inside:
         print("server side (its /metrics, p99 bucket bounds): event loop lag <= %s ms, "
-              "loop busy per iteration <= %s ms, pool queue wait <= %s ms"
+              "loop busy per iteration <= %s ms, pool queue wait <= %s ms; "
+              "status request <= %s ms, chunk upload <= %s ms (first byte parsed to "
+              "response queued)"
               % (inside["server_loop_lag_p99_ms"], inside["server_loop_busy_p99_ms"],
-                 inside["server_pool_wait_p99_ms"]))
+                 inside["server_pool_wait_p99_ms"], inside["server_status_p99_ms"],
+                 inside["server_upload_p99_ms"]))
     for who, groups in sched.items():
         print("%s threads (schedstat; %% of one CPU running / waiting for a CPU, "
               "slices/s, mean wait per slice):" % who)

@@ -426,6 +426,10 @@ int main(int argc, char **argv)
   if (loop_nice < 0 && (rc = core_sched_nice_self(want)) < 0)
     core_info("the event loop stays at nice %d (nice %d needs CAP_SYS_NICE or "
               "RLIMIT_NICE %d): %s", base_nice, want, 20 - want, core_strerror(rc));
+  int rtprio = env_int("CAIRN_LOOP_RTPRIO", 0, 99, CORE_SCHED_LOOP_RTPRIO);
+  if (rtprio > 0 && (rc = core_sched_fifo_self(rtprio)) < 0)
+    core_info("the event loop stays under the fair scheduler (SCHED_FIFO %d needs "
+              "CAP_SYS_NICE or RLIMIT_RTPRIO %d): %s", rtprio, rtprio, core_strerror(rc));
   /* File-system work and hashing go to Cairn's own pool (core_pool.h says
    * why not libuv's); libuv's pool is left with DNS lookups. */
   struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};

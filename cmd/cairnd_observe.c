@@ -52,16 +52,26 @@ static void on_lag_tick(uv_timer_t *t)
  * start to now, minus the time that poll blocked. Wall clock: a thread
  * preempted mid-callback counts as busy (the lag histogram and
  * /proc/PID/task/PID/schedstat tell the two apart). */
+static uint64_t thread_cpu_ns(void)
+{
+  struct timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+    return 0;
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void on_busy_probe(uv_prepare_t *h)
 {
   struct cairnd_observe *o = h->data;
-  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(h->loop);
+  uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(h->loop), cpu = thread_cpu_ns();
   if (o->busy_prev_ns) {
     uint64_t span = now - o->busy_prev_ns, waited = idle - o->busy_prev_idle;
     core_hist_observe_ns(&o->busy, span > waited ? span - waited : 0);
+    core_hist_observe_ns(&o->busy_cpu, cpu > o->busy_prev_cpu ? cpu - o->busy_prev_cpu : 0);
   }
   o->busy_prev_ns = now;
   o->busy_prev_idle = idle;
+  o->busy_prev_cpu = cpu;
 }
 
 static int collect_self(void *ctx, struct core_buf *out)
@@ -86,6 +96,12 @@ static int collect_self(void *ctx, struct core_buf *out)
   if (rc == 0)
     rc = core_metrics_hist(out, "cairn_event_loop_busy_seconds", NULL, &o->busy);
   if (rc == 0)
+    rc = core_metrics_family(out, "cairn_event_loop_busy_cpu_seconds", "histogram",
+                             "CPU time the event-loop thread used per iteration (busy "
+                             "minus this: preempted or waiting for a CPU).");
+  if (rc == 0)
+    rc = core_metrics_hist(out, "cairn_event_loop_busy_cpu_seconds", NULL, &o->busy_cpu);
+  if (rc == 0)
     rc = core_metrics_family(out, "cairn_metrics_scrape_seconds", "histogram",
                              "Server time spent rendering /metrics (earlier scrapes).");
   if (rc == 0)
@@ -103,6 +119,7 @@ void cairnd_observe_init(struct cairnd_observe *o, uv_loop_t *loop,
   core_metrics_init(&o->reg);
   core_hist_init(&o->lag, lag_bounds, (int)(sizeof(lag_bounds) / sizeof(lag_bounds[0])));
   core_hist_init(&o->busy, lag_bounds, (int)(sizeof(lag_bounds) / sizeof(lag_bounds[0])));
+  core_hist_init(&o->busy_cpu, lag_bounds, (int)(sizeof(lag_bounds) / sizeof(lag_bounds[0])));
   core_hist_init(&o->scrape, core_hist_latency_bounds, core_hist_latency_nbounds);
   store_metrics_init(&o->store, loop, reg, config_dir);
   cairnd_observe_add(o, collect_self, o);

@@ -35,8 +35,9 @@ struct cairnd_observe {
   /* the loop's busy time per iteration: from one poll to the next, minus
    * the time the poll blocked (uv_metrics_idle_time) */
   uv_prepare_t busy_probe;
-  uint64_t busy_prev_ns, busy_prev_idle;
+  uint64_t busy_prev_ns, busy_prev_idle, busy_prev_cpu;
   struct core_hist busy;
+  struct core_hist busy_cpu; /* the loop thread's CPU time per iteration */
   /* scrapes */
   struct core_hist scrape;         /* server time to render /metrics */
   /* CPU usage for nodes/localhost/status: the previous /proc/stat reading */

@@ -4,6 +4,7 @@
 #include "core/core_log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sched.h>
 #include <string.h>
@@ -16,6 +17,32 @@
 #define IOPRIO_WHO_PROCESS 1
 #define IOPRIO_CLASS_BE 2
 #define IOPRIO_CLASS_SHIFT 13
+
+/* Moves what the loop submitted since the last call into the two lanes, in
+ * submission order (under the mutex; workers only). */
+static void admit(struct core_pool *p)
+{
+  struct core_job *list = atomic_exchange_explicit(&p->incoming, NULL, memory_order_acquire);
+  struct core_job *fifo = NULL;
+  while (list) { /* the stack holds the newest first */
+    struct core_job *next = list->next;
+    list->next = fifo;
+    fifo = list;
+    list = next;
+  }
+  while (fifo) {
+    struct core_job *job = fifo;
+    fifo = job->next;
+    job->next = NULL;
+    if (job->bulk) {
+      *p->bulk_tail = job;
+      p->bulk_tail = &job->next;
+    } else {
+      *p->todo_tail = job;
+      p->todo_tail = &job->next;
+    }
+  }
+}
 
 /* The next job for a free thread (under the mutex): the quick lane first, then
  * the bulk lane while it has threads left. */
@@ -34,6 +61,24 @@ static struct core_job *take(struct core_pool *p)
     p->bulk_tail = &p->bulk;
   p->bulk_running++;
   return job;
+}
+
+/* Pushes a finished job for the loop; the push onto an empty list wakes it
+ * (a non-empty one has a wake-up coming). */
+static void complete(struct core_pool *p, struct core_job *job)
+{
+  struct core_job *head = atomic_load_explicit(&p->done, memory_order_relaxed);
+  do
+    job->next = head;
+  while (!atomic_compare_exchange_weak_explicit(&p->done, &head, job, memory_order_release,
+                                                memory_order_relaxed));
+  if (head == NULL) {
+    uint64_t one = 1;
+    ssize_t rc;
+    do
+      rc = write(p->efd, &one, sizeof(one));
+    while (rc < 0 && errno == EINTR);
+  }
 }
 
 static void *worker_main(void *arg)
@@ -59,15 +104,26 @@ static void *worker_main(void *arg)
   if (p->idle_io)
     syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
             (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7);
-  pthread_mutex_lock(&p->mutex);
+  int bulk_done = 0; /* a bulk job finished since the last lock */
   for (;;) {
-    struct core_job *job;
-    while ((job = take(p)) == NULL && !p->stop)
-      pthread_cond_wait(&p->cond, &p->mutex);
-    if (job == NULL)
-      break; /* stopping: core_pool_stop waited for every job first */
-    int is_bulk = job->bulk;
+    pthread_mutex_lock(&p->mutex);
+    p->bulk_running -= bulk_done;
+    admit(p);
+    struct core_job *job = take(p);
+    int stop = p->stop;
     pthread_mutex_unlock(&p->mutex);
+    bulk_done = 0;
+    if (job == NULL) {
+      if (stop)
+        break; /* core_pool_stop waited for every job first */
+      /* One post per job submitted: a worker that finds nothing (another
+       * took it, or the bulk lane is full: its job goes to the next thread
+       * that finishes one) just waits again. */
+      while (sem_wait(&p->sem) < 0 && errno == EINTR)
+        ;
+      continue;
+    }
+    bulk_done = job->bulk;
     uint64_t t0 = uv_hrtime();
     core_gauge_add(&p->queued, -1);
     core_gauge_add(&p->running, 1);
@@ -77,25 +133,8 @@ static void *worker_main(void *arg)
 
     core_hist_observe_ns(&p->run, uv_hrtime() - t0);
     core_gauge_add(&p->running, -1);
-
-    pthread_mutex_lock(&p->mutex);
-    if (is_bulk && p->bulk_running-- == p->bulk_max && p->bulk != NULL)
-      pthread_cond_signal(&p->cond); /* a waiting bulk job may start now */
-    int wake = p->done == NULL; /* else the loop has a wake-up coming */
-    job->next = NULL;
-    *p->done_tail = job;
-    p->done_tail = &job->next;
-    pthread_mutex_unlock(&p->mutex);
-    if (wake) {
-      uint64_t one = 1;
-      ssize_t rc;
-      do
-        rc = write(p->efd, &one, sizeof(one));
-      while (rc < 0 && errno == EINTR);
-    }
-    pthread_mutex_lock(&p->mutex);
+    complete(p, job);
   }
-  pthread_mutex_unlock(&p->mutex);
   return NULL;
 }
 
@@ -105,21 +144,24 @@ static void on_wake(uv_poll_t *h, int status, int events)
   uint64_t count;
   (void)status;
   (void)events;
-  /* Reset the counter before taking the list: a worker that appends after
-   * the take writes again, so nothing is left without a wake-up. */
+  /* Reset the counter before taking the list: a worker that pushes onto the
+   * emptied list writes again, so nothing is left without a wake-up. */
   while (read(p->efd, &count, sizeof(count)) < 0 && errno == EINTR)
     ;
-  pthread_mutex_lock(&p->mutex);
-  struct core_job *list = p->done;
-  p->done = NULL;
-  p->done_tail = &p->done;
-  pthread_mutex_unlock(&p->mutex);
-  while (list) {
+  struct core_job *list = atomic_exchange_explicit(&p->done, NULL, memory_order_acquire);
+  struct core_job *fifo = NULL;
+  while (list) { /* newest first: reversed, callbacks run in completion order */
     struct core_job *next = list->next;
+    list->next = fifo;
+    fifo = list;
+    list = next;
+  }
+  while (fifo) {
+    struct core_job *next = fifo->next;
     if (--p->pending == 0)
       uv_unref((uv_handle_t *)&p->poll);
-    list->done(list, 0);
-    list = next;
+    fifo->done(fifo, 0);
+    fifo = next;
   }
 }
 
@@ -142,7 +184,8 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   p->idle_io = o->idle_io;
   p->todo_tail = &p->todo;
   p->bulk_tail = &p->bulk;
-  p->done_tail = &p->done;
+  atomic_init(&p->incoming, NULL);
+  atomic_init(&p->done, NULL);
   snprintf(p->name, sizeof(p->name), "%s", o->name ? o->name : "pool");
   core_hist_init(&p->wait, core_hist_latency_bounds, core_hist_latency_nbounds);
   core_hist_init(&p->run, core_hist_latency_bounds, core_hist_latency_nbounds);
@@ -157,7 +200,7 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   p->poll.data = p;
   uv_unref((uv_handle_t *)&p->poll);
   pthread_mutex_init(&p->mutex, NULL);
-  pthread_cond_init(&p->cond, NULL);
+  sem_init(&p->sem, 0, 0);
   p->started = 1;
   p->bulk_max = bulk_share(n);
   for (int i = 0; i < n; i++) {
@@ -192,16 +235,14 @@ static void submit(struct core_pool *p, struct core_job *job, core_job_run_fn ru
   core_gauge_add(&p->queued, 1);
   if (p->pending++ == 0)
     uv_ref((uv_handle_t *)&p->poll);
-  pthread_mutex_lock(&p->mutex);
-  if (bulk) {
-    *p->bulk_tail = job;
-    p->bulk_tail = &job->next;
-  } else {
-    *p->todo_tail = job;
-    p->todo_tail = &job->next;
-  }
-  pthread_cond_signal(&p->cond);
-  pthread_mutex_unlock(&p->mutex);
+  /* Lock-free: a worker holding the mutex may have been preempted (at nice
+   * 19 or SCHED_IDLE, for long), and the loop must not wait for it. */
+  struct core_job *head = atomic_load_explicit(&p->incoming, memory_order_relaxed);
+  do
+    job->next = head;
+  while (!atomic_compare_exchange_weak_explicit(&p->incoming, &head, job, memory_order_release,
+                                                memory_order_relaxed));
+  sem_post(&p->sem);
 }
 
 void core_pool_submit(struct core_pool *p, struct core_job *job, core_job_run_fn run,
@@ -231,8 +272,9 @@ void core_pool_stop(struct core_pool *p)
     uv_run(p->loop, UV_RUN_ONCE);
   pthread_mutex_lock(&p->mutex);
   p->stop = 1;
-  pthread_cond_broadcast(&p->cond);
   pthread_mutex_unlock(&p->mutex);
+  for (int i = 0; i < p->n; i++)
+    sem_post(&p->sem);
   for (int i = 0; i < p->n; i++)
     pthread_join(p->threads[i], NULL);
   p->n = 0;
@@ -241,7 +283,7 @@ void core_pool_stop(struct core_pool *p)
     uv_run(p->loop, UV_RUN_ONCE);
   close(p->efd);
   pthread_mutex_destroy(&p->mutex);
-  pthread_cond_destroy(&p->cond);
+  sem_destroy(&p->sem);
   p->started = 0;
 }
 

@@ -23,3 +23,13 @@ int core_sched_nice_self(int nice)
   }
   return 0;
 }
+
+int core_sched_fifo_self(int priority)
+{
+  /* threads this one creates later start as SCHED_OTHER at nice 0 */
+  struct sched_param sp = {0};
+  sp.sched_priority = priority;
+  if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0)
+    return -errno;
+  return 0;
+}

@@ -55,6 +55,7 @@ struct conn {
   int no_reuse;
   size_t body_off;             /* request body bytes handed to the socket */
   int body_inflight;           /* a body slice is queued in libuv */
+  int finalize_on_write;       /* the response is complete; the last slice's write is not */
   int reading;
   int refd;
   int send_waiting;            /* on the client's send-wait list */
@@ -392,6 +393,13 @@ static void on_write(uv_write_t *w, int status)
   core_free(wr);
   if (slice_end)
     conn->body_inflight = 0;
+  if (slice_end && conn->finalize_on_write && conn->state == C_BUSY) {
+    conn->finalize_on_write = 0;
+    if (status < 0)
+      conn->no_reuse = 1; /* the response is whole; only the connection is gone */
+    conn_finalize(conn);
+    return;
+  }
   if (status < 0) {
     if (conn->state != C_CLOSING)
       conn_close(conn, status);
@@ -659,6 +667,14 @@ static void conn_finalize(struct conn *conn)
   /* A response that came before the whole body went out (an early error):
    * the rest must not be sent, and libuv must let go of the caller's body
    * before the request ends, so the connection closes. */
+  if (conn->body_inflight && conn->body_off == req->r.body_len && !conn->no_reuse) {
+    /* The whole body is with libuv and the response came before the last
+     * write's callback (both in one loop iteration, common under load):
+     * finish from that callback and keep the connection. Closing here made
+     * every such request cost a new connection and TLS handshake. */
+    conn->finalize_on_write = 1;
+    return;
+  }
   int body_pending = conn->body_inflight || conn->body_off < req->r.body_len;
   int keep = llhttp_should_keep_alive(&conn->parser) && !conn->no_reuse && !c->closing &&
              !body_pending &&
@@ -931,6 +947,7 @@ static void conn_start(struct conn *conn, struct http_client_req *req)
   memcpy(h, req->head, hlen);
   conn->body_off = 0;
   conn->body_inflight = 0;
+  conn->finalize_on_write = 0;
   if (conn->tls == NULL && req->r.body_len > 0 && req->r.body_len <= BODY_SLICE) {
     /* A small body goes out with the head in one writev. */
     uv_buf_t b[2] = {uv_buf_init(h, (unsigned)hlen),

@@ -23,6 +23,7 @@ struct http_route_entry {
   char **seg;            /* owned: each literal segment, or NULL for a parameter */
   char **name;           /* owned: the parameter's name, or NULL for a literal */
   struct core_counter *responses; /* owned: [HTTP_STATUS_SLOTS], by status code */
+  struct core_hist *latency;      /* owned: first byte parsed to response queued */
 };
 
 struct http_router {
@@ -107,6 +108,7 @@ struct http_conn;
 struct http_request {
   struct http_conn *conn;     /* NULL once the client is gone */
   struct http_server *server;
+  uint64_t begin_ns;          /* uv_hrtime() when its first byte was parsed */
   enum http_req_state state;
   enum http_method method;
   struct core_buf head;       /* url, then header names and values, NUL-separated */

@@ -28,6 +28,7 @@ struct http_request *http__req_new(struct http_conn *c)
   req->conn = c;
   req->server = c->server;
   req->state = HTTP_REQ_HEADERS;
+  req->begin_ns = uv_hrtime();
   core_buf_init(&req->head, c->server->limits.max_header_bytes);
   core_buf_init(&req->body, 0);
   req->query = "";

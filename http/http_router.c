@@ -34,6 +34,7 @@ void http__router_free(struct http_router *r)
     core_free(r->entries[i].seg);
     core_free(r->entries[i].name);
     core_free(r->entries[i].responses);
+    core_free(r->entries[i].latency);
   }
   core_free(r->entries);
   memset(r, 0, sizeof(*r));
@@ -49,6 +50,8 @@ void http__router_add(struct http_router *r, const struct http_route *route)
   memset(e, 0, sizeof(*e));
   e->route = *route;
   e->responses = core_calloc(HTTP_STATUS_SLOTS, sizeof(*e->responses));
+  e->latency = core_new(struct core_hist);
+  core_hist_init(e->latency, core_hist_latency_bounds, core_hist_latency_nbounds);
   const char *p = route->pattern;
   while (*p == '/')
     p++;

@@ -950,7 +950,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   struct http_conn *c = h->data;
   struct http_request *req = c->req;
-  if (c->server->iter_bytes >= HTTP_ITER_READ_BUDGET) {
+  /* Over the budget only a connection waiting for a request's next bytes
+   * reads: one between requests, or in a head, gets its read anyway. What
+   * waits there is the head of a status poll or a session open, small work
+   * that must not queue behind every upload's body, iteration after
+   * iteration (that was the status p99 under load). Such a read is one
+   * buffer, so an iteration reads at most the budget plus one buffer per
+   * connection starting a request. */
+  if (c->server->iter_bytes >= HTTP_ITER_READ_BUDGET && req && req->state != HTTP_REQ_HEADERS) {
     *buf = uv_buf_init(NULL, 0); /* read nothing: on_read gets UV_ENOBUFS */
     return;
   }

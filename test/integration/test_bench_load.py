@@ -65,9 +65,17 @@ class BenchLoad(unittest.TestCase):
         r = self.srv.get("/api2/json/admin/datastore/%s/namespace" % STORE)
         return [n["ns"] for n in r.data["data"]]
 
+    def connections(self):
+        r = self.srv.get("/metrics")
+        for line in r.raw.decode().splitlines():
+            if line.startswith("cairn_http_connections_total "):
+                return int(float(line.split()[1]))
+        self.fail("no cairn_http_connections_total")
+
     def test_load_run(self):
         summary = os.path.join(self.tmp, "load.json")
         before = set(self.namespaces())  # other tests' runs share the server
+        conns0 = self.connections()
         p = self.load("--clients", "4", "--duration", "3", "--readers", "2", "--pollers", "2",
                       "--size-mix", "1M:60,5M:40", "--json", summary,
                       "--server-pid", str(self.srv.proc.pid))
@@ -86,6 +94,11 @@ class BenchLoad(unittest.TestCase):
         for op in ("session open", "chunk upload", "index close", "finish", "status"):
             self.assertRegex(p.stdout, r"(?m)^%s\s+[1-9]\d*\s" % op, msg)
         self.assertIn("gc / verify     OK / OK", p.stdout, msg)
+        # Keep-alive holds: about one connection per actor (4 clients, 2
+        # readers, 2 pollers, the tool's own 2), not one per upload whose
+        # answer beat its last write's callback (that cost a TLS handshake
+        # each: 167 connections for 248 backups before the client kept them).
+        self.assertLessEqual(self.connections() - conns0, 12, msg)
 
         with open(summary) as f:
             res = json.load(f)

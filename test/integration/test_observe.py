@@ -149,6 +149,11 @@ class Metrics(ObserveCase):
         route = "/api2/json/backup/{session}/finish"
         finishes = find(m, "cairn_http_requests_total", route=route, method="POST", code="200")
         self.assertTrue(finishes and finishes[0] >= 3, finishes)
+        # Each finish was also timed on its route: count and +Inf bucket agree.
+        done = find(m, "cairn_http_request_duration_seconds_count", route=route, method="POST")
+        self.assertEqual(finishes[0], done[0] if done else None)
+        self.assertEqual(done, find(m, "cairn_http_request_duration_seconds_bucket",
+                                    route=route, method="POST", le="+Inf"))
         self.assertEqual(1, len(find(m, "cairn_http_connections_open")))
         # The lag is sampled by a 100 ms timer: a fast run may scrape before
         # its first tick, so wait for one (bounded).
@@ -164,7 +169,7 @@ class Metrics(ObserveCase):
         self.assertEqual([0.0], find(m, "cairn_sessions_open", kind="backup"))
         # No raw paths as labels: every route label is a registered pattern.
         for (n, ls) in m:
-            if n == "cairn_http_requests_total":
+            if n in ("cairn_http_requests_total", "cairn_http_request_duration_seconds_bucket"):
                 self.assertNotIn("mstore", dict(ls)["route"])
 
         # A deleted group's series goes (the cache rescans after a delete).

@@ -294,6 +294,7 @@ struct sched_probe {
   int raised_rc, raised_nice;       /* nice -5 in a thread */
   int child_nice;                   /* a thread created after that */
   int worker_nice;                  /* a pool (nice 2) worker created after that */
+  int worker_policy;                /* and its scheduling policy */
   char worker_name[16];
 };
 
@@ -317,6 +318,9 @@ static void probe_job_run(struct core_job *j)
 {
   struct sched_probe *pr = ((struct probe_job *)j)->pr;
   pr->worker_nice = thread_nice();
+  /* the kernel's value: glibc's pthread_getschedparam answers from what it
+   * copied from the creating thread */
+  pr->worker_policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
   pthread_getname_np(pthread_self(), pr->worker_name, sizeof(pr->worker_name));
 }
 
@@ -386,6 +390,61 @@ UNIT_TEST(sched_nice_per_thread)
   ASSERT_EQ(strcmp(pr.worker_name, "probe-0"), 0);
 }
 
+/* core_sched_fifo_self: the calling thread only, and a thread it creates
+ * afterwards (a pool's worker) is back under SCHED_OTHER at its pool's nice
+ * value; without the right it fails with EPERM and changes nothing. */
+struct fifo_probe {
+  int rc, policy, prio;
+  int worker_policy, worker_nice;
+};
+
+static void *probe_fifo(void *arg)
+{
+  struct fifo_probe *fp = arg;
+  struct sched_param sp = {0};
+  fp->rc = core_sched_fifo_self(1);
+  fp->policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+  sched_getparam(0, &sp);
+  fp->prio = sp.sched_priority;
+  uv_loop_t loop;
+  struct core_pool pool;
+  struct core_pool_opts o = {"fifo", 1, 3, 0, 0};
+  struct sched_probe pr;
+  memset(&pr, 0, sizeof(pr));
+  if (uv_loop_init(&loop) == 0) {
+    if (core_pool_start(&pool, &loop, &o) == 0) {
+      struct probe_job *j = core_new(struct probe_job);
+      j->pr = &pr;
+      core_pool_submit(&pool, &j->job, probe_job_run, probe_job_done);
+      uv_run(&loop, UV_RUN_DEFAULT);
+      core_pool_stop(&pool);
+    }
+    uv_loop_close(&loop);
+  }
+  fp->worker_nice = pr.worker_nice;
+  fp->worker_policy = pr.worker_policy;
+  return NULL;
+}
+
+UNIT_TEST(sched_fifo_per_thread)
+{
+  struct fifo_probe fp;
+  pthread_t t;
+  memset(&fp, 0, sizeof(fp));
+  ASSERT_EQ(pthread_create(&t, NULL, probe_fifo, &fp), 0);
+  ASSERT_EQ(pthread_join(t, NULL), 0);
+  ASSERT_EQ(sched_getscheduler(0), SCHED_OTHER); /* this thread is untouched */
+  if (fp.rc == 0) {
+    ASSERT_EQ(fp.policy, SCHED_FIFO);
+    ASSERT_EQ(fp.prio, 1);
+  } else {
+    ASSERT(fp.rc == -EPERM);
+    ASSERT_EQ(fp.policy, SCHED_OTHER);
+  }
+  ASSERT_EQ(fp.worker_policy, SCHED_OTHER);
+  ASSERT_EQ(fp.worker_nice, 3);
+}
+
 /* Three significant digits in binary units; whole bytes below 1 KiB. */
 UNIT_TEST(fmt_bytes)
 {
@@ -422,7 +481,7 @@ UNIT_TEST(fmt_bytes)
   ASSERT_STR_EQ(small, "1.50");
 }
 
-UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(pool_bulk_lane_keeps_a_thread), UNIT_CASE(sched_nice_per_thread),
+UNIT_MAIN(UNIT_CASE(buf_bounded), UNIT_CASE(bodypool_recycles), UNIT_CASE(pool_completes_on_loop), UNIT_CASE(pool_bulk_lane_keeps_a_thread), UNIT_CASE(sched_nice_per_thread), UNIT_CASE(sched_fifo_per_thread),
           UNIT_CASE(sha256_hex), UNIT_CASE(crc32_matches_zlib),
           UNIT_CASE(strerror_covers_all),
           UNIT_CASE(json_roundtrip), UNIT_CASE(fmt_bytes))
