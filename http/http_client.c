@@ -2,9 +2,11 @@
 
 #include "core/core_alloc.h"
 #include "core/core_error.h"
+#include "core/core_job.h"
 #include "http/http_tls.h"
 
 #include <llhttp.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -44,8 +46,7 @@ struct conn {
   enum conn_state state;
   uv_tcp_t tcp;
   int tcp_init;
-  uv_getaddrinfo_t gai;
-  int gai_pending;
+  int gai_pending;              /* a resolve_job holds the connection */
   uv_connect_t creq;
   struct http_tls_session *tls;
   uint64_t deadline;           /* connect or idle deadline */
@@ -583,8 +584,6 @@ static void conn_close(struct conn *conn, int err)
   int was_connecting = conn->state < C_IDLE;
   conn->state = C_CLOSING;
   c->n_conns--;
-  if (conn->gai_pending)
-    uv_cancel((uv_req_t *)&conn->gai);
   if (conn->tcp_init) {
     conn_ref(conn, 1);
     uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
@@ -832,18 +831,64 @@ static void on_connect(uv_connect_t *cr, int status)
   }
 }
 
-static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+/* Name resolution runs as a core_job, not through uv_getaddrinfo: in cairnd
+ * that is Cairn's pool, which reports back through an eventfd. libuv's pool
+ * reports through a uv_async_t, and in libuv 1.44 the loop thread spins while
+ * the reporting worker is preempted inside uv_async_send (core_wake.h). */
+struct resolve_job {
+  struct core_job job;
+  struct conn *conn;
+  char *host;                   /* owned */
+  char port[16];
+  struct addrinfo *res;         /* out, owned until on_resolved */
+  int status;                   /* out: 0 or a UV_EAI_* error */
+};
+
+static int gai_status(int rc)
 {
-  struct conn *conn = g->data;
+  switch (rc) {
+  case 0: return 0;
+  case EAI_AGAIN: return UV_EAI_AGAIN;
+  case EAI_MEMORY: return UV_EAI_MEMORY;
+  case EAI_NONAME: return UV_EAI_NONAME;
+  case EAI_SERVICE: return UV_EAI_SERVICE;
+  case EAI_FAMILY: return UV_EAI_FAMILY;
+  default: return UV_EAI_FAIL;
+  }
+}
+
+static void resolve_run(struct core_job *j)
+{
+  struct resolve_job *r = (struct resolve_job *)j;
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  r->status = gai_status(getaddrinfo(r->host, r->port, &hints, &r->res));
+}
+
+static void on_resolved(struct core_job *j, int job_status)
+{
+  struct resolve_job *r = (struct resolve_job *)j;
+  struct conn *conn = r->conn;
+  struct addrinfo *res = r->status == 0 && job_status == 0 ? r->res : NULL;
+  int status = job_status < 0 ? job_status : r->status;
+  if (res == NULL && r->res != NULL)
+    freeaddrinfo(r->res);
+  core_free(r->host);
+  core_free(r);
   conn->gai_pending = 0;
   if (conn->state == C_CLOSING) {
-    uv_freeaddrinfo(res);
+    if (res)
+      freeaddrinfo(res);
     if (!conn->tcp_init)
       conn_release(conn);
     return;
   }
   if (status < 0 || res == NULL) {
-    uv_freeaddrinfo(res);
+    if (res)
+      freeaddrinfo(res);
     conn->c->stats.conns_failed++;
     conn_close(conn, status < 0 ? status : UV_EAI_NONAME);
     return;
@@ -857,7 +902,7 @@ static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
     conn->state = C_CONNECT;
     rc = uv_tcp_connect(&conn->creq, &conn->tcp, res->ai_addr, on_connect);
   }
-  uv_freeaddrinfo(res);
+  freeaddrinfo(res);
   if (rc < 0) {
     conn->c->stats.conns_failed++;
     conn_close(conn, rc);
@@ -882,16 +927,22 @@ static int conn_open(struct http_client *c)
   c->n_conns++;
   c->open_handles++;
   c->stats.conns_opened++;
-  char port[16];
-  snprintf(port, sizeof(port), "%d", c->port);
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG;
-  conn->gai.data = conn;
-  conn->gai_pending = 1;
-  int rc = uv_getaddrinfo(c->loop, &conn->gai, on_resolved, c->host, port, &hints);
+  struct resolve_job *r = core_try_malloc(sizeof(*r));
+  char *host = core_strdup(c->host);
+  int rc = r ? 0 : UV_ENOMEM;
+  if (r) {
+    memset(r, 0, sizeof(*r));
+    r->conn = conn;
+    r->host = host;
+    snprintf(r->port, sizeof(r->port), "%d", c->port);
+    conn->gai_pending = 1;
+    if ((rc = core_job_submit(c->loop, &r->job, resolve_run, on_resolved)) < 0) {
+      core_free(r);
+      r = NULL;
+    }
+  }
+  if (r == NULL)
+    core_free(host);
   if (rc < 0) {
     conn->gai_pending = 0;
     c->stats.conns_failed++;

@@ -22,7 +22,7 @@
  * which gives blocking calls from any number of threads over a keep-alive
  * pool of TLS connections with the remote's fingerprint pinned. The loop
  * only starts the task (datastore lookup, task start, thread start) and ends
- * it (a uv_async from the engine thread). Everything the engine threads do
+ * it (a core_wake from the engine thread). Everything the engine threads do
  * to the local datastore goes through store/'s pool-side functions (chunk
  * insert, snapshot and group files, locks), as a pool job would.
  *
@@ -41,7 +41,7 @@
  *   sync_admin.c   cairn-admin remote / sync-job / pull / push
  *
  * THREADS: sync_ctx and the API are loop-thread only; the engines run on
- * their own threads and touch the loop only through the run's uv_async.
+ * their own threads and touch the loop only through the run's core_wake.
  */
 #ifndef SYNC_H
 #define SYNC_H
@@ -51,6 +51,7 @@
 #include "core/core_map.h"
 #include "core/core_shmem.h"
 #include "core/core_task.h"
+#include "core/core_wake.h"
 #include "format/format_name.h"
 #include "http/http.h"
 
@@ -286,11 +287,11 @@ struct sync_engine {
   _Atomic uint64_t errors;
   char err[600];                /* the first fatal error */
   int s3;                       /* the local datastore keeps its data in S3 */
-  /* loop calls (sync_job.c): queued under call_mutex, run by call_async */
+  /* loop calls (sync_job.c): queued under call_mutex, run by call_wake */
   pthread_mutex_t call_mutex;
   pthread_cond_t call_cond;
   struct sync_loop_call *calls;
-  uv_async_t *call_async;
+  struct core_wake *call_wake;
   int closing;                  /* guarded by call_mutex: calls fail at once */
 };
 

@@ -306,10 +306,10 @@ static void h_remote_remove(struct http_request *req, void *ctx)
 /* ---- scans: what the remote offers ---- */
 
 /* A scan waits on the network: it runs on a thread of its own (as sync
- * engines do), not on the request pool, and comes back through a uv_async. */
+ * engines do), not on the request pool, and comes back through a core_wake. */
 struct scan {
   struct core_job job;          /* only for the shared run signature */
-  uv_async_t done_async;
+  struct core_wake done_wake;
   pthread_t thread;
   struct sync_ctx *ctx;
   struct http_request *req;
@@ -394,7 +394,7 @@ out:
 
 static void scan_closed(uv_handle_t *h)
 {
-  struct scan *s = h->data;
+  struct scan *s = ((struct core_wake *)h)->data;
   core_free(s->name);
   core_free(s->store);
   core_free(s->ns);
@@ -413,20 +413,20 @@ static void scan_respond(struct scan *s, int status)
     http_respond_error(s->req, 502, "remote '%s': %s", s->name, s->err);
 }
 
-static void scan_async(uv_async_t *h)
+static void scan_done(struct core_wake *w)
 {
-  struct scan *s = h->data;
+  struct scan *s = w->data;
   pthread_join(s->thread, NULL);
   s->ctx->pending--;
   scan_respond(s, 0);
-  uv_close((uv_handle_t *)&s->done_async, scan_closed);
+  core_wake_close(&s->done_wake, scan_closed);
 }
 
 static void *scan_main(void *arg)
 {
   struct scan *s = arg;
   scan_run(&s->job);
-  uv_async_send(&s->done_async);
+  core_wake_send(&s->done_wake);
   return NULL;
 }
 
@@ -446,15 +446,19 @@ static void scan_start(struct http_request *req, struct sync_ctx *ctx, int group
   s->store = core_strdup(store);
   s->ns = core_strdup(ns ? ns : "");
   s->groups = groups;
-  uv_async_init(ctx->loop, &s->done_async, scan_async);
-  s->done_async.data = s;
+  s->done_wake.data = s;
+  if (core_wake_init(ctx->loop, &s->done_wake, scan_done) < 0) {
+    http_respond_error(req, 503, "cannot start the scan: out of file descriptors");
+    scan_closed((uv_handle_t *)&s->done_wake); /* frees `s`; no handle was made */
+    return;
+  }
   ctx->pending++;
   if (ctx->closing || pthread_create(&s->thread, NULL, scan_main, s) != 0) {
     ctx->pending--;
     s->rc = CORE_EINVAL;
     snprintf(s->err, sizeof(s->err), "cannot start the scan");
     scan_respond(s, CORE_EINVAL);
-    uv_close((uv_handle_t *)&s->done_async, scan_closed);
+    core_wake_close(&s->done_wake, scan_closed);
   }
 }
 

@@ -4,9 +4,10 @@
  * configured job, the local datastore (and, for a local sync, the source
  * datastore) is looked up and held, the task started, the engine thread
  * started; (engine thread) sync__pull or sync__push; (loop, through the
- * run's uv_async) the task is finished and the datastores released. The
- * async handle is unref'd so a running sync never keeps a stopping server's
- * loop alive; sync_ctx_close aborts and joins what still runs.
+ * run's core_wake, not a uv_async_t: core_wake.h) the task is finished and
+ * the datastores released. The wake handles are unref'd so a running sync
+ * never keeps a stopping server's loop alive; sync_ctx_close aborts and joins
+ * what still runs.
  *
  * Job state is the task registry itself (the newest task of type
  * "syncjob" whose worker id is the job id gives last-run-upid, -state and
@@ -22,6 +23,7 @@
 #include "core/core_job.h"
 #include "core/core_log.h"
 #include "core/core_parse.h"
+#include "core/core_wake.h"
 #include "gc/gc_api.h"
 #include "store/store_registry.h"
 
@@ -41,9 +43,9 @@ struct sync_run {
   enum store_op ds_op;
   pthread_t thread;
   int thread_started;
-  uv_async_t done_async;
-  uv_async_t call_async;        /* the engine's loop calls (S3) */
-  int handles;                  /* async handles still to close */
+  struct core_wake done_wake;   /* the engine ended */
+  struct core_wake call_wake;   /* the engine's loop calls (S3) */
+  int handles;                  /* wake handles still to close */
   _Atomic int done;
   int rc;
   sync_start_cb cb;
@@ -59,7 +61,7 @@ static void run_free(struct sync_run *r)
 
 static void run_closed(uv_handle_t *h)
 {
-  struct sync_run *r = h->data;
+  struct sync_run *r = ((struct core_wake *)h)->data;
   if (--r->handles == 0)
     run_free(r);
 }
@@ -81,7 +83,7 @@ int sync__loop_call(struct sync_engine *e, struct sync_loop_call *c)
   c->next = e->calls;
   e->calls = c;
   pthread_mutex_unlock(&e->call_mutex);
-  uv_async_send(e->call_async);
+  core_wake_send(e->call_wake);
   pthread_mutex_lock(&e->call_mutex);
   while (!c->done)
     pthread_cond_wait(&e->call_cond, &e->call_mutex);
@@ -100,9 +102,9 @@ void sync__loop_done(struct sync_loop_call *c, int rc, const char *msg)
   pthread_mutex_unlock(&e->call_mutex);
 }
 
-static void on_call_async(uv_async_t *h)
+static void on_call_wake(struct core_wake *w)
 {
-  struct sync_run *r = h->data;
+  struct sync_run *r = w->data;
   struct sync_engine *e = &r->eng;
   pthread_mutex_lock(&e->call_mutex);
   struct sync_loop_call *list = e->calls;
@@ -154,13 +156,13 @@ static void run_end(struct sync_run *r)
   if (r->src_ds)
     store_release(r->src_ds, STORE_OP_READ);
   r->handles = 2;
-  uv_close((uv_handle_t *)&r->done_async, run_closed);
-  uv_close((uv_handle_t *)&r->call_async, run_closed);
+  core_wake_close(&r->done_wake, run_closed);
+  core_wake_close(&r->call_wake, run_closed);
 }
 
-static void on_done_async(uv_async_t *h)
+static void on_done_wake(struct core_wake *w)
 {
-  struct sync_run *r = h->data;
+  struct sync_run *r = w->data;
   if (atomic_load(&r->done))
     run_end(r);
 }
@@ -170,7 +172,7 @@ static void *engine_main(void *arg)
   struct sync_run *r = arg;
   r->rc = r->p->dir == SYNC_PUSH ? sync__push(&r->eng) : sync__pull(&r->eng);
   atomic_store(&r->done, 1);
-  uv_async_send(&r->done_async);
+  core_wake_send(&r->done_wake);
   return NULL;
 }
 
@@ -193,7 +195,8 @@ static void start_fail(struct sync_run *r, int err, const char *msg)
     store_release(r->src_ds, STORE_OP_READ);
   ctx->pending--;
   r->cb(r->arg, err, msg, NULL);
-  run_free(r);
+  if (r->handles == 0)
+    run_free(r); /* else when its wake has closed (run_closed) */
 }
 
 static void start_engine(struct sync_run *r)
@@ -212,6 +215,20 @@ static void start_engine(struct sync_run *r)
                                "supported yet");
     return;
   }
+  /* Descriptors first (an eventfd each): nothing to undo but themselves. */
+  int rc = core_wake_init(ctx->loop, &r->call_wake, on_call_wake);
+  if (rc < 0) {
+    start_fail(r, rc, "cannot set up the sync thread's wake-up");
+    return;
+  }
+  r->call_wake.data = r;
+  if ((rc = core_wake_init(ctx->loop, &r->done_wake, on_done_wake)) < 0) {
+    r->handles = 1; /* run_closed frees `r`, not start_fail */
+    core_wake_close(&r->call_wake, run_closed);
+    start_fail(r, rc, "cannot set up the sync thread's wake-up");
+    return;
+  }
+  r->done_wake.data = r;
   clear_starting(r);
   const char *type = p->job_id ? SYNC_TASK_JOB : p->dir == SYNC_PUSH ? SYNC_TASK_PUSH
                                                                      : SYNC_TASK_PULL;
@@ -224,6 +241,9 @@ static void start_engine(struct sync_run *r)
              p->remote_store, p->store, p->ns);
   struct core_task *t = core_task_start(ctx->gc->tasks, type, worker, r->authid, p->store);
   if (t == NULL) {
+    r->handles = 2; /* run_closed frees `r`, not start_fail */
+    core_wake_close(&r->done_wake, run_closed);
+    core_wake_close(&r->call_wake, run_closed);
     start_fail(r, CORE_ETOOBIG, "task id too long");
     return;
   }
@@ -237,17 +257,13 @@ static void start_engine(struct sync_run *r)
   r->eng.s3 = store_datastore_is_s3(r->ds);
   pthread_mutex_init(&r->eng.call_mutex, NULL);
   pthread_cond_init(&r->eng.call_cond, NULL);
-  uv_async_init(ctx->loop, &r->call_async, on_call_async);
-  r->call_async.data = r;
-  uv_unref((uv_handle_t *)&r->call_async);
-  r->eng.call_async = &r->call_async;
+  uv_unref((uv_handle_t *)&r->call_wake.poll);
+  r->eng.call_wake = &r->call_wake;
   if (p->dir == SYNC_PUSH)
     sync_rate_init(&r->eng.rate, p->rate_out, p->burst_out);
   else
     sync_rate_init(&r->eng.rate, p->rate_in, p->burst_in);
-  uv_async_init(ctx->loop, &r->done_async, on_done_async);
-  r->done_async.data = r;
-  uv_unref((uv_handle_t *)&r->done_async);
+  uv_unref((uv_handle_t *)&r->done_wake.poll);
   r->next = ctx->runs;
   ctx->runs = r;
   ctx->pending--;
