@@ -1,4 +1,4 @@
-/* core_pool.c: worker threads with an eventfd back to the loop (core_pool.h). */
+/* core_pool.c: worker threads with a core_wake back to the loop (core_pool.h). */
 #include "core/core_pool.h"
 
 #include "core/core_log.h"
@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <sched.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -72,13 +71,8 @@ static void complete(struct core_pool *p, struct core_job *job)
     job->next = head;
   while (!atomic_compare_exchange_weak_explicit(&p->done, &head, job, memory_order_release,
                                                 memory_order_relaxed));
-  if (head == NULL) {
-    uint64_t one = 1;
-    ssize_t rc;
-    do
-      rc = write(p->efd, &one, sizeof(one));
-    while (rc < 0 && errno == EINTR);
-  }
+  if (head == NULL)
+    core_wake_send(&p->wake);
 }
 
 static void *worker_main(void *arg)
@@ -138,16 +132,11 @@ static void *worker_main(void *arg)
   return NULL;
 }
 
-static void on_wake(uv_poll_t *h, int status, int events)
+static void on_wake(struct core_wake *w)
 {
-  struct core_pool *p = h->data;
-  uint64_t count;
-  (void)status;
-  (void)events;
-  /* Reset the counter before taking the list: a worker that pushes onto the
-   * emptied list writes again, so nothing is left without a wake-up. */
-  while (read(p->efd, &count, sizeof(count)) < 0 && errno == EINTR)
-    ;
+  struct core_pool *p = w->data;
+  /* core_wake reset its counter before this call: a worker that pushes onto
+   * the emptied list wakes the loop again, so nothing is left behind. */
   struct core_job *list = atomic_exchange_explicit(&p->done, NULL, memory_order_acquire);
   struct core_job *fifo = NULL;
   while (list) { /* newest first: reversed, callbacks run in completion order */
@@ -159,7 +148,7 @@ static void on_wake(uv_poll_t *h, int status, int events)
   while (fifo) {
     struct core_job *next = fifo->next;
     if (--p->pending == 0)
-      uv_unref((uv_handle_t *)&p->poll);
+      uv_unref((uv_handle_t *)&p->wake.poll);
     fifo->done(fifo, 0);
     fifo = next;
   }
@@ -189,16 +178,10 @@ int core_pool_start(struct core_pool *p, uv_loop_t *loop, const struct core_pool
   snprintf(p->name, sizeof(p->name), "%s", o->name ? o->name : "pool");
   core_hist_init(&p->wait, core_hist_latency_bounds, core_hist_latency_nbounds);
   core_hist_init(&p->run, core_hist_latency_bounds, core_hist_latency_nbounds);
-  p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (p->efd < 0)
-    return -errno;
-  if ((rc = uv_poll_init(loop, &p->poll, p->efd)) < 0 ||
-      (rc = uv_poll_start(&p->poll, UV_READABLE, on_wake)) < 0) {
-    close(p->efd);
+  if ((rc = core_wake_init(loop, &p->wake, on_wake)) < 0)
     return rc;
-  }
-  p->poll.data = p;
-  uv_unref((uv_handle_t *)&p->poll);
+  p->wake.data = p;
+  uv_unref((uv_handle_t *)&p->wake.poll);
   pthread_mutex_init(&p->mutex, NULL);
   sem_init(&p->sem, 0, 0);
   p->started = 1;
@@ -234,7 +217,7 @@ static void submit(struct core_pool *p, struct core_job *job, core_job_run_fn ru
   job->queued_ns = uv_hrtime();
   core_gauge_add(&p->queued, 1);
   if (p->pending++ == 0)
-    uv_ref((uv_handle_t *)&p->poll);
+    uv_ref((uv_handle_t *)&p->wake.poll);
   /* Lock-free: a worker holding the mutex may have been preempted (at nice
    * 19 or SCHED_IDLE, for long), and the loop must not wait for it. */
   struct core_job *head = atomic_load_explicit(&p->incoming, memory_order_relaxed);
@@ -259,7 +242,7 @@ void core_pool_submit_bulk(struct core_pool *p, struct core_job *job, core_job_r
 
 static void on_closed(uv_handle_t *h)
 {
-  struct core_pool *p = h->data;
+  struct core_pool *p = ((struct core_wake *)h)->data;
   p->closed = 1;
 }
 
@@ -278,10 +261,9 @@ void core_pool_stop(struct core_pool *p)
   for (int i = 0; i < p->n; i++)
     pthread_join(p->threads[i], NULL);
   p->n = 0;
-  uv_close((uv_handle_t *)&p->poll, on_closed);
+  core_wake_close(&p->wake, on_closed);
   while (!p->closed)
     uv_run(p->loop, UV_RUN_ONCE);
-  close(p->efd);
   pthread_mutex_destroy(&p->mutex);
   sem_destroy(&p->sem);
   p->started = 0;

@@ -11,8 +11,8 @@
  * the busy wait.)
  *
  * A core_pool keeps finished jobs on a lock-free list and wakes the loop
- * through its own eventfd, watched with a uv_poll_t. Jobs reach the workers
- * the same way: a lock-free list and a semaphore post, and only the workers
+ * through a core_wake (core_wake.h: an eventfd). Jobs reach the workers the
+ * same way: a lock-free list and a semaphore post, and only the workers
  * take the mutex that orders the two lanes. Nothing on the loop ever waits
  * for a worker: with a shared mutex and condition variable, the loop thread
  * blocked in pthread_mutex_lock and pthread_cond_signal about 25 times a
@@ -42,6 +42,7 @@
 
 #include "core/core_job.h"
 #include "core/core_metrics.h"
+#include "core/core_wake.h"
 
 #include <pthread.h>
 #include <semaphore.h>
@@ -59,8 +60,7 @@ struct core_pool_opts {
 
 struct core_pool {
   uv_loop_t *loop;                /* borrowed */
-  uv_poll_t poll;                 /* on `efd`; ref'd while jobs are pending */
-  int efd;                        /* eventfd, non-blocking */
+  struct core_wake wake;          /* finished jobs; ref'd while jobs are pending */
   pthread_mutex_t mutex;          /* workers only: the lanes, bulk_running, stop */
   sem_t sem;                      /* one post per job submitted, n more to stop */
   _Atomic(struct core_job *) incoming; /* submitted, newest first (loop pushes) */
@@ -79,7 +79,7 @@ struct core_pool {
   unsigned pending;               /* loop: submitted, `done` not yet called */
   int started;
   char name[16];                  /* opts.name, for the metrics label */
-  int closed;                     /* the poll handle is closed */
+  int closed;                     /* the wake handle is closed */
   /* Metrics: any thread (atomics). */
   struct core_gauge queued;       /* jobs waiting for a thread */
   struct core_gauge running;      /* jobs on a thread now */
