@@ -430,8 +430,8 @@ int main(int argc, char **argv)
   if (rtprio > 0 && (rc = core_sched_fifo_self(rtprio)) < 0)
     core_info("the event loop stays under the fair scheduler (SCHED_FIFO %d needs "
               "CAP_SYS_NICE or RLIMIT_RTPRIO %d): %s", rtprio, rtprio, core_strerror(rc));
-  /* File-system work and hashing go to Cairn's own pool (core_pool.h says
-   * why not libuv's); libuv's pool is left with DNS lookups. */
+  /* File-system work, hashing and DNS lookups go to Cairn's own pool
+   * (core_pool.h says why not libuv's, which cairnd does not use). */
   struct core_pool_opts po = {"pool", pool_threads(), 0, 0, 0};
   rc = core_pool_start(&d.pool, d.loop, &po);
   if (rc < 0) {

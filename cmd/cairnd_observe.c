@@ -48,10 +48,6 @@ static void on_lag_tick(uv_timer_t *t)
   o->lag_expect_ns = now + (uint64_t)CAIRND_LAG_PERIOD_MS * 1000000u;
 }
 
-/* Before each poll: this iteration's callbacks ran from the previous poll's
- * start to now, minus the time that poll blocked. Wall clock: a thread
- * preempted mid-callback counts as busy (the lag histogram and
- * /proc/PID/task/PID/schedstat tell the two apart). */
 static uint64_t thread_cpu_ns(void)
 {
   struct timespec ts;
@@ -60,6 +56,11 @@ static uint64_t thread_cpu_ns(void)
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Before each poll: this iteration's callbacks ran from the previous poll's
+ * start to now, minus the time that poll blocked. Wall clock: a thread
+ * preempted mid-callback counts as busy (the lag histogram and
+ * /proc/PID/task/PID/schedstat tell the two apart), and the thread's CPU
+ * time over the same span beside it. */
 static void on_busy_probe(uv_prepare_t *h)
 {
   struct cairnd_observe *o = h->data;

@@ -99,6 +99,7 @@ static void *worker_main(void *arg)
     syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, tid,
             (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 7);
   int bulk_done = 0; /* a bulk job finished since the last lock */
+  int posted = 0;    /* woken by a post, not yet matched with a job */
   for (;;) {
     pthread_mutex_lock(&p->mutex);
     p->bulk_running -= bulk_done;
@@ -115,8 +116,15 @@ static void *worker_main(void *arg)
        * that finishes one) just waits again. */
       while (sem_wait(&p->sem) < 0 && errno == EINTR)
         ;
+      posted = 1;
       continue;
     }
+    /* Each job takes one post: a thread that found it without waiting takes
+     * the post now, so idle threads are not woken for jobs already running
+     * and the count stays near the queue's length. */
+    if (!posted)
+      (void)sem_trywait(&p->sem);
+    posted = 0;
     bulk_done = job->bulk;
     uint64_t t0 = uv_hrtime();
     core_gauge_add(&p->queued, -1);

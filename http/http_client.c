@@ -663,9 +663,6 @@ static void conn_finalize(struct conn *conn)
 {
   struct http_client *c = conn->c;
   struct http_client_req *req = conn->req;
-  /* A response that came before the whole body went out (an early error):
-   * the rest must not be sent, and libuv must let go of the caller's body
-   * before the request ends, so the connection closes. */
   if (conn->body_inflight && conn->body_off == req->r.body_len && !conn->no_reuse) {
     /* The whole body is with libuv and the response came before the last
      * write's callback (both in one loop iteration, common under load):
@@ -674,6 +671,9 @@ static void conn_finalize(struct conn *conn)
     conn->finalize_on_write = 1;
     return;
   }
+  /* A response that came before the whole body went out (an early error):
+   * the rest must not be sent, and libuv must let go of the caller's body
+   * before the request ends, so the connection closes. */
   int body_pending = conn->body_inflight || conn->body_off < req->r.body_len;
   int keep = llhttp_should_keep_alive(&conn->parser) && !conn->no_reuse && !c->closing &&
              !body_pending &&

@@ -160,6 +160,10 @@ enum http_conn_flags {
  * another connection waits for at most that, not for every upload's socket
  * buffer to be drained. */
 #define HTTP_ITER_READ_BUDGET (1024 * 1024)
+/* Past it, connections between requests or in a request head still read, up
+ * to this much more per iteration and this much per read: heads, not bodies. */
+#define HTTP_ITER_HEAD_BUDGET (256 * 1024)
+#define HTTP_HEAD_READ (16 * 1024)
 
 struct http_conn {
   uv_tcp_t tcp;
@@ -212,6 +216,7 @@ struct http_server {
   uv_timer_t budget_wake;         /* resumes waiters from a clean stack */
   uv_timer_t pool_trim;           /* gives idle body memory back (unref'd) */
   size_t iter_bytes;              /* read in this loop iteration (HTTP_ITER_READ_BUDGET) */
+  size_t iter_head_bytes;         /* of which past it, into heads (HTTP_ITER_HEAD_BUDGET) */
   struct http_conn *defer_head;   /* connections waiting for the next iteration */
   uv_prepare_t iter_prepare;      /* starts each iteration's budget (unref'd) */
   uv_timer_t grace;

@@ -935,6 +935,7 @@ static void on_iter_prepare(uv_prepare_t *p)
 {
   struct http_server *s = p->data;
   s->iter_bytes = 0;
+  s->iter_head_bytes = 0;
   struct http_conn *c = s->defer_head;
   s->defer_head = NULL;
   while (c) {
@@ -950,16 +951,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   struct http_conn *c = h->data;
   struct http_request *req = c->req;
-  /* Over the budget only a connection waiting for a request's next bytes
-   * reads: one between requests, or in a head, gets its read anyway. What
-   * waits there is the head of a status poll or a session open, small work
-   * that must not queue behind every upload's body, iteration after
-   * iteration (that was the status p99 under load). Such a read is one
-   * buffer, so an iteration reads at most the budget plus one buffer per
-   * connection starting a request. */
-  if (c->server->iter_bytes >= HTTP_ITER_READ_BUDGET && req && req->state != HTTP_REQ_HEADERS) {
-    *buf = uv_buf_init(NULL, 0); /* read nothing: on_read gets UV_ENOBUFS */
-    return;
+  /* Over the budget a connection in the middle of a body waits for the next
+   * iteration. One between requests or in a head still reads, from a second,
+   * small budget and a head's worth at a time: what waits there is a status
+   * poll or a session open, which must not queue behind every upload's body
+   * iteration after iteration (that was the status p99 under load). */
+  size_t cap = sizeof(read_buf);
+  if (c->server->iter_bytes >= HTTP_ITER_READ_BUDGET) {
+    if ((req && req->state != HTTP_REQ_HEADERS) ||
+        c->server->iter_head_bytes >= HTTP_ITER_HEAD_BUDGET) {
+      *buf = uv_buf_init(NULL, 0); /* read nothing: on_read gets UV_ENOBUFS */
+      return;
+    }
+    cap = HTTP_HEAD_READ;
   }
   /* A plain-TCP body of known length is read straight into its buffer, at
    * the place the parser will append it: no copy through read_buf. Only the
@@ -974,7 +978,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(req->body.base + req->body.len, (unsigned)n);
     return;
   }
-  *buf = uv_buf_init(read_buf, sizeof(read_buf));
+  *buf = uv_buf_init(read_buf, (unsigned)cap);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -991,6 +995,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     http__conn_close(c);
     return;
   }
+  if (c->server->iter_bytes >= HTTP_ITER_READ_BUDGET)
+    c->server->iter_head_bytes += (size_t)nread;
   c->server->iter_bytes += (size_t)nread;
   if (c->server->stats)
     core_counter_add(&c->server->stats->rx_bytes, (uint64_t)nread);
