@@ -447,8 +447,9 @@ static void scan_start(struct http_request *req, struct sync_ctx *ctx, int group
   s->ns = core_strdup(ns ? ns : "");
   s->groups = groups;
   s->done_wake.data = s;
-  if (core_wake_init(ctx->loop, &s->done_wake, scan_done) < 0) {
-    http_respond_error(req, 503, "cannot start the scan: out of file descriptors");
+  int rc = core_wake_init(ctx->loop, &s->done_wake, scan_done);
+  if (rc < 0) {
+    http_respond_errno(req, rc, "cannot start the scan");
     scan_closed((uv_handle_t *)&s->done_wake); /* frees `s`; no handle was made */
     return;
   }
