@@ -35,7 +35,8 @@ struct core_wake {
 int core_wake_init(uv_loop_t *loop, struct core_wake *w, core_wake_cb cb);
 /* Any thread: `cb` runs on the loop soon after. Never blocks. */
 void core_wake_send(struct core_wake *w);
-/* Closes the handle; `close_cb` gets (uv_handle_t *)w. No send may follow. */
+/* Closes the handle; `close_cb` is called with (uv_handle_t *)w. No send may
+ * follow. */
 void core_wake_close(struct core_wake *w, uv_close_cb close_cb);
 
 #endif

@@ -252,6 +252,18 @@ class CatalogCase(unittest.TestCase):
         make_tree(src, random.Random(seed))
         return src
 
+    def replace_keeping_stat(self, p, offset):
+        """Replaces file `p` by a copy with the byte at `offset` flipped, with the
+        same size and mtime but another inode."""
+        st = os.stat(p)
+        with open(p, "rb") as f:
+            data = bytearray(f.read())
+        data[offset] ^= 0xff
+        # written while the old file still exists, so its inode cannot be reused
+        write(p + ".tmp", bytes(data), st.st_mtime_ns)
+        os.rename(p + ".tmp", p)
+        self.assertNotEqual(st.st_ino, os.stat(p).st_ino)
+
     def assert_restores_to(self, snap, src, what=""):
         dst = tempfile.mkdtemp(dir=self.tmp)
         shutil.rmtree(dst)
@@ -405,15 +417,7 @@ class CatalogCase(unittest.TestCase):
         self.assertEqual(6, s["reused-files"])
         self.assert_restores_to(s["snapshot"], src, "append/truncate")
         # replace: same size and mtime, another inode
-        p = os.path.join(big, "r03.bin")
-        st = os.stat(p)
-        with open(p, "rb") as f:
-            data = bytearray(f.read())
-        data[12345] ^= 0xff
-        # written while the old file still exists, so its inode cannot be reused
-        write(p + ".tmp", bytes(data), st.st_mtime_ns)
-        os.rename(p + ".tmp", p)
-        self.assertNotEqual(st.st_ino, os.stat(p).st_ino)
+        self.replace_keeping_stat(os.path.join(big, "r03.bin"), 12345)
         s = self.backup(src, "meta")
         self.assertEqual(7, s["reused-files"])
         self.assert_restores_to(s["snapshot"], src, "replace")
@@ -497,14 +501,7 @@ class CatalogCase(unittest.TestCase):
         self.assert_small_step(s, nfiles, 2, "small: append")
         self.assert_restores_to(s["snapshot"], src, "small: append")
         # replace: same size and mtime, another inode
-        p = os.path.join(src, "d4", "f030.bin")
-        st = os.stat(p)
-        with open(p, "rb") as f:
-            data = bytearray(f.read())
-        data[100] ^= 0xff
-        write(p + ".tmp", bytes(data), st.st_mtime_ns)
-        os.rename(p + ".tmp", p)
-        self.assertNotEqual(st.st_ino, os.stat(p).st_ino)
+        self.replace_keeping_stat(os.path.join(src, "d4", "f030.bin"), 100)
         s = self.backup(src, "small")
         self.assert_small_step(s, nfiles, 2, "small: replace")
         self.assert_restores_to(s["snapshot"], src, "small: replace")
