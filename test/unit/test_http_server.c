@@ -174,6 +174,17 @@ static void expect_body(struct hfx_client *cl, int status, const char *body)
   hfx_resp_free(&r);
 }
 
+/* POSTs `n` bytes to `path`; the answer is a 200 with body `want`. */
+static void post_expect(struct hfx_client *cl, const char *path, const char *body, size_t n,
+                        const char *want)
+{
+  char head[128];
+  snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", path, n);
+  ASSERT_OK(hfx_send_str(cl, head));
+  ASSERT_OK(hfx_send(cl, body, n));
+  expect_body(cl, 200, want);
+}
+
 /* The connection still answers a plain GET. */
 static void expect_serves_on(struct hfx_client *cl)
 {
@@ -212,12 +223,8 @@ UNIT_TEST(taken_body_outlives_response_and_server_free)
   char *body = core_malloc(n);
   for (size_t i = 0; i < n; i++)
     body[i] = (char)('a' + i % 26);
-  char head[128];
-  snprintf(head, sizeof(head), "POST /take HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
   memset(&taken, 0, sizeof(taken));
-  ASSERT_OK(hfx_send_str(&t.cl, head));
-  ASSERT_OK(hfx_send(&t.cl, body, n));
-  expect_body(&t.cl, 200, "{\"data\":\"taken\"}\n");
+  post_expect(&t.cl, "/take", body, n, "{\"data\":\"taken\"}\n");
   ASSERT_EQ(taken.len, n);
   ASSERT(memcmp(taken.base, body, n) == 0);
   ASSERT(t.srv->body_bytes >= n); /* still counted against the budget */
@@ -242,20 +249,14 @@ UNIT_TEST(taken_body_released_gives_budget_back)
   ts_start(&t);
   size_t n = 100 * 1024;
   char *body = core_calloc(1, n);
-  char head[128];
-  snprintf(head, sizeof(head), "POST /take HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
   memset(&taken, 0, sizeof(taken));
-  ASSERT_OK(hfx_send_str(&t.cl, head));
-  ASSERT_OK(hfx_send(&t.cl, body, n));
-  expect_body(&t.cl, 200, "{\"data\":\"taken\"}\n");
+  post_expect(&t.cl, "/take", body, n, "{\"data\":\"taken\"}\n");
   ASSERT(t.srv->body_bytes >= n);
   /* Taken bodies may hold half of the budget at most: with a budget of
    * three such bodies, a second one stays in its request. */
   size_t budget = t.srv->limits.body_budget;
   t.srv->limits.body_budget = 3 * t.srv->body_bytes;
-  ASSERT_OK(hfx_send_str(&t.cl, head));
-  ASSERT_OK(hfx_send(&t.cl, body, n));
-  expect_body(&t.cl, 200, "{\"data\":\"kept\"}\n");
+  post_expect(&t.cl, "/take", body, n, "{\"data\":\"kept\"}\n");
   t.srv->limits.body_budget = budget;
   http_body_release(&taken);
   ASSERT_EQ(t.srv->body_bytes, 0);
@@ -276,14 +277,10 @@ UNIT_TEST(body_over_iteration_read_budget)
   ts_start(&t);
   size_t n = 3 * HTTP_ITER_READ_BUDGET + 12345;
   char *body = core_calloc(1, n);
-  char head[128], want[64];
-  snprintf(head, sizeof(head), "POST /big HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+  char want[64];
   snprintf(want, sizeof(want), "{\"data\":%zu}\n", n);
-  for (int i = 0; i < 2; i++) {
-    ASSERT_OK(hfx_send_str(&t.cl, head));
-    ASSERT_OK(hfx_send(&t.cl, body, n));
-    expect_body(&t.cl, 200, want);
-  }
+  for (int i = 0; i < 2; i++)
+    post_expect(&t.cl, "/big", body, n, want);
   expect_serves_on(&t.cl);
   ts_stop(&t);
   core_free(body);
